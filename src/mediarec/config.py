@@ -1,0 +1,43 @@
+"""One settings object for paths and defaults, read from the environment (``MEDIAREC_*``)."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from pydantic import BaseModel, Field
+
+
+def _default_home() -> Path:
+    env = os.environ.get("MEDIAREC_HOME")
+    return Path(env).expanduser() if env else Path.home() / ".cache" / "mediarec"
+
+
+class Settings(BaseModel):
+    """Where mediarec keeps models, indexes and caches, and which models it uses by default."""
+
+    home: Path = Field(default_factory=_default_home)
+    embedder: str = "minilm-l6-int8"
+    llm: str = "local:qwen2.5-0.5b"
+    chroma_url: str | None = Field(default_factory=lambda: os.environ.get("MEDIAREC_CHROMA_URL") or None)
+
+    @property
+    def models_dir(self) -> Path:
+        return self.home / "models"
+
+    @property
+    def index_dir(self) -> Path:
+        return self.home / "index"
+
+    @property
+    def cache_dir(self) -> Path:
+        return self.home / "cache"
+
+    @property
+    def data_dir(self) -> Path:
+        return self.home / "data"
+
+
+def get_settings(**overrides) -> Settings:
+    """Fresh settings (the environment is read at call time, so tests can point MEDIAREC_HOME elsewhere)."""
+    return Settings(**{k: v for k, v in overrides.items() if v is not None})

@@ -1,0 +1,235 @@
+"""The ChromaDB index of a catalog: one collection of text embeddings, two of collaborative vectors.
+
+* ``<prefix>-text``: MiniLM embeddings of each item's text (cosine space, with our embedding
+  function attached so free-text queries work). Depends on the items only.
+* ``<prefix>-collab``: item-side collaborative vectors (inner-product space).
+* ``<prefix>-collabq``: query-side collaborative vectors; a user's query vector is built from them.
+
+Every collection records a fingerprint of what it was built from (catalog hash, embedder,
+vector settings) and whether the build completed. A collection whose fingerprint differs is
+stale: it is rebuilt (or, with ``rebuild=False``, reported as an error), never silently used.
+Text embedding runs in batches and skips ids already present under the same fingerprint, so an
+interrupted build resumes where it stopped and a repeated build is a no-op.
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlparse
+
+import numpy as np
+from pydantic import BaseModel, Field
+
+from .catalog import Catalog
+from .collab import CollabModel, CollabSettings
+from .config import Settings, get_settings
+from .errors import ConfigError, IndexError_
+
+log = logging.getLogger(__name__)
+INDEX_FORMAT = 1
+
+
+class IndexSettings(BaseModel):
+    """What the index depends on besides the catalog."""
+
+    embedder: str = "minilm-l6-int8"
+    text_max_chars: int = 1000
+    batch_size: int = 256
+    collab: CollabSettings = Field(default_factory=CollabSettings)
+
+
+def make_client(settings: Settings, catalog_name: str, chroma_url: str | None = None):
+    """An embedded PersistentClient under $MEDIAREC_HOME/index/<catalog>, or an HttpClient for a server URL."""
+    import chromadb
+
+    url = chroma_url or settings.chroma_url
+    if url:
+        u = urlparse(url if "://" in url else f"http://{url}")
+        if not u.hostname:
+            raise ConfigError(f"bad --chroma-url {url!r}: expected http://HOST:PORT")
+        try:
+            client = chromadb.HttpClient(host=u.hostname, port=u.port or 8000, ssl=u.scheme == "https")
+            client.heartbeat()
+        except Exception as e:  # noqa: BLE001 - any connection failure is a configuration problem here
+            raise IndexError_(f"cannot reach the Chroma server at {url}: {e}") from None
+        return client
+    path = Path(settings.index_dir) / catalog_name
+    path.mkdir(parents=True, exist_ok=True)
+    return chromadb.PersistentClient(path=str(path))
+
+
+def _progress(enabled: bool):
+    from rich.progress import (BarColumn, MofNCompleteColumn, Progress, TextColumn,
+                               TimeRemainingColumn)
+    return Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
+                    TimeRemainingColumn(), disable=not enabled, transient=True)
+
+
+class CatalogIndex:
+    """Builds, validates and reads the Chroma collections of one catalog."""
+
+    def __init__(self, catalog: Catalog, client: Any, settings: IndexSettings | None = None,
+                 embedder: Any | None = None, prefix: str | None = None):
+        self.catalog = catalog
+        self.client = client
+        self.settings = settings or IndexSettings()
+        self._embedder = embedder
+        self.prefix = _safe_name(prefix or catalog.name)
+        self.item_ids = list(catalog.items)
+        self._pos = {i: k for k, i in enumerate(self.item_ids)}
+        self.text_vectors: np.ndarray | None = None
+        self.collab: CollabModel | None = None
+
+    # -- identity --------------------------------------------------------------------------
+    @property
+    def embedder(self):
+        if self._embedder is None:
+            from .embeddings import MiniLMEmbeddingFunction
+
+            self._embedder = MiniLMEmbeddingFunction(model_name=self.settings.embedder)
+        return self._embedder
+
+    def text_fingerprint(self) -> str:
+        return f"v{INDEX_FORMAT}:{self.catalog.items_fingerprint()[:24]}:{self.settings.embedder}:{self.settings.text_max_chars}"
+
+    def collab_fingerprint(self) -> str:
+        return f"v{INDEX_FORMAT}:{self.catalog.fingerprint()[:24]}:{self.settings.collab.key()}"
+
+    # -- building --------------------------------------------------------------------------
+    def build(self, progress: bool = False, rebuild: bool = True) -> "CatalogIndex":
+        """Bring all collections up to date (idempotent, resumable), then load them."""
+        self._build_text(progress, rebuild)
+        self._build_collab(progress, rebuild)
+        return self.load()
+
+    def _collection(self, suffix: str, fingerprint: str, space: str, rebuild: bool,
+                    embedding_function: Any = None):
+        """The collection, created if missing, recreated if stale (or an error when rebuild=False)."""
+        name = f"{self.prefix}-{suffix}"
+        meta = {"fingerprint": fingerprint, "complete": False}
+        try:
+            col = self.client.get_collection(name, embedding_function=embedding_function)
+        except Exception:  # noqa: BLE001 - chroma raises different types for "not found" across versions
+            col = None
+        if col is not None and (col.metadata or {}).get("fingerprint") != fingerprint:
+            if not rebuild:
+                raise IndexError_(f"index collection {name!r} is stale (built from other data); "
+                                  f"run `mediarec index --dataset {self.catalog.name}`")
+            log.info("collection %s is stale; rebuilding", name)
+            self.client.delete_collection(name)
+            col = None
+        if col is None:
+            col = self.client.create_collection(name, metadata=meta, embedding_function=embedding_function,
+                                                configuration={"hnsw": {"space": space}})
+        return col
+
+    def _build_text(self, progress: bool, rebuild: bool) -> None:
+        fp = self.text_fingerprint()
+        col = self._collection("text", fp, "cosine", rebuild)
+        if (col.metadata or {}).get("complete") and col.count() == len(self.item_ids):
+            return
+        present = set(col.get(include=[])["ids"]) if col.count() else set()
+        todo = [i for i in self.item_ids if i not in present]
+        bs = self.settings.batch_size
+        with _progress(progress) as bar:
+            task = bar.add_task(f"embedding {self.catalog.name}", total=len(self.item_ids), completed=len(present))
+            for start in range(0, len(todo), bs):
+                ids = todo[start:start + bs]
+                items = [self.catalog.items[i] for i in ids]
+                vecs = self.embedder.embed([it.text(self.settings.text_max_chars) for it in items])
+                col.upsert(ids=ids, embeddings=vecs, metadatas=[_item_meta(it) for it in items])
+                bar.advance(task, len(ids))
+        col.modify(metadata={"fingerprint": fp, "complete": True})
+
+    def _build_collab(self, progress: bool, rebuild: bool) -> None:
+        fp = self.collab_fingerprint()
+        item_col = self._collection("collab", fp, "ip", rebuild)
+        query_col = self._collection("collabq", fp, "ip", rebuild)
+        if all((c.metadata or {}).get("complete") for c in (item_col, query_col)):
+            return
+        model = CollabModel.fit(self.catalog, self.settings.collab)
+        bs = 1000
+        with _progress(progress) as bar:
+            task = bar.add_task(f"collaborative vectors {self.catalog.name}", total=2 * len(model.item_ids))
+            for col, vecs in ((item_col, model.item_vectors), (query_col, model.query_vectors)):
+                for start in range(0, len(model.item_ids), bs):
+                    col.upsert(ids=model.item_ids[start:start + bs], embeddings=vecs[start:start + bs])
+                    bar.advance(task, min(bs, len(model.item_ids) - start))
+        for col in (item_col, query_col):
+            col.modify(metadata={"fingerprint": fp, "complete": True})
+        self.collab = model
+
+    # -- reading ---------------------------------------------------------------------------
+    def is_current(self) -> bool:
+        try:
+            cols = [self.client.get_collection(f"{self.prefix}-{s}") for s in ("text", "collab", "collabq")]
+        except Exception:  # noqa: BLE001
+            return False
+        fps = [self.text_fingerprint(), self.collab_fingerprint(), self.collab_fingerprint()]
+        return all((c.metadata or {}).get("fingerprint") == fp and (c.metadata or {}).get("complete")
+                   for c, fp in zip(cols, fps))
+
+    def load(self) -> "CatalogIndex":
+        """Read the vectors into memory (exact re-scoring of candidates needs them)."""
+        if not self.is_current():
+            raise IndexError_(f"the index of {self.catalog.name!r} is missing, incomplete or stale; "
+                              f"run `mediarec index --dataset {self.catalog.name}`")
+        text = self.text_collection
+        got = text.get(include=["embeddings"])
+        vecs = np.zeros((len(self.item_ids), len(got["embeddings"][0])), dtype=np.float32)
+        for i, v in zip(got["ids"], got["embeddings"]):
+            vecs[self._pos[i]] = v
+        self.text_vectors = vecs
+        if self.collab is None or self.collab.settings != self.settings.collab:
+            self.collab = self._load_collab()
+        return self
+
+    def _load_collab(self) -> CollabModel:
+        item = self.client.get_collection(f"{self.prefix}-collab").get(include=["embeddings"])
+        query = self.client.get_collection(f"{self.prefix}-collabq").get(include=["embeddings"])
+        qpos = {i: k for k, i in enumerate(query["ids"])}
+        ids = list(item["ids"])
+        if not ids:
+            return CollabModel([], np.zeros((0, 1), np.float32), np.zeros((0, 1), np.float32), self.settings.collab)
+        iv = np.asarray(item["embeddings"], dtype=np.float32)
+        qv = np.asarray(query["embeddings"], dtype=np.float32)[[qpos[i] for i in ids]]
+        return CollabModel(ids, qv, iv, self.settings.collab)
+
+    @property
+    def text_collection(self):
+        return self.client.get_collection(f"{self.prefix}-text")
+
+    @property
+    def collab_collection(self):
+        return self.client.get_collection(f"{self.prefix}-collab")
+
+    def position(self, item_id: str) -> int | None:
+        return self._pos.get(item_id)
+
+
+def _item_meta(item) -> dict[str, Any]:
+    meta: dict[str, Any] = {"title": item.title[:500], "kind": item.kind}
+    if item.year:
+        meta["year"] = int(item.year)
+    return meta
+
+
+def _safe_name(name: str) -> str:
+    """A valid Chroma collection name prefix (3-63 chars, alphanumerics, '.', '_', '-')."""
+    import re
+
+    s = re.sub(r"[^A-Za-z0-9._-]+", "-", name).strip("-._") or "catalog"
+    return s[:50] if len(s) >= 3 else (s + "-cat")
+
+
+def open_index(catalog: Catalog, settings: Settings | None = None, chroma_url: str | None = None,
+               build: bool = True, progress: bool = False, index_settings: IndexSettings | None = None,
+               prefix: str | None = None, embedder: Any | None = None) -> CatalogIndex:
+    """The index of a catalog, built or brought up to date when ``build`` is true."""
+    settings = settings or get_settings()
+    client = make_client(settings, catalog.name, chroma_url)
+    idx = CatalogIndex(catalog, client, index_settings, embedder=embedder, prefix=prefix)
+    return idx.build(progress=progress) if build else idx.load()
+

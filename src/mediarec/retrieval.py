@@ -1,0 +1,174 @@
+"""Candidate retrieval: pull items near a user's history from both Chroma collections and fuse.
+
+Fusion (documented, used everywhere, tuned in the evaluation):
+
+    fused(j) = w_collab · collab(j) / max_collab  +  w_text · text(j) / max_text
+
+``collab(j) = u · V[j]`` with ``u`` the recency-weighted query vector of the history (0 for items
+without a collaborative vector), ``text(j)`` the cosine between the item's text embedding and the
+recency-weighted mean of the history's text embeddings (mixed with a free-text request when there
+is one). Each side is divided by its best score for this user, so the two are on one scale and
+the result does not depend on which pool of candidates was scored: the pool Chroma returns holds
+each side's best item. Already-consumed items are excluded.
+
+``candidates()`` asks Chroma for each side's nearest items and re-scores the union exactly from
+the vectors held in memory; ``score_all()`` scores every item the same way (the evaluation's full
+ranking).
+"""
+
+from __future__ import annotations
+
+from typing import Iterable, Sequence
+
+import numpy as np
+from pydantic import BaseModel, ConfigDict
+
+from .catalog import Interaction, Item
+from .collab import recency_weights
+from .errors import MediarecError
+from .index import CatalogIndex
+
+
+class FusionSettings(BaseModel):
+    """Weights of the two sides; ``query_weight`` is the share of a free-text request in the text query."""
+
+    collab_weight: float = 1.0
+    text_weight: float = 0.15
+    text_decay: float = 0.9
+    query_weight: float = 0.7
+    pool_factor: int = 3
+
+
+class Candidate(BaseModel):
+    """A retrieved item with its per-source scores."""
+
+    model_config = ConfigDict(frozen=True)
+
+    item: Item
+    score: float
+    collab_score: float | None = None
+    text_score: float | None = None
+    sources: tuple[str, ...] = ()
+
+
+HistoryLike = Sequence[Interaction | str | Item]
+
+
+class Retriever:
+    """Hybrid text + collaborative candidate generation over a built CatalogIndex."""
+
+    def __init__(self, index: CatalogIndex, fusion: FusionSettings | None = None):
+        if index.text_vectors is None:
+            index.load()
+        self.index = index
+        self.catalog = index.catalog
+        self.fusion = fusion or FusionSettings()
+        self._collab_pos = np.full(len(index.item_ids), -1, dtype=np.int64)
+        for k, i in enumerate(index.collab.item_ids):
+            self._collab_pos[index.position(i)] = k
+
+    # -- inputs ----------------------------------------------------------------------------
+    def history_ids(self, history: HistoryLike) -> list[str]:
+        """Item ids of a history (oldest first) given as interactions, items, ids or titles."""
+        ids = []
+        for h in history:
+            if isinstance(h, Interaction):
+                ids.append(h.item)
+            elif isinstance(h, Item):
+                ids.append(h.id)
+            else:
+                ids.append(self.catalog.resolve(str(h)).id)
+        return ids
+
+    def _text_query(self, hist: list[str], query: str | None) -> np.ndarray | None:
+        vec = None
+        rows = [self.index.position(i) for i in hist]
+        rows = [r for r in rows if r is not None]
+        if rows:
+            w = recency_weights(len(rows), self.fusion.text_decay).astype(np.float32)
+            vec = w @ self.index.text_vectors[rows]
+            vec /= max(float(np.linalg.norm(vec)), 1e-12)
+        if query and query.strip():
+            q = self.index.embedder.embed([query.strip()])[0]
+            vec = q if vec is None else self.fusion.query_weight * q + (1 - self.fusion.query_weight) * vec
+            vec /= max(float(np.linalg.norm(vec)), 1e-12)
+        return vec
+
+    # -- scoring ---------------------------------------------------------------------------
+    def _side_scores(self, hist: list[str], query: str | None, rows: np.ndarray | None = None):
+        """Raw (collab, text) scores for catalog rows (all rows when None); None for a missing side."""
+        collab = text = None
+        uvec = self.index.collab.user_vector(hist) if hist else None
+        if uvec is not None:
+            cpos = self._collab_pos if rows is None else self._collab_pos[rows]
+            collab = np.zeros(len(cpos), dtype=np.float32)
+            known = cpos >= 0
+            collab[known] = self.index.collab.item_vectors[cpos[known]] @ uvec
+        tvec = self._text_query(hist, query)
+        if tvec is not None:
+            tv = self.index.text_vectors if rows is None else self.index.text_vectors[rows]
+            text = tv @ tvec
+        return collab, text
+
+    def _fuse(self, collab, text, n: int) -> np.ndarray:
+        f = self.fusion
+        fused = np.zeros(n, dtype=np.float64)
+        for raw, w in ((collab, f.collab_weight), (text, f.text_weight)):
+            if raw is not None and w:
+                finite = raw[np.isfinite(raw)]
+                top = float(finite.max()) if len(finite) else 0.0
+                fused += w * np.where(np.isfinite(raw), raw, 0.0) / (top if top > 1e-12 else 1.0)
+        return fused
+
+    def score_all(self, history: HistoryLike, query: str | None = None,
+                  sides: Iterable[str] = ("collab", "text")) -> np.ndarray:
+        """Fused scores of every catalog item (aligned with ``index.item_ids``), consumed items -inf."""
+        hist = self.history_ids(history)
+        collab, text = self._side_scores(hist, query)
+        sides = set(sides)
+        seen = [p for p in (self.index.position(i) for i in hist) if p is not None]
+        for raw in (collab, text):
+            if raw is not None:
+                raw[seen] = -np.inf  # consumed items take no part in the per-side maxima either
+        fused = self._fuse(collab if "collab" in sides else None, text if "text" in sides else None,
+                           len(self.index.item_ids))
+        fused[seen] = -np.inf
+        return fused
+
+    def candidates(self, history: HistoryLike, k: int = 20, query: str | None = None,
+                   exclude: Iterable[str] = ()) -> list[Candidate]:
+        """The k best items for a history (and optional free-text request), best first."""
+        hist = self.history_ids(history)
+        if not hist and not (query and query.strip()):
+            raise MediarecError("nothing to recommend from: give a history (items the user consumed) or a request")
+        banned = set(hist) | set(exclude)
+        pool_n = min(len(self.index.item_ids), max(k, 1) * self.fusion.pool_factor + len(banned))
+        pool: dict[str, set[str]] = {}
+        uvec = self.index.collab.user_vector(hist) if hist else None
+        if uvec is not None and self.fusion.collab_weight:
+            res = self.index.collab_collection.query(query_embeddings=[uvec.tolist()],
+                                                     n_results=min(pool_n, len(self.index.collab.item_ids)),
+                                                     include=[])
+            for i in res["ids"][0]:
+                pool.setdefault(i, set()).add("collab")
+        tvec = self._text_query(hist, query)
+        if tvec is not None and (self.fusion.text_weight or query):
+            res = self.index.text_collection.query(query_embeddings=[tvec.tolist()], n_results=pool_n, include=[])
+            for i in res["ids"][0]:
+                pool.setdefault(i, set()).add("text")
+        ids = [i for i in pool if i not in banned and i in self.catalog.items]
+        if not ids:
+            return []
+        rows = np.array([self.index.position(i) for i in ids], dtype=np.int64)
+        collab, text = self._side_scores(hist, query, rows)
+        # Each side is normalised by its best unconsumed item; the pool holds each side's top hits,
+        # so these maxima equal the catalogue-wide ones that score_all() uses.
+        fused = self._fuse(collab, text, len(ids))
+        if query and query.strip() and text is not None and self.fusion.text_weight < 1:
+            # A request is a strong signal: let the text side lead when the user asked for something.
+            fused = fused + self.fusion.query_weight * text / max(float(np.max(text)), 1e-12)
+        order = np.argsort(-fused, kind="stable")[:k]
+        return [Candidate(item=self.catalog.items[ids[j]], score=float(fused[j]),
+                          collab_score=None if collab is None else float(collab[j]),
+                          text_score=None if text is None else float(text[j]),
+                          sources=tuple(sorted(pool[ids[j]]))) for j in order]
