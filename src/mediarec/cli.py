@@ -1,0 +1,198 @@
+"""The ``mediarec`` command: models, data, index, recommend, eval, chat.
+
+User errors (MediarecError) print one line and exit 2; there is no traceback for them.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import sys
+from pathlib import Path
+
+from .errors import MediarecError
+
+DEFAULT_DATASET = "demo"
+
+
+def _console(stderr: bool = False):
+    from rich.console import Console
+
+    return Console(stderr=stderr, highlight=False)
+
+
+def _settings(args):
+    from .config import get_settings
+
+    return get_settings(chroma_url=getattr(args, "chroma_url", None))
+
+
+def cmd_models(args) -> int:
+    from . import models
+
+    if args.action == "pull":
+        for name in args.names or [models.DEFAULT_EMBEDDER, models.DEFAULT_LLM]:
+            paths = models.pull(name, force=args.force, quiet=args.quiet)
+            for role, p in paths.items():
+                print(f"{name} {role}: {p}")
+        return 0
+    from rich.table import Table
+
+    table = Table("name", "kind", "size", "present", "path / description")
+    for row in models.list_models():
+        size = f"{row['size'] / 1e6:.0f} MB" if row.get("size") else "?"
+        table.add_row(row["name"] + (" (default)" if row.get("default") else ""), row["kind"], size,
+                      "yes" if row["present"] else "no", row["path"] if row["present"] else row["description"])
+    _console().print(table)
+    return 0
+
+
+def cmd_data(args) -> int:
+    from .datasets import fetch_dataset
+
+    path = fetch_dataset(args.name, Path(args.dest) if args.dest else None, url=args.url)
+    print(path)
+    return 0
+
+
+def _catalog(args):
+    from .datasets import load_dataset
+
+    return load_dataset(args.dataset, args.data_dir)
+
+
+def cmd_index(args) -> int:
+    import time
+
+    from .index import open_index
+
+    catalog = _catalog(args)
+    t0 = time.perf_counter()
+    idx = open_index(catalog, _settings(args), chroma_url=args.chroma_url, build=True, progress=not args.quiet)
+    print(f"indexed {catalog.name}: {len(idx.item_ids)} items, {len(idx.collab.item_ids)} with collaborative "
+          f"vectors, in {time.perf_counter() - t0:.1f}s")
+    return 0
+
+
+def _print_result(result, as_json: bool) -> None:
+    if as_json:
+        print(result.model_dump_json(indent=2))
+        return
+    from rich.table import Table
+
+    con = _console()
+    table = Table("#", "title", "year", "score", "why", title=f"stages: {' → '.join(result.stages)}")
+    for r in result.items:
+        table.add_row(str(r.rank), r.item.title, str(r.item.year or ""), f"{r.score:.3f}", r.reason or "")
+    con.print(table)
+    if result.degraded:
+        con.print(f"[yellow]degraded:[/] {result.degraded_reason}")
+    for note in result.notes:
+        con.print(f"[dim]{note}[/]")
+
+
+def cmd_recommend(args) -> int:
+    from .agent import Recommender
+
+    history = [h.strip() for h in (args.history or "").split(";") if h.strip()]
+    if args.user is None and not history and not args.query:
+        raise MediarecError("give --user ID, --history \"title; title\" or --query TEXT")
+    rec = Recommender.from_catalog(_catalog(args), llm=args.llm, chroma_url=args.chroma_url,
+                                   progress=not args.json, prompts_dir=args.prompts_dir)
+    result = rec.recommend(history=history, user=args.user, k=args.k, query=args.query)
+    _print_result(result, args.json)
+    return 0
+
+
+def cmd_eval(args) -> int:
+    from .eval_cli import run_eval
+
+    return run_eval(args)
+
+
+def cmd_chat(args) -> int:
+    from .repl import run_repl
+
+    return run_repl(args)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="mediarec", description="LLM-prompted recommendations for films, series and music.")
+    p.add_argument("-v", "--verbose", action="store_true", help="log what happens")
+    sub = p.add_subparsers(dest="command", required=True)
+
+    m = sub.add_parser("models", help="pull or list the pinned models")
+    m.add_argument("action", choices=["pull", "list"])
+    m.add_argument("names", nargs="*", help="model names (default: the embedder and the default LLM)")
+    m.add_argument("--force", action="store_true")
+    m.add_argument("--quiet", action="store_true")
+    m.set_defaults(func=cmd_models)
+
+    d = sub.add_parser("data", help="fetch a public dataset from its publisher")
+    d.add_argument("action", choices=["fetch"])
+    d.add_argument("name", help="movielens-100k | movielens-latest-small | lastfm-2k")
+    d.add_argument("--dest", help="folder to unpack into (default $MEDIAREC_HOME/data)")
+    d.add_argument("--url", help="another URL, file:// URL or local path of the archive")
+    d.set_defaults(func=cmd_data)
+
+    def dataset_args(sp):
+        sp.add_argument("--dataset", default=DEFAULT_DATASET, help="demo, movielens-100k, movielens-latest-small, lastfm-2k")
+        sp.add_argument("--data-dir", help="folder holding the dataset (default $MEDIAREC_HOME/data)")
+        sp.add_argument("--chroma-url", help="a Chroma server, http://HOST:PORT (default: embedded)")
+
+    i = sub.add_parser("index", help="build or update the vector index of a dataset")
+    dataset_args(i)
+    i.add_argument("--quiet", action="store_true")
+    i.set_defaults(func=cmd_index)
+
+    r = sub.add_parser("recommend", help="recommend for a user or a history")
+    dataset_args(r)
+    r.add_argument("--user", help="a user id of the dataset")
+    r.add_argument("--history", help='titles or ids separated by ";", oldest first')
+    r.add_argument("--query", help="a free-text request, e.g. 'tense 80s sci-fi'")
+    r.add_argument("-k", type=int, default=10)
+    r.add_argument("--llm", default=None, help="local:NAME, local:/path.gguf, openai:MODEL or none "
+                                                 "(default local:qwen2.5-0.5b)")
+    r.add_argument("--prompts-dir", help="a folder of your own prompt templates overriding the shipped ones")
+    r.add_argument("--json", action="store_true", help="print the full result as JSON")
+    r.set_defaults(func=cmd_recommend)
+
+    e = sub.add_parser("eval", help="evaluate systems on held-out users")
+    dataset_args(e)
+    e.add_argument("--systems", default="pop,itemknn,text,collab,hybrid")
+    e.add_argument("--protocol", default="full", help="full | sampled | a protocol JSON file")
+    e.add_argument("--users", type=int, default=None)
+    e.add_argument("--llm", default="local:qwen2.5-0.5b")
+    e.add_argument("--candidates", type=int, default=20)
+    e.add_argument("--seed", type=int, default=0)
+    e.add_argument("--output", default="results/eval")
+    e.add_argument("--quiet", action="store_true")
+    e.set_defaults(func=cmd_eval)
+
+    c = sub.add_parser("chat", help="an interactive recommendation session")
+    dataset_args(c)
+    c.add_argument("--user")
+    c.add_argument("--llm", default=None)
+    c.set_defaults(func=cmd_chat)
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING,
+                        format="%(levelname)s %(name)s: %(message)s")
+    os.environ.setdefault("ANONYMIZED_TELEMETRY", "False")
+    try:
+        return args.func(args) or 0
+    except MediarecError as e:
+        _console(stderr=True).print(f"[red]error:[/] {e}", markup=True, soft_wrap=True)
+        return 2
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

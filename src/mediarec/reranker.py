@@ -1,0 +1,170 @@
+"""The LLM stage: rank retrieved candidates with an LLM, two ways, same output.
+
+* ``score`` (single pass, default for local models): one forward pass over the scoring prompt;
+  the log-probabilities of the candidates' one-token labels at the answer position rank all
+  candidates at once (as LlamaRec does). Reasons are then written only for the top few shown.
+* ``list`` (explained list, default for hosted models): the model returns
+  ``{"ranking": [{"id", "reason"}]}``, constrained by a JSON schema where the backend has one.
+  A validation error goes back to the model with the repair prompt (bounded attempts); labels it
+  left out are appended in retrieval order.
+
+Whatever happens, the outcome is valid: an LLM that fails after retries leaves the retrieval
+ranking in place and the outcome says ``degraded`` and why.
+"""
+
+from __future__ import annotations
+
+import random
+import time
+from typing import Literal
+
+from pydantic import BaseModel, Field
+
+from .catalog import Interaction, Item
+from .llm import LLM, LLMUnavailable, Messages, Usage
+from .prompts import PromptLibrary, candidate_entries, history_entries, labels as make_labels
+from .ranking import (RankingParseError, complete_order, fuse, parse_ranking, ranking_json_schema,
+                      reasons_json_schema, scores_from_order, softmax)
+from .retrieval import Candidate
+
+
+class RerankSettings(BaseModel):
+    """How the LLM ranks; ``llm_weight`` is the fusion weight (1 = LLM only, 0 = retrieval only)."""
+
+    mode: Literal["auto", "score", "list"] = "auto"
+    llm_weight: float = 0.5
+    explain_top: int = 5
+    reason_words: int = 20
+    reason_max_chars: int = 160
+    max_attempts: int = 3
+    permutations: int = Field(1, ge=1, le=10)
+    max_history: int = 20
+    seed: int = 0
+
+
+class RerankOutcome(BaseModel):
+    """The LLM stage's result, before it is joined with the items."""
+
+    order: list[str]
+    llm_scores: dict[str, float] = {}
+    final_scores: dict[str, float] = {}
+    reasons: dict[str, str] = {}
+    mode: str
+    attempts: int = 0
+    repaired: bool = False
+    degraded: bool = False
+    degraded_reason: str | None = None
+    explain_error: str | None = None
+    usage: Usage = Usage()
+    seconds: dict[str, float] = {}
+    input_order_kept: bool = False
+
+
+class Reranker:
+    def __init__(self, llm: LLM, prompts: PromptLibrary | None = None, settings: RerankSettings | None = None):
+        self.llm = llm
+        self.prompts = prompts or PromptLibrary()
+        self.settings = settings or RerankSettings()
+
+    def resolved_mode(self) -> str:
+        mode = self.settings.mode
+        if mode == "auto":
+            mode = "score" if self.llm.is_local and self.llm.supports_scoring else "list"
+        return mode
+
+    def rerank(self, history: list[tuple[Item, Interaction | None]], candidates: list[Candidate], k: int,
+               request: str | None = None, explain: bool = True) -> RerankOutcome:
+        mode = self.resolved_mode()
+        ids = [c.item.id for c in candidates]
+        retrieval = {c.item.id: c.score for c in candidates}
+        hist = history_entries(history, self.settings.max_history)
+        t0 = time.perf_counter()
+        usage = Usage(cached=True)
+        try:
+            if mode == "score":
+                llm_scores, usage = self._score(hist, candidates, request)
+                attempts, repaired, reasons = 1, False, {}
+            else:
+                llm_scores, reasons, attempts, repaired, usage = self._list(hist, candidates, k, request)
+        except (LLMUnavailable, RankingParseError, ValueError) as e:
+            return RerankOutcome(order=ids, final_scores=retrieval, mode=mode, degraded=True,
+                                 degraded_reason=f"LLM ranking failed, retrieval order returned: {e}",
+                                 usage=usage, seconds={"llm": time.perf_counter() - t0},
+                                 attempts=self.settings.max_attempts if mode == "list" else 1)
+        seconds = {"llm": time.perf_counter() - t0}
+        final = fuse(llm_scores, retrieval, self.settings.llm_weight)
+        order = sorted(ids, key=lambda i: (-final[i], ids.index(i)))
+        out = RerankOutcome(order=order, llm_scores=llm_scores, final_scores=final, reasons=reasons,
+                            mode=mode, attempts=attempts, repaired=repaired, usage=usage, seconds=seconds,
+                            input_order_kept=sorted(ids, key=lambda i: -llm_scores.get(i, 0.0)) == ids)
+        missing = [i for i in order[: min(k, self.settings.explain_top)] if not reasons.get(i)]
+        if explain and missing:
+            t1 = time.perf_counter()
+            try:
+                more, u = self.explain(hist, [c for i in missing for c in candidates if c.item.id == i], request)
+                out.reasons.update(more)
+                out.usage = out.usage.add(u)
+            except (LLMUnavailable, RankingParseError, ValueError) as e:
+                out.explain_error = f"explanations unavailable: {e}"
+            out.seconds["explain"] = time.perf_counter() - t1
+        return out
+
+    # -- single pass ------------------------------------------------------------------------
+    def _score(self, hist, candidates: list[Candidate], request):
+        """Mean label probability over B candidate orders (B=1: the retrieval order)."""
+        ids = [c.item.id for c in candidates]
+        orders = [ids] + [random.Random(self.settings.seed + b).sample(ids, len(ids))
+                          for b in range(1, self.settings.permutations)]
+        total: dict[str, float] = {i: 0.0 for i in ids}
+        usage = Usage(cached=True)
+        by_id = {c.item.id: c for c in candidates}
+        for order in orders:
+            labs = make_labels(len(order))
+            msgs = self.prompts.render("score", history=hist, request=request,
+                                       candidates=candidate_entries(by_id[i].item for i in order))
+            res = self.llm.label_logprobs(msgs, labs)
+            usage = usage.add(res.usage)
+            probs = softmax(res.logprobs)
+            for lab, i in zip(labs, order):
+                total[i] += probs.get(lab, 0.0) / len(orders)
+        return total, usage
+
+    # -- explained list ---------------------------------------------------------------------
+    def _list(self, hist, candidates: list[Candidate], k: int, request):
+        n = min(k, len(candidates))
+        labs = make_labels(len(candidates))
+        by_label = dict(zip(labs, (c.item.id for c in candidates)))
+        msgs: Messages = self.prompts.render("rank", history=hist, request=request, n=n,
+                                             reason_words=self.settings.reason_words,
+                                             candidates=candidate_entries(c.item for c in candidates))
+        schema = ranking_json_schema(labs, n, self.settings.reason_max_chars)
+        usage = Usage(cached=True)
+        last_error: Exception | None = None
+        for attempt in range(1, self.settings.max_attempts + 1):
+            comp = self.llm.chat(msgs, schema=schema, max_tokens=60 + n * 60)
+            usage = usage.add(comp.usage)
+            try:
+                parsed = parse_ranking(comp.text, labs)
+            except RankingParseError as e:
+                last_error = e
+                msgs = msgs + [{"role": "assistant", "content": comp.text[:2000]}] + \
+                    self.prompts.render("repair", answer=comp.text, error=str(e), labels=labs, n=n)
+                continue
+            order = complete_order(parsed.order, labs)
+            scores = {by_label[lab]: s for lab, s in scores_from_order(order).items()}
+            reasons = {by_label[lab]: r for lab, r in parsed.reasons.items() if lab in by_label and r}
+            return scores, reasons, attempt, parsed.repaired or attempt > 1, usage
+        raise RankingParseError(f"no valid ranking after {self.settings.max_attempts} attempts: {last_error}")
+
+    def explain(self, hist, chosen: list[Candidate], request=None, detail: bool = False) -> tuple[dict[str, str], Usage]:
+        """Short reasons (or one longer one with ``detail``) for the chosen items."""
+        labs = make_labels(len(chosen))
+        words = self.settings.reason_words * (4 if detail else 1)
+        max_chars = self.settings.reason_max_chars * (4 if detail else 1)
+        msgs = self.prompts.render("explain", history=hist, request=request, detail=detail, reason_words=words,
+                                   candidates=candidate_entries(c.item for c in chosen))
+        comp = self.llm.chat(msgs, schema=reasons_json_schema(labs, len(labs), max_chars),
+                             max_tokens=40 + len(labs) * (words * 2 + 20))
+        parsed = parse_ranking(comp.text.replace('"reasons"', '"ranking"', 1), labs)
+        by_label = dict(zip(labs, (c.item.id for c in chosen)))
+        return {by_label[lab]: r for lab, r in parsed.reasons.items() if r}, comp.usage
