@@ -140,6 +140,7 @@ class Recommender:
                                    reason=out.reasons.get(i), retrieval_score=by_id[i].score,
                                    llm_score=out.llm_scores.get(i), sources=by_id[i].sources)
                         for r, i in enumerate(out.order[:k])]
+        result.stages = stages
         result.mode, result.degraded, result.degraded_reason = out.mode, out.degraded, out.degraded_reason
         result.repaired, result.attempts, result.usage = out.repaired, out.attempts, out.usage
         if out.explain_error:
