@@ -134,7 +134,7 @@ class Recommender:
         stages.append(f"llm-{out.mode}")
         if "explain" in out.seconds:
             stages.append("explain")
-        seconds.update(out.seconds)
+        result.seconds.update(out.seconds)  # the model holds its own copy of `seconds`
         by_id = {c.item.id: c for c in cands}
         result.items = [RankedItem(rank=r + 1, item=by_id[i].item, score=out.final_scores.get(i, by_id[i].score),
                                    reason=out.reasons.get(i), retrieval_score=by_id[i].score,

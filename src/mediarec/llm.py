@@ -335,7 +335,7 @@ class OpenAILLM(LLM):
         def transient(e: BaseException) -> bool:
             if isinstance(e, (openai.APIConnectionError, openai.APITimeoutError, openai.RateLimitError)):
                 return True
-            return isinstance(e, openai.APIStatusError) and e.status_code >= 500
+            return isinstance(e, openai.APIStatusError) and e.status_code >= 500 and not _refuses_format(e)
 
         base_wait = wait_exponential_jitter(initial=0.5, max=8.0, jitter=0.5)
 
@@ -349,15 +349,21 @@ class OpenAILLM(LLM):
                                     stop=stop_after_attempt(self.options.retries + 1) | stop_after_delay(
                                         self.options.timeout * (self.options.retries + 1))):
                 with attempt:
-                    return self.client.chat.completions.create(model=self.model, **kwargs)
+                    out = self.client.chat.completions.create(model=self.model, **kwargs)
         except RetryError as e:
             last = e.last_attempt.exception()
             raise LLMUnavailable(f"{type(last).__name__}: {_short(last)} after "
                                  f"{e.last_attempt.attempt_number} attempts") from None
         except openai.APIStatusError as e:
-            raise LLMUnavailable(f"HTTP {e.status_code}: {_short(e)}") from None
+            err = LLMUnavailable(f"HTTP {e.status_code}: {_short(e)}")
+            err.format_refused = e.status_code == 400 or _refuses_format(e)
+            raise err from None
         except openai.OpenAIError as e:
             raise LLMUnavailable(f"{type(e).__name__}: {_short(e)}") from None
+        # A proxy's HTML page or other non-JSON body comes back from the client as a plain str.
+        if not isinstance(getattr(out, "choices", None), list):
+            raise LLMUnavailable(f"the server's answer is not a chat completion: {_short(out, 120)!r}")
+        return out
 
     def _chat(self, messages: Messages, schema: dict | None, opts: LLMOptions) -> Completion:
         import openai
@@ -377,7 +383,7 @@ class OpenAILLM(LLM):
                 out = self._call(**kwargs)
                 break
             except LLMUnavailable as e:
-                if schema is not None and self._schema_mode != "none" and "HTTP 400" in str(e):
+                if schema is not None and self._schema_mode != "none" and getattr(e, "format_refused", False):
                     self._schema_mode = "json_object" if self._schema_mode == "json_schema" else "none"
                     continue
                 raise
@@ -410,6 +416,13 @@ class OpenAILLM(LLM):
                                        seconds=time.perf_counter() - t0))
 
 
+def _refuses_format(e: BaseException) -> bool:
+    """A request error about ``response_format``: llama-cpp-python's server answers a
+    ``json_schema`` format it does not know with HTTP 500 (422 elsewhere), not 400; it is no
+    transient failure, and the caller downgrades the format instead of retrying."""
+    return getattr(e, "status_code", None) in (400, 422, 500) and "response_format" in str(e)
+
+
 def _retry_after(exc: BaseException | None) -> float | None:
     resp = getattr(exc, "response", None)
     headers = getattr(resp, "headers", None)
@@ -421,7 +434,7 @@ def _retry_after(exc: BaseException | None) -> float | None:
         return None
 
 
-def _short(e: BaseException | None, n: int = 200) -> str:
+def _short(e: object, n: int = 200) -> str:
     return str(e).replace("\n", " ")[:n]
 
 

@@ -148,7 +148,8 @@ class Reranker:
             except RankingParseError as e:
                 last_error = e
                 msgs = msgs + [{"role": "assistant", "content": comp.text[:2000]}] + \
-                    self.prompts.render("repair", answer=comp.text, error=str(e), labels=labs, n=n)
+                    self.prompts.render("repair", previous=comp.text, error=str(e), labels=labs, n=n,
+                                        reason_words=self.settings.reason_words)
                 continue
             order = complete_order(parsed.order, labs)
             scores = {by_label[lab]: s for lab, s in scores_from_order(order).items()}

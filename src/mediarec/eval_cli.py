@@ -1,0 +1,117 @@
+"""``mediarec eval``: every system on the same held-out users, one run, one report.
+
+With the ``llm`` system, the fusion weight between LLM and retrieval scores is first tuned on
+validation users (the validation target of each user, models fitted without it); LLM answers
+are cached, so the weights after the first cost nothing. The chosen weight is then reported on
+the test users.
+"""
+
+from __future__ import annotations
+
+import shlex
+import sys
+from pathlib import Path
+
+from .errors import ConfigError
+
+WEIGHTS = (0.0, 0.25, 0.5, 0.75, 1.0)
+ALL_SYSTEMS = ("pop", "itemknn", "text", "collab", "hybrid", "llm")
+
+
+def make_protocol(args, dataset: str):
+    from .evaluation import EvalProtocol
+
+    if args.protocol in ("full", "sampled"):
+        users = args.users if args.users is not None else (200 if args.protocol == "sampled" else None)
+        return EvalProtocol(name=f"{dataset}-{args.protocol}", dataset=dataset, mode=args.protocol, users=users,
+                            seed=args.seed, validation_users=getattr(args, "val_users", None))
+    proto = EvalProtocol.load(args.protocol)
+    if args.users is not None:
+        proto = proto.model_copy(update={"users": args.users})
+    return proto
+
+
+def build_systems(names, args, provider, llm=None, llm_weight: float | None = None):
+    from .baselines import ItemKNNScorer, PopularityScorer
+    from .reranker import RerankSettings
+    from .systems import LLMSystem, RetrievalSystem
+
+    systems = []
+    for n in names:
+        if n == "pop":
+            systems.append(PopularityScorer())
+        elif n == "itemknn":
+            systems.append(ItemKNNScorer())
+        elif n in ("text", "collab", "hybrid"):
+            systems.append(RetrievalSystem(n, provider))
+        elif n == "llm":
+            rs = RerankSettings() if llm_weight is None else RerankSettings(llm_weight=llm_weight)
+            systems.append(LLMSystem(llm, provider, n_candidates=args.candidates, rerank=rs))
+        else:
+            raise ConfigError(f"unknown system {n!r}; choose from {', '.join(ALL_SYSTEMS)}")
+    return systems
+
+
+def run_eval(args) -> int:
+    from rich.console import Console
+
+    from .datasets import load_dataset
+    from .evaluation import evaluate, leave_last_out, write_report
+    from .llm import load_llm
+    from .systems import IndexProvider, LLMSystem
+
+    con = Console(stderr=True)
+    names = [s.strip() for s in args.systems.split(",") if s.strip()]
+    catalog = load_dataset(args.dataset, args.data_dir)
+    protocol = make_protocol(args, catalog.name)
+    provider = IndexProvider(chroma_url=args.chroma_url, progress=not args.quiet)
+    llm = load_llm(args.llm) if "llm" in names else None
+    if "llm" in names and llm is None:
+        raise ConfigError("the llm system needs --llm (local:NAME, openai:MODEL)")
+    split = leave_last_out(catalog)
+    chosen = None
+    if "llm" in names:
+        val_proto = protocol.model_copy(update={"validation_users": protocol.validation_users
+                                                or min(protocol.users or 100, 100)})
+        variants = []
+        for w in WEIGHTS:
+            s = build_systems(["llm"], args, provider, llm, llm_weight=w)[0]
+            s.name = f"llm@{w}"
+            variants.append(s)
+        con.print(f"tuning the LLM fusion weight on {val_proto.validation_users} validation users")
+        val = evaluate(catalog, variants, val_proto, phase="valid", split=split, progress=not args.quiet)
+        scored = {float(n.split("@")[1]): m["ndcg@10"] for n, m in val.systems.items()}
+        chosen = max(scored, key=lambda w: (scored[w], -abs(w - 0.5)))
+        con.print("validation NDCG@10 by weight: " + ", ".join(f"{w}: {v:.4f}" for w, v in scored.items())
+                  + f" -> {chosen}")
+    systems = build_systems(names, args, provider, llm, llm_weight=chosen)
+    command = "mediarec " + " ".join(shlex.quote(a) for a in sys.argv[1:]) if sys.argv else "mediarec eval"
+    report = evaluate(catalog, systems, protocol, split=split, progress=not args.quiet, command=command)
+    for s in systems:
+        if isinstance(s, LLMSystem) and s.name in report._extra_full:
+            targets = split.targets("test")
+            report._extra_full[s.name]["position_pairs"] = s.position_pairs([targets[u] for u in report.users])
+            if chosen is not None:
+                report.systems[s.name].setdefault("extra", {})["tuned_llm_weight"] = chosen
+                report.systems[s.name]["extra"]["validation_ndcg@10_by_weight"] = scored
+    out = Path(args.output)
+    write_report(report, out, command)
+    _print_table(con, report)
+    con.print(f"wrote {out / 'metrics.json'} and {out / 'report.md'}")
+    return 0
+
+
+def _print_table(con, report) -> None:
+    from rich.table import Table
+
+    t = Table("system", "HR@10", "NDCG@10", "MRR", "users/s", title=f"{report.dataset} · {report.protocol.mode} · "
+              f"{report.n_users} users" + (" (partial)" if report.partial else ""))
+    for name, m in report.systems.items():
+        ci = m.get("ci95", {})
+
+        def fmt(key):
+            lo, hi = ci.get(key, (None, None)) if ci.get(key) else (None, None)
+            return f"{m[key]:.4f}" + (f" [{lo:.4f}, {hi:.4f}]" if lo is not None else "")
+
+        t.add_row(name, fmt("hr@10"), fmt("ndcg@10"), fmt("mrr"), f"{m.get('users_per_s', 0):.1f}")
+    con.print(t)

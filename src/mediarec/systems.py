@@ -1,0 +1,148 @@
+"""Our retrieval and LLM rankers wrapped as evaluation systems (see ``evaluation.Scorer``).
+
+``text``, ``collab`` and ``hybrid`` share one Chroma index built on the training split (the text
+side is reused across splits, the collaborative side rebuilt: the fingerprints say which).
+``llm`` reranks the hybrid retriever's top C with an LLM; items outside the top C are unranked, so
+a target the retriever missed counts as a miss.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from .catalog import Catalog, Interaction
+from .config import Settings, get_settings
+from .index import CatalogIndex, IndexSettings, make_client
+from .llm import LLM
+from .prompts import PromptLibrary
+from .reranker import Reranker, RerankSettings
+from .retrieval import Candidate, FusionSettings, Retriever
+
+
+class IndexProvider:
+    """One evaluation index per training catalog, shared by the retrieval systems."""
+
+    def __init__(self, settings: Settings | None = None, index_settings: IndexSettings | None = None,
+                 embedder: Any | None = None, chroma_url: str | None = None, progress: bool = False):
+        self.settings = settings or get_settings()
+        self.index_settings = index_settings or IndexSettings()
+        self.embedder = embedder
+        self.chroma_url = chroma_url
+        self.progress = progress
+        self._cache: dict[str, CatalogIndex] = {}
+
+    def get(self, train: Catalog) -> CatalogIndex:
+        fp = train.fingerprint()
+        if fp not in self._cache:
+            client = make_client(self.settings, f"{train.name}-eval", self.chroma_url)
+            idx = CatalogIndex(train, client, self.index_settings, embedder=self.embedder,
+                               prefix=f"{train.name}-eval")
+            self._cache = {fp: idx.build(progress=self.progress)}
+            self.embedder = idx._embedder
+        return self._cache[fp]
+
+
+class RetrievalSystem:
+    """``text``, ``collab`` or ``hybrid``: exact full-catalogue scores from the retriever."""
+
+    def __init__(self, name: str, provider: IndexProvider, fusion: FusionSettings | None = None):
+        self.name = name
+        self.sides = {"text": ("text",), "collab": ("collab",), "hybrid": ("collab", "text")}[name]
+        self.provider = provider
+        self.fusion = fusion or FusionSettings()
+        self.retriever: Retriever | None = None
+        self.item_ids: list[str] | None = None
+
+    def fit(self, train: Catalog) -> None:
+        fusion = self.fusion
+        if self.sides == ("text",):
+            fusion = fusion.model_copy(update={"text_weight": 1.0})
+        self.retriever = Retriever(self.provider.get(train), fusion)
+        self.item_ids = self.retriever.index.item_ids
+
+    def score_array(self, history: list[Interaction]) -> np.ndarray:
+        if not history:
+            return np.zeros(len(self.item_ids))
+        return self.retriever.score_all(history, sides=self.sides)
+
+    def score(self, history: list[Interaction], candidates: list[str] | None = None) -> dict[str, float]:
+        arr = self.score_array(history)
+        ids = self.item_ids if candidates is None else candidates
+        pos = self.retriever.index.position
+        return {i: float(arr[pos(i)]) for i in ids if pos(i) is not None}
+
+
+class LLMSystem:
+    """Hybrid retrieval, then the LLM reranks the top ``n_candidates``."""
+
+    def __init__(self, llm: LLM, provider: IndexProvider, n_candidates: int = 20,
+                 fusion: FusionSettings | None = None, rerank: RerankSettings | None = None,
+                 prompts: PromptLibrary | None = None, name: str = "llm"):
+        self.name = name
+        self.hybrid = RetrievalSystem("hybrid", provider, fusion)
+        self.reranker = Reranker(llm, prompts or PromptLibrary(), rerank or RerankSettings())
+        self.n_candidates = n_candidates
+        self.extra: dict[str, Any] = {}
+        self._reset_stats()
+
+    def _reset_stats(self) -> None:
+        self._stats = {"users": 0, "degraded": 0, "repaired": 0, "retries": 0, "input_order_kept": 0,
+                       "prompt_tokens": 0, "completion_tokens": 0, "llm_seconds": 0.0, "cached": 0}
+        self.calls: list[tuple[list[str], list[str]]] = []  # (prompt order, LLM order) per user, in call order
+
+    def fit(self, train: Catalog) -> None:
+        self.hybrid.fit(train)
+        self.catalog = train
+        self._reset_stats()
+
+    def score(self, history: list[Interaction], candidates: list[str] | None = None,
+              target: str | None = None) -> dict[str, float]:
+        arr = self.hybrid.score_array(history)
+        ids = self.hybrid.item_ids
+        pos = self.hybrid.retriever.index.position
+        if candidates is None:
+            top = np.argsort(-arr, kind="stable")[: self.n_candidates]
+            pool = [ids[j] for j in top if np.isfinite(arr[j])]
+        else:
+            pool = sorted(candidates, key=lambda i: -arr[pos(i)])[:52]
+        cands = [Candidate(item=self.catalog.items[i], score=float(arr[pos(i)])) for i in pool]
+        if not cands:
+            return {}
+        hist_pairs = [(self.catalog.items[x.item], x) for x in history]
+        out = self.reranker.rerank(hist_pairs, cands, k=len(cands), explain=False)
+        s = self._stats
+        s["users"] += 1
+        s["degraded"] += out.degraded
+        s["repaired"] += out.repaired
+        s["retries"] += max(0, out.attempts - 1)
+        s["input_order_kept"] += out.input_order_kept
+        s["prompt_tokens"] += out.usage.prompt_tokens
+        s["completion_tokens"] += out.usage.completion_tokens
+        s["llm_seconds"] += out.seconds.get("llm", 0.0)
+        s["cached"] += out.usage.cached
+        self._update_extra()
+        self.calls.append(([c.item.id for c in cands], list(out.order)))
+        n = len(out.order)
+        return {i: 1000.0 + (n - r) for r, i in enumerate(out.order)}  # reranked pool above everything else
+
+    def _update_extra(self) -> None:
+        s = self._stats
+        n = max(s["users"], 1)
+        self.extra = {"users": s["users"], "fallback_rate": s["degraded"] / n, "repair_rate": s["repaired"] / n,
+                      "retries_per_user": s["retries"] / n, "input_order_kept_rate": s["input_order_kept"] / n,
+                      "prompt_tokens_per_user": s["prompt_tokens"] / n,
+                      "completion_tokens_per_user": s["completion_tokens"] / n,
+                      "llm_seconds_per_user": s["llm_seconds"] / n, "cached_rate": s["cached"] / n,
+                      "mode": self.reranker.resolved_mode(), "llm_weight": self.reranker.settings.llm_weight,
+                      "n_candidates": self.n_candidates}
+
+    def position_pairs(self, targets: list[str]) -> list[tuple[int, int]]:
+        """(position of the target in the prompt, its rank after the LLM) for users whose target was in the pool."""
+        pairs = []
+        for (pool, order), t in zip(self.calls, targets):
+            if t in pool:
+                pairs.append((pool.index(t) + 1, order.index(t) + 1))
+        return pairs
+

@@ -1,0 +1,183 @@
+"""The local llama.cpp backend with a real model (SmolLM2-135M, pulled once per machine).
+
+Label scoring (one forward pass, KV-prefix reuse), grammar-constrained JSON, the on-disk answer
+cache, and the errors a user can cause (missing file, corrupt file).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import stat
+
+import pytest
+
+from mediarec.config import get_settings
+from mediarec.errors import ConfigError, ModelError
+from mediarec.llm import AnswerCache, LocalLLM, load_llm
+from mediarec.models import resolve
+from mediarec.prompts import labels as make_labels
+from mediarec.ranking import parse_ranking, ranking_json_schema
+
+LABELS = make_labels(20)  # A..T
+
+
+@pytest.fixture(scope="module")
+def smol_path(model_home) -> str:
+    mp = pytest.MonkeyPatch()
+    mp.setenv("MEDIAREC_HOME", str(model_home))
+    try:
+        return str(resolve("smollm2-135m", get_settings())["model"])
+    finally:
+        mp.undo()
+
+
+@pytest.fixture(scope="module")
+def llm(smol_path) -> LocalLLM:
+    # n_threads=1: the machine's cores are shared; the model is tiny.
+    return LocalLLM(smol_path, n_ctx=2048, n_threads=1)
+
+
+def score_messages(user_extra: str = "") -> list[dict[str, str]]:
+    lines = "\n".join(f"{lab}: \"Film number {i + 1}\" ({1970 + i})" for i, lab in enumerate(LABELS))
+    return [
+        {"role": "system", "content": "You recommend films. Answer with one candidate label only."},
+        {"role": "user", "content": f"History:\n- \"Alien\" (1979)\n- \"Blade Runner\" (1982)\n{user_extra}"
+                                    f"Candidates:\n{lines}\nWhich candidate next? Answer with the label only."},
+    ]
+
+
+def rank_messages(n: int = 5) -> list[dict[str, str]]:
+    lines = "\n".join(f"{lab}: \"Film number {i + 1}\" | science fiction" for i, lab in enumerate(LABELS))
+    return [
+        {"role": "system", "content": 'Answer with JSON only: {"ranking": [{"id": "A", "reason": "..."}]}. '
+                                      "Keep each reason under ten words."},
+        {"role": "user", "content": f"The person liked \"Alien\" (1979).\nCandidates:\n{lines}\n"
+                                    f"Pick the {n} best candidates, best first, as JSON."},
+    ]
+
+
+# -- single-pass label scoring ----------------------------------------------------------------
+def test_label_logprobs_finite_and_a_distribution(llm):
+    res = llm.label_logprobs(score_messages(), LABELS)
+    assert list(res.logprobs) == LABELS
+    assert all(math.isfinite(v) and v <= 0.0 for v in res.logprobs.values())
+    total = sum(math.exp(v) for v in res.logprobs.values())
+    assert 0.0 < total <= 1.0 + 1e-6  # the labels are a subset of the vocabulary
+    assert res.usage.prompt_tokens > 0 and not res.usage.cached
+
+
+def test_label_logprobs_deterministic(llm):
+    a = llm.label_logprobs(score_messages("(first)\n"), LABELS)
+    b = llm.label_logprobs(score_messages("(first)\n"), LABELS)  # whole prompt in the KV cache now
+    assert a.logprobs == pytest.approx(b.logprobs, abs=1e-6)
+    assert b.usage.prompt_tokens <= 1  # only the last token was evaluated again
+
+
+def test_kv_prefix_reuse_equals_fresh_evaluation(llm):
+    """A prompt that shares a prefix with the previous one reuses its KV cache: same numbers."""
+    llm.label_logprobs(score_messages("Mood: tense.\n"), LABELS)
+    second = score_messages("Mood: cheerful and light.\n")
+    n_tokens = len(llm.tokenize(llm.format_prompt(second)))
+    reused = llm.label_logprobs(second, LABELS)
+    assert 0 < reused.usage.prompt_tokens < n_tokens  # the shared prefix was not evaluated again
+    llm.llama.n_tokens = 0  # forget the KV cache: evaluate everything from scratch
+    fresh = llm.label_logprobs(second, LABELS)
+    assert fresh.usage.prompt_tokens == n_tokens
+    for lab in LABELS:
+        assert reused.logprobs[lab] == pytest.approx(fresh.logprobs[lab], abs=1e-3)
+
+
+def test_labels_sharing_a_first_token_are_refused(llm):
+    with pytest.raises(ValueError, match="share a first token"):
+        llm.label_token_ids(["A", "A!"])
+
+
+# -- grammar-constrained chat -----------------------------------------------------------------
+def test_chat_with_ranking_schema_is_valid_json(llm):
+    schema = ranking_json_schema(LABELS, n=5)
+    comp = llm.chat(rank_messages(5), schema=schema, max_tokens=700)
+    data = json.loads(comp.text)  # the grammar guarantees JSON
+    jsonschema = pytest.importorskip("jsonschema")
+    jsonschema.validate(data, schema)
+    assert set(data) == {"ranking"}
+    assert len(data["ranking"]) == 5
+    for entry in data["ranking"]:
+        assert set(entry) == {"id", "reason"}
+        assert entry["id"] in LABELS
+        assert isinstance(entry["reason"], str) and len(entry["reason"]) <= 160
+    parsed = parse_ranking(comp.text, LABELS)  # repeats (allowed by the schema) are dropped
+    assert 1 <= len(parsed.order) <= 5 and len(set(parsed.order)) == len(parsed.order)
+    assert comp.usage.completion_tokens > 0
+
+
+def test_chat_without_schema_returns_text(llm):
+    comp = llm.chat([{"role": "user", "content": "Name one science fiction film."}], max_tokens=16)
+    assert isinstance(comp.text, str) and comp.text.strip()
+    assert 0 < comp.usage.completion_tokens <= 16
+
+
+# -- answer cache -----------------------------------------------------------------------------
+def test_disk_cache_hit_and_permissions(smol_path, tmp_home):
+    cached_llm = load_llm(f"local:{smol_path}", get_settings(), n_ctx=2048, n_threads=1)
+    assert isinstance(cached_llm, LocalLLM)
+    msgs = [{"role": "user", "content": "Say hello in three words."}]
+    first = cached_llm.chat(msgs, max_tokens=12)
+    assert not first.usage.cached
+    second = cached_llm.chat(msgs, max_tokens=12)
+    assert second.usage.cached and second.text == first.text
+    s1 = cached_llm.label_logprobs(score_messages(), LABELS)
+    s2 = cached_llm.label_logprobs(score_messages(), LABELS)
+    assert not s1.usage.cached and s2.usage.cached and s2.logprobs == s1.logprobs
+    # Different generation options are a different key.
+    assert not cached_llm.chat(msgs, max_tokens=13).usage.cached
+
+    root = tmp_home / "cache" / "llm"
+    files = [p for p in root.rglob("*") if p.is_file()]
+    assert len(files) == 3
+    assert not [p for p in files if p.suffix != ".json"]  # no temporary files left behind
+    for p in files:
+        assert stat.S_IMODE(p.stat().st_mode) == 0o600, p
+        json.loads(p.read_text(encoding="utf-8"))
+    assert stat.S_IMODE(root.stat().st_mode) == 0o700
+    for d in (p for p in root.rglob("*") if p.is_dir()):
+        assert stat.S_IMODE(d.stat().st_mode) & 0o077 == 0, d
+
+
+def test_corrupt_cache_entry_is_a_miss(tmp_path):
+    cache = AnswerCache(tmp_path / "llm")
+    key = cache.key("x")
+    cache.put(key, {"text": "ok"})
+    assert cache.get(key) == {"text": "ok"}
+    cache._path(key).write_text("{not json", encoding="utf-8")
+    assert cache.get(key) is None
+
+
+# -- user errors ------------------------------------------------------------------------------
+def test_missing_model_path_is_a_config_error(tmp_path, tmp_home):
+    with pytest.raises(ConfigError, match="not found"):
+        LocalLLM(str(tmp_path / "nope" / "model.gguf"))
+    with pytest.raises(ConfigError):
+        load_llm(f"local:{tmp_path / 'missing.gguf'}", get_settings())
+
+
+@pytest.mark.parametrize("kind", ["garbage", "truncated"])
+def test_corrupt_gguf_is_a_model_error(tmp_path, smol_path, kind):
+    bad = tmp_path / "x.gguf"
+    if kind == "garbage":
+        bad.write_bytes(os.urandom(1024))
+    else:  # a real GGUF header, cut after 1 KB
+        with open(smol_path, "rb") as fh:
+            bad.write_bytes(fh.read(1024))
+    broken = LocalLLM(str(bad), n_ctx=512, n_threads=1)  # loading is lazy
+    with pytest.raises(ModelError, match="valid GGUF"):
+        broken.chat([{"role": "user", "content": "hi"}], max_tokens=4)
+    with pytest.raises(ModelError):
+        broken.label_logprobs(score_messages(), LABELS)
+
+
+def test_unknown_spec_is_a_config_error(tmp_home):
+    with pytest.raises(ConfigError, match="unknown LLM spec"):
+        load_llm("cloud:thing", get_settings())
+    assert load_llm("none", get_settings()) is None

@@ -1,0 +1,215 @@
+"""The LLM ranking stage: real SmolLM2-135M (llama.cpp) over MovieLens-100k items, both modes.
+
+Parser and failure paths also run against small scripted subclasses of ``mediarec.llm.LLM``
+(garbage answers, unavailable backends): what a real model will not do on demand.
+"""
+
+from __future__ import annotations
+
+import pytest
+
+from mediarec.catalog import Interaction
+from mediarec.config import get_settings
+from mediarec.datasets import load_dataset
+from mediarec.llm import LLM, Completion, LabelScores, LLMUnavailable, LocalLLM, Usage
+from mediarec.models import resolve
+from mediarec.ranking import fuse
+from mediarec.reranker import Reranker, RerankSettings
+from mediarec.retrieval import Candidate
+
+HISTORY_TITLES = [("Alien (1979)", 5.0), ("Blade Runner (1982)", 4.0)]
+CANDIDATE_TITLES = ["Aliens (1986)", "The Terminator (1984)", "Star Wars (1977)", "Twelve Monkeys (1995)",
+                    "Toy Story (1995)", "Brazil (1985)", "Fargo (1996)", "Sense and Sensibility (1995)"]
+
+
+@pytest.fixture(scope="module")
+def ml100k(shared_data):
+    return load_dataset("ml-100k", shared_data)
+
+
+@pytest.fixture(scope="module")
+def history(ml100k):
+    pairs = []
+    for t, (title, rating) in enumerate(HISTORY_TITLES):
+        it = ml100k.resolve(title)
+        pairs.append((it, Interaction(user="196", item=it.id, rating=rating, timestamp=float(t), event="rating")))
+    return pairs
+
+
+@pytest.fixture(scope="module")
+def candidates(ml100k) -> list[Candidate]:
+    # Strictly decreasing retrieval scores: the retrieval order is unambiguous.
+    return [Candidate(item=ml100k.resolve(t), score=round(0.9 - 0.1 * k, 3), sources=("text",))
+            for k, t in enumerate(CANDIDATE_TITLES)]
+
+
+@pytest.fixture(scope="module")
+def ids(candidates) -> list[str]:
+    return [c.item.id for c in candidates]
+
+
+@pytest.fixture(scope="module")
+def smol(model_home) -> LocalLLM:
+    mp = pytest.MonkeyPatch()
+    mp.setenv("MEDIAREC_HOME", str(model_home))
+    try:
+        path = str(resolve("smollm2-135m", get_settings())["model"])
+    finally:
+        mp.undo()
+    return LocalLLM(path, n_ctx=2048, n_threads=1)
+
+
+def reranker(llm, **settings) -> Reranker:
+    return Reranker(llm, settings=RerankSettings(**settings))
+
+
+# -- real model: single-pass scoring ----------------------------------------------------------
+def test_auto_mode_is_score_for_local(smol):
+    assert reranker(smol).resolved_mode() == "score"
+
+
+def test_score_mode(smol, history, candidates, ids):
+    out = reranker(smol, mode="score").rerank(history, candidates, k=5, explain=False)
+    assert out.mode == "score" and not out.degraded and out.attempts == 1
+    assert sorted(out.order) == sorted(ids) and len(out.order) == len(ids)
+    assert set(out.llm_scores) == set(ids)
+    assert all(0.0 <= v <= 1.0 for v in out.llm_scores.values())
+    assert sum(out.llm_scores.values()) == pytest.approx(1.0, abs=1e-6)  # a softmax over the labels
+    expected = fuse(out.llm_scores, {c.item.id: c.score for c in candidates}, 0.5)
+    assert out.final_scores == pytest.approx(expected)
+    assert out.order == sorted(ids, key=lambda i: (-expected[i], ids.index(i)))
+    assert out.usage.prompt_tokens > 0 and out.seconds["llm"] > 0
+    assert not out.reasons and out.explain_error is None
+
+
+def test_score_mode_with_explanations(smol, history, candidates, ids):
+    out = reranker(smol, mode="score", explain_top=3).rerank(history, candidates, k=5, explain=True)
+    assert not out.degraded
+    assert "explain" in out.seconds
+    top = out.order[:3]
+    if out.explain_error is None:
+        assert out.reasons and set(out.reasons) <= set(top)
+        assert all(isinstance(r, str) and r.strip() and len(r) <= 160 for r in out.reasons.values())
+    else:
+        assert out.explain_error.startswith("explanations unavailable")
+    assert out.order[:3] == top  # explaining never reorders
+
+
+def test_permutations_deterministic(smol, history, candidates, ids):
+    a = reranker(smol, mode="score", permutations=3).rerank(history, candidates, k=5, explain=False)
+    b = reranker(smol, mode="score", permutations=3).rerank(history, candidates, k=5, explain=False)
+    assert not a.degraded and sorted(a.order) == sorted(ids)
+    assert a.order == b.order
+    assert a.llm_scores == pytest.approx(b.llm_scores, abs=1e-6)
+    assert sum(a.llm_scores.values()) == pytest.approx(1.0, abs=1e-6)  # a mean of 3 distributions
+    one = reranker(smol, mode="score", permutations=1).rerank(history, candidates, k=5, explain=False)
+    assert a.llm_scores != pytest.approx(one.llm_scores, abs=1e-9)  # the shuffles were scored too
+
+
+def test_llm_weight_zero_keeps_retrieval_order(smol, history, candidates, ids):
+    for mode in ("score", "list"):
+        out = reranker(smol, mode=mode, llm_weight=0.0).rerank(history, candidates, k=5, explain=False)
+        assert not out.degraded
+        assert out.order == ids
+
+
+# -- real model: explained list ---------------------------------------------------------------
+def test_list_mode(smol, history, candidates, ids):
+    out = reranker(smol, mode="list").rerank(history, candidates, k=4, explain=True)
+    assert out.mode == "list" and not out.degraded, out.degraded_reason
+    assert out.attempts >= 1
+    assert sorted(out.order) == sorted(ids) and len(out.order) == len(ids)  # missing ids appended
+    assert set(out.llm_scores) == set(ids)
+    assert max(out.llm_scores.values()) == 1.0
+    top = out.order[:4]
+    if out.explain_error is None:
+        assert any(out.reasons.get(i) for i in top)
+    else:
+        assert out.explain_error.startswith("explanations unavailable")
+
+
+def test_request_reaches_the_prompt(smol, history, candidates, ids):
+    out = reranker(smol, mode="score").rerank(history, candidates, k=3, request="something funny for kids",
+                                               explain=False)
+    assert not out.degraded and sorted(out.order) == sorted(ids)
+
+
+# -- scripted backends (parser and failure paths) ---------------------------------------------
+class Scripted(LLM):
+    """Answers chat calls from a list (the last repeats); ``raise_`` makes every call unavailable."""
+
+    spec = "scripted"
+    supports_schema = True
+
+    def __init__(self, answers=(), raise_: bool = False, scoring: bool = False):
+        super().__init__()
+        self.answers = list(answers)
+        self.raise_ = raise_
+        self.supports_scoring = scoring
+        self.calls: list[list[dict]] = []
+
+    def _chat(self, messages, schema, opts):
+        self.calls.append(messages)
+        if self.raise_:
+            raise LLMUnavailable("HTTP 503: backend down")
+        text = self.answers.pop(0) if len(self.answers) > 1 else self.answers[0]
+        return Completion(text=text, usage=Usage(prompt_tokens=10, completion_tokens=5))
+
+    def _label_logprobs(self, messages, labels):
+        self.calls.append(messages)
+        if self.raise_:
+            raise LLMUnavailable("HTTP 503: backend down")
+        return LabelScores(logprobs={lab: -float(k) for k, lab in enumerate(reversed(labels))})
+
+
+GOOD = '{"ranking": [{"id": "C", "reason": "space again"}, {"id": "A", "reason": "more Alien"}]}'
+
+
+def test_garbage_then_valid_is_repaired(history, candidates, ids):
+    llm = Scripted(["Sure! I would pick the first one.", GOOD])
+    out = reranker(llm, mode="list", llm_weight=1.0).rerank(history, candidates, k=2, explain=False)
+    assert not out.degraded
+    assert out.attempts == 2 and out.repaired
+    assert out.order[:2] == [ids[2], ids[0]]
+    assert out.order[2:] == [i for i in ids if i not in (ids[0], ids[2])]  # the rest, retrieval order
+    assert out.reasons == {ids[2]: "space again", ids[0]: "more Alien"}
+    repair = llm.calls[1]
+    assert repair[-2] == {"role": "assistant", "content": "Sure! I would pick the first one."}
+    assert repair[-1]["role"] == "user" and "could not be used" in repair[-1]["content"]
+    assert "Use only these labels" in repair[-1]["content"]
+
+
+def test_always_garbage_degrades(history, candidates, ids):
+    llm = Scripted(["no idea"])
+    out = reranker(llm, mode="list", max_attempts=3).rerank(history, candidates, k=3)
+    assert out.degraded and "no valid ranking after 3 attempts" in out.degraded_reason
+    assert out.order == ids and out.final_scores == {c.item.id: c.score for c in candidates}
+    assert len(llm.calls) == 3 and out.attempts == 3
+
+
+@pytest.mark.parametrize("mode", ["list", "score"])
+def test_unavailable_degrades(history, candidates, ids, mode):
+    llm = Scripted(raise_=True, scoring=True)
+    out = reranker(llm, mode=mode).rerank(history, candidates, k=3)
+    assert out.degraded and "HTTP 503" in out.degraded_reason
+    assert out.order == ids and out.mode == mode
+    assert not out.reasons
+
+
+def test_explain_failure_is_not_degraded(history, candidates, ids):
+    llm = Scripted(raise_=False, scoring=True, answers=["not json at all"])
+    out = reranker(llm, mode="score", llm_weight=1.0).rerank(history, candidates, k=3, explain=True)
+    assert not out.degraded
+    assert out.order[0] == ids[-1]  # the scripted logprobs favour the last label
+    assert out.explain_error and out.explain_error.startswith("explanations unavailable")
+
+
+def test_duplicates_and_unknown_ids_are_dropped(history, candidates, ids):
+    ans = '{"ranking": [{"id": "B", "reason": "x"}, {"id": "B", "reason": "y"}, {"id": "Q", "reason": "z"}]}'
+    out = reranker(Scripted([ans]), mode="list", llm_weight=1.0).rerank(history, candidates, k=3, explain=False)
+    assert not out.degraded and out.attempts == 1
+    assert out.order[0] == ids[1] and sorted(out.order) == sorted(ids)
+
+
+def test_auto_mode_is_list_for_non_local():
+    assert reranker(Scripted(["x"])).resolved_mode() == "list"
