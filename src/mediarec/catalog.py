@@ -210,7 +210,10 @@ class Catalog:
             exact = [h for h in hits if normalize_title(h.title)[0] == key]
             if len(exact) == 1:
                 return exact[0]
-            options = "; ".join(h.label for h in hits[:6])
+            labels = [h.label for h in hits[:6]]
+            # Same title and year (an album and its title track): tell them apart by kind and id.
+            options = "; ".join(f"{h.label} [{h.kind} {h.id}]" if labels.count(h.label) > 1 else h.label
+                                for h in hits[:6])
             raise UnknownItemError(f"{ref!r} is ambiguous in catalog {self.name!r}: {options}")
         return hits[0]
 

@@ -213,7 +213,9 @@ class LocalLLM(LLM):
         self.spec = f"local:{model}"
         self.model_name = model
         self.n_ctx = n_ctx
-        self.n_threads = n_threads or max(1, os.cpu_count() or 1)
+        # One thread per core: llama.cpp's threads spin at barriers, so more threads than free
+        # cores (or a busy machine) slows prompt evaluation down many times; MEDIAREC_LLM_THREADS caps it.
+        self.n_threads = n_threads or (settings.llm_threads if settings else None) or max(1, os.cpu_count() or 1)
         self._llm = None
         self._lock = threading.Lock()
 
