@@ -118,6 +118,21 @@ def cmd_chat(args) -> int:
     return run_repl(args)
 
 
+def cmd_enrich(args) -> int:
+    from .enrich import enrich_catalog
+    from .llm import load_llm
+
+    if args.limit is not None and args.limit < 0:
+        raise MediarecError("--limit must be 0 or more")
+    llm = load_llm(args.llm)
+    if llm is None:
+        raise MediarecError("enrich needs an LLM: --llm local:NAME, local:/path.gguf or openai:MODEL")
+    rep = enrich_catalog(_catalog(args), llm, limit=args.limit, progress=not args.quiet)
+    print(f"{rep.written} new summaries ({rep.failed} failed, {rep.already} already there, "
+          f"{rep.thin} thin items) in {rep.path}")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="mediarec", description="LLM-prompted recommendations for films, series and music.")
     p.add_argument("-v", "--verbose", action="store_true", help="log what happens")
@@ -176,6 +191,13 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("--user")
     c.add_argument("--llm", default=None)
     c.set_defaults(func=cmd_chat)
+
+    en = sub.add_parser("enrich", help="write LLM summaries for items with little text (resumable)")
+    dataset_args(en)
+    en.add_argument("--llm", default=None, help="local:NAME, local:/path.gguf or openai:MODEL")
+    en.add_argument("--limit", type=int, default=None, help="at most N new summaries this run")
+    en.add_argument("--quiet", action="store_true")
+    en.set_defaults(func=cmd_enrich)
     return p
 
 
@@ -187,7 +209,10 @@ def main(argv: list[str] | None = None) -> int:
     try:
         return args.func(args) or 0
     except MediarecError as e:
-        _console(stderr=True).print(f"[red]error:[/] {e}", markup=True, soft_wrap=True)
+        from rich.markup import escape
+
+        # The message is data (titles, paths), never markup: "[/b]" in a title must not crash.
+        _console(stderr=True).print(f"[red]error:[/] {escape(str(e))}", markup=True, soft_wrap=True)
         return 2
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)

@@ -1,0 +1,175 @@
+"""The MiniLM ONNX embedding function: real model, real Chroma (no mocks)."""
+
+from __future__ import annotations
+
+import json
+import os
+
+import numpy as np
+import pytest
+
+os.environ.setdefault("ANONYMIZED_TELEMETRY", "False")
+
+import chromadb  # noqa: E402
+from chromadb.utils.embedding_functions import known_embedding_functions  # noqa: E402
+
+from mediarec import models  # noqa: E402
+from mediarec.config import Settings  # noqa: E402
+from mediarec.datasets import load_dataset  # noqa: E402
+from mediarec.embeddings import DIMENSION, EMBEDDER_NAME, MiniLMEmbeddingFunction  # noqa: E402
+
+
+@pytest.fixture(scope="module")
+def model_files(model_home):
+    return models.resolve(EMBEDDER_NAME, Settings(home=model_home), quiet=True)
+
+
+@pytest.fixture(scope="module")
+def embedder(model_files) -> MiniLMEmbeddingFunction:
+    return MiniLMEmbeddingFunction(model_files["model"], model_files["tokenizer"])
+
+
+@pytest.fixture(scope="module")
+def item_texts(shared_data) -> list[str]:
+    """Real catalogue texts of very different lengths (ml-100k titles/genres), plus short and long oddities."""
+    cat = load_dataset("movielens-100k", shared_data)
+    texts = [it.text() for it in list(cat.items.values())[:40]]
+    texts += ["Alien", "a", "calm piano music for studying", "jazz " * 40,
+              "A crew aboard a deep-space freighter is hunted by a shape-shifting alien predator. " * 3]
+    return texts
+
+
+@pytest.fixture
+def home_with_models(tmp_path, monkeypatch, model_home):
+    """A fresh MEDIAREC_HOME whose models/ is the shared model cache."""
+    home = tmp_path / "home"
+    home.mkdir()
+    (home / "models").symlink_to(model_home / "models", target_is_directory=True)
+    monkeypatch.setenv("MEDIAREC_HOME", str(home))
+    return home
+
+
+def cos(a: np.ndarray, b: np.ndarray) -> float:
+    return float(a @ b / (np.linalg.norm(a) * np.linalg.norm(b)))
+
+
+def test_rows_have_unit_length_and_dimension_384(embedder, item_texts):
+    v = embedder.embed(item_texts)
+    assert v.shape == (len(item_texts), DIMENSION) == (len(item_texts), 384)
+    assert v.dtype == np.float32
+    assert np.isfinite(v).all()
+    np.testing.assert_allclose(np.linalg.norm(v, axis=1), 1.0, atol=1e-5)
+    # Different texts give different vectors (the model is really run, row by row).
+    assert len({tuple(np.round(row, 4)) for row in v}) == len(set(item_texts))
+
+
+def test_similar_texts_are_closer_than_unrelated_ones(embedder):
+    triples = [
+        ("a science fiction film about aliens attacking a spaceship crew",
+         "space horror movie with an extraterrestrial monster",
+         "a gentle romantic comedy about a wedding in Paris"),
+        ("calm piano music for studying",
+         "relaxing instrumental piano pieces to focus and concentrate",
+         "loud aggressive heavy metal with screaming vocals"),
+        ("Star Trek: First Contact (1996). movie. genres: Action, Adventure, Sci-Fi",
+         "Star Trek: The Wrath of Khan (1982). movie. genres: Action, Adventure, Sci-Fi",
+         "Sense and Sensibility (1995). movie. genres: Drama, Romance"),
+    ]
+    for anchor, near, far in triples:
+        a, n, f = embedder.embed([anchor, near, far])
+        assert cos(a, n) > cos(a, f) + 0.1, (anchor, cos(a, n), cos(a, f))
+
+
+def test_dynamic_padding_is_batch_invariant(model_files, embedder, item_texts):
+    """Sorting by length and padding each batch to its own longest text changes nothing: the same
+    vectors (within 1e-4) as embedding one text at a time, for any batch size, in input order."""
+    one_by_one = np.stack([embedder.embed([t])[0] for t in item_texts])
+    for bs in (5, 64):
+        e = MiniLMEmbeddingFunction(model_files["model"], model_files["tokenizer"], batch_size=bs)
+        batched = e.embed(item_texts)
+        assert np.abs(batched - one_by_one).max() < 1e-4, bs
+    # A permuted input gives the permuted rows.
+    perm = np.random.default_rng(0).permutation(len(item_texts))
+    permuted = embedder.embed([item_texts[i] for i in perm])
+    assert np.abs(permuted - one_by_one[perm]).max() < 1e-4
+
+
+def test_dynamic_padding_matches_full_length_padding(embedder, item_texts):
+    """Padding to max_length (what Chroma's default does) gives the same vectors: the mask does its job."""
+    text = item_texts[0]
+    enc = embedder.tokenizer.encode(text)
+    width = embedder.max_length
+    ids = np.zeros((1, width), np.int64)
+    mask = np.zeros((1, width), np.int64)
+    ids[0, :len(enc.ids)] = enc.ids
+    mask[0, :len(enc.ids)] = 1
+    hidden = embedder.session.run(None, {"input_ids": ids, "attention_mask": mask,
+                                         "token_type_ids": np.zeros_like(ids)})[0]
+    pooled = (hidden * mask[:, :, None]).sum(axis=1) / mask.sum()
+    pooled /= np.linalg.norm(pooled)
+    assert np.abs(pooled[0] - embedder.embed([text])[0]).max() < 1e-4
+
+
+def test_empty_and_blank_strings_are_handled(embedder):
+    assert embedder.embed([]).shape == (0, DIMENSION)
+    v = embedder.embed(["", "   ", "Alien (1979)"])
+    assert v.shape == (3, DIMENSION)
+    assert np.isfinite(v).all()
+    np.testing.assert_allclose(np.linalg.norm(v, axis=1), 1.0, atol=1e-5)
+    # The real text next to empty ones is unaffected by them.
+    assert np.abs(v[2] - embedder.embed(["Alien (1979)"])[0]).max() < 1e-4
+    assert embedder([""])[0].shape == (DIMENSION,)
+
+
+def test_long_text_is_truncated_not_rejected(embedder):
+    long = "an epic space opera with starships, empires and rebels " * 200  # far above 256 tokens
+    v = embedder.embed([long])
+    assert v.shape == (1, DIMENSION) and np.isfinite(v).all()
+    assert abs(float(np.linalg.norm(v[0])) - 1.0) < 1e-5
+    assert len(embedder.tokenizer.encode(long).ids) == embedder.max_length
+
+
+def test_chroma_protocol(embedder, home_with_models):
+    out = embedder(["a film about space aliens", "calm piano music"])
+    assert isinstance(out, list) and len(out) == 2
+    assert all(np.asarray(row).shape == (DIMENSION,) for row in out)
+    np.testing.assert_allclose(np.asarray(out), embedder.embed(["a film about space aliens", "calm piano music"]),
+                               atol=1e-6)
+
+    assert MiniLMEmbeddingFunction.name() == embedder.name() == "mediarec-minilm"
+    assert known_embedding_functions["mediarec-minilm"] is MiniLMEmbeddingFunction
+    assert embedder.default_space() == "cosine"
+    assert "cosine" in embedder.supported_spaces()
+
+    config = embedder.get_config()
+    assert json.loads(json.dumps(config)) == config  # Chroma stores it as JSON
+    rebuilt = MiniLMEmbeddingFunction.build_from_config(config)  # resolves the model under MEDIAREC_HOME
+    assert isinstance(rebuilt, MiniLMEmbeddingFunction)
+    assert rebuilt.get_config() == config
+    texts = ["Alien (1979)", "Toy Story (1995)", ""]
+    assert np.abs(rebuilt.embed(texts) - embedder.embed(texts)).max() < 1e-6
+
+
+def test_chroma_rebuilds_the_function_from_a_persisted_collection(embedder, home_with_models, tmp_path):
+    """A collection created with our function can be reopened by a new client without passing it:
+    Chroma rebuilds it from the stored config and free-text queries use our model."""
+    path = str(tmp_path / "chroma")
+    docs = {"alien": "a science fiction film about aliens attacking a spaceship crew",
+            "piano": "calm piano music for studying",
+            "romcom": "a gentle romantic comedy about a wedding in Paris"}
+    client = chromadb.PersistentClient(path=path)
+    col = client.create_collection("ef-roundtrip", embedding_function=embedder,
+                                   configuration={"hnsw": {"space": "cosine"}})
+    col.add(ids=list(docs), documents=list(docs.values()))
+    del col, client
+
+    reopened = chromadb.PersistentClient(path=path).get_collection("ef-roundtrip")
+    ef_conf = reopened.configuration_json["embedding_function"]
+    assert ef_conf["name"] == "mediarec-minilm" and ef_conf["config"] == embedder.get_config()
+    res = reopened.query(query_texts=["space horror movie with an extraterrestrial monster"], n_results=3,
+                         include=["distances"])
+    assert res["ids"][0][0] == "alien"
+    q = embedder.embed(["space horror movie with an extraterrestrial monster"])[0]
+    expected = {k: 1.0 - float(v @ q) for k, v in zip(docs, embedder.embed(list(docs.values())))}
+    for i, d in zip(res["ids"][0], res["distances"][0]):
+        assert d == pytest.approx(expected[i], abs=1e-4)

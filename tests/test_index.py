@@ -1,0 +1,227 @@
+"""The Chroma index of a catalogue: real embedder, real embedded Chroma, real MovieLens 100k."""
+
+from __future__ import annotations
+
+import os
+
+import numpy as np
+import pytest
+
+os.environ.setdefault("ANONYMIZED_TELEMETRY", "False")
+
+import chromadb  # noqa: E402
+
+from mediarec import models  # noqa: E402
+from mediarec.catalog import Catalog  # noqa: E402
+from mediarec.config import Settings  # noqa: E402
+from mediarec.datasets import load_dataset  # noqa: E402
+from mediarec.embeddings import EMBEDDER_NAME, MiniLMEmbeddingFunction  # noqa: E402
+from mediarec.errors import IndexError_  # noqa: E402
+from mediarec.index import CatalogIndex, IndexSettings, open_index  # noqa: E402
+
+
+class CountingEmbedder(MiniLMEmbeddingFunction):
+    """The real embedder, counting how often and how much it embeds; optionally interrupted
+    (KeyboardInterrupt, as Ctrl-C would) at its ``interrupt_at``-th call."""
+
+    def __init__(self, *args, interrupt_at: int | None = None, **kw):
+        super().__init__(*args, **kw)
+        self.calls = 0
+        self.texts = 0
+        self.interrupt_at = interrupt_at
+
+    def embed(self, texts):
+        self.calls += 1
+        if self.interrupt_at is not None and self.calls == self.interrupt_at:
+            raise KeyboardInterrupt
+        self.texts += len(texts)
+        return super().embed(texts)
+
+
+@pytest.fixture(scope="module")
+def model_files(model_home):
+    return models.resolve(EMBEDDER_NAME, Settings(home=model_home), quiet=True)
+
+
+@pytest.fixture
+def counting(model_files):
+    def make(**kw) -> CountingEmbedder:
+        return CountingEmbedder(model_files["model"], model_files["tokenizer"], **kw)
+    return make
+
+
+@pytest.fixture(scope="module")
+def ml100k(shared_data) -> Catalog:
+    return load_dataset("movielens-100k", shared_data)
+
+
+@pytest.fixture(scope="module")
+def small(ml100k) -> Catalog:
+    """The first 130 movies of ml-100k with their ratings: quick to embed, still real."""
+    ids = list(ml100k.items)[:130]
+    keep = set(ids)
+    return Catalog("ml-small", [ml100k.items[i] for i in ids], [x for x in ml100k.interactions if x.item in keep])
+
+
+@pytest.fixture(scope="module")
+def built(ml100k, model_files, tmp_path_factory):
+    """ml-100k built once into an embedded Chroma under a temporary folder."""
+    path = tmp_path_factory.mktemp("ml100k-index")
+    emb = CountingEmbedder(model_files["model"], model_files["tokenizer"])
+    client = chromadb.PersistentClient(path=str(path))
+    idx = CatalogIndex(ml100k, client, embedder=emb).build()
+    return idx, client, path, emb
+
+
+def _meta(client, name):
+    return client.get_collection(name).metadata or {}
+
+
+def test_build_creates_three_collections_with_fingerprints(built, ml100k):
+    idx, client, _, emb = built
+    names = sorted(c.name for c in client.list_collections())
+    assert names == ["movielens-100k-collab", "movielens-100k-collabq", "movielens-100k-text"]
+
+    modelled = {x.item for x in ml100k.interactions}
+    assert client.get_collection("movielens-100k-text").count() == len(ml100k.items) == 1682
+    assert client.get_collection("movielens-100k-collab").count() == len(modelled)
+    assert client.get_collection("movielens-100k-collabq").count() == len(modelled)
+    assert set(idx.collab.item_ids) == modelled
+
+    text_meta = _meta(client, "movielens-100k-text")
+    assert text_meta["complete"] is True
+    assert text_meta["fingerprint"] == idx.text_fingerprint()
+    assert ml100k.items_fingerprint()[:24] in text_meta["fingerprint"]
+    assert EMBEDDER_NAME in text_meta["fingerprint"]
+    for name in ("movielens-100k-collab", "movielens-100k-collabq"):
+        meta = _meta(client, name)
+        assert meta["complete"] is True
+        assert meta["fingerprint"] == idx.collab_fingerprint()
+        assert ml100k.fingerprint()[:24] in meta["fingerprint"]
+    assert idx.is_current()
+
+    # Every item was embedded exactly once, and what is stored is the embedding of its text.
+    assert emb.texts == len(ml100k.items)
+    assert idx.text_vectors.shape == (1682, 384)
+    sample = ["1", "50", "1682"]
+    expected = emb.embed([ml100k.items[i].text() for i in sample])
+    got = idx.text_vectors[[idx.position(i) for i in sample]]
+    assert np.abs(got - expected).max() < 1e-5
+    stored = client.get_collection("movielens-100k-text").get(ids=["50"], include=["metadatas"])
+    assert stored["metadatas"][0]["title"] == ml100k.items["50"].title
+    assert stored["metadatas"][0]["year"] == 1977
+
+
+def test_second_build_is_a_noop(built, ml100k, counting):
+    _, client, _, _ = built
+    before = {c.name: (c.id, c.count()) for c in client.list_collections()}
+    emb = counting()
+    idx = CatalogIndex(ml100k, client, embedder=emb).build()
+    assert emb.calls == 0  # nothing re-embedded
+    assert {c.name: (c.id, c.count()) for c in client.list_collections()} == before  # nothing recreated
+    assert idx.is_current() and idx.text_vectors.shape == (1682, 384)
+
+
+def test_index_persists_for_a_new_client(built, ml100k):
+    idx, _, path, _ = built
+    reopened = CatalogIndex(ml100k, chromadb.PersistentClient(path=str(path))).load()
+    assert np.array_equal(reopened.text_vectors, idx.text_vectors)
+    assert reopened.collab.item_ids == idx.collab.item_ids
+    assert np.allclose(reopened.collab.item_vectors, idx.collab.item_vectors, atol=1e-6)
+    assert np.allclose(reopened.collab.query_vectors, idx.collab.query_vectors, atol=1e-6)
+
+
+def test_load_of_a_missing_index_says_how_to_build_it(ml100k, tmp_path, counting):
+    client = chromadb.PersistentClient(path=str(tmp_path / "empty"))
+    with pytest.raises(IndexError_, match=r"mediarec index --dataset movielens-100k"):
+        CatalogIndex(ml100k, client).load()
+    emb = counting()
+    with pytest.raises(IndexError_, match=r"`mediarec index"):
+        open_index(ml100k, Settings(home=tmp_path / "home"), build=False, embedder=emb)
+    assert emb.calls == 0
+
+
+def test_open_index_builds_under_mediarec_home(small, tmp_path, counting):
+    home = tmp_path / "home"
+    emb = counting()
+    idx = open_index(small, Settings(home=home), embedder=emb)
+    assert (home / "index" / "ml-small" / "chroma.sqlite3").is_file()
+    assert idx.is_current() and emb.texts == len(small.items)
+    emb2 = counting()
+    again = open_index(small, Settings(home=home), build=False, embedder=emb2)
+    assert np.array_equal(again.text_vectors, idx.text_vectors) and emb2.calls == 0
+
+
+def test_changed_items_make_the_text_collection_stale(small, tmp_path, counting):
+    client = chromadb.PersistentClient(path=str(tmp_path / "idx"))
+    CatalogIndex(small, client, embedder=counting()).build()
+    old_text_fp = _meta(client, "ml-small-text")["fingerprint"]
+
+    edited_item = small.items["50"].model_copy(update={"title": "Star Wars: A New Hope"})
+    edited = Catalog("ml-small", [edited_item if i == "50" else it for i, it in small.items.items()],
+                     small.interactions)
+    assert edited.items_fingerprint() != small.items_fingerprint()
+
+    emb = counting()
+    with pytest.raises(IndexError_, match=r"stale.*mediarec index --dataset ml-small"):
+        CatalogIndex(edited, client, embedder=emb).build(rebuild=False)
+    assert emb.calls == 0
+    assert _meta(client, "ml-small-text")["fingerprint"] == old_text_fp  # untouched
+    with pytest.raises(IndexError_, match="stale"):
+        CatalogIndex(edited, client, embedder=emb).load()
+
+    idx = CatalogIndex(edited, client, embedder=emb).build()  # rebuild=True by default
+    assert emb.texts == len(edited.items)
+    meta = _meta(client, "ml-small-text")
+    assert meta["fingerprint"] == idx.text_fingerprint() != old_text_fp and meta["complete"] is True
+    stored = client.get_collection("ml-small-text").get(ids=["50"], include=["metadatas", "embeddings"])
+    assert stored["metadatas"][0]["title"] == "Star Wars: A New Hope"
+    assert np.abs(np.asarray(stored["embeddings"][0]) - emb.embed([edited_item.text()])[0]).max() < 1e-5
+    assert client.get_collection("ml-small-text").count() == len(edited.items)
+    # The old catalogue's index is now the stale one.
+    assert not CatalogIndex(small, client).is_current()
+
+
+def test_changed_interactions_rebuild_collab_only(small, tmp_path, counting):
+    client = chromadb.PersistentClient(path=str(tmp_path / "idx"))
+    first = CatalogIndex(small, client, embedder=counting()).build()
+    text_id = client.get_collection("ml-small-text").id
+    fewer = small.with_interactions(small.interactions[: len(small.interactions) // 2])
+
+    emb = counting()
+    idx = CatalogIndex(fewer, client, embedder=emb).build()
+    assert emb.calls == 0  # the text side depends on the items only
+    assert client.get_collection("ml-small-text").id == text_id
+    assert _meta(client, "ml-small-collab")["fingerprint"] == idx.collab_fingerprint() != first.collab_fingerprint()
+    assert client.get_collection("ml-small-collab").count() == len({x.item for x in fewer.interactions})
+    assert idx.is_current() and not first.is_current()
+
+
+def test_interrupted_text_build_resumes_where_it_stopped(small, tmp_path, counting):
+    settings = IndexSettings(batch_size=40)  # 130 items: batches of 40, 40, 40, 10
+    client = chromadb.PersistentClient(path=str(tmp_path / "idx"))
+
+    interrupted = counting(interrupt_at=2)
+    with pytest.raises(KeyboardInterrupt):
+        CatalogIndex(small, client, settings, embedder=interrupted).build()
+    text = client.get_collection("ml-small-text")
+    assert text.count() == 40  # the first batch was stored
+    assert (text.metadata or {}).get("complete") is False
+    assert not CatalogIndex(small, client, settings).is_current()
+    with pytest.raises(IndexError_, match="incomplete"):
+        CatalogIndex(small, client, settings).load()
+
+    resumed = counting()
+    idx = CatalogIndex(small, client, settings, embedder=resumed).build()
+    assert resumed.texts == len(small.items) - 40  # only the rest
+    assert resumed.calls == 3
+    assert client.get_collection("ml-small-text").count() == len(small.items)
+    assert _meta(client, "ml-small-text")["complete"] is True
+    assert idx.is_current()
+    # Resumed vectors are those of a from-scratch build, each in its place.
+    fresh = resumed.embed([it.text() for it in small.items.values()])
+    assert np.abs(idx.text_vectors - fresh).max() < 1e-5
+
+    again = counting()
+    CatalogIndex(small, client, settings, embedder=again).build()
+    assert again.calls == 0
