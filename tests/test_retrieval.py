@@ -108,10 +108,6 @@ def test_free_text_query_brings_matching_items(retriever):
     assert all(c.sources == ("text",) and c.collab_score is None for c in cands)
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "fusion: with a history, the request's text term (query_weight 0.7 on a text side that varies "
-    "little) cannot outweigh the collaborative side; a comedy fan asking for 'space alien horror' "
-    "gets 'Sleepless in Seattle' first and 4/10 sci-fi/horror (3/10 without the request)"))
 def test_request_leads_over_a_history(retriever):
     """retrieval.candidates says a request should let the text side lead: a comedy fan asking for
     "space alien horror" should get mostly sci-fi/horror, starting with one."""

@@ -121,13 +121,16 @@ class CatalogIndex:
             self.client.delete_collection(name)
             col = None
         if col is None:
+            # A deeper HNSW search than Chroma's default (ef 100): the candidate pool must hold each
+            # side's true best items, or candidates() and the exact score_all() drift apart.
             col = self.client.create_collection(name, metadata=meta, embedding_function=embedding_function,
-                                                configuration={"hnsw": {"space": space}})
+                                                configuration={"hnsw": {"space": space, "ef_search": 400,
+                                                                        "ef_construction": 200}})
         return col
 
     def _build_text(self, progress: bool, rebuild: bool) -> None:
         fp = self.text_fingerprint()
-        col = self._collection("text", fp, "cosine", rebuild)
+        col = self._collection("text", fp, "cosine", rebuild, embedding_function=self.embedder)
         if (col.metadata or {}).get("complete") and col.count() == len(self.item_ids):
             return
         present = set(col.get(include=[])["ids"]) if col.count() else set()
@@ -164,7 +167,8 @@ class CatalogIndex:
     # -- reading ---------------------------------------------------------------------------
     def is_current(self) -> bool:
         try:
-            cols = [self.client.get_collection(f"{self.prefix}-{s}") for s in ("text", "collab", "collabq")]
+            cols = [self.text_collection] + [self.client.get_collection(f"{self.prefix}-{s}")
+                                             for s in ("collab", "collabq")]
         except Exception:  # noqa: BLE001
             return False
         fps = [self.text_fingerprint(), self.collab_fingerprint(), self.collab_fingerprint()]
@@ -199,7 +203,8 @@ class CatalogIndex:
 
     @property
     def text_collection(self):
-        return self.client.get_collection(f"{self.prefix}-text")
+        """Our embedding function is attached, so ``query_texts`` works on it too."""
+        return self.client.get_collection(f"{self.prefix}-text", embedding_function=self.embedder)
 
     @property
     def collab_collection(self):

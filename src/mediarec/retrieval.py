@@ -7,13 +7,14 @@ Fusion (documented, used everywhere, tuned in the evaluation):
 ``collab(j) = u · V[j]`` with ``u`` the recency-weighted query vector of the history (0 for items
 without a collaborative vector), ``text(j)`` the cosine between the item's text embedding and the
 recency-weighted mean of the history's text embeddings (mixed with a free-text request when there
-is one). Each side is divided by its best score for this user, so the two are on one scale and
+is one; the text side's weight then rises so the request leads). Each side is divided by its best score for this user, so the two are on one scale and
 the result does not depend on which pool of candidates was scored: the pool Chroma returns holds
 each side's best item. Already-consumed items are excluded.
 
-``candidates()`` asks Chroma for each side's nearest items and re-scores the union exactly from
-the vectors held in memory; ``score_all()`` scores every item the same way (the evaluation's full
-ranking).
+``candidates()`` asks Chroma for each side's nearest items (HNSW, approximate) and re-scores the
+union exactly from the vectors held in memory; ``score_all()`` scores every item the same way
+(the evaluation's full ranking). The two agree wherever Chroma's search found each side's best
+items, which a deep ``ef_search`` makes the rule (tests/test_retrieval.py measures it).
 """
 
 from __future__ import annotations
@@ -30,12 +31,18 @@ from .index import CatalogIndex
 
 
 class FusionSettings(BaseModel):
-    """Weights of the two sides; ``query_weight`` is the share of a free-text request in the text query."""
+    """Weights of the two sides.
+
+    ``query_weight`` is the share of a free-text request in the text query vector; with a request
+    the text side weighs ``request_text_weight`` instead of ``text_weight``, so what the user asks
+    for leads and the history still breaks ties.
+    """
 
     collab_weight: float = 1.0
     text_weight: float = 0.15
+    request_text_weight: float = 3.0
     text_decay: float = 0.9
-    query_weight: float = 0.7
+    query_weight: float = 0.8
     pool_factor: int = 3
 
 
@@ -110,10 +117,11 @@ class Retriever:
             text = tv @ tvec
         return collab, text
 
-    def _fuse(self, collab, text, n: int) -> np.ndarray:
+    def _fuse(self, collab, text, n: int, query: str | None = None) -> np.ndarray:
         f = self.fusion
+        text_weight = f.request_text_weight if query and query.strip() else f.text_weight
         fused = np.zeros(n, dtype=np.float64)
-        for raw, w in ((collab, f.collab_weight), (text, f.text_weight)):
+        for raw, w in ((collab, f.collab_weight), (text, text_weight)):
             if raw is not None and w:
                 finite = raw[np.isfinite(raw)]
                 top = float(finite.max()) if len(finite) else 0.0
@@ -131,7 +139,7 @@ class Retriever:
             if raw is not None:
                 raw[seen] = -np.inf  # consumed items take no part in the per-side maxima either
         fused = self._fuse(collab if "collab" in sides else None, text if "text" in sides else None,
-                           len(self.index.item_ids))
+                           len(self.index.item_ids), query)
         fused[seen] = -np.inf
         return fused
 
@@ -163,10 +171,7 @@ class Retriever:
         collab, text = self._side_scores(hist, query, rows)
         # Each side is normalised by its best unconsumed item; the pool holds each side's top hits,
         # so these maxima equal the catalogue-wide ones that score_all() uses.
-        fused = self._fuse(collab, text, len(ids))
-        if query and query.strip() and text is not None and self.fusion.text_weight < 1:
-            # A request is a strong signal: let the text side lead when the user asked for something.
-            fused = fused + self.fusion.query_weight * text / max(float(np.max(text)), 1e-12)
+        fused = self._fuse(collab, text, len(ids), query)
         order = np.argsort(-fused, kind="stable")[:k]
         return [Candidate(item=self.catalog.items[ids[j]], score=float(fused[j]),
                           collab_score=None if collab is None else float(collab[j]),
