@@ -10,11 +10,20 @@ vector settings) and whether the build completed. A collection whose fingerprint
 stale: it is rebuilt (or, with ``rebuild=False``, reported as an error), never silently used.
 Text embedding runs in batches and skips ids already present under the same fingerprint, so an
 interrupted build resumes where it stopped and a repeated build is a no-op.
+
+Concurrency: an embedded index (a Chroma ``PersistentClient`` folder) must not be written by two
+processes at once, so ``open_index`` holds an exclusive ``fcntl.flock`` on
+``$MEDIAREC_HOME/index/<catalog>.lock`` while it opens and builds; a second ``mediarec index`` waits,
+then finds the index current. Against a Chroma server, two builders of the same catalog may run
+together: collection creation tolerates the other one winning the race and ``upsert`` is idempotent.
+Chroma failures (a server that went away, a broken store) surface as :class:`IndexError_`.
 """
 
 from __future__ import annotations
 
+import contextlib
 import logging
+import os
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlparse
@@ -25,7 +34,7 @@ from pydantic import BaseModel, Field
 from .catalog import Catalog
 from .collab import CollabModel, CollabSettings
 from .config import Settings, get_settings
-from .errors import ConfigError, IndexError_
+from .errors import ConfigError, IndexError_, MediarecError
 
 log = logging.getLogger(__name__)
 INDEX_FORMAT = 1
@@ -60,6 +69,47 @@ def make_client(settings: Settings, catalog_name: str, chroma_url: str | None = 
     return chromadb.PersistentClient(path=str(path))
 
 
+@contextlib.contextmanager
+def chroma_errors(what: str):
+    """Chroma and connection failures as :class:`IndexError_` (one line, no traceback in the CLI)."""
+    import chromadb.errors
+    import httpx
+
+    try:
+        yield
+    except MediarecError:
+        raise
+    except (chromadb.errors.ChromaError, httpx.HTTPError, OSError) as e:
+        msg = " ".join(str(e).split())[:300]
+        raise IndexError_(f"{what}: {type(e).__name__}: {msg}") from e
+
+
+@contextlib.contextmanager
+def build_lock(settings: Settings, catalog_name: str, chroma_url: str | None = None):
+    """An exclusive lock on the embedded index of ``catalog_name`` (none for a Chroma server).
+
+    Two processes writing one ``PersistentClient`` folder at once race on collection creation and
+    on the store's files; the lock makes the second wait (the kernel drops it if the holder dies).
+    """
+    if chroma_url or settings.chroma_url:
+        yield
+        return
+    import fcntl
+
+    root = Path(settings.index_dir)
+    root.mkdir(parents=True, exist_ok=True)
+    fd = os.open(root / f"{_safe_name(catalog_name)}.lock", os.O_RDWR | os.O_CREAT, 0o600)
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            log.warning("another mediarec process is building the index of %s; waiting for it", catalog_name)
+            fcntl.flock(fd, fcntl.LOCK_EX)
+        yield
+    finally:
+        os.close(fd)  # closing the descriptor releases the lock
+
+
 def _progress(enabled: bool):
     from rich.progress import (BarColumn, MofNCompleteColumn, Progress, TextColumn,
                                TimeRemainingColumn)
@@ -74,7 +124,7 @@ class CatalogIndex:
                  embedder: Any | None = None, prefix: str | None = None):
         self.catalog = catalog
         self.client = client
-        self.settings = settings or IndexSettings()
+        self.settings = settings or IndexSettings(collab=CollabSettings.for_catalog(catalog))
         self._embedder = embedder
         self.prefix = _safe_name(prefix or catalog.name)
         self.item_ids = list(catalog.items)
@@ -123,9 +173,14 @@ class CatalogIndex:
         if col is None:
             # A deeper HNSW search than Chroma's default (ef 100): the candidate pool must hold each
             # side's true best items, or candidates() and the exact score_all() drift apart.
-            col = self.client.create_collection(name, metadata=meta, embedding_function=embedding_function,
-                                                configuration={"hnsw": {"space": space, "ef_search": 400,
-                                                                        "ef_construction": 200}})
+            try:
+                col = self.client.create_collection(name, metadata=meta, embedding_function=embedding_function,
+                                                    configuration={"hnsw": {"space": space, "ef_search": 400,
+                                                                            "ef_construction": 200}})
+            except Exception:  # noqa: BLE001 - another builder (a second process on the server) made it first
+                col = self.client.get_collection(name, embedding_function=embedding_function)
+                if (col.metadata or {}).get("fingerprint") != fingerprint:
+                    raise
         return col
 
     def _build_text(self, progress: bool, rebuild: bool) -> None:
@@ -234,7 +289,12 @@ def open_index(catalog: Catalog, settings: Settings | None = None, chroma_url: s
                prefix: str | None = None, embedder: Any | None = None) -> CatalogIndex:
     """The index of a catalog, built or brought up to date when ``build`` is true."""
     settings = settings or get_settings()
-    client = make_client(settings, catalog.name, chroma_url)
-    idx = CatalogIndex(catalog, client, index_settings, embedder=embedder, prefix=prefix)
-    return idx.build(progress=progress) if build else idx.load()
+    where = chroma_url or settings.chroma_url or str(Path(settings.index_dir) / catalog.name)
+    with build_lock(settings, catalog.name, chroma_url) if build else contextlib.nullcontext():
+        client = make_client(settings, catalog.name, chroma_url)
+        idx = CatalogIndex(catalog, client, index_settings, embedder=embedder, prefix=prefix)
+        doing = "building" if build else "reading"
+        with chroma_errors(f"{doing} the index of {catalog.name!r} in {where} failed (run `mediarec index "
+                           f"--dataset {catalog.name}` again to resume)"):
+            return idx.build(progress=progress) if build else idx.load()
 

@@ -27,7 +27,7 @@ from pydantic import BaseModel, ConfigDict
 from .catalog import Interaction, Item
 from .collab import recency_weights
 from .errors import MediarecError
-from .index import CatalogIndex
+from .index import CatalogIndex, chroma_errors
 
 
 class FusionSettings(BaseModel):
@@ -70,9 +70,16 @@ class Retriever:
         self.index = index
         self.catalog = index.catalog
         self.fusion = fusion or FusionSettings()
+        if not index.collab.settings.ordered and fusion is None:
+            self.fusion = self.fusion.model_copy(update={"text_decay": 1.0})  # no time order: no recency
         self._collab_pos = np.full(len(index.item_ids), -1, dtype=np.int64)
         for k, i in enumerate(index.collab.item_ids):
             self._collab_pos[index.position(i)] = k
+        # Item-side collaborative vectors aligned with the catalogue (zero rows for items without
+        # one), so scoring every item is one matrix-vector product, with no gather per request.
+        self._collab_aligned = np.zeros((len(index.item_ids), index.collab.dim), dtype=np.float32)
+        known = self._collab_pos >= 0
+        self._collab_aligned[known] = index.collab.item_vectors[self._collab_pos[known]]
 
     # -- inputs ----------------------------------------------------------------------------
     def history_ids(self, history: HistoryLike) -> list[str]:
@@ -107,10 +114,8 @@ class Retriever:
         collab = text = None
         uvec = self.index.collab.user_vector(hist) if hist else None
         if uvec is not None:
-            cpos = self._collab_pos if rows is None else self._collab_pos[rows]
-            collab = np.zeros(len(cpos), dtype=np.float32)
-            known = cpos >= 0
-            collab[known] = self.index.collab.item_vectors[cpos[known]] @ uvec
+            vectors = self._collab_aligned if rows is None else self._collab_aligned[rows]
+            collab = vectors @ uvec
         tvec = self._text_query(hist, query)
         if tvec is not None:
             tv = self.index.text_vectors if rows is None else self.index.text_vectors[rows]
@@ -153,17 +158,19 @@ class Retriever:
         pool_n = min(len(self.index.item_ids), max(k, 1) * self.fusion.pool_factor + len(banned))
         pool: dict[str, set[str]] = {}
         uvec = self.index.collab.user_vector(hist) if hist else None
-        if uvec is not None and self.fusion.collab_weight:
-            res = self.index.collab_collection.query(query_embeddings=[uvec.tolist()],
-                                                     n_results=min(pool_n, len(self.index.collab.item_ids)),
-                                                     include=[])
-            for i in res["ids"][0]:
-                pool.setdefault(i, set()).add("collab")
         tvec = self._text_query(hist, query)
-        if tvec is not None and (self.fusion.text_weight or query):
-            res = self.index.text_collection.query(query_embeddings=[tvec.tolist()], n_results=pool_n, include=[])
-            for i in res["ids"][0]:
-                pool.setdefault(i, set()).add("text")
+        with chroma_errors(f"the index of {self.catalog.name!r} cannot be queried"):
+            if uvec is not None and self.fusion.collab_weight:
+                res = self.index.collab_collection.query(query_embeddings=[uvec.tolist()],
+                                                         n_results=min(pool_n, len(self.index.collab.item_ids)),
+                                                         include=[])
+                for i in res["ids"][0]:
+                    pool.setdefault(i, set()).add("collab")
+            if tvec is not None and (self.fusion.text_weight or query):
+                res = self.index.text_collection.query(query_embeddings=[tvec.tolist()], n_results=pool_n,
+                                                       include=[])
+                for i in res["ids"][0]:
+                    pool.setdefault(i, set()).add("text")
         ids = [i for i in pool if i not in banned and i in self.catalog.items]
         if not ids:
             return []

@@ -27,7 +27,7 @@ class IndexProvider:
     def __init__(self, settings: Settings | None = None, index_settings: IndexSettings | None = None,
                  embedder: Any | None = None, chroma_url: str | None = None, progress: bool = False):
         self.settings = settings or get_settings()
-        self.index_settings = index_settings or IndexSettings()
+        self.index_settings = index_settings
         self.embedder = embedder
         self.chroma_url = chroma_url
         self.progress = progress
@@ -51,15 +51,14 @@ class RetrievalSystem:
         self.name = name
         self.sides = {"text": ("text",), "collab": ("collab",), "hybrid": ("collab", "text")}[name]
         self.provider = provider
-        self.fusion = fusion or FusionSettings()
+        self.fusion = fusion  # None: the retriever's defaults for this catalogue
         self.retriever: Retriever | None = None
         self.item_ids: list[str] | None = None
 
     def fit(self, train: Catalog) -> None:
-        fusion = self.fusion
+        self.retriever = Retriever(self.provider.get(train), self.fusion)
         if self.sides == ("text",):
-            fusion = fusion.model_copy(update={"text_weight": 1.0})
-        self.retriever = Retriever(self.provider.get(train), fusion)
+            self.retriever.fusion = self.retriever.fusion.model_copy(update={"text_weight": 1.0})
         self.item_ids = self.retriever.index.item_ids
 
     def score_array(self, history: list[Interaction]) -> np.ndarray:
