@@ -177,10 +177,15 @@ class CatalogIndex:
                 col = self.client.create_collection(name, metadata=meta, embedding_function=embedding_function,
                                                     configuration={"hnsw": {"space": space, "ef_search": 400,
                                                                             "ef_construction": 200}})
-            except Exception:  # noqa: BLE001 - another builder (a second process on the server) made it first
-                col = self.client.get_collection(name, embedding_function=embedding_function)
+            except Exception as create_error:  # noqa: BLE001 - maybe another builder (a second process
+                # on the same server) made it first: use theirs if it is built from the same data
+                try:
+                    col = self.client.get_collection(name, embedding_function=embedding_function)
+                except Exception:  # noqa: BLE001
+                    raise create_error from None
                 if (col.metadata or {}).get("fingerprint") != fingerprint:
-                    raise
+                    raise create_error from None
+                log.info("collection %s was just created by another builder; using it", name)
         return col
 
     def _build_text(self, progress: bool, rebuild: bool) -> None:

@@ -151,6 +151,15 @@ class LLM(ABC):
 # ---------------------------------------------------------------------------------------------
 _LOAD_LOCK = threading.Lock()
 _LOADED: dict[tuple, Any] = {}
+_MODEL_LOCKS: dict[str, threading.Lock] = {}
+
+
+def _model_lock(path: str) -> threading.Lock:
+    """One lock per model file, shared by every LocalLLM of that file: they share the loaded
+    ``Llama`` (see ``_LOADED``), whose context must not be used by two threads at once
+    (llama.cpp aborts the process on a GGML assertion when it is)."""
+    with _LOAD_LOCK:
+        return _MODEL_LOCKS.setdefault(path, threading.Lock())
 
 
 def _load_llama(path: str, n_ctx: int, n_threads: int):
@@ -192,7 +201,8 @@ def _load_llama(path: str, n_ctx: int, n_threads: int):
 
 
 class LocalLLM(LLM):
-    """llama-cpp-python; the model is loaded once per process and reused (calls are serialised)."""
+    """llama-cpp-python; the model is loaded once per process and reused (calls are serialised,
+    across every LocalLLM of the same file)."""
 
     supports_schema = True
     supports_scoring = True
@@ -217,7 +227,7 @@ class LocalLLM(LLM):
         # cores (or a busy machine) slows prompt evaluation down many times; MEDIAREC_LLM_THREADS caps it.
         self.n_threads = n_threads or (settings.llm_threads if settings else None) or max(1, os.cpu_count() or 1)
         self._llm = None
-        self._lock = threading.Lock()
+        self._lock = _model_lock(self.path)
 
     @property
     def llama(self):
@@ -354,18 +364,24 @@ class OpenAILLM(LLM):
                     out = self.client.chat.completions.create(model=self.model, **kwargs)
         except RetryError as e:
             last = e.last_attempt.exception()
-            raise LLMUnavailable(f"{type(last).__name__}: {_short(last)} after "
-                                 f"{e.last_attempt.attempt_number} attempts") from None
+            raise LLMUnavailable(self._scrub(f"{type(last).__name__}: {_short(last)} after "
+                                             f"{e.last_attempt.attempt_number} attempts")) from None
         except openai.APIStatusError as e:
-            err = LLMUnavailable(f"HTTP {e.status_code}: {_short(e)}")
+            err = LLMUnavailable(self._scrub(f"HTTP {e.status_code}: {_short(e)}"))
             err.format_refused = e.status_code == 400 or _refuses_format(e)
             raise err from None
         except openai.OpenAIError as e:
-            raise LLMUnavailable(f"{type(e).__name__}: {_short(e)}") from None
+            raise LLMUnavailable(self._scrub(f"{type(e).__name__}: {_short(e)}")) from None
         # A proxy's HTML page or other non-JSON body comes back from the client as a plain str.
         if not isinstance(getattr(out, "choices", None), list):
-            raise LLMUnavailable(f"the server's answer is not a chat completion: {_short(out, 120)!r}")
+            raise LLMUnavailable(self._scrub(f"the server's answer is not a chat completion: {_short(out, 120)!r}"))
         return out
+
+    def _scrub(self, text: str) -> str:
+        """An error message without the API key: a server or proxy may quote it back (a 401 saying
+        "Incorrect API key provided: sk-..."), and these messages end up in results, logs and sessions."""
+        key = getattr(self.client, "api_key", None)
+        return text.replace(key, "[redacted]") if key and len(key) >= 6 else text
 
     def _chat(self, messages: Messages, schema: dict | None, opts: LLMOptions) -> Completion:
         import openai
