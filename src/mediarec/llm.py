@@ -9,6 +9,7 @@ single-pass scoring). Answers are cached on disk, keyed by model, messages and p
 
 from __future__ import annotations
 
+import atexit
 import contextlib
 import hashlib
 import json
@@ -196,8 +197,20 @@ def _load_llama(path: str, n_ctx: int, n_threads: int):
         finally:
             raw.llama_model_default_params = original
         del llama_cpp
+        if not _LOADED:
+            atexit.register(_close_all)
         _LOADED[key] = llm
         return llm
+
+
+def _close_all() -> None:
+    """Free loaded models before interpreter shutdown; llama-cpp-python's ``__del__`` otherwise
+    runs after its C bindings are gone and prints a TypeError at exit."""
+    with _LOAD_LOCK:
+        for llm in _LOADED.values():
+            with contextlib.suppress(Exception):
+                llm.close()
+        _LOADED.clear()
 
 
 class LocalLLM(LLM):
