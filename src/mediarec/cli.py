@@ -179,6 +179,8 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--systems", default="pop,itemknn,text,collab,hybrid")
     e.add_argument("--protocol", default="full", help="full | sampled | a protocol JSON file")
     e.add_argument("--users", type=int, default=None)
+    e.add_argument("--val-users", type=int, default=None,
+                   help="validation users for tuning the LLM fusion weight (default min(users, 100))")
     e.add_argument("--llm", default="local:qwen2.5-0.5b")
     e.add_argument("--candidates", type=int, default=20)
     e.add_argument("--seed", type=int, default=0)
