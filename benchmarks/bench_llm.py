@@ -33,7 +33,7 @@ def main() -> None:
     from mediarec.datasets import load_dataset
     from mediarec.index import open_index
     from mediarec.llm import AnswerCache, LocalLLM
-    from mediarec.prompts import PromptLibrary, candidate_entries, history_entries, labels
+    from mediarec.prompts import PromptLibrary, candidate_entries, history_entries
     from mediarec.reranker import Reranker, RerankSettings
     from mediarec.retrieval import Retriever
 
