@@ -85,6 +85,12 @@ class Recommender:
         return cls.from_catalog(load_dataset(name, data_dir), **kw)
 
     # -- asking ---------------------------------------------------------------------------------
+    def chat(self, user: str | None = None, k: int = 10):
+        """A :class:`mediarec.session.ChatSession`: requests and feedback that refine the history."""
+        from .session import ChatSession
+
+        return ChatSession(self, user=user, k=k)
+
     def history_of(self, user: str) -> list[Interaction]:
         return self.catalog.history(user)
 

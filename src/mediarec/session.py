@@ -1,0 +1,736 @@
+"""A conversation with the recommender: requests, feedback, and a history that moves with it.
+
+```python
+session = Recommender.from_dataset("demo", llm="none").chat(user="alice")
+session.send("something like Alien but funnier")   # a request: a ranked list
+session.send("not 3")                              # never show the 3rd one again (and ask again)
+session.send("more like 2")                        # the 2nd becomes a liked item; ask again
+session.send("no horror")                          # ban a genre or tag (and ask again)
+session.send("I watched Heat")                     # adds to the history (asks which on "Dune")
+session.send("I liked it")                         # feedback on the item mentioned last
+session.save("alice.json"); ChatSession.load("alice.json", recommender)
+```
+
+Every piece of feedback changes what is passed to retrieval (the history and the excluded ids),
+so the user's query vectors move with it; nothing is written into the index. A session file holds
+the interactions, the conversation, the exclusions and the bans: never a key or a setting.
+"""
+
+from __future__ import annotations
+
+import difflib
+import json
+import os
+import re
+import tempfile
+import threading
+import time
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Literal
+
+from pydantic import BaseModel, Field, ValidationError
+
+from .agent import RecommendationResult
+from .catalog import Interaction, Item, normalize_title
+from .errors import MediarecError
+
+if TYPE_CHECKING:
+    from .agent import Recommender
+    from .profile import InterestProfile
+
+SESSION_FORMAT = 1
+ReplyKind = Literal["recommendations", "ack", "clarify", "error", "info"]
+
+
+class SessionReply(BaseModel):
+    """What the session answers to one message."""
+
+    kind: ReplyKind
+    text: str
+    result: RecommendationResult | None = None
+    options: list[str] = Field(default_factory=list)
+
+
+class Turn(BaseModel):
+    role: Literal["user", "assistant"]
+    text: str
+    time: float = 0.0
+
+
+class SessionState(BaseModel):
+    """The saved form of a session (what ``save`` writes and ``load`` reads)."""
+
+    format: int = SESSION_FORMAT
+    catalog: str
+    user: str | None = None
+    interactions: list[Interaction] = Field(default_factory=list)
+    excluded: list[str] = Field(default_factory=list)
+    disliked: list[str] = Field(default_factory=list)
+    bans: list[str] = Field(default_factory=list)
+    turns: list[Turn] = Field(default_factory=list)
+    last_request: str | None = None
+    shown: list[str] = Field(default_factory=list)
+    last_mentioned: str | None = None
+
+
+# -- reading what the user typed -----------------------------------------------------------------
+_NUM_LIST = r"#?\d+(?:\s*(?:,|and|&)\s*#?\d+)*"
+_MORE_RE = re.compile(rf"^(?:more|more like|more of|like|similar to|more similar to)\s+"
+                      rf"(?:number\s+)?({_NUM_LIST})$")
+_NOT_RE = re.compile(rf"^(?:not|no|skip|drop|exclude|remove|hide|never|not interested in)\s+"
+                     rf"(?:number\s+)?({_NUM_LIST})$")
+_BAN_RE = re.compile(r"^(?:no|no more|not|without|nothing|exclude|ban|skip|drop|hide)\s+(?!more like\b)(.+?)"
+                     r"(?:\s+(?:please|pls|thanks|anymore|any more|for now|from now on))*$")
+_CONSUMED_RE = re.compile(
+    r"^(?:(?:i|we)\s+)?(?:(?:have|'ve|ve|just|already|recently|also|did|once|finally)\s+)*"
+    r"(?P<verb>watched|saw|seen|listened to|heard|played|finished|binged)\s+(?P<rest>.+)$")
+_AND_FEEDBACK_RE = re.compile(
+    r"^(?P<title>.+?)\s*(?:,|-)?\s+and\s+(?:i\s+|it\s+was\s+)?"
+    r"(?P<fb>liked it|loved it|enjoyed it|liked that|loved that|great|good|didn'?t like it|did not like it|"
+    r"hated it|disliked it|not for me|meh|bad)\s*$")
+_LIKE_RE = re.compile(r"^(?:i\s+)?(?:really\s+)?(?:liked|loved|enjoyed)\s+(?P<ref>.+)$"
+                      r"|^i\s+(?:really\s+)?(?:like|love|dig|adore)\s+(?P<ref2>.+)$")
+_DISLIKE_RE = re.compile(r"^(?:i\s+)?(?:didn'?t|did not|don'?t|do not)\s+(?:really\s+)?(?:like|love|enjoy)\s+"
+                         r"(?P<ref>.+)$|^(?:i\s+)?(?:hated|disliked|hate|dislike)\s+(?P<ref2>.+)$")
+_BARE_LIKE = {"liked it", "loved it", "i liked it", "i loved it", "great", "good one", "i enjoyed it", "enjoyed it",
+              "nice", "love it", "like it", "i like it", "i love it", "thumbs up", "+1"}
+_BARE_DISLIKE = {"didn't like it", "didnt like it", "did not like it", "i didn't like it", "i didnt like it",
+                 "i did not like it", "hated it", "i hated it", "not for me", "meh", "disliked it", "i disliked it",
+                 "thumbs down", "-1", "i don't like it", "i dont like it", "don't like it", "dont like it"}
+_IT_WORDS = {"it", "that", "this", "this one", "that one", "the last one", "the last"}
+_AGAIN = {"again", "more", "refresh", "try again", "show again", "more please", "again please"}
+
+_VAGUE_WORDS = set("""
+a an the any some something anything somethin stuff things thing me my i we us you your for to of with
+what whats what's which should could would can do next now tonight today please pls recommend recommendation
+recommendations suggest suggestion suggestions give show find pick choose surprise good nice great new
+more another other watch listen hear play see to be like love want wanna need in mood the
+film films movie movies show shows series music song songs track tracks album albums
+""".split())
+_WORD_RE = re.compile(r"[a-z0-9']+")
+
+
+def _numbers(s: str) -> list[int]:
+    return [int(n) for n in re.findall(r"\d+", s)]
+
+
+def _norm_text(text: str) -> str:
+    t = " ".join(text.strip().split())
+    t = t.rstrip(" .!?")
+    return t
+
+
+def is_vague(request: str) -> bool:
+    """A request with nothing to search for ("what next?", "surprise me", "recommend something")."""
+    words = _WORD_RE.findall(request.lower())
+    return not [w for w in words if w not in _VAGUE_WORDS]
+
+
+def _redact(text: str) -> str:
+    """Keys never reach a session file, even when typed into the chat."""
+    for name in ("OPENAI_API_KEY", "ANTHROPIC_API_KEY", "HF_TOKEN", "HUGGING_FACE_HUB_TOKEN"):
+        v = os.environ.get(name)
+        if v and len(v) >= 6:
+            text = text.replace(v, "[redacted]")
+    return re.sub(r"\b(sk|hf|pk|rk)[-_][A-Za-z0-9_\-]{8,}", "[redacted]", text)
+
+
+def atomic_write_private(path: str | Path, text: str) -> Path:
+    """Write a file readable by its owner only (0o600), atomically: a reader sees old or new."""
+    path = Path(path).expanduser()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=str(path.parent))
+    try:
+        os.fchmod(fd, 0o600)
+        with os.fdopen(fd, "w", encoding="utf-8") as f:
+            f.write(text)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        try:
+            os.unlink(tmp)
+        except OSError:
+            pass
+        raise
+    return path
+
+
+class _Ambiguous(Exception):
+    def __init__(self, ref: str, items: list[Item]):
+        super().__init__(ref)
+        self.ref, self.items = ref, items
+
+
+class _NotFound(Exception):
+    def __init__(self, message: str):
+        super().__init__(message)
+        self.message = message
+
+
+class ChatSession:
+    """One user's conversation: their interactions (starting from their catalog history if a user is
+    given), the turns, excluded items, genre/tag bans and the last list shown."""
+
+    def __init__(self, recommender: "Recommender", user: str | None = None, k: int = 10,
+                 session_user: str = "me"):
+        self.recommender = recommender
+        self.catalog = recommender.catalog
+        self.user = user
+        self.k = k
+        self.session_user = str(user) if user is not None else session_user
+        self.interactions: list[Interaction] = []
+        self.turns: list[Turn] = []
+        self.excluded: list[str] = []  # ids the user said no to ("not 3", "didn't like it")
+        self.disliked: list[str] = []  # the subset that was a dislike of something they consumed
+        self.bans: list[str] = []  # genre/tag terms, lower case
+        self.last_request: str | None = None
+        self.last_result: RecommendationResult | None = None
+        self.shown: list[str] = []  # ids of the last list, rank order ("2" means shown[1])
+        self.last_mentioned: str | None = None
+        self._pending: tuple[str, list[str], dict[str, Any]] | None = None  # (action, option ids, extra)
+        self._profile_cache: tuple[tuple[str, ...], "InterestProfile"] | None = None
+        self._epoch = 0
+        self._tls = threading.local()  # the epoch an answer in progress belongs to (per thread)
+        self._lock = threading.RLock()
+        self.reset()
+
+    # -- state -----------------------------------------------------------------------------
+    def reset(self) -> None:
+        """Back to the start: the user's catalog history (or nothing), no exclusions, no turns."""
+        with self._lock:
+            self.interactions = list(self.catalog.history(self.user)) if self.user is not None else []
+            self.turns, self.excluded, self.disliked, self.bans = [], [], [], []
+            self.last_request, self.last_result, self.shown = None, None, []
+            self.last_mentioned, self._pending, self._profile_cache = None, None, None
+            self._epoch += 1
+
+    def history(self) -> list[Interaction]:
+        """What retrieval and the LLM see: the interactions, minus anything disliked, oldest first."""
+        bad = set(self.disliked)
+        return [x for x in self.interactions if x.item not in bad and x.event != "dislike"]
+
+    def history_items(self) -> list[Item]:
+        return [self.catalog.items[x.item] for x in self.history() if x.item in self.catalog.items]
+
+    def banned_ids(self) -> set[str]:
+        """Items whose genres or tags contain a banned term."""
+        if not self.bans:
+            return set()
+        return {it.id for it in self.catalog.items.values() if any(_matches_term(it, t) for t in self.bans)}
+
+    def exclusions(self) -> set[str]:
+        """Every id the next answer must leave out (explicit, disliked, banned)."""
+        return set(self.excluded) | set(self.disliked) | self.banned_ids()
+
+    @property
+    def epoch(self) -> int:
+        """Changes on :meth:`cancel`, :meth:`reset` and load; an answer begun in another epoch is dropped."""
+        return self._epoch
+
+    def cancel(self) -> None:
+        """Abandon the answer being computed: when it arrives it changes nothing."""
+        with self._lock:
+            self._epoch += 1
+
+    # -- the conversation --------------------------------------------------------------------
+    def send(self, text: str, *, epoch: int | None = None) -> SessionReply:
+        """Interpret one message and answer it; user errors come back as kind "error", not raised.
+
+        ``epoch`` (from :attr:`epoch`, read before handing the call to a worker thread) ties the
+        answer to that moment: after a :meth:`cancel` the list it computes is not kept.
+        """
+        raw = text if isinstance(text, str) else str(text)
+        msg = _norm_text(raw)
+        if not msg:
+            return SessionReply(kind="error", text="Type a request (e.g. 'calm piano music for studying') "
+                                                   "or feedback such as 'not 2', 'more like 1', 'no horror'.")
+        self._tls.epoch = self._epoch if epoch is None else epoch
+        with self._lock:
+            self.turns.append(Turn(role="user", text=_redact(raw.strip())[:2000], time=time.time()))
+        try:
+            reply = self._interpret(msg)
+        except MediarecError as e:
+            reply = SessionReply(kind="error", text=str(e))
+        finally:
+            self._tls.epoch = None
+        with self._lock:
+            self.turns.append(Turn(role="assistant", text=_redact(self._turn_text(reply))[:2000], time=time.time()))
+        return reply
+
+    def _interpret(self, msg: str) -> SessionReply:
+        msg = msg.replace("\u2019", "'").replace("\u2018", "'")
+        msg = re.sub(r"\b([Ii])'ve\b", r"\1 have", msg)
+        low = msg.lower()
+        pending, self._pending = self._pending, None
+        if pending is not None:
+            chosen = self._choose(pending, msg)
+            if chosen is not None:
+                return chosen
+        if low in _AGAIN:
+            if self.last_request is None and not self.shown:
+                return SessionReply(kind="error", text="Nothing to repeat yet: ask for something first.")
+            return self._ask(self.last_request)
+        m = _MORE_RE.match(low)
+        if m:
+            return self._more_like(_numbers(m.group(1)))
+        m = _NOT_RE.match(low)
+        if m:
+            return self._not_shown(_numbers(m.group(1)))
+        if low in _BARE_LIKE:
+            return self.feedback("it", True)
+        if low in _BARE_DISLIKE:
+            return self.feedback("it", False)
+        m = _DISLIKE_RE.match(low)
+        if m:
+            ref = (m.group("ref") or m.group("ref2")).strip()
+            if not self._looks_like_ref(ref):
+                term = self._ban_term(ref)
+                if term is not None:
+                    return self._ban(term)
+            return self.feedback(self._orig(msg, ref), False)
+        m = _CONSUMED_RE.match(low)
+        if m:
+            return self._consumed(self._orig(msg, m.group("rest")), m.group("verb"))
+        m = _LIKE_RE.match(low)
+        if m:
+            ref = (m.group("ref") or m.group("ref2")).strip()
+            if self._looks_like_ref(ref):
+                return self.feedback(self._orig(msg, ref), True)
+        m = _BAN_RE.match(low)
+        if m:
+            term = m.group(1).strip()
+            found = self._ban_term(term)
+            if found is not None:
+                return self._ban(found)
+            if len(term.split()) == 1:
+                return SessionReply(kind="error", text=f"No genre or tag {term!r} to leave out in this catalog; "
+                                                       f"try one such as {', '.join(self._some_genres(6))}.")
+        return self._ask(msg)
+
+    @staticmethod
+    def _orig(msg: str, lowered_part: str) -> str:
+        """The part of the original message (original case) that the lowered match found."""
+        i = msg.lower().rfind(lowered_part)
+        return msg[i:i + len(lowered_part)] if i >= 0 else lowered_part
+
+    def _looks_like_ref(self, ref: str) -> bool:
+        ref = ref.strip().lower()
+        if ref in _IT_WORDS or re.fullmatch(r"(?:number\s+)?#?\d+", ref):
+            return True
+        try:
+            self._find(ref)
+            return True
+        except _Ambiguous:
+            return True
+        except _NotFound:
+            return False
+
+    # -- asking ------------------------------------------------------------------------------
+    def recommend(self, request: str | None = None) -> RecommendationResult:
+        """A list for the current history, exclusions and (optional) request, without a turn."""
+        return self._run(request)[0]
+
+    def _query_for(self, request: str | None) -> tuple[str | None, str | None]:
+        """(query for retrieval, note) for a request; a vague one uses the interest profile."""
+        if request is None:
+            return None, None
+        if is_vague(request):
+            if not self.history():
+                raise MediarecError("Tell me a bit more: a title you liked ('I watched Heat') or what you are "
+                                    "in the mood for ('calm piano music for studying').")
+            from .profile import profile_query
+
+            return profile_query(self.profile()) or None, "a vague request: used your interest profile"
+        return request, None
+
+    def _run(self, request: str | None) -> tuple[RecommendationResult, str | None]:
+        query, note = self._query_for(request)
+        hist = self.history()
+        if not hist and not query:
+            raise MediarecError("Nothing to go on yet: ask for something ('tense 80s sci-fi') or tell me "
+                                "what you watched or listened to ('I watched Heat').")
+        result = self.recommender.recommend(history=hist, query=query, exclude=self.exclusions(), k=self.k)
+        if request is not None and query != request:
+            result.request = request
+        if note:
+            result.notes.append(note)
+        return result, note
+
+    def _ask(self, request: str | None, prefix: str = "") -> SessionReply:
+        epoch = getattr(self._tls, "epoch", None)
+        if epoch is None:
+            epoch = self._epoch
+        if epoch != self._epoch:
+            return SessionReply(kind="info", text="cancelled")
+        result, _ = self._run(request)
+        with self._lock:
+            if epoch != self._epoch:
+                return SessionReply(kind="info", text="cancelled")
+            self.last_request = request
+            self.last_result = result
+            self.shown = [r.item.id for r in result.items]
+        if not result.items:
+            return SessionReply(kind="info", text=(prefix + " " if prefix else "") +
+                                "Nothing left to recommend: everything that matches is in your history or "
+                                "excluded (':reset' starts over).", result=result)
+        lines = [f"{r.rank}. {r.item.label}" for r in result.items]
+        head = prefix + (" " if prefix else "") + ("Here is what I found" + (f" for {request!r}" if request else "")
+                                                    + ":")
+        return SessionReply(kind="recommendations", text=head + "\n" + "\n".join(lines), result=result)
+
+    def _reask_or_ack(self, text: str) -> SessionReply:
+        """After feedback: show the refreshed list when there was one, else acknowledge."""
+        if self.last_request is not None or self.shown:
+            try:
+                return self._ask(self.last_request, prefix=text)
+            except MediarecError as e:
+                return SessionReply(kind="ack", text=f"{text} ({e})")
+        return SessionReply(kind="ack", text=text)
+
+    # -- references --------------------------------------------------------------------------
+    def _shown_item(self, n: int) -> Item:
+        if not self.shown:
+            raise _NotFound("No list shown yet: ask for something first.")
+        if not 1 <= n <= len(self.shown):
+            raise _NotFound(f"No item {n} in the last list: choose 1 to {len(self.shown)}.")
+        return self.catalog.items[self.shown[n - 1]]
+
+    def _find(self, ref: str) -> Item:
+        """An id or a title, forgivingly; raises _Ambiguous or _NotFound."""
+        ref = ref.strip().strip("\"'“”‘’").strip()
+        ref = re.sub(r"\s+(?:again|too|as well|yesterday|today|last night|recently)$", "", ref, flags=re.I)
+        if not ref:
+            raise _NotFound("Which title? e.g. 'I watched Heat'.")
+        if ref in self.catalog.items:
+            return self.catalog.items[ref]
+        hits = self.catalog.find_titles(ref)
+        if not hits:
+            # "the album Kind of Blue", "Heat by Michael Mann": try without a leading kind word
+            alt = re.sub(r"^(?:the\s+)?(?:film|movie|series|show|album|track|song|artist)\s+", "", ref, flags=re.I)
+            if alt != ref:
+                hits = self.catalog.find_titles(alt)
+        if not hits:
+            key = normalize_title(ref)[0]
+            close = difflib.get_close_matches(key, list(self.catalog.title_index), n=3, cutoff=0.75)
+            sugg = [self.catalog.items[i].label for k in close for i in self.catalog.title_index[k]][:4]
+            hint = f" Did you mean: {'; '.join(sugg)}?" if sugg else " Check the spelling, or add the year."
+            raise _NotFound(f"No title {ref!r} in the {self.catalog.name} catalog.{hint}")
+        if len(hits) > 1:
+            key = normalize_title(ref)[0]
+            exact = [h for h in hits if normalize_title(h.title)[0] == key]
+            if len(exact) == 1:
+                return exact[0]
+            raise _Ambiguous(ref, (exact or hits)[:8])
+        return hits[0]
+
+    def resolve_ref(self, ref: int | str | Item) -> Item:
+        """An item from a shown rank (2 or "2"), "it" (the last mentioned), an id or a title.
+
+        Raises MediarecError with a hint when it is unknown or ambiguous.
+        """
+        try:
+            return self._resolve(ref)
+        except _Ambiguous as e:
+            raise MediarecError(f"{e.ref!r} is ambiguous: " + "; ".join(it.label for it in e.items)) from None
+        except _NotFound as e:
+            raise MediarecError(e.message) from None
+
+    def _resolve(self, ref: int | str | Item) -> Item:
+        if isinstance(ref, Item):
+            return self.catalog.item(ref.id)
+        if isinstance(ref, int) and not isinstance(ref, bool):
+            return self._shown_item(ref)
+        s = str(ref).strip()
+        m = re.fullmatch(r"(?:number\s+)?#?(\d+)", s.lower())
+        if m and s not in self.catalog.items:
+            return self._shown_item(int(m.group(1)))
+        if s.lower() in _IT_WORDS:
+            if self.last_mentioned is None:
+                raise _NotFound("Which one? Say 'I liked 2' or 'I liked <title>'.")
+            return self.catalog.items[self.last_mentioned]
+        return self._find(s)
+
+    def _clarify(self, action: str, e: _Ambiguous, extra: dict[str, Any] | None = None) -> SessionReply:
+        self._pending = (action, [it.id for it in e.items], extra or {})
+        opts = [it.label + (f" ({it.kind})" if it.kind not in ("movie",) else "") for it in e.items]
+        text = f"{e.ref!r} could be several items; which one? " + \
+               "; ".join(f"{i}. {o}" for i, o in enumerate(opts, 1)) + " (answer with the number or the title)"
+        return SessionReply(kind="clarify", text=text, options=[it.label for it in e.items])
+
+    def _choose(self, pending: tuple[str, list[str], dict[str, Any]], msg: str) -> SessionReply | None:
+        """The answer to a clarifying question, or None when the message is something else."""
+        action, ids, extra = pending
+        items = [self.catalog.items[i] for i in ids if i in self.catalog.items]
+        chosen: Item | None = None
+        m = re.fullmatch(r"(?:number\s+)?#?(\d+)", msg.lower().strip())
+        if m and 1 <= int(m.group(1)) <= len(items):
+            chosen = items[int(m.group(1)) - 1]
+        else:
+            key, year = normalize_title(msg)
+            if year is not None:
+                by_year = [it for it in items if it.year == year]
+                if len(by_year) == 1:
+                    chosen = by_year[0]
+            if chosen is None:
+                exact = [it for it in items if it.label.lower() == msg.lower().strip() or it.id == msg.strip()]
+                if len(exact) == 1:
+                    chosen = exact[0]
+        if chosen is None:
+            return None
+        if action == "consumed":
+            return self._add_consumed(chosen, extra.get("verb", "watched"), extra.get("liked"))
+        if action == "like":
+            return self._apply_feedback(chosen, True)
+        if action == "dislike":
+            return self._apply_feedback(chosen, False)
+        return None
+
+    # -- feedback ----------------------------------------------------------------------------
+    def _more_like(self, numbers: list[int]) -> SessionReply:
+        try:
+            items = [self._shown_item(n) for n in numbers]
+        except _NotFound as e:
+            return SessionReply(kind="error", text=e.message)
+        for it in items:
+            self._add_interaction(it, "like")
+        self.last_mentioned = items[-1].id
+        names = ", ".join(it.label for it in items)
+        return self._reask_or_ack(f"Noted that you like {names}; more like it:")
+
+    def _not_shown(self, numbers: list[int]) -> SessionReply:
+        try:
+            items = [self._shown_item(n) for n in numbers]
+        except _NotFound as e:
+            return SessionReply(kind="error", text=e.message)
+        for it in items:
+            if it.id not in self.excluded:
+                self.excluded.append(it.id)
+        self._profile_cache = None
+        names = ", ".join(it.label for it in items)
+        return self._reask_or_ack(f"OK, I won't suggest {names} again.")
+
+    def _ban_term(self, term: str) -> str | None:
+        """The banned form of a term when some item's genres or tags contain it."""
+        t = term.lower().strip(" .!'\"")
+        t = re.sub(r"^(?:more\s+|any\s+|the\s+)", "", t)
+        t = re.sub(r"\s+(?:films?|movies?|music|series|shows?|songs?|albums?|stuff|please)$", "", t).strip()
+        cands = [t]
+        if t.endswith("ies"):
+            cands.append(t[:-3] + "y")
+        if t.endswith("s"):
+            cands.append(t[:-1])
+        cands.append(t.replace("scifi", "sci fi"))
+        for c in cands:
+            if c and any(_matches_term(it, c) for it in self.catalog.items.values()):
+                return c
+        return None
+
+    def _ban(self, term: str) -> SessionReply:
+        if term not in self.bans:
+            self.bans.append(term)
+        n = len(self.banned_ids())
+        return self._reask_or_ack(f"No more {term} ({n} items with that genre or tag are left out).")
+
+    def _consumed(self, rest: str, verb: str) -> SessionReply:
+        liked: bool | None = None
+        m = _AND_FEEDBACK_RE.match(rest)
+        if m:
+            fb = m.group("fb").lower()
+            liked = not any(w in fb for w in ("didn", "did not", "hated", "disliked", "not for me", "meh", "bad"))
+            rest = m.group("title")
+        rest = rest.rstrip(" .!,")
+        try:
+            item = self._find(rest)
+        except _Ambiguous as e:
+            return self._clarify("consumed", e, {"verb": verb, "liked": liked})
+        except _NotFound as e:
+            return SessionReply(kind="error", text=e.message)
+        return self._add_consumed(item, verb, liked)
+
+    def _add_consumed(self, item: Item, verb: str = "watched", liked: bool | None = None) -> SessionReply:
+        if liked is False:
+            return self._apply_feedback(item, False)
+        event = "like" if liked else ("play" if item.kind in ("track", "album", "artist") else "watch")
+        self._add_interaction(item, event)
+        self.last_mentioned = item.id
+        tail = " and that you liked it" if liked else ""
+        return SessionReply(kind="ack", text=f"Added {item.label} to your history{tail}. "
+                                             "It won't be recommended again; say 'I liked it' or 'didn't like it' "
+                                             "to tell me more.")
+
+    def _add_interaction(self, item: Item, event: str, rating: float | None = None) -> None:
+        with self._lock:
+            self.interactions = [x for x in self.interactions if x.item != item.id]
+            self.interactions.append(Interaction(user=self.session_user, item=item.id, timestamp=time.time(),
+                                                 event=event, rating=rating))
+            if item.id in self.disliked:
+                self.disliked.remove(item.id)
+            if item.id in self.excluded:
+                self.excluded.remove(item.id)
+            self._profile_cache = None
+
+    def feedback(self, item_ref: int | str | Item, liked: bool) -> SessionReply:
+        """Like (a liked interaction, used as history) or dislike (excluded, never history) an item:
+        a shown rank, "it", an id, a title or an Item."""
+        try:
+            item = self._resolve(item_ref)
+        except _Ambiguous as e:
+            return self._clarify("like" if liked else "dislike", e)
+        except _NotFound as e:
+            return SessionReply(kind="error", text=e.message)
+        return self._apply_feedback(item, liked)
+
+    def _apply_feedback(self, item: Item, liked: bool) -> SessionReply:
+        self.last_mentioned = item.id
+        if liked:
+            self._add_interaction(item, "like")
+            return SessionReply(kind="ack", text=f"Glad you liked {item.label}; it now counts in your taste.")
+        with self._lock:
+            self.interactions = [x for x in self.interactions if x.item != item.id]
+            if item.id not in self.disliked:
+                self.disliked.append(item.id)
+            if item.id not in self.excluded:
+                self.excluded.append(item.id)
+            self._profile_cache = None
+        return SessionReply(kind="ack", text=f"Noted: not {item.label}. It won't be recommended or used as "
+                                             "a guide to your taste.")
+
+    # -- profile and explanations ----------------------------------------------------------------
+    def profile(self) -> "InterestProfile":
+        """The interest profile of the current history (built once per history)."""
+        from .profile import build_profile
+
+        items = self.history_items()
+        key = tuple(it.id for it in items)
+        if self._profile_cache is not None and self._profile_cache[0] == key:
+            return self._profile_cache[1]
+        pairs = [(self.catalog.items[x.item], x) for x in self.history() if x.item in self.catalog.items]
+        prof = build_profile(self.recommender.llm, self.recommender.prompts, pairs)
+        self._profile_cache = (key, prof)
+        return prof
+
+    def explain(self, n: int, detail: bool = True) -> str:
+        """A longer explanation of shown item N (the LLM's when there is one, else from the data)."""
+        item = self.resolve_ref(int(n))
+        rr = next((r for r in (self.last_result.items if self.last_result else []) if r.item.id == item.id), None)
+        rec = self.recommender
+        if rec.reranker is not None:
+            from .llm import LLMUnavailable
+            from .prompts import history_entries
+            from .ranking import RankingParseError
+            from .retrieval import Candidate
+
+            cand = next((c for c in (self.last_result.candidates if self.last_result else [])
+                         if c.item.id == item.id), None) or Candidate(item=item, score=rr.score if rr else 0.0)
+            pairs = [(self.catalog.items[x.item], x) for x in self.history() if x.item in self.catalog.items]
+            hist = history_entries(pairs, rec.reranker.settings.max_history)
+            try:
+                reasons, _ = rec.reranker.explain(hist, [cand], self.last_request, detail=True)
+                if reasons.get(item.id):
+                    return reasons[item.id]
+            except (LLMUnavailable, RankingParseError, ValueError):
+                pass
+        return self._data_explanation(item, rr)
+
+    def _data_explanation(self, item: Item, rr: Any) -> str:
+        hist = self.history_items()
+        g = {x.lower() for it in hist for x in it.genres}
+        t = {x.lower() for it in hist for x in it.tags}
+        shared_g = [x for x in item.genres if x.lower() in g]
+        shared_t = [x for x in item.tags if x.lower() in t]
+        close = [it.label for it in reversed(hist)
+                 if set(map(str.lower, it.genres)) & set(map(str.lower, item.genres))][:3]
+        parts = [f"{item.label} ({item.kind}"
+                 + (f"; {', '.join(item.genres)}" if item.genres else "") + ")."]
+        if shared_g or shared_t:
+            parts.append("It shares " + ", ".join(filter(None, [
+                ("genres " + ", ".join(shared_g[:4])) if shared_g else "",
+                ("tags " + ", ".join(shared_t[:5])) if shared_t else ""])) + " with your history"
+                         + (f" (e.g. {'; '.join(close)})" if close else "") + ".")
+        if self.last_request:
+            parts.append(f"It was retrieved for your request {self.last_request!r}.")
+        if rr is not None:
+            src = " and ".join(rr.sources) if rr.sources else "retrieval"
+            parts.append(f"Found by {src} similarity, score {rr.score:.3f}.")
+            if rr.reason:
+                parts.append(rr.reason)
+        if item.description:
+            parts.append(item.description[:300])
+        return " ".join(parts)
+
+    # -- saving ------------------------------------------------------------------------------
+    def state(self) -> SessionState:
+        return SessionState(catalog=self.catalog.name, user=self.user, interactions=list(self.interactions),
+                            excluded=list(self.excluded), disliked=list(self.disliked), bans=list(self.bans),
+                            turns=[t.model_copy(update={"text": _redact(t.text)}) for t in self.turns],
+                            last_request=_redact(self.last_request) if self.last_request else None,
+                            shown=list(self.shown), last_mentioned=self.last_mentioned)
+
+    def save(self, path: str | Path) -> Path:
+        """Interactions, conversation and exclusions as JSON, mode 0o600, written atomically."""
+        text = self.state().model_dump_json(indent=2)
+        return atomic_write_private(path, _redact(text))
+
+    @classmethod
+    def load(cls, path: str | Path, recommender: "Recommender", k: int = 10) -> "ChatSession":
+        """A session saved by :meth:`save`; items the catalog no longer has are dropped."""
+        p = Path(path).expanduser()
+        try:
+            raw = p.read_text(encoding="utf-8")
+        except OSError as e:
+            raise MediarecError(f"cannot read session file {p}: {e.strerror or e}") from None
+        try:
+            st = SessionState.model_validate(json.loads(raw))
+        except (ValueError, ValidationError) as e:
+            first = str(e).splitlines()[0][:200]
+            raise MediarecError(f"{p} is not a mediarec session file ({first})") from None
+        if st.format > SESSION_FORMAT:
+            raise MediarecError(f"{p} was written by a newer mediarec (format {st.format})")
+        if st.catalog != recommender.catalog.name:
+            raise MediarecError(f"{p} is a session of catalog {st.catalog!r}, not {recommender.catalog.name!r}")
+        s = cls(recommender, user=None, k=k)
+        s.restore(st)
+        return s
+
+    def restore(self, st: SessionState) -> None:
+        known = self.catalog.items
+        with self._lock:
+            self.user = st.user if st.user is None or st.user in self.catalog.by_user else None
+            if st.user is not None:
+                self.session_user = st.user
+            self.interactions = [x for x in st.interactions if x.item in known]
+            self.excluded = [i for i in st.excluded if i in known]
+            self.disliked = [i for i in st.disliked if i in known]
+            self.bans = list(st.bans)
+            self.turns = list(st.turns)
+            self.last_request = st.last_request
+            self.shown = list(st.shown) if all(i in known for i in st.shown) else []
+            self.last_mentioned = st.last_mentioned if st.last_mentioned in known else None
+            self.last_result, self._pending, self._profile_cache = None, None, None
+            self._epoch += 1
+
+    # -- helpers -----------------------------------------------------------------------------
+    def _some_genres(self, n: int) -> list[str]:
+        from collections import Counter
+
+        c = Counter(g for it in self.catalog.items.values() for g in it.genres)
+        return [g.lower() for g, _ in c.most_common(n)]
+
+    @staticmethod
+    def _turn_text(reply: SessionReply) -> str:
+        return f"[{reply.kind}] {reply.text}"
+
+
+def _matches_term(item: Item, term: str) -> bool:
+    """Whether a genre or tag of the item is the term or contains it as words ("horror" in "folk horror")."""
+    t = _fold(term)
+    if not t:
+        return False
+    pat = re.compile(r"(?<![a-z0-9])" + re.escape(t) + r"(?![a-z0-9])")
+    return any(pat.search(_fold(x)) for x in (*item.genres, *item.tags))
+
+
+def _fold(s: str) -> str:
+    """Lower case, hyphens and underscores as spaces: "Sci-Fi" and "sci fi" are the same term."""
+    return " ".join(re.sub(r"[-_/]+", " ", s.lower()).split())
