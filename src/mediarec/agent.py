@@ -81,8 +81,9 @@ class Recommender:
     @classmethod
     def from_dataset(cls, name: str = "demo", data_dir: str | Path | None = None, **kw: Any) -> "Recommender":
         from .datasets import load_dataset
+        from .enrich import apply_summaries
 
-        return cls.from_catalog(load_dataset(name, data_dir), **kw)
+        return cls.from_catalog(apply_summaries(load_dataset(name, data_dir)), **kw)
 
     # -- asking ---------------------------------------------------------------------------------
     def chat(self, user: str | None = None, k: int = 10):

@@ -6,7 +6,6 @@ User errors (MediarecError) print one line and exit 2; there is no traceback for
 from __future__ import annotations
 
 import argparse
-import json
 import logging
 import os
 import sys
@@ -58,9 +57,12 @@ def cmd_data(args) -> int:
 
 
 def _catalog(args):
+    """The dataset, with the summaries `mediarec enrich` stored for its thin items (if any), so
+    index, recommend, chat and eval all embed the same text."""
     from .datasets import load_dataset
+    from .enrich import apply_summaries
 
-    return load_dataset(args.dataset, args.data_dir)
+    return apply_summaries(load_dataset(args.dataset, args.data_dir))
 
 
 def cmd_index(args) -> int:

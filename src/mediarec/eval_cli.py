@@ -56,13 +56,14 @@ def run_eval(args) -> int:
     from rich.console import Console
 
     from .datasets import load_dataset
+    from .enrich import apply_summaries
     from .evaluation import evaluate, leave_last_out, write_report
     from .llm import load_llm
     from .systems import IndexProvider, LLMSystem
 
     con = Console(stderr=True)
     names = [s.strip() for s in args.systems.split(",") if s.strip()]
-    catalog = load_dataset(args.dataset, args.data_dir)
+    catalog = apply_summaries(load_dataset(args.dataset, args.data_dir))
     protocol = make_protocol(args, catalog.name)
     provider = IndexProvider(chroma_url=args.chroma_url, progress=not args.quiet)
     llm = load_llm(args.llm) if "llm" in names else None
@@ -85,13 +86,21 @@ def run_eval(args) -> int:
         con.print("validation NDCG@10 by weight: " + ", ".join(f"{w}: {v:.4f}" for w, v in scored.items())
                   + f" -> {chosen}")
     systems = build_systems(names, args, provider, llm, llm_weight=chosen)
+    if "llm" in names:
+        # Fixed weights beside the tuned one, so the report says what the LLM alone (1.0) and an
+        # even blend (0.5) do on the test users; the LLM answers come from the cache, no extra cost.
+        for w in (0.5, 1.0):
+            if w != chosen:
+                extra = build_systems(["llm"], args, provider, llm, llm_weight=w)[0]
+                extra.name = f"llm@{w}"
+                systems.append(extra)
     command = "mediarec " + " ".join(shlex.quote(a) for a in sys.argv[1:]) if sys.argv else "mediarec eval"
     report = evaluate(catalog, systems, protocol, split=split, progress=not args.quiet, command=command)
     for s in systems:
         if isinstance(s, LLMSystem) and s.name in report._extra_full:
             targets = split.targets("test")
             report._extra_full[s.name]["position_pairs"] = s.position_pairs([targets[u] for u in report.users])
-            if chosen is not None:
+            if chosen is not None and s.name == "llm":
                 report.systems[s.name].setdefault("extra", {})["tuned_llm_weight"] = chosen
                 report.systems[s.name]["extra"]["validation_ndcg@10_by_weight"] = scored
     out = Path(args.output)
