@@ -40,7 +40,7 @@ class FusionSettings(BaseModel):
 
     collab_weight: float = 1.0
     text_weight: float = 0.15
-    request_text_weight: float = 3.0
+    request_text_weight: float = 5.0
     text_decay: float = 0.9
     query_weight: float = 0.8
     pool_factor: int = 3
