@@ -34,3 +34,44 @@ def model_home() -> Path:
     """A MEDIAREC_HOME whose models/ persists across test runs, so real models are pulled once."""
     MODEL_CACHE.mkdir(parents=True, exist_ok=True)
     return MODEL_CACHE
+
+
+def make_home(root: Path, model_home: Path) -> Path:
+    """An empty MEDIAREC_HOME at ``root`` whose models/ links to the shared model cache."""
+    root.mkdir(parents=True, exist_ok=True)
+    (root / "models").symlink_to((model_home / "models").resolve(), target_is_directory=True)
+    return root
+
+
+@pytest.fixture(scope="module")
+def module_home(tmp_path_factory, model_home) -> Path:
+    """A fresh MEDIAREC_HOME for one test module, set in the environment (embedded Chroma)."""
+    h = make_home(tmp_path_factory.mktemp("home"), model_home)
+    mp = pytest.MonkeyPatch()
+    mp.setenv("MEDIAREC_HOME", str(h))
+    mp.delenv("MEDIAREC_CHROMA_URL", raising=False)
+    yield h
+    mp.undo()
+
+
+@pytest.fixture
+def linked_home(tmp_path, model_home, monkeypatch) -> Path:
+    """A fresh MEDIAREC_HOME for one test, set in the environment (embedded Chroma)."""
+    h = make_home(tmp_path / "home", model_home)
+    monkeypatch.setenv("MEDIAREC_HOME", str(h))
+    monkeypatch.delenv("MEDIAREC_CHROMA_URL", raising=False)
+    return h
+
+
+@pytest.fixture(scope="session")
+def smol_path(model_home) -> str:
+    """Path of the tiny test LLM (smollm2-135m) in the shared model cache."""
+    from mediarec.config import get_settings
+    from mediarec.models import resolve
+
+    mp = pytest.MonkeyPatch()
+    mp.setenv("MEDIAREC_HOME", str(model_home))
+    try:
+        return str(resolve("smollm2-135m", get_settings())["model"])
+    finally:
+        mp.undo()

@@ -45,14 +45,8 @@ def _ml100k_slice(shared_data) -> Catalog:
 
 
 @pytest.fixture(scope="module")
-def home(tmp_path_factory, model_home):
-    """A fresh MEDIAREC_HOME for this module; models/ is a link to the shared model cache."""
-    h = tmp_path_factory.mktemp("agent-home")
-    (h / "models").symlink_to((model_home / "models").resolve(), target_is_directory=True)
-    mp = pytest.MonkeyPatch()
-    mp.setenv("MEDIAREC_HOME", str(h))
-    yield h
-    mp.undo()
+def home(module_home):
+    return module_home
 
 
 @pytest.fixture(scope="module")

@@ -68,14 +68,8 @@ def run_cli(home: Path, *args: str, timeout: float = 300, **env) -> subprocess.C
 
 
 @pytest.fixture
-def home(tmp_path, model_home, monkeypatch) -> Path:
-    """A fresh MEDIAREC_HOME whose models/ links to the shared model cache."""
-    h = tmp_path / "home"
-    h.mkdir()
-    (h / "models").symlink_to((model_home / "models").resolve(), target_is_directory=True)
-    monkeypatch.setenv("MEDIAREC_HOME", str(h))
-    monkeypatch.delenv("MEDIAREC_CHROMA_URL", raising=False)
-    return h
+def home(linked_home) -> Path:
+    return linked_home
 
 
 @pytest.fixture(scope="module")

@@ -34,6 +34,7 @@ from mediarec.models import resolve
 from mediarec.prompts import item_title
 from mediarec.reranker import Reranker, RerankSettings
 from mediarec.retrieval import Candidate
+from conftest import make_home
 
 DEMO_IDS = ["m-alien-1979", "m-aliens-1986", "m-blade-runner-1982"]
 HUGE = "spam " * 20_000 + "END-OF-HUGE"  # 100 KB
@@ -96,14 +97,8 @@ class Capturing(LLM):
 
 
 @pytest.fixture(scope="module")
-def home(tmp_path_factory, model_home):
-    h = tmp_path_factory.mktemp("hostile-home")
-    (h / "models").symlink_to((model_home / "models").resolve(), target_is_directory=True)
-    mp = pytest.MonkeyPatch()
-    mp.setenv("MEDIAREC_HOME", str(h))
-    mp.delenv("MEDIAREC_CHROMA_URL", raising=False)
-    yield h
-    mp.undo()
+def home(module_home):
+    return module_home
 
 
 @pytest.fixture(scope="module")
@@ -227,10 +222,7 @@ def _cli(home: Path, *args: str) -> subprocess.CompletedProcess:
 
 
 def _fresh_home(tmp_path: Path, model_home: Path) -> Path:
-    h = tmp_path / "home"
-    h.mkdir()
-    (h / "models").symlink_to((model_home / "models").resolve(), target_is_directory=True)
-    return h
+    return make_home(tmp_path / "home", model_home)
 
 
 def _write(path: Path, text: str) -> None:

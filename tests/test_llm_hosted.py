@@ -29,7 +29,6 @@ import pytest
 from mediarec.catalog import Interaction, Item
 from mediarec.config import get_settings
 from mediarec.llm import LLMOptions, LLMUnavailable, LocalLLM, OpenAILLM, load_llm
-from mediarec.models import resolve
 from mediarec.prompts import labels as make_labels
 from mediarec.ranking import ranking_json_schema, softmax
 from mediarec.reranker import Reranker, RerankSettings
@@ -96,16 +95,6 @@ class LlamaServer:
             except subprocess.TimeoutExpired:
                 self.kill()
         self._log.close()
-
-
-@pytest.fixture(scope="session")
-def smol_path(model_home) -> str:
-    mp = pytest.MonkeyPatch()
-    mp.setenv("MEDIAREC_HOME", str(model_home))
-    try:
-        return str(resolve("smollm2-135m", get_settings())["model"])
-    finally:
-        mp.undo()
 
 
 @pytest.fixture(scope="module")

@@ -16,21 +16,10 @@ import pytest
 from mediarec.config import get_settings
 from mediarec.errors import ConfigError, ModelError
 from mediarec.llm import AnswerCache, LocalLLM, load_llm
-from mediarec.models import resolve
 from mediarec.prompts import labels as make_labels
 from mediarec.ranking import parse_ranking, ranking_json_schema
 
 LABELS = make_labels(20)  # A..T
-
-
-@pytest.fixture(scope="module")
-def smol_path(model_home) -> str:
-    mp = pytest.MonkeyPatch()
-    mp.setenv("MEDIAREC_HOME", str(model_home))
-    try:
-        return str(resolve("smollm2-135m", get_settings())["model"])
-    finally:
-        mp.undo()
 
 
 @pytest.fixture(scope="module")

@@ -208,13 +208,8 @@ def test_prompts_on_the_wire_carry_no_personal_data(ml100k, people, wire):
 # the API key is never written down
 # =============================================================================================
 @pytest.fixture
-def home(tmp_path, model_home, monkeypatch) -> Path:
-    h = tmp_path / "home"
-    h.mkdir()
-    (h / "models").symlink_to((model_home / "models").resolve(), target_is_directory=True)
-    monkeypatch.setenv("MEDIAREC_HOME", str(h))
-    monkeypatch.delenv("MEDIAREC_CHROMA_URL", raising=False)
-    return h
+def home(linked_home) -> Path:
+    return linked_home
 
 
 def _files(*roots: Path) -> list[Path]:

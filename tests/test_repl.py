@@ -19,6 +19,7 @@ pexpect = pytest.importorskip("pexpect")
 
 from mediarec.config import get_settings  # noqa: E402
 from mediarec.models import resolve  # noqa: E402
+from conftest import make_home
 
 PROMPT = "mediarec> "
 SLOW = 600  # seconds for one answer on a loaded machine
@@ -28,8 +29,7 @@ MEDIAREC = Path(sys.executable).with_name("mediarec")
 
 @pytest.fixture(scope="module")
 def env(tmp_path_factory, model_home):
-    h = tmp_path_factory.mktemp("repl-home")
-    (h / "models").symlink_to((model_home / "models").resolve(), target_is_directory=True)
+    h = make_home(tmp_path_factory.mktemp("repl-home"), model_home)
     e = dict(os.environ)
     e.update(MEDIAREC_HOME=str(h), TERM="xterm", COLUMNS="200", LINES="50", OPENAI_API_KEY="sk-fake-test-key",
              ANONYMIZED_TELEMETRY="False",

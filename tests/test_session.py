@@ -24,13 +24,8 @@ FAKE_KEY = "sk-fake-test-key"
 
 
 @pytest.fixture(scope="module")
-def home(tmp_path_factory, model_home):
-    h = tmp_path_factory.mktemp("session-home")
-    (h / "models").symlink_to((model_home / "models").resolve(), target_is_directory=True)
-    mp = pytest.MonkeyPatch()
-    mp.setenv("MEDIAREC_HOME", str(h))
-    yield h
-    mp.undo()
+def home(module_home):
+    return module_home
 
 
 @pytest.fixture(scope="module")
