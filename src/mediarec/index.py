@@ -175,8 +175,7 @@ class CatalogIndex:
             # side's true best items, or candidates() and the exact score_all() drift apart.
             try:
                 col = self.client.create_collection(name, metadata=meta, embedding_function=embedding_function,
-                                                    configuration={"hnsw": {"space": space, "ef_search": 400,
-                                                                            "ef_construction": 200}})
+                                                    configuration={"hnsw": {"space": space, "ef_search": 400}})
             except Exception as create_error:  # noqa: BLE001 - maybe another builder (a second process
                 # on the same server) made it first: use theirs if it is built from the same data
                 try:
@@ -196,14 +195,27 @@ class CatalogIndex:
         present = set(col.get(include=[])["ids"]) if col.count() else set()
         todo = [i for i in self.item_ids if i not in present]
         bs = self.settings.batch_size
-        with _progress(progress) as bar:
+        # Embedding (onnxruntime) and writing (Chroma) both release the GIL: batch n is written in
+        # a worker while batch n+1 is embedded. At most one write is pending, each batch is written
+        # whole, so an interrupted build still resumes from the ids present.
+        from concurrent.futures import ThreadPoolExecutor
+
+        with _progress(progress) as bar, ThreadPoolExecutor(max_workers=1) as writer:
             task = bar.add_task(f"embedding {self.catalog.name}", total=len(self.item_ids), completed=len(present))
-            for start in range(0, len(todo), bs):
-                ids = todo[start:start + bs]
-                items = [self.catalog.items[i] for i in ids]
-                vecs = self.embedder.embed([it.text(self.settings.text_max_chars) for it in items])
-                col.upsert(ids=ids, embeddings=vecs, metadatas=[_item_meta(it) for it in items])
-                bar.advance(task, len(ids))
+            pending = None
+            try:
+                for start in range(0, len(todo), bs):
+                    ids = todo[start:start + bs]
+                    items = [self.catalog.items[i] for i in ids]
+                    vecs = self.embedder.embed([it.text(self.settings.text_max_chars) for it in items])
+                    if pending is not None:
+                        bar.advance(task, pending.result())
+                    pending = writer.submit(_upsert, col, ids, vecs, [_item_meta(it) for it in items])
+                if pending is not None:
+                    bar.advance(task, pending.result())
+            finally:
+                if pending is not None and not pending.done():
+                    pending.result()  # never leave a write running behind an interruption
         col.modify(metadata={"fingerprint": fp, "complete": True})
 
     def _build_collab(self, progress: bool, rebuild: bool) -> None:
@@ -272,6 +284,11 @@ class CatalogIndex:
 
     def position(self, item_id: str) -> int | None:
         return self._pos.get(item_id)
+
+
+def _upsert(col, ids: list[str], vecs, metas: list[dict[str, Any]]) -> int:
+    col.upsert(ids=ids, embeddings=vecs, metadatas=metas)
+    return len(ids)
 
 
 def _item_meta(item) -> dict[str, Any]:
