@@ -44,7 +44,6 @@ import os
 import platform
 import shlex
 import sys
-import tempfile
 import time
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
@@ -55,6 +54,7 @@ import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError, field_validator
 
 from .catalog import Catalog, Interaction
+from .files import atomic_write_bytes, atomic_write_text
 from .errors import ConfigError
 
 __all__ = [
@@ -122,7 +122,7 @@ class EvalProtocol(BaseModel):
             raise ConfigError(f"{p}: bad protocol field {loc}: {first['msg']}") from None
 
     def save(self, path: str | Path) -> None:
-        _atomic_write_text(Path(path), json.dumps(self.model_dump(mode="json"), indent=2) + "\n")
+        atomic_write_text(Path(path), json.dumps(self.model_dump(mode="json"), indent=2) + "\n")
 
 
 # ----------------------------------------------------------------------------------------------
@@ -702,25 +702,6 @@ def evaluate(catalog: Catalog, systems: Sequence[Scorer], protocol: EvalProtocol
 # ----------------------------------------------------------------------------------------------
 # Outputs
 # ----------------------------------------------------------------------------------------------
-def _atomic_write_bytes(path: Path, data: bytes) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-        os.replace(tmp, path)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except FileNotFoundError:
-            pass
-        raise
-
-
-def _atomic_write_text(path: Path, text: str) -> None:
-    _atomic_write_bytes(path, text.encode("utf-8"))
-
-
 def _versions() -> dict[str, str]:
     try:
         from importlib.metadata import version
@@ -793,7 +774,7 @@ def _save_fig(fig, path: Path) -> None:
     import io
     buf = io.BytesIO()
     fig.savefig(buf, format="png", dpi=110, bbox_inches="tight")
-    _atomic_write_bytes(path, buf.getvalue())
+    atomic_write_bytes(path, buf.getvalue())
 
 
 def _plots(report: EvalReport, out: Path) -> list[Path]:
@@ -874,11 +855,11 @@ def write_report(report: EvalReport, output_dir: Path, command: str) -> dict[str
     paths = {"metrics.json": out / "metrics.json", "report.md": out / "report.md"}
     pairs = {n: e["position_pairs"] for n, e in report._extra_full.items() if e.get("position_pairs")}
     if pairs:
-        _atomic_write_text(out / "position_pairs.json", json.dumps(_clean(pairs)) + "\n")
+        atomic_write_text(out / "position_pairs.json", json.dumps(_clean(pairs)) + "\n")
         paths["position_pairs.json"] = out / "position_pairs.json"
-    _atomic_write_text(paths["metrics.json"], json.dumps(data, indent=2) + "\n")
+    atomic_write_text(paths["metrics.json"], json.dumps(data, indent=2) + "\n")
     md = _report_md({**data, "_has_position_bias": bool(pairs)})
-    _atomic_write_text(paths["report.md"], md)
+    atomic_write_text(paths["report.md"], md)
     if report.systems:
         for p in _plots(report, out):
             paths[p.name] = p

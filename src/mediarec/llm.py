@@ -25,6 +25,7 @@ from pydantic import BaseModel
 
 from .config import Settings, get_settings
 from .errors import ConfigError, ModelError
+from .files import atomic_write_text
 
 Messages = list[dict[str, str]]
 
@@ -96,11 +97,7 @@ class AnswerCache:
         path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
         with contextlib.suppress(OSError):
             os.chmod(self.root, 0o700)
-        tmp = path.with_suffix(f".{os.getpid()}.{threading.get_ident()}.tmp")
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            json.dump(value, f)
-        os.replace(tmp, path)
+        atomic_write_text(path, json.dumps(value), private=True)
 
 
 class LLM(ABC):

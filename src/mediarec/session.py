@@ -22,7 +22,6 @@ import difflib
 import json
 import os
 import re
-import tempfile
 import threading
 import time
 from pathlib import Path
@@ -32,6 +31,7 @@ from pydantic import BaseModel, Field, ValidationError
 
 from .agent import RecommendationResult
 from .catalog import Interaction, Item, normalize_title
+from .files import atomic_write_text
 from .errors import MediarecError
 
 if TYPE_CHECKING:
@@ -137,23 +137,7 @@ def _redact(text: str) -> str:
 
 def atomic_write_private(path: str | Path, text: str) -> Path:
     """Write a file readable by its owner only (0o600), atomically: a reader sees old or new."""
-    path = Path(path).expanduser()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=str(path.parent))
-    try:
-        os.fchmod(fd, 0o600)
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            f.write(text)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except OSError:
-            pass
-        raise
-    return path
+    return atomic_write_text(path, text, private=True)
 
 
 class _Ambiguous(Exception):
