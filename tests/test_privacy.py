@@ -68,7 +68,7 @@ def _answer(req: dict) -> dict:
     if '"themes"' in system:
         return _completion(json.dumps({"themes": ["space"], "moods": ["tense"], "genres": ["sci-fi"],
                                        "eras": ["1980s"], "keywords": ["aliens"], "summary": "Likes tense sci-fi."}))
-    if '{"reasons"' in system:
+    if '{"reasons"' in system + user:  # the explain prompt asks for this shape at the end of its user message
         return _completion(json.dumps({"reasons": [{"id": lab, "reason": "Like your favourites."}
                                                    for lab in _labels_in(user)]}))
     if '{"ranking"' in system:
@@ -150,12 +150,12 @@ def people(shared_data) -> dict[str, dict]:
 
 
 def _kind(messages: list[dict], req: dict) -> str:
-    system = next((m["content"] for m in messages if m["role"] == "system"), "")
+    text = "\n".join(m["content"] for m in messages)  # the answer's shape may be asked in either message
     if req.get("logprobs"):
         return "score"
     if any(m["role"] == "assistant" for m in messages):
         return "repair"
-    return "profile" if '"themes"' in system else "explain" if '{"reasons"' in system else "rank"
+    return "profile" if '"themes"' in text else "explain" if '{"reasons"' in text else "rank"
 
 
 def test_prompts_on_the_wire_carry_no_personal_data(ml100k, people, wire):

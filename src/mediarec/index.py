@@ -195,27 +195,14 @@ class CatalogIndex:
         present = set(col.get(include=[])["ids"]) if col.count() else set()
         todo = [i for i in self.item_ids if i not in present]
         bs = self.settings.batch_size
-        # Embedding (onnxruntime) and writing (Chroma) both release the GIL: batch n is written in
-        # a worker while batch n+1 is embedded. At most one write is pending, each batch is written
-        # whole, so an interrupted build still resumes from the ids present.
-        from concurrent.futures import ThreadPoolExecutor
-
-        with _progress(progress) as bar, ThreadPoolExecutor(max_workers=1) as writer:
+        with _progress(progress) as bar:
             task = bar.add_task(f"embedding {self.catalog.name}", total=len(self.item_ids), completed=len(present))
-            pending = None
-            try:
-                for start in range(0, len(todo), bs):
-                    ids = todo[start:start + bs]
-                    items = [self.catalog.items[i] for i in ids]
-                    vecs = self.embedder.embed([it.text(self.settings.text_max_chars) for it in items])
-                    if pending is not None:
-                        bar.advance(task, pending.result())
-                    pending = writer.submit(_upsert, col, ids, vecs, [_item_meta(it) for it in items])
-                if pending is not None:
-                    bar.advance(task, pending.result())
-            finally:
-                if pending is not None and not pending.done():
-                    pending.result()  # never leave a write running behind an interruption
+            for start in range(0, len(todo), bs):
+                ids = todo[start:start + bs]
+                items = [self.catalog.items[i] for i in ids]
+                vecs = self.embedder.embed([it.text(self.settings.text_max_chars) for it in items])
+                col.upsert(ids=ids, embeddings=vecs, metadatas=[_item_meta(it) for it in items])
+                bar.advance(task, len(ids))
         col.modify(metadata={"fingerprint": fp, "complete": True})
 
     def _build_collab(self, progress: bool, rebuild: bool) -> None:
@@ -284,11 +271,6 @@ class CatalogIndex:
 
     def position(self, item_id: str) -> int | None:
         return self._pos.get(item_id)
-
-
-def _upsert(col, ids: list[str], vecs, metas: list[dict[str, Any]]) -> int:
-    col.upsert(ids=ids, embeddings=vecs, metadatas=metas)
-    return len(ids)
 
 
 def _item_meta(item) -> dict[str, Any]:
