@@ -75,3 +75,28 @@ def smol_path(model_home) -> str:
         return str(resolve("smollm2-135m", get_settings())["model"])
     finally:
         mp.undo()
+
+
+def capturing_llm(inner):
+    """The real (local) LLM ``inner`` wrapped so that every message list it is sent is recorded
+    in ``.sent``; for asserting what prompts carry."""
+    from mediarec.llm import LLM
+
+    class Capturing(LLM):
+        def __init__(self):
+            super().__init__()
+            self.inner = inner
+            self.spec = inner.spec
+            self.supports_schema, self.supports_scoring = inner.supports_schema, inner.supports_scoring
+            self.is_local = inner.is_local
+            self.sent: list[list[dict]] = []
+
+        def _chat(self, messages, schema, opts):
+            self.sent.append(messages)
+            return self.inner._chat(messages, schema, opts)
+
+        def _label_logprobs(self, messages, labels):
+            self.sent.append(messages)
+            return self.inner._label_logprobs(messages, labels)
+
+    return Capturing()

@@ -19,8 +19,9 @@ from mediarec.catalog import Catalog
 from mediarec.config import get_settings
 from mediarec.datasets import load_dataset
 from mediarec.errors import CatalogError, MediarecError, UnknownItemError, UnknownUserError
-from mediarec.llm import LLM, LLMOptions, LocalLLM, OpenAILLM
+from mediarec.llm import LLMOptions, LocalLLM, OpenAILLM
 from mediarec.models import resolve
+from conftest import capturing_llm
 
 HISTORY = ["Alien (1979)", "Blade Runner (1982)"]
 SLICE_ITEMS = 300
@@ -161,25 +162,6 @@ def test_unreachable_hosted_llm_degrades(plain, home):
 
 
 # -- privacy ----------------------------------------------------------------------------------
-class Capturing(LLM):
-    """The real local model, recording every message list it is sent."""
-
-    def __init__(self, inner: LocalLLM):
-        super().__init__()
-        self.inner = inner
-        self.spec = inner.spec
-        self.supports_schema, self.supports_scoring, self.is_local = True, True, True
-        self.sent: list[list[dict]] = []
-
-    def _chat(self, messages, schema, opts):
-        self.sent.append(messages)
-        return self.inner._chat(messages, schema, opts)
-
-    def _label_logprobs(self, messages, labels):
-        self.sent.append(messages)
-        return self.inner._label_logprobs(messages, labels)
-
-
 def _some_user(catalog: Catalog) -> str:
     """A user with a few interactions whose id is not a tiny number (so a match means a leak)."""
     for u, hist in catalog.by_user.items():
@@ -190,7 +172,7 @@ def _some_user(catalog: Catalog) -> str:
 
 def test_user_id_never_reaches_the_model(plain, rec, catalog):
     user = _some_user(catalog)
-    cap = Capturing(rec.llm)
+    cap = capturing_llm(rec.llm)
     agent = Recommender(plain.catalog, plain.index, llm=cap)
     res = agent.recommend(user=user, k=3)
     assert not res.degraded, res.degraded_reason

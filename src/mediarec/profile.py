@@ -15,12 +15,12 @@ import re
 from collections import Counter
 from typing import Any, Iterable, Literal, Sequence
 
-from pydantic import BaseModel, Field, ValidationError, field_validator
+from pydantic import ValidationError, field_validator
 
 from .catalog import Interaction, Item
 from .llm import LLM, LLMUnavailable
 from .prompts import PromptLibrary, history_entries
-from .ranking import profile_json_schema
+from .ranking import ProfileAnswer, profile_json_schema
 
 MAX_ITEMS = 6
 ITEM_MAX_CHARS = 40
@@ -61,15 +61,10 @@ def _clean_list(v: Any) -> list[str]:
     return out
 
 
-class InterestProfile(BaseModel):
-    """A taste in a few short phrases and a summary; ``source`` says who wrote it."""
+class InterestProfile(ProfileAnswer):
+    """A taste in a few short phrases and a summary (the profile prompt's answer, cleaned);
+    ``source`` says who wrote it."""
 
-    themes: list[str] = Field(default_factory=list)
-    moods: list[str] = Field(default_factory=list)
-    genres: list[str] = Field(default_factory=list)
-    eras: list[str] = Field(default_factory=list)
-    keywords: list[str] = Field(default_factory=list)
-    summary: str = ""
     source: Literal["llm", "fallback"] = "llm"
 
     @field_validator("themes", "moods", "genres", "eras", "keywords", mode="before")
