@@ -178,13 +178,18 @@ def build_parser() -> argparse.ArgumentParser:
 
     e = sub.add_parser("eval", help="evaluate systems on held-out users")
     dataset_args(e)
-    e.add_argument("--systems", default="pop,itemknn,text,collab,hybrid")
+    e.add_argument("--systems", default="pop,itemknn,text,collab,hybrid",
+                   help="comma-separated: pop, itemknn, text, collab, hybrid, llm; retrieval ones also with "
+                        "+summaries (stored `mediarec enrich` summaries) and/or +profile[@SHARE] (interest profile)")
     e.add_argument("--protocol", default="full", help="full | sampled | a protocol JSON file")
     e.add_argument("--users", type=int, default=None)
     e.add_argument("--val-users", type=int, default=None,
                    help="validation users for tuning the LLM fusion weight (default min(users, 100))")
     e.add_argument("--llm", default="local:qwen2.5-0.5b")
     e.add_argument("--candidates", type=int, default=20)
+    e.add_argument("--profile-llm", default=None,
+                   help="LLM writing the interest profiles of +profile systems (default: the fallback profile "
+                        "from the history's genres, tags and decades)")
     e.add_argument("--seed", type=int, default=0)
     e.add_argument("--output", default="results/eval")
     e.add_argument("--quiet", action="store_true")

@@ -81,6 +81,10 @@ def clean_summary(text: str) -> str:
     t = re.sub(r"^```\w*|```$", "", t).strip()
     t = re.sub(r"^(?:summary|description)\s*:\s*", "", t, flags=re.I)
     t = " ".join(t.split()).strip("\"'“” ")
+    if t and t[-1] not in ".!?…":  # cut off by the token limit: keep the whole sentences
+        end = max(t.rfind(". "), t.rfind("! "), t.rfind("? "))
+        if end > len(t) // 3:
+            t = t[: end + 1]
     if len(t) > SUMMARY_MAX_CHARS:
         cut = t[:SUMMARY_MAX_CHARS]
         end = max(cut.rfind(". "), cut.rfind("! "), cut.rfind("? "))
@@ -97,7 +101,7 @@ def _progress(enabled: bool):
 
 def enrich_catalog(catalog: Catalog, llm: LLM, prompts: PromptLibrary | None = None, *,
                    path: str | Path | None = None, limit: int | None = None, progress: bool = False,
-                   settings: Settings | None = None, max_words: int = 60,
+                   settings: Settings | None = None, max_words: int = 40,
                    min_tags: int = MIN_TAGS) -> EnrichReport:
     """Write a summary for every thin item that has none yet (at most ``limit`` new ones)."""
     if llm is None:
@@ -122,7 +126,7 @@ def enrich_catalog(catalog: Catalog, llm: LLM, prompts: PromptLibrary | None = N
             for it in todo:
                 msgs = prompts.render("summary", item=it, max_words=max_words)
                 try:
-                    comp = llm.chat(msgs, max_tokens=max_words * 2 + 40)
+                    comp = llm.chat(msgs, max_tokens=max_words * 3 // 2 + 10)  # ~1.3 tokens a word
                     summary = clean_summary(comp.text)
                 except (LLMUnavailable, ValueError):
                     summary = ""

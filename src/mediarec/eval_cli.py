@@ -16,6 +16,34 @@ from .errors import ConfigError
 
 WEIGHTS = (0.0, 0.25, 0.5, 0.75, 1.0)
 ALL_SYSTEMS = ("pop", "itemknn", "text", "collab", "hybrid", "llm")
+RETRIEVAL_BASES = ("text", "collab", "hybrid")
+MODIFIERS = ("summaries", "profile")
+
+
+def parse_retrieval_name(name: str) -> tuple[str, bool, float | None, bool] | None:
+    """``hybrid+summaries+profile@0.5`` -> ("hybrid", summaries, profile weight, profile); None if
+    the name is not a retrieval system."""
+    base, *mods = name.split("+")
+    if base not in RETRIEVAL_BASES:
+        return None
+    summaries = profile = False
+    weight = None
+    for m in mods:
+        key, _, w = m.partition("@")
+        if key not in MODIFIERS:
+            raise ConfigError(f"unknown modifier {key!r} in {name!r}; use +summaries, +profile or +profile@W")
+        if key == "summaries":
+            summaries = True
+        else:
+            profile = True
+            if w:
+                try:
+                    weight = float(w)
+                except ValueError:
+                    weight = -1.0
+                if not 0.0 <= weight <= 1.0:
+                    raise ConfigError(f"{name!r}: the profile share must be a number from 0 to 1")
+    return base, summaries, weight, profile
 
 
 def make_protocol(args, dataset: str):
@@ -31,24 +59,28 @@ def make_protocol(args, dataset: str):
     return proto
 
 
-def build_systems(names, args, provider, llm=None, llm_weight: float | None = None):
+def build_systems(names, args, provider, llm=None, llm_weight: float | None = None, profile_llm=None):
     from .baselines import ItemKNNScorer, PopularityScorer
     from .reranker import RerankSettings
-    from .systems import LLMSystem, RetrievalSystem
+    from .systems import LLMSystem, ProfileQueries, RetrievalSystem
 
     systems = []
     for n in names:
+        retrieval = parse_retrieval_name(n)
         if n == "pop":
             systems.append(PopularityScorer())
         elif n == "itemknn":
             systems.append(ItemKNNScorer())
-        elif n in ("text", "collab", "hybrid"):
-            systems.append(RetrievalSystem(n, provider))
+        elif retrieval is not None:
+            base, summaries, weight, profile = retrieval
+            systems.append(RetrievalSystem(n, provider, base=base, summaries=summaries, profile_weight=weight,
+                                           profile=ProfileQueries(profile_llm) if profile else None))
         elif n == "llm":
             rs = RerankSettings() if llm_weight is None else RerankSettings(llm_weight=llm_weight)
             systems.append(LLMSystem(llm, provider, n_candidates=args.candidates, rerank=rs))
         else:
-            raise ConfigError(f"unknown system {n!r}; choose from {', '.join(ALL_SYSTEMS)}")
+            raise ConfigError(f"unknown system {n!r}; choose from {', '.join(ALL_SYSTEMS)} "
+                              "(retrieval ones also as text+summaries, hybrid+profile, ...)")
     return systems
 
 
@@ -56,19 +88,24 @@ def run_eval(args) -> int:
     from rich.console import Console
 
     from .datasets import load_dataset
-    from .enrich import apply_summaries
     from .evaluation import evaluate, leave_last_out, write_report
     from .llm import load_llm
     from .systems import IndexProvider, LLMSystem
 
     con = Console(stderr=True)
     names = [s.strip() for s in args.systems.split(",") if s.strip()]
-    catalog = apply_summaries(load_dataset(args.dataset, args.data_dir))
+    # Base systems see the catalog's own text; `+summaries` variants add the stored summaries, so
+    # one run says what they change (the llm system reranks the plain hybrid).
+    catalog = load_dataset(args.dataset, args.data_dir)
     protocol = make_protocol(args, catalog.name)
     provider = IndexProvider(chroma_url=args.chroma_url, progress=not args.quiet)
     llm = load_llm(args.llm) if "llm" in names else None
     if "llm" in names and llm is None:
         raise ConfigError("the llm system needs --llm (local:NAME, openai:MODEL)")
+    profile_spec = getattr(args, "profile_llm", None)
+    profile_llm = None
+    if profile_spec:
+        profile_llm = llm if llm is not None and profile_spec == args.llm else load_llm(profile_spec)
     split = leave_last_out(catalog)
     chosen = None
     if "llm" in names:
@@ -85,7 +122,7 @@ def run_eval(args) -> int:
         chosen = max(scored, key=lambda w: (scored[w], -abs(w - 0.5)))
         con.print("validation NDCG@10 by weight: " + ", ".join(f"{w}: {v:.4f}" for w, v in scored.items())
                   + f" -> {chosen}")
-    systems = build_systems(names, args, provider, llm, llm_weight=chosen)
+    systems = build_systems(names, args, provider, llm, llm_weight=chosen, profile_llm=profile_llm)
     if "llm" in names:
         # Fixed weights beside the tuned one, so the report says what the LLM alone (1.0) and an
         # even blend (0.5) do on the test users; the LLM answers come from the cache, no extra cost.

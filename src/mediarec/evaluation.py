@@ -512,6 +512,15 @@ def _summarise(report: EvalReport, catalog_items: int, popularity: Mapping[str, 
             m[f"p_vs_{ref}"] = {k: paired_bootstrap_p(pu[k][:common], per_user[ref][k][:common],
                                                       proto.bootstrap, proto.seed, _index=pidx)
                                 for k in (f"ndcg@{k0}", f"hr@{k0}", "mrr")}
+        base = n.split("+")[0]
+        if "+" in n and base in report._ranks:
+            # A variant (text+profile, hybrid+summaries, ...) is also tested against its own base.
+            common = min(r.size, report._ranks[base].size)
+            bidx = _boot_index(common, proto.bootstrap, proto.seed + 2) if proto.bootstrap and common else None
+            m["base"] = base
+            m["p_vs_base"] = {k: paired_bootstrap_p(pu[k][:common], per_user[base][k][:common],
+                                                    proto.bootstrap, proto.seed, _index=bidx)
+                              for k in (f"ndcg@{k0}", f"hr@{k0}", "mrr")}
         for k in proto.ks:
             lists = [t[:k] for t in report._top[n]]
             m[f"coverage@{k}"] = coverage(lists, catalog_items)
@@ -755,6 +764,16 @@ def _report_md(data: dict[str, Any]) -> str:
                   "ref" if name == ref else _fmt(p), str(m.get("n_users")),
                   f"{m.get('seconds', 0):.2f}", f"{m.get('users_per_s', 0):.1f}"]
         lines.append(f"| {name} | " + " | ".join(cells) + " |")
+    variants = {n: m for n, m in data["systems"].items() if m.get("p_vs_base")}
+    if variants:
+        lines += ["", "## Variants against their base (paired bootstrap, same users)", "",
+                  f"| variant | base | Δ HR@{k0} | p | Δ NDCG@{k0} | p | Δ MRR | p |", "|---|---|---|---|---|---|---|---|"]
+        for n, m in variants.items():
+            b = data["systems"][m["base"]]
+            cells = []
+            for c in (f"hr@{k0}", f"ndcg@{k0}", "mrr"):
+                cells += [f"{m[c] - b[c]:+.4f}", _fmt(m["p_vs_base"].get(c))]
+            lines.append(f"| {n} | {m['base']} | " + " | ".join(cells) + " |")
     extras = {n: m.get("extra") for n, m in data["systems"].items() if m.get("extra")}
     if extras:
         lines += ["", "## System extras", ""]

@@ -52,21 +52,26 @@ class IndexSettings(BaseModel):
 def make_client(settings: Settings, catalog_name: str, chroma_url: str | None = None):
     """An embedded PersistentClient under $MEDIAREC_HOME/index/<catalog>, or an HttpClient for a server URL."""
     import chromadb
+    from chromadb.config import Settings as ChromaSettings
 
+    # Explicit settings (telemetry off): an embedded client opened again in this process must get
+    # equal settings, whatever the environment says by then, or Chroma refuses the second one.
+    chroma_settings = ChromaSettings(anonymized_telemetry=False)
     url = chroma_url or settings.chroma_url
     if url:
         u = urlparse(url if "://" in url else f"http://{url}")
         if not u.hostname:
             raise ConfigError(f"bad --chroma-url {url!r}: expected http://HOST:PORT")
         try:
-            client = chromadb.HttpClient(host=u.hostname, port=u.port or 8000, ssl=u.scheme == "https")
+            client = chromadb.HttpClient(host=u.hostname, port=u.port or 8000, ssl=u.scheme == "https",
+                                         settings=chroma_settings)
             client.heartbeat()
         except Exception as e:  # noqa: BLE001 - any connection failure is a configuration problem here
             raise IndexError_(f"cannot reach the Chroma server at {url}: {e}") from None
         return client
     path = Path(settings.index_dir) / catalog_name
     path.mkdir(parents=True, exist_ok=True)
-    return chromadb.PersistentClient(path=str(path))
+    return chromadb.PersistentClient(path=str(path), settings=chroma_settings)
 
 
 @contextlib.contextmanager

@@ -53,7 +53,7 @@ DEFAULTS: dict[str, Any] = {
     "rating_scale": 5,
     "answer_key": "ranking",
     "summary_words": 40,
-    "max_words": 60,
+    "max_words": 40,
 }
 
 _ROLES = ("system", "user")

@@ -6,8 +6,9 @@ Fusion (documented, used everywhere, tuned in the evaluation):
 
 ``collab(j) = u · V[j]`` with ``u`` the recency-weighted query vector of the history (0 for items
 without a collaborative vector), ``text(j)`` the cosine between the item's text embedding and the
-recency-weighted mean of the history's text embeddings (mixed with a free-text request when there
-is one; the text side's weight then rises so the request leads). Each side is divided by its best score for this user, so the two are on one scale and
+recency-weighted mean of the history's text embeddings (mixed with the embedded interest profile
+when one is given, and with a free-text request when there is one; the text side's weight then
+rises so the request leads). Each side is divided by its best score for this user, so the two are on one scale and
 the result does not depend on which pool of candidates was scored: the pool Chroma returns holds
 each side's best item. Already-consumed items are excluded.
 
@@ -35,7 +36,9 @@ class FusionSettings(BaseModel):
 
     ``query_weight`` is the share of a free-text request in the text query vector; with a request
     the text side weighs ``request_text_weight`` instead of ``text_weight``, so what the user asks
-    for leads and the history still breaks ties.
+    for leads and the history still breaks ties. ``profile_weight`` is the share of an interest
+    profile (``profile=`` text, see :mod:`mediarec.profile`) in the history's text vector; the
+    evaluation harness measures what it does (eval/results/movielens-100k-profile-summaries).
     """
 
     collab_weight: float = 1.0
@@ -43,6 +46,7 @@ class FusionSettings(BaseModel):
     request_text_weight: float = 5.0
     text_decay: float = 0.9
     query_weight: float = 0.8
+    profile_weight: float = 0.3
     pool_factor: int = 3
 
 
@@ -94,13 +98,17 @@ class Retriever:
                 ids.append(self.catalog.resolve(str(h)).id)
         return ids
 
-    def _text_query(self, hist: list[str], query: str | None) -> np.ndarray | None:
+    def _text_query(self, hist: list[str], query: str | None, profile: str | None = None) -> np.ndarray | None:
         vec = None
         rows = [self.index.position(i) for i in hist]
         rows = [r for r in rows if r is not None]
         if rows:
             w = recency_weights(len(rows), self.fusion.text_decay).astype(np.float32)
             vec = w @ self.index.text_vectors[rows]
+            vec /= max(float(np.linalg.norm(vec)), 1e-12)
+        if profile and profile.strip() and self.fusion.profile_weight > 0:
+            p = self.index.embedder.embed([profile.strip()])[0]
+            vec = p if vec is None else self.fusion.profile_weight * p + (1 - self.fusion.profile_weight) * vec
             vec /= max(float(np.linalg.norm(vec)), 1e-12)
         if query and query.strip():
             q = self.index.embedder.embed([query.strip()])[0]
@@ -109,14 +117,15 @@ class Retriever:
         return vec
 
     # -- scoring ---------------------------------------------------------------------------
-    def _side_scores(self, hist: list[str], query: str | None, rows: np.ndarray | None = None):
+    def _side_scores(self, hist: list[str], query: str | None, rows: np.ndarray | None = None,
+                     profile: str | None = None):
         """Raw (collab, text) scores for catalog rows (all rows when None); None for a missing side."""
         collab = text = None
         uvec = self.index.collab.user_vector(hist) if hist else None
         if uvec is not None:
             vectors = self._collab_aligned if rows is None else self._collab_aligned[rows]
             collab = vectors @ uvec
-        tvec = self._text_query(hist, query)
+        tvec = self._text_query(hist, query, profile)
         if tvec is not None:
             tv = self.index.text_vectors if rows is None else self.index.text_vectors[rows]
             text = tv @ tvec
@@ -134,10 +143,10 @@ class Retriever:
         return fused
 
     def score_all(self, history: HistoryLike, query: str | None = None,
-                  sides: Iterable[str] = ("collab", "text")) -> np.ndarray:
+                  sides: Iterable[str] = ("collab", "text"), profile: str | None = None) -> np.ndarray:
         """Fused scores of every catalog item (aligned with ``index.item_ids``), consumed items -inf."""
         hist = self.history_ids(history)
-        collab, text = self._side_scores(hist, query)
+        collab, text = self._side_scores(hist, query, profile=profile)
         sides = set(sides)
         seen = [p for p in (self.index.position(i) for i in hist) if p is not None]
         for raw in (collab, text):
@@ -149,8 +158,9 @@ class Retriever:
         return fused
 
     def candidates(self, history: HistoryLike, k: int = 20, query: str | None = None,
-                   exclude: Iterable[str] = ()) -> list[Candidate]:
-        """The k best items for a history (and optional free-text request), best first."""
+                   exclude: Iterable[str] = (), profile: str | None = None) -> list[Candidate]:
+        """The k best items for a history (and optional free-text request and interest-profile
+        text), best first."""
         hist = self.history_ids(history)
         if not hist and not (query and query.strip()):
             raise MediarecError("nothing to recommend from: give a history (items the user consumed) or a request")
@@ -158,7 +168,7 @@ class Retriever:
         pool_n = min(len(self.index.item_ids), max(k, 1) * self.fusion.pool_factor + len(banned))
         pool: dict[str, set[str]] = {}
         uvec = self.index.collab.user_vector(hist) if hist else None
-        tvec = self._text_query(hist, query)
+        tvec = self._text_query(hist, query, profile)
         with chroma_errors(f"the index of {self.catalog.name!r} cannot be queried"):
             if uvec is not None and self.fusion.collab_weight:
                 res = self.index.collab_collection.query(query_embeddings=[uvec.tolist()],
@@ -175,7 +185,7 @@ class Retriever:
         if not ids:
             return []
         rows = np.array([self.index.position(i) for i in ids], dtype=np.int64)
-        collab, text = self._side_scores(hist, query, rows)
+        collab, text = self._side_scores(hist, query, rows, profile)
         # Each side is normalised by its best unconsumed item; the pool holds each side's top hits,
         # so these maxima equal the catalogue-wide ones that score_all() uses.
         fused = self._fuse(collab, text, len(ids), query)

@@ -4,16 +4,24 @@
 side is reused across splits, the collaborative side rebuilt: the fingerprints say which).
 ``llm`` reranks the hybrid retriever's top C with an LLM; items outside the top C are unranked, so
 a target the retriever missed counts as a miss.
+
+Variants measure issue 5's two text aids against their base, in one run: ``<base>+summaries``
+embeds the stored ``mediarec enrich`` summaries of thin items (a second index, prefixed
+``-enriched``), ``<base>+profile`` mixes each user's interest profile into the text query
+(``+profile@0.5`` sets its share, ``FusionSettings.profile_weight``).
 """
 
 from __future__ import annotations
 
+import time
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from .catalog import Catalog, Interaction
 from .config import Settings, get_settings
+from .errors import ConfigError
 from .index import CatalogIndex, IndexSettings, make_client
 from .llm import LLM
 from .prompts import PromptLibrary
@@ -31,40 +39,102 @@ class IndexProvider:
         self.embedder = embedder
         self.chroma_url = chroma_url
         self.progress = progress
-        self._cache: dict[str, CatalogIndex] = {}
+        self._cache: dict[str, tuple[str, CatalogIndex]] = {}  # prefix -> (fingerprint, index)
 
     def get(self, train: Catalog) -> CatalogIndex:
+        # An enriched catalog (other item text) gets its own collections, so plain and enriched
+        # systems in one run do not rebuild each other's text side.
+        prefix = f"{train.name}-eval" + ("-enriched" if getattr(train, "enriched", 0) else "")
         fp = train.fingerprint()
-        if fp not in self._cache:
-            client = make_client(self.settings, f"{train.name}-eval", self.chroma_url)
-            idx = CatalogIndex(train, client, self.index_settings, embedder=self.embedder,
-                               prefix=f"{train.name}-eval")
-            self._cache = {fp: idx.build(progress=self.progress)}
+        hit = self._cache.get(prefix)
+        if hit is None or hit[0] != fp:
+            client = make_client(self.settings, prefix, self.chroma_url)
+            idx = CatalogIndex(train, client, self.index_settings, embedder=self.embedder, prefix=prefix)
+            self._cache[prefix] = (fp, idx.build(progress=self.progress))
             self.embedder = idx._embedder
-        return self._cache[fp]
+        return self._cache[prefix][1]
+
+
+class ProfileQueries:
+    """History -> interest-profile retrieval text, by the LLM when given one, else the fallback
+    profile (genres, tags and decades of the history); counts which wrote each."""
+
+    def __init__(self, llm: LLM | None = None, prompts: PromptLibrary | None = None):
+        self.llm = llm
+        self.prompts = prompts or PromptLibrary()
+        self.stats = {"profiles": 0, "by_llm": 0, "seconds": 0.0}
+
+    def __call__(self, pairs: list) -> str:
+        from .profile import build_profile, profile_query
+
+        t0 = time.perf_counter()
+        prof = build_profile(self.llm, self.prompts, pairs)
+        self.stats["profiles"] += 1
+        self.stats["by_llm"] += prof.source == "llm"
+        self.stats["seconds"] += time.perf_counter() - t0
+        return profile_query(prof)
+
+    def extra(self) -> dict[str, Any]:
+        n = max(self.stats["profiles"], 1)
+        return {"profile_source": self.llm.spec if self.llm is not None else "fallback",
+                "profiles_by_llm_rate": self.stats["by_llm"] / n, "profile_seconds_per_user": self.stats["seconds"] / n}
 
 
 class RetrievalSystem:
-    """``text``, ``collab`` or ``hybrid``: exact full-catalogue scores from the retriever."""
+    """``text``, ``collab`` or ``hybrid``: exact full-catalogue scores from the retriever.
 
-    def __init__(self, name: str, provider: IndexProvider, fusion: FusionSettings | None = None):
+    ``summaries``: embed the thin items' stored summaries (True: the catalog's ``mediarec enrich``
+    file, or a path); ``profile``: a :class:`ProfileQueries` whose text joins the text query, with
+    ``profile_weight`` as its share (None: the FusionSettings default).
+    """
+
+    def __init__(self, name: str, provider: IndexProvider, fusion: FusionSettings | None = None, *,
+                 summaries: bool | str | Path = False, profile: ProfileQueries | None = None,
+                 profile_weight: float | None = None, base: str | None = None):
         self.name = name
-        self.sides = {"text": ("text",), "collab": ("collab",), "hybrid": ("collab", "text")}[name]
+        base = base or name
+        self.sides = {"text": ("text",), "collab": ("collab",), "hybrid": ("collab", "text")}[base]
         self.provider = provider
         self.fusion = fusion  # None: the retriever's defaults for this catalogue
+        self.summaries = summaries
+        self.profile = profile
+        self.profile_weight = profile_weight
         self.retriever: Retriever | None = None
         self.item_ids: list[str] | None = None
+        self.extra: dict[str, Any] = {}
 
     def fit(self, train: Catalog) -> None:
+        if self.summaries:
+            from .enrich import apply_summaries
+
+            path = None if self.summaries is True else self.summaries
+            enriched = apply_summaries(train, path)
+            if not getattr(enriched, "enriched", 0):
+                raise ConfigError(f"{self.name}: no item summaries stored for {train.name!r}; "
+                                  f"run `mediarec enrich --dataset {train.name}` first")
+            self.extra["enriched_items"] = enriched.enriched
+            train = enriched
+        self.catalog = train
         self.retriever = Retriever(self.provider.get(train), self.fusion)
+        update: dict[str, float] = {}
         if self.sides == ("text",):
-            self.retriever.fusion = self.retriever.fusion.model_copy(update={"text_weight": 1.0})
+            update["text_weight"] = 1.0
+        if self.profile_weight is not None:
+            update["profile_weight"] = self.profile_weight
+        if update:
+            self.retriever.fusion = self.retriever.fusion.model_copy(update=update)
+        if self.profile is not None:
+            self.extra["profile_weight"] = self.retriever.fusion.profile_weight
         self.item_ids = self.retriever.index.item_ids
 
     def score_array(self, history: list[Interaction]) -> np.ndarray:
         if not history:
             return np.zeros(len(self.item_ids))
-        return self.retriever.score_all(history, sides=self.sides)
+        profile = None
+        if self.profile is not None:
+            profile = self.profile([(self.catalog.items[x.item], x) for x in history])
+            self.extra.update(self.profile.extra())
+        return self.retriever.score_all(history, sides=self.sides, profile=profile)
 
     def score(self, history: list[Interaction], candidates: list[str] | None = None) -> dict[str, float]:
         arr = self.score_array(history)
