@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+import json
 import os
+import threading
+import time
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import pytest
@@ -100,3 +104,66 @@ def capturing_llm(inner):
             return self.inner._label_logprobs(messages, labels)
 
     return Capturing()
+
+
+class ScriptedOpenAIServer:
+    """An OpenAI-compatible HTTP server on 127.0.0.1 (real socket, own thread) whose answers come from
+    ``handler``: one copy of the server plumbing for the tests that need a server to misbehave on
+    demand (test_llm_hosted) or to see what reaches the wire (test_privacy).
+
+    ``handler(path, body, headers) -> (status, extra_headers, payload)`` is called for every POST;
+    ``body`` is the parsed JSON request (``{"raw": text}`` if it is not JSON), ``headers`` has
+    lower-cased names. A ``bytes`` payload is sent as is, anything else as JSON (Content-Type
+    application/json unless ``extra_headers`` says otherwise). Every request is recorded in
+    ``requests`` (bodies), ``headers`` and ``times`` (``time.perf_counter()`` on arrival)."""
+
+    def __init__(self, handler):
+        self.requests: list[dict] = []
+        self.headers: list[dict] = []
+        self.times: list[float] = []
+        outer = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_POST(self):  # noqa: N802
+                raw = self.rfile.read(int(self.headers.get("Content-Length") or 0))
+                outer.times.append(time.perf_counter())
+                headers = {k.lower(): v for k, v in self.headers.items()}
+                outer.headers.append(headers)
+                try:
+                    body = json.loads(raw)
+                except ValueError:
+                    body = {"raw": raw.decode(errors="replace")}
+                outer.requests.append(body)
+                status, extra, payload = handler(self.path, body, headers)
+                data = payload if isinstance(payload, bytes) else json.dumps(payload).encode()
+                self.send_response(status)
+                for k, v in {"Content-Type": "application/json", **extra}.items():
+                    self.send_header(k, v)
+                self.send_header("Content-Length", str(len(data)))
+                self.end_headers()
+                self.wfile.write(data)
+
+            def log_message(self, *args):
+                pass
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.base_url = f"http://127.0.0.1:{self.server.server_port}/v1"
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    def close(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+
+
+@pytest.fixture
+def scripted_openai_server():
+    """``make(handler) -> ScriptedOpenAIServer``; every server made is closed after the test."""
+    made: list[ScriptedOpenAIServer] = []
+
+    def make(handler) -> ScriptedOpenAIServer:
+        made.append(ScriptedOpenAIServer(handler))
+        return made[-1]
+
+    yield make
+    for s in made:
+        s.close()

@@ -21,7 +21,6 @@ import sys
 import threading
 import time
 import urllib.request
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import pytest
@@ -247,60 +246,15 @@ def completion_json(text: str, logprobs: list[tuple[str, float]] | None = None) 
             "choices": [choice], "usage": {"prompt_tokens": 11, "completion_tokens": 3, "total_tokens": 14}}
 
 
-class Scripted:
-    """Answers POST /v1/chat/completions from a script of (status, headers, body); the last repeats."""
-
-    def __init__(self, script: list[tuple[int, dict, object]]):
-        self.script = list(script)
-        self.requests: list[dict] = []
-        self.times: list[float] = []
-        self.headers: list[dict] = []
-        outer = self
-
-        class Handler(BaseHTTPRequestHandler):
-            def do_POST(self):  # noqa: N802
-                body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
-                outer.times.append(time.perf_counter())
-                outer.headers.append({k.lower(): v for k, v in self.headers.items()})
-                try:
-                    outer.requests.append(json.loads(body))
-                except ValueError:
-                    outer.requests.append({"raw": body.decode(errors="replace")})
-                status, headers, payload = outer.script.pop(0) if len(outer.script) > 1 else outer.script[0]
-                data = payload if isinstance(payload, bytes) else json.dumps(payload).encode()
-                self.send_response(status)
-                headers = {"Content-Type": "application/json", **headers}
-                for k, v in headers.items():
-                    self.send_header(k, v)
-                self.send_header("Content-Length", str(len(data)))
-                self.end_headers()
-                self.wfile.write(data)
-
-            def log_message(self, *args):
-                pass
-
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.base_url = f"http://127.0.0.1:{self.server.server_port}/v1"
-        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
-        self.thread.start()
-
-    def close(self) -> None:
-        self.server.shutdown()
-        self.server.server_close()
-
-
 @pytest.fixture
-def scripted():
-    made: list[Scripted] = []
+def scripted(scripted_openai_server):
+    """``make(script)``: a server answering from a list of (status, headers, body); the last repeats."""
 
-    def make(script):
-        s = Scripted(script)
-        made.append(s)
-        return s
+    def make(script: list[tuple[int, dict, object]]):
+        script = list(script)
+        return scripted_openai_server(lambda path, body, headers: script.pop(0) if len(script) > 1 else script[0])
 
-    yield make
-    for s in made:
-        s.close()
+    return make
 
 
 ERR500 = (500, {}, {"error": {"message": "overloaded", "type": "server_error"}})

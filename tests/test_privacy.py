@@ -19,9 +19,7 @@ import re
 import stat
 import subprocess
 import sys
-import threading
 from collections import Counter
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import pytest
@@ -81,54 +79,22 @@ def _answer(req: dict) -> dict:
     return _completion("hello")
 
 
-class WireServer:
-    """Records every request (body and headers) it receives; ``echo_key`` answers 401 quoting the key."""
-
-    def __init__(self, echo_key: bool = False):
-        self.bodies: list[dict] = []
-        self.auth: list[str] = []
-        outer = self
-
-        class Handler(BaseHTTPRequestHandler):
-            def do_POST(self):  # noqa: N802
-                req = json.loads(self.rfile.read(int(self.headers.get("Content-Length") or 0)))
-                outer.bodies.append(req)
-                outer.auth.append(self.headers.get("Authorization", ""))
-                if echo_key:
-                    status, payload = 401, {"error": {"message": f"Incorrect API key provided: {self.headers.get('Authorization', '').removeprefix('Bearer ')}",
-                                                      "type": "invalid_request_error"}}
-                else:
-                    status, payload = 200, _answer(req)
-                data = json.dumps(payload).encode()
-                self.send_response(status)
-                self.send_header("Content-Type", "application/json")
-                self.send_header("Content-Length", str(len(data)))
-                self.end_headers()
-                self.wfile.write(data)
-
-            def log_message(self, *args):
-                pass
-
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.base_url = f"http://127.0.0.1:{self.server.server_port}/v1"
-        threading.Thread(target=self.server.serve_forever, daemon=True).start()
-
-    def close(self):
-        self.server.shutdown()
-        self.server.server_close()
-
-
 @pytest.fixture
-def wire():
-    made: list[WireServer] = []
+def wire(scripted_openai_server):
+    """``make(echo_key=False)``: a server answering every prompt validly (``_answer``) and recording it;
+    with ``echo_key`` it answers 401 quoting the key it was sent."""
 
-    def make(**kw) -> WireServer:
-        made.append(WireServer(**kw))
-        return made[-1]
+    def make(echo_key: bool = False):
+        def handle(path, body, headers):
+            if echo_key:
+                key = headers.get("authorization", "").removeprefix("Bearer ")
+                return 401, {}, {"error": {"message": f"Incorrect API key provided: {key}",
+                                           "type": "invalid_request_error"}}
+            return 200, {}, _answer(body)
 
-    yield make
-    for s in made:
-        s.close()
+        return scripted_openai_server(handle)
+
+    return make
 
 
 # =============================================================================================
@@ -173,14 +139,14 @@ def test_prompts_on_the_wire_carry_no_personal_data(ml100k, people, wire):
         seen = {x.item for x in hist}
         cands = [Candidate(item=ml100k.item(i), score=1.0 - k / 100)
                  for k, i in enumerate([i for i in popular if i not in seen][:20])]
-        start = len(srv.bodies)
+        start = len(srv.requests)
         listed = Reranker(llm, settings=RerankSettings(mode="list", max_attempts=2)).rerank(pairs, cands, k=5)
         scored = Reranker(llm, settings=RerankSettings(mode="score")).rerank(pairs, cands, k=5, explain=True)
         profile = build_profile(llm, None, pairs)
         assert not listed.degraded and listed.repaired, listed.degraded_reason
         assert not scored.degraded and scored.reasons and not scored.explain_error
         assert profile.summary == "Likes tense sci-fi."
-        sent = srv.bodies[start:]
+        sent = srv.requests[start:]
         assert {_kind(b["messages"], b) for b in sent} == {"rank", "repair", "score", "explain", "profile"}
 
         leak_id = re.compile(rf"(?<![0-9A-Za-z]){re.escape(user)}(?![0-9A-Za-z])")
@@ -238,7 +204,8 @@ def test_api_key_is_never_written(home, tmp_path, wire, monkeypatch, caplog):
     assert not res.degraded, res.degraded_reason
     again = rec.recommend(user="alice", k=5)
     assert again.usage.cached and [r.item.id for r in again.items] == [r.item.id for r in res.items]
-    assert srv.auth and all(a == f"Bearer {KEY}" for a in srv.auth)  # the key was really used
+    auth = [h.get("authorization", "") for h in srv.headers]
+    assert auth and all(a == f"Bearer {KEY}" for a in auth)  # the key was really used
     assert KEY not in repr(rec.llm) and KEY not in res.model_dump_json()
 
     # a server that quotes the key back in its error: the degraded answer does not carry it
@@ -246,7 +213,7 @@ def test_api_key_is_never_written(home, tmp_path, wire, monkeypatch, caplog):
     leaky = Recommender(demo, rec.index, llm=OpenAILLM("smollm2", base_url=echo.base_url,
                                                         options=LLMOptions(timeout=5, retries=0)))
     bad = leaky.recommend(user="alice", k=5)
-    assert echo.bodies and bad.degraded and "401" in bad.degraded_reason
+    assert echo.requests and bad.degraded and "401" in bad.degraded_reason
     assert KEY not in bad.model_dump_json(), bad.degraded_reason
 
     # a saved chat session (the key even typed into the chat)

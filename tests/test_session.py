@@ -222,6 +222,24 @@ def test_vague_request(plain):
     assert r.result.request == "what next"
 
 
+def test_profile_joins_retrieval_when_asked(plain):
+    """use_profile mixes the history's interest profile into the text query of every answer."""
+    from mediarec.profile import profile_query
+
+    off = plain.chat(user="alice").send("tense 80s sci-fi").result
+    s = plain.chat(user="alice", use_profile=True)
+    on = s.send("tense 80s sci-fi").result
+    prof = s.profile()
+    assert prof.source == "fallback" and profile_query(prof)  # no LLM: the profile from the data
+    by_id = {c.item.id: c.text_score for c in off.candidates}
+    common = [c for c in on.candidates if c.item.id in by_id]
+    assert common and any(abs(c.text_score - by_id[c.item.id]) > 1e-6 for c in common)
+    # a vague request already retrieves through the profile: it is not mixed in a second time
+    vague = s.send("what next?").result
+    assert any("interest profile" in n for n in vague.notes)
+    assert plain.chat(user="alice").use_profile is False
+
+
 def test_save_load_round_trip(plain, tmp_path, monkeypatch):
     monkeypatch.setenv("OPENAI_API_KEY", FAKE_KEY)
     s = plain.chat(user="alice")

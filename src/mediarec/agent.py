@@ -58,8 +58,9 @@ class Recommender:
 
     def __init__(self, catalog: Catalog, index: CatalogIndex, llm: LLM | None = None,
                  fusion: FusionSettings | None = None, rerank: RerankSettings | None = None,
-                 prompts: PromptLibrary | None = None, n_candidates: int = 20):
+                 prompts: PromptLibrary | None = None, n_candidates: int = 20, use_profile: bool = False):
         self.catalog = catalog
+        self.use_profile = use_profile  # chat sessions mix the interest profile into retrieval
         self.index = index
         self.retriever = Retriever(index, fusion)
         self.llm = llm
@@ -86,11 +87,11 @@ class Recommender:
         return cls.from_catalog(apply_summaries(load_dataset(name, data_dir)), **kw)
 
     # -- asking ---------------------------------------------------------------------------------
-    def chat(self, user: str | None = None, k: int = 10):
+    def chat(self, user: str | None = None, k: int = 10, use_profile: bool | None = None):
         """A :class:`mediarec.session.ChatSession`: requests and feedback that refine the history."""
         from .session import ChatSession
 
-        return ChatSession(self, user=user, k=k)
+        return ChatSession(self, user=user, k=k, use_profile=use_profile)
 
     def history_of(self, user: str) -> list[Interaction]:
         return self.catalog.history(user)
@@ -108,8 +109,12 @@ class Recommender:
 
     def recommend(self, history: Sequence[Interaction | Item | str] | None = None, user: str | None = None,
                   k: int = 10, query: str | None = None, exclude: Iterable[str] = (),
-                  n_candidates: int | None = None, explain: bool = True) -> RecommendationResult:
+                  n_candidates: int | None = None, explain: bool = True,
+                  profile: Any | None = None) -> RecommendationResult:
         """A ranked, explained list for a history (titles, ids, items) and/or a known user.
+
+        ``profile``: an :class:`~mediarec.profile.InterestProfile` (or its retrieval text) mixed
+        into the text-side query (``FusionSettings.profile_weight``).
 
         User errors (unknown user or title, nothing to go on) raise MediarecError; LLM failures
         never do: the result falls back to the retrieval ranking and says so.
@@ -125,7 +130,12 @@ class Recommender:
         t0 = time.perf_counter()
         n_cands = max(k, n_candidates or self.n_candidates) if self.reranker else k
         n_cands = min(n_cands, 52)
-        cands = self.retriever.candidates([it for it, _ in pairs], k=n_cands, query=query, exclude=exclude)
+        if profile is not None and not isinstance(profile, str):
+            from .profile import profile_query
+
+            profile = profile_query(profile)
+        cands = self.retriever.candidates([it for it, _ in pairs], k=n_cands, query=query, exclude=exclude,
+                                          profile=profile)
         seconds["retrieval"] = time.perf_counter() - t0
         stages = ["retrieval"]
         result = RecommendationResult(items=[], candidates=cands, stages=stages, request=query,

@@ -154,11 +154,16 @@ class _NotFound(Exception):
 
 class ChatSession:
     """One user's conversation: their interactions (starting from their catalog history if a user is
-    given), the turns, excluded items, genre/tag bans and the last list shown."""
+    given), the turns, excluded items, genre/tag bans and the last list shown.
+
+    ``use_profile``: mix the interest profile of the current history into every retrieval (None:
+    the recommender's ``use_profile``); a vague request always retrieves through the profile.
+    """
 
     def __init__(self, recommender: "Recommender", user: str | None = None, k: int = 10,
-                 session_user: str = "me"):
+                 session_user: str = "me", use_profile: bool | None = None):
         self.recommender = recommender
+        self.use_profile = bool(getattr(recommender, "use_profile", False) if use_profile is None else use_profile)
         self.catalog = recommender.catalog
         self.user = user
         self.k = k
@@ -334,7 +339,9 @@ class ChatSession:
         if not hist and not query:
             raise MediarecError("Nothing to go on yet: ask for something ('tense 80s sci-fi') or tell me "
                                 "what you watched or listened to ('I watched Heat').")
-        result = self.recommender.recommend(history=hist, query=query, exclude=self.exclusions(), k=self.k)
+        profile = self.profile() if self.use_profile and hist and not note else None
+        result = self.recommender.recommend(history=hist, query=query, exclude=self.exclusions(), k=self.k,
+                                            profile=profile)
         if request is not None and query != request:
             result.request = request
         if note:
