@@ -154,3 +154,24 @@ def test_cli_eval_with_variants_and_a_bad_name(home, tmp_path, capsys):
     rc = main(["eval", "--dataset", "demo", "--systems", "text+sparkle", "--quiet", "--output", str(out)])
     err = capsys.readouterr().err
     assert rc != 0 and "unknown modifier 'sparkle'" in err and "Traceback" not in err
+
+
+def test_eval_index_build_takes_the_build_lock(demo, home, caplog):
+    """Two evaluations of one catalog take turns on its evaluation index, like `mediarec index`."""
+    import logging
+    import threading
+
+    from mediarec.config import get_settings
+    from mediarec.index import build_lock
+
+    provider = IndexProvider()
+    done = threading.Event()
+    caplog.set_level(logging.WARNING, logger="mediarec.index")
+    with build_lock(get_settings(), "demo-eval"):
+        t = threading.Thread(target=lambda: (provider.get(demo), done.set()), daemon=True)
+        t.start()
+        t.join(5)
+        assert not done.is_set()  # blocked on the lock we hold
+    t.join(300)
+    assert done.is_set()
+    assert any("building the index of demo-eval; waiting" in r.getMessage() for r in caplog.records)

@@ -22,7 +22,7 @@ import numpy as np
 from .catalog import Catalog, Interaction
 from .config import Settings, get_settings
 from .errors import ConfigError
-from .index import CatalogIndex, IndexSettings, make_client
+from .index import CatalogIndex, IndexSettings, build_lock, chroma_errors, make_client
 from .llm import LLM
 from .prompts import PromptLibrary
 from .reranker import Reranker, RerankSettings
@@ -48,9 +48,13 @@ class IndexProvider:
         fp = train.fingerprint()
         hit = self._cache.get(prefix)
         if hit is None or hit[0] != fp:
-            client = make_client(self.settings, prefix, self.chroma_url)
-            idx = CatalogIndex(train, client, self.index_settings, embedder=self.embedder, prefix=prefix)
-            self._cache[prefix] = (fp, idx.build(progress=self.progress))
+            # The same lock as `mediarec index`: two evaluations of one catalog at once take turns.
+            with build_lock(self.settings, prefix, self.chroma_url), \
+                    chroma_errors(f"building the evaluation index {prefix!r} failed (run the evaluation again "
+                                  "to resume)"):
+                client = make_client(self.settings, prefix, self.chroma_url)
+                idx = CatalogIndex(train, client, self.index_settings, embedder=self.embedder, prefix=prefix)
+                self._cache[prefix] = (fp, idx.build(progress=self.progress))
             self.embedder = idx._embedder
         return self._cache[prefix][1]
 
