@@ -106,6 +106,17 @@ def capturing_llm(inner):
     return Capturing()
 
 
+def openai_completion(text: str, logprobs: list[tuple[str, float]] | None = None) -> dict:
+    """A chat.completion body as an OpenAI-compatible server sends it (for scripted servers)."""
+    choice = {"index": 0, "message": {"role": "assistant", "content": text}, "finish_reason": "stop"}
+    if logprobs is not None:
+        choice["logprobs"] = {"content": [{"token": logprobs[0][0], "logprob": logprobs[0][1], "bytes": None,
+                                           "top_logprobs": [{"token": t, "logprob": lp, "bytes": None}
+                                                            for t, lp in logprobs]}]}
+    return {"id": "chatcmpl-1", "object": "chat.completion", "created": 0, "model": "smollm2",
+            "choices": [choice], "usage": {"prompt_tokens": 11, "completion_tokens": 3, "total_tokens": 14}}
+
+
 class ScriptedOpenAIServer:
     """An OpenAI-compatible HTTP server on 127.0.0.1 (real socket, own thread) whose answers come from
     ``handler``: one copy of the server plumbing for the tests that need a server to misbehave on

@@ -33,6 +33,8 @@ from mediarec.ranking import ranking_json_schema, softmax
 from mediarec.reranker import Reranker, RerankSettings
 from mediarec.retrieval import Candidate
 
+from conftest import openai_completion
+
 FAKE_KEY = "sk-test-fake-key-123"
 SERVER_START_TIMEOUT = 60.0
 
@@ -236,16 +238,6 @@ def test_nothing_listening_degrades_quickly():
 
 
 # -- a scripted server on a real socket -------------------------------------------------------
-def completion_json(text: str, logprobs: list[tuple[str, float]] | None = None) -> dict:
-    choice = {"index": 0, "message": {"role": "assistant", "content": text}, "finish_reason": "stop"}
-    if logprobs is not None:
-        choice["logprobs"] = {"content": [{"token": logprobs[0][0], "logprob": logprobs[0][1], "bytes": None,
-                                           "top_logprobs": [{"token": t, "logprob": lp, "bytes": None}
-                                                            for t, lp in logprobs]}]}
-    return {"id": "chatcmpl-1", "object": "chat.completion", "created": 0, "model": "smollm2",
-            "choices": [choice], "usage": {"prompt_tokens": 11, "completion_tokens": 3, "total_tokens": 14}}
-
-
 @pytest.fixture
 def scripted(scripted_openai_server):
     """``make(script)``: a server answering from a list of (status, headers, body); the last repeats."""
@@ -261,7 +253,7 @@ ERR500 = (500, {}, {"error": {"message": "overloaded", "type": "server_error"}})
 
 
 def test_500_twice_then_success(scripted):
-    srv = scripted([ERR500, ERR500, (200, {}, completion_json("fine"))])
+    srv = scripted([ERR500, ERR500, (200, {}, openai_completion("fine"))])
     llm = OpenAILLM("smollm2", base_url=srv.base_url, api_key=FAKE_KEY, options=LLMOptions(timeout=5, retries=2))
     comp = llm.chat([{"role": "user", "content": "hi"}])
     assert comp.text == "fine" and comp.usage.prompt_tokens == 11
@@ -279,7 +271,7 @@ def test_500_beyond_retries_is_unavailable(scripted):
 
 def test_429_retry_after_is_honoured(scripted):
     srv = scripted([(429, {"Retry-After": "1"}, {"error": {"message": "slow down", "type": "rate_limit"}}),
-                    (200, {}, completion_json("after waiting"))])
+                    (200, {}, openai_completion("after waiting"))])
     llm = OpenAILLM("smollm2", base_url=srv.base_url, api_key=FAKE_KEY, options=LLMOptions(timeout=5, retries=2))
     t0 = time.perf_counter()
     comp = llm.chat([{"role": "user", "content": "hi"}])
@@ -291,7 +283,7 @@ def test_429_retry_after_is_honoured(scripted):
 
 def test_400_on_json_schema_downgrades_to_json_object(scripted):
     srv = scripted([(400, {}, {"error": {"message": "response_format json_schema is not supported"}}),
-                    (200, {}, completion_json('{"ranking": [{"id": "A", "reason": "r"}]}'))])
+                    (200, {}, openai_completion('{"ranking": [{"id": "A", "reason": "r"}]}'))])
     llm = OpenAILLM("smollm2", base_url=srv.base_url, api_key=FAKE_KEY, options=LLMOptions(timeout=5, retries=1))
     comp = llm.chat([{"role": "user", "content": "rank"}], schema=ranking_json_schema(["A", "B"], 1))
     assert json.loads(comp.text)["ranking"][0]["id"] == "A"
@@ -300,7 +292,7 @@ def test_400_on_json_schema_downgrades_to_json_object(scripted):
 
 
 def test_non_json_content_uses_repair_then_degrades(scripted):
-    srv = scripted([(200, {}, completion_json("I think you would love Aliens, it is great!"))])
+    srv = scripted([(200, {}, openai_completion("I think you would love Aliens, it is great!"))])
     llm = OpenAILLM("smollm2", base_url=srv.base_url, api_key=FAKE_KEY, options=LLMOptions(timeout=5, retries=1))
     out = Reranker(llm, settings=RerankSettings(mode="list", max_attempts=3)).rerank(HISTORY, CANDIDATES, k=3)
     assert out.degraded and "no valid ranking after 3 attempts" in out.degraded_reason
@@ -312,8 +304,8 @@ def test_non_json_content_uses_repair_then_degrades(scripted):
 
 
 def test_non_json_content_then_repaired(scripted):
-    srv = scripted([(200, {}, completion_json("Sure! Here you go: Aliens is the best.")),
-                    (200, {}, completion_json('{"ranking": [{"id": "C", "reason": "tense"}, '
+    srv = scripted([(200, {}, openai_completion("Sure! Here you go: Aliens is the best.")),
+                    (200, {}, openai_completion('{"ranking": [{"id": "C", "reason": "tense"}, '
                                               '{"id": "A", "reason": "more Alien"}, {"id": "B", "reason": "x"}]}'))])
     llm = OpenAILLM("smollm2", base_url=srv.base_url, api_key=FAKE_KEY, options=LLMOptions(timeout=5, retries=1))
     rr = Reranker(llm, settings=RerankSettings(mode="list", llm_weight=1.0))
@@ -336,14 +328,14 @@ def test_non_json_http_body_degrades(scripted):
 
 
 def test_logprobs_missing_is_unavailable(scripted):
-    srv = scripted([(200, {}, completion_json("A"))])
+    srv = scripted([(200, {}, openai_completion("A"))])
     llm = OpenAILLM("smollm2", base_url=srv.base_url, api_key=FAKE_KEY, options=LLMOptions(timeout=5, retries=1))
     with pytest.raises(LLMUnavailable, match="no logprobs"):
         llm.label_logprobs([{"role": "user", "content": "pick"}], ["A", "B"])
 
 
 def test_logprobs_labels_outside_top_list_get_a_floor(scripted):
-    srv = scripted([(200, {}, completion_json("B", logprobs=[(" B", -0.2), ("The", -1.5), ("A", -2.0)]))])
+    srv = scripted([(200, {}, openai_completion("B", logprobs=[(" B", -0.2), ("The", -1.5), ("A", -2.0)]))])
     llm = OpenAILLM("smollm2", base_url=srv.base_url, api_key=FAKE_KEY, options=LLMOptions(timeout=5, retries=1))
     res = llm.label_logprobs([{"role": "user", "content": "pick"}], ["A", "B", "C"])
     assert res.logprobs == {"A": -2.0, "B": -0.2, "C": -3.0}

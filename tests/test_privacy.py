@@ -34,6 +34,8 @@ from mediarec.profile import MAX_HISTORY as PROFILE_MAX_HISTORY, build_profile  
 from mediarec.reranker import Reranker, RerankSettings  # noqa: E402
 from mediarec.retrieval import Candidate  # noqa: E402
 
+from conftest import openai_completion  # noqa: E402
+
 KEY = "sk-fake-known-key-XYZ"
 BIN = Path(sys.executable).parent
 LABEL_LINE = re.compile(r"^([A-Za-z]): ")
@@ -42,16 +44,6 @@ DISTINCT_JOBS = {"programmer", "technician", "librarian", "healthcare", "enginee
 
 
 # -- a scripted OpenAI-compatible server that answers each prompt kind validly ----------------
-def _completion(text: str, logprobs: list[tuple[str, float]] | None = None) -> dict:
-    choice = {"index": 0, "message": {"role": "assistant", "content": text}, "finish_reason": "stop"}
-    if logprobs is not None:
-        choice["logprobs"] = {"content": [{"token": logprobs[0][0], "logprob": logprobs[0][1], "bytes": None,
-                                           "top_logprobs": [{"token": t, "logprob": lp, "bytes": None}
-                                                            for t, lp in logprobs]}]}
-    return {"id": "chatcmpl-1", "object": "chat.completion", "created": 0, "model": "smollm2",
-            "choices": [choice], "usage": {"prompt_tokens": 11, "completion_tokens": 3, "total_tokens": 14}}
-
-
 def _labels_in(text: str) -> list[str]:
     return [m.group(1) for m in (LABEL_LINE.match(ln) for ln in text.splitlines()) if m]
 
@@ -62,21 +54,21 @@ def _answer(req: dict) -> dict:
     user = msgs[-1]["content"] if msgs else ""
     if req.get("logprobs"):
         labs = _labels_in(user)
-        return _completion(labs[0], [(lab, -0.5 - 0.3 * k) for k, lab in enumerate(labs)])
+        return openai_completion(labs[0], [(lab, -0.5 - 0.3 * k) for k, lab in enumerate(labs)])
     if '"themes"' in system:
-        return _completion(json.dumps({"themes": ["space"], "moods": ["tense"], "genres": ["sci-fi"],
+        return openai_completion(json.dumps({"themes": ["space"], "moods": ["tense"], "genres": ["sci-fi"],
                                        "eras": ["1980s"], "keywords": ["aliens"], "summary": "Likes tense sci-fi."}))
     if '{"reasons"' in system + user:  # the explain prompt asks for this shape at the end of its user message
-        return _completion(json.dumps({"reasons": [{"id": lab, "reason": "Like your favourites."}
+        return openai_completion(json.dumps({"reasons": [{"id": lab, "reason": "Like your favourites."}
                                                    for lab in _labels_in(user)]}))
     if '{"ranking"' in system:
         if not any(m["role"] == "assistant" for m in msgs):
-            return _completion("Sure! You will love the first one.")  # invalid: the repair prompt follows
+            return openai_completion("Sure! You will love the first one.")  # invalid: the repair prompt follows
         first_user = next(m["content"] for m in msgs if m["role"] == "user")
         n = int(re.search(r"exactly (\d+) entries", first_user).group(1))
-        return _completion(json.dumps({"ranking": [{"id": lab, "reason": "Fits your taste."}
+        return openai_completion(json.dumps({"ranking": [{"id": lab, "reason": "Fits your taste."}
                                                    for lab in _labels_in(first_user)[:n]]}))
-    return _completion("hello")
+    return openai_completion("hello")
 
 
 @pytest.fixture
