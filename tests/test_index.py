@@ -225,3 +225,28 @@ def test_interrupted_text_build_resumes_where_it_stopped(small, tmp_path, counti
     again = counting()
     CatalogIndex(small, client, settings, embedder=again).build()
     assert again.calls == 0
+
+
+def test_a_reader_waits_for_a_running_build(linked_home, caplog):
+    """open_index(build=False) takes the lock shared: it waits for a builder instead of reading half an index."""
+    import logging
+    import threading
+
+    from mediarec.config import get_settings
+    from mediarec.index import build_lock, open_index
+
+    demo = load_dataset("demo")
+    open_index(demo, build=True)
+    got = []
+    caplog.set_level(logging.WARNING, logger="mediarec.index")
+    with build_lock(get_settings(), "demo"):
+        t = threading.Thread(target=lambda: got.append(open_index(demo, build=False)), daemon=True)
+        t.start()
+        t.join(5)
+        assert not got  # waiting on the builder's lock
+    t.join(120)
+    assert got and got[0].text_vectors.shape[0] == len(demo.items)
+    assert any("building the index of demo; waiting" in r.getMessage() for r in caplog.records)
+    # two readers at once do not wait for each other
+    with build_lock(get_settings(), "demo", shared=True):
+        assert open_index(demo, build=False).text_vectors is not None

@@ -14,7 +14,8 @@ interrupted build resumes where it stopped and a repeated build is a no-op.
 Concurrency: an embedded index (a Chroma ``PersistentClient`` folder) must not be written by two
 processes at once, so ``open_index`` holds an exclusive ``fcntl.flock`` on
 ``$MEDIAREC_HOME/index/<catalog>.lock`` while it opens and builds; a second ``mediarec index`` waits,
-then finds the index current. Against a Chroma server, two builders of the same catalog may run
+then finds the index current, and a reader (``build=False``) takes the lock shared, so it waits for
+a running build too. Against a Chroma server, two builders of the same catalog may run
 together: collection creation tolerates the other one winning the race and ``upsert`` is idempotent.
 Chroma failures (a server that went away, a broken store) surface as :class:`IndexError_`.
 """
@@ -90,11 +91,12 @@ def chroma_errors(what: str):
 
 
 @contextlib.contextmanager
-def build_lock(settings: Settings, catalog_name: str, chroma_url: str | None = None):
+def build_lock(settings: Settings, catalog_name: str, chroma_url: str | None = None, shared: bool = False):
     """An exclusive lock on the embedded index of ``catalog_name`` (none for a Chroma server).
 
     Two processes writing one ``PersistentClient`` folder at once race on collection creation and
     on the store's files; the lock makes the second wait (the kernel drops it if the holder dies).
+    ``shared``: a reader's lock, so reading waits for a running build instead of finding it half done.
     """
     if chroma_url or settings.chroma_url:
         yield
@@ -105,11 +107,12 @@ def build_lock(settings: Settings, catalog_name: str, chroma_url: str | None = N
     root.mkdir(parents=True, exist_ok=True)
     fd = os.open(root / f"{_safe_name(catalog_name)}.lock", os.O_RDWR | os.O_CREAT, 0o600)
     try:
+        mode = fcntl.LOCK_SH if shared else fcntl.LOCK_EX
         try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            fcntl.flock(fd, mode | fcntl.LOCK_NB)
         except BlockingIOError:
             log.warning("another mediarec process is building the index of %s; waiting for it", catalog_name)
-            fcntl.flock(fd, fcntl.LOCK_EX)
+            fcntl.flock(fd, mode)
         yield
     finally:
         os.close(fd)  # closing the descriptor releases the lock
@@ -299,7 +302,7 @@ def open_index(catalog: Catalog, settings: Settings | None = None, chroma_url: s
     """The index of a catalog, built or brought up to date when ``build`` is true."""
     settings = settings or get_settings()
     where = chroma_url or settings.chroma_url or str(Path(settings.index_dir) / catalog.name)
-    with build_lock(settings, catalog.name, chroma_url) if build else contextlib.nullcontext():
+    with build_lock(settings, catalog.name, chroma_url, shared=not build):
         client = make_client(settings, catalog.name, chroma_url)
         idx = CatalogIndex(catalog, client, index_settings, embedder=embedder, prefix=prefix)
         doing = "building" if build else "reading"
