@@ -109,6 +109,9 @@ def test_profile_answer_is_read_forgivingly(alice):
     assert p.moods == ["tense", "eerie"] and p.genres == ["Sci-Fi", "Horror"]
     assert p.summary == "Dark science fiction."
     assert parse_profile("nothing here") is None
+    # small models write years or "1994s" for decades: read as the decade, each once
+    eras = parse_profile(json.dumps({"eras": ["1990s", "1994s", "1984", "1997s", "80s"], "genres": ["Drama"]}))
+    assert eras.eras == ["1990s", "1980s", "80s"]
 
 
 def test_fallback_profile_is_deterministic(demo, alice):

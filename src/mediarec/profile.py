@@ -72,6 +72,18 @@ class InterestProfile(ProfileAnswer):
     def _lists(cls, v: Any) -> list[str]:
         return _clean_list(v)
 
+    @field_validator("eras", mode="after")
+    @classmethod
+    def _decades(cls, v: list[str]) -> list[str]:
+        """Years and odd decades ("1994", "1994s") as the decade ("1990s"), each once."""
+        out: list[str] = []
+        for e in v:
+            m = re.fullmatch(r"(1[89]\d|20\d)\d\s*'?s?", e.strip())
+            d = f"{m.group(1)}0s" if m else e
+            if d.lower() not in (x.lower() for x in out):
+                out.append(d)
+        return out
+
     @field_validator("summary", mode="before")
     @classmethod
     def _summary(cls, v: Any) -> str:
