@@ -199,6 +199,8 @@ def build_parser() -> argparse.ArgumentParser:
     dataset_args(c)
     c.add_argument("--user")
     c.add_argument("--llm", default=None)
+    c.add_argument("--profile", action="store_true",
+                   help="mix your interest profile into every search (off by default: see eval/README.md)")
     c.set_defaults(func=cmd_chat)
 
     en = sub.add_parser("enrich", help="write LLM summaries for items with little text (resumable)")

@@ -305,10 +305,12 @@ def run_repl(args: Any) -> int:
     from .agent import Recommender
     from .config import get_settings
     from .datasets import load_dataset
+    from .enrich import apply_summaries
 
     console = Console(highlight=False)
     settings = get_settings(chroma_url=getattr(args, "chroma_url", None))
-    catalog = load_dataset(args.dataset, getattr(args, "data_dir", None))
+    # with the stored `mediarec enrich` summaries, like index, recommend and eval
+    catalog = apply_summaries(load_dataset(args.dataset, getattr(args, "data_dir", None)), settings=settings)
     console.print(Text(f"loading {catalog.name} ({len(catalog)} items)…", style="dim"))
     rec = Recommender.from_catalog(catalog, llm=getattr(args, "llm", None),
                                    chroma_url=getattr(args, "chroma_url", None), settings=settings, progress=True)
@@ -318,7 +320,7 @@ def run_repl(args: Any) -> int:
         # swallow the prompt (and turn off line editing) if it happened while the REPL waits.
         console.print(Text(f"loading {rec.llm.spec}…", style="dim"))
         _ = rec.llm.llama
-    session = rec.chat(user=getattr(args, "user", None))
+    session = rec.chat(user=getattr(args, "user", None), use_profile=bool(getattr(args, "profile", False)))
     who = f", user {args.user} ({len(session.history())} items in the history)" if getattr(args, "user", None) else ""
     console.print(Text(f"mediarec chat: {catalog.name}, LLM {rec.llm.spec if rec.llm else 'none'}{who}. "
                        "Ask for something, or :help.", style="bold"))
