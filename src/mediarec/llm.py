@@ -323,6 +323,15 @@ class LocalLLM(LLM):
 # ---------------------------------------------------------------------------------------------
 # OpenAI-compatible servers
 # ---------------------------------------------------------------------------------------------
+def _backoff(wait_exponential_jitter):
+    """0.5 s, 1 s, 2 s, ... up to 8 s, plus up to 0.5 s of jitter. tenacity 9 names the first wait
+    ``multiplier`` (``initial`` is deprecated there); 8.x only knows ``initial``."""
+    import inspect
+
+    first = "multiplier" if "multiplier" in inspect.signature(wait_exponential_jitter).parameters else "initial"
+    return wait_exponential_jitter(**{first: 0.5}, max=8.0, jitter=0.5)
+
+
 class OpenAILLM(LLM):
     """The official ``openai`` client; retries 429/5xx/connection errors with backoff and jitter."""
 
@@ -359,7 +368,7 @@ class OpenAILLM(LLM):
                 return True
             return isinstance(e, openai.APIStatusError) and e.status_code >= 500 and not _refuses_format(e)
 
-        base_wait = wait_exponential_jitter(initial=0.5, max=8.0, jitter=0.5)
+        base_wait = _backoff(wait_exponential_jitter)
 
         def wait(state) -> float:
             exc = state.outcome.exception() if state.outcome else None
