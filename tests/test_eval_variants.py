@@ -57,7 +57,7 @@ def test_parse_retrieval_names():
     assert parse_retrieval_name("hybrid+summaries+profile@0.5") == ("hybrid", True, 0.5, True)
     assert parse_retrieval_name("pop") is None and parse_retrieval_name("llm") is None
     for bad, says in (("text+magic", "unknown modifier"), ("text+profile@2", "from 0 to 1"),
-                      ("text+profile@x", "from 0 to 1")):
+                      ("text+profile@x", "from 0 to 1"), ("collab+profile", "text side")):
         with pytest.raises(ConfigError, match=says):
             parse_retrieval_name(bad)
 

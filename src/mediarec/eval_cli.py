@@ -26,6 +26,8 @@ def parse_retrieval_name(name: str) -> tuple[str, bool, float | None, bool] | No
     base, *mods = name.split("+")
     if base not in RETRIEVAL_BASES:
         return None
+    if base == "collab" and mods:
+        raise ConfigError(f"{name!r}: summaries and profiles act on the text side; use text+... or hybrid+...")
     summaries = profile = False
     weight = None
     for m in mods:
