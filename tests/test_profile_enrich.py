@@ -199,3 +199,15 @@ def test_enrich_command(home, smol, capsys):
     assert "0 new summaries" in capsys.readouterr().out
     assert main(["enrich", "--dataset", "demo", "--llm", "none"]) == 2
     assert "needs an LLM" in capsys.readouterr().err
+
+
+def test_enrich_command_counts_against_the_catalogs_own_text(home, smol, shared_data, capsys):
+    """A resumed run reports what is already there; summarised items still count as thin."""
+    path = enrich_path("movielens-100k")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps({"id": "1", "summary": "An animated film about toys that come alive."}) + "\n")
+    assert main(["enrich", "--dataset", "movielens-100k", "--data-dir", str(shared_data), "--llm", smol.spec,
+                 "--limit", "1", "--quiet"]) == 0
+    out = capsys.readouterr().out
+    assert "1 already there, 1682 thin items" in out
+    assert "1" in load_summaries(path) and len(load_summaries(path)) <= 2

@@ -129,7 +129,10 @@ def cmd_enrich(args) -> int:
     llm = load_llm(args.llm)
     if llm is None:
         raise MediarecError("enrich needs an LLM: --llm local:NAME, local:/path.gguf or openai:MODEL")
-    rep = enrich_catalog(_catalog(args), llm, limit=args.limit, progress=not args.quiet)
+    from .datasets import load_dataset
+
+    # the catalog's own text: with the stored summaries applied, summarised items would not look thin
+    rep = enrich_catalog(load_dataset(args.dataset, args.data_dir), llm, limit=args.limit, progress=not args.quiet)
     print(f"{rep.written} new summaries ({rep.failed} failed, {rep.already} already there, "
           f"{rep.thin} thin items) in {rep.path}")
     return 0
