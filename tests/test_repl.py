@@ -156,7 +156,14 @@ def test_ctrl_c_cancels_and_ctrl_d_exits(env, smol, tmp_path):
         assert "cancelled" in out
         time.sleep(0.3)
         child.sendintr()  # at the prompt: a hint, still in the REPL
-        out = _answer(child)
+        # CPython's readline only sees a SIGINT that interrupts its select(): one that lands while
+        # it is still setting up (the prompt already shown; slow on a loaded machine) is noticed at
+        # the next key or signal. A user presses Ctrl-C again; so does the test, once, after 10 s.
+        if child.expect_exact([PROMPT, pexpect.TIMEOUT], timeout=10) == 1:
+            child.sendintr()
+            child.expect_exact(PROMPT)
+        out = _clean(child.before)
+        assert "Traceback" not in out
         assert "Ctrl-D" in out
         child.sendline(":why 1")  # the cancelled answer left no list behind
         out = _answer(child)
