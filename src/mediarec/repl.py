@@ -94,6 +94,11 @@ class Repl:
 
     # -- the loop ----------------------------------------------------------------------------
     def run(self) -> int:
+        if threading.current_thread() is threading.main_thread():
+            # Ctrl-C must reach the REPL even when it was started with SIGINT ignored (a shell
+            # runs background jobs that way, and Python then keeps it ignored): at the prompt it
+            # gives a hint, during an answer it cancels (see work()).
+            signal.signal(signal.SIGINT, signal.default_int_handler)
         self._setup_readline()
         try:
             while True:
