@@ -117,15 +117,17 @@ class Retriever:
         return vec
 
     # -- scoring ---------------------------------------------------------------------------
-    def _side_scores(self, hist: list[str], query: str | None, rows: np.ndarray | None = None,
-                     profile: str | None = None):
+    def _query_vectors(self, hist: list[str], query: str | None, profile: str | None = None):
+        """(collaborative user vector, text query vector), each None when there is nothing to build it from."""
+        uvec = self.index.collab.user_vector(hist) if hist else None
+        return uvec, self._text_query(hist, query, profile)
+
+    def _side_scores(self, uvec: np.ndarray | None, tvec: np.ndarray | None, rows: np.ndarray | None = None):
         """Raw (collab, text) scores for catalog rows (all rows when None); None for a missing side."""
         collab = text = None
-        uvec = self.index.collab.user_vector(hist) if hist else None
         if uvec is not None:
             vectors = self._collab_aligned if rows is None else self._collab_aligned[rows]
             collab = vectors @ uvec
-        tvec = self._text_query(hist, query, profile)
         if tvec is not None:
             tv = self.index.text_vectors if rows is None else self.index.text_vectors[rows]
             text = tv @ tvec
@@ -146,7 +148,7 @@ class Retriever:
                   sides: Iterable[str] = ("collab", "text"), profile: str | None = None) -> np.ndarray:
         """Fused scores of every catalog item (aligned with ``index.item_ids``), consumed items -inf."""
         hist = self.history_ids(history)
-        collab, text = self._side_scores(hist, query, profile=profile)
+        collab, text = self._side_scores(*self._query_vectors(hist, query, profile))
         sides = set(sides)
         seen = [p for p in (self.index.position(i) for i in hist) if p is not None]
         for raw in (collab, text):
@@ -167,8 +169,7 @@ class Retriever:
         banned = set(hist) | set(exclude)
         pool_n = min(len(self.index.item_ids), max(k, 1) * self.fusion.pool_factor + len(banned))
         pool: dict[str, set[str]] = {}
-        uvec = self.index.collab.user_vector(hist) if hist else None
-        tvec = self._text_query(hist, query, profile)
+        uvec, tvec = self._query_vectors(hist, query, profile)  # built once: the pool and the re-scoring share them
         with chroma_errors(f"the index of {self.catalog.name!r} cannot be queried"):
             if uvec is not None and self.fusion.collab_weight:
                 res = self.index.collab_collection.query(query_embeddings=[uvec.tolist()],
@@ -185,7 +186,7 @@ class Retriever:
         if not ids:
             return []
         rows = np.array([self.index.position(i) for i in ids], dtype=np.int64)
-        collab, text = self._side_scores(hist, query, rows, profile)
+        collab, text = self._side_scores(uvec, tvec, rows)
         # Each side is normalised by its best unconsumed item; the pool holds each side's top hits,
         # so these maxima equal the catalogue-wide ones that score_all() uses.
         fused = self._fuse(collab, text, len(ids), query)
