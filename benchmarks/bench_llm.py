@@ -30,12 +30,12 @@ def main() -> None:
     args = ap.parse_args()
 
     from mediarec.config import get_settings
-    from mediarec.datasets import load_dataset
-    from mediarec.index import open_index
-    from mediarec.llm import AnswerCache, LocalLLM
-    from mediarec.prompts import PromptLibrary, candidate_entries, history_entries
-    from mediarec.reranker import Reranker, RerankSettings
-    from mediarec.retrieval import Retriever
+    from mediarec.catalog.datasets import load_dataset
+    from mediarec.index.store import open_index
+    from mediarec.llm.base import AnswerCache, LocalLLM
+    from mediarec.rank.prompts import PromptLibrary, candidate_entries, history_entries
+    from mediarec.rank.reranker import Reranker, RerankSettings
+    from mediarec.index.retriever import Retriever
 
     settings = get_settings()
     catalog = load_dataset("movielens-100k", args.data_dir)

@@ -157,9 +157,9 @@ def serial(rec, catalog, users: list[str], k: int, n_candidates: int) -> tuple[d
 
 
 def bench_llm_backend(name, make_llm, catalog, index, users_warm, users_cold, args, cache_root: Path) -> dict:
-    from mediarec.agent import Recommender
-    from mediarec.llm import AnswerCache
-    from mediarec.reranker import RerankSettings
+    from mediarec.recommender import Recommender
+    from mediarec.llm.base import AnswerCache
+    from mediarec.rank.reranker import RerankSettings
 
     settings = RerankSettings(mode="score")
     llm = make_llm(AnswerCache(cache_root / f"{name}-warm"))
@@ -202,12 +202,12 @@ def main() -> None:
     args = ap.parse_args()
     backends = [b.strip() for b in args.backends.split(",") if b.strip()]
 
-    from mediarec.agent import Recommender
+    from mediarec.recommender import Recommender
     from mediarec.config import get_settings
-    from mediarec.datasets import load_dataset
-    from mediarec.index import open_index
-    from mediarec.llm import LLMOptions, LocalLLM, OpenAILLM
-    from mediarec.models import resolve
+    from mediarec.catalog.datasets import load_dataset
+    from mediarec.index.store import open_index
+    from mediarec.llm.base import LLMOptions, LocalLLM, OpenAILLM
+    from mediarec.llm.weights import resolve
 
     settings = get_settings()
     catalog = load_dataset("movielens-100k", args.data_dir)

@@ -28,10 +28,10 @@ def main() -> None:
 
     import chromadb
 
-    from mediarec.datasets import load_dataset
-    from mediarec.embeddings import MiniLMEmbeddingFunction
-    from mediarec.index import CatalogIndex
-    from mediarec.retrieval import Retriever
+    from mediarec.catalog.datasets import load_dataset
+    from mediarec.index.embeddings import MiniLMEmbeddingFunction
+    from mediarec.index.store import CatalogIndex
+    from mediarec.index.retriever import Retriever
 
     catalog = load_dataset("movielens-latest-small", args.data_dir)
     embedder = MiniLMEmbeddingFunction()

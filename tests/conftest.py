@@ -71,7 +71,7 @@ def linked_home(tmp_path, model_home, monkeypatch) -> Path:
 def smol_path(model_home) -> str:
     """Path of the tiny test LLM (smollm2-135m) in the shared model cache."""
     from mediarec.config import get_settings
-    from mediarec.models import resolve
+    from mediarec.llm.weights import resolve
 
     mp = pytest.MonkeyPatch()
     mp.setenv("MEDIAREC_HOME", str(model_home))
@@ -84,7 +84,7 @@ def smol_path(model_home) -> str:
 def capturing_llm(inner):
     """The real (local) LLM ``inner`` wrapped so that every message list it is sent is recorded
     in ``.sent``; for asserting what prompts carry."""
-    from mediarec.llm import LLM
+    from mediarec.llm.base import LLM
 
     class Capturing(LLM):
         def __init__(self):

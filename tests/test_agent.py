@@ -14,13 +14,13 @@ from collections import Counter
 
 import pytest
 
-from mediarec.agent import RecommendationResult, Recommender
-from mediarec.catalog import Catalog
+from mediarec.recommender import RecommendationResult, Recommender
+from mediarec.catalog.model import Catalog
 from mediarec.config import get_settings
-from mediarec.datasets import load_dataset
+from mediarec.catalog.datasets import load_dataset
 from mediarec.errors import CatalogError, MediarecError, UnknownItemError, UnknownUserError
-from mediarec.llm import LLMOptions, LocalLLM, OpenAILLM
-from mediarec.models import resolve
+from mediarec.llm.base import LLMOptions, LocalLLM, OpenAILLM
+from mediarec.llm.weights import resolve
 from conftest import capturing_llm
 
 HISTORY = ["Alien (1979)", "Blade Runner (1982)"]

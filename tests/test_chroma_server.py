@@ -19,14 +19,14 @@ os.environ.setdefault("ANONYMIZED_TELEMETRY", "False")
 
 import chromadb  # noqa: E402
 
-from mediarec import models  # noqa: E402
-from mediarec.catalog import Catalog  # noqa: E402
+from mediarec.llm import weights as models  # noqa: E402
+from mediarec.catalog.model import Catalog  # noqa: E402
 from mediarec.config import Settings  # noqa: E402
-from mediarec.datasets import load_dataset  # noqa: E402
-from mediarec.embeddings import EMBEDDER_NAME, MiniLMEmbeddingFunction  # noqa: E402
+from mediarec.catalog.datasets import load_dataset  # noqa: E402
+from mediarec.index.embeddings import EMBEDDER_NAME, MiniLMEmbeddingFunction  # noqa: E402
 from mediarec.errors import CatalogError, ConfigError, IndexError_  # noqa: E402
-from mediarec.index import open_index  # noqa: E402
-from mediarec.retrieval import Retriever  # noqa: E402
+from mediarec.index.store import open_index  # noqa: E402
+from mediarec.index.retriever import Retriever  # noqa: E402
 
 pytestmark = pytest.mark.server
 
@@ -159,10 +159,10 @@ def test_another_process_loads_the_served_index(served, chroma_server, shared_da
     expected = [c.item.id for c in Retriever(idx).candidates(catalog.history(user), k=10)]
     script = textwrap.dedent(f"""
         import json
-        from mediarec.catalog import Catalog
-        from mediarec.datasets import load_dataset
-        from mediarec.index import open_index
-        from mediarec.retrieval import Retriever
+        from mediarec.catalog.model import Catalog
+        from mediarec.catalog.datasets import load_dataset
+        from mediarec.index.store import open_index
+        from mediarec.index.retriever import Retriever
         full = load_dataset("movielens-100k", {str(shared_data)!r})
         ids = list(full.items)[:{SLICE}]
         keep = set(ids)

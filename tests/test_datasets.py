@@ -13,8 +13,8 @@ from pathlib import Path
 
 import pytest
 
-from mediarec.catalog import Catalog
-from mediarec.datasets import (
+from mediarec.catalog.model import Catalog
+from mediarec.catalog.datasets import (
     DATASETS,
     DatasetWarning,
     clean_title,
@@ -271,17 +271,13 @@ def test_generic_round_trip_artists_csv(lastfm, tmp_path):
 
 
 def test_demo_loads():
-    from importlib.resources import files
-
-    if not (files("mediarec") / "data" / "demo" / "items.jsonl").is_file():
-        pytest.skip("bundled demo data not present yet (test_demo_loader_on_fixture covers the loader)")
     cat = load_demo()
     assert cat.name == "demo" and len(cat) > 0 and cat.interactions
     assert load_dataset("demo").fingerprint() == cat.fingerprint()
 
 
 def test_demo_loader_on_fixture(tmp_path, monkeypatch):
-    import mediarec.datasets as ds
+    import mediarec.catalog.datasets as ds
 
     _write(tmp_path / "items.jsonl", '{"id": "m1", "title": "Alien", "year": 1979}\n'
                                      '{"id": "a1", "title": "Björk", "kind": "artist"}\n')

@@ -13,10 +13,10 @@ os.environ.setdefault("ANONYMIZED_TELEMETRY", "False")
 import chromadb  # noqa: E402
 from chromadb.utils.embedding_functions import known_embedding_functions  # noqa: E402
 
-from mediarec import models  # noqa: E402
+from mediarec.llm import weights as models  # noqa: E402
 from mediarec.config import Settings  # noqa: E402
-from mediarec.datasets import load_dataset  # noqa: E402
-from mediarec.embeddings import DIMENSION, EMBEDDER_NAME, MiniLMEmbeddingFunction  # noqa: E402
+from mediarec.catalog.datasets import load_dataset  # noqa: E402
+from mediarec.index.embeddings import DIMENSION, EMBEDDER_NAME, MiniLMEmbeddingFunction  # noqa: E402
 
 
 @pytest.fixture(scope="module")

@@ -10,17 +10,17 @@ import json
 import numpy as np
 import pytest
 
-from mediarec.catalog import Catalog
+from mediarec.catalog.model import Catalog
 from mediarec.cli import main
-from mediarec.datasets import load_dataset
-from mediarec.enrich import enrich_path
+from mediarec.catalog.datasets import load_dataset
+from mediarec.catalog.enrich import enrich_path
 from mediarec.errors import ConfigError
-from mediarec.eval_cli import parse_retrieval_name
-from mediarec.evaluation import EvalProtocol, evaluate, leave_last_out, write_report
-from mediarec.llm import load_llm
-from mediarec.profile import fallback_profile, profile_query
-from mediarec.retrieval import Retriever
-from mediarec.systems import IndexProvider, ProfileQueries, RetrievalSystem
+from mediarec.eval.run import parse_retrieval_name
+from mediarec.eval.harness import EvalProtocol, evaluate, leave_last_out, write_report
+from mediarec.llm.base import load_llm
+from mediarec.rank.profile import fallback_profile, profile_query
+from mediarec.index.retriever import Retriever
+from mediarec.eval.systems import IndexProvider, ProfileQueries, RetrievalSystem
 
 
 @pytest.fixture(scope="module")
@@ -162,11 +162,11 @@ def test_eval_index_build_takes_the_build_lock(demo, home, caplog):
     import threading
 
     from mediarec.config import get_settings
-    from mediarec.index import build_lock
+    from mediarec.index.store import build_lock
 
     provider = IndexProvider()
     done = threading.Event()
-    caplog.set_level(logging.WARNING, logger="mediarec.index")
+    caplog.set_level(logging.WARNING, logger="mediarec.index.store")
     with build_lock(get_settings(), "demo-eval"):
         t = threading.Thread(target=lambda: (provider.get(demo), done.set()), daemon=True)
         t.start()

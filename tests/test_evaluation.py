@@ -10,10 +10,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from mediarec.baselines import ItemKNNScorer, PopularityScorer
-from mediarec.catalog import Catalog, Interaction, Item
+from mediarec.eval.baselines import ItemKNNScorer, PopularityScorer
+from mediarec.catalog.model import Catalog, Interaction, Item
 from mediarec.errors import ConfigError
-from mediarec.evaluation import (PROTOCOLS_DIR, ArrayScorer, EvalProtocol, Scorer, bootstrap_ci, coverage,
+from mediarec.eval.harness import (PROTOCOLS_DIR, ArrayScorer, EvalProtocol, Scorer, bootstrap_ci, coverage,
                                  evaluate, hit_at_k, leave_last_out, mean_popularity, mrr, ndcg_at_k,
                                  paired_bootstrap_p, paired_permutation_p, rank_of_target, recall_at_k,
                                  sample_negatives, sample_users, tie_keys, write_report)
@@ -24,7 +24,7 @@ from mediarec.evaluation import (PROTOCOLS_DIR, ArrayScorer, EvalProtocol, Score
 # ----------------------------------------------------------------------------------------------
 def _load_ml100k(folder: Path) -> Catalog:
     try:
-        from mediarec.datasets import load_movielens_100k
+        from mediarec.catalog.datasets import load_movielens_100k
     except ImportError:  # fallback: parse u.item / u.data directly
         items = [Item(id=p[0], title=p[1]) for p in
                  (line.split("|") for line in (folder / "u.item").read_text(encoding="latin-1").splitlines() if line)]

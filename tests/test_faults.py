@@ -30,17 +30,17 @@ os.environ.setdefault("ANONYMIZED_TELEMETRY", "False")
 
 import chromadb  # noqa: E402
 
-from mediarec import models  # noqa: E402
-from mediarec.agent import Recommender  # noqa: E402
-from mediarec.catalog import Catalog, Interaction, Item  # noqa: E402
+from mediarec.llm import weights as models  # noqa: E402
+from mediarec.recommender import Recommender  # noqa: E402
+from mediarec.catalog.model import Catalog, Interaction, Item  # noqa: E402
 from mediarec.config import Settings  # noqa: E402
-from mediarec.datasets import load_dataset  # noqa: E402
-from mediarec.embeddings import EMBEDDER_NAME, MiniLMEmbeddingFunction  # noqa: E402
+from mediarec.catalog.datasets import load_dataset  # noqa: E402
+from mediarec.index.embeddings import EMBEDDER_NAME, MiniLMEmbeddingFunction  # noqa: E402
 from mediarec.errors import IndexError_, ModelError  # noqa: E402
-from mediarec.index import CatalogIndex, IndexSettings, open_index  # noqa: E402
-from mediarec.llm import LLMOptions, LLMUnavailable, LocalLLM, OpenAILLM  # noqa: E402
-from mediarec.reranker import Reranker, RerankSettings  # noqa: E402
-from mediarec.retrieval import Candidate  # noqa: E402
+from mediarec.index.store import CatalogIndex, IndexSettings, open_index  # noqa: E402
+from mediarec.llm.base import LLMOptions, LLMUnavailable, LocalLLM, OpenAILLM  # noqa: E402
+from mediarec.rank.reranker import Reranker, RerankSettings  # noqa: E402
+from mediarec.index.retriever import Candidate  # noqa: E402
 
 BIN = Path(sys.executable).parent
 FAKE_KEY = "sk-test-fake-key-123"
@@ -506,11 +506,11 @@ def test_models_pull_killed_then_pulled_again(tmp_path):
 _KILLABLE_INDEX = textwrap.dedent("""
     import sys, time
     from pathlib import Path
-    from mediarec import models
+    from mediarec.llm import weights as models
     from mediarec.config import get_settings
-    from mediarec.datasets import load_dataset
-    from mediarec.embeddings import MiniLMEmbeddingFunction
-    from mediarec.index import IndexSettings, open_index
+    from mediarec.catalog.datasets import load_dataset
+    from mediarec.index.embeddings import MiniLMEmbeddingFunction
+    from mediarec.index.store import IndexSettings, open_index
 
     marker = Path(sys.argv[1])
     files = models.resolve("minilm-l6-int8", get_settings(), quiet=True)

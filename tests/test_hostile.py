@@ -24,16 +24,16 @@ from pathlib import Path
 
 import pytest
 
-from mediarec.agent import Recommender
-from mediarec.catalog import Catalog, Interaction, Item
+from mediarec.recommender import Recommender
+from mediarec.catalog.model import Catalog, Interaction, Item
 from mediarec.config import get_settings
-from mediarec.datasets import DatasetWarning, load_dataset, load_lastfm_2k
+from mediarec.catalog.datasets import DatasetWarning, load_dataset, load_lastfm_2k
 from mediarec.errors import CatalogError, UnknownUserError
-from mediarec.llm import LocalLLM
-from mediarec.models import resolve
-from mediarec.prompts import item_title
-from mediarec.reranker import Reranker, RerankSettings
-from mediarec.retrieval import Candidate
+from mediarec.llm.base import LocalLLM
+from mediarec.llm.weights import resolve
+from mediarec.rank.prompts import item_title
+from mediarec.rank.reranker import Reranker, RerankSettings
+from mediarec.index.retriever import Candidate
 from conftest import capturing_llm, make_home
 
 DEMO_IDS = ["m-alien-1979", "m-aliens-1986", "m-blade-runner-1982"]

@@ -11,13 +11,13 @@ os.environ.setdefault("ANONYMIZED_TELEMETRY", "False")
 
 import chromadb  # noqa: E402
 
-from mediarec import models  # noqa: E402
-from mediarec.catalog import Catalog  # noqa: E402
+from mediarec.llm import weights as models  # noqa: E402
+from mediarec.catalog.model import Catalog  # noqa: E402
 from mediarec.config import Settings  # noqa: E402
-from mediarec.datasets import load_dataset  # noqa: E402
-from mediarec.embeddings import EMBEDDER_NAME, MiniLMEmbeddingFunction  # noqa: E402
+from mediarec.catalog.datasets import load_dataset  # noqa: E402
+from mediarec.index.embeddings import EMBEDDER_NAME, MiniLMEmbeddingFunction  # noqa: E402
 from mediarec.errors import IndexError_  # noqa: E402
-from mediarec.index import CatalogIndex, IndexSettings, open_index  # noqa: E402
+from mediarec.index.store import CatalogIndex, IndexSettings, open_index  # noqa: E402
 
 
 class CountingEmbedder(MiniLMEmbeddingFunction):
@@ -233,12 +233,12 @@ def test_a_reader_waits_for_a_running_build(linked_home, caplog):
     import threading
 
     from mediarec.config import get_settings
-    from mediarec.index import build_lock, open_index
+    from mediarec.index.store import build_lock, open_index
 
     demo = load_dataset("demo")
     open_index(demo, build=True)
     got = []
-    caplog.set_level(logging.WARNING, logger="mediarec.index")
+    caplog.set_level(logging.WARNING, logger="mediarec.index.store")
     with build_lock(get_settings(), "demo"):
         t = threading.Thread(target=lambda: got.append(open_index(demo, build=False)), daemon=True)
         t.start()

@@ -25,13 +25,13 @@ from pathlib import Path
 
 import pytest
 
-from mediarec.catalog import Interaction, Item
+from mediarec.catalog.model import Interaction, Item
 from mediarec.config import get_settings
-from mediarec.llm import LLMOptions, LLMUnavailable, LocalLLM, OpenAILLM, load_llm
-from mediarec.prompts import labels as make_labels
-from mediarec.ranking import ranking_json_schema, softmax
-from mediarec.reranker import Reranker, RerankSettings
-from mediarec.retrieval import Candidate
+from mediarec.llm.base import LLMOptions, LLMUnavailable, LocalLLM, OpenAILLM, load_llm
+from mediarec.rank.prompts import labels as make_labels
+from mediarec.rank.parse import ranking_json_schema, softmax
+from mediarec.rank.reranker import Reranker, RerankSettings
+from mediarec.index.retriever import Candidate
 
 from conftest import openai_completion
 

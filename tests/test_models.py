@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from mediarec import models as m
+from mediarec.llm import weights as m
 from mediarec.errors import ConfigError, ModelError
 
 

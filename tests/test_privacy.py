@@ -26,13 +26,13 @@ import pytest
 
 os.environ.setdefault("ANONYMIZED_TELEMETRY", "False")
 
-from mediarec.agent import Recommender  # noqa: E402
-from mediarec.catalog import Catalog  # noqa: E402
-from mediarec.datasets import load_dataset  # noqa: E402
-from mediarec.llm import AnswerCache, LLMOptions, OpenAILLM  # noqa: E402
-from mediarec.profile import MAX_HISTORY as PROFILE_MAX_HISTORY, build_profile  # noqa: E402
-from mediarec.reranker import Reranker, RerankSettings  # noqa: E402
-from mediarec.retrieval import Candidate  # noqa: E402
+from mediarec.recommender import Recommender  # noqa: E402
+from mediarec.catalog.model import Catalog  # noqa: E402
+from mediarec.catalog.datasets import load_dataset  # noqa: E402
+from mediarec.llm.base import AnswerCache, LLMOptions, OpenAILLM  # noqa: E402
+from mediarec.rank.profile import MAX_HISTORY as PROFILE_MAX_HISTORY, build_profile  # noqa: E402
+from mediarec.rank.reranker import Reranker, RerankSettings  # noqa: E402
+from mediarec.index.retriever import Candidate  # noqa: E402
 
 from conftest import openai_completion  # noqa: E402
 

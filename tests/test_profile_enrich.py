@@ -11,17 +11,17 @@ import stat
 
 import pytest
 
-from mediarec.catalog import Catalog, Item
+from mediarec.catalog.model import Catalog, Item
 from mediarec.cli import main
 from mediarec.config import get_settings
-from mediarec.datasets import load_dataset
-from mediarec.enrich import apply_summaries, enrich_catalog, enrich_path, is_thin, load_summaries
+from mediarec.catalog.datasets import load_dataset
+from mediarec.catalog.enrich import apply_summaries, enrich_catalog, enrich_path, is_thin, load_summaries
 from mediarec.errors import MediarecError
-from mediarec.index import CatalogIndex
-from mediarec.llm import LLM, Completion, LLMUnavailable, load_llm
-from mediarec.models import resolve
-from mediarec.profile import InterestProfile, build_profile, fallback_profile, parse_profile, profile_query
-from mediarec.prompts import PromptLibrary
+from mediarec.index.store import CatalogIndex
+from mediarec.llm.base import LLM, Completion, LLMUnavailable, load_llm
+from mediarec.llm.weights import resolve
+from mediarec.rank.profile import InterestProfile, build_profile, fallback_profile, parse_profile, profile_query
+from mediarec.rank.prompts import PromptLibrary
 
 
 @pytest.fixture(scope="module")

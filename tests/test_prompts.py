@@ -9,9 +9,9 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from mediarec.catalog import Interaction, Item
+from mediarec.catalog.model import Interaction, Item
 from mediarec.errors import ConfigError
-from mediarec.prompts import (
+from mediarec.rank.prompts import (
     PromptLibrary,
     candidate_entries,
     history_entries,

@@ -9,7 +9,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from mediarec.ranking import (
+from mediarec.rank.parse import (
     ParsedRanking,
     ProfileAnswer,
     RankedEntry,

@@ -19,7 +19,7 @@ import pytest
 pexpect = pytest.importorskip("pexpect")
 
 from mediarec.config import get_settings  # noqa: E402
-from mediarec.models import resolve  # noqa: E402
+from mediarec.llm.weights import resolve  # noqa: E402
 from conftest import make_home
 
 PROMPT = "mediarec> "

@@ -1,6 +1,6 @@
 """The LLM ranking stage: real SmolLM2-135M (llama.cpp) over MovieLens-100k items, both modes.
 
-Parser and failure paths also run against small scripted subclasses of ``mediarec.llm.LLM``
+Parser and failure paths also run against small scripted subclasses of ``mediarec.llm.base.LLM``
 (garbage answers, unavailable backends): what a real model will not do on demand.
 """
 
@@ -8,14 +8,14 @@ from __future__ import annotations
 
 import pytest
 
-from mediarec.catalog import Interaction
+from mediarec.catalog.model import Interaction
 from mediarec.config import get_settings
-from mediarec.datasets import load_dataset
-from mediarec.llm import LLM, Completion, LabelScores, LLMUnavailable, LocalLLM, Usage
-from mediarec.models import resolve
-from mediarec.ranking import fuse
-from mediarec.reranker import Reranker, RerankSettings
-from mediarec.retrieval import Candidate
+from mediarec.catalog.datasets import load_dataset
+from mediarec.llm.base import LLM, Completion, LabelScores, LLMUnavailable, LocalLLM, Usage
+from mediarec.llm.weights import resolve
+from mediarec.rank.parse import fuse
+from mediarec.rank.reranker import Reranker, RerankSettings
+from mediarec.index.retriever import Candidate
 
 HISTORY_TITLES = [("Alien (1979)", 5.0), ("Blade Runner (1982)", 4.0)]
 CANDIDATE_TITLES = ["Aliens (1986)", "The Terminator (1984)", "Star Wars (1977)", "Twelve Monkeys (1995)",

@@ -15,14 +15,14 @@ os.environ.setdefault("ANONYMIZED_TELEMETRY", "False")
 
 import chromadb  # noqa: E402
 
-from mediarec import models  # noqa: E402
-from mediarec.catalog import Catalog, Item  # noqa: E402
+from mediarec.llm import weights as models  # noqa: E402
+from mediarec.catalog.model import Catalog, Item  # noqa: E402
 from mediarec.config import Settings  # noqa: E402
-from mediarec.datasets import load_dataset  # noqa: E402
-from mediarec.embeddings import EMBEDDER_NAME, MiniLMEmbeddingFunction  # noqa: E402
+from mediarec.catalog.datasets import load_dataset  # noqa: E402
+from mediarec.index.embeddings import EMBEDDER_NAME, MiniLMEmbeddingFunction  # noqa: E402
 from mediarec.errors import CatalogError, MediarecError, UnknownItemError  # noqa: E402
-from mediarec.index import CatalogIndex  # noqa: E402
-from mediarec.retrieval import Retriever  # noqa: E402
+from mediarec.index.store import CatalogIndex  # noqa: E402
+from mediarec.index.retriever import Retriever  # noqa: E402
 
 SCI_FI_HORROR = {"Sci-Fi", "Horror"}
 

@@ -12,13 +12,13 @@ import stat
 
 import pytest
 
-from mediarec.agent import Recommender
+from mediarec.recommender import Recommender
 from mediarec.config import get_settings
-from mediarec.datasets import load_dataset
+from mediarec.catalog.datasets import load_dataset
 from mediarec.errors import MediarecError
-from mediarec.llm import LocalLLM
-from mediarec.models import resolve
-from mediarec.session import ChatSession, SessionReply, is_vague
+from mediarec.llm.base import LocalLLM
+from mediarec.llm.weights import resolve
+from mediarec.chat.session import ChatSession, SessionReply, is_vague
 
 FAKE_KEY = "sk-fake-test-key"
 
@@ -224,7 +224,7 @@ def test_vague_request(plain):
 
 def test_profile_joins_retrieval_when_asked(plain):
     """use_profile mixes the history's interest profile into the text query of every answer."""
-    from mediarec.profile import profile_query
+    from mediarec.rank.profile import profile_query
 
     off = plain.chat(user="alice").send("tense 80s sci-fi").result
     s = plain.chat(user="alice", use_profile=True)

@@ -7,12 +7,16 @@ __all__ = ["Recommender", "RecommendationResult", "Catalog", "Item", "Interactio
 
 
 def __getattr__(name):  # imported lazily: `import mediarec` stays cheap for the CLI
-    if name in ("Recommender", "RecommendationResult"):
-        from . import agent
+    if name == "Recommender":
+        from mediarec.recommender import Recommender
 
-        return getattr(agent, name)
+        return Recommender
+    if name == "RecommendationResult":
+        from mediarec.recommendation import RecommendationResult
+
+        return RecommendationResult
     if name in ("Catalog", "Item", "Interaction"):
-        from . import catalog
+        from mediarec.catalog import model
 
-        return getattr(catalog, name)
+        return getattr(model, name)
     raise AttributeError(name)

@@ -11,7 +11,7 @@ import os
 import sys
 from pathlib import Path
 
-from .errors import MediarecError
+from mediarec.errors import MediarecError
 
 DEFAULT_DATASET = "demo"
 
@@ -23,13 +23,13 @@ def _console(stderr: bool = False):
 
 
 def _settings(args):
-    from .config import get_settings
+    from mediarec.config import get_settings
 
     return get_settings(chroma_url=getattr(args, "chroma_url", None))
 
 
 def cmd_models(args) -> int:
-    from . import models
+    from mediarec.llm import weights as models
 
     if args.action == "pull":
         for name in args.names or [models.DEFAULT_EMBEDDER, models.DEFAULT_LLM]:
@@ -49,7 +49,7 @@ def cmd_models(args) -> int:
 
 
 def cmd_data(args) -> int:
-    from .datasets import fetch_dataset
+    from mediarec.catalog.datasets import fetch_dataset
 
     path = fetch_dataset(args.name, Path(args.dest) if args.dest else None, url=args.url)
     print(path)
@@ -59,8 +59,8 @@ def cmd_data(args) -> int:
 def _catalog(args):
     """The dataset, with the summaries `mediarec enrich` stored for its thin items (if any), so
     index, recommend, chat and eval all embed the same text."""
-    from .datasets import load_dataset
-    from .enrich import apply_summaries
+    from mediarec.catalog.datasets import load_dataset
+    from mediarec.catalog.enrich import apply_summaries
 
     return apply_summaries(load_dataset(args.dataset, args.data_dir))
 
@@ -68,7 +68,7 @@ def _catalog(args):
 def cmd_index(args) -> int:
     import time
 
-    from .index import open_index
+    from mediarec.index.store import open_index
 
     catalog = _catalog(args)
     t0 = time.perf_counter()
@@ -96,7 +96,7 @@ def _print_result(result, as_json: bool) -> None:
 
 
 def cmd_recommend(args) -> int:
-    from .agent import Recommender
+    from mediarec.recommender import Recommender
 
     history = [h.strip() for h in (args.history or "").split(";") if h.strip()]
     if args.user is None and not history and not args.query:
@@ -109,27 +109,27 @@ def cmd_recommend(args) -> int:
 
 
 def cmd_eval(args) -> int:
-    from .eval_cli import run_eval
+    from mediarec.eval.run import run_eval
 
     return run_eval(args)
 
 
 def cmd_chat(args) -> int:
-    from .repl import run_repl
+    from mediarec.chat.repl import run_repl
 
     return run_repl(args)
 
 
 def cmd_enrich(args) -> int:
-    from .enrich import enrich_catalog
-    from .llm import load_llm
+    from mediarec.catalog.enrich import enrich_catalog
+    from mediarec.llm.base import load_llm
 
     if args.limit is not None and args.limit < 0:
         raise MediarecError("--limit must be 0 or more")
     llm = load_llm(args.llm)
     if llm is None:
         raise MediarecError("enrich needs an LLM: --llm local:NAME, local:/path.gguf or openai:MODEL")
-    from .datasets import load_dataset
+    from mediarec.catalog.datasets import load_dataset
 
     # the catalog's own text: with the stored summaries applied, summarised items would not look thin
     rep = enrich_catalog(load_dataset(args.dataset, args.data_dir), llm, limit=args.limit, progress=not args.quiet)

@@ -19,7 +19,7 @@ from rich.console import Console
 from rich.table import Table
 from rich.text import Text
 
-from .errors import MediarecError
+from mediarec.errors import MediarecError
 
 log = logging.getLogger(__name__)
 
@@ -213,7 +213,7 @@ class Repl:
             if not arg:
                 self.hint("usage: :load FILE")
                 return None
-            from .session import ChatSession
+            from mediarec.chat.session import ChatSession
 
             self.session = ChatSession.load(arg, self.session.recommender, k=self.session.k)
             s = self.session
@@ -290,7 +290,7 @@ class Repl:
             self.say("no: " + ", ".join(s.bans))
 
     def show_profile(self, prof: Any) -> None:
-        from .profile import profile_query
+        from mediarec.rank.profile import profile_query
 
         who = "the LLM" if prof.source == "llm" else "your history's genres, tags and decades"
         self.console.print(Text(f"interest profile (from {who})", style="bold"))
@@ -307,10 +307,10 @@ class Repl:
 
 def run_repl(args: Any) -> int:
     """The ``mediarec chat`` command."""
-    from .agent import Recommender
-    from .config import get_settings
-    from .datasets import load_dataset
-    from .enrich import apply_summaries
+    from mediarec.recommender import Recommender
+    from mediarec.config import get_settings
+    from mediarec.catalog.datasets import load_dataset
+    from mediarec.catalog.enrich import apply_summaries
 
     console = Console(highlight=False)
     settings = get_settings(chroma_url=getattr(args, "chroma_url", None))

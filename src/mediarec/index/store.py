@@ -32,10 +32,11 @@ from urllib.parse import urlparse
 import numpy as np
 from pydantic import BaseModel, Field
 
-from .catalog import Catalog
-from .collab import CollabModel, CollabSettings
-from .config import Settings, get_settings
-from .errors import ConfigError, IndexError_, MediarecError
+from mediarec.catalog.model import Catalog
+from mediarec.index.collab import CollabModel, CollabSettings
+from mediarec.config import Settings, get_settings
+from mediarec.errors import ConfigError, IndexError_, MediarecError
+from mediarec.infra.progress import counting
 
 log = logging.getLogger(__name__)
 INDEX_FORMAT = 1
@@ -118,13 +119,6 @@ def build_lock(settings: Settings, catalog_name: str, chroma_url: str | None = N
         os.close(fd)  # closing the descriptor releases the lock
 
 
-def _progress(enabled: bool):
-    from rich.progress import (BarColumn, MofNCompleteColumn, Progress, TextColumn,
-                               TimeRemainingColumn)
-    return Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
-                    TimeRemainingColumn(), disable=not enabled, transient=True)
-
-
 class CatalogIndex:
     """Builds, validates and reads the Chroma collections of one catalog."""
 
@@ -144,7 +138,7 @@ class CatalogIndex:
     @property
     def embedder(self):
         if self._embedder is None:
-            from .embeddings import MiniLMEmbeddingFunction
+            from mediarec.index.embeddings import MiniLMEmbeddingFunction
 
             self._embedder = MiniLMEmbeddingFunction(model_name=self.settings.embedder)
         return self._embedder
@@ -203,7 +197,7 @@ class CatalogIndex:
         present = set(col.get(include=[])["ids"]) if col.count() else set()
         todo = [i for i in self.item_ids if i not in present]
         bs = self.settings.batch_size
-        with _progress(progress) as bar:
+        with counting(progress) as bar:
             task = bar.add_task(f"embedding {self.catalog.name}", total=len(self.item_ids), completed=len(present))
             for start in range(0, len(todo), bs):
                 ids = todo[start:start + bs]
@@ -221,7 +215,7 @@ class CatalogIndex:
             return
         model = CollabModel.fit(self.catalog, self.settings.collab)
         bs = 1000
-        with _progress(progress) as bar:
+        with counting(progress) as bar:
             task = bar.add_task(f"collaborative vectors {self.catalog.name}", total=2 * len(model.item_ids))
             for col, vecs in ((item_col, model.item_vectors), (query_col, model.query_vectors)):
                 for start in range(0, len(model.item_ids), bs):

@@ -1,7 +1,7 @@
 """Loaders for the real datasets (MovieLens 100k, MovieLens latest-small, Last.fm hetrec-2k), our
 generic JSONL/CSV format and the bundled demo catalog, plus fetching from the publishers.
 
-Every loader reads and checks all rows first and builds the :class:`~mediarec.catalog.Catalog`
+Every loader reads and checks all rows first and builds the :class:`~mediarec.catalog.model.Catalog`
 last, so a bad file raises :class:`~mediarec.errors.CatalogError` (naming the file and the 1-based
 line) and never returns a half-loaded catalog. The formats and what each loader keeps or skips
 are described in ``docs/formats.md``.
@@ -38,9 +38,10 @@ from typing import Any, Callable, Iterable, Iterator, get_args
 
 from pydantic import ValidationError
 
-from .catalog import Catalog, EventKind, Interaction, Item, ItemKind
-from .config import get_settings
-from .errors import CatalogError
+from mediarec.catalog.model import Catalog, EventKind, Interaction, Item, ItemKind
+from mediarec.config import get_settings
+from mediarec.errors import CatalogError
+from mediarec.infra.progress import transfer
 
 __all__ = [
     "DATASETS",
@@ -983,11 +984,11 @@ def write_generic(catalog: Catalog, items_path: PathLike, interactions_path: Pat
 def _demo_dir():
     from importlib.resources import files
 
-    return files("mediarec") / "data" / "demo"
+    return files("mediarec.catalog") / "demo"
 
 
 def load_demo() -> Catalog:
-    """The small bundled demo catalog (``mediarec/data/demo/items.jsonl`` + ``interactions.jsonl``)."""
+    """The small bundled demo catalog (``mediarec/catalog/demo/items.jsonl`` + ``interactions.jsonl``)."""
     from importlib.resources import as_file
 
     d = _demo_dir()
@@ -1117,24 +1118,6 @@ def _local_source(src: str) -> Path | None:
     return None
 
 
-def _progress(enabled: bool | None, total: int | None, label: str):
-    if enabled is None:
-        enabled = sys.stderr.isatty()
-    if not enabled:
-        return None
-    try:
-        from rich.progress import (BarColumn, DownloadColumn, Progress, TextColumn,
-                                   TimeRemainingColumn, TransferSpeedColumn)
-        from rich.console import Console
-    except ImportError:  # pragma: no cover - rich is a dependency
-        return None
-    prog = Progress(TextColumn("{task.description}"), BarColumn(), DownloadColumn(),
-                    TransferSpeedColumn(), TimeRemainingColumn(), console=Console(stderr=True),
-                    transient=True)
-    task = prog.add_task(label, total=total)
-    return prog, task
-
-
 def _download(src: str, tmp_file, progress: bool | None, label: str) -> str:
     """Copy ``src`` (URL or local file) into the open ``tmp_file``; return the sha256 hex digest."""
     h = hashlib.sha256()
@@ -1155,24 +1138,19 @@ def _download(src: str, tmp_file, progress: bool | None, label: str) -> str:
         reason = getattr(e, "reason", None) or e
         raise CatalogError(f"cannot download {src}: {reason}; download it by hand and pass it with "
                            f"--url or --data-dir") from None
-    bar = _progress(progress, total, label)
+    if progress is None:
+        progress = sys.stderr.isatty()
     try:
-        if bar:
-            bar[0].start()
-        with stream:
+        with stream, transfer(progress, label, total) as advance:
             while True:
                 chunk = stream.read(1 << 16)
                 if not chunk:
                     break
                 h.update(chunk)
                 tmp_file.write(chunk)
-                if bar:
-                    bar[0].update(bar[1], advance=len(chunk))
+                advance(len(chunk))
     except (urllib.error.URLError, OSError) as e:
         raise CatalogError(f"download of {src} failed: {getattr(e, 'reason', None) or e}") from None
-    finally:
-        if bar:
-            bar[0].stop()
     return h.hexdigest()
 
 

@@ -42,8 +42,9 @@ from typing import Annotated, Any, BinaryIO, Literal, Union
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-from .config import Settings, get_settings
-from .errors import ConfigError, ModelError
+from mediarec.config import Settings, get_settings
+from mediarec.errors import ConfigError, ModelError
+from mediarec.infra.progress import transfer
 
 log = logging.getLogger(__name__)
 
@@ -448,35 +449,6 @@ _FETCHERS: dict[str, Callable[[Any, _Sink, _Fetch, Path], None]] = {
 
 
 @contextlib.contextmanager
-def _progress(quiet: bool, description: str, total: int | None) -> Iterator[Callable[[int], None]]:
-    """A rich progress bar on stderr, or nothing when quiet (or rich is missing).
-
-    The bar starts at the first byte, so pip's own output (printed before) is not mangled by it.
-    """
-    if quiet:
-        yield lambda n: None
-        return
-    with contextlib.ExitStack() as stack:
-        state: dict[str, Any] = {}
-
-        def advance(n: int) -> None:
-            if "bar" not in state:
-                try:
-                    from rich.console import Console
-                    from rich.progress import (BarColumn, DownloadColumn, Progress, TextColumn,
-                                               TimeRemainingColumn, TransferSpeedColumn)
-                except ImportError:  # pragma: no cover - rich is a dependency; the display is optional
-                    state["bar"] = None
-                    return
-                columns = [TextColumn("{task.description}"), BarColumn(), DownloadColumn(), TransferSpeedColumn(), TimeRemainingColumn()]
-                bar = stack.enter_context(Progress(*columns, console=Console(stderr=True)))
-                state["bar"], state["task"] = bar, bar.add_task(description, total=total)
-            if state["bar"] is not None:
-                state["bar"].advance(state["task"], n)
-
-        yield advance
-
-
 # --------------------------------------------------------------------------- the cache
 
 
@@ -572,7 +544,7 @@ def _download(model: str, role: str, f: FileSpec, dest: Path, ctx: _Fetch) -> No
         fd, tmp_name = tempfile.mkstemp(dir=dest.parent, prefix=f".{f.filename}.", suffix=".part")
         tmp: Path | None = Path(tmp_name)
         try:
-            with os.fdopen(fd, "wb") as fh, _progress(ctx.quiet, f"{model} {f.filename} [{src.kind}]", f.size) as advance:
+            with os.fdopen(fd, "wb") as fh, transfer(not ctx.quiet, f"{model} {f.filename} [{src.kind}]", f.size) as advance:
                 sink = _Sink(fh, f.size, advance)
                 _FETCHERS[src.kind](src, sink, ctx, dest.parent)
                 fh.flush()

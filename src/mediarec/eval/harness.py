@@ -53,9 +53,10 @@ from typing import Any, Iterable, Literal, Mapping, Protocol, Sequence, runtime_
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError, field_validator
 
-from .catalog import Catalog, Interaction
-from .files import atomic_write_bytes, atomic_write_text
-from .errors import ConfigError
+from mediarec.catalog.model import Catalog, Interaction
+from mediarec.infra.atomic import atomic_write_bytes, atomic_write_text
+from mediarec.errors import ConfigError
+from mediarec.infra.progress import counting
 
 __all__ = [
     "EvalProtocol", "Split", "leave_last_out", "Scorer", "ArrayScorer",
@@ -64,7 +65,7 @@ __all__ = [
     "sample_users", "sample_negatives", "EvalReport", "evaluate", "write_report",
 ]
 
-PROTOCOLS_DIR = Path(__file__).resolve().parents[2] / "eval" / "protocols"
+PROTOCOLS_DIR = Path(__file__).resolve().parent / "protocols"
 
 
 # ----------------------------------------------------------------------------------------------
@@ -604,23 +605,6 @@ def _scores_for(system: Any, fast: bool, perm: np.ndarray | None, prep: _Prepare
     return s[cands], cands
 
 
-def _progress(enabled: bool):
-    if not enabled:
-        return None
-    from rich.console import Console
-    from rich.progress import (BarColumn, MofNCompleteColumn, Progress, ProgressColumn, TextColumn,
-                               TimeElapsedColumn, TimeRemainingColumn)
-    from rich.text import Text
-
-    class _Rate(ProgressColumn):
-        def render(self, task):  # noqa: D401 - rich API
-            return Text(f"{task.speed:,.1f} users/s" if task.speed else "… users/s", style="cyan")
-
-    return Progress(TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(), _Rate(),
-                    TimeElapsedColumn(), TextColumn("ETA"), TimeRemainingColumn(),
-                    console=Console(stderr=True), transient=False)
-
-
 def evaluate(catalog: Catalog, systems: Sequence[Scorer], protocol: EvalProtocol, *,
              output_dir: Path | None = None, progress: bool = True, phase: str = "test",
              split: Split | None = None, command: str | None = None) -> EvalReport:
@@ -653,7 +637,7 @@ def evaluate(catalog: Catalog, systems: Sequence[Scorer], protocol: EvalProtocol
     popularity: dict[str, Mapping[str, float]] = {}
     timings: dict[str, dict[str, float]] = {}
 
-    bar = _progress(progress)
+    bar = counting(progress, transient=False, unit="users") if progress else None
     if bar is not None:
         bar.start()
     try:

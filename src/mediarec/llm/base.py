@@ -23,9 +23,10 @@ from typing import Any
 
 from pydantic import BaseModel
 
-from .config import Settings, get_settings
-from .errors import ConfigError, ModelError
-from .files import atomic_write_text
+from mediarec.config import Settings, get_settings
+from mediarec.errors import ConfigError, ModelError
+from mediarec.infra.redact import redact
+from mediarec.infra.atomic import atomic_write_text
 
 Messages = list[dict[str, str]]
 
@@ -221,7 +222,7 @@ class LocalLLM(LLM):
     def __init__(self, model: str, n_ctx: int = 4096, n_threads: int | None = None, settings: Settings | None = None,
                  **kw):
         super().__init__(**kw)
-        from .models import resolve
+        from mediarec.llm.weights import resolve
 
         path = Path(model)
         if model.endswith(".gguf") or path.exists():
@@ -399,8 +400,7 @@ class OpenAILLM(LLM):
     def _scrub(self, text: str) -> str:
         """An error message without the API key: a server or proxy may quote it back (a 401 saying
         "Incorrect API key provided: sk-..."), and these messages end up in results, logs and sessions."""
-        key = getattr(self.client, "api_key", None)
-        return text.replace(key, "[redacted]") if key and len(key) >= 6 else text
+        return redact(text, [getattr(self.client, "api_key", None)])
 
     def _chat(self, messages: Messages, schema: dict | None, opts: LLMOptions) -> Completion:
         import openai

@@ -15,7 +15,7 @@ from typing import Any, Iterable, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-from .errors import CatalogError, UnknownItemError, UnknownUserError
+from mediarec.errors import CatalogError, UnknownItemError, UnknownUserError
 
 ItemKind = Literal["movie", "series", "track", "album", "artist", "video", "other"]
 EventKind = Literal["watch", "rating", "like", "dislike", "favourite", "play"]

@@ -29,14 +29,15 @@ from typing import TYPE_CHECKING, Any, Literal
 
 from pydantic import BaseModel, Field, ValidationError
 
-from .agent import RecommendationResult
-from .catalog import Interaction, Item, normalize_title
-from .files import atomic_write_text
-from .errors import MediarecError
+from mediarec.recommendation import RecommendationResult
+from mediarec.catalog.model import Interaction, Item, normalize_title
+from mediarec.infra.atomic import atomic_write_text
+from mediarec.errors import MediarecError
+from mediarec.infra.redact import redact
 
 if TYPE_CHECKING:
-    from .agent import Recommender
-    from .profile import InterestProfile
+    from mediarec.recommender import Recommender
+    from mediarec.rank.profile import InterestProfile
 
 SESSION_FORMAT = 1
 ReplyKind = Literal["recommendations", "ack", "clarify", "error", "info"]
@@ -124,15 +125,6 @@ def is_vague(request: str) -> bool:
     """A request with nothing to search for ("what next?", "surprise me", "recommend something")."""
     words = _WORD_RE.findall(request.lower())
     return not [w for w in words if w not in _VAGUE_WORDS]
-
-
-def _redact(text: str) -> str:
-    """Keys never reach a session file, even when typed into the chat."""
-    for name in ("OPENAI_API_KEY", "ANTHROPIC_API_KEY", "HF_TOKEN", "HUGGING_FACE_HUB_TOKEN"):
-        v = os.environ.get(name)
-        if v and len(v) >= 6:
-            text = text.replace(v, "[redacted]")
-    return re.sub(r"\b(sk|hf|pk|rk)[-_][A-Za-z0-9_\-]{8,}", "[redacted]", text)
 
 
 def atomic_write_private(path: str | Path, text: str) -> Path:
@@ -236,7 +228,7 @@ class ChatSession:
                                                    "or feedback such as 'not 2', 'more like 1', 'no horror'.")
         self._tls.epoch = self._epoch if epoch is None else epoch
         with self._lock:
-            self.turns.append(Turn(role="user", text=_redact(raw.strip())[:2000], time=time.time()))
+            self.turns.append(Turn(role="user", text=redact(raw.strip())[:2000], time=time.time()))
         try:
             reply = self._interpret(msg)
         except MediarecError as e:
@@ -244,7 +236,7 @@ class ChatSession:
         finally:
             self._tls.epoch = None
         with self._lock:
-            self.turns.append(Turn(role="assistant", text=_redact(self._turn_text(reply))[:2000], time=time.time()))
+            self.turns.append(Turn(role="assistant", text=redact(self._turn_text(reply))[:2000], time=time.time()))
         return reply
 
     def _interpret(self, msg: str) -> SessionReply:
@@ -328,7 +320,7 @@ class ChatSession:
             if not self.history():
                 raise MediarecError("Tell me a bit more: a title you liked ('I watched Heat') or what you are "
                                     "in the mood for ('calm piano music for studying').")
-            from .profile import profile_query
+            from mediarec.rank.profile import profile_query
 
             return profile_query(self.profile()) or None, "a vague request: used your interest profile"
         return request, None
@@ -590,7 +582,7 @@ class ChatSession:
     # -- profile and explanations ----------------------------------------------------------------
     def profile(self) -> "InterestProfile":
         """The interest profile of the current history (built once per history)."""
-        from .profile import build_profile
+        from mediarec.rank.profile import build_profile
 
         items = self.history_items()
         key = tuple(it.id for it in items)
@@ -607,10 +599,10 @@ class ChatSession:
         rr = next((r for r in (self.last_result.items if self.last_result else []) if r.item.id == item.id), None)
         rec = self.recommender
         if rec.reranker is not None:
-            from .llm import LLMUnavailable
-            from .prompts import history_entries
-            from .ranking import RankingParseError
-            from .retrieval import Candidate
+            from mediarec.llm.base import LLMUnavailable
+            from mediarec.rank.prompts import history_entries
+            from mediarec.rank.parse import RankingParseError
+            from mediarec.index.retriever import Candidate
 
             cand = next((c for c in (self.last_result.candidates if self.last_result else [])
                          if c.item.id == item.id), None) or Candidate(item=item, score=rr.score if rr else 0.0)
@@ -654,14 +646,14 @@ class ChatSession:
     def state(self) -> SessionState:
         return SessionState(catalog=self.catalog.name, user=self.user, interactions=list(self.interactions),
                             excluded=list(self.excluded), disliked=list(self.disliked), bans=list(self.bans),
-                            turns=[t.model_copy(update={"text": _redact(t.text)}) for t in self.turns],
-                            last_request=_redact(self.last_request) if self.last_request else None,
+                            turns=[t.model_copy(update={"text": redact(t.text)}) for t in self.turns],
+                            last_request=redact(self.last_request) if self.last_request else None,
                             shown=list(self.shown), last_mentioned=self.last_mentioned)
 
     def save(self, path: str | Path) -> Path:
         """Interactions, conversation and exclusions as JSON, mode 0o600, written atomically."""
         text = self.state().model_dump_json(indent=2)
-        return atomic_write_private(path, _redact(text))
+        return atomic_write_private(path, redact(text))
 
     @classmethod
     def load(cls, path: str | Path, recommender: "Recommender", k: int = 10) -> "ChatSession":

@@ -1,6 +1,6 @@
 """Non-LLM reference systems for the evaluation harness: popularity and item-kNN.
 
-Both follow :class:`mediarec.evaluation.Scorer` and offer the fast path ``score_array(history)``:
+Both follow :class:`mediarec.eval.harness.Scorer` and offer the fast path ``score_array(history)``:
 a dense score vector over ``self.item_ids`` (every catalog item, in catalog order), precomputed
 on ``fit`` so that ranking a user costs a few numpy operations.
 """
@@ -12,7 +12,7 @@ from typing import Sequence
 import numpy as np
 import scipy.sparse as sp
 
-from .catalog import Catalog, Interaction
+from mediarec.catalog.model import Catalog, Interaction
 
 
 def _history_ids(history: Sequence[Interaction | str]) -> list[str]:

@@ -12,7 +12,7 @@ import shlex
 import sys
 from pathlib import Path
 
-from .errors import ConfigError
+from mediarec.errors import ConfigError
 
 WEIGHTS = (0.0, 0.25, 0.5, 0.75, 1.0)
 ALL_SYSTEMS = ("pop", "itemknn", "text", "collab", "hybrid", "llm")
@@ -49,7 +49,7 @@ def parse_retrieval_name(name: str) -> tuple[str, bool, float | None, bool] | No
 
 
 def make_protocol(args, dataset: str):
-    from .evaluation import EvalProtocol
+    from mediarec.eval.harness import EvalProtocol
 
     if args.protocol in ("full", "sampled"):
         users = args.users if args.users is not None else (200 if args.protocol == "sampled" else None)
@@ -62,9 +62,9 @@ def make_protocol(args, dataset: str):
 
 
 def build_systems(names, args, provider, llm=None, llm_weight: float | None = None, profile_llm=None):
-    from .baselines import ItemKNNScorer, PopularityScorer
-    from .reranker import RerankSettings
-    from .systems import LLMSystem, ProfileQueries, RetrievalSystem
+    from mediarec.eval.baselines import ItemKNNScorer, PopularityScorer
+    from mediarec.rank.reranker import RerankSettings
+    from mediarec.eval.systems import LLMSystem, ProfileQueries, RetrievalSystem
 
     systems = []
     for n in names:
@@ -89,10 +89,10 @@ def build_systems(names, args, provider, llm=None, llm_weight: float | None = No
 def run_eval(args) -> int:
     from rich.console import Console
 
-    from .datasets import load_dataset
-    from .evaluation import evaluate, leave_last_out, write_report
-    from .llm import load_llm
-    from .systems import IndexProvider, LLMSystem
+    from mediarec.catalog.datasets import load_dataset
+    from mediarec.eval.harness import evaluate, leave_last_out, write_report
+    from mediarec.llm.base import load_llm
+    from mediarec.eval.systems import IndexProvider, LLMSystem
 
     con = Console(stderr=True)
     names = [s.strip() for s in args.systems.split(",") if s.strip()]

@@ -19,14 +19,14 @@ from typing import Any
 
 import numpy as np
 
-from .catalog import Catalog, Interaction
-from .config import Settings, get_settings
-from .errors import ConfigError
-from .index import CatalogIndex, IndexSettings, build_lock, chroma_errors, make_client
-from .llm import LLM
-from .prompts import PromptLibrary
-from .reranker import Reranker, RerankSettings
-from .retrieval import Candidate, FusionSettings, Retriever
+from mediarec.catalog.model import Catalog, Interaction
+from mediarec.config import Settings, get_settings
+from mediarec.errors import ConfigError
+from mediarec.index.store import CatalogIndex, IndexSettings, build_lock, chroma_errors, make_client
+from mediarec.llm.base import LLM
+from mediarec.rank.prompts import PromptLibrary
+from mediarec.rank.reranker import Reranker, RerankSettings
+from mediarec.index.retriever import Candidate, FusionSettings, Retriever
 
 
 class IndexProvider:
@@ -69,7 +69,7 @@ class ProfileQueries:
         self.stats = {"profiles": 0, "by_llm": 0, "seconds": 0.0}
 
     def __call__(self, pairs: list) -> str:
-        from .profile import build_profile, profile_query
+        from mediarec.rank.profile import build_profile, profile_query
 
         t0 = time.perf_counter()
         prof = build_profile(self.llm, self.prompts, pairs)
@@ -109,7 +109,7 @@ class RetrievalSystem:
 
     def fit(self, train: Catalog) -> None:
         if self.summaries:
-            from .enrich import apply_summaries
+            from mediarec.catalog.enrich import apply_summaries
 
             path = None if self.summaries is True else self.summaries
             enriched = apply_summaries(train, path)

@@ -33,16 +33,13 @@ from typing import Any, Iterable, Mapping
 
 import jinja2
 
-from .catalog import Item
-from .errors import ConfigError
+from mediarec.catalog.model import Item
+from mediarec.errors import ConfigError
 
 LABEL_CHARS = string.ascii_uppercase + string.ascii_lowercase
 MAX_LABELS = len(LABEL_CHARS)  # 52
 
-SHIPPED_DIRS = (
-    Path(__file__).parent / "prompts",  # inside the wheel
-    Path(__file__).resolve().parents[2] / "prompts",  # editable install: the repo's prompts/
-)
+SHIPPED_DIRS = (Path(__file__).parent / "templates",)  # package data, in the wheel and in a checkout
 
 #: Values used when a render call leaves an optional variable out. Required ones (history,
 #: candidates, n, item, previous, error, labels) have no default: StrictUndefined reports them.

@@ -1,7 +1,7 @@
 """Interest profiles: a short description of a taste, written by the LLM from a history.
 
 ``build_profile(llm, prompts, history)`` renders the ``profile`` prompt, asks for JSON constrained
-by :func:`mediarec.ranking.profile_json_schema` and validates it into an :class:`InterestProfile`.
+by :func:`mediarec.rank.parse.profile_json_schema` and validates it into an :class:`InterestProfile`.
 The LLM's disk cache makes the same history give the same profile without a second call. Without
 an LLM (or when it answers garbage) the profile is computed from the data instead: the history's
 most frequent genres, tags and decades. :func:`profile_query` turns a profile into text for
@@ -17,10 +17,10 @@ from typing import Any, Iterable, Literal, Sequence
 
 from pydantic import ValidationError, field_validator
 
-from .catalog import Interaction, Item
-from .llm import LLM, LLMUnavailable
-from .prompts import PromptLibrary, history_entries
-from .ranking import ProfileAnswer, profile_json_schema
+from mediarec.catalog.model import Interaction, Item
+from mediarec.llm.base import LLM, LLMUnavailable
+from mediarec.rank.prompts import PromptLibrary, history_entries
+from mediarec.rank.parse import ProfileAnswer, profile_json_schema
 
 MAX_ITEMS = 6
 ITEM_MAX_CHARS = 40

@@ -30,7 +30,7 @@ from typing import Sequence
 import numpy as np
 from pydantic import BaseModel
 
-from .catalog import Catalog, Interaction
+from mediarec.catalog.model import Catalog, Interaction
 
 
 class CollabSettings(BaseModel):

@@ -20,12 +20,12 @@ from typing import Literal
 
 from pydantic import BaseModel, Field
 
-from .catalog import Interaction, Item
-from .llm import LLM, LLMUnavailable, Messages, Usage
-from .prompts import PromptLibrary, candidate_entries, history_entries, labels as make_labels
-from .ranking import (RankingParseError, complete_order, fuse, parse_ranking, parse_reasons,
+from mediarec.catalog.model import Interaction, Item
+from mediarec.llm.base import LLM, LLMUnavailable, Messages, Usage
+from mediarec.rank.prompts import PromptLibrary, candidate_entries, history_entries, labels as make_labels
+from mediarec.rank.parse import (RankingParseError, complete_order, fuse, parse_ranking, parse_reasons,
                       ranking_json_schema, reasons_json_schema, scores_from_order, softmax)
-from .retrieval import Candidate
+from mediarec.index.retriever import Candidate
 
 
 class RerankSettings(BaseModel):

@@ -19,11 +19,12 @@ from pathlib import Path
 
 from pydantic import BaseModel
 
-from .catalog import Catalog, Item
-from .config import Settings, get_settings
-from .errors import MediarecError
-from .llm import LLM, LLMUnavailable
-from .prompts import PromptLibrary
+from mediarec.catalog.model import Catalog, Item
+from mediarec.config import Settings, get_settings
+from mediarec.errors import MediarecError
+from mediarec.infra.progress import counting
+from mediarec.llm.base import LLM, LLMUnavailable
+from mediarec.rank.prompts import PromptLibrary
 
 MIN_TAGS = 3
 MIN_DESCRIPTION_CHARS = 40
@@ -92,13 +93,6 @@ def clean_summary(text: str) -> str:
     return t
 
 
-def _progress(enabled: bool):
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
-
-    return Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(),
-                    disable=not enabled, transient=True)
-
-
 def enrich_catalog(catalog: Catalog, llm: LLM, prompts: PromptLibrary | None = None, *,
                    path: str | Path | None = None, limit: int | None = None, progress: bool = False,
                    settings: Settings | None = None, max_words: int = 40,
@@ -121,7 +115,7 @@ def enrich_catalog(catalog: Catalog, llm: LLM, prompts: PromptLibrary | None = N
         p.parent.mkdir(parents=True, exist_ok=True)
         _repair_tail(p)
         fd = os.open(p, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
-        with os.fdopen(fd, "a", encoding="utf-8") as fh, _progress(progress) as bar:
+        with os.fdopen(fd, "a", encoding="utf-8") as fh, counting(progress) as bar:
             task = bar.add_task(f"summaries {catalog.name}", total=len(todo))
             for it in todo:
                 msgs = prompts.render("summary", item=it, max_words=max_words)

@@ -31,7 +31,7 @@ class MiniLMEmbeddingFunction(EmbeddingFunction[Documents]):
         from tokenizers import Tokenizer
 
         if model_path is None or tokenizer_path is None:
-            from .models import resolve
+            from mediarec.llm.weights import resolve
 
             files = resolve(model_name)
             model_path, tokenizer_path = files["model"], files["tokenizer"]

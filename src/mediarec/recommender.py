@@ -13,44 +13,15 @@ import time
 from pathlib import Path
 from typing import Any, Iterable, Sequence
 
-from pydantic import BaseModel
-
-from .catalog import Catalog, Interaction, Item
-from .config import Settings, get_settings
-from .errors import MediarecError
-from .index import CatalogIndex, IndexSettings, open_index
-from .llm import LLM, Usage, load_llm
-from .prompts import PromptLibrary
-from .reranker import Reranker, RerankSettings
-from .retrieval import Candidate, FusionSettings, Retriever
-
-
-class RankedItem(BaseModel):
-    rank: int
-    item: Item
-    score: float
-    reason: str | None = None
-    retrieval_score: float
-    llm_score: float | None = None
-    sources: tuple[str, ...] = ()
-
-
-class RecommendationResult(BaseModel):
-    """What ``recommend`` returns, also printed as JSON by ``mediarec recommend --json``."""
-
-    items: list[RankedItem]
-    candidates: list[Candidate]
-    stages: list[str]
-    llm: str | None = None
-    mode: str | None = None
-    request: str | None = None
-    degraded: bool = False
-    degraded_reason: str | None = None
-    repaired: bool = False
-    attempts: int = 0
-    notes: list[str] = []
-    usage: Usage = Usage()
-    seconds: dict[str, float] = {}
+from mediarec.catalog.model import Catalog, Interaction, Item
+from mediarec.config import Settings, get_settings
+from mediarec.errors import MediarecError
+from mediarec.index.store import CatalogIndex, IndexSettings, open_index
+from mediarec.llm.base import LLM, load_llm
+from mediarec.recommendation import RankedItem, RecommendationResult
+from mediarec.rank.prompts import PromptLibrary
+from mediarec.rank.reranker import Reranker, RerankSettings
+from mediarec.index.retriever import Candidate, FusionSettings, Retriever
 
 
 class Recommender:
@@ -81,15 +52,15 @@ class Recommender:
 
     @classmethod
     def from_dataset(cls, name: str = "demo", data_dir: str | Path | None = None, **kw: Any) -> "Recommender":
-        from .datasets import load_dataset
-        from .enrich import apply_summaries
+        from mediarec.catalog.datasets import load_dataset
+        from mediarec.catalog.enrich import apply_summaries
 
         return cls.from_catalog(apply_summaries(load_dataset(name, data_dir)), **kw)
 
     # -- asking ---------------------------------------------------------------------------------
     def chat(self, user: str | None = None, k: int = 10, use_profile: bool | None = None):
-        """A :class:`mediarec.session.ChatSession`: requests and feedback that refine the history."""
-        from .session import ChatSession
+        """A :class:`mediarec.chat.session.ChatSession`: requests and feedback that refine the history."""
+        from mediarec.chat.session import ChatSession
 
         return ChatSession(self, user=user, k=k, use_profile=use_profile)
 
@@ -113,7 +84,7 @@ class Recommender:
                   profile: Any | None = None) -> RecommendationResult:
         """A ranked, explained list for a history (titles, ids, items) and/or a known user.
 
-        ``profile``: an :class:`~mediarec.profile.InterestProfile` (or its retrieval text) mixed
+        ``profile``: an :class:`~mediarec.rank.profile.InterestProfile` (or its retrieval text) mixed
         into the text-side query (``FusionSettings.profile_weight``).
 
         User errors (unknown user or title, nothing to go on) raise MediarecError; LLM failures
@@ -131,7 +102,7 @@ class Recommender:
         n_cands = max(k, n_candidates or self.n_candidates) if self.reranker else k
         n_cands = min(n_cands, 52)
         if profile is not None and not isinstance(profile, str):
-            from .profile import profile_query
+            from mediarec.rank.profile import profile_query
 
             profile = profile_query(profile)
         cands = self.retriever.candidates([it for it, _ in pairs], k=n_cands, query=query, exclude=exclude,

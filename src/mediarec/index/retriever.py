@@ -25,10 +25,10 @@ from typing import Iterable, Sequence
 import numpy as np
 from pydantic import BaseModel, ConfigDict
 
-from .catalog import Interaction, Item
-from .collab import recency_weights
-from .errors import MediarecError
-from .index import CatalogIndex, chroma_errors
+from mediarec.catalog.model import Interaction, Item
+from mediarec.index.collab import recency_weights
+from mediarec.errors import MediarecError
+from mediarec.index.store import CatalogIndex, chroma_errors
 
 
 class FusionSettings(BaseModel):
@@ -37,7 +37,7 @@ class FusionSettings(BaseModel):
     ``query_weight`` is the share of a free-text request in the text query vector; with a request
     the text side weighs ``request_text_weight`` instead of ``text_weight``, so what the user asks
     for leads and the history still breaks ties. ``profile_weight`` is the share of an interest
-    profile (``profile=`` text, see :mod:`mediarec.profile`) in the history's text vector; the
+    profile (``profile=`` text, see :mod:`mediarec.rank.profile`) in the history's text vector; the
     evaluation harness measures what it does (eval/results/movielens-100k-profile-summaries).
     """
 

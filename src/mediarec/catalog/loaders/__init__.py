@@ -1,0 +1,1 @@
+"""One module per source format; each returns a validated :class:`~mediarec.catalog.Catalog`."""

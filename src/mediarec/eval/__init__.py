@@ -1,0 +1,1 @@
+"""Offline evaluation on held-out users: protocols, split, metrics, baselines and the harness."""

@@ -1,0 +1,37 @@
+"""What a recommendation is: the ranked items and how they were obtained (the pipeline's output)."""
+
+from __future__ import annotations
+
+from pydantic import BaseModel
+
+from mediarec.catalog.model import Item
+from mediarec.index.retriever import Candidate
+from mediarec.llm.base import Usage
+
+
+class RankedItem(BaseModel):
+    rank: int
+    item: Item
+    score: float
+    reason: str | None = None
+    retrieval_score: float
+    llm_score: float | None = None
+    sources: tuple[str, ...] = ()
+
+
+class RecommendationResult(BaseModel):
+    """What ``recommend`` returns, also printed as JSON by ``mediarec recommend --json``."""
+
+    items: list[RankedItem]
+    candidates: list[Candidate]
+    stages: list[str]
+    llm: str | None = None
+    mode: str | None = None
+    request: str | None = None
+    degraded: bool = False
+    degraded_reason: str | None = None
+    repaired: bool = False
+    attempts: int = 0
+    notes: list[str] = []
+    usage: Usage = Usage()
+    seconds: dict[str, float] = {}
