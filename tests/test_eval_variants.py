@@ -15,12 +15,11 @@ from mediarec.cli import main
 from mediarec.catalog.datasets import load_dataset
 from mediarec.catalog.enrich import enrich_path
 from mediarec.errors import ConfigError
-from mediarec.eval.run import parse_retrieval_name
 from mediarec.eval.harness import EvalProtocol, evaluate, leave_last_out, write_report
 from mediarec.llm.base import load_llm
 from mediarec.rank.profile import fallback_profile, profile_query
 from mediarec.index.retriever import Retriever
-from mediarec.eval.systems import IndexProvider, ProfileQueries, RetrievalSystem
+from mediarec.eval.systems import IndexProvider, ProfileQueries, parse_retrieval_name, retrieval_system
 
 
 @pytest.fixture(scope="module")
@@ -94,10 +93,7 @@ def test_profile_pulls_the_text_query_towards_it(demo, provider):
 def test_variants_are_measured_against_their_base(thin, provider, tmp_path):
     split = leave_last_out(thin)
     names = ["text", "text+summaries", "text+profile", "hybrid", "hybrid+profile@0.5"]
-    systems = [RetrievalSystem(n, provider, base=parse_retrieval_name(n)[0], summaries=parse_retrieval_name(n)[1],
-                               profile_weight=parse_retrieval_name(n)[2],
-                               profile=ProfileQueries() if parse_retrieval_name(n)[3] else None)
-               for n in names]
+    systems = [retrieval_system(n, provider) for n in names]
     rep = evaluate(thin, systems, EvalProtocol(name="variants", bootstrap=200), split=split, progress=False)
     write_report(rep, tmp_path, "mediarec eval --systems " + ",".join(names))
     data = json.loads((tmp_path / "metrics.json").read_text())["systems"]
@@ -124,7 +120,7 @@ def test_variants_are_measured_against_their_base(thin, provider, tmp_path):
 
 
 def test_summaries_variant_without_stored_summaries_says_what_to_run(demo, provider):
-    system = RetrievalSystem("text+summaries", provider, base="text", summaries=True)
+    system = retrieval_system("text+summaries", provider)
     with pytest.raises(ConfigError, match="mediarec enrich --dataset demo"):
         system.fit(demo)
 

@@ -1,43 +1,111 @@
-"""The recommender agent: catalog → index → candidates → prompt → LLM → parsed ranking → scores.
+"""The recommender: catalog → index → candidates → prompt → LLM → parsed ranking → scores.
 
 ```python
 from mediarec import Recommender
 rec = Recommender.from_dataset("demo")
 result = rec.recommend(history=["Alien (1979)", "Blade Runner (1982)"], k=10)
 ```
+
+One pipeline: ``recommend`` (Python, CLI, chat) and the evaluation harness go through the same
+ranking code. The harness scores a ``Recommender`` directly: it offers the harness's scorer
+protocol (``name``, ``fit``, ``item_ids``, ``score_array``, ``score``, ``extra``), so what
+``mediarec eval`` measures is what users get.
 """
 
 from __future__ import annotations
 
 import time
 from pathlib import Path
-from typing import Any, Iterable, Sequence
+from typing import Any, Callable, Iterable, Sequence
+
+import numpy as np
 
 from mediarec.catalog.model import Catalog, Interaction, Item
 from mediarec.config import Settings, get_settings
-from mediarec.errors import MediarecError
+from mediarec.errors import ConfigError, MediarecError
+from mediarec.index.retriever import Candidate, FusionSettings, Retriever
 from mediarec.index.store import CatalogIndex, IndexSettings, open_index
 from mediarec.llm.base import LLM, load_llm
+from mediarec.rank.prompts import MAX_LABELS, PromptLibrary
+from mediarec.rank.reranker import Reranker, RerankOutcome, RerankSettings
 from mediarec.recommendation import RankedItem, RecommendationResult
-from mediarec.rank.prompts import PromptLibrary
-from mediarec.rank.reranker import Reranker, RerankSettings
-from mediarec.index.retriever import Candidate, FusionSettings, Retriever
+
+HistoryPairs = list[tuple[Item, Interaction | None]]
+#: History (item, interaction) pairs -> interest-profile text for the retriever (see ``profile_source``).
+ProfileSource = Callable[[HistoryPairs], str | None]
+
+
+class StageStats:
+    """What the LLM stage did over many requests: fallbacks, repairs, tokens, time, and the
+    (prompt order, LLM order) of each call, which the harness turns into a position-bias plot."""
+
+    MAX_CALLS = 100_000  # a long-running service keeps the counts, not every order
+
+    def __init__(self) -> None:
+        self.requests = self.degraded = self.repaired = self.retries = self.input_order_kept = 0
+        self.prompt_tokens = self.completion_tokens = self.cached = 0
+        self.llm_seconds = 0.0
+        self.calls: list[tuple[list[str], list[str]]] = []
+
+    def record(self, candidates: Sequence[Candidate], out: RerankOutcome) -> None:
+        self.requests += 1
+        self.degraded += out.degraded
+        self.repaired += out.repaired
+        self.retries += max(0, out.attempts - 1)
+        self.input_order_kept += out.input_order_kept
+        self.prompt_tokens += out.usage.prompt_tokens
+        self.completion_tokens += out.usage.completion_tokens
+        self.cached += out.usage.cached
+        self.llm_seconds += out.seconds.get("llm", 0.0)
+        if len(self.calls) < self.MAX_CALLS:
+            self.calls.append(([c.item.id for c in candidates], list(out.order)))
+
+    def summary(self) -> dict[str, Any]:
+        n = max(self.requests, 1)
+        return {"users": self.requests, "fallback_rate": self.degraded / n, "repair_rate": self.repaired / n,
+                "retries_per_user": self.retries / n, "input_order_kept_rate": self.input_order_kept / n,
+                "prompt_tokens_per_user": self.prompt_tokens / n,
+                "completion_tokens_per_user": self.completion_tokens / n,
+                "llm_seconds_per_user": self.llm_seconds / n, "cached_rate": self.cached / n}
+
+    def position_pairs(self, targets: Sequence[str]) -> list[tuple[int, int]]:
+        """(position in the prompt, rank after the LLM) of each call's target, where it was in the pool."""
+        return [(pool.index(t) + 1, order.index(t) + 1)
+                for (pool, order), t in zip(self.calls, targets) if t in pool]
 
 
 class Recommender:
-    """Retrieval plus an optional LLM ranking stage over one catalog."""
+    """Retrieval plus an optional LLM ranking stage over one catalog.
 
-    def __init__(self, catalog: Catalog, index: CatalogIndex, llm: LLM | None = None,
+    ``n_candidates``: how many retrieved items the LLM ranks (at most the 52 one-token labels).
+    ``name``, ``index_source``, ``summaries``: what the evaluation harness needs to refit the same
+    configuration on its training split (see :meth:`fit`). ``profile_source``: writes an interest
+    profile from the history, mixed into the text query of every request that brings none.
+    """
+
+    def __init__(self, catalog: Catalog | None = None, index: CatalogIndex | None = None, llm: LLM | None = None,
                  fusion: FusionSettings | None = None, rerank: RerankSettings | None = None,
-                 prompts: PromptLibrary | None = None, n_candidates: int = 20, use_profile: bool = False):
-        self.catalog = catalog
+                 prompts: PromptLibrary | None = None, n_candidates: int = 20, use_profile: bool = False, *,
+                 name: str = "mediarec", index_source: Callable[[Catalog], CatalogIndex] | None = None,
+                 summaries: bool | str | Path = False, profile_source: ProfileSource | None = None):
+        if not 1 <= n_candidates <= MAX_LABELS:
+            raise ConfigError(f"n_candidates must be from 1 to {MAX_LABELS} (one label per candidate)")
+        self.name = name
         self.use_profile = use_profile  # chat sessions mix the interest profile into retrieval
-        self.index = index
-        self.retriever = Retriever(index, fusion)
+        self.fusion = fusion
         self.llm = llm
         self.prompts = prompts or PromptLibrary()
         self.reranker = Reranker(llm, self.prompts, rerank) if llm is not None else None
         self.n_candidates = n_candidates
+        self.index_source = index_source
+        self.summaries = summaries
+        self.profile_source = profile_source
+        self.stats = StageStats()
+        self.catalog: Catalog | None = None
+        self.index: CatalogIndex | None = None
+        self.retriever: Retriever | None = None
+        if catalog is not None and index is not None:
+            self.serve(catalog, index)
 
     @classmethod
     def from_catalog(cls, catalog: Catalog, llm: str | None = None, chroma_url: str | None = None,
@@ -57,6 +125,75 @@ class Recommender:
 
         return cls.from_catalog(apply_summaries(load_dataset(name, data_dir)), **kw)
 
+    def serve(self, catalog: Catalog, index: CatalogIndex) -> None:
+        """Answer from ``catalog`` and its built ``index`` from now on."""
+        self.catalog, self.index = catalog, index
+        self.retriever = Retriever(index, self.fusion)
+
+    # -- the evaluation harness's scorer protocol (mediarec.eval.harness.Scorer) -----------------
+    def fit(self, train: Catalog) -> None:
+        """Serve the training catalog ``train`` with this configuration (the harness calls this once
+        per split): its item summaries when ``summaries`` is set, its index from ``index_source``."""
+        if self.index_source is None:
+            raise ConfigError(f"{self.name}: fit() needs an index_source (catalog -> built index)")
+        if self.summaries:
+            from mediarec.catalog.enrich import apply_summaries
+
+            enriched = apply_summaries(train, None if self.summaries is True else self.summaries)
+            if not getattr(enriched, "enriched", 0):
+                raise ConfigError(f"{self.name}: no item summaries stored for {train.name!r}; "
+                                  f"run `mediarec enrich --dataset {train.name}` first")
+            train = enriched
+        self.stats = StageStats()
+        self.serve(train, self.index_source(train))
+
+    @property
+    def item_ids(self) -> list[str]:
+        return self._ready().index.item_ids
+
+    @property
+    def extra(self) -> dict[str, Any]:
+        """Facts about the run for the evaluation report: the LLM stage's rates and settings."""
+        out: dict[str, Any] = {}
+        if self.summaries and self.catalog is not None:
+            out["enriched_items"] = getattr(self.catalog, "enriched", 0)
+        if self.profile_source is not None:
+            out["profile_weight"] = self._ready().retriever.fusion.profile_weight
+            out.update(getattr(self.profile_source, "extra", dict)())
+        if self.reranker is not None:
+            out.update(self.stats.summary())
+            out.update(mode=self.reranker.resolved_mode(), llm_weight=self.reranker.settings.llm_weight,
+                       n_candidates=self.n_candidates)
+        return out
+
+    def score_array(self, history: Sequence[Interaction]) -> np.ndarray:
+        """Every catalog item's score (aligned with ``item_ids``) as :meth:`recommend` ranks them:
+        the LLM's order over the retrieved pool first, then the rest in retrieval order."""
+        rec = self._ready()
+        if not history:
+            return np.zeros(len(rec.index.item_ids))
+        pairs = self._history_pairs(history)
+        scores = rec.retriever.score_all(history, profile=self._profile_for(pairs, None))
+        if self.reranker is None:
+            return scores
+        top = np.argsort(-scores, kind="stable")[: self._pool_size(self.n_candidates)]
+        return self._lift(scores, [j for j in top if np.isfinite(scores[j])], pairs)
+
+    def score(self, history: Sequence[Interaction], candidates: list[str] | None = None) -> dict[str, float]:
+        """Scores of ``candidates`` (item ids; None = every item); the LLM ranks the best of them."""
+        rec = self._ready()
+        pos = rec.index.position
+        rows = [p for p in (pos(i) for i in (rec.index.item_ids if candidates is None else candidates))
+                if p is not None]
+        if not history:
+            return {rec.index.item_ids[r]: 0.0 for r in rows}
+        pairs = self._history_pairs(history)
+        scores = rec.retriever.score_all(history, profile=self._profile_for(pairs, None))
+        if self.reranker is not None:
+            pool = sorted((r for r in rows if np.isfinite(scores[r])), key=lambda r: -scores[r])
+            scores = self._lift(scores, pool[: self._pool_size(self.n_candidates)], pairs)
+        return {rec.index.item_ids[r]: float(scores[r]) for r in rows}
+
     # -- asking ---------------------------------------------------------------------------------
     def chat(self, user: str | None = None, k: int = 10, use_profile: bool | None = None):
         """A :class:`mediarec.chat.session.ChatSession`: requests and feedback that refine the history."""
@@ -65,18 +202,7 @@ class Recommender:
         return ChatSession(self, user=user, k=k, use_profile=use_profile)
 
     def history_of(self, user: str) -> list[Interaction]:
-        return self.catalog.history(user)
-
-    def _history_pairs(self, history: Sequence[Interaction | Item | str]) -> list[tuple[Item, Interaction | None]]:
-        pairs = []
-        for h in history:
-            if isinstance(h, Interaction):
-                pairs.append((self.catalog.item(h.item), h))
-            elif isinstance(h, Item):
-                pairs.append((h, None))
-            else:
-                pairs.append((self.catalog.resolve(str(h)), None))
-        return pairs
+        return self._ready().catalog.history(user)
 
     def recommend(self, history: Sequence[Interaction | Item | str] | None = None, user: str | None = None,
                   k: int = 10, query: str | None = None, exclude: Iterable[str] = (),
@@ -85,28 +211,25 @@ class Recommender:
         """A ranked, explained list for a history (titles, ids, items) and/or a known user.
 
         ``profile``: an :class:`~mediarec.rank.profile.InterestProfile` (or its retrieval text) mixed
-        into the text-side query (``FusionSettings.profile_weight``).
+        into the text-side query (``FusionSettings.profile_weight``); without one, ``profile_source``
+        writes it when set.
 
         User errors (unknown user or title, nothing to go on) raise MediarecError; LLM failures
         never do: the result falls back to the retrieval ranking and says so.
         """
+        rec = self._ready()
         if k < 1:
             raise MediarecError("k must be at least 1")
-        pairs: list[tuple[Item, Interaction | None]] = []
+        pairs: HistoryPairs = []
         if user is not None:
-            pairs += [(self.catalog.item(x.item), x) for x in self.catalog.history(user)]
+            pairs += [(rec.catalog.item(x.item), x) for x in rec.catalog.history(user)]
         if history:
             pairs += self._history_pairs(history)
         seconds: dict[str, float] = {}
         t0 = time.perf_counter()
-        n_cands = max(k, n_candidates or self.n_candidates) if self.reranker else k
-        n_cands = min(n_cands, 52)
-        if profile is not None and not isinstance(profile, str):
-            from mediarec.rank.profile import profile_query
-
-            profile = profile_query(profile)
-        cands = self.retriever.candidates([it for it, _ in pairs], k=n_cands, query=query, exclude=exclude,
-                                          profile=profile)
+        n_cands = self._pool_size(max(k, n_candidates or self.n_candidates)) if self.reranker else k
+        cands = rec.retriever.candidates([it for it, _ in pairs], k=n_cands, query=query, exclude=exclude,
+                                         profile=self._profile_for(pairs, profile))
         seconds["retrieval"] = time.perf_counter() - t0
         stages = ["retrieval"]
         result = RecommendationResult(items=[], candidates=cands, stages=stages, request=query,
@@ -118,7 +241,7 @@ class Recommender:
             result.items = [RankedItem(rank=r + 1, item=c.item, score=c.score, retrieval_score=c.score,
                                        sources=c.sources) for r, c in enumerate(cands[:k])]
             return result
-        out = self.reranker.rerank(pairs, cands, k, request=query, explain=explain)
+        out = self._rerank(pairs, cands, k, request=query, explain=explain)
         stages.append(f"llm-{out.mode}")
         if "explain" in out.seconds:
             stages.append("explain")
@@ -134,3 +257,54 @@ class Recommender:
         if out.explain_error:
             result.notes.append(out.explain_error)
         return result
+
+    # -- the shared steps -----------------------------------------------------------------------
+    def _ready(self) -> "Recommender":
+        if self.retriever is None:
+            raise ConfigError(f"{self.name}: no catalog yet (construct with one, or call fit())")
+        return self
+
+    def _pool_size(self, n: int) -> int:
+        """How many retrieved items the LLM ranks: one label each, so at most MAX_LABELS."""
+        return min(n, MAX_LABELS)
+
+    def _history_pairs(self, history: Sequence[Interaction | Item | str]) -> HistoryPairs:
+        catalog = self._ready().catalog
+        pairs: HistoryPairs = []
+        for h in history:
+            if isinstance(h, Interaction):
+                pairs.append((catalog.item(h.item), h))
+            elif isinstance(h, Item):
+                pairs.append((h, None))
+            else:
+                pairs.append((catalog.resolve(str(h)), None))
+        return pairs
+
+    def _profile_for(self, pairs: HistoryPairs, profile: Any | None) -> str | None:
+        if profile is None and self.profile_source is not None and pairs:
+            return self.profile_source(pairs)
+        if profile is not None and not isinstance(profile, str):
+            from mediarec.rank.profile import profile_query
+
+            return profile_query(profile)
+        return profile
+
+    def _rerank(self, pairs: HistoryPairs, cands: list[Candidate], k: int, request: str | None = None,
+                explain: bool = True) -> RerankOutcome:
+        out = self.reranker.rerank(pairs, cands, k, request=request, explain=explain)
+        self.stats.record(cands, out)
+        return out
+
+    def _lift(self, scores: np.ndarray, pool: list[int], pairs: HistoryPairs) -> np.ndarray:
+        """``scores`` with the pool's rows re-ordered by the LLM stage and placed above every other item."""
+        if not pool:
+            return scores
+        ids = self.index.item_ids
+        cands = [Candidate(item=self.catalog.items[ids[j]], score=float(scores[j])) for j in pool]
+        out = self._rerank(pairs, cands, k=len(cands), explain=False)
+        lifted = scores.copy()
+        floor = float(np.max(scores[np.isfinite(scores)])) + 1.0
+        pos = self.index.position
+        for r, i in enumerate(out.order):
+            lifted[pos(i)] = floor + (len(out.order) - r)
+        return lifted

@@ -15,37 +15,6 @@ from pathlib import Path
 from mediarec.errors import ConfigError
 
 WEIGHTS = (0.0, 0.25, 0.5, 0.75, 1.0)
-ALL_SYSTEMS = ("pop", "itemknn", "text", "collab", "hybrid", "llm")
-RETRIEVAL_BASES = ("text", "collab", "hybrid")
-MODIFIERS = ("summaries", "profile")
-
-
-def parse_retrieval_name(name: str) -> tuple[str, bool, float | None, bool] | None:
-    """``hybrid+summaries+profile@0.5`` -> ("hybrid", summaries, profile weight, profile); None if
-    the name is not a retrieval system."""
-    base, *mods = name.split("+")
-    if base not in RETRIEVAL_BASES:
-        return None
-    if base == "collab" and mods:
-        raise ConfigError(f"{name!r}: summaries and profiles act on the text side; use text+... or hybrid+...")
-    summaries = profile = False
-    weight = None
-    for m in mods:
-        key, _, w = m.partition("@")
-        if key not in MODIFIERS:
-            raise ConfigError(f"unknown modifier {key!r} in {name!r}; use +summaries, +profile or +profile@W")
-        if key == "summaries":
-            summaries = True
-        else:
-            profile = True
-            if w:
-                try:
-                    weight = float(w)
-                except ValueError:
-                    weight = -1.0
-                if not 0.0 <= weight <= 1.0:
-                    raise ConfigError(f"{name!r}: the profile share must be a number from 0 to 1")
-    return base, summaries, weight, profile
 
 
 def make_protocol(args, dataset: str):
@@ -61,38 +30,13 @@ def make_protocol(args, dataset: str):
     return proto
 
 
-def build_systems(names, args, provider, llm=None, llm_weight: float | None = None, profile_llm=None):
-    from mediarec.eval.baselines import ItemKNNScorer, PopularityScorer
-    from mediarec.rank.reranker import RerankSettings
-    from mediarec.eval.systems import LLMSystem, ProfileQueries, RetrievalSystem
-
-    systems = []
-    for n in names:
-        retrieval = parse_retrieval_name(n)
-        if n == "pop":
-            systems.append(PopularityScorer())
-        elif n == "itemknn":
-            systems.append(ItemKNNScorer())
-        elif retrieval is not None:
-            base, summaries, weight, profile = retrieval
-            systems.append(RetrievalSystem(n, provider, base=base, summaries=summaries, profile_weight=weight,
-                                           profile=ProfileQueries(profile_llm) if profile else None))
-        elif n == "llm":
-            rs = RerankSettings() if llm_weight is None else RerankSettings(llm_weight=llm_weight)
-            systems.append(LLMSystem(llm, provider, n_candidates=args.candidates, rerank=rs))
-        else:
-            raise ConfigError(f"unknown system {n!r}; choose from {', '.join(ALL_SYSTEMS)} "
-                              "(retrieval ones also as text+summaries, hybrid+profile, ...)")
-    return systems
-
-
 def run_eval(args) -> int:
     from rich.console import Console
 
     from mediarec.catalog.datasets import load_dataset
     from mediarec.eval.harness import evaluate, leave_last_out, write_report
+    from mediarec.eval.systems import IndexProvider, build_systems, llm_system
     from mediarec.llm.base import load_llm
-    from mediarec.eval.systems import IndexProvider, LLMSystem
 
     con = Console(stderr=True)
     names = [s.strip() for s in args.systems.split(",") if s.strip()]
@@ -101,6 +45,7 @@ def run_eval(args) -> int:
     catalog = load_dataset(args.dataset, args.data_dir)
     protocol = make_protocol(args, catalog.name)
     provider = IndexProvider(chroma_url=args.chroma_url, progress=not args.quiet)
+    build_systems([n for n in names if n != "llm"], provider)  # unknown names fail before any model loads
     llm = load_llm(args.llm) if "llm" in names else None
     if "llm" in names and llm is None:
         raise ConfigError("the llm system needs --llm (local:NAME, openai:MODEL)")
@@ -115,30 +60,26 @@ def run_eval(args) -> int:
                                                 or min(protocol.users or 100, 100)})
         variants = []
         for w in WEIGHTS:
-            s = build_systems(["llm"], args, provider, llm, llm_weight=w)[0]
-            s.name = f"llm@{w}"
-            variants.append(s)
+            variants.append(llm_system(llm, provider, args.candidates, llm_weight=w, name=f"llm@{w}"))
         con.print(f"tuning the LLM fusion weight on {val_proto.validation_users} validation users")
         val = evaluate(catalog, variants, val_proto, phase="valid", split=split, progress=not args.quiet)
         scored = {float(n.split("@")[1]): m["ndcg@10"] for n, m in val.systems.items()}
         chosen = max(scored, key=lambda w: (scored[w], -abs(w - 0.5)))
         con.print("validation NDCG@10 by weight: " + ", ".join(f"{w}: {v:.4f}" for w, v in scored.items())
                   + f" -> {chosen}")
-    systems = build_systems(names, args, provider, llm, llm_weight=chosen, profile_llm=profile_llm)
+    systems = build_systems(names, provider, llm, args.candidates, llm_weight=chosen, profile_llm=profile_llm)
     if "llm" in names:
         # Fixed weights beside the tuned one, so the report says what the LLM alone (1.0) and an
         # even blend (0.5) do on the test users; the LLM answers come from the cache, no extra cost.
         for w in (0.5, 1.0):
             if w != chosen:
-                extra = build_systems(["llm"], args, provider, llm, llm_weight=w)[0]
-                extra.name = f"llm@{w}"
-                systems.append(extra)
+                systems.append(llm_system(llm, provider, args.candidates, llm_weight=w, name=f"llm@{w}"))
     command = "mediarec " + " ".join(shlex.quote(a) for a in sys.argv[1:]) if sys.argv else "mediarec eval"
     report = evaluate(catalog, systems, protocol, split=split, progress=not args.quiet, command=command)
     for s in systems:
-        if isinstance(s, LLMSystem) and s.name in report._extra_full:
+        if getattr(s, "reranker", None) is not None and s.name in report._extra_full:
             targets = split.targets("test")
-            report._extra_full[s.name]["position_pairs"] = s.position_pairs([targets[u] for u in report.users])
+            report._extra_full[s.name]["position_pairs"] = s.stats.position_pairs([targets[u] for u in report.users])
             if chosen is not None and s.name == "llm":
                 report.systems[s.name].setdefault("extra", {})["tuned_llm_weight"] = chosen
                 report.systems[s.name]["extra"]["validation_ndcg@10_by_weight"] = scored

@@ -1,9 +1,11 @@
-"""Our retrieval and LLM rankers wrapped as evaluation systems (see ``evaluation.Scorer``).
+"""The evaluation's systems: baselines, and configurations of the product's :class:`Recommender`.
 
-``text``, ``collab`` and ``hybrid`` share one Chroma index built on the training split (the text
-side is reused across splits, the collaborative side rebuilt: the fingerprints say which).
-``llm`` reranks the hybrid retriever's top C with an LLM; items outside the top C are unranked, so
-a target the retriever missed counts as a miss.
+Nothing here ranks: ``text``, ``collab``, ``hybrid`` and ``llm`` are ``Recommender`` objects with
+other settings, scored by the harness through the Recommender's own scorer protocol, so the
+harness measures the product's path. ``text`` and ``collab`` are the hybrid fusion with the other
+side weighted 0; ``llm`` is the product with an LLM: it reranks the hybrid retriever's top C, the
+rest follow in retrieval order. All share one Chroma index per training catalog (the text side is
+reused across splits, the collaborative side rebuilt: the fingerprints say which).
 
 Variants measure issue 5's two text aids against their base, in one run: ``<base>+summaries``
 embeds the stored ``mediarec enrich`` summaries of thin items (a second index, prefixed
@@ -14,19 +16,18 @@ embeds the stored ``mediarec enrich`` summaries of thin items (a second index, p
 from __future__ import annotations
 
 import time
-from pathlib import Path
 from typing import Any
 
-import numpy as np
-
-from mediarec.catalog.model import Catalog, Interaction
+from mediarec.catalog.model import Catalog
 from mediarec.config import Settings, get_settings
 from mediarec.errors import ConfigError
 from mediarec.index.store import CatalogIndex, IndexSettings, build_lock, chroma_errors, make_client
+from mediarec.eval.baselines import ItemKNNScorer, PopularityScorer
+from mediarec.index.retriever import FusionSettings
 from mediarec.llm.base import LLM
 from mediarec.rank.prompts import PromptLibrary
-from mediarec.rank.reranker import Reranker, RerankSettings
-from mediarec.index.retriever import Candidate, FusionSettings, Retriever
+from mediarec.rank.reranker import RerankSettings
+from mediarec.recommender import Recommender
 
 
 class IndexProvider:
@@ -84,138 +85,79 @@ class ProfileQueries:
                 "profiles_by_llm_rate": self.stats["by_llm"] / n, "profile_seconds_per_user": self.stats["seconds"] / n}
 
 
-class RetrievalSystem:
-    """``text``, ``collab`` or ``hybrid``: exact full-catalogue scores from the retriever.
-
-    ``summaries``: embed the thin items' stored summaries (True: the catalog's ``mediarec enrich``
-    file, or a path); ``profile``: a :class:`ProfileQueries` whose text joins the text query, with
-    ``profile_weight`` as its share (None: the FusionSettings default).
-    """
-
-    def __init__(self, name: str, provider: IndexProvider, fusion: FusionSettings | None = None, *,
-                 summaries: bool | str | Path = False, profile: ProfileQueries | None = None,
-                 profile_weight: float | None = None, base: str | None = None):
-        self.name = name
-        base = base or name
-        self.sides = {"text": ("text",), "collab": ("collab",), "hybrid": ("collab", "text")}[base]
-        self.provider = provider
-        self.fusion = fusion  # None: the retriever's defaults for this catalogue
-        self.summaries = summaries
-        self.profile = profile
-        self.profile_weight = profile_weight
-        self.retriever: Retriever | None = None
-        self.item_ids: list[str] | None = None
-        self.extra: dict[str, Any] = {}
-
-    def fit(self, train: Catalog) -> None:
-        if self.summaries:
-            from mediarec.catalog.enrich import apply_summaries
-
-            path = None if self.summaries is True else self.summaries
-            enriched = apply_summaries(train, path)
-            if not getattr(enriched, "enriched", 0):
-                raise ConfigError(f"{self.name}: no item summaries stored for {train.name!r}; "
-                                  f"run `mediarec enrich --dataset {train.name}` first")
-            self.extra["enriched_items"] = enriched.enriched
-            train = enriched
-        self.catalog = train
-        self.retriever = Retriever(self.provider.get(train), self.fusion)
-        update: dict[str, float] = {}
-        if self.sides == ("text",):
-            update["text_weight"] = 1.0
-        if self.profile_weight is not None:
-            update["profile_weight"] = self.profile_weight
-        if update:
-            self.retriever.fusion = self.retriever.fusion.model_copy(update=update)
-        if self.profile is not None:
-            self.extra["profile_weight"] = self.retriever.fusion.profile_weight
-        self.item_ids = self.retriever.index.item_ids
-
-    def score_array(self, history: list[Interaction]) -> np.ndarray:
-        if not history:
-            return np.zeros(len(self.item_ids))
-        profile = None
-        if self.profile is not None:
-            profile = self.profile([(self.catalog.items[x.item], x) for x in history])
-            self.extra.update(self.profile.extra())
-        return self.retriever.score_all(history, sides=self.sides, profile=profile)
-
-    def score(self, history: list[Interaction], candidates: list[str] | None = None) -> dict[str, float]:
-        arr = self.score_array(history)
-        ids = self.item_ids if candidates is None else candidates
-        pos = self.retriever.index.position
-        return {i: float(arr[pos(i)]) for i in ids if pos(i) is not None}
+BASELINES = {"pop": PopularityScorer, "itemknn": ItemKNNScorer}
+RETRIEVAL_BASES = {
+    "hybrid": {},  # the product's fusion
+    "text": {"collab_weight": 0.0, "text_weight": 1.0},
+    "collab": {"text_weight": 0.0},
+}
+MODIFIERS = ("summaries", "profile")
+ALL_SYSTEMS = ("pop", "itemknn", "text", "collab", "hybrid", "llm")
 
 
-class LLMSystem:
-    """Hybrid retrieval, then the LLM reranks the top ``n_candidates``."""
-
-    def __init__(self, llm: LLM, provider: IndexProvider, n_candidates: int = 20,
-                 fusion: FusionSettings | None = None, rerank: RerankSettings | None = None,
-                 prompts: PromptLibrary | None = None, name: str = "llm"):
-        self.name = name
-        self.hybrid = RetrievalSystem("hybrid", provider, fusion)
-        self.reranker = Reranker(llm, prompts or PromptLibrary(), rerank or RerankSettings())
-        self.n_candidates = n_candidates
-        self.extra: dict[str, Any] = {}
-        self._reset_stats()
-
-    def _reset_stats(self) -> None:
-        self._stats = {"users": 0, "degraded": 0, "repaired": 0, "retries": 0, "input_order_kept": 0,
-                       "prompt_tokens": 0, "completion_tokens": 0, "llm_seconds": 0.0, "cached": 0}
-        self.calls: list[tuple[list[str], list[str]]] = []  # (prompt order, LLM order) per user, in call order
-
-    def fit(self, train: Catalog) -> None:
-        self.hybrid.fit(train)
-        self.catalog = train
-        self._reset_stats()
-
-    def score(self, history: list[Interaction], candidates: list[str] | None = None,
-              target: str | None = None) -> dict[str, float]:
-        arr = self.hybrid.score_array(history)
-        ids = self.hybrid.item_ids
-        pos = self.hybrid.retriever.index.position
-        if candidates is None:
-            top = np.argsort(-arr, kind="stable")[: self.n_candidates]
-            pool = [ids[j] for j in top if np.isfinite(arr[j])]
+def parse_retrieval_name(name: str) -> tuple[str, bool, float | None, bool] | None:
+    """``hybrid+summaries+profile@0.5`` -> ("hybrid", summaries, profile weight, profile); None if
+    the name is not a retrieval system."""
+    base, *mods = name.split("+")
+    if base not in RETRIEVAL_BASES:
+        return None
+    if base == "collab" and mods:
+        raise ConfigError(f"{name!r}: summaries and profiles act on the text side; use text+... or hybrid+...")
+    summaries = profile = False
+    weight = None
+    for m in mods:
+        key, _, w = m.partition("@")
+        if key not in MODIFIERS:
+            raise ConfigError(f"unknown modifier {key!r} in {name!r}; use +summaries, +profile or +profile@W")
+        if key == "summaries":
+            summaries = True
         else:
-            pool = sorted(candidates, key=lambda i: -arr[pos(i)])[:52]
-        cands = [Candidate(item=self.catalog.items[i], score=float(arr[pos(i)])) for i in pool]
-        if not cands:
-            return {}
-        hist_pairs = [(self.catalog.items[x.item], x) for x in history]
-        out = self.reranker.rerank(hist_pairs, cands, k=len(cands), explain=False)
-        s = self._stats
-        s["users"] += 1
-        s["degraded"] += out.degraded
-        s["repaired"] += out.repaired
-        s["retries"] += max(0, out.attempts - 1)
-        s["input_order_kept"] += out.input_order_kept
-        s["prompt_tokens"] += out.usage.prompt_tokens
-        s["completion_tokens"] += out.usage.completion_tokens
-        s["llm_seconds"] += out.seconds.get("llm", 0.0)
-        s["cached"] += out.usage.cached
-        self._update_extra()
-        self.calls.append(([c.item.id for c in cands], list(out.order)))
-        n = len(out.order)
-        return {i: 1000.0 + (n - r) for r, i in enumerate(out.order)}  # reranked pool above everything else
+            profile = True
+            if w:
+                try:
+                    weight = float(w)
+                except ValueError:
+                    weight = -1.0
+                if not 0.0 <= weight <= 1.0:
+                    raise ConfigError(f"{name!r}: the profile share must be a number from 0 to 1")
+    return base, summaries, weight, profile
 
-    def _update_extra(self) -> None:
-        s = self._stats
-        n = max(s["users"], 1)
-        self.extra = {"users": s["users"], "fallback_rate": s["degraded"] / n, "repair_rate": s["repaired"] / n,
-                      "retries_per_user": s["retries"] / n, "input_order_kept_rate": s["input_order_kept"] / n,
-                      "prompt_tokens_per_user": s["prompt_tokens"] / n,
-                      "completion_tokens_per_user": s["completion_tokens"] / n,
-                      "llm_seconds_per_user": s["llm_seconds"] / n, "cached_rate": s["cached"] / n,
-                      "mode": self.reranker.resolved_mode(), "llm_weight": self.reranker.settings.llm_weight,
-                      "n_candidates": self.n_candidates}
 
-    def position_pairs(self, targets: list[str]) -> list[tuple[int, int]]:
-        """(position of the target in the prompt, its rank after the LLM) for users whose target was in the pool."""
-        pairs = []
-        for (pool, order), t in zip(self.calls, targets):
-            if t in pool:
-                pairs.append((pool.index(t) + 1, order.index(t) + 1))
-        return pairs
+def retrieval_system(name: str, provider: IndexProvider, profile_llm: LLM | None = None) -> Recommender:
+    """``text``, ``collab``, ``hybrid`` and their ``+summaries`` / ``+profile[@W]`` variants: the
+    Recommender without an LLM, with that side's fusion weights."""
+    parsed = parse_retrieval_name(name)
+    if parsed is None:
+        raise ConfigError(f"{name!r} is not a retrieval system")
+    base, summaries, weight, profile = parsed
+    update = dict(RETRIEVAL_BASES[base])
+    if weight is not None:
+        update["profile_weight"] = weight
+    return Recommender(name=name, index_source=provider.get, fusion=FusionSettings(**update) if update else None,
+                       summaries=summaries, profile_source=ProfileQueries(profile_llm) if profile else None)
 
+
+def llm_system(llm: LLM, provider: IndexProvider, n_candidates: int = 20, llm_weight: float | None = None,
+               name: str = "llm") -> Recommender:
+    """The product with an LLM stage: hybrid retrieval, the LLM ranks the top ``n_candidates``."""
+    rerank = RerankSettings() if llm_weight is None else RerankSettings(llm_weight=llm_weight)
+    return Recommender(name=name, index_source=provider.get, llm=llm, rerank=rerank, n_candidates=n_candidates)
+
+
+def build_systems(names: list[str], provider: IndexProvider, llm: LLM | None = None, n_candidates: int = 20,
+                  llm_weight: float | None = None, profile_llm: LLM | None = None) -> list[Any]:
+    """The named systems, in order; an unknown name is an error that lists the known ones."""
+    systems: list[Any] = []
+    for n in names:
+        if n in BASELINES:
+            systems.append(BASELINES[n]())
+        elif parse_retrieval_name(n) is not None:
+            systems.append(retrieval_system(n, provider, profile_llm))
+        elif n == "llm":
+            if llm is None:
+                raise ConfigError("the llm system needs --llm (local:NAME, openai:MODEL)")
+            systems.append(llm_system(llm, provider, n_candidates, llm_weight))
+        else:
+            raise ConfigError(f"unknown system {n!r}; choose from {', '.join(ALL_SYSTEMS)} "
+                              "(retrieval ones also as text+summaries, hybrid+profile, ...)")
+    return systems

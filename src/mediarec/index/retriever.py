@@ -44,7 +44,7 @@ class FusionSettings(BaseModel):
     collab_weight: float = 1.0
     text_weight: float = 0.15
     request_text_weight: float = 5.0
-    text_decay: float = 0.9
+    text_decay: float | None = None  # None: 0.9 on a time-ordered log, 1 (no recency) otherwise
     query_weight: float = 0.8
     profile_weight: float = 0.3
     pool_factor: int = 3
@@ -74,8 +74,8 @@ class Retriever:
         self.index = index
         self.catalog = index.catalog
         self.fusion = fusion or FusionSettings()
-        if not index.collab.settings.ordered and fusion is None:
-            self.fusion = self.fusion.model_copy(update={"text_decay": 1.0})  # no time order: no recency
+        if self.fusion.text_decay is None:  # without a real time order, recency means nothing
+            self.fusion = self.fusion.model_copy(update={"text_decay": 0.9 if index.collab.settings.ordered else 1.0})
         self._collab_pos = np.full(len(index.item_ids), -1, dtype=np.int64)
         for k, i in enumerate(index.collab.item_ids):
             self._collab_pos[index.position(i)] = k
