@@ -18,7 +18,8 @@ _MORE_RE = re.compile(rf"^(?:more|more like|more of|like|similar to|more similar
                       rf"(?:number\s+)?({_NUM_LIST})$")
 _NOT_RE = re.compile(rf"^(?:not|no|skip|drop|exclude|remove|hide|never|not interested in)\s+"
                      rf"(?:number\s+)?({_NUM_LIST})$")
-_BAN_RE = re.compile(r"^(?:no|no more|not|without|nothing|exclude|ban|skip|drop|hide)\s+(?!more like\b)(.+?)"
+_BAN_RE = re.compile(r"^(?:no|no more|not|without|nothing|exclude|ban|skip|drop|hide)\s+"
+                     r"(?!(?:more\s+)?like\s+(?:number\s+)?#?\d)(.+?)"  # "no more like 2" is no ban
                      r"(?:\s+(?:please|pls|thanks|anymore|any more|for now|from now on))*$")
 _CONSUMED_RE = re.compile(
     r"^(?:(?:i|we)\s+)?(?:(?:have|'ve|ve|just|already|recently|also|did|once|finally)\s+)*"
@@ -194,7 +195,7 @@ def ban_forms(term: str) -> list[str]:
     if t.endswith("s"):
         forms.append(t[:-1])
     forms.append(t.replace("scifi", "sci fi"))
-    return [f for f in forms if f]
+    return [f for f in dict.fromkeys(forms) if f]
 
 
 def is_vague(request: str) -> bool:

@@ -615,14 +615,12 @@ class ChatSession:
 
 
 def _matches_term(item: Item, term: str) -> bool:
-    """Whether a genre or tag of the item is the term or contains it as words ("horror" in "folk horror")."""
-    t = _fold(term)
+    """Whether a genre or tag of the item is the term or contains it as words ("horror" in "folk horror").
+
+    Both sides are folded as titles are (case, accents, punctuation): "Sci-Fi" and "sci fi" are one term.
+    """
+    t = normalize_title(term)[0]
     if not t:
         return False
     pat = re.compile(r"(?<![a-z0-9])" + re.escape(t) + r"(?![a-z0-9])")
-    return any(pat.search(_fold(x)) for x in (*item.genres, *item.tags))
-
-
-def _fold(s: str) -> str:
-    """Lower case, hyphens and underscores as spaces: "Sci-Fi" and "sci fi" are the same term."""
-    return " ".join(re.sub(r"[-_/]+", " ", s.lower()).split())
+    return any(pat.search(normalize_title(x)[0]) for x in (*item.genres, *item.tags))
