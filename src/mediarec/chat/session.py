@@ -29,6 +29,7 @@ from typing import TYPE_CHECKING, Any, Literal
 from pydantic import BaseModel, Field, ValidationError
 
 from mediarec.catalog.model import Interaction, Item, normalize_title
+from mediarec.chat.explain import explain_item
 from mediarec.chat.intents import (IT_WORDS, Again, Ban, Consumed, Feedback, Intent, MoreLike, NotShown,
                                     ban_forms, clean_message, is_vague, parse_intent, shown_rank)
 from mediarec.errors import MediarecError
@@ -134,8 +135,9 @@ class ChatSession:
         bad = set(self.disliked)
         return [x for x in self.interactions if x.item not in bad and x.event != "dislike"]
 
-    def history_items(self) -> list[Item]:
-        return [self.catalog.items[x.item] for x in self.history() if x.item in self.catalog.items]
+    def history_pairs(self) -> list[tuple[Item, Interaction]]:
+        """The history as (item, interaction) pairs, what profiles and prompts are built from."""
+        return [(self.catalog.items[x.item], x) for x in self.history() if x.item in self.catalog.items]
 
     def banned_ids(self) -> set[str]:
         """Items whose genres or tags contain a banned term."""
@@ -493,63 +495,18 @@ class ChatSession:
         """The interest profile of the current history (built once per history)."""
         from mediarec.rank.profile import build_profile
 
-        items = self.history_items()
-        key = tuple(it.id for it in items)
+        pairs = self.history_pairs()
+        key = tuple(it.id for it, _ in pairs)
         if self._profile_cache is not None and self._profile_cache[0] == key:
             return self._profile_cache[1]
-        pairs = [(self.catalog.items[x.item], x) for x in self.history() if x.item in self.catalog.items]
         prof = build_profile(self.recommender.llm, self.recommender.prompts, pairs)
         self._profile_cache = (key, prof)
         return prof
 
     def explain(self, n: int, detail: bool = True) -> str:
         """A longer explanation of shown item N (the LLM's when there is one, else from the data)."""
-        item = self.resolve_ref(int(n))
-        rr = next((r for r in (self.last_result.items if self.last_result else []) if r.item.id == item.id), None)
-        rec = self.recommender
-        if rec.reranker is not None:
-            from mediarec.llm.base import LLMUnavailable
-            from mediarec.rank.prompts import history_entries
-            from mediarec.rank.parse import RankingParseError
-            from mediarec.index.retriever import Candidate
-
-            cand = next((c for c in (self.last_result.candidates if self.last_result else [])
-                         if c.item.id == item.id), None) or Candidate(item=item, score=rr.score if rr else 0.0)
-            pairs = [(self.catalog.items[x.item], x) for x in self.history() if x.item in self.catalog.items]
-            hist = history_entries(pairs, rec.reranker.settings.max_history)
-            try:
-                reasons, _ = rec.reranker.explain(hist, [cand], self.last_request, detail=True)
-                if reasons.get(item.id):
-                    return reasons[item.id]
-            except (LLMUnavailable, RankingParseError, ValueError):
-                pass
-        return self._data_explanation(item, rr)
-
-    def _data_explanation(self, item: Item, rr: Any) -> str:
-        hist = self.history_items()
-        g = {x.lower() for it in hist for x in it.genres}
-        t = {x.lower() for it in hist for x in it.tags}
-        shared_g = [x for x in item.genres if x.lower() in g]
-        shared_t = [x for x in item.tags if x.lower() in t]
-        close = [it.label for it in reversed(hist)
-                 if set(map(str.lower, it.genres)) & set(map(str.lower, item.genres))][:3]
-        parts = [f"{item.label} ({item.kind}"
-                 + (f"; {', '.join(item.genres)}" if item.genres else "") + ")."]
-        if shared_g or shared_t:
-            parts.append("It shares " + ", ".join(filter(None, [
-                ("genres " + ", ".join(shared_g[:4])) if shared_g else "",
-                ("tags " + ", ".join(shared_t[:5])) if shared_t else ""])) + " with your history"
-                         + (f" (e.g. {'; '.join(close)})" if close else "") + ".")
-        if self.last_request:
-            parts.append(f"It was retrieved for your request {self.last_request!r}.")
-        if rr is not None:
-            src = " and ".join(rr.sources) if rr.sources else "retrieval"
-            parts.append(f"Found by {src} similarity, score {rr.score:.3f}.")
-            if rr.reason:
-                parts.append(rr.reason)
-        if item.description:
-            parts.append(item.description[:300])
-        return " ".join(parts)
+        return explain_item(self.recommender, self.resolve_ref(int(n)), self.history_pairs(), self.last_request,
+                            self.last_result, detail=detail)
 
     # -- saving ------------------------------------------------------------------------------
     def state(self) -> SessionState:
