@@ -11,6 +11,8 @@ session.send("I liked it")                         # feedback on the item mentio
 session.save("alice.json"); ChatSession.load("alice.json", recommender)
 ```
 
+A message is read by :mod:`mediarec.chat.intents` from its words alone; the session applies the
+intent to its state (and reads it as a plain request when it does not fit the catalog).
 Every piece of feedback changes what is passed to retrieval (the history and the excluded ids),
 so the user's query vectors move with it; nothing is written into the index. A session file holds
 the interactions, the conversation, the exclusions and the bans: never a key or a setting.
