@@ -18,7 +18,8 @@ from mediarec.catalog.datasets import load_dataset
 from mediarec.errors import MediarecError
 from mediarec.llm.base import LocalLLM
 from mediarec.llm.weights import resolve
-from mediarec.chat.session import ChatSession, SessionReply, is_vague
+from mediarec.chat.intents import is_vague
+from mediarec.chat.session import ChatSession, SessionReply
 
 FAKE_KEY = "sk-fake-test-key"
 

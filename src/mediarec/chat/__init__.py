@@ -1,1 +1,1 @@
-"""Conversations: chat sessions that refine a history turn by turn, and the terminal REPL."""
+"""Conversations: messages read into intents, sessions that apply them turn by turn, the terminal REPL."""

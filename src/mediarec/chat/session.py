@@ -11,6 +11,8 @@ session.send("I liked it")                         # feedback on the item mentio
 session.save("alice.json"); ChatSession.load("alice.json", recommender)
 ```
 
+A message is read by :mod:`mediarec.chat.intents` from its words alone; the session applies the
+intent to its state (and reads it as a plain request when it does not fit the catalog).
 Every piece of feedback changes what is passed to retrieval (the history and the excluded ids),
 so the user's query vectors move with it; nothing is written into the index. A session file holds
 the interactions, the conversation, the exclusions and the bans: never a key or a setting.
@@ -20,7 +22,6 @@ from __future__ import annotations
 
 import difflib
 import json
-import os
 import re
 import threading
 import time
@@ -29,11 +30,14 @@ from typing import TYPE_CHECKING, Any, Literal
 
 from pydantic import BaseModel, Field, ValidationError
 
-from mediarec.recommendation import RecommendationResult
 from mediarec.catalog.model import Interaction, Item, normalize_title
-from mediarec.infra.atomic import atomic_write_text
+from mediarec.chat.explain import explain_item
+from mediarec.chat.intents import (IT_WORDS, Again, Ban, Consumed, Feedback, Intent, MoreLike, NotShown,
+                                    ban_forms, clean_message, is_vague, parse_intent, shown_rank)
 from mediarec.errors import MediarecError
+from mediarec.infra.atomic import atomic_write_text
 from mediarec.infra.redact import redact
+from mediarec.recommendation import RecommendationResult
 
 if TYPE_CHECKING:
     from mediarec.recommender import Recommender
@@ -72,64 +76,6 @@ class SessionState(BaseModel):
     last_request: str | None = None
     shown: list[str] = Field(default_factory=list)
     last_mentioned: str | None = None
-
-
-# -- reading what the user typed -----------------------------------------------------------------
-_NUM_LIST = r"#?\d+(?:\s*(?:,|and|&)\s*#?\d+)*"
-_MORE_RE = re.compile(rf"^(?:more|more like|more of|like|similar to|more similar to)\s+"
-                      rf"(?:number\s+)?({_NUM_LIST})$")
-_NOT_RE = re.compile(rf"^(?:not|no|skip|drop|exclude|remove|hide|never|not interested in)\s+"
-                     rf"(?:number\s+)?({_NUM_LIST})$")
-_BAN_RE = re.compile(r"^(?:no|no more|not|without|nothing|exclude|ban|skip|drop|hide)\s+(?!more like\b)(.+?)"
-                     r"(?:\s+(?:please|pls|thanks|anymore|any more|for now|from now on))*$")
-_CONSUMED_RE = re.compile(
-    r"^(?:(?:i|we)\s+)?(?:(?:have|'ve|ve|just|already|recently|also|did|once|finally)\s+)*"
-    r"(?P<verb>watched|saw|seen|listened to|heard|played|finished|binged)\s+(?P<rest>.+)$")
-_AND_FEEDBACK_RE = re.compile(
-    r"^(?P<title>.+?)\s*(?:,|-)?\s+and\s+(?:i\s+|it\s+was\s+)?"
-    r"(?P<fb>liked it|loved it|enjoyed it|liked that|loved that|great|good|didn'?t like it|did not like it|"
-    r"hated it|disliked it|not for me|meh|bad)\s*$")
-_LIKE_RE = re.compile(r"^(?:i\s+)?(?:really\s+)?(?:liked|loved|enjoyed)\s+(?P<ref>.+)$"
-                      r"|^i\s+(?:really\s+)?(?:like|love|dig|adore)\s+(?P<ref2>.+)$")
-_DISLIKE_RE = re.compile(r"^(?:i\s+)?(?:didn'?t|did not|don'?t|do not)\s+(?:really\s+)?(?:like|love|enjoy)\s+"
-                         r"(?P<ref>.+)$|^(?:i\s+)?(?:hated|disliked|hate|dislike)\s+(?P<ref2>.+)$")
-_BARE_LIKE = {"liked it", "loved it", "i liked it", "i loved it", "great", "good one", "i enjoyed it", "enjoyed it",
-              "nice", "love it", "like it", "i like it", "i love it", "thumbs up", "+1"}
-_BARE_DISLIKE = {"didn't like it", "didnt like it", "did not like it", "i didn't like it", "i didnt like it",
-                 "i did not like it", "hated it", "i hated it", "not for me", "meh", "disliked it", "i disliked it",
-                 "thumbs down", "-1", "i don't like it", "i dont like it", "don't like it", "dont like it"}
-_IT_WORDS = {"it", "that", "this", "this one", "that one", "the last one", "the last"}
-_AGAIN = {"again", "more", "refresh", "try again", "show again", "more please", "again please"}
-
-_VAGUE_WORDS = set("""
-a an the any some something anything somethin stuff things thing me my i we us you your for to of with
-what whats what's which should could would can do next now tonight today please pls recommend recommendation
-recommendations suggest suggestion suggestions give show find pick choose surprise good nice great new
-more another other watch listen hear play see to be like love want wanna need in mood the
-film films movie movies show shows series music song songs track tracks album albums
-""".split())
-_WORD_RE = re.compile(r"[a-z0-9']+")
-
-
-def _numbers(s: str) -> list[int]:
-    return [int(n) for n in re.findall(r"\d+", s)]
-
-
-def _norm_text(text: str) -> str:
-    t = " ".join(text.strip().split())
-    t = t.rstrip(" .!?")
-    return t
-
-
-def is_vague(request: str) -> bool:
-    """A request with nothing to search for ("what next?", "surprise me", "recommend something")."""
-    words = _WORD_RE.findall(request.lower())
-    return not [w for w in words if w not in _VAGUE_WORDS]
-
-
-def atomic_write_private(path: str | Path, text: str) -> Path:
-    """Write a file readable by its owner only (0o600), atomically: a reader sees old or new."""
-    return atomic_write_text(path, text, private=True)
 
 
 class _Ambiguous(Exception):
@@ -191,8 +137,9 @@ class ChatSession:
         bad = set(self.disliked)
         return [x for x in self.interactions if x.item not in bad and x.event != "dislike"]
 
-    def history_items(self) -> list[Item]:
-        return [self.catalog.items[x.item] for x in self.history() if x.item in self.catalog.items]
+    def history_pairs(self) -> list[tuple[Item, Interaction]]:
+        """The history as (item, interaction) pairs, what profiles and prompts are built from."""
+        return [(self.catalog.items[x.item], x) for x in self.history() if x.item in self.catalog.items]
 
     def banned_ids(self) -> set[str]:
         """Items whose genres or tags contain a banned term."""
@@ -222,7 +169,7 @@ class ChatSession:
         answer to that moment: after a :meth:`cancel` the list it computes is not kept.
         """
         raw = text if isinstance(text, str) else str(text)
-        msg = _norm_text(raw)
+        msg = clean_message(raw)
         if not msg:
             return SessionReply(kind="error", text="Type a request (e.g. 'calm piano music for studying') "
                                                    "or feedback such as 'not 2', 'more like 1', 'no horror'.")
@@ -240,64 +187,46 @@ class ChatSession:
         return reply
 
     def _interpret(self, msg: str) -> SessionReply:
-        msg = msg.replace("\u2019", "'").replace("\u2018", "'")
-        msg = re.sub(r"\b([Ii])'ve\b", r"\1 have", msg)
-        low = msg.lower()
         pending, self._pending = self._pending, None
         if pending is not None:
             chosen = self._choose(pending, msg)
             if chosen is not None:
                 return chosen
-        if low in _AGAIN:
-            if self.last_request is None and not self.shown:
-                return SessionReply(kind="error", text="Nothing to repeat yet: ask for something first.")
-            return self._ask(self.last_request)
-        m = _MORE_RE.match(low)
-        if m:
-            return self._more_like(_numbers(m.group(1)))
-        m = _NOT_RE.match(low)
-        if m:
-            return self._not_shown(_numbers(m.group(1)))
-        if low in _BARE_LIKE:
-            return self.feedback("it", True)
-        if low in _BARE_DISLIKE:
-            return self.feedback("it", False)
-        m = _DISLIKE_RE.match(low)
-        if m:
-            ref = (m.group("ref") or m.group("ref2")).strip()
-            if not self._looks_like_ref(ref):
-                term = self._ban_term(ref)
-                if term is not None:
-                    return self._ban(term)
-            return self.feedback(self._orig(msg, ref), False)
-        m = _CONSUMED_RE.match(low)
-        if m:
-            return self._consumed(self._orig(msg, m.group("rest")), m.group("verb"))
-        m = _LIKE_RE.match(low)
-        if m:
-            ref = (m.group("ref") or m.group("ref2")).strip()
-            if self._looks_like_ref(ref):
-                return self.feedback(self._orig(msg, ref), True)
-        m = _BAN_RE.match(low)
-        if m:
-            term = m.group(1).strip()
-            found = self._ban_term(term)
-            if found is not None:
-                return self._ban(found)
-            if len(term.split()) == 1:
-                return SessionReply(kind="error", text=f"No genre or tag {term!r} to leave out in this catalog; "
-                                                       f"try one such as {', '.join(self._some_genres(6))}.")
-        return self._ask(msg)
+        return self._apply(parse_intent(msg))
 
-    @staticmethod
-    def _orig(msg: str, lowered_part: str) -> str:
-        """The part of the original message (original case) that the lowered match found."""
-        i = msg.lower().rfind(lowered_part)
-        return msg[i:i + len(lowered_part)] if i >= 0 else lowered_part
+    def _apply(self, intent: Intent) -> SessionReply:
+        """What an intent does to this session; one that does not fit the catalog is read as a request."""
+        match intent:
+            case Again():
+                if self.last_request is None and not self.shown:
+                    return SessionReply(kind="error", text="Nothing to repeat yet: ask for something first.")
+                return self._ask(self.last_request)
+            case MoreLike(ranks=ranks):
+                return self._more_like(ranks)
+            case NotShown(ranks=ranks):
+                return self._not_shown(ranks)
+            case Feedback(ref=ref, liked=False):
+                if not self._looks_like_ref(ref.lower()):
+                    term = self._ban_term(ref)
+                    if term is not None:
+                        return self._ban(term)
+                return self.feedback(ref, False)
+            case Feedback(ref=ref, liked=True) if self._looks_like_ref(ref.lower()):
+                return self.feedback(ref, True)
+            case Consumed():
+                return self._consumed(intent)
+            case Ban(term=term):
+                found = self._ban_term(term)
+                if found is not None:
+                    return self._ban(found)
+                if len(term.split()) == 1:
+                    return SessionReply(kind="error", text=f"No genre or tag {term!r} to leave out in this catalog; "
+                                                           f"try one such as {', '.join(self._some_genres(6))}.")
+        return self._ask(intent.text)
 
     def _looks_like_ref(self, ref: str) -> bool:
         ref = ref.strip().lower()
-        if ref in _IT_WORDS or re.fullmatch(r"(?:number\s+)?#?\d+", ref):
+        if ref in IT_WORDS or shown_rank(ref) is not None:
             return True
         try:
             self._find(ref)
@@ -425,10 +354,10 @@ class ChatSession:
         if isinstance(ref, int) and not isinstance(ref, bool):
             return self._shown_item(ref)
         s = str(ref).strip()
-        m = re.fullmatch(r"(?:number\s+)?#?(\d+)", s.lower())
-        if m and s not in self.catalog.items:
-            return self._shown_item(int(m.group(1)))
-        if s.lower() in _IT_WORDS:
+        rank = shown_rank(s)
+        if rank is not None and s not in self.catalog.items:
+            return self._shown_item(rank)
+        if s.lower() in IT_WORDS:
             if self.last_mentioned is None:
                 raise _NotFound("Which one? Say 'I liked 2' or 'I liked <title>'.")
             return self.catalog.items[self.last_mentioned]
@@ -446,9 +375,9 @@ class ChatSession:
         action, ids, extra = pending
         items = [self.catalog.items[i] for i in ids if i in self.catalog.items]
         chosen: Item | None = None
-        m = re.fullmatch(r"(?:number\s+)?#?(\d+)", msg.lower().strip())
-        if m and 1 <= int(m.group(1)) <= len(items):
-            chosen = items[int(m.group(1)) - 1]
+        rank = shown_rank(msg)
+        if rank is not None and 1 <= rank <= len(items):
+            chosen = items[rank - 1]
         else:
             key, year = normalize_title(msg)
             if year is not None:
@@ -470,7 +399,7 @@ class ChatSession:
         return None
 
     # -- feedback ----------------------------------------------------------------------------
-    def _more_like(self, numbers: list[int]) -> SessionReply:
+    def _more_like(self, numbers: tuple[int, ...]) -> SessionReply:
         try:
             items = [self._shown_item(n) for n in numbers]
         except _NotFound as e:
@@ -481,7 +410,7 @@ class ChatSession:
         names = ", ".join(it.label for it in items)
         return self._reask_or_ack(f"Noted that you like {names}; more like it:")
 
-    def _not_shown(self, numbers: list[int]) -> SessionReply:
+    def _not_shown(self, numbers: tuple[int, ...]) -> SessionReply:
         try:
             items = [self._shown_item(n) for n in numbers]
         except _NotFound as e:
@@ -494,19 +423,10 @@ class ChatSession:
         return self._reask_or_ack(f"OK, I won't suggest {names} again.")
 
     def _ban_term(self, term: str) -> str | None:
-        """The banned form of a term when some item's genres or tags contain it."""
-        t = term.lower().strip(" .!'\"")
-        t = re.sub(r"^(?:more\s+|any\s+|the\s+)", "", t)
-        t = re.sub(r"\s+(?:films?|movies?|music|series|shows?|songs?|albums?|stuff|please)$", "", t).strip()
-        cands = [t]
-        if t.endswith("ies"):
-            cands.append(t[:-3] + "y")
-        if t.endswith("s"):
-            cands.append(t[:-1])
-        cands.append(t.replace("scifi", "sci fi"))
-        for c in cands:
-            if c and any(_matches_term(it, c) for it in self.catalog.items.values()):
-                return c
+        """The form of a typed term that some item's genres or tags contain, or None."""
+        for form in ban_forms(term):
+            if any(_matches_term(it, form) for it in self.catalog.items.values()):
+                return form
         return None
 
     def _ban(self, term: str) -> SessionReply:
@@ -515,21 +435,14 @@ class ChatSession:
         n = len(self.banned_ids())
         return self._reask_or_ack(f"No more {term} ({n} items with that genre or tag are left out).")
 
-    def _consumed(self, rest: str, verb: str) -> SessionReply:
-        liked: bool | None = None
-        m = _AND_FEEDBACK_RE.match(rest)
-        if m:
-            fb = m.group("fb").lower()
-            liked = not any(w in fb for w in ("didn", "did not", "hated", "disliked", "not for me", "meh", "bad"))
-            rest = m.group("title")
-        rest = rest.rstrip(" .!,")
+    def _consumed(self, intent: Consumed) -> SessionReply:
         try:
-            item = self._find(rest)
+            item = self._find(intent.title)
         except _Ambiguous as e:
-            return self._clarify("consumed", e, {"verb": verb, "liked": liked})
+            return self._clarify("consumed", e, {"verb": intent.verb, "liked": intent.liked})
         except _NotFound as e:
             return SessionReply(kind="error", text=e.message)
-        return self._add_consumed(item, verb, liked)
+        return self._add_consumed(item, intent.verb, intent.liked)
 
     def _add_consumed(self, item: Item, verb: str = "watched", liked: bool | None = None) -> SessionReply:
         if liked is False:
@@ -584,63 +497,18 @@ class ChatSession:
         """The interest profile of the current history (built once per history)."""
         from mediarec.rank.profile import build_profile
 
-        items = self.history_items()
-        key = tuple(it.id for it in items)
+        pairs = self.history_pairs()
+        key = tuple(it.id for it, _ in pairs)
         if self._profile_cache is not None and self._profile_cache[0] == key:
             return self._profile_cache[1]
-        pairs = [(self.catalog.items[x.item], x) for x in self.history() if x.item in self.catalog.items]
         prof = build_profile(self.recommender.llm, self.recommender.prompts, pairs)
         self._profile_cache = (key, prof)
         return prof
 
     def explain(self, n: int, detail: bool = True) -> str:
         """A longer explanation of shown item N (the LLM's when there is one, else from the data)."""
-        item = self.resolve_ref(int(n))
-        rr = next((r for r in (self.last_result.items if self.last_result else []) if r.item.id == item.id), None)
-        rec = self.recommender
-        if rec.reranker is not None:
-            from mediarec.llm.base import LLMUnavailable
-            from mediarec.rank.prompts import history_entries
-            from mediarec.rank.parse import RankingParseError
-            from mediarec.index.retriever import Candidate
-
-            cand = next((c for c in (self.last_result.candidates if self.last_result else [])
-                         if c.item.id == item.id), None) or Candidate(item=item, score=rr.score if rr else 0.0)
-            pairs = [(self.catalog.items[x.item], x) for x in self.history() if x.item in self.catalog.items]
-            hist = history_entries(pairs, rec.reranker.settings.max_history)
-            try:
-                reasons, _ = rec.reranker.explain(hist, [cand], self.last_request, detail=True)
-                if reasons.get(item.id):
-                    return reasons[item.id]
-            except (LLMUnavailable, RankingParseError, ValueError):
-                pass
-        return self._data_explanation(item, rr)
-
-    def _data_explanation(self, item: Item, rr: Any) -> str:
-        hist = self.history_items()
-        g = {x.lower() for it in hist for x in it.genres}
-        t = {x.lower() for it in hist for x in it.tags}
-        shared_g = [x for x in item.genres if x.lower() in g]
-        shared_t = [x for x in item.tags if x.lower() in t]
-        close = [it.label for it in reversed(hist)
-                 if set(map(str.lower, it.genres)) & set(map(str.lower, item.genres))][:3]
-        parts = [f"{item.label} ({item.kind}"
-                 + (f"; {', '.join(item.genres)}" if item.genres else "") + ")."]
-        if shared_g or shared_t:
-            parts.append("It shares " + ", ".join(filter(None, [
-                ("genres " + ", ".join(shared_g[:4])) if shared_g else "",
-                ("tags " + ", ".join(shared_t[:5])) if shared_t else ""])) + " with your history"
-                         + (f" (e.g. {'; '.join(close)})" if close else "") + ".")
-        if self.last_request:
-            parts.append(f"It was retrieved for your request {self.last_request!r}.")
-        if rr is not None:
-            src = " and ".join(rr.sources) if rr.sources else "retrieval"
-            parts.append(f"Found by {src} similarity, score {rr.score:.3f}.")
-            if rr.reason:
-                parts.append(rr.reason)
-        if item.description:
-            parts.append(item.description[:300])
-        return " ".join(parts)
+        return explain_item(self.recommender, self.resolve_ref(int(n)), self.history_pairs(), self.last_request,
+                            self.last_result, detail=detail)
 
     # -- saving ------------------------------------------------------------------------------
     def state(self) -> SessionState:
@@ -653,7 +521,7 @@ class ChatSession:
     def save(self, path: str | Path) -> Path:
         """Interactions, conversation and exclusions as JSON, mode 0o600, written atomically."""
         text = self.state().model_dump_json(indent=2)
-        return atomic_write_private(path, redact(text))
+        return atomic_write_text(path, redact(text), private=True)
 
     @classmethod
     def load(cls, path: str | Path, recommender: "Recommender", k: int = 10) -> "ChatSession":
@@ -706,14 +574,12 @@ class ChatSession:
 
 
 def _matches_term(item: Item, term: str) -> bool:
-    """Whether a genre or tag of the item is the term or contains it as words ("horror" in "folk horror")."""
-    t = _fold(term)
+    """Whether a genre or tag of the item is the term or contains it as words ("horror" in "folk horror").
+
+    Both sides are folded as titles are (case, accents, punctuation): "Sci-Fi" and "sci fi" are one term.
+    """
+    t = normalize_title(term)[0]
     if not t:
         return False
     pat = re.compile(r"(?<![a-z0-9])" + re.escape(t) + r"(?![a-z0-9])")
-    return any(pat.search(_fold(x)) for x in (*item.genres, *item.tags))
-
-
-def _fold(s: str) -> str:
-    """Lower case, hyphens and underscores as spaces: "Sci-Fi" and "sci fi" are the same term."""
-    return " ".join(re.sub(r"[-_/]+", " ", s.lower()).split())
+    return any(pat.search(normalize_title(x)[0]) for x in (*item.genres, *item.tags))

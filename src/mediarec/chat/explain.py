@@ -1,0 +1,65 @@
+"""Why an item of the last list was shown, at length (the chat's ``:why N``).
+
+The reranker's LLM explains when there is one and it answers; otherwise the explanation is built
+from the data: the genres and tags the item shares with the history, the request, and how it was
+retrieved. Either way the user gets an answer, never an error.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Sequence
+
+from mediarec.catalog.model import Interaction, Item
+from mediarec.recommendation import RankedItem, RecommendationResult
+
+if TYPE_CHECKING:
+    from mediarec.recommender import Recommender
+
+
+def explain_item(recommender: "Recommender", item: Item, history: Sequence[tuple[Item, Interaction]],
+                 request: str | None, last: RecommendationResult | None, detail: bool = True) -> str:
+    """The LLM's explanation of ``item`` for this history and request, else one from the data."""
+    ranked = next((r for r in (last.items if last else []) if r.item.id == item.id), None)
+    if recommender.reranker is not None:
+        from mediarec.index.retriever import Candidate
+        from mediarec.llm.base import LLMUnavailable
+        from mediarec.rank.parse import RankingParseError
+        from mediarec.rank.prompts import history_entries
+
+        cand = next((c for c in (last.candidates if last else []) if c.item.id == item.id), None) \
+            or Candidate(item=item, score=ranked.score if ranked else 0.0)
+        hist = history_entries(history, recommender.reranker.settings.max_history)
+        try:
+            reasons, _ = recommender.reranker.explain(hist, [cand], request, detail=detail)
+            if reasons.get(item.id):
+                return reasons[item.id]
+        except (LLMUnavailable, RankingParseError, ValueError):
+            pass
+    return data_explanation(item, [it for it, _ in history], request, ranked)
+
+
+def data_explanation(item: Item, history: Sequence[Item], request: str | None, ranked: RankedItem | None) -> str:
+    """An explanation from the data alone: what the item shares with the history, and how it was found."""
+    g = {x.lower() for it in history for x in it.genres}
+    t = {x.lower() for it in history for x in it.tags}
+    shared_g = [x for x in item.genres if x.lower() in g]
+    shared_t = [x for x in item.tags if x.lower() in t]
+    close = [it.label for it in reversed(history)
+             if set(map(str.lower, it.genres)) & set(map(str.lower, item.genres))][:3]
+    parts = [f"{item.label} ({item.kind}"
+             + (f"; {', '.join(item.genres)}" if item.genres else "") + ")."]
+    if shared_g or shared_t:
+        parts.append("It shares " + ", ".join(filter(None, [
+            ("genres " + ", ".join(shared_g[:4])) if shared_g else "",
+            ("tags " + ", ".join(shared_t[:5])) if shared_t else ""])) + " with your history"
+                     + (f" (e.g. {'; '.join(close)})" if close else "") + ".")
+    if request:
+        parts.append(f"It was retrieved for your request {request!r}.")
+    if ranked is not None:
+        src = " and ".join(ranked.sources) if ranked.sources else "retrieval"
+        parts.append(f"Found by {src} similarity, score {ranked.score:.3f}.")
+        if ranked.reason:
+            parts.append(ranked.reason)
+    if item.description:
+        parts.append(item.description[:300])
+    return " ".join(parts)
