@@ -52,7 +52,7 @@ class Recommender:
 
     @classmethod
     def from_dataset(cls, name: str = "demo", data_dir: str | Path | None = None, **kw: Any) -> "Recommender":
-        from mediarec.catalog.datasets import load_dataset
+        from mediarec.catalog import load_dataset
         from mediarec.catalog.enrich import apply_summaries
 
         return cls.from_catalog(apply_summaries(load_dataset(name, data_dir)), **kw)

@@ -30,7 +30,8 @@ from typing import TYPE_CHECKING, Any, Literal
 from pydantic import BaseModel, Field, ValidationError
 
 from mediarec.recommendation import RecommendationResult
-from mediarec.catalog.model import Interaction, Item, normalize_title
+from mediarec.catalog.model import Interaction, Item
+from mediarec.catalog.titles import normalize_title
 from mediarec.infra.atomic import atomic_write_text
 from mediarec.errors import MediarecError
 from mediarec.infra.redact import redact

@@ -89,7 +89,7 @@ def build_systems(names, args, provider, llm=None, llm_weight: float | None = No
 def run_eval(args) -> int:
     from rich.console import Console
 
-    from mediarec.catalog.datasets import load_dataset
+    from mediarec.catalog import load_dataset
     from mediarec.eval.harness import evaluate, leave_last_out, write_report
     from mediarec.llm.base import load_llm
     from mediarec.eval.systems import IndexProvider, LLMSystem
