@@ -10,7 +10,8 @@ recency-weighted mean of the history's text embeddings (mixed with the embedded 
 when one is given, and with a free-text request when there is one; the text side's weight then
 rises so the request leads). Each side is divided by its best score for this user, so the two are on one scale and
 the result does not depend on which pool of candidates was scored: the pool Chroma returns holds
-each side's best item. Already-consumed items are excluded.
+each side's best item. Already-consumed items are excluded; a disliked one is excluded too but adds
+nothing to either query vector (``Catalog.history_ids(..., positives_only=True)``).
 
 ``candidates()`` asks Chroma for each side's nearest items (HNSW, approximate) and re-scores the
 union exactly from the vectors held in memory; ``score_all()`` scores every item the same way
