@@ -30,7 +30,7 @@ def main() -> None:
     args = ap.parse_args()
 
     from mediarec.config import get_settings
-    from mediarec.catalog.datasets import load_dataset
+    from mediarec.catalog import load_dataset
     from mediarec.index.store import open_index
     from mediarec.llm.base import AnswerCache, LocalLLM
     from mediarec.rank.prompts import PromptLibrary, candidate_entries, history_entries

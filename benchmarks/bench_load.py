@@ -204,7 +204,7 @@ def main() -> None:
 
     from mediarec.recommender import Recommender
     from mediarec.config import get_settings
-    from mediarec.catalog.datasets import load_dataset
+    from mediarec.catalog import load_dataset
     from mediarec.index.store import open_index
     from mediarec.llm.base import LLMOptions, LocalLLM, OpenAILLM
     from mediarec.llm.weights import resolve

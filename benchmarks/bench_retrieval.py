@@ -28,7 +28,7 @@ def main() -> None:
 
     import chromadb
 
-    from mediarec.catalog.datasets import load_dataset
+    from mediarec.catalog import load_dataset
     from mediarec.index.embeddings import MiniLMEmbeddingFunction
     from mediarec.index.store import CatalogIndex
     from mediarec.index.retriever import Retriever

@@ -17,7 +17,7 @@ import pytest
 from mediarec.recommender import RecommendationResult, Recommender
 from mediarec.catalog.model import Catalog
 from mediarec.config import get_settings
-from mediarec.catalog.datasets import load_dataset
+from mediarec.catalog import load_dataset
 from mediarec.errors import CatalogError, MediarecError, UnknownItemError, UnknownUserError
 from mediarec.llm.base import LLMOptions, LocalLLM, OpenAILLM
 from mediarec.llm.weights import resolve

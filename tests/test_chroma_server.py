@@ -22,7 +22,7 @@ import chromadb  # noqa: E402
 from mediarec.llm import weights as models  # noqa: E402
 from mediarec.catalog.model import Catalog  # noqa: E402
 from mediarec.config import Settings  # noqa: E402
-from mediarec.catalog.datasets import load_dataset  # noqa: E402
+from mediarec.catalog import load_dataset  # noqa: E402
 from mediarec.index.embeddings import EMBEDDER_NAME, MiniLMEmbeddingFunction  # noqa: E402
 from mediarec.errors import CatalogError, ConfigError, IndexError_  # noqa: E402
 from mediarec.index.store import open_index  # noqa: E402
@@ -160,7 +160,7 @@ def test_another_process_loads_the_served_index(served, chroma_server, shared_da
     script = textwrap.dedent(f"""
         import json
         from mediarec.catalog.model import Catalog
-        from mediarec.catalog.datasets import load_dataset
+        from mediarec.catalog import load_dataset
         from mediarec.index.store import open_index
         from mediarec.index.retriever import Retriever
         full = load_dataset("movielens-100k", {str(shared_data)!r})

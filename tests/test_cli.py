@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from mediarec.catalog.datasets import load_dataset
+from mediarec.catalog import load_dataset
 from mediarec.errors import CatalogError
 
 BIN = Path(sys.executable).parent

@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 from mediarec.catalog.model import Catalog
-from mediarec.catalog.datasets import (
+from mediarec.catalog import (
     DATASETS,
     DatasetWarning,
     clean_title,
@@ -44,11 +44,15 @@ def ml100k(shared_data) -> Catalog:
 
 
 @pytest.fixture(scope="module")
-def latest(shared_data) -> Catalog:
+def latest_timed(shared_data) -> tuple[Catalog, float]:
     t = time.perf_counter()
     cat = load_movielens_latest_small(shared_data / "ml-latest-small" / "ml-latest-small.zip")
-    cat.load_seconds = time.perf_counter() - t
-    return cat
+    return cat, time.perf_counter() - t
+
+
+@pytest.fixture(scope="module")
+def latest(latest_timed) -> Catalog:
+    return latest_timed[0]
 
 
 @pytest.fixture(scope="module")
@@ -80,11 +84,12 @@ def test_ml100k_titles_genres_latin1(ml100k):
     assert unknown.title == "unknown" and unknown.year is None and unknown.genres == ()
 
 
-def test_latest_small_counts_and_speed(latest):
+def test_latest_small_counts_and_speed(latest, latest_timed):
     assert len(latest.items) == 9742
     assert len(latest.users()) == 610
     assert len(latest.interactions) == 100836
-    assert latest.load_seconds < 3.0, f"latest-small took {latest.load_seconds:.2f}s"
+    seconds = latest_timed[1]
+    assert seconds < 3.0, f"latest-small took {seconds:.2f}s"
     assert {x.rating for x in latest.interactions} <= {i / 2 for i in range(1, 11)}
 
 
@@ -277,12 +282,12 @@ def test_demo_loads():
 
 
 def test_demo_loader_on_fixture(tmp_path, monkeypatch):
-    import mediarec.catalog.datasets as ds
+    import mediarec.catalog.loaders.demo as demo_loader
 
     _write(tmp_path / "items.jsonl", '{"id": "m1", "title": "Alien", "year": 1979}\n'
                                      '{"id": "a1", "title": "Björk", "kind": "artist"}\n')
     _write(tmp_path / "interactions.jsonl", '{"user": "u1", "item": "m1", "timestamp": 1}\n')
-    monkeypatch.setattr(ds, "_demo_dir", lambda: tmp_path)
+    monkeypatch.setattr(demo_loader, "demo_dir", lambda: tmp_path)
     cat = load_dataset("demo")
     assert cat.name == "demo" and len(cat) == 2 and len(cat.interactions) == 1
     (tmp_path / "items.jsonl").unlink()

@@ -15,7 +15,7 @@ from chromadb.utils.embedding_functions import known_embedding_functions  # noqa
 
 from mediarec.llm import weights as models  # noqa: E402
 from mediarec.config import Settings  # noqa: E402
-from mediarec.catalog.datasets import load_dataset  # noqa: E402
+from mediarec.catalog import load_dataset  # noqa: E402
 from mediarec.index.embeddings import DIMENSION, EMBEDDER_NAME, MiniLMEmbeddingFunction  # noqa: E402
 
 

@@ -12,7 +12,7 @@ import pytest
 
 from mediarec.catalog.model import Catalog
 from mediarec.cli import main
-from mediarec.catalog.datasets import load_dataset
+from mediarec.catalog import load_dataset
 from mediarec.catalog.enrich import enrich_path
 from mediarec.errors import ConfigError
 from mediarec.eval.harness import EvalProtocol, evaluate, leave_last_out, write_report

@@ -24,7 +24,7 @@ from mediarec.eval.harness import (PROTOCOLS_DIR, ArrayScorer, EvalProtocol, Sco
 # ----------------------------------------------------------------------------------------------
 def _load_ml100k(folder: Path) -> Catalog:
     try:
-        from mediarec.catalog.datasets import load_movielens_100k
+        from mediarec.catalog import load_movielens_100k
     except ImportError:  # fallback: parse u.item / u.data directly
         items = [Item(id=p[0], title=p[1]) for p in
                  (line.split("|") for line in (folder / "u.item").read_text(encoding="latin-1").splitlines() if line)]

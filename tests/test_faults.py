@@ -34,7 +34,7 @@ from mediarec.llm import weights as models  # noqa: E402
 from mediarec.recommender import Recommender  # noqa: E402
 from mediarec.catalog.model import Catalog, Interaction, Item  # noqa: E402
 from mediarec.config import Settings  # noqa: E402
-from mediarec.catalog.datasets import load_dataset  # noqa: E402
+from mediarec.catalog import load_dataset  # noqa: E402
 from mediarec.index.embeddings import EMBEDDER_NAME, MiniLMEmbeddingFunction  # noqa: E402
 from mediarec.errors import IndexError_, ModelError  # noqa: E402
 from mediarec.index.store import CatalogIndex, IndexSettings, open_index  # noqa: E402
@@ -508,7 +508,7 @@ _KILLABLE_INDEX = textwrap.dedent("""
     from pathlib import Path
     from mediarec.llm import weights as models
     from mediarec.config import get_settings
-    from mediarec.catalog.datasets import load_dataset
+    from mediarec.catalog import load_dataset
     from mediarec.index.embeddings import MiniLMEmbeddingFunction
     from mediarec.index.store import IndexSettings, open_index
 

@@ -27,7 +27,7 @@ import pytest
 from mediarec.recommender import Recommender
 from mediarec.catalog.model import Catalog, Interaction, Item
 from mediarec.config import get_settings
-from mediarec.catalog.datasets import DatasetWarning, load_dataset, load_lastfm_2k
+from mediarec.catalog import DatasetWarning, load_dataset, load_lastfm_2k
 from mediarec.errors import CatalogError, UnknownUserError
 from mediarec.llm.base import LocalLLM
 from mediarec.llm.weights import resolve

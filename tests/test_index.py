@@ -14,7 +14,7 @@ import chromadb  # noqa: E402
 from mediarec.llm import weights as models  # noqa: E402
 from mediarec.catalog.model import Catalog  # noqa: E402
 from mediarec.config import Settings  # noqa: E402
-from mediarec.catalog.datasets import load_dataset  # noqa: E402
+from mediarec.catalog import load_dataset  # noqa: E402
 from mediarec.index.embeddings import EMBEDDER_NAME, MiniLMEmbeddingFunction  # noqa: E402
 from mediarec.errors import IndexError_  # noqa: E402
 from mediarec.index.store import CatalogIndex, IndexSettings, open_index  # noqa: E402
@@ -186,7 +186,7 @@ def test_changed_interactions_rebuild_collab_only(small, tmp_path, counting):
     client = chromadb.PersistentClient(path=str(tmp_path / "idx"))
     first = CatalogIndex(small, client, embedder=counting()).build()
     text_id = client.get_collection("ml-small-text").id
-    fewer = small.with_interactions(small.interactions[: len(small.interactions) // 2])
+    fewer = small.replace(interactions=small.interactions[: len(small.interactions) // 2])
 
     emb = counting()
     idx = CatalogIndex(fewer, client, embedder=emb).build()

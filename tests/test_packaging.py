@@ -38,7 +38,7 @@ def test_resources_are_found_without_the_checkout(tmp_path):
     """From another folder, with only the installed package's resources: protocols by name, the
     templates and the demo catalog."""
     code = ("from mediarec.eval.harness import EvalProtocol; from mediarec.rank.prompts import PromptLibrary;"
-            "from mediarec.catalog.datasets import load_demo;"
+            "from mediarec.catalog import load_demo;"
             "p = EvalProtocol.load('ml-100k-full'); lib = PromptLibrary();"
             "print(p.name, 'score' in lib.names(), len(load_demo()) > 0)")
     r = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, capture_output=True, text=True, timeout=120)

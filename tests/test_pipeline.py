@@ -9,7 +9,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from mediarec.catalog.datasets import load_dataset
+from mediarec.catalog import load_dataset
 from mediarec.eval.harness import EvalProtocol, evaluate, leave_last_out
 from mediarec.eval.systems import IndexProvider, build_systems, llm_system
 from mediarec.llm.base import load_llm

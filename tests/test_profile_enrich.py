@@ -14,7 +14,7 @@ import pytest
 from mediarec.catalog.model import Catalog, Item
 from mediarec.cli import main
 from mediarec.config import get_settings
-from mediarec.catalog.datasets import load_dataset
+from mediarec.catalog import load_dataset
 from mediarec.catalog.enrich import apply_summaries, enrich_catalog, enrich_path, is_thin, load_summaries
 from mediarec.errors import MediarecError
 from mediarec.index.store import CatalogIndex

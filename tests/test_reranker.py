@@ -10,7 +10,7 @@ import pytest
 
 from mediarec.catalog.model import Interaction
 from mediarec.config import get_settings
-from mediarec.catalog.datasets import load_dataset
+from mediarec.catalog import load_dataset
 from mediarec.llm.base import LLM, Completion, LabelScores, LLMUnavailable, LocalLLM, Usage
 from mediarec.llm.weights import resolve
 from mediarec.rank.parse import fuse

@@ -18,7 +18,7 @@ import chromadb  # noqa: E402
 from mediarec.llm import weights as models  # noqa: E402
 from mediarec.catalog.model import Catalog, Item  # noqa: E402
 from mediarec.config import Settings  # noqa: E402
-from mediarec.catalog.datasets import load_dataset  # noqa: E402
+from mediarec.catalog import load_dataset  # noqa: E402
 from mediarec.index.embeddings import EMBEDDER_NAME, MiniLMEmbeddingFunction  # noqa: E402
 from mediarec.errors import CatalogError, MediarecError, UnknownItemError  # noqa: E402
 from mediarec.index.store import CatalogIndex  # noqa: E402
@@ -43,7 +43,7 @@ def split(ml100k):
     """(train catalogue, {user: held-out last interaction})."""
     last = {u: h[-1] for u, h in ml100k.by_user.items()}
     held = {id(x) for x in last.values()}
-    train = ml100k.with_interactions([x for x in ml100k.interactions if id(x) not in held])
+    train = ml100k.replace(interactions=[x for x in ml100k.interactions if id(x) not in held])
     return train, last
 
 

@@ -14,7 +14,7 @@ import pytest
 
 from mediarec.recommender import Recommender
 from mediarec.config import get_settings
-from mediarec.catalog.datasets import load_dataset
+from mediarec.catalog import load_dataset
 from mediarec.errors import MediarecError
 from mediarec.llm.base import LocalLLM
 from mediarec.llm.weights import resolve

@@ -49,7 +49,7 @@ def cmd_models(args) -> int:
 
 
 def cmd_data(args) -> int:
-    from mediarec.catalog.datasets import fetch_dataset
+    from mediarec.catalog import fetch_dataset
 
     path = fetch_dataset(args.name, Path(args.dest) if args.dest else None, url=args.url)
     print(path)
@@ -59,7 +59,7 @@ def cmd_data(args) -> int:
 def _catalog(args):
     """The dataset, with the summaries `mediarec enrich` stored for its thin items (if any), so
     index, recommend, chat and eval all embed the same text."""
-    from mediarec.catalog.datasets import load_dataset
+    from mediarec.catalog import load_dataset
     from mediarec.catalog.enrich import apply_summaries
 
     return apply_summaries(load_dataset(args.dataset, args.data_dir))
@@ -129,7 +129,7 @@ def cmd_enrich(args) -> int:
     llm = load_llm(args.llm)
     if llm is None:
         raise MediarecError("enrich needs an LLM: --llm local:NAME, local:/path.gguf or openai:MODEL")
-    from mediarec.catalog.datasets import load_dataset
+    from mediarec.catalog import load_dataset
 
     # the catalog's own text: with the stored summaries applied, summarised items would not look thin
     rep = enrich_catalog(load_dataset(args.dataset, args.data_dir), llm, limit=args.limit, progress=not args.quiet)

@@ -20,7 +20,7 @@ from typing import Any, Callable, Iterable, Sequence
 
 import numpy as np
 
-from mediarec.catalog.model import Catalog, Interaction, Item
+from mediarec.catalog import Catalog, Interaction, Item
 from mediarec.config import Settings, get_settings
 from mediarec.errors import ConfigError, MediarecError
 from mediarec.index.retriever import Candidate, FusionSettings, Retriever
@@ -120,7 +120,7 @@ class Recommender:
 
     @classmethod
     def from_dataset(cls, name: str = "demo", data_dir: str | Path | None = None, **kw: Any) -> "Recommender":
-        from mediarec.catalog.datasets import load_dataset
+        from mediarec.catalog import load_dataset
         from mediarec.catalog.enrich import apply_summaries
 
         return cls.from_catalog(apply_summaries(load_dataset(name, data_dir)), **kw)
@@ -140,7 +140,7 @@ class Recommender:
             from mediarec.catalog.enrich import apply_summaries
 
             enriched = apply_summaries(train, None if self.summaries is True else self.summaries)
-            if not getattr(enriched, "enriched", 0):
+            if not enriched.summarised_items:
                 raise ConfigError(f"{self.name}: no item summaries stored for {train.name!r}; "
                                   f"run `mediarec enrich --dataset {train.name}` first")
             train = enriched
@@ -156,7 +156,7 @@ class Recommender:
         """Facts about the run for the evaluation report: the LLM stage's rates and settings."""
         out: dict[str, Any] = {}
         if self.summaries and self.catalog is not None:
-            out["enriched_items"] = getattr(self.catalog, "enriched", 0)
+            out["enriched_items"] = self.catalog.summarised_items
         if self.profile_source is not None:
             out["profile_weight"] = self._ready().retriever.fusion.profile_weight
             out.update(getattr(self.profile_source, "extra", dict)())
@@ -172,7 +172,7 @@ class Recommender:
         rec = self._ready()
         if not history:
             return np.zeros(len(rec.index.item_ids))
-        pairs = self._history_pairs(history)
+        pairs = rec.catalog.history_pairs(history)
         scores = rec.retriever.score_all(history, profile=self._profile_for(pairs, None))
         if self.reranker is None:
             return scores
@@ -187,7 +187,7 @@ class Recommender:
                 if p is not None]
         if not history:
             return {rec.index.item_ids[r]: 0.0 for r in rows}
-        pairs = self._history_pairs(history)
+        pairs = rec.catalog.history_pairs(history)
         scores = rec.retriever.score_all(history, profile=self._profile_for(pairs, None))
         if self.reranker is not None:
             pool = sorted((r for r in rows if np.isfinite(scores[r])), key=lambda r: -scores[r])
@@ -224,7 +224,7 @@ class Recommender:
         if user is not None:
             pairs += [(rec.catalog.item(x.item), x) for x in rec.catalog.history(user)]
         if history:
-            pairs += self._history_pairs(history)
+            pairs += rec.catalog.history_pairs(history)
         seconds: dict[str, float] = {}
         t0 = time.perf_counter()
         n_cands = self._pool_size(max(k, n_candidates or self.n_candidates)) if self.reranker else k
@@ -267,18 +267,6 @@ class Recommender:
     def _pool_size(self, n: int) -> int:
         """How many retrieved items the LLM ranks: one label each, so at most MAX_LABELS."""
         return min(n, MAX_LABELS)
-
-    def _history_pairs(self, history: Sequence[Interaction | Item | str]) -> HistoryPairs:
-        catalog = self._ready().catalog
-        pairs: HistoryPairs = []
-        for h in history:
-            if isinstance(h, Interaction):
-                pairs.append((catalog.item(h.item), h))
-            elif isinstance(h, Item):
-                pairs.append((h, None))
-            else:
-                pairs.append((catalog.resolve(str(h)), None))
-        return pairs
 
     def _profile_for(self, pairs: HistoryPairs, profile: Any | None) -> str | None:
         if profile is None and self.profile_source is not None and pairs:

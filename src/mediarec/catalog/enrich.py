@@ -10,7 +10,6 @@ items' descriptions, so the text index's fingerprint changes and the text side i
 
 from __future__ import annotations
 
-import copy
 import json
 import os
 import re
@@ -157,26 +156,20 @@ def apply_summaries(catalog: Catalog, path: str | Path | None = None, settings: 
     """The catalog with stored summaries as the descriptions of its thin items.
 
     Items that are not thin keep their own text; with no stored summaries the catalog itself is
-    returned. The result has another items fingerprint, so its text index is re-embedded.
+    returned. The result has another items fingerprint, so its text index is re-embedded, and
+    ``summarised_items`` says how many items carry a summary.
     """
     p = Path(path) if path is not None else enrich_path(catalog.name, settings)
     summaries = load_summaries(p)
     if not summaries:
         return catalog
-    changed = 0
-    items: dict[str, Item] = {}
+    items, changed = [], 0
     for iid, it in catalog.items.items():
         s = summaries.get(iid)
         if s and is_thin(it, min_tags):
             it = it.model_copy(update={"description": s})
             changed += 1
-        items[iid] = it
+        items.append(it)
     if not changed:
         return catalog
-    new = copy.copy(catalog)  # keeps the name, source, interactions and any attached load stats
-    new.items = items
-    new._fingerprint = None
-    new._by_user = catalog._by_user
-    new._title_index = catalog._title_index  # titles are unchanged
-    new.enriched = changed  # type: ignore[attr-defined]
-    return new
+    return catalog.replace(items=items, summarised_items=changed)

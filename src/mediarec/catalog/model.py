@@ -9,12 +9,13 @@ from __future__ import annotations
 import hashlib
 import json
 import re
-import unicodedata
 from collections import defaultdict
-from typing import Any, Iterable, Literal
+from types import MappingProxyType
+from typing import Any, Iterable, Literal, Mapping
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
+from mediarec.catalog.titles import normalize_title
 from mediarec.errors import CatalogError, UnknownItemError, UnknownUserError
 
 ItemKind = Literal["movie", "series", "track", "album", "artist", "video", "other"]
@@ -90,52 +91,74 @@ class Interaction(BaseModel):
             raise ValueError("empty id")
         return v
 
+    @property
+    def is_positive(self) -> bool:
+        """Whether this says the user wants items like it: every event but ``dislike``.
 
-_ARTICLES = re.compile(r"^(the|a|an|le|la|les|il|el|der|die|das)\s+", re.I)
-_TRAILING_ARTICLE = re.compile(r",\s*(the|a|an|le|la|les|il|el|der|die|das)$", re.I)
-_YEAR = re.compile(r"\s*\((\d{4})\)\s*$")
+        The one rule for what models learn from and what a query vector is built from; a
+        disliked item is still "seen" (never recommended back)."""
+        return self.event != "dislike"
 
 
-def normalize_title(title: str) -> tuple[str, int | None]:
-    """Case-, accent- and article-insensitive key of a title, and the year if it carried one.
-
-    "The Matrix (1999)", "matrix", "Matrix, The" all give ("matrix", 1999 or None).
-    """
-    t = unicodedata.normalize("NFKD", title).encode("ascii", "ignore").decode() or title
-    year = None
-    m = _YEAR.search(t)
-    if m:
-        year = int(m.group(1))
-        t = t[: m.start()]
-    t = t.strip().lower()
-    t = _TRAILING_ARTICLE.sub("", t)
-    t = _ARTICLES.sub("", t)
-    t = re.sub(r"[^\w]+", " ", t).strip()
-    return t, year
+HistoryEntry = Interaction | Item | str
+_UNCHANGED: Any = object()
 
 
 class Catalog:
-    """Items by id plus the interaction log, validated together."""
+    """Items by id plus the interaction log, validated together.
+
+    Immutable: ``items`` is a read-only mapping, ``interactions`` a tuple, and nothing is set after
+    construction, so an index or a split built from a catalog can trust it. Derive a new one with
+    :meth:`replace` or :meth:`extend`; what still holds (the title index when the items are the
+    same, the per-user histories when the log is) is carried over, so a training split is cheap.
+    """
+
+    __slots__ = ("name", "source", "items", "interactions", "load_stats", "summarised_items",
+                 "_by_user", "_title_index", "_fingerprint", "_positives")
+
+    name: str
+    source: str
+    items: Mapping[str, Item]
+    interactions: tuple[Interaction, ...]
+    load_stats: Mapping[str, Any]
+    summarised_items: int
 
     def __init__(self, name: str, items: Iterable[Item], interactions: Iterable[Interaction] = (),
-                 source: str | None = None):
-        self.name = name
-        self.source = source or name
-        self.items: dict[str, Item] = {}
+                 source: str | None = None, *, load_stats: Mapping[str, Any] | None = None,
+                 summarised_items: int = 0):
+        """``load_stats``: what a loader read and skipped; ``summarised_items``: how many items carry
+        an LLM-written summary as their description (see :func:`mediarec.catalog.enrich.apply_summaries`)."""
+        source = source or name
+        by_id: dict[str, Item] = {}
         for it in items:
-            if it.id in self.items:
-                raise CatalogError(f"duplicate item id {it.id!r}", self.source)
-            self.items[it.id] = it
-        self.interactions: list[Interaction] = list(interactions)
-        unknown = {x.item for x in self.interactions if x.item not in self.items}
+            if it.id in by_id:
+                raise CatalogError(f"duplicate item id {it.id!r}", source)
+            by_id[it.id] = it
+        log = tuple(interactions)
+        unknown = {x.item for x in log if x.item not in by_id}
         if unknown:
             sample = ", ".join(sorted(unknown)[:5])
             raise CatalogError(
-                f"{len(unknown)} item id(s) in the interactions are not in the catalog (e.g. {sample})",
-                self.source)
-        self._by_user: dict[str, list[Interaction]] | None = None
-        self._title_index: dict[str, list[str]] | None = None
-        self._fingerprint: str | None = None
+                f"{len(unknown)} item id(s) in the interactions are not in the catalog (e.g. {sample})", source)
+        init = object.__setattr__
+        init(self, "name", name)
+        init(self, "source", source)
+        init(self, "items", MappingProxyType(by_id))
+        init(self, "interactions", log)
+        init(self, "load_stats", MappingProxyType(dict(load_stats or {})))
+        init(self, "summarised_items", int(summarised_items))
+        for cache in ("_by_user", "_title_index", "_fingerprint", "_positives"):
+            init(self, cache, None)
+
+    def __setattr__(self, name: str, value: Any) -> None:
+        raise AttributeError(f"Catalog is immutable (use replace() or extend() to derive one), cannot set {name!r}")
+
+    def __delattr__(self, name: str) -> None:
+        raise AttributeError(f"Catalog is immutable, cannot delete {name!r}")
+
+    def _cache(self, name: str, value: Any) -> Any:
+        object.__setattr__(self, name, value)
+        return value
 
     def __len__(self) -> int:
         return len(self.items)
@@ -143,18 +166,59 @@ class Catalog:
     def __repr__(self) -> str:
         return f"Catalog({self.name!r}, {len(self.items)} items, {len(self.interactions)} interactions)"
 
+    # -- deriving --------------------------------------------------------------------------
+    def replace(self, *, name: str = _UNCHANGED, items: Iterable[Item] = _UNCHANGED,
+                interactions: Iterable[Interaction] = _UNCHANGED, source: str = _UNCHANGED,
+                load_stats: Mapping[str, Any] | None = _UNCHANGED, summarised_items: int = _UNCHANGED) -> "Catalog":
+        """A new, validated catalog with the given fields replaced (a training split, an enriched copy)."""
+        same_items = items is _UNCHANGED
+        same_log = interactions is _UNCHANGED
+        new = Catalog(
+            self.name if name is _UNCHANGED else name,
+            self.items.values() if same_items else items,
+            self.interactions if same_log else interactions,
+            self.source if source is _UNCHANGED else source,
+            load_stats=self.load_stats if load_stats is _UNCHANGED else load_stats,
+            summarised_items=self.summarised_items if summarised_items is _UNCHANGED else summarised_items,
+        )
+        titles_same = same_items or (new.items.keys() == self.items.keys() and all(
+            it.title == self.items[i].title for i, it in new.items.items()))
+        if titles_same:
+            new._cache("_title_index", self._title_index)
+        if same_log:
+            new._cache("_by_user", self._by_user)
+            new._cache("_positives", self._positives)
+            if same_items:
+                new._cache("_fingerprint", self._fingerprint)
+        return new
+
+    def extend(self, *, items: Iterable[Item] = (), interactions: Iterable[Interaction] = ()) -> "Catalog":
+        """This catalog plus new items and interactions (a session's feedback); an item id that is
+        already here is an error, as in the constructor."""
+        items, interactions = tuple(items), tuple(interactions)
+        return self.replace(
+            items=(*self.items.values(), *items) if items else _UNCHANGED,
+            interactions=(*self.interactions, *interactions) if interactions else _UNCHANGED)
+
     # -- users -----------------------------------------------------------------------------
     @property
-    def by_user(self) -> dict[str, list[Interaction]]:
+    def by_user(self) -> Mapping[str, tuple[Interaction, ...]]:
         """Each user's interactions, oldest first (ties keep file order)."""
         if self._by_user is None:
             d: dict[str, list[Interaction]] = defaultdict(list)
             for x in self.interactions:
                 d[x.user].append(x)
-            for lst in d.values():
-                lst.sort(key=lambda x: x.timestamp)
-            self._by_user = dict(d)
+            self._cache("_by_user", MappingProxyType(
+                {u: tuple(sorted(lst, key=lambda x: x.timestamp)) for u, lst in d.items()}))
         return self._by_user
+
+    @property
+    def positives(self) -> tuple[Interaction, ...]:
+        """The interactions that say "more like this" (see :attr:`Interaction.is_positive`): what
+        every model learns from."""
+        if self._positives is None:
+            self._cache("_positives", tuple(x for x in self.interactions if x.is_positive))
+        return self._positives
 
     def users(self) -> list[str]:
         return list(self.by_user)
@@ -162,10 +226,31 @@ class Catalog:
     def history(self, user: str) -> list[Interaction]:
         """A user's interactions, oldest first; an unknown user is an error that says so."""
         try:
-            return self.by_user[str(user)]
+            return list(self.by_user[str(user)])
         except KeyError:
             raise UnknownUserError(
                 f"unknown user {user!r} in catalog {self.name!r} ({len(self.by_user)} users)") from None
+
+    def history_pairs(self, history: Iterable[HistoryEntry]) -> list[tuple[Item, Interaction | None]]:
+        """(item, interaction or None) per entry of a history given as interactions, items, ids or
+        titles, oldest first: what prompts and profiles are built from. Unknown ones are an error."""
+        pairs: list[tuple[Item, Interaction | None]] = []
+        for h in history:
+            if isinstance(h, Interaction):
+                pairs.append((self.item(h.item), h))
+            elif isinstance(h, Item):
+                pairs.append((h, None))
+            else:
+                pairs.append((self.resolve(str(h)), None))
+        return pairs
+
+    def history_ids(self, history: Iterable[HistoryEntry], *, positives_only: bool = False) -> list[str]:
+        """Item ids of a history (see :meth:`history_pairs`).
+
+        ``positives_only``: leave out disliked items, for building what a user wants (a query
+        vector); the full list is what they have seen."""
+        return [it.id for it, x in self.history_pairs(history)
+                if not positives_only or x is None or x.is_positive]
 
     # -- items -----------------------------------------------------------------------------
     def item(self, item_id: str) -> Item:
@@ -175,12 +260,13 @@ class Catalog:
             raise UnknownItemError(f"unknown item id {item_id!r} in catalog {self.name!r}") from None
 
     @property
-    def title_index(self) -> dict[str, list[str]]:
+    def title_index(self) -> Mapping[str, tuple[str, ...]]:
+        """Matching key (:func:`~mediarec.catalog.titles.normalize_title`) -> item ids."""
         if self._title_index is None:
             idx: dict[str, list[str]] = defaultdict(list)
             for it in self.items.values():
                 idx[normalize_title(it.title)[0]].append(it.id)
-            self._title_index = dict(idx)
+            self._cache("_title_index", MappingProxyType({k: tuple(v) for k, v in idx.items()}))
         return self._title_index
 
     def find_titles(self, query: str) -> list[Item]:
@@ -188,7 +274,7 @@ class Catalog:
         key, year = normalize_title(query)
         if not key:
             return []
-        hits = [self.items[i] for i in self.title_index.get(key, [])]
+        hits = [self.items[i] for i in self.title_index.get(key, ())]
         if not hits:  # fall back to a prefix match ("blade runner" -> "blade runner 2049" is ambiguous)
             hits = [self.items[i] for k, ids in self.title_index.items() if k.startswith(key) for i in ids]
         if year is not None:
@@ -219,14 +305,15 @@ class Catalog:
 
     # -- identity --------------------------------------------------------------------------
     def fingerprint(self) -> str:
-        """sha256 over items and interactions: an index built from another catalog is stale."""
+        """sha256 over items and interactions (event included): an index built from another
+        catalog is stale."""
         if self._fingerprint is None:
             h = hashlib.sha256()
             for it in self.items.values():
                 h.update(json.dumps(it.model_dump(mode="json"), sort_keys=True).encode())
             for x in self.interactions:
-                h.update(f"{x.user}\t{x.item}\t{x.timestamp}\t{x.rating}\t{x.weight}\n".encode())
-            self._fingerprint = h.hexdigest()
+                h.update(f"{x.user}\t{x.item}\t{x.timestamp}\t{x.rating}\t{x.weight}\t{x.event}\n".encode())
+            self._cache("_fingerprint", h.hexdigest())
         return self._fingerprint
 
     def items_fingerprint(self) -> str:
@@ -235,12 +322,3 @@ class Catalog:
         for it in self.items.values():
             h.update(json.dumps(it.model_dump(mode="json"), sort_keys=True).encode())
         return h.hexdigest()
-
-    def with_interactions(self, interactions: Iterable[Interaction]) -> "Catalog":
-        """The same items with another interaction log (a training split, a session's feedback)."""
-        c = Catalog.__new__(Catalog)
-        c.name, c.source, c.items = self.name, self.source, self.items
-        c.interactions = list(interactions)
-        c._by_user = c._title_index = c._fingerprint = None
-        c._title_index = self._title_index
-        return c

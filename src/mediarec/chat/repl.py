@@ -309,7 +309,7 @@ def run_repl(args: Any) -> int:
     """The ``mediarec chat`` command."""
     from mediarec.recommender import Recommender
     from mediarec.config import get_settings
-    from mediarec.catalog.datasets import load_dataset
+    from mediarec.catalog import load_dataset
     from mediarec.catalog.enrich import apply_summaries
 
     console = Console(highlight=False)

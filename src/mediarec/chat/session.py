@@ -30,7 +30,8 @@ from typing import TYPE_CHECKING, Any, Literal
 
 from pydantic import BaseModel, Field, ValidationError
 
-from mediarec.catalog.model import Interaction, Item, normalize_title
+from mediarec.catalog.model import Interaction, Item
+from mediarec.catalog.titles import normalize_title
 from mediarec.chat.explain import explain_item
 from mediarec.chat.intents import (IT_WORDS, Again, Ban, Consumed, Feedback, Intent, MoreLike, NotShown,
                                     ban_forms, clean_message, is_vague, parse_intent, shown_rank)
@@ -139,7 +140,7 @@ class ChatSession:
 
     def history_pairs(self) -> list[tuple[Item, Interaction]]:
         """The history as (item, interaction) pairs, what profiles and prompts are built from."""
-        return [(self.catalog.items[x.item], x) for x in self.history() if x.item in self.catalog.items]
+        return self.catalog.history_pairs(x for x in self.history() if x.item in self.catalog.items)
 
     def banned_ids(self) -> set[str]:
         """Items whose genres or tags contain a banned term."""

@@ -15,19 +15,17 @@ import scipy.sparse as sp
 from mediarec.catalog.model import Catalog, Interaction
 
 
-def _history_ids(history: Sequence[Interaction | str]) -> list[str]:
-    return [h if isinstance(h, str) else h.item for h in history]
-
-
 class _IndexedScorer:
     name = "base"
 
     def __init__(self) -> None:
+        self.catalog: Catalog | None = None
         self.item_ids: list[str] = []
         self._index: dict[str, int] = {}
         self.extra: dict = {}
 
     def _set_items(self, catalog: Catalog) -> None:
+        self.catalog = catalog
         self.item_ids = list(catalog.items)
         self._index = {i: k for k, i in enumerate(self.item_ids)}
 
@@ -46,7 +44,7 @@ class _IndexedScorer:
 
 
 class PopularityScorer(_IndexedScorer):
-    """Score = number of training interactions with the item (the same for every user)."""
+    """Score = number of positive training interactions with the item (the same for every user)."""
 
     def __init__(self, name: str = "pop") -> None:
         super().__init__()
@@ -55,8 +53,8 @@ class PopularityScorer(_IndexedScorer):
 
     def fit(self, train: Catalog) -> None:
         self._set_items(train)
-        idx = np.fromiter((self._index[x.item] for x in train.interactions), dtype=np.int64,
-                          count=len(train.interactions))
+        idx = np.fromiter((self._index[x.item] for x in train.positives), dtype=np.int64,
+                          count=len(train.positives))
         self.counts = np.bincount(idx, minlength=len(self.item_ids)).astype(np.float64)
 
     def score_array(self, history: Sequence[Interaction | str]) -> np.ndarray:
@@ -65,11 +63,11 @@ class PopularityScorer(_IndexedScorer):
 
 
 class ItemKNNScorer(_IndexedScorer):
-    """Item-item cosine kNN on the binary user-item matrix of the training log.
+    """Item-item cosine kNN on the binary user-item matrix of the training log's positives.
 
     ``sim(i, j) = |U_i ∩ U_j| / sqrt(|U_i| |U_j|)`` (users who interacted with both), keeping
     each item's ``k`` most similar items (neighbours). A user's score for item j is
-    ``Σ_h w_h · sim(h, j)`` over their history items h, with ``w_h = decay^(age of h)``
+    ``Σ_h w_h · sim(h, j)`` over their history items h (disliked ones left out), with ``w_h = decay^(age of h)``
     (the newest item weighs 1, each older one ×decay; decay=1 weighs all alike).
 
     The similarity matrix is built in row blocks (``block`` rows, default about 4M entries),
@@ -95,7 +93,7 @@ class ItemKNNScorer(_IndexedScorer):
         n = len(self.item_ids)
         users: dict[str, int] = {}
         rows, cols = [], []
-        for x in train.interactions:
+        for x in train.positives:
             rows.append(users.setdefault(x.user, len(users)))
             cols.append(self._index[x.item])
         x = sp.csr_matrix((np.ones(len(rows), dtype=np.float32), (rows, cols)), shape=(len(users), n))
@@ -129,7 +127,7 @@ class ItemKNNScorer(_IndexedScorer):
 
     def score_array(self, history: Sequence[Interaction | str]) -> np.ndarray:
         self._check_fitted()
-        ids = [self._index[i] for i in _history_ids(history) if i in self._index]
+        ids = [self._index[i] for i in self.catalog.history_ids(history, positives_only=True) if i in self._index]
         n = len(self.item_ids)
         if not ids:
             return np.zeros(n)

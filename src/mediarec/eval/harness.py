@@ -193,8 +193,8 @@ def leave_last_out(catalog: Catalog) -> Split:
             valid_hist[user] = order[:-2]
     train_val = [x for p, x in enumerate(inter) if p not in drop_test]
     train = [x for p, x in enumerate(inter) if p not in drop_test and p not in drop_valid]
-    return Split(catalog=catalog, train_catalog=catalog.with_interactions(train),
-                 train_val_catalog=catalog.with_interactions(train_val), test=test, valid=valid,
+    return Split(catalog=catalog, train_catalog=catalog.replace(interactions=train),
+                 train_val_catalog=catalog.replace(interactions=train_val), test=test, valid=valid,
                  test_history=test_hist, valid_history=valid_hist, seen=seen, n_interactions=n_inter)
 
 

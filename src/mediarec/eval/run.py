@@ -33,7 +33,7 @@ def make_protocol(args, dataset: str):
 def run_eval(args) -> int:
     from rich.console import Console
 
-    from mediarec.catalog.datasets import load_dataset
+    from mediarec.catalog import load_dataset
     from mediarec.eval.harness import evaluate, leave_last_out, write_report
     from mediarec.eval.systems import IndexProvider, build_systems, llm_system
     from mediarec.llm.base import load_llm

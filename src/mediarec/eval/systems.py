@@ -45,7 +45,7 @@ class IndexProvider:
     def get(self, train: Catalog) -> CatalogIndex:
         # An enriched catalog (other item text) gets its own collections, so plain and enriched
         # systems in one run do not rebuild each other's text side.
-        prefix = f"{train.name}-eval" + ("-enriched" if getattr(train, "enriched", 0) else "")
+        prefix = f"{train.name}-eval" + ("-enriched" if train.summarised_items else "")
         fp = train.fingerprint()
         hit = self._cache.get(prefix)
         if hit is None or hit[0] != fp:

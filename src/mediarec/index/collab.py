@@ -30,7 +30,7 @@ from typing import Sequence
 import numpy as np
 from pydantic import BaseModel
 
-from mediarec.catalog.model import Catalog, Interaction
+from mediarec.catalog.model import Catalog
 
 
 class CollabSettings(BaseModel):
@@ -138,9 +138,10 @@ class CollabModel:
 
     @classmethod
     def fit(cls, catalog: Catalog, settings: CollabSettings | None = None) -> "CollabModel":
+        """Learn from the positive interactions only (:attr:`Catalog.positives`): a dislike is no co-occurrence."""
         s = settings or CollabSettings()
         counts: dict[str, int] = {}
-        for x in catalog.interactions:
+        for x in catalog.positives:
             counts[x.item] = counts.get(x.item, 0) + 1
         kept = [i for i, c in sorted(counts.items(), key=lambda kv: (-kv[1], kv[0])) if c >= s.min_count]
         kept = kept[: s.max_items]
@@ -153,7 +154,7 @@ class CollabModel:
         gram = np.zeros((n, n), dtype=np.float32)
         trans = np.zeros((n, n), dtype=np.float32)
         for hist in users.values():
-            seq = np.fromiter((pos[x.item] for x in hist if x.item in pos), dtype=np.int64)
+            seq = np.fromiter((pos[x.item] for x in hist if x.is_positive and x.item in pos), dtype=np.int64)
             if len(seq) == 0:
                 continue
             uniq = np.unique(seq)
@@ -174,7 +175,3 @@ class CollabModel:
         del b, trans
         u, sv, vt = _randomized_svd(m, s.rank, s.seed)
         return cls(kept, (u * sv).astype(np.float32), vt.T.astype(np.float32).copy(), s)
-
-
-def history_ids(history: Sequence[Interaction | str]) -> list[str]:
-    return [h if isinstance(h, str) else h.item for h in history]

