@@ -32,7 +32,7 @@ def main() -> None:
     from mediarec.config import get_settings
     from mediarec.catalog.datasets import load_dataset
     from mediarec.index.store import open_index
-    from mediarec.llm.base import AnswerCache, LocalLLM
+    from mediarec.llm import AnswerCache, LocalLLM
     from mediarec.rank.prompts import PromptLibrary, candidate_entries, history_entries
     from mediarec.rank.reranker import Reranker, RerankSettings
     from mediarec.index.retriever import Retriever

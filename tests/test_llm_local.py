@@ -15,7 +15,7 @@ import pytest
 
 from mediarec.config import get_settings
 from mediarec.errors import ConfigError, ModelError
-from mediarec.llm.base import AnswerCache, LocalLLM, load_llm
+from mediarec.llm import AnswerCache, LocalLLM, load_llm
 from mediarec.rank.prompts import labels as make_labels
 from mediarec.rank.parse import parse_ranking, ranking_json_schema
 

@@ -17,7 +17,7 @@ from mediarec.catalog.model import Catalog, Interaction, Item
 from mediarec.config import Settings, get_settings
 from mediarec.errors import MediarecError
 from mediarec.index.store import CatalogIndex, IndexSettings, open_index
-from mediarec.llm.base import LLM, load_llm
+from mediarec.llm import LLM, load_llm
 from mediarec.recommendation import RankedItem, RecommendationResult
 from mediarec.rank.prompts import PromptLibrary
 from mediarec.rank.reranker import Reranker, RerankSettings

@@ -91,7 +91,7 @@ def run_eval(args) -> int:
 
     from mediarec.catalog.datasets import load_dataset
     from mediarec.eval.harness import evaluate, leave_last_out, write_report
-    from mediarec.llm.base import load_llm
+    from mediarec.llm import load_llm
     from mediarec.eval.systems import IndexProvider, LLMSystem
 
     con = Console(stderr=True)
