@@ -17,7 +17,8 @@ from mediarec.config import get_settings
 from mediarec.errors import ConfigError, ModelError
 from mediarec.llm import AnswerCache, LocalLLM, load_llm
 from mediarec.rank.prompts import labels as make_labels
-from mediarec.rank.parse import parse_ranking, ranking_json_schema
+from mediarec.rank.parse import parse_ranking
+from mediarec.rank.schemas import ranking_json_schema
 
 LABELS = make_labels(20)  # A..T
 

@@ -13,7 +13,7 @@ from mediarec.config import get_settings
 from mediarec.catalog.datasets import load_dataset
 from mediarec.llm import LLM, Completion, LabelScores, LLMUnavailable, LocalLLM, Usage
 from mediarec.llm.weights import resolve
-from mediarec.rank.parse import fuse
+from mediarec.rank.fusion import fuse
 from mediarec.rank.reranker import Reranker, RerankSettings
 from mediarec.index.retriever import Candidate
 

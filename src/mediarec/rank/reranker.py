@@ -23,8 +23,9 @@ from pydantic import BaseModel, Field
 from mediarec.catalog.model import Interaction, Item
 from mediarec.llm.base import LLM, LLMUnavailable, Messages, Usage
 from mediarec.rank.prompts import PromptLibrary, candidate_entries, history_entries, labels as make_labels
-from mediarec.rank.parse import (RankingParseError, complete_order, fuse, parse_ranking, parse_reasons,
-                      ranking_json_schema, reasons_json_schema, scores_from_order, softmax)
+from mediarec.rank.fusion import complete_order, fuse, scores_from_order, softmax
+from mediarec.rank.parse import RankingParseError, parse_ranking, parse_reasons
+from mediarec.rank.schemas import ranking_json_schema, reasons_json_schema
 from mediarec.index.retriever import Candidate
 
 
