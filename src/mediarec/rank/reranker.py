@@ -166,7 +166,7 @@ class Reranker:
         msgs = self.prompts.render("explain", history=hist, request=request, detail=detail, reason_words=words,
                                    candidates=candidate_entries(c.item for c in chosen))
         # No grammar for local models here: llama.cpp's JSON-schema grammar costs ~0.5 s per token
-        # with a 150k vocabulary (measured 102 s vs 12 s for five reasons with qwen2.5-0.5b), and
+        # with a 150k vocabulary (measured 102 s vs 12 s for five reasons with qwen2.5-coder-0.5b), and
         # reasons are not ranking-critical. The tolerant parser maps titles used as ids back to
         # labels; an item without a usable reason simply shows none.
         schema = None if self.llm.is_local else reasons_json_schema(labs, len(labs), max_chars)
