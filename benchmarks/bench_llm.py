@@ -1,6 +1,6 @@
 """Single-pass scoring vs. plain prompt evaluation, explained top-5, explained list (issue: LLM ranking).
 
-    python benchmarks/bench_llm.py --data-dir ../shared/data [--llm qwen2.5-0.5b] [--users 5]
+    python benchmarks/bench_llm.py --data-dir ../shared/data [--llm qwen2.5-coder-0.5b] [--users 5]
 
 For MovieLens 100k users with at least 20 history items: 20 history items and the hybrid
 retriever's top 20 candidates. Per user, with the answer cache off and the KV cache cleared:
@@ -24,7 +24,7 @@ from _common import record  # noqa: E402
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--data-dir", default=str(Path(__file__).resolve().parents[2] / "shared" / "data"))
-    ap.add_argument("--llm", default="qwen2.5-0.5b")
+    ap.add_argument("--llm", default="qwen2.5-coder-0.5b")
     ap.add_argument("--users", type=int, default=5)
     ap.add_argument("--threads", type=int, default=None)
     args = ap.parse_args()
@@ -32,7 +32,7 @@ def main() -> None:
     from mediarec.config import get_settings
     from mediarec.catalog import load_dataset
     from mediarec.index.store import open_index
-    from mediarec.llm.base import AnswerCache, LocalLLM
+    from mediarec.llm import AnswerCache, LocalLLM
     from mediarec.rank.prompts import PromptLibrary, candidate_entries, history_entries
     from mediarec.rank.reranker import Reranker, RerankSettings
     from mediarec.index.retriever import Retriever

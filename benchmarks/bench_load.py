@@ -158,7 +158,7 @@ def serial(rec, catalog, users: list[str], k: int, n_candidates: int) -> tuple[d
 
 def bench_llm_backend(name, make_llm, catalog, index, users_warm, users_cold, args, cache_root: Path) -> dict:
     from mediarec.recommender import Recommender
-    from mediarec.llm.base import AnswerCache
+    from mediarec.llm import AnswerCache
     from mediarec.rank.reranker import RerankSettings
 
     settings = RerankSettings(mode="score")
@@ -206,7 +206,7 @@ def main() -> None:
     from mediarec.config import get_settings
     from mediarec.catalog import load_dataset
     from mediarec.index.store import open_index
-    from mediarec.llm.base import LLMOptions, LocalLLM, OpenAILLM
+    from mediarec.llm import LLMOptions, LocalLLM, OpenAILLM
     from mediarec.llm.weights import resolve
 
     settings = get_settings()

@@ -19,7 +19,7 @@ from mediarec.catalog.model import Catalog
 from mediarec.config import get_settings
 from mediarec.catalog import load_dataset
 from mediarec.errors import CatalogError, MediarecError, UnknownItemError, UnknownUserError
-from mediarec.llm.base import LLMOptions, LocalLLM, OpenAILLM
+from mediarec.llm import LLMOptions, LocalLLM, OpenAILLM
 from mediarec.llm.weights import resolve
 from conftest import capturing_llm
 

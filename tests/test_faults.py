@@ -38,7 +38,7 @@ from mediarec.catalog import load_dataset  # noqa: E402
 from mediarec.index.embeddings import EMBEDDER_NAME, MiniLMEmbeddingFunction  # noqa: E402
 from mediarec.errors import IndexError_, ModelError  # noqa: E402
 from mediarec.index.store import CatalogIndex, IndexSettings, open_index  # noqa: E402
-from mediarec.llm.base import LLMOptions, LLMUnavailable, LocalLLM, OpenAILLM  # noqa: E402
+from mediarec.llm import LLMOptions, LLMUnavailable, LocalLLM, OpenAILLM  # noqa: E402
 from mediarec.rank.reranker import Reranker, RerankSettings  # noqa: E402
 from mediarec.index.retriever import Candidate  # noqa: E402
 

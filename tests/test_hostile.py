@@ -29,7 +29,7 @@ from mediarec.catalog.model import Catalog, Interaction, Item
 from mediarec.config import get_settings
 from mediarec.catalog import DatasetWarning, load_dataset, load_lastfm_2k
 from mediarec.errors import CatalogError, UnknownUserError
-from mediarec.llm.base import LocalLLM
+from mediarec.llm import LocalLLM
 from mediarec.llm.weights import resolve
 from mediarec.rank.prompts import item_title
 from mediarec.rank.reranker import Reranker, RerankSettings

@@ -27,9 +27,10 @@ import pytest
 
 from mediarec.catalog.model import Interaction, Item
 from mediarec.config import get_settings
-from mediarec.llm.base import LLMOptions, LLMUnavailable, LocalLLM, OpenAILLM, load_llm
+from mediarec.llm import LLMOptions, LLMUnavailable, LocalLLM, OpenAILLM, load_llm
 from mediarec.rank.prompts import labels as make_labels
-from mediarec.rank.parse import ranking_json_schema, softmax
+from mediarec.rank.fusion import softmax
+from mediarec.rank.schemas import ranking_json_schema
 from mediarec.rank.reranker import Reranker, RerankSettings
 from mediarec.index.retriever import Candidate
 

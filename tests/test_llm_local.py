@@ -15,9 +15,10 @@ import pytest
 
 from mediarec.config import get_settings
 from mediarec.errors import ConfigError, ModelError
-from mediarec.llm.base import AnswerCache, LocalLLM, load_llm
+from mediarec.llm import AnswerCache, LocalLLM, load_llm
 from mediarec.rank.prompts import labels as make_labels
-from mediarec.rank.parse import parse_ranking, ranking_json_schema
+from mediarec.rank.parse import parse_ranking
+from mediarec.rank.schemas import ranking_json_schema
 
 LABELS = make_labels(20)  # A..T
 
@@ -167,6 +168,30 @@ def test_corrupt_gguf_is_a_model_error(tmp_path, smol_path, kind):
 
 
 def test_unknown_spec_is_a_config_error(tmp_home):
-    with pytest.raises(ConfigError, match="unknown LLM spec"):
+    with pytest.raises(ConfigError, match="unknown LLM spec 'cloud:thing': use local:NAME, local:/path/model.gguf, "
+                                          "openai:MODEL or none"):
         load_llm("cloud:thing", get_settings())
+    with pytest.raises(ConfigError, match="unknown LLM spec"):
+        load_llm("local:", get_settings())
     assert load_llm("none", get_settings()) is None
+
+
+def test_old_model_name_loads_the_renamed_model_from_its_old_folder(tmp_home, capsys):
+    """An existing user's local:qwen2.5-0.5b keeps working from its old folder, under the honest
+    name: one spec (and one answer cache) per model, whatever name reached it. Loading is lazy,
+    so a verified-stamped file of the right size is all the constructor needs."""
+    from mediarec.llm import weights
+
+    spec = weights.REGISTRY["qwen2.5-coder-0.5b"]
+    f = spec.files["model"]
+    old = tmp_home / "models" / "qwen2.5-0.5b"
+    old.mkdir(parents=True)
+    with (old / f.filename).open("wb") as fh:
+        fh.truncate(f.size)
+    weights._write_stamps(old, {f.filename: weights._stamp(old / f.filename, f.sha256)})
+    weights._ALIASES_NOTED.clear()
+    llm = load_llm("local:qwen2.5-0.5b", get_settings())
+    assert isinstance(llm, LocalLLM)
+    assert llm.spec == "local:qwen2.5-coder-0.5b" and llm.path == str((old / f.filename).resolve())
+    assert "qwen2.5-0.5b is an alias of qwen2.5-coder-0.5b" in capsys.readouterr().err
+    assert load_llm(None, get_settings()).spec == "local:qwen2.5-coder-0.5b"  # the default, by its new name

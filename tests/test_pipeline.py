@@ -12,7 +12,7 @@ import pytest
 from mediarec.catalog import load_dataset
 from mediarec.eval.harness import EvalProtocol, evaluate, leave_last_out
 from mediarec.eval.systems import IndexProvider, build_systems, llm_system
-from mediarec.llm.base import load_llm
+from mediarec.llm import load_llm
 from mediarec.recommender import Recommender
 
 USERS = 12

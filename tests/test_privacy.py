@@ -29,7 +29,7 @@ os.environ.setdefault("ANONYMIZED_TELEMETRY", "False")
 from mediarec.recommender import Recommender  # noqa: E402
 from mediarec.catalog.model import Catalog  # noqa: E402
 from mediarec.catalog import load_dataset  # noqa: E402
-from mediarec.llm.base import AnswerCache, LLMOptions, OpenAILLM  # noqa: E402
+from mediarec.llm import AnswerCache, LLMOptions, OpenAILLM  # noqa: E402
 from mediarec.rank.profile import MAX_HISTORY as PROFILE_MAX_HISTORY, build_profile  # noqa: E402
 from mediarec.rank.reranker import Reranker, RerankSettings  # noqa: E402
 from mediarec.index.retriever import Candidate  # noqa: E402

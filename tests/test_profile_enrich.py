@@ -18,7 +18,7 @@ from mediarec.catalog import load_dataset
 from mediarec.catalog.enrich import apply_summaries, enrich_catalog, enrich_path, is_thin, load_summaries
 from mediarec.errors import MediarecError
 from mediarec.index.store import CatalogIndex
-from mediarec.llm.base import LLM, Completion, LLMUnavailable, load_llm
+from mediarec.llm import LLM, Completion, LLMUnavailable, load_llm
 from mediarec.llm.weights import resolve
 from mediarec.rank.profile import InterestProfile, build_profile, fallback_profile, parse_profile, profile_query
 from mediarec.rank.prompts import PromptLibrary

@@ -2,13 +2,19 @@
 
 from __future__ import annotations
 
+import os
 import re
+import subprocess
+import sys
 import unicodedata
+import zipfile
+from pathlib import Path
 
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+import mediarec
 from mediarec.catalog.model import Interaction, Item
 from mediarec.errors import ConfigError
 from mediarec.rank.prompts import (
@@ -16,7 +22,6 @@ from mediarec.rank.prompts import (
     candidate_entries,
     history_entries,
     kind_word_for,
-    label_for,
     labels,
     quote,
 )
@@ -58,14 +63,12 @@ def _delimiter_lines(text: str) -> int:
 
 # -- labels and helpers --------------------------------------------------------------------------
 def test_labels():
-    assert [label_for(i) for i in (0, 25, 26, 51)] == ["A", "Z", "a", "z"]
     assert labels(3) == ["A", "B", "C"] and labels(0) == []
-    assert len(labels(52)) == 52 and len(set(labels(52))) == 52
-    for bad in (52, -1):
+    assert [labels(52)[i] for i in (0, 25, 26, 51)] == ["A", "Z", "a", "z"]
+    assert len(set(labels(52))) == 52
+    for bad in (53, -1, True):
         with pytest.raises(ValueError):
-            label_for(bad)
-    with pytest.raises(ValueError):
-        labels(53)
+            labels(bad)
 
 
 def test_context_helpers(toy):
@@ -173,6 +176,24 @@ def test_user_directory_overrides_file_by_file(tmp_path, toy):
     assert lib.render("score", history=history, candidates=cands)[0]["content"].startswith("You recommend")
     assert "extra" in lib.names() and "rank" in lib.names()
     assert lib.render("extra", what="world, and more") == [{"role": "user", "content": 'Hello "worl…"'}]
+
+
+def test_shipped_templates_load_from_a_zipped_package(tmp_path):
+    """The templates are package data read with importlib.resources: mediarec imported from a
+    zip (no directory on disk) still renders every shipped prompt."""
+    pkg = Path(mediarec.__file__).parent
+    archive = tmp_path / "mediarec.zip"
+    with zipfile.ZipFile(archive, "w") as zf:
+        for f in pkg.rglob("*"):
+            if f.is_file() and "__pycache__" not in f.parts:
+                zf.write(f, f.relative_to(pkg.parent).as_posix())
+    code = ("from mediarec.rank.prompts import PromptLibrary, shipped_templates; "
+            "assert '.zip' in str(shipped_templates()), shipped_templates(); lib = PromptLibrary(); "
+            "print(lib.names()); print(lib.render('score', history=[], candidates=[])[0]['content'][:13])")
+    env = {**os.environ, "PYTHONPATH": str(archive)}
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, cwd=tmp_path)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.splitlines() == [str(SHIPPED), "You recommend"]
 
 
 def test_bad_user_directory_and_template(tmp_path):

@@ -9,25 +9,10 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from mediarec.rank.parse import (
-    ParsedRanking,
-    ProfileAnswer,
-    RankedEntry,
-    RankingAnswer,
-    RankingParseError,
-    aggregate_permutations,
-    complete_order,
-    fuse,
-    parse_ranking,
-    parse_reasons,
-    profile_json_schema,
-    ranked,
-    ranking_json_schema,
-    reasons_json_schema,
-    scores_from_order,
-    shuffled_orders,
-    softmax,
-)
+from mediarec.rank.fusion import complete_order, fuse, scores_from_order, softmax
+from mediarec.rank.lenient_json import first_json_object
+from mediarec.rank.parse import ParsedRanking, RankingParseError, parse_ranking, parse_reasons
+from mediarec.rank.schemas import ProfileAnswer, profile_json_schema, ranking_json_schema, reasons_json_schema
 
 LABELS = list("ABCDEFGHIJ")
 
@@ -208,9 +193,14 @@ def test_parse_reasons():
     assert p.order == ["B", "A"] and p.reasons == {"B": "b", "A": "a"} and not p.repaired
 
 
-def test_pydantic_models():
-    a = RankingAnswer.model_validate_json('{"ranking": [{"id": "A", "reason": "x"}, {"id": "B"}]}')
-    assert a.ranking == [RankedEntry(id="A", reason="x"), RankedEntry(id="B", reason="")]
+def test_first_json_object_is_the_same_reader_the_ranking_parser_uses():
+    """The profile's JSON comes out of answers the same forgiving way as a ranking's."""
+    assert first_json_object('Sure!\n```json\n{"genres": ["Drama"]}\n```') == {"genres": ["Drama"]}
+    assert first_json_object("[1, 2] then {'genres': ['Noir'], summary: 'dark',}") == {"genres": ["Noir"], "summary": "dark"}
+    assert first_json_object('{"themes": ["space", "ti') == {"themes": ["space"]}  # truncated: the complete part
+    assert first_json_object("[1, 2, 3]") is None
+    assert first_json_object("no JSON here") is None
+    assert first_json_object(None) is None
 
 
 # -- schema --------------------------------------------------------------------------------------
@@ -300,25 +290,11 @@ def test_fuse_by_hand():
     assert f["C"] == pytest.approx(0.25)
     assert f["D"] == pytest.approx(0.5 * (0.2 / 0.6))  # missing from the LLM: llm part 0
     assert list(f) == ["B", "A", "C", "D"]  # best first
-    assert ranked(fuse(llm, retr, 1.0))[:3] == ["A", "B", "C"]  # LLM only
-    assert ranked(fuse(llm, retr, 0.0)) == ["B", "C", "D", "A"]  # retrieval only
+    assert list(fuse(llm, retr, 1.0))[:3] == ["A", "B", "C"]  # LLM only
+    assert list(fuse(llm, retr, 0.0)) == ["B", "C", "D", "A"]  # retrieval only
     assert fuse({"A": 2.0, "B": 2.0}, {"A": 1.0, "B": 0.0}, 0.5) == {"A": 0.75, "B": 0.25}  # all equal -> 0.5
     with pytest.raises(ValueError):
         fuse(llm, retr, 1.5)
-
-
-def test_aggregate_and_shuffles():
-    agg = aggregate_permutations([{"A": 1.0, "B": 0.5}, {"A": 0.5, "B": 1.0, "C": 0.9}])
-    assert agg == {"A": 0.75, "B": 0.75, "C": 0.45}
-    assert aggregate_permutations([]) == {}
-    ids = list("ABCDEFGH")
-    o1 = shuffled_orders(ids, 4, seed=7)
-    assert o1 == shuffled_orders(ids, 4, seed=7)  # deterministic
-    assert o1 != shuffled_orders(ids, 4, seed=8)
-    assert len(o1) == 4 and all(sorted(o) == ids for o in o1)
-    assert shuffled_orders(ids, 3, seed=1, include_original=True)[0] == ids
-    assert shuffled_orders(ids, 0, seed=1) == []
-    assert ids == list("ABCDEFGH")  # the input is not shuffled in place
 
 
 # -- fuzzing -------------------------------------------------------------------------------------

@@ -11,9 +11,9 @@ import pytest
 from mediarec.catalog.model import Interaction
 from mediarec.config import get_settings
 from mediarec.catalog import load_dataset
-from mediarec.llm.base import LLM, Completion, LabelScores, LLMUnavailable, LocalLLM, Usage
+from mediarec.llm import LLM, Completion, LabelScores, LLMUnavailable, LocalLLM, Usage
 from mediarec.llm.weights import resolve
-from mediarec.rank.parse import fuse
+from mediarec.rank.fusion import fuse
 from mediarec.rank.reranker import Reranker, RerankSettings
 from mediarec.index.retriever import Candidate
 

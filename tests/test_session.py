@@ -16,7 +16,7 @@ from mediarec.recommender import Recommender
 from mediarec.config import get_settings
 from mediarec.catalog import load_dataset
 from mediarec.errors import MediarecError
-from mediarec.llm.base import LocalLLM
+from mediarec.llm import LocalLLM
 from mediarec.llm.weights import resolve
 from mediarec.chat.intents import is_vague
 from mediarec.chat.session import ChatSession, SessionReply

@@ -45,6 +45,8 @@ def cmd_models(args) -> int:
         table.add_row(row["name"] + (" (default)" if row.get("default") else ""), row["kind"], size,
                       "yes" if row["present"] else "no", row["path"] if row["present"] else row["description"])
     _console().print(table)
+    for alias, target in models.ALIASES.items():
+        print(f"{alias} is an alias of {target}")
     return 0
 
 
@@ -122,7 +124,7 @@ def cmd_chat(args) -> int:
 
 def cmd_enrich(args) -> int:
     from mediarec.catalog.enrich import enrich_catalog
-    from mediarec.llm.base import load_llm
+    from mediarec.llm import load_llm
 
     if args.limit is not None and args.limit < 0:
         raise MediarecError("--limit must be 0 or more")
@@ -174,7 +176,7 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--query", help="a free-text request, e.g. 'tense 80s sci-fi'")
     r.add_argument("-k", type=int, default=10)
     r.add_argument("--llm", default=None, help="local:NAME, local:/path.gguf, openai:MODEL or none "
-                                                 "(default local:qwen2.5-0.5b)")
+                                                 "(default local:qwen2.5-coder-0.5b)")
     r.add_argument("--prompts-dir", help="a folder of your own prompt templates overriding the shipped ones")
     r.add_argument("--json", action="store_true", help="print the full result as JSON")
     r.set_defaults(func=cmd_recommend)
@@ -188,7 +190,7 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--users", type=int, default=None)
     e.add_argument("--val-users", type=int, default=None,
                    help="validation users for tuning the LLM fusion weight (default min(users, 100))")
-    e.add_argument("--llm", default="local:qwen2.5-0.5b")
+    e.add_argument("--llm", default="local:qwen2.5-coder-0.5b")
     e.add_argument("--candidates", type=int, default=20)
     e.add_argument("--profile-llm", default=None,
                    help="LLM writing the interest profiles of +profile systems (default: the fallback profile "

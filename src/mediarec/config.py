@@ -18,7 +18,7 @@ class Settings(BaseModel):
 
     home: Path = Field(default_factory=_default_home)
     embedder: str = "minilm-l6-int8"
-    llm: str = "local:qwen2.5-0.5b"
+    llm: str = "local:qwen2.5-coder-0.5b"
     llm_threads: int | None = Field(
         default_factory=lambda: int(os.environ["MEDIAREC_LLM_THREADS"]) if os.environ.get("MEDIAREC_LLM_THREADS") else None)
     chroma_url: str | None = Field(default_factory=lambda: os.environ.get("MEDIAREC_CHROMA_URL") or None)

@@ -25,7 +25,7 @@ from mediarec.config import Settings, get_settings
 from mediarec.errors import ConfigError, MediarecError
 from mediarec.index.retriever import Candidate, FusionSettings, Retriever
 from mediarec.index.store import CatalogIndex, IndexSettings, open_index
-from mediarec.llm.base import LLM, load_llm
+from mediarec.llm import LLM, load_llm
 from mediarec.rank.prompts import MAX_LABELS, PromptLibrary
 from mediarec.rank.reranker import Reranker, RerankOutcome, RerankSettings
 from mediarec.recommendation import RankedItem, RecommendationResult

@@ -36,7 +36,7 @@ def run_eval(args) -> int:
     from mediarec.catalog import load_dataset
     from mediarec.eval.harness import evaluate, leave_last_out, write_report
     from mediarec.eval.systems import IndexProvider, build_systems, llm_system
-    from mediarec.llm.base import load_llm
+    from mediarec.llm import load_llm
 
     con = Console(stderr=True)
     names = [s.strip() for s in args.systems.split(",") if s.strip()]

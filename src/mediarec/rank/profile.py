@@ -1,7 +1,7 @@
 """Interest profiles: a short description of a taste, written by the LLM from a history.
 
 ``build_profile(llm, prompts, history)`` renders the ``profile`` prompt, asks for JSON constrained
-by :func:`mediarec.rank.parse.profile_json_schema` and validates it into an :class:`InterestProfile`.
+by :func:`mediarec.rank.schemas.profile_json_schema` and validates it into an :class:`InterestProfile`.
 The LLM's disk cache makes the same history give the same profile without a second call. Without
 an LLM (or when it answers garbage) the profile is computed from the data instead: the history's
 most frequent genres, tags and decades. :func:`profile_query` turns a profile into text for
@@ -10,7 +10,6 @@ retrieval, used by a chat session when a request is too vague to search for.
 
 from __future__ import annotations
 
-import json
 import re
 from collections import Counter
 from typing import Any, Iterable, Literal, Sequence
@@ -20,7 +19,8 @@ from pydantic import ValidationError, field_validator
 from mediarec.catalog.model import Interaction, Item
 from mediarec.llm.base import LLM, LLMUnavailable
 from mediarec.rank.prompts import PromptLibrary, history_entries
-from mediarec.rank.parse import ProfileAnswer, profile_json_schema
+from mediarec.rank.lenient_json import first_json_object
+from mediarec.rank.schemas import ProfileAnswer, profile_json_schema
 
 MAX_ITEMS = 6
 ITEM_MAX_CHARS = 40
@@ -97,30 +97,9 @@ class InterestProfile(ProfileAnswer):
         return not (self.themes or self.moods or self.genres or self.eras or self.keywords or self.summary.strip())
 
 
-def _first_json_object(text: str) -> dict[str, Any] | None:
-    """The first JSON object in an answer (code fences and prose around it are ignored)."""
-    if not isinstance(text, str):
-        return None
-    text = text.strip()
-    try:
-        v = json.loads(text)
-        return v if isinstance(v, dict) else None
-    except ValueError:
-        pass
-    dec = json.JSONDecoder()
-    for m in re.finditer(r"\{", text[:20000]):
-        try:
-            v, _ = dec.raw_decode(text, m.start())
-        except ValueError:
-            continue
-        if isinstance(v, dict):
-            return v
-    return None
-
-
 def parse_profile(text: str) -> InterestProfile | None:
     """An InterestProfile from the model's answer, or None when it holds no usable profile."""
-    obj = _first_json_object(text)
+    obj = first_json_object(text)
     if obj is None:
         return None
     lower = {str(k).lower(): v for k, v in obj.items()}

@@ -1,9 +1,9 @@
 """Prompt templates: find them, render them to chat messages, and quote catalog text as data.
 
 Templates are Jinja2 files named ``NAME.system.j2`` and ``NAME.user.j2``; either may be absent.
-The shipped ones live in ``mediarec/prompts`` inside the wheel (``prompts/`` at the top of the
-repository in an editable install). A user's own directory overrides them file by file, so a user
-can replace ``rank.system.j2`` and keep the shipped ``rank.user.j2``. Files whose name starts with
+The shipped ones are package data (``mediarec/rank/templates``), read with ``importlib.resources``
+so they load from a wheel or a zip as well as from a checkout. A user's own directory overrides
+them file by file, so a user can replace ``rank.system.j2`` and keep the shipped ``rank.user.j2``. Files whose name starts with
 ``_`` (``_macros.j2``) are helpers imported by the templates, not prompts of their own.
 
 Context contract (what every shipped template may use; each template's header says which):
@@ -28,6 +28,8 @@ from __future__ import annotations
 import re
 import string
 import unicodedata
+from importlib.resources import files
+from importlib.resources.abc import Traversable
 from pathlib import Path
 from typing import Any, Iterable, Mapping
 
@@ -38,8 +40,6 @@ from mediarec.errors import ConfigError
 
 LABEL_CHARS = string.ascii_uppercase + string.ascii_lowercase
 MAX_LABELS = len(LABEL_CHARS)  # 52
-
-SHIPPED_DIRS = (Path(__file__).parent / "templates",)  # package data, in the wheel and in a checkout
 
 #: Values used when a render call leaves an optional variable out. Required ones (history,
 #: candidates, n, item, previous, error, labels) have no default: StrictUndefined reports them.
@@ -58,13 +58,6 @@ _TEMPLATE_RE = re.compile(r"^(?P<name>[A-Za-z0-9][\w-]*)\.(?P<role>system|user)\
 
 
 # -- labels --------------------------------------------------------------------------------------
-def label_for(i: int) -> str:
-    """The short label of the i-th candidate (0-based): A..Z, then a..z."""
-    if not isinstance(i, int) or isinstance(i, bool) or not 0 <= i < MAX_LABELS:
-        raise ValueError(f"candidate index {i!r} out of range: at most {MAX_LABELS} candidates have labels")
-    return LABEL_CHARS[i]
-
-
 def labels(n: int) -> list[str]:
     """The first n labels; more than 52 candidates cannot be labelled with single tokens."""
     if not isinstance(n, int) or isinstance(n, bool) or n < 0:
@@ -247,6 +240,28 @@ def safe_label(label: Any) -> str:
 
 
 # -- library -------------------------------------------------------------------------------------
+def shipped_templates() -> Traversable:
+    """The templates that ship with mediarec (package data, wherever the package was loaded from)."""
+    return files("mediarec.rank") / "templates"
+
+
+class _PackageDataLoader(jinja2.BaseLoader):
+    """Templates read through ``importlib.resources``: no filesystem path needed, so a wheel
+    installed as a zip works too (Jinja's FileSystemLoader needs real directories)."""
+
+    def __init__(self, root: Traversable):
+        self.root = root
+
+    def get_source(self, environment: jinja2.Environment, template: str):
+        source = self.root / template if "/" not in template else None
+        if source is None or not source.is_file():
+            raise jinja2.TemplateNotFound(template)
+        return source.read_text(encoding="utf-8"), str(source), lambda: True
+
+    def list_templates(self) -> list[str]:
+        return sorted(p.name for p in self.root.iterdir() if p.name.endswith(".j2"))
+
+
 class PromptLibrary:
     """Prompt templates by name; a user's directory overrides the shipped ones file by file."""
 
@@ -254,14 +269,14 @@ class PromptLibrary:
         self.user_dir = Path(user_dir).expanduser() if user_dir is not None else None
         if self.user_dir is not None and not self.user_dir.is_dir():
             raise ConfigError(f"prompt directory {self.user_dir} does not exist")
-        shipped = next((d for d in SHIPPED_DIRS if d.is_dir()), None)
-        if shipped is None:
-            raise ConfigError("the shipped prompt templates are missing (looked in "
-                              + ", ".join(str(d) for d in SHIPPED_DIRS) + "); reinstall mediarec")
-        self.shipped_dir = shipped
-        self.search_path = [d for d in (self.user_dir, shipped) if d is not None]
+        shipped = shipped_templates()
+        if not shipped.is_dir():
+            raise ConfigError(f"the shipped prompt templates are missing ({shipped}); reinstall mediarec")
+        self.loaders: list[jinja2.BaseLoader] = [_PackageDataLoader(shipped)]
+        if self.user_dir is not None:
+            self.loaders.insert(0, jinja2.FileSystemLoader(str(self.user_dir)))
         self.env = jinja2.Environment(
-            loader=jinja2.FileSystemLoader([str(d) for d in self.search_path]),
+            loader=jinja2.ChoiceLoader(self.loaders),
             undefined=jinja2.StrictUndefined,
             autoescape=False,
             keep_trailing_newline=True,
@@ -277,12 +292,8 @@ class PromptLibrary:
 
     def names(self) -> list[str]:
         """Prompt names that have a system or a user template (in any directory)."""
-        found: set[str] = set()
-        for d in self.search_path:
-            for p in d.glob("*.j2"):
-                m = _TEMPLATE_RE.match(p.name)
-                if m:
-                    found.add(m.group("name"))
+        found = {m.group("name") for loader in self.loaders for t in loader.list_templates()
+                 if (m := _TEMPLATE_RE.match(t))}
         return sorted(found)
 
     def _template(self, name: str, role: str) -> jinja2.Template | None:

@@ -23,8 +23,9 @@ from pydantic import BaseModel, Field
 from mediarec.catalog.model import Interaction, Item
 from mediarec.llm.base import LLM, LLMUnavailable, Messages, Usage
 from mediarec.rank.prompts import PromptLibrary, candidate_entries, history_entries, labels as make_labels
-from mediarec.rank.parse import (RankingParseError, complete_order, fuse, parse_ranking, parse_reasons,
-                      ranking_json_schema, reasons_json_schema, scores_from_order, softmax)
+from mediarec.rank.fusion import complete_order, fuse, scores_from_order, softmax
+from mediarec.rank.parse import RankingParseError, parse_ranking, parse_reasons
+from mediarec.rank.schemas import ranking_json_schema, reasons_json_schema
 from mediarec.index.retriever import Candidate
 
 
@@ -165,7 +166,7 @@ class Reranker:
         msgs = self.prompts.render("explain", history=hist, request=request, detail=detail, reason_words=words,
                                    candidates=candidate_entries(c.item for c in chosen))
         # No grammar for local models here: llama.cpp's JSON-schema grammar costs ~0.5 s per token
-        # with a 150k vocabulary (measured 102 s vs 12 s for five reasons with qwen2.5-0.5b), and
+        # with a 150k vocabulary (measured 102 s vs 12 s for five reasons with qwen2.5-coder-0.5b), and
         # reasons are not ranking-critical. The tolerant parser maps titles used as ids back to
         # labels; an item without a usable reason simply shows none.
         schema = None if self.llm.is_local else reasons_json_schema(labs, len(labs), max_chars)

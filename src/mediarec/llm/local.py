@@ -1,0 +1,195 @@
+"""The local backend: a GGUF model run in-process by llama-cpp-python."""
+
+from __future__ import annotations
+
+import atexit
+import contextlib
+import math
+import os
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+from mediarec.config import Settings
+from mediarec.errors import ConfigError, ModelError
+from mediarec.llm.base import LLM, Completion, LabelScores, LLMOptions, LLMUnavailable, Messages, Usage
+
+_LOAD_LOCK = threading.Lock()
+_LOADED: dict[tuple, Any] = {}
+_MODEL_LOCKS: dict[str, threading.Lock] = {}
+
+
+def _model_lock(path: str) -> threading.Lock:
+    """One lock per model file, shared by every LocalLLM of that file: they share the loaded
+    ``Llama`` (see ``_LOADED``), whose context must not be used by two threads at once
+    (llama.cpp aborts the process on a GGML assertion when it is)."""
+    with _LOAD_LOCK:
+        return _MODEL_LOCKS.setdefault(path, threading.Lock())
+
+
+def _load_llama(path: str, n_ctx: int, n_threads: int):
+    """Load a GGUF once per process, with the AMX workaround (llama.cpp issue 20824).
+
+    On CPUs with AMX the default build's extra buffer types (weight repacking) crash on the
+    first decode; turning ``use_extra_bufts`` off in the model params avoids it whatever the
+    build. llama-cpp-python does not expose the flag, so it is set on the default params
+    while the model loads.
+    """
+    key = (path, n_ctx, n_threads)
+    with _LOAD_LOCK:
+        if key in _LOADED:
+            return _LOADED[key]
+        import llama_cpp
+        from llama_cpp import Llama
+        from llama_cpp import llama as llama_module
+
+        raw = llama_module.llama_cpp
+        original = raw.llama_model_default_params
+
+        def patched():
+            params = original()
+            if hasattr(params, "use_extra_bufts"):
+                params.use_extra_bufts = False
+            return params
+
+        raw.llama_model_default_params = patched
+        try:
+            llm = Llama(model_path=path, n_ctx=n_ctx, n_threads=n_threads, n_threads_batch=n_threads,
+                        n_batch=512, verbose=False, seed=0)
+        except Exception as e:  # noqa: BLE001 - llama.cpp raises ValueError/RuntimeError for bad files
+            raise ModelError(f"cannot load model {path}: {e} (is the file a valid GGUF?)") from None
+        finally:
+            raw.llama_model_default_params = original
+        del llama_cpp
+        if not _LOADED:
+            atexit.register(_close_all)
+        _LOADED[key] = llm
+        return llm
+
+
+def _close_all() -> None:
+    """Free loaded models before interpreter shutdown; llama-cpp-python's ``__del__`` otherwise
+    runs after its C bindings are gone and prints a TypeError at exit."""
+    with _LOAD_LOCK:
+        for llm in _LOADED.values():
+            with contextlib.suppress(Exception):
+                llm.close()
+        _LOADED.clear()
+
+
+class LocalLLM(LLM):
+    """llama-cpp-python; the model is loaded once per process and reused (calls are serialised,
+    across every LocalLLM of the same file)."""
+
+    scheme = "local"
+    spec_forms = "local:NAME, local:/path/model.gguf"
+    supports_schema = True
+    supports_scoring = True
+    is_local = True
+
+    @classmethod
+    def from_spec(cls, name: str, settings: Settings, **kw) -> "LocalLLM":
+        return cls(name, settings=settings, **kw)
+
+    def __init__(self, model: str, n_ctx: int = 4096, n_threads: int | None = None, settings: Settings | None = None,
+                 **kw):
+        super().__init__(**kw)
+        from mediarec.llm.weights import canonical_name, resolve
+
+        path = Path(model)
+        if model.endswith(".gguf") or path.exists():
+            if not path.is_file():
+                raise ConfigError(f"model file not found: {model}")
+            self.path = str(path.resolve())
+        else:
+            model = canonical_name(model)  # one spec, and one answer cache, per model whatever its name
+            self.path = str(resolve(model, settings)["model"])
+        self.spec = f"local:{model}"
+        self.model_name = model
+        self.n_ctx = n_ctx
+        # One thread per core: llama.cpp's threads spin at barriers, so more threads than free
+        # cores (or a busy machine) slows prompt evaluation down many times; MEDIAREC_LLM_THREADS caps it.
+        self.n_threads = n_threads or (settings.llm_threads if settings else None) or max(1, os.cpu_count() or 1)
+        self._llm = None
+        self._lock = _model_lock(self.path)
+
+    @property
+    def llama(self):
+        if self._llm is None:
+            self._llm = _load_llama(self.path, self.n_ctx, self.n_threads)
+        return self._llm
+
+    def format_prompt(self, messages: Messages) -> str:
+        """The chat template from the GGUF applied to the messages, ending where the assistant answers."""
+        from llama_cpp.llama_chat_format import Jinja2ChatFormatter
+
+        llm = self.llama
+        template = llm.metadata.get("tokenizer.chat_template")
+        if not template:
+            text = "".join(f"{m['role']}: {m['content']}\n" for m in messages)
+            return text + "assistant: "
+        eos = llm._model.token_get_text(llm.token_eos())
+        bos = llm._model.token_get_text(llm.token_bos()) if llm.token_bos() >= 0 else ""
+        formatter = Jinja2ChatFormatter(template=template, eos_token=eos, bos_token=bos, add_generation_prompt=True)
+        return formatter(messages=messages).prompt
+
+    def tokenize(self, text: str) -> list[int]:
+        return self.llama.tokenize(text.encode("utf-8"), add_bos=False, special=True)
+
+    def count_tokens(self, messages: Messages) -> int:
+        return len(self.tokenize(self.format_prompt(messages)))
+
+    def eval_prompt(self, tokens: list[int]):
+        """Evaluate tokens reusing the KV cache of a shared prefix; returns the last position's logits."""
+        import numpy as np
+
+        llm = self.llama
+        if len(tokens) >= self.n_ctx:
+            raise LLMUnavailable(f"prompt of {len(tokens)} tokens exceeds the context of {self.n_ctx}")
+        prefix = 0
+        for a, b in zip(llm._input_ids[: llm.n_tokens], tokens):
+            if a != b:
+                break
+            prefix += 1
+        prefix = min(prefix, len(tokens) - 1)  # always evaluate at least the last token
+        llm.n_tokens = prefix
+        llm.eval(tokens[prefix:])
+        return np.ctypeslib.as_array(llm._ctx.get_logits(), shape=(llm.n_vocab(),)).copy(), prefix
+
+    def _label_logprobs(self, messages: Messages, labels: list[str]) -> LabelScores:
+        import numpy as np
+
+        t0 = time.perf_counter()
+        with self._lock:
+            tokens = self.tokenize(self.format_prompt(messages))
+            label_tokens = self.label_token_ids(labels)
+            logits, reused = self.eval_prompt(tokens)
+        logits = logits.astype(np.float64)
+        m = logits.max()
+        logz = m + math.log(float(np.exp(logits - m).sum()))
+        lp = {lab: float(logits[t] - logz) for lab, t in zip(labels, label_tokens)}
+        return LabelScores(logprobs=lp, usage=Usage(prompt_tokens=len(tokens) - reused, seconds=time.perf_counter() - t0))
+
+    def label_token_ids(self, labels: list[str]) -> list[int]:
+        """The first token of each label as the model would write it; labels must not share one."""
+        ids = [self.llama.tokenize(lab.encode(), add_bos=False, special=False)[0] for lab in labels]
+        if len(set(ids)) != len(ids):
+            raise ValueError("candidate labels share a first token; use single-token labels")
+        return ids
+
+    def _chat(self, messages: Messages, schema: dict | None, opts: LLMOptions) -> Completion:
+        t0 = time.perf_counter()
+        kwargs: dict[str, Any] = {"temperature": opts.temperature, "max_tokens": opts.max_tokens, "seed": opts.seed}
+        if schema is not None:
+            kwargs["response_format"] = {"type": "json_object", "schema": schema}
+        with self._lock:
+            try:
+                out = self.llama.create_chat_completion(messages=messages, **kwargs)
+            except ValueError as e:  # e.g. the prompt exceeds the context window
+                raise LLMUnavailable(str(e)) from None
+        usage = out.get("usage") or {}
+        return Completion(text=out["choices"][0]["message"].get("content") or "",
+                          usage=Usage(prompt_tokens=usage.get("prompt_tokens", 0),
+                                      completion_tokens=usage.get("completion_tokens", 0),
+                                      seconds=time.perf_counter() - t0))
