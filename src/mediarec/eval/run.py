@@ -49,7 +49,7 @@ def parse_retrieval_name(name: str) -> tuple[str, bool, float | None, bool] | No
 
 
 def make_protocol(args, dataset: str):
-    from mediarec.eval.harness import EvalProtocol
+    from mediarec.eval.protocol import EvalProtocol
 
     if args.protocol in ("full", "sampled"):
         users = args.users if args.users is not None else (200 if args.protocol == "sampled" else None)
@@ -90,7 +90,7 @@ def run_eval(args) -> int:
     from rich.console import Console
 
     from mediarec.catalog.datasets import load_dataset
-    from mediarec.eval.harness import evaluate, leave_last_out, write_report
+    from mediarec.eval import evaluate, leave_last_out, write_report
     from mediarec.llm.base import load_llm
     from mediarec.eval.systems import IndexProvider, LLMSystem
 
