@@ -15,7 +15,7 @@ from mediarec.cli import main
 from mediarec.catalog import load_dataset
 from mediarec.catalog.enrich import enrich_path
 from mediarec.errors import ConfigError
-from mediarec.eval.harness import EvalProtocol, evaluate, leave_last_out, write_report
+from mediarec.eval import EvalProtocol, evaluate, leave_last_out, write_report
 from mediarec.llm import load_llm
 from mediarec.rank.profile import fallback_profile, profile_query
 from mediarec.index.retriever import Retriever

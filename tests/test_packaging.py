@@ -37,7 +37,7 @@ def test_the_wheel_holds_templates_protocols_and_the_demo(wheel):
 def test_resources_are_found_without_the_checkout(tmp_path):
     """From another folder, with only the installed package's resources: protocols by name, the
     templates and the demo catalog."""
-    code = ("from mediarec.eval.harness import EvalProtocol; from mediarec.rank.prompts import PromptLibrary;"
+    code = ("from mediarec.eval import EvalProtocol; from mediarec.rank.prompts import PromptLibrary;"
             "from mediarec.catalog import load_demo;"
             "p = EvalProtocol.load('ml-100k-full'); lib = PromptLibrary();"
             "print(p.name, 'score' in lib.names(), len(load_demo()) > 0)")

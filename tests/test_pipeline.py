@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from mediarec.catalog import load_dataset
-from mediarec.eval.harness import EvalProtocol, evaluate, leave_last_out
+from mediarec.eval import EvalProtocol, evaluate, leave_last_out
 from mediarec.eval.systems import IndexProvider, build_systems, llm_system
 from mediarec.llm import load_llm
 from mediarec.recommender import Recommender

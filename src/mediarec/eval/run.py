@@ -18,7 +18,7 @@ WEIGHTS = (0.0, 0.25, 0.5, 0.75, 1.0)
 
 
 def make_protocol(args, dataset: str):
-    from mediarec.eval.harness import EvalProtocol
+    from mediarec.eval.protocol import EvalProtocol
 
     if args.protocol in ("full", "sampled"):
         users = args.users if args.users is not None else (200 if args.protocol == "sampled" else None)
@@ -34,7 +34,7 @@ def run_eval(args) -> int:
     from rich.console import Console
 
     from mediarec.catalog import load_dataset
-    from mediarec.eval.harness import evaluate, leave_last_out, write_report
+    from mediarec.eval import evaluate, leave_last_out, write_report
     from mediarec.eval.systems import IndexProvider, build_systems, llm_system
     from mediarec.llm import load_llm
 

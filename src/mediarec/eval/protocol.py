@@ -1,0 +1,85 @@
+"""How a system is evaluated, declared as data: a small JSON document, not code.
+
+In the spirit of RecBole, a protocol file names the split, the ranking mode (full or sampled),
+the users, the seed, the cut-offs and the bootstrap size. The built-in protocols ship inside
+the package (``mediarec/eval/protocols/*.json``) and are read with ``importlib.resources``, so
+``--protocol NAME`` works from an installed wheel, not only from a checkout.
+"""
+
+from __future__ import annotations
+
+import json
+from importlib.resources import files
+from pathlib import Path
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+from mediarec.errors import ConfigError
+
+__all__ = ["EvalProtocol", "builtin_protocols"]
+
+
+def _protocols_folder():
+    return files("mediarec.eval") / "protocols"
+
+
+def builtin_protocols() -> list[str]:
+    """Names of the protocols shipped with the package ("ml-100k-full", ...), sorted."""
+    return sorted(p.name[: -len(".json")] for p in _protocols_folder().iterdir() if p.name.endswith(".json"))
+
+
+class EvalProtocol(BaseModel):
+    """How a system is evaluated; loaded from a protocol file or a built-in name.
+
+    ``users``: evaluate a seeded sample of this many users (None = all eligible users).
+    ``validation_users``: the same for the *valid* phase (None = as many as ``users``).
+    ``min_history``: users with fewer interactions than this in the whole log are not evaluated
+    (the default 1 keeps every user, including one-interaction users with an empty history).
+    ``bootstrap``: resamples for the confidence intervals and the paired test (0 = none).
+    """
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    name: str = "custom"
+    dataset: str | None = None
+    split: Literal["leave-last-out"] = "leave-last-out"
+    mode: Literal["full", "sampled"] = "full"
+    n_negatives: int = Field(19, ge=1)
+    users: int | None = Field(None, ge=1)
+    seed: int = 0
+    validation_users: int | None = Field(None, ge=1)
+    ks: tuple[int, ...] = (5, 10, 20)
+    min_history: int = Field(1, ge=1)
+    bootstrap: int = Field(1000, ge=0)
+
+    @field_validator("ks")
+    @classmethod
+    def _ks(cls, v: tuple[int, ...]) -> tuple[int, ...]:
+        if not v or any(k < 1 for k in v):
+            raise ValueError("ks must be positive cut-offs")
+        return tuple(sorted(set(v)))
+
+    @classmethod
+    def load(cls, path: str | Path) -> "EvalProtocol":
+        """A protocol file; a bare name without a path ("ml-100k-full") is a built-in protocol."""
+        p = Path(path)
+        source = p
+        if not p.exists() and p.suffix != ".json" and len(p.parts) == 1:
+            source = _protocols_folder() / f"{p.name}.json"
+        try:
+            text = source.read_text(encoding="utf-8")
+        except FileNotFoundError:
+            raise ConfigError(f"{path}: no such protocol file (built-in protocols: "
+                              f"{', '.join(builtin_protocols())})") from None
+        try:
+            data = json.loads(text)
+        except json.JSONDecodeError as e:
+            raise ConfigError(f"{source}:{e.lineno}: not valid JSON: {e.msg}") from None
+        data.setdefault("name", p.stem)
+        try:
+            return cls.model_validate(data)
+        except ValidationError as e:
+            first = e.errors()[0]
+            loc = ".".join(str(x) for x in first["loc"]) or "(root)"
+            raise ConfigError(f"{source}: bad protocol field {loc}: {first['msg']}") from None

@@ -1,0 +1,139 @@
+"""Which interactions a system learns from and which it must predict, and against what.
+
+Split — leave-last-out (:func:`leave_last_out`)
+    Each user's interactions are sorted by ``(timestamp, position in the log)``: ties on the
+    timestamp keep file order, so the split is deterministic. The **last** interaction is the
+    test target; the one **before** it the validation target.
+
+    * ``train_val_catalog`` = every interaction except each user's test target. Systems are
+      fitted on it for the *test* phase; a user's history is their part of it.
+    * ``train_catalog`` = every interaction except each user's test and validation targets.
+      Systems are fitted on it for the *valid* phase; a user's history is their part of it.
+    * A user with a single interaction has a test target and no validation target; their test
+      history is empty and they are still evaluated (a system gets an empty history).
+
+Candidates
+    ``full`` mode ranks the target among every catalog item the user has *not* interacted with
+    (anywhere in their log) plus the target itself: known positives other than the target are
+    never counted as negatives. ``sampled`` mode (the LLMRank protocol) ranks the target among
+    ``n_negatives`` items drawn uniformly from those same unseen items (:func:`sample_negatives`).
+    Negatives depend only on ``(seed, user)``, so every system sees exactly the same candidates.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Iterable, Mapping, Sequence
+
+import numpy as np
+
+from mediarec.catalog.model import Catalog, Interaction
+from mediarec.errors import ConfigError
+from mediarec.eval.metrics import stable_u64
+
+__all__ = ["Split", "checked_phase", "leave_last_out", "sample_users", "sample_negatives"]
+
+
+@dataclass
+class Split:
+    """Leave-last-out split of a catalog's interaction log (see the module docstring).
+
+    ``test_history[u]``: u's interactions minus the test target, oldest first (u's part of
+    ``train_val_catalog``). ``valid_history[u]``: minus the test and the validation targets
+    (u's part of ``train_catalog``); only users with a validation target appear in ``valid``
+    and ``valid_history``. ``seen[u]``: every item u interacted with, targets included.
+    """
+
+    catalog: Catalog
+    train_catalog: Catalog
+    train_val_catalog: Catalog
+    test: dict[str, str]
+    valid: dict[str, str]
+    test_history: dict[str, list[Interaction]]
+    valid_history: dict[str, list[Interaction]]
+    seen: dict[str, set[str]] = field(repr=False)
+    n_interactions: dict[str, int] = field(repr=False)
+
+    def targets(self, phase: str = "test") -> dict[str, str]:
+        return self.test if checked_phase(phase) == "test" else self.valid
+
+    def histories(self, phase: str = "test") -> dict[str, list[Interaction]]:
+        return self.test_history if checked_phase(phase) == "test" else self.valid_history
+
+    def fit_catalog(self, phase: str = "test") -> Catalog:
+        return self.train_val_catalog if checked_phase(phase) == "test" else self.train_catalog
+
+
+def checked_phase(phase: str) -> str:
+    """``phase`` itself if it is "test" or "valid"; a one-line error otherwise."""
+    if phase not in ("test", "valid"):
+        raise ConfigError(f"unknown evaluation phase {phase!r} (use 'test' or 'valid')")
+    return phase
+
+
+def _training_catalog(catalog: Catalog, interactions: list[Interaction]) -> Catalog:
+    """The same items with a reduced interaction log (the one place a split derives a catalog)."""
+    return catalog.replace(interactions=interactions)
+
+
+def leave_last_out(catalog: Catalog) -> Split:
+    """Hold out each user's last interaction (test) and the one before it (validation)."""
+    per_user: dict[str, list[tuple[float, int]]] = {}
+    for pos, x in enumerate(catalog.interactions):
+        per_user.setdefault(x.user, []).append((x.timestamp, pos))
+    inter = catalog.interactions
+    test: dict[str, str] = {}
+    valid: dict[str, str] = {}
+    test_hist: dict[str, list[Interaction]] = {}
+    valid_hist: dict[str, list[Interaction]] = {}
+    seen: dict[str, set[str]] = {}
+    n_inter: dict[str, int] = {}
+    drop_test: set[int] = set()
+    drop_valid: set[int] = set()
+    for user, keys in per_user.items():
+        keys.sort()
+        order = [inter[p] for _, p in keys]
+        n_inter[user] = len(order)
+        seen[user] = {x.item for x in order}
+        test[user] = order[-1].item
+        drop_test.add(keys[-1][1])
+        test_hist[user] = order[:-1]
+        if len(order) >= 2:
+            valid[user] = order[-2].item
+            drop_valid.add(keys[-2][1])
+            valid_hist[user] = order[:-2]
+    train_val = [x for p, x in enumerate(inter) if p not in drop_test]
+    train = [x for p, x in enumerate(inter) if p not in drop_test and p not in drop_valid]
+    return Split(catalog=catalog, train_catalog=_training_catalog(catalog, train),
+                 train_val_catalog=_training_catalog(catalog, train_val), test=test, valid=valid,
+                 test_history=test_hist, valid_history=valid_hist, seen=seen, n_interactions=n_inter)
+
+
+def _natural_key(u: str):
+    return (0, int(u), u) if u.isdigit() else (1, 0, u)
+
+
+def sample_users(users: Iterable[str], n: int | None, seed: int) -> list[str]:
+    """A seeded sample of n users (all if n is None or too big), in natural id order."""
+    pool = sorted(set(users), key=_natural_key)
+    if n is None or n >= len(pool):
+        return pool
+    rng = np.random.default_rng(seed)
+    pick = rng.choice(len(pool), size=n, replace=False)
+    return [pool[i] for i in sorted(pick)]
+
+
+def sample_negatives(user: str, seen: set[str], item_ids: Sequence[str], n: int, seed: int,
+                     index: Mapping[str, int] | None = None) -> np.ndarray:
+    """Indices (into item_ids) of n items the user never interacted with, drawn with (seed, user).
+
+    Depends only on (seed, user, catalog): identical for every system and every user sample.
+    """
+    index = index if index is not None else {i: k for k, i in enumerate(item_ids)}
+    mask = np.ones(len(item_ids), dtype=bool)
+    mask[[index[i] for i in seen if i in index]] = False
+    pool = np.flatnonzero(mask)
+    rng = np.random.default_rng([seed & 0xFFFFFFFF, stable_u64(user) & 0xFFFFFFFF, 19])
+    if pool.size <= n:
+        return pool
+    return np.sort(rng.choice(pool, size=n, replace=False))
