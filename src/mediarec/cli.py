@@ -29,10 +29,11 @@ def _settings(args):
 
 
 def cmd_models(args) -> int:
+    from mediarec.llm import model_specs as specs
     from mediarec.llm import weights as models
 
     if args.action == "pull":
-        for name in args.names or [models.DEFAULT_EMBEDDER, models.DEFAULT_LLM]:
+        for name in args.names or [specs.DEFAULT_EMBEDDER, specs.DEFAULT_LLM]:
             paths = models.pull(name, force=args.force, quiet=args.quiet)
             for role, p in paths.items():
                 print(f"{name} {role}: {p}")
@@ -45,7 +46,7 @@ def cmd_models(args) -> int:
         table.add_row(row["name"] + (" (default)" if row.get("default") else ""), row["kind"], size,
                       "yes" if row["present"] else "no", row["path"] if row["present"] else row["description"])
     _console().print(table)
-    for alias, target in models.ALIASES.items():
+    for alias, target in specs.ALIASES.items():
         print(f"{alias} is an alias of {target}")
     return 0
 

@@ -95,7 +95,8 @@ class LocalLLM(LLM):
     def __init__(self, model: str, n_ctx: int = 4096, n_threads: int | None = None, settings: Settings | None = None,
                  **kw):
         super().__init__(**kw)
-        from mediarec.llm.weights import canonical_name, resolve
+        from mediarec.llm.model_specs import canonical_name
+        from mediarec.llm.weights import resolve
 
         path = Path(model)
         if model.endswith(".gguf") or path.exists():
