@@ -17,16 +17,33 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from mediarec.errors import ConfigError
 
-__all__ = ["EvalProtocol", "builtin_protocols"]
+__all__ = ["Anchor", "EvalProtocol", "builtin_protocols"]
 
 
 def _protocols_folder():
     return files("mediarec.eval") / "protocols"
 
 
+# Short names for built-in protocols: "llamarec" is the anchor paper's own setting.
+ALIASES = {"llamarec": "ml-latest-small-llamarec"}
+
+
 def builtin_protocols() -> list[str]:
     """Names of the protocols shipped with the package ("ml-100k-full", ...), sorted."""
     return sorted(p.name[: -len(".json")] for p in _protocols_folder().iterdir() if p.name.endswith(".json"))
+
+
+class Anchor(BaseModel):
+    """A published result on this protocol, shown beside ours and marked as the paper's.
+
+    ``metrics`` uses the harness's names ("ndcg@10", "hr@10"; a paper's Recall@k with one
+    held-out target per user is HR@k)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    system: str
+    source: str
+    metrics: dict[str, float]
 
 
 class EvalProtocol(BaseModel):
@@ -37,6 +54,10 @@ class EvalProtocol(BaseModel):
     ``min_history``: users with fewer interactions than this in the whole log are not evaluated
     (the default 1 keeps every user, including one-interaction users with an empty history).
     ``bootstrap``: resamples for the confidence intervals and the paired test (0 = none).
+    ``core``: before the split, keep only users and items with at least this many interactions,
+    filtering iteratively as LlamaRec does (0 = no filter). ``ties``: how equal timestamps are
+    ordered, ``log-order`` (position in the log) or ``dense-id`` (LlamaRec's dense item ids); see
+    :mod:`mediarec.eval.split`. ``anchors``: published numbers printed beside ours.
     """
 
     model_config = ConfigDict(extra="forbid", frozen=True)
@@ -52,6 +73,9 @@ class EvalProtocol(BaseModel):
     ks: tuple[int, ...] = (5, 10, 20)
     min_history: int = Field(1, ge=1)
     bootstrap: int = Field(1000, ge=0)
+    core: int = Field(0, ge=0)
+    ties: Literal["log-order", "dense-id"] = "log-order"
+    anchors: tuple[Anchor, ...] = ()
 
     @field_validator("ks")
     @classmethod
@@ -66,17 +90,17 @@ class EvalProtocol(BaseModel):
         p = Path(path)
         source = p
         if not p.exists() and p.suffix != ".json" and len(p.parts) == 1:
-            source = _protocols_folder() / f"{p.name}.json"
+            source = _protocols_folder() / f"{ALIASES.get(p.name, p.name)}.json"
         try:
             text = source.read_text(encoding="utf-8")
         except FileNotFoundError:
             raise ConfigError(f"{path}: no such protocol file (built-in protocols: "
-                              f"{', '.join(builtin_protocols())})") from None
+                              f"{', '.join(builtin_protocols() + sorted(ALIASES))})") from None
         try:
             data = json.loads(text)
         except json.JSONDecodeError as e:
             raise ConfigError(f"{source}:{e.lineno}: not valid JSON: {e.msg}") from None
-        data.setdefault("name", p.stem)
+        data.setdefault("name", Path(source.name).stem)
         try:
             return cls.model_validate(data)
         except ValidationError as e:

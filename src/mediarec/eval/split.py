@@ -12,6 +12,15 @@ Split — leave-last-out (:func:`leave_last_out`)
     * A user with a single interaction has a test target and no validation target; their test
       history is empty and they are still evaluated (a system gets an empty history).
 
+Catalog preparation (:func:`protocol_catalog`, before the split)
+    A protocol may first apply an iterative ``core``-core filter (LlamaRec's ``filter_triplets``:
+    per round drop items with fewer than ``core`` interactions, then users with fewer, until both
+    hold) and the ``dense-id`` tie rule: items get LlamaRec's dense ids (the iteration order of a
+    CPython ``set`` of the remaining item ids, built in log order) and the log is reordered by
+    ``(timestamp, dense id)``, so the split's ``(timestamp, position)`` order *is* LlamaRec's
+    ``(timestamp, dense id)``. Items without interactions after the filter leave the catalog:
+    full ranking is over the remaining items, as in LlamaRec. :func:`split_for` does both steps.
+
 Candidates
     ``full`` mode ranks the target among every catalog item the user has *not* interacted with
     (anywhere in their log) plus the target itself: known positives other than the target are
@@ -22,16 +31,21 @@ Candidates
 
 from __future__ import annotations
 
+from collections import Counter
 from dataclasses import dataclass, field
-from typing import Iterable, Mapping, Sequence
+from typing import TYPE_CHECKING, Iterable, Mapping, Sequence
 
 import numpy as np
 
 from mediarec.catalog.model import Catalog, Interaction
-from mediarec.errors import ConfigError
+from mediarec.errors import CatalogError, ConfigError
 from mediarec.eval.metrics import stable_u64
 
-__all__ = ["Split", "checked_phase", "leave_last_out", "sample_users", "sample_negatives"]
+if TYPE_CHECKING:
+    from mediarec.eval.protocol import EvalProtocol
+
+__all__ = ["Split", "checked_phase", "leave_last_out", "sample_users", "sample_negatives", "k_core",
+           "dense_item_ids", "protocol_catalog", "split_for"]
 
 
 @dataclass
@@ -107,6 +121,81 @@ def leave_last_out(catalog: Catalog) -> Split:
     return Split(catalog=catalog, train_catalog=_training_catalog(catalog, train),
                  train_val_catalog=_training_catalog(catalog, train_val), test=test, valid=valid,
                  test_history=test_hist, valid_history=valid_hist, seen=seen, n_interactions=n_inter)
+
+
+def k_core(interactions: Sequence[Interaction], k: int) -> tuple[list[Interaction], int]:
+    """LlamaRec's iterative k-core filter; returns (kept interactions in log order, rounds run).
+
+    Each round drops items with fewer than k interactions, then users with fewer than k (in that
+    order, as ``filter_triplets`` does), until every remaining user and item has at least k.
+    """
+    kept = list(interactions)
+    rounds = 0
+    while True:
+        items = Counter(x.item for x in kept)
+        users = Counter(x.user for x in kept)
+        if all(n >= k for n in items.values()) and all(n >= k for n in users.values()):
+            return kept, rounds
+        rounds += 1
+        kept = [x for x in kept if items[x.item] >= k]
+        users = Counter(x.user for x in kept)
+        kept = [x for x in kept if users[x.user] >= k]
+
+
+def _canonical_int(s: str) -> int | None:
+    """The int a string id spells exactly ("42" -> 42; "042", "-0", "x" -> None)."""
+    return int(s) if s.isascii() and s.isdigit() and str(int(s)) == s else None
+
+
+def dense_item_ids(interactions: Sequence[Interaction]) -> dict[str, int]:
+    """LlamaRec's dense item ids, from 1: ``{s: i for i, s in enumerate(set(df['sid']), start=1)}``.
+
+    When every id is an integer, this is the iteration order of a CPython ``set`` of those ints
+    added in log order (deterministic: an int hashes to itself). Other ids have no such order
+    (string hashes are salted per process), so they are numbered by first appearance in the log.
+    """
+    ids = [x.item for x in interactions]
+    as_int = {i: _canonical_int(i) for i in dict.fromkeys(ids)}
+    if all(v is not None for v in as_int.values()):
+        to_str = {v: i for i, v in as_int.items()}
+        order = [to_str[v] for v in set(as_int[i] for i in ids)]
+    else:
+        order = list(as_int)
+    return {i: n for n, i in enumerate(order, start=1)}
+
+
+def protocol_catalog(catalog: Catalog, protocol: "EvalProtocol") -> Catalog:
+    """The catalog a protocol evaluates on: ``catalog`` itself, or its core-filtered, dense-id
+    ordered version (see the module docstring); a filter that leaves nothing is an error."""
+    if protocol.core <= 1 and protocol.ties == "log-order":
+        return catalog
+    log = list(catalog.interactions)
+    rounds = 0
+    if protocol.core > 1:
+        log, rounds = k_core(log, protocol.core)
+        if not log:
+            raise CatalogError(f"protocol {protocol.name!r}: the {protocol.core}-core filter leaves no "
+                               f"interactions ({len(catalog.interactions)} before); it needs users and items "
+                               f"with at least {protocol.core} interactions each", catalog.source)
+    if protocol.ties == "dense-id":
+        dense = dense_item_ids(log)
+        log.sort(key=lambda x: (x.timestamp, dense[x.item]))  # stable: equal keys keep log order
+    remaining = {x.item for x in log}
+    stats = {**catalog.load_stats, "protocol_filter": {
+        "core": protocol.core, "ties": protocol.ties, "rounds": rounds,
+        "before": _counts(catalog.interactions, len(catalog.items)),
+        "after": _counts(log, len(remaining))}}
+    return catalog.replace(items=[it for i, it in catalog.items.items() if i in remaining],
+                           interactions=log, load_stats=stats)
+
+
+def _counts(log: Sequence[Interaction], n_items: int) -> dict[str, int]:
+    return {"users": len({x.user for x in log}), "items": n_items, "interactions": len(log)}
+
+
+def split_for(catalog: Catalog, protocol: "EvalProtocol") -> Split:
+    """The protocol's split: :func:`protocol_catalog`, then :func:`leave_last_out`."""
+    return leave_last_out(protocol_catalog(catalog, protocol))
 
 
 def _natural_key(u: str):
