@@ -63,6 +63,27 @@ def _fmt(v: Any) -> str:
     return "–" if v is None or (isinstance(v, float) and not math.isfinite(v)) else f"{v:.4f}"
 
 
+def _split_text(proto: dict[str, Any]) -> str:
+    parts = [proto["split"]]
+    if proto.get("core", 0) > 1:
+        parts.append(f"after an iterative {proto['core']}-core filter")
+    if proto.get("ties") == "dense-id":
+        parts.append("timestamp ties ordered by dense item id (LlamaRec)")
+    return ", ".join(parts)
+
+
+def _catalog_lines(cat: dict[str, Any] | None) -> list[str]:
+    if not cat:
+        return []
+    line = (f"- evaluated catalog: {cat['users']:,} users, {cat['items']:,} items, "
+            f"{cat['interactions']:,} interactions")
+    before = (cat.get("protocol_filter") or {}).get("before")
+    if before:
+        line += (f" (filtered from {before['users']:,} users, {before['items']:,} items, "
+                 f"{before['interactions']:,} interactions)")
+    return [line]
+
+
 def _report_md(data: dict[str, Any]) -> str:
     proto = data["protocol"]
     ks = proto["ks"]
@@ -74,7 +95,7 @@ def _report_md(data: dict[str, Any]) -> str:
                   f"{data['users_done']} of {data['n_users']} users; later systems were not run.", ""]
     mode = proto["mode"] + (f", target + {proto['n_negatives']} sampled negatives" if proto["mode"] == "sampled"
                             else ", target among all unseen items")
-    lines += [f"- split: {proto['split']}; ranking: {mode}",
+    lines += [f"- split: {_split_text(proto)}; ranking: {mode}", *_catalog_lines(data.get("catalog")),
               f"- users: {data['n_users']} (seed {data['seed']}); 95% percentile bootstrap CI over users "
               f"({proto['bootstrap']} resamples)",
               f"- reference for paired bootstrap p-values: {data.get('reference')}", "",
@@ -92,6 +113,12 @@ def _report_md(data: dict[str, Any]) -> str:
                   "ref" if name == ref else _fmt(p), str(m.get("n_users")),
                   f"{m.get('seconds', 0):.2f}", f"{m.get('users_per_s', 0):.1f}"]
         lines.append(f"| {name} | " + " | ".join(cells) + " |")
+    for a in proto.get("anchors") or []:
+        cells = [_fmt(a["metrics"].get(c)) for c in cols] + ["–"] * 6
+        lines.append(f"| {a['system']} *(paper)* | " + " | ".join(cells) + " |")
+    if proto.get("anchors"):
+        lines += ["", "Rows marked *(paper)* are published numbers, copied from the protocol file, not measured "
+                  "here: " + "; ".join(sorted({a["source"] for a in proto["anchors"]})) + "."]
     variants = {n: m for n, m in data["systems"].items() if m.get("p_vs_base")}
     if variants:
         lines += ["", "## Variants against their base (paired bootstrap, same users)", "",
@@ -188,12 +215,17 @@ def _plots(report: EvalReport, out: Path) -> list[Path]:
     return written
 
 
-def write_report(report: EvalReport, output_dir: Path, command: str) -> dict[str, Path]:
-    """metrics.json, report.md, metrics.png, rank_hist.png (and position_bias.png), atomically."""
+def write_report(report: EvalReport, output_dir: Path, command: str,
+                 catalog_stats: dict[str, Any] | None = None) -> dict[str, Path]:
+    """metrics.json, report.md, metrics.png, rank_hist.png (and position_bias.png), atomically.
+
+    ``catalog_stats``: the evaluated catalog's size (and what a protocol filter removed), for the report."""
     out = Path(output_dir)
     out.mkdir(parents=True, exist_ok=True)
     data = report.metrics_json()
     data["command"] = command
+    if catalog_stats is not None:
+        data["catalog"] = json_safe(catalog_stats)
     data["versions"] = _versions()
     data["machine"] = _machine()
     data["date"] = datetime.now(timezone.utc).isoformat(timespec="seconds")

@@ -35,6 +35,7 @@ def run_eval(args) -> int:
 
     from mediarec.catalog import load_dataset
     from mediarec.eval import evaluate, leave_last_out, write_report
+    from mediarec.eval.split import protocol_catalog
     from mediarec.eval.systems import IndexProvider, build_systems, llm_system
     from mediarec.llm import load_llm
 
@@ -42,8 +43,11 @@ def run_eval(args) -> int:
     names = [s.strip() for s in args.systems.split(",") if s.strip()]
     # Base systems see the catalog's own text; `+summaries` variants add the stored summaries, so
     # one run says what they change (the llm system reranks the plain hybrid).
-    catalog = load_dataset(args.dataset, args.data_dir)
-    protocol = make_protocol(args, catalog.name)
+    loaded = load_dataset(args.dataset, args.data_dir)
+    protocol = make_protocol(args, loaded.name)
+    # The protocol decides what is evaluated: a core filter and a tie rule make a new catalog,
+    # and every system and index is built on that one.
+    catalog = protocol_catalog(loaded, protocol)
     provider = IndexProvider(chroma_url=args.chroma_url, progress=not args.quiet)
     build_systems([n for n in names if n != "llm"], provider)  # unknown names fail before any model loads
     llm = load_llm(args.llm) if "llm" in names else None
@@ -84,10 +88,19 @@ def run_eval(args) -> int:
                 report.systems[s.name].setdefault("extra", {})["tuned_llm_weight"] = chosen
                 report.systems[s.name]["extra"]["validation_ndcg@10_by_weight"] = scored
     out = Path(args.output)
-    write_report(report, out, command)
+    write_report(report, out, command, catalog_stats=_catalog_stats(catalog))
     _print_table(con, report)
     con.print(f"wrote {out / 'metrics.json'} and {out / 'report.md'}")
     return 0
+
+
+def _catalog_stats(catalog) -> dict:
+    """What the report says about the evaluated catalog (and what a protocol filter removed)."""
+    stats = {"name": catalog.name, "users": len(catalog.by_user), "items": len(catalog.items),
+             "interactions": len(catalog.interactions)}
+    if "protocol_filter" in catalog.load_stats:
+        stats["protocol_filter"] = dict(catalog.load_stats["protocol_filter"])
+    return stats
 
 
 def _print_table(con, report) -> None:
@@ -103,4 +116,7 @@ def _print_table(con, report) -> None:
             return f"{m[key]:.4f}" + (f" [{lo:.4f}, {hi:.4f}]" if lo is not None else "")
 
         t.add_row(name, fmt("hr@10"), fmt("ndcg@10"), fmt("mrr"), f"{m.get('users_per_s', 0):.1f}")
+    for a in report.protocol.anchors:
+        t.add_row(f"{a.system} (paper)", *(f"{a.metrics[k]:.4f}" if k in a.metrics else "–"
+                                           for k in ("hr@10", "ndcg@10", "mrr")), "–", style="dim")
     con.print(t)
