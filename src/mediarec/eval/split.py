@@ -19,7 +19,9 @@ Catalog preparation (:func:`protocol_catalog`, before the split)
     CPython ``set`` of the remaining item ids, built in log order) and the log is reordered by
     ``(timestamp, dense id)``, so the split's ``(timestamp, position)`` order *is* LlamaRec's
     ``(timestamp, dense id)``. Items without interactions after the filter leave the catalog:
-    full ranking is over the remaining items, as in LlamaRec. :func:`split_for` does both steps.
+    full ranking is over the remaining items, as in LlamaRec. LlamaRec's first step, "keep items
+    with metadata", holds by construction: a catalog rejects interactions with unknown items and
+    every item has a title. :func:`split_for` does both steps.
 
 Candidates
     ``full`` mode ranks the target among every catalog item the user has *not* interacted with
