@@ -187,7 +187,7 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--systems", default="pop,itemknn,text,collab,hybrid",
                    help="comma-separated: pop, itemknn, text, collab, hybrid, llm; retrieval ones also with "
                         "+summaries (stored `mediarec enrich` summaries) and/or +profile[@SHARE] (interest profile)")
-    e.add_argument("--protocol", default="full", help="full | sampled | a protocol JSON file")
+    e.add_argument("--protocol", default="full", help="full | sampled | a built-in protocol (llamarec, ml-100k-full, ...) | a protocol JSON file")
     e.add_argument("--users", type=int, default=None)
     e.add_argument("--val-users", type=int, default=None,
                    help="validation users for tuning the LLM fusion weight (default min(users, 100))")

@@ -24,7 +24,7 @@ from mediarec.errors import ConfigError
 from mediarec.eval.metrics import coverage, hit_at_k, mean_popularity, mrr, ndcg_at_k, rank_of_target, tie_keys, top_k
 from mediarec.eval.protocol import EvalProtocol
 from mediarec.eval.report import json_safe, write_report
-from mediarec.eval.split import Split, checked_phase, leave_last_out, sample_negatives, sample_users
+from mediarec.eval.split import Split, checked_phase, sample_negatives, sample_users, split_for
 from mediarec.eval.stats import bootstrap_ci, bootstrap_index, paired_bootstrap_p
 from mediarec.infra.progress import counting
 
@@ -260,7 +260,7 @@ def evaluate(catalog: Catalog, systems: Sequence[Scorer], protocol: EvalProtocol
     names = [s.name for s in systems]
     if len(set(names)) != len(names):
         raise ConfigError(f"system names must be unique, got {names}")
-    split = split or leave_last_out(catalog)
+    split = split or split_for(catalog, protocol)  # the protocol decides the filter and the tie rule
     targets = split.targets(phase)
     eligible = [u for u in targets if split.n_interactions[u] >= protocol.min_history]
     n_sample = protocol.users if phase == "test" else (protocol.validation_users or protocol.users)
