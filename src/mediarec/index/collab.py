@@ -10,7 +10,8 @@ The model blends two item-to-item signals into one matrix ``M`` (n × n over the
 ``M = α·B̂ + (1-α)·T̂`` (each scaled to the same mean row mass). A user's scores are exact:
 ``score = Σ_i decay^(age_i) · M[i, :]`` over the history (:meth:`CollabModel.exact_scores`). The
 ranking uses ``M`` itself because a rank-256 factorisation of it lost accuracy (issue 11: NDCG@10
-0.0736 against 0.081 unfactorised on the llamarec split of latest-small).
+0.0736 against 0.081 unfactorised on the llamarec split of latest-small; on MovieLens 100k,
+leave-last-out, full ranking, the collab system went from HR@10 0.209 / NDCG@10 0.114 to 0.214 / 0.116).
 
 The factorisation ``M ≈ Q Vᵀ`` (randomised truncated SVD, ``Q = U·S``) is still computed: its
 vectors live in Chroma for nearest-neighbour queries (``u = Σ_i decay^(age_i) · Q[i]``, ``u · V[j]``),
