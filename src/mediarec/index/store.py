@@ -8,7 +8,10 @@
   the exact item-item matrix those vectors factorise, which the ranking uses (see
   :mod:`mediarec.index.collab`), stored with the collab fingerprint and written atomically. A
   missing, stale or corrupt file is refitted by a build; a reader (``build=False``) gets an
-  :class:`IndexError_` saying to run ``mediarec index``.
+  :class:`IndexError_` saying to run ``mediarec index``. Against a Chroma server there is no local
+  folder that other machines see, so the server stays the only state: the matrix is fitted again
+  in memory when the index is loaded (deterministic from the catalog and settings; seconds on
+  MovieLens 100k, longer on 8000 items).
 
 Every collection records a fingerprint of what it was built from (catalog hash, embedder,
 vector settings) and whether the build completed. A collection whose fingerprint differs is
@@ -236,7 +239,8 @@ class CatalogIndex:
                     for start in range(0, len(model.item_ids), bs):
                         col.upsert(ids=model.item_ids[start:start + bs], embeddings=vecs[start:start + bs])
                         bar.advance(task, min(bs, len(model.item_ids) - start))
-        self._write_matrix(model, fp)
+        if self.matrix_path is not None:
+            self._write_matrix(model, fp)
         if not collections_done:
             for col in (item_col, query_col):
                 col.modify(metadata={"fingerprint": fp, "complete": True})
@@ -244,17 +248,17 @@ class CatalogIndex:
 
     # -- the exact matrix, a file beside the collections -------------------------------------
     @property
-    def matrix_path(self) -> Path:
-        """``<folder>/<prefix>-collab-exact.npz``: M with its item ids and the collab fingerprint."""
+    def matrix_path(self) -> Path | None:
+        """``<folder>/<prefix>-collab-exact.npz``: M with its item ids and the collab fingerprint;
+        None for a Chroma server (the matrix is then fitted at load, see the module docstring)."""
         folder = self._matrix_dir
         if folder is None:
             try:
                 cs = self.client.get_settings()
                 folder = Path(cs.persist_directory) if cs.is_persistent and cs.persist_directory else None
-            except Exception:  # noqa: BLE001 - not a Chroma client we know: fall back to the home
+            except Exception:  # noqa: BLE001 - not a Chroma client we know: keep it in memory
                 folder = None
-            folder = folder or Path(get_settings().index_dir)
-        return folder / f"{self.prefix}-collab-exact.npz"
+        return None if folder is None else Path(folder) / f"{self.prefix}-collab-exact.npz"
 
     def _write_matrix(self, model: CollabModel, fingerprint: str) -> None:
         """Atomically: a reader sees the old file or the whole new one, never half a matrix."""
@@ -273,6 +277,9 @@ class CatalogIndex:
     def _read_matrix(self) -> tuple[list[str], np.ndarray]:
         """(item ids, M) of the current fingerprint, or IndexError_ naming the file and the fix."""
         path, fp = self.matrix_path, self.collab_fingerprint()
+        if path is None:  # a Chroma server: fit it here (the factors in the server come from the same fit)
+            model = CollabModel.fit(self.catalog, self.settings.collab, factorise=False)
+            return model.item_ids, model.matrix
         fix = f"run `mediarec index --dataset {self.catalog.name}`"
         if not path.exists():
             raise IndexError_(f"the exact collaborative matrix {path} is missing; {fix}")
@@ -296,7 +303,8 @@ class CatalogIndex:
             return False
         fps = [self.text_fingerprint(), self.collab_fingerprint(), self.collab_fingerprint()]
         return all((c.metadata or {}).get("fingerprint") == fp and (c.metadata or {}).get("complete")
-                   for c, fp in zip(cols, fps)) and self._matrix_fingerprint() == self.collab_fingerprint()
+                   for c, fp in zip(cols, fps)) and (self.matrix_path is None
+                                                      or self._matrix_fingerprint() == self.collab_fingerprint())
 
     def load(self) -> "CatalogIndex":
         """Read the vectors into memory (exact re-scoring of candidates needs them)."""
