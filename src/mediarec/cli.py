@@ -1,4 +1,4 @@
-"""The ``mediarec`` command: models, data, index, recommend, eval, chat.
+"""The ``mediarec`` command: models, data, index, tune, recommend, eval, chat.
 
 User errors (MediarecError) print one line and exit 2; there is no traceback for them.
 """
@@ -123,6 +123,22 @@ def cmd_chat(args) -> int:
     return run_repl(args)
 
 
+def cmd_tune(args) -> int:
+    from mediarec.index.tuning import tune, tuned_path
+
+    catalog = _catalog(args)
+    if args.val_users is not None and args.val_users < 1:
+        raise MediarecError("--val-users must be 1 or more")
+    out = tune(catalog, validation_users=args.val_users, progress=not args.quiet)
+    chosen = ", ".join(f"{k}={v:g}" for k, v in out["settings"].items())
+    default = out["default_validation_ndcg@10"]
+    print(f"{catalog.name}: {chosen}: validation NDCG@10 {out['validation_ndcg@10']:.4f}"
+          + (f" (defaults {default:.4f})" if default is not None else "")
+          + f" on {out['validation_users']} users, {len(out['grid'])} grid points in {out['seconds']:.0f}s")
+    print(f"wrote {tuned_path(catalog.name)}; `mediarec index` and `mediarec eval` now use it for this catalog")
+    return 0
+
+
 def cmd_enrich(args) -> int:
     from mediarec.catalog.enrich import enrich_catalog
     from mediarec.llm import load_llm
@@ -200,6 +216,12 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--output", default="results/eval")
     e.add_argument("--quiet", action="store_true")
     e.set_defaults(func=cmd_eval)
+
+    t = sub.add_parser("tune", help="choose the collaborative side's settings on validation users (never test)")
+    dataset_args(t)
+    t.add_argument("--val-users", type=int, default=None, help="a seeded sample of validation users (default all)")
+    t.add_argument("--quiet", action="store_true")
+    t.set_defaults(func=cmd_tune)
 
     c = sub.add_parser("chat", help="an interactive recommendation session")
     dataset_args(c)

@@ -1,23 +1,25 @@
-"""Collaborative item vectors learned from interactions, so that score = user vector · item vector.
+"""Collaborative scoring learned from interactions: an exact item-item model, plus its factors for Chroma.
 
-The model blends two item-to-item signals and factorises the blend into two low-rank tables:
+The model blends two item-to-item signals into one matrix ``M`` (n × n over the modelled items):
 
 * EASE (Steck 2019): a closed-form item-item regression on the binary user-item matrix,
   ``B = I - P / diag(P)`` with ``P = (XᵀX + λI)⁻¹`` and a zero diagonal. What co-occurs.
 * Transitions: how often item j follows item i within ``window`` steps of a user's
   time-ordered history (weighted 1/step, row-normalised with a smoothing constant). What comes next.
 
-``M = α·B̂ + (1-α)·T̂`` (each scaled to the same mean row mass) is approximated by a randomised
-truncated SVD ``M ≈ Q Vᵀ`` with ``Q = U·S`` (query side) and ``V`` (item side). A user's query
-vector is the recency-weighted sum of the query rows of their history,
-``u = Σ_i decay^(age_i) · Q[i]``, and ``score(j) = u · V[j]``. Both tables live in Chroma
-(inner-product space), so the same numbers serve a quick nearest-neighbour query and an exact
-full ranking in the evaluation.
+``M = α·B̂ + (1-α)·T̂`` (each scaled to the same mean row mass). A user's scores are exact:
+``score = Σ_i decay^(age_i) · M[i, :]`` over the history (:meth:`CollabModel.exact_scores`). The
+ranking uses ``M`` itself because a rank-256 factorisation of it lost accuracy (issue 11: NDCG@10
+0.0736 against 0.081 unfactorised on the llamarec split of latest-small; on MovieLens 100k,
+leave-last-out, full ranking, the collab system went from HR@10 0.209 / NDCG@10 0.114 to 0.214 / 0.116).
 
-To stay tractable on big catalogues only the ``max_items`` most-interacted items with at least
-``min_count`` interactions get vectors; the rest have none and are found through the text side.
-On MovieLens 100k (leave-last-out, full ranking) this reaches HR@10 0.21 / NDCG@10 0.11 at
-rank 256, see eval/results.
+The factorisation ``M ≈ Q Vᵀ`` (randomised truncated SVD, ``Q = U·S``) is still computed: its
+vectors live in Chroma for nearest-neighbour queries (``u = Σ_i decay^(age_i) · Q[i]``, ``u · V[j]``),
+which give :meth:`Retriever.candidates` a pool that it re-scores with ``M``.
+
+Memory: ``M`` is dense float32, so ``max_items`` (8000) bounds it at 8000² × 4 B = 256 MB in memory
+and on disk (fitting peaks at about four such matrices); only the ``max_items`` most-interacted items
+with at least ``min_count`` interactions are modelled, the rest are found through the text side.
 """
 
 from __future__ import annotations
@@ -32,9 +34,11 @@ from pydantic import BaseModel
 
 from mediarec.catalog.model import Catalog
 
+TUNED_FIELDS = ("ease_lambda", "alpha", "window", "decay")
+
 
 class CollabSettings(BaseModel):
-    """Everything that changes the learned vectors (it is part of the index fingerprint)."""
+    """Everything that changes the learned model (it is part of the index fingerprint)."""
 
     rank: int = 256
     ease_lambda: float = 500.0
@@ -48,19 +52,26 @@ class CollabSettings(BaseModel):
     ordered: bool = True
 
     @classmethod
-    def for_catalog(cls, catalog: Catalog, **overrides) -> "CollabSettings":
-        """Defaults that fit the log: without a real time order, recency and transitions mean nothing.
+    def for_catalog(cls, catalog: Catalog, use_tuned: bool = True, **overrides) -> "CollabSettings":
+        """Defaults that fit the log, then the choice `mediarec tune` stored for it, then ``overrides``.
 
-        When more than 80% of the interactions share their timestamp with another of the same
-        user (Last.fm hetrec has listening counts, no listening times: 90% tied; MovieLens 100k,
-        rated in bursts within one second, is 51% tied and strongly ordered), the history's
-        order is file order: then decay = 1 and α = 1 (EASE alone), with λ = 100, the best of
-        {50, 100, 500} on Last.fm validation users (NDCG@10 0.136 against 0.091 with the
-        time-ordered defaults).
+        Without a real time order, recency and transitions mean nothing: when more than 80% of the
+        interactions share their timestamp with another of the same user (Last.fm hetrec has
+        listening counts, no listening times: 90% tied; MovieLens 100k, rated in bursts within one
+        second, is 51% tied and strongly ordered), the history's order is file order: then
+        decay = 1 and α = 1 (EASE alone), with λ = 100, the best of {50, 100, 500} on Last.fm
+        validation users (NDCG@10 0.136 against 0.091 with the time-ordered defaults).
+
+        A stored choice (``$MEDIAREC_HOME/tuned/<catalog>.json``) applies only to the catalog it
+        was tuned on and its leave-last-out training parts (their fingerprints are stored with it).
         """
-        if not is_time_ordered(catalog):
-            overrides = {"ordered": False, "decay": 1.0, "alpha": 1.0, "ease_lambda": 100.0, **overrides}
-        return cls(**overrides)
+        base: dict = {} if is_time_ordered(catalog) else {"ordered": False, "decay": 1.0, "alpha": 1.0,
+                                                          "ease_lambda": 100.0}
+        if use_tuned:
+            from mediarec.index.tuning import stored_choice
+
+            base.update(stored_choice(catalog) or {})
+        return cls(**{**base, **overrides})
 
     def key(self) -> str:
         return hashlib.sha256(json.dumps(self.model_dump(), sort_keys=True).encode()).hexdigest()[:16]
@@ -98,14 +109,82 @@ def _randomized_svd(m: np.ndarray, rank: int, seed: int, n_iter: int = 4):
     return u[:, :rank], s[:rank], vt[:rank]
 
 
+# -- the parts of M, separately, so tuning refits only what a hyper-parameter changes ------------
+def modelled_items(catalog: Catalog, s: CollabSettings) -> list[str]:
+    """The ``max_items`` most-interacted items with at least ``min_count`` positive interactions."""
+    counts: dict[str, int] = {}
+    for x in catalog.positives:
+        counts[x.item] = counts.get(x.item, 0) + 1
+    kept = [i for i, c in sorted(counts.items(), key=lambda kv: (-kv[1], kv[0])) if c >= s.min_count]
+    return kept[: s.max_items]
+
+
+def item_sequences(catalog: Catalog, item_ids: Sequence[str]) -> list[np.ndarray]:
+    """Each user's positive history as positions into ``item_ids`` (oldest first; unmodelled dropped).
+    A dislike is no co-occurrence: models learn from :attr:`Catalog.positives` only."""
+    pos = {i: k for k, i in enumerate(item_ids)}
+    seqs = []
+    for hist in catalog.by_user.values():
+        seq = np.fromiter((pos[x.item] for x in hist if x.is_positive and x.item in pos), dtype=np.int64)
+        if len(seq):
+            seqs.append(seq)
+    return seqs
+
+
+def gram_matrix(seqs: list[np.ndarray], n: int) -> np.ndarray:
+    """XᵀX of the binary user-item matrix (dense: n ≤ max_items)."""
+    gram = np.zeros((n, n), dtype=np.float32)
+    for seq in seqs:
+        uniq = np.unique(seq)
+        gram[np.ix_(uniq, uniq)] += 1.0
+    return gram
+
+
+def _unit_row_mass(m: np.ndarray) -> np.ndarray:
+    m /= max(float(np.abs(m).sum(axis=1).mean()), 1e-12)
+    return m
+
+
+def ease_matrix(gram: np.ndarray, ease_lambda: float) -> np.ndarray:
+    """B̂: the EASE weights (zero diagonal) scaled to mean absolute row mass 1; ``gram`` is kept."""
+    reg = gram.astype(np.float64)
+    reg[np.diag_indices(len(reg))] += ease_lambda
+    p = np.linalg.inv(reg)
+    del reg
+    b = (-p / np.diag(p)[None, :]).astype(np.float32)
+    del p
+    np.fill_diagonal(b, 0.0)
+    return _unit_row_mass(b)
+
+
+def transition_matrix(seqs: list[np.ndarray], n: int, window: int, smoothing: float) -> np.ndarray:
+    """T̂: i → j within ``window`` steps, weighted 1/step, row-normalised with ``smoothing``, scaled
+    to mean absolute row mass 1."""
+    trans = np.zeros((n, n), dtype=np.float32)
+    for seq in seqs:
+        for d in range(1, window + 1):
+            if len(seq) > d:
+                np.add.at(trans, (seq[:-d], seq[d:]), 1.0 / d)
+    trans /= trans.sum(axis=1, keepdims=True) + smoothing
+    return _unit_row_mass(trans)
+
+
+def blend(ease: np.ndarray, transitions: np.ndarray | None, alpha: float) -> np.ndarray:
+    """M = α·B̂ + (1-α)·T̂ (float32)."""
+    if transitions is None or alpha >= 1.0:
+        return (alpha * ease).astype(np.float32)
+    return (alpha * ease + (1.0 - alpha) * transitions).astype(np.float32)
+
+
 @dataclass
 class CollabModel:
-    """Query-side and item-side vectors for the modelled items."""
+    """The exact item-item matrix of the modelled items and its factors (for Chroma)."""
 
     item_ids: list[str]
     query_vectors: np.ndarray  # [n, r]  Q = U·S
     item_vectors: np.ndarray  # [n, r]  V
     settings: CollabSettings
+    matrix: np.ndarray | None = None  # [n, n] float32: M, what ranks
     _pos: dict[str, int] = field(default_factory=dict, repr=False)
 
     def __post_init__(self):
@@ -115,9 +194,8 @@ class CollabModel:
     def dim(self) -> int:
         return self.item_vectors.shape[1]
 
-    def user_vector(self, history: Sequence[str], decay: float | None = None,
-                    weights: Sequence[float] | None = None) -> np.ndarray | None:
-        """Recency-weighted query vector of a history (item ids, oldest first); None if no item is known."""
+    def _weighted_rows(self, history: Sequence[str], decay: float | None,
+                       weights: Sequence[float] | None) -> tuple[list[int], np.ndarray]:
         decay = self.settings.decay if decay is None else decay
         w = recency_weights(len(history), decay)
         if weights is not None:
@@ -128,50 +206,46 @@ class CollabModel:
             if k is not None:
                 rows.append(k)
                 ws.append(wi)
+        return rows, np.asarray(ws, dtype=np.float32)
+
+    def user_vector(self, history: Sequence[str], decay: float | None = None,
+                    weights: Sequence[float] | None = None) -> np.ndarray | None:
+        """Recency-weighted query vector of a history (item ids, oldest first) for a Chroma query;
+        None if no item is known."""
+        rows, ws = self._weighted_rows(history, decay, weights)
+        return ws @ self.query_vectors[rows] if rows else None
+
+    def exact_scores(self, history: Sequence[str], decay: float | None = None,
+                     weights: Sequence[float] | None = None) -> np.ndarray | None:
+        """Scores of all modelled items (aligned with item_ids): the recency-weighted sum of the
+        history's rows of M; None if no item of the history is modelled."""
+        if self.matrix is None:
+            raise ValueError("this CollabModel holds factors only (fit it, or load the index's exact matrix)")
+        rows, ws = self._weighted_rows(history, decay, weights)
         if not rows:
             return None
-        return np.asarray(ws, dtype=np.float32) @ self.query_vectors[rows]
-
-    def scores(self, user_vector: np.ndarray) -> np.ndarray:
-        """Scores of all modelled items (aligned with item_ids)."""
-        return self.item_vectors @ user_vector
+        n = len(self.item_ids)
+        if len(rows) * 4 < n:  # a short history: gather its rows
+            return ws @ self.matrix[rows]
+        dense = np.zeros(n, dtype=np.float32)  # a long one: one matrix-vector product, no big gather
+        np.add.at(dense, rows, ws)
+        return dense @ self.matrix
 
     @classmethod
-    def fit(cls, catalog: Catalog, settings: CollabSettings | None = None) -> "CollabModel":
-        """Learn from the positive interactions only (:attr:`Catalog.positives`): a dislike is no co-occurrence."""
+    def fit(cls, catalog: Catalog, settings: CollabSettings | None = None, factorise: bool = True) -> "CollabModel":
+        """Learn M from the positive interactions; ``factorise=False`` skips the SVD (no Chroma vectors)."""
         s = settings or CollabSettings()
-        counts: dict[str, int] = {}
-        for x in catalog.positives:
-            counts[x.item] = counts.get(x.item, 0) + 1
-        kept = [i for i, c in sorted(counts.items(), key=lambda kv: (-kv[1], kv[0])) if c >= s.min_count]
-        kept = kept[: s.max_items]
-        pos = {i: k for k, i in enumerate(kept)}
+        kept = modelled_items(catalog, s)
         n = len(kept)
         if n == 0:
-            return cls([], np.zeros((0, 1), np.float32), np.zeros((0, 1), np.float32), s)
-        users = catalog.by_user
-        # Binary user-item matrix (dense Gram matrix: n ≤ max_items).
-        gram = np.zeros((n, n), dtype=np.float32)
-        trans = np.zeros((n, n), dtype=np.float32)
-        for hist in users.values():
-            seq = np.fromiter((pos[x.item] for x in hist if x.is_positive and x.item in pos), dtype=np.int64)
-            if len(seq) == 0:
-                continue
-            uniq = np.unique(seq)
-            gram[np.ix_(uniq, uniq)] += 1.0
-            for d in range(1, s.window + 1):
-                if len(seq) > d:
-                    np.add.at(trans, (seq[:-d], seq[d:]), 1.0 / d)
-        gram[np.diag_indices(n)] += s.ease_lambda
-        p = np.linalg.inv(gram.astype(np.float64)).astype(np.float32)
-        del gram
-        b = -p / np.diag(p)[None, :]
-        np.fill_diagonal(b, 0.0)
-        del p
-        trans /= trans.sum(axis=1, keepdims=True) + s.transition_smoothing
-        b /= max(float(np.abs(b).sum(axis=1).mean()), 1e-12)
-        trans /= max(float(np.abs(trans).sum(axis=1).mean()), 1e-12)
-        m = s.alpha * b + (1.0 - s.alpha) * trans
-        del b, trans
+            return cls([], np.zeros((0, 1), np.float32), np.zeros((0, 1), np.float32), s,
+                       np.zeros((0, 0), np.float32))
+        seqs = item_sequences(catalog, kept)
+        ease = ease_matrix(gram_matrix(seqs, n), s.ease_lambda)
+        trans = transition_matrix(seqs, n, s.window, s.transition_smoothing) if s.alpha < 1.0 else None
+        m = blend(ease, trans, s.alpha)
+        del ease, trans
+        if not factorise:
+            return cls(kept, np.zeros((n, 0), np.float32), np.zeros((n, 0), np.float32), s, m)
         u, sv, vt = _randomized_svd(m, s.rank, s.seed)
-        return cls(kept, (u * sv).astype(np.float32), vt.T.astype(np.float32).copy(), s)
+        return cls(kept, (u * sv).astype(np.float32), vt.T.astype(np.float32).copy(), s, m)

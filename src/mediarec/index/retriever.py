@@ -4,8 +4,8 @@ Fusion (documented, used everywhere, tuned in the evaluation):
 
     fused(j) = w_collab · collab(j) / max_collab  +  w_text · text(j) / max_text
 
-``collab(j) = u · V[j]`` with ``u`` the recency-weighted query vector of the history (0 for items
-without a collaborative vector), ``text(j)`` the cosine between the item's text embedding and the
+``collab(j) = Σ_i decay^(age_i) · M[i, j]``, the exact item-item model applied to the history (0 for
+items the model does not cover, see :mod:`mediarec.index.collab`), ``text(j)`` the cosine between the item's text embedding and the
 recency-weighted mean of the history's text embeddings (mixed with the embedded interest profile
 when one is given, and with a free-text request when there is one; the text side's weight then
 rises so the request leads). Each side is divided by its best score for this user, so the two are on one scale and
@@ -13,10 +13,12 @@ the result does not depend on which pool of candidates was scored: the pool Chro
 each side's best item. Already-consumed items are excluded; a disliked one is excluded too but adds
 nothing to either query vector (``Catalog.history_ids(..., positives_only=True)``).
 
-``candidates()`` asks Chroma for each side's nearest items (HNSW, approximate) and re-scores the
-union exactly from the vectors held in memory; ``score_all()`` scores every item the same way
-(the evaluation's full ranking). The two agree wherever Chroma's search found each side's best
-items, which a deep ``ef_search`` makes the rule (tests/test_retrieval.py measures it).
+``candidates()`` asks Chroma for each side's nearest items (HNSW over the text embeddings and over
+the collaborative factor vectors, both approximate), adds the collaborative side's exact best
+items (one row sum of M, cheap), and re-scores the union exactly; ``score_all()`` scores every item
+the same way (the evaluation's full ranking). So on the collaborative side the two always agree;
+with text they agree wherever Chroma's text search found its best items, which a deep
+``ef_search`` makes the rule (tests/test_retrieval.py measures both).
 """
 
 from __future__ import annotations
@@ -77,14 +79,9 @@ class Retriever:
         self.fusion = fusion or FusionSettings()
         if self.fusion.text_decay is None:  # without a real time order, recency means nothing
             self.fusion = self.fusion.model_copy(update={"text_decay": 0.9 if index.collab.settings.ordered else 1.0})
-        self._collab_pos = np.full(len(index.item_ids), -1, dtype=np.int64)
-        for k, i in enumerate(index.collab.item_ids):
-            self._collab_pos[index.position(i)] = k
-        # Item-side collaborative vectors aligned with the catalogue (zero rows for items without
-        # one), so scoring every item is one matrix-vector product, with no gather per request.
-        self._collab_aligned = np.zeros((len(index.item_ids), index.collab.dim), dtype=np.float32)
-        known = self._collab_pos >= 0
-        self._collab_aligned[known] = index.collab.item_vectors[self._collab_pos[known]]
+        # Where each modelled item sits in the catalogue: the exact scores are scattered there, so
+        # scoring every item is one row sum of M, with zeros for items the model does not cover.
+        self._collab_rows = np.array([index.position(i) for i in index.collab.item_ids], dtype=np.int64)
 
     def _text_query(self, hist: list[str], query: str | None, profile: str | None = None) -> np.ndarray | None:
         vec = None
@@ -105,17 +102,26 @@ class Retriever:
         return vec
 
     # -- scoring ---------------------------------------------------------------------------
-    def _query_vectors(self, hist: list[str], query: str | None, profile: str | None = None):
-        """(collaborative user vector, text query vector), each None when there is nothing to build it from."""
-        uvec = self.index.collab.user_vector(hist) if hist else None
-        return uvec, self._text_query(hist, query, profile)
+    def _query(self, wanted: list[str], query: str | None, profile: str | None = None):
+        """(exact collaborative scores of every catalogue item, text query vector), each None when
+        there is nothing to build it from."""
+        collab = None
+        exact = self.index.collab.exact_scores(wanted) if wanted else None
+        if exact is not None:
+            collab = np.zeros(len(self.index.item_ids), dtype=np.float32)
+            collab[self._collab_rows] = exact
+        return collab, self._text_query(wanted, query, profile)
 
-    def _side_scores(self, uvec: np.ndarray | None, tvec: np.ndarray | None, rows: np.ndarray | None = None):
+    def collab_scores(self, history: HistoryLike) -> np.ndarray | None:
+        """The raw exact collaborative score of every catalogue item (no exclusion, no scaling);
+        None when no positive item of the history is modelled."""
+        return self._query(self.catalog.history_ids(history, positives_only=True), None)[0]
+
+    def _side_scores(self, collab: np.ndarray | None, tvec: np.ndarray | None, rows: np.ndarray | None = None):
         """Raw (collab, text) scores for catalog rows (all rows when None); None for a missing side."""
-        collab = text = None
-        if uvec is not None:
-            vectors = self._collab_aligned if rows is None else self._collab_aligned[rows]
-            collab = vectors @ uvec
+        text = None
+        if collab is not None and rows is not None:
+            collab = collab[rows]
         if tvec is not None:
             tv = self.index.text_vectors if rows is None else self.index.text_vectors[rows]
             text = tv @ tvec
@@ -137,7 +143,7 @@ class Retriever:
         """Fused scores of every catalog item (aligned with ``index.item_ids``), consumed items -inf."""
         hist = self.catalog.history_ids(history)
         wanted = self.catalog.history_ids(history, positives_only=True)  # a dislike is seen, not wanted
-        collab, text = self._side_scores(*self._query_vectors(wanted, query, profile))
+        collab, text = self._side_scores(*self._query(wanted, query, profile))
         sides = set(sides)
         seen = [p for p in (self.index.position(i) for i in hist) if p is not None]
         for raw in (collab, text):
@@ -159,13 +165,16 @@ class Retriever:
         banned = set(hist) | set(exclude)
         pool_n = min(len(self.index.item_ids), max(k, 1) * self.fusion.pool_factor + len(banned))
         pool: dict[str, set[str]] = {}
-        uvec, tvec = self._query_vectors(wanted, query, profile)  # built once: the pool and the re-scoring share them
+        collab_all, tvec = self._query(wanted, query, profile)  # built once: the pool and the re-scoring share them
         with chroma_errors(f"the index of {self.catalog.name!r} cannot be queried"):
-            if uvec is not None and self.fusion.collab_weight:
+            if collab_all is not None and self.fusion.collab_weight:
+                uvec = self.index.collab.user_vector(wanted)
                 res = self.index.collab_collection.query(query_embeddings=[uvec.tolist()],
                                                          n_results=min(pool_n, len(self.index.collab.item_ids)),
                                                          include=[])
                 for i in res["ids"][0]:
+                    pool.setdefault(i, set()).add("collab")
+                for i in self._exact_best(collab_all, banned, pool_n - len(banned)):
                     pool.setdefault(i, set()).add("collab")
             if tvec is not None and (self.fusion.text_weight or query):
                 res = self.index.text_collection.query(query_embeddings=[tvec.tolist()], n_results=pool_n,
@@ -176,12 +185,24 @@ class Retriever:
         if not ids:
             return []
         rows = np.array([self.index.position(i) for i in ids], dtype=np.int64)
-        collab, text = self._side_scores(uvec, tvec, rows)
-        # Each side is normalised by its best unconsumed item; the pool holds each side's top hits,
-        # so these maxima equal the catalogue-wide ones that score_all() uses.
+        collab, text = self._side_scores(collab_all, tvec, rows)
+        # Each side is normalised by its best unconsumed item; the pool holds each side's top hits
+        # (the collaborative ones exactly), so these maxima equal the catalogue-wide ones of score_all().
         fused = self._fuse(collab, text, len(ids), query)
         order = np.argsort(-fused, kind="stable")[:k]
         return [Candidate(item=self.catalog.items[ids[j]], score=float(fused[j]),
                           collab_score=None if collab is None else float(collab[j]),
                           text_score=None if text is None else float(text[j]),
                           sources=tuple(sorted(pool[ids[j]]))) for j in order]
+
+    def _exact_best(self, collab_all: np.ndarray, banned: set[str], n: int) -> list[str]:
+        """The ``n`` modelled, unbanned items with the best exact collaborative scores."""
+        scores = np.full(len(self.index.item_ids), -np.inf, dtype=np.float32)
+        scores[self._collab_rows] = collab_all[self._collab_rows]
+        banned_rows = [p for p in (self.index.position(i) for i in banned) if p is not None]
+        scores[banned_rows] = -np.inf
+        n = min(max(n, 1), int(np.isfinite(scores).sum()))
+        if n <= 0:
+            return []
+        best = np.argpartition(-scores, n - 1)[:n]
+        return [self.index.item_ids[j] for j in best if np.isfinite(scores[j])]
