@@ -184,3 +184,22 @@ def test_tuning_scores_the_validation_phase_as_the_collab_system_does(sliced, em
     assert CollabSettings.for_catalog(other) == CollabSettings.for_catalog(other, use_tuned=False)
     tuned_path("ml-slice").write_text("{not json")
     assert stored_choice(sliced) is None  # an unreadable choice: the defaults serve
+
+
+def test_a_protocol_variant_is_stored_beside_the_plain_choice(sliced, linked_home):
+    """`mediarec tune --protocol llamarec` tunes the filtered catalog under its own file; both choices
+    serve their own catalog (by fingerprint), neither the other's."""
+    from mediarec.eval import EvalProtocol
+    from mediarec.eval.split import protocol_catalog
+
+    grid = {"ease_lambda": (100.0, 1000.0), "alpha": (1.0,), "window": (5,), "decay": (1.0,)}
+    filtered = protocol_catalog(sliced, EvalProtocol(name="core10", core=10, ties="dense-id"))
+    assert len(filtered.interactions) < len(sliced.interactions)
+    plain = tune(sliced, grid=grid)
+    variant = tune(filtered, grid=grid, variant="core10")
+    assert tuned_path("ml-slice", variant="core10").name == "ml-slice@core10.json"
+    assert tuned_path("ml-slice", variant="core10").is_file() and tuned_path("ml-slice").is_file()
+    assert stored_choice(filtered) == variant["settings"]
+    assert stored_choice(sliced) == plain["settings"]
+    tuned_path("ml-slice").unlink()
+    assert stored_choice(sliced) is None and stored_choice(filtered) == variant["settings"]

@@ -129,13 +129,23 @@ def cmd_tune(args) -> int:
     catalog = _catalog(args)
     if args.val_users is not None and args.val_users < 1:
         raise MediarecError("--val-users must be 1 or more")
-    out = tune(catalog, validation_users=args.val_users, progress=not args.quiet)
+    variant = None
+    if args.protocol:  # tune on the catalog that protocol evaluates (e.g. llamarec's 5-core filter)
+        from mediarec.eval import EvalProtocol
+        from mediarec.eval.split import protocol_catalog
+
+        protocol = EvalProtocol.load(args.protocol)
+        filtered = protocol_catalog(catalog, protocol)
+        if filtered is not catalog:
+            catalog, variant = filtered, protocol.name
+    out = tune(catalog, validation_users=args.val_users, progress=not args.quiet, variant=variant)
     chosen = ", ".join(f"{k}={v:g}" for k, v in out["settings"].items())
     default = out["default_validation_ndcg@10"]
     print(f"{catalog.name}: {chosen}: validation NDCG@10 {out['validation_ndcg@10']:.4f}"
           + (f" (defaults {default:.4f})" if default is not None else "")
           + f" on {out['validation_users']} users, {len(out['grid'])} grid points in {out['seconds']:.0f}s")
-    print(f"wrote {tuned_path(catalog.name)}; `mediarec index` and `mediarec eval` now use it for this catalog")
+    print(f"wrote {tuned_path(catalog.name, variant=variant)}; `mediarec index` and `mediarec eval` now use it "
+          "for this catalog")
     return 0
 
 
@@ -220,6 +230,7 @@ def build_parser() -> argparse.ArgumentParser:
     t = sub.add_parser("tune", help="choose the collaborative side's settings on validation users (never test)")
     dataset_args(t)
     t.add_argument("--val-users", type=int, default=None, help="a seeded sample of validation users (default all)")
+    t.add_argument("--protocol", default=None, help="tune on the catalog this protocol evaluates (e.g. llamarec)")
     t.add_argument("--quiet", action="store_true")
     t.set_defaults(func=cmd_tune)
 

@@ -42,25 +42,32 @@ UNORDERED_GRID = {"ease_lambda": (50.0, 100.0, 250.0, 500.0, 1000.0), "alpha": (
                   "decay": (1.0,)}
 
 
-def tuned_path(catalog_name: str, home: Path | None = None) -> Path:
-    safe = re.sub(r"[^A-Za-z0-9._-]+", "-", catalog_name).strip("-.") or "catalog"
-    return Path(home or get_settings().home) / "tuned" / f"{safe}.json"
+def _safe(name: str) -> str:
+    return re.sub(r"[^A-Za-z0-9._-]+", "-", name).strip("-.") or "catalog"
+
+
+def tuned_path(catalog_name: str, home: Path | None = None, variant: str | None = None) -> Path:
+    """``tuned/<catalog>.json``; ``tuned/<catalog>@<variant>.json`` for the same catalog as a
+    protocol filters it (``mediarec tune --protocol llamarec``), so the two choices coexist."""
+    suffix = f"@{_safe(variant)}" if variant else ""
+    return Path(home or get_settings().home) / "tuned" / f"{_safe(catalog_name)}{suffix}.json"
 
 
 def stored_choice(catalog: Catalog, home: Path | None = None) -> dict[str, Any] | None:
-    """The tuned (λ, α, window, decay) stored for this very catalog, or None (no file, another
-    catalog's, unreadable: the defaults serve, and an unreadable file is logged)."""
-    path = tuned_path(catalog.name, home)
-    if not path.exists():
-        return None
-    try:
-        data = json.loads(path.read_text())
-        if catalog.fingerprint() not in data["fingerprints"]:
-            return None
-        return {k: data["settings"][k] for k in TUNED_FIELDS}
-    except (OSError, ValueError, KeyError, TypeError) as e:
-        log.warning("ignoring the tuned settings in %s: %s", path, e)
-        return None
+    """The tuned (λ, α, window, decay) stored for this very catalog (its fingerprint, or one of its
+    training splits'), or None (no file, another catalog's, unreadable: the defaults serve, and an
+    unreadable file is logged)."""
+    plain = tuned_path(catalog.name, home)
+    for path in [plain, *sorted(plain.parent.glob(f"{_safe(catalog.name)}@*.json"))]:
+        if not path.exists():
+            continue
+        try:
+            data = json.loads(path.read_text())
+            if catalog.fingerprint() in data["fingerprints"]:
+                return {k: data["settings"][k] for k in TUNED_FIELDS}
+        except (OSError, ValueError, KeyError, TypeError) as e:
+            log.warning("ignoring the tuned settings in %s: %s", path, e)
+    return None
 
 
 class ExactCollabScorer:
@@ -102,8 +109,10 @@ def _points(grid: dict[str, Sequence]) -> list[tuple[float, float, int]]:
 
 
 def tune(catalog: Catalog, grid: dict[str, Sequence] | None = None, validation_users: int | None = None,
-         seed: int = 0, home: Path | None = None, write: bool = True, progress: bool = False) -> dict[str, Any]:
-    """Grid-search CollabSettings on the valid phase; store and return the choice with every point's score."""
+         seed: int = 0, home: Path | None = None, write: bool = True, progress: bool = False,
+         variant: str | None = None) -> dict[str, Any]:
+    """Grid-search CollabSettings on the valid phase; store and return the choice with every point's
+    score (``variant``: the protocol that filtered ``catalog``, which names the file)."""
     from mediarec.eval import EvalProtocol, evaluate, leave_last_out
 
     t0 = time.perf_counter()
@@ -158,5 +167,5 @@ def tune(catalog: Catalog, grid: dict[str, Sequence] | None = None, validation_u
         "grid": results,
     }
     if write:
-        atomic_write_text(tuned_path(catalog.name, home), json.dumps(out, indent=1) + "\n")
+        atomic_write_text(tuned_path(catalog.name, home, variant), json.dumps(out, indent=1) + "\n")
     return out
