@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from pydantic import BaseModel
 
 from mediarec.catalog.model import Item
@@ -35,3 +37,4 @@ class RecommendationResult(BaseModel):
     notes: list[str] = []
     usage: Usage = Usage()
     seconds: dict[str, float] = {}
+    settings: dict[str, Any] = {}  # what ranked, and where each setting came from (defaults, validation)

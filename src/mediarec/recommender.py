@@ -87,7 +87,8 @@ class Recommender:
                  fusion: FusionSettings | None = None, rerank: RerankSettings | None = None,
                  prompts: PromptLibrary | None = None, n_candidates: int = 20, use_profile: bool = False, *,
                  name: str = "mediarec", index_source: Callable[[Catalog], CatalogIndex] | None = None,
-                 summaries: bool | str | Path = False, profile_source: ProfileSource | None = None):
+                 summaries: bool | str | Path = False, profile_source: ProfileSource | None = None,
+                 sources: dict[str, str] | None = None):
         if not 1 <= n_candidates <= MAX_LABELS:
             raise ConfigError(f"n_candidates must be from 1 to {MAX_LABELS} (one label per candidate)")
         self.name = name
@@ -101,6 +102,7 @@ class Recommender:
         self.summaries = summaries
         self.profile_source = profile_source
         self.stats = StageStats()
+        self.sources = dict(sources or {})  # where settings came from, for RecommendationResult.settings
         self.catalog: Catalog | None = None
         self.index: CatalogIndex | None = None
         self.retriever: Retriever | None = None
@@ -112,11 +114,25 @@ class Recommender:
                      settings: Settings | None = None, progress: bool = False,
                      prompts_dir: str | Path | None = None, index_settings: IndexSettings | None = None,
                      **kw: Any) -> "Recommender":
+        from mediarec.index.tuning import stored_choice, tuned_path
+        from mediarec.tuned import stored_llm_weight
+
         settings = settings or get_settings()
         backend = load_llm(llm if llm is not None else settings.llm, settings)
         index = open_index(catalog, settings, chroma_url=chroma_url, build=True, progress=progress,
                            index_settings=index_settings)
-        return cls(catalog, index, backend, prompts=PromptLibrary(prompts_dir), **kw)
+        # What validation chose for this catalog serves, and the result says so.
+        sources = {"collab": "given" if index_settings is not None else
+                   f"tuned on validation users ({tuned_path(catalog.name, settings.home)})"
+                   if stored_choice(catalog, settings.home) else "defaults"}
+        if backend is not None:
+            hit = stored_llm_weight(catalog, backend.spec, settings.home) if "rerank" not in kw else None
+            if hit is not None:
+                kw["rerank"] = RerankSettings(llm_weight=hit[0])
+                sources["llm_weight"] = f"chosen on validation users ({hit[1]})"
+            else:
+                sources["llm_weight"] = "given" if "rerank" in kw else "default (no validation choice stored)"
+        return cls(catalog, index, backend, prompts=PromptLibrary(prompts_dir), sources=sources, **kw)
 
     @classmethod
     def from_dataset(cls, name: str = "demo", data_dir: str | Path | None = None, **kw: Any) -> "Recommender":
@@ -124,6 +140,20 @@ class Recommender:
         from mediarec.catalog.enrich import apply_summaries
 
         return cls.from_catalog(apply_summaries(load_dataset(name, data_dir)), **kw)
+
+    def settings_report(self) -> dict[str, Any]:
+        """The settings this recommender ranks with, and where each came from (``--json`` shows it)."""
+        rec = self._ready()
+        collab = rec.index.settings.collab
+        out: dict[str, Any] = {
+            "collab": {k: getattr(collab, k) for k in ("ease_lambda", "alpha", "window", "decay")}
+            | {"source": self.sources.get("collab", "defaults")},
+            "fusion": rec.retriever.fusion.model_dump(), "n_candidates": self.n_candidates}
+        if self.reranker is not None:
+            out["llm"] = {"spec": self.llm.spec, "mode": self.reranker.resolved_mode(),
+                          "llm_weight": self.reranker.settings.llm_weight,
+                          "source": self.sources.get("llm_weight", "default")}
+        return out
 
     def serve(self, catalog: Catalog, index: CatalogIndex) -> None:
         """Answer from ``catalog`` and its built ``index`` from now on."""
@@ -233,7 +263,8 @@ class Recommender:
         seconds["retrieval"] = time.perf_counter() - t0
         stages = ["retrieval"]
         result = RecommendationResult(items=[], candidates=cands, stages=stages, request=query,
-                                      llm=self.llm.spec if self.llm else None, seconds=seconds)
+                                      llm=self.llm.spec if self.llm else None, seconds=seconds,
+                                      settings=self.settings_report())
         if not cands:
             result.notes.append("no candidates: every retrievable item is already in the history or excluded")
             return result

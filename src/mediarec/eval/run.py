@@ -71,6 +71,11 @@ def run_eval(args) -> int:
         chosen = max(scored, key=lambda w: (scored[w], -abs(w - 0.5)))
         con.print("validation NDCG@10 by weight: " + ", ".join(f"{w}: {v:.4f}" for w, v in scored.items())
                   + f" -> {chosen}")
+        from mediarec.tuned import store_llm_weight
+
+        where = store_llm_weight(catalog, [catalog.fingerprint(), split.train_val_catalog.fingerprint(),
+                                           split.train_catalog.fingerprint()], llm.spec, chosen, scored, val.n_users)
+        con.print(f"stored in {where}: recommend and chat use this weight for {llm.spec} on {catalog.name}")
     systems = build_systems(names, provider, llm, args.candidates, llm_weight=chosen, profile_llm=profile_llm)
     if "llm" in names:
         # Fixed weights beside the tuned one, so the report says what the LLM alone (1.0) and an

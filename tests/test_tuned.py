@@ -1,0 +1,67 @@
+"""Product defaults from measurement: the LLM weight `mediarec eval` chose on validation users is what
+`recommend` uses for that catalog and model, and the result says where each setting came from.
+Real Chroma, real embedder, the real SmolLM2-135M."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from mediarec.catalog import load_dataset
+from mediarec.cli import main
+from mediarec.eval.run import WEIGHTS
+from mediarec.recommender import Recommender
+from mediarec.tuned import llm_weight_path, store_llm_weight, stored_llm_weight
+
+
+@pytest.fixture(scope="module")
+def demo(module_home):
+    return load_dataset("demo")
+
+
+def test_a_stored_weight_serves_its_catalog_and_model_only(demo, linked_home):
+    assert stored_llm_weight(demo, "local:a") is None
+    path = store_llm_weight(demo, [demo.fingerprint()], "local:a", 0.25, {0.0: 0.1, 0.25: 0.2}, 7)
+    assert path == llm_weight_path("demo") and path.is_file()
+    assert stored_llm_weight(demo, "local:a") == (0.25, path)
+    assert stored_llm_weight(demo, "local:b") is None  # another model
+    other = demo.replace(interactions=demo.interactions[1:])
+    assert stored_llm_weight(other, "local:a") is None  # another catalog (or a changed one)
+    store_llm_weight(demo, [demo.fingerprint()], "local:b", 1.0, {1.0: 0.3}, 7)
+    assert stored_llm_weight(demo, "local:a")[0] == 0.25 and stored_llm_weight(demo, "local:b")[0] == 1.0
+    path.write_text("{not json")
+    assert stored_llm_weight(demo, "local:a") is None  # unreadable: the default serves
+
+
+def test_recommend_uses_the_stored_weight_and_says_so(demo, linked_home, smol_path):
+    spec = f"local:{smol_path}"
+    plain = Recommender.from_catalog(demo, llm=spec)
+    assert plain.reranker.settings.llm_weight == 0.5
+    r = plain.recommend(user="alice", k=3, explain=False)
+    assert r.settings["llm"]["source"].startswith("default") and r.settings["llm"]["llm_weight"] == 0.5
+    assert r.settings["collab"]["source"] == "defaults" and r.settings["n_candidates"] == 20
+    assert set(r.settings["collab"]) >= {"ease_lambda", "alpha", "window", "decay"}
+
+    store_llm_weight(demo, [demo.fingerprint()], plain.llm.spec, 0.0, {0.0: 0.3, 0.5: 0.2}, 10)
+    tuned = Recommender.from_catalog(demo, llm=spec)
+    assert tuned.reranker.settings.llm_weight == 0.0
+    r = tuned.recommend(user="alice", k=3, explain=False)
+    assert r.settings["llm"]["llm_weight"] == 0.0 and "validation" in r.settings["llm"]["source"]
+    assert [i.item.id for i in r.items] == [c.item.id for c in r.candidates[:3]]  # weight 0: retrieval order
+    none = Recommender.from_catalog(demo, llm="none").recommend(user="alice", k=3)
+    assert "llm" not in none.settings and none.settings["collab"]["source"] == "defaults"
+
+
+def test_eval_stores_the_weight_it_chose(linked_home, smol_path, tmp_path, capsys):
+    out = tmp_path / "r"
+    rc = main(["eval", "--dataset", "demo", "--systems", "hybrid,llm", "--llm", f"local:{smol_path}",
+               "--users", "3", "--val-users", "3", "--candidates", "5", "--quiet", "--output", str(out)])
+    assert rc == 0, capsys.readouterr().err
+    chosen = json.loads((out / "metrics.json").read_text())["systems"]["llm"]["extra"]["tuned_llm_weight"]
+    stored = json.loads(llm_weight_path("demo").read_text())["models"]
+    ((spec, entry),) = stored.items()
+    assert entry["llm_weight"] == chosen and chosen in WEIGHTS and entry["validation_users"] == 3
+    assert sorted(map(float, entry["validation_ndcg@10_by_weight"])) == list(WEIGHTS)
+    demo = load_dataset("demo")
+    assert stored_llm_weight(demo, spec)[0] == chosen  # what recommend will use for this catalog
