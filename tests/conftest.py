@@ -81,6 +81,35 @@ def smol_path(model_home) -> str:
         mp.undo()
 
 
+@pytest.fixture(scope="session")
+def ml100k(shared_data):
+    """MovieLens 100k, loaded once per run (a Catalog is immutable, so every test can share it)."""
+    from mediarec.catalog import load_dataset
+
+    return load_dataset("movielens-100k", shared_data)
+
+
+@pytest.fixture(scope="session")
+def embedder(model_home):
+    """The real MiniLM embedding function from the shared model cache."""
+    from mediarec.config import Settings
+    from mediarec.index.embeddings import EMBEDDER_NAME, MiniLMEmbeddingFunction
+    from mediarec.llm import weights
+
+    files = weights.resolve(EMBEDDER_NAME, Settings(home=model_home), quiet=True)
+    return MiniLMEmbeddingFunction(files["model"], files["tokenizer"])
+
+
+def first_items(catalog, n: int, name: str):
+    """The first ``n`` items of ``catalog`` and their interactions, as catalog ``name``: real data,
+    quick to embed, the same in any process."""
+    from mediarec.catalog import Catalog
+
+    ids = list(catalog.items)[:n]
+    keep = set(ids)
+    return Catalog(name, [catalog.items[i] for i in ids], [x for x in catalog.interactions if x.item in keep])
+
+
 def capturing_llm(inner):
     """The real (local) LLM ``inner`` wrapped so that every message list it is sent is recorded
     in ``.sent``; for asserting what prompts carry."""

@@ -19,14 +19,13 @@ os.environ.setdefault("ANONYMIZED_TELEMETRY", "False")
 
 import chromadb  # noqa: E402
 
-from mediarec.llm import weights as models  # noqa: E402
 from mediarec.catalog.model import Catalog  # noqa: E402
 from mediarec.config import Settings  # noqa: E402
 from mediarec.catalog import load_dataset  # noqa: E402
-from mediarec.index.embeddings import EMBEDDER_NAME, MiniLMEmbeddingFunction  # noqa: E402
 from mediarec.errors import CatalogError, ConfigError, IndexError_  # noqa: E402
 from mediarec.index.store import open_index  # noqa: E402
 from mediarec.index.retriever import Retriever  # noqa: E402
+from conftest import first_items  # noqa: E402
 
 pytestmark = pytest.mark.server
 
@@ -79,18 +78,9 @@ def chroma_server(tmp_path_factory):
         log.close()
 
 
-@pytest.fixture(scope="module")
-def embedder(model_home) -> MiniLMEmbeddingFunction:
-    files = models.resolve(EMBEDDER_NAME, Settings(home=model_home), quiet=True)
-    return MiniLMEmbeddingFunction(files["model"], files["tokenizer"])
-
-
 def ml_slice(data_dir) -> Catalog:
     """The first 300 movies of ml-100k with their ratings (the same in any process)."""
-    full = load_dataset("movielens-100k", data_dir)
-    ids = list(full.items)[:SLICE]
-    keep = set(ids)
-    return Catalog("ml-slice", [full.items[i] for i in ids], [x for x in full.interactions if x.item in keep])
+    return first_items(load_dataset("movielens-100k", data_dir), SLICE, "ml-slice")
 
 
 @pytest.fixture(scope="module")

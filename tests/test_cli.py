@@ -47,11 +47,6 @@ def run(cli_home):
     return run_cli
 
 
-@pytest.fixture(scope="module")
-def ml100k(shared_data):
-    return load_dataset("movielens-100k", shared_data)
-
-
 def _ml(shared_data, *args: str) -> list[str]:
     return ["recommend", "--dataset", "movielens-100k", "--data-dir", str(shared_data), *args]
 

@@ -13,37 +13,21 @@ os.environ.setdefault("ANONYMIZED_TELEMETRY", "False")
 
 import chromadb  # noqa: E402
 
-from mediarec.catalog import load_dataset  # noqa: E402
 from mediarec.catalog.model import Catalog  # noqa: E402
-from mediarec.config import Settings  # noqa: E402
 from mediarec.errors import IndexError_  # noqa: E402
 from mediarec.eval import EvalProtocol, evaluate, leave_last_out  # noqa: E402
 from mediarec.eval.systems import IndexProvider, retrieval_system  # noqa: E402
 from mediarec.index.collab import CollabSettings  # noqa: E402
-from mediarec.index.embeddings import EMBEDDER_NAME, MiniLMEmbeddingFunction  # noqa: E402
 from mediarec.index.retriever import FusionSettings, Retriever  # noqa: E402
 from mediarec.index.store import CatalogIndex, IndexSettings  # noqa: E402
 from mediarec.index.tuning import stored_choice, tune, tuned_path  # noqa: E402
-from mediarec.llm import weights as models  # noqa: E402
-
-
-@pytest.fixture(scope="module")
-def embedder(model_home) -> MiniLMEmbeddingFunction:
-    files = models.resolve(EMBEDDER_NAME, Settings(home=model_home), quiet=True)
-    return MiniLMEmbeddingFunction(files["model"], files["tokenizer"])
-
-
-@pytest.fixture(scope="module")
-def ml100k(shared_data) -> Catalog:
-    return load_dataset("movielens-100k", shared_data)
+from conftest import first_items  # noqa: E402
 
 
 @pytest.fixture(scope="module")
 def sliced(ml100k) -> Catalog:
     """The 400 first movies of ml-100k and their ratings: real, and quick to embed."""
-    ids = list(ml100k.items)[:400]
-    keep = set(ids)
-    return Catalog("ml-slice", [ml100k.items[i] for i in ids], [x for x in ml100k.interactions if x.item in keep])
+    return first_items(ml100k, 400, "ml-slice")
 
 
 @pytest.fixture(scope="module")

@@ -18,6 +18,7 @@ from mediarec.catalog import load_dataset  # noqa: E402
 from mediarec.index.embeddings import EMBEDDER_NAME, MiniLMEmbeddingFunction  # noqa: E402
 from mediarec.errors import IndexError_  # noqa: E402
 from mediarec.index.store import CatalogIndex, IndexSettings, open_index  # noqa: E402
+from conftest import first_items  # noqa: E402
 
 
 class CountingEmbedder(MiniLMEmbeddingFunction):
@@ -51,16 +52,9 @@ def counting(model_files):
 
 
 @pytest.fixture(scope="module")
-def ml100k(shared_data) -> Catalog:
-    return load_dataset("movielens-100k", shared_data)
-
-
-@pytest.fixture(scope="module")
 def small(ml100k) -> Catalog:
     """The first 130 movies of ml-100k with their ratings: quick to embed, still real."""
-    ids = list(ml100k.items)[:130]
-    keep = set(ids)
-    return Catalog("ml-small", [ml100k.items[i] for i in ids], [x for x in ml100k.interactions if x.item in keep])
+    return first_items(ml100k, 130, "ml-small")
 
 
 @pytest.fixture(scope="module")

@@ -27,7 +27,6 @@ import pytest
 os.environ.setdefault("ANONYMIZED_TELEMETRY", "False")
 
 from mediarec.recommender import Recommender  # noqa: E402
-from mediarec.catalog.model import Catalog  # noqa: E402
 from mediarec.catalog import load_dataset  # noqa: E402
 from mediarec.llm import AnswerCache, LLMOptions, OpenAILLM  # noqa: E402
 from mediarec.rank.profile import MAX_HISTORY as PROFILE_MAX_HISTORY, build_profile  # noqa: E402
@@ -92,11 +91,6 @@ def wire(scripted_openai_server):
 # =============================================================================================
 # prompts carry items, never the person
 # =============================================================================================
-@pytest.fixture(scope="module")
-def ml100k(shared_data) -> Catalog:
-    return load_dataset("movielens-100k", shared_data)
-
-
 @pytest.fixture(scope="module")
 def people(shared_data) -> dict[str, dict]:
     """u.user: id | age | gender | occupation | zip code."""

@@ -10,7 +10,6 @@ import pytest
 
 from mediarec.catalog.model import Interaction
 from mediarec.config import get_settings
-from mediarec.catalog import load_dataset
 from mediarec.llm import LLM, Completion, LabelScores, LLMUnavailable, LocalLLM, Usage
 from mediarec.llm.weights import resolve
 from mediarec.rank.fusion import fuse
@@ -20,11 +19,6 @@ from mediarec.index.retriever import Candidate
 HISTORY_TITLES = [("Alien (1979)", 5.0), ("Blade Runner (1982)", 4.0)]
 CANDIDATE_TITLES = ["Aliens (1986)", "The Terminator (1984)", "Star Wars (1977)", "Twelve Monkeys (1995)",
                     "Toy Story (1995)", "Brazil (1985)", "Fargo (1996)", "Sense and Sensibility (1995)"]
-
-
-@pytest.fixture(scope="module")
-def ml100k(shared_data):
-    return load_dataset("ml-100k", shared_data)
 
 
 @pytest.fixture(scope="module")

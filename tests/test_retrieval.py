@@ -15,27 +15,13 @@ os.environ.setdefault("ANONYMIZED_TELEMETRY", "False")
 
 import chromadb  # noqa: E402
 
-from mediarec.llm import weights as models  # noqa: E402
 from mediarec.catalog.model import Catalog, Item  # noqa: E402
-from mediarec.config import Settings  # noqa: E402
 from mediarec.catalog import load_dataset  # noqa: E402
-from mediarec.index.embeddings import EMBEDDER_NAME, MiniLMEmbeddingFunction  # noqa: E402
 from mediarec.errors import CatalogError, MediarecError, UnknownItemError  # noqa: E402
 from mediarec.index.store import CatalogIndex  # noqa: E402
 from mediarec.index.retriever import Retriever  # noqa: E402
 
 SCI_FI_HORROR = {"Sci-Fi", "Horror"}
-
-
-@pytest.fixture(scope="module")
-def embedder(model_home) -> MiniLMEmbeddingFunction:
-    files = models.resolve(EMBEDDER_NAME, Settings(home=model_home), quiet=True)
-    return MiniLMEmbeddingFunction(files["model"], files["tokenizer"])
-
-
-@pytest.fixture(scope="module")
-def ml100k(shared_data) -> Catalog:
-    return load_dataset("movielens-100k", shared_data)
 
 
 @pytest.fixture(scope="module")
