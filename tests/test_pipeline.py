@@ -41,7 +41,7 @@ def _users_without_repeats(report, split):
             if targets[u] not in {x.item for x in split.test_history[u]}]
 
 
-@pytest.mark.parametrize("name", ["hybrid", "text", "collab"])
+@pytest.mark.parametrize("name", ["hybrid", "text", "collab", "learned"])
 def test_eval_top10_is_what_recommend_returns(name, demo, split, provider):
     system = build_systems([name], provider)[0]
     assert isinstance(system, Recommender)  # a configuration of the product, not a second ranker
@@ -49,7 +49,9 @@ def test_eval_top10_is_what_recommend_returns(name, demo, split, provider):
                       split=split, progress=False)
     # The product, built the way users build it: its own index of the same training catalog.
     train = split.fit_catalog("test")
-    product = Recommender.from_catalog(train, llm="none", fusion=system.fusion)
+    # The learned stage is read back from where the evaluation stored it (same catalog, same home).
+    product = Recommender.from_catalog(train, llm="none", fusion=system.fusion, second_stage=system.second_stage)
+    assert (product.stage is None) == (name != "learned")
     checked = 0
     for j, u in _users_without_repeats(report, split):
         got = [r.item.id for r in product.recommend(history=split.test_history[u], k=10).items]

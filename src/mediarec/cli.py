@@ -71,13 +71,17 @@ def _catalog(args):
 def cmd_index(args) -> int:
     import time
 
-    from mediarec.index.store import open_index
+    from mediarec.recommender import Recommender
 
     catalog = _catalog(args)
     t0 = time.perf_counter()
-    idx = open_index(catalog, _settings(args), chroma_url=args.chroma_url, build=True, progress=not args.quiet)
+    # The product as recommend and chat build it: the index, then the learned stage trained on it.
+    rec = Recommender.from_catalog(catalog, llm="none", chroma_url=args.chroma_url, settings=_settings(args),
+                                   progress=not args.quiet, **({"second_stage": None} if args.no_learned else {}))
+    idx = rec.index
     print(f"indexed {catalog.name}: {len(idx.item_ids)} items, {len(idx.collab.item_ids)} with collaborative "
           f"vectors, in {time.perf_counter() - t0:.1f}s")
+    print(f"second stage: {rec.stage.status if rec.stage else 'off (--no-learned)'}")
     return 0
 
 
@@ -193,6 +197,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     i = sub.add_parser("index", help="build or update the vector index of a dataset")
     dataset_args(i)
+    i.add_argument("--no-learned", action="store_true", help="do not train the learned second stage")
     i.add_argument("--quiet", action="store_true")
     i.set_defaults(func=cmd_index)
 
@@ -210,8 +215,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     e = sub.add_parser("eval", help="evaluate systems on held-out users")
     dataset_args(e)
-    e.add_argument("--systems", default="pop,itemknn,text,collab,hybrid",
-                   help="comma-separated: pop, itemknn, text, collab, hybrid, llm; retrieval ones also with "
+    e.add_argument("--systems", default="pop,itemknn,text,collab,hybrid,learned",
+                   help="comma-separated: pop, itemknn, text, collab, hybrid, learned, llm, learned+llm; retrieval ones also with "
                         "+summaries (stored `mediarec enrich` summaries) and/or +profile[@SHARE] (interest profile)")
     e.add_argument("--protocol", default="full", help="full | sampled | a built-in protocol (llamarec, ml-100k-full, ...) | a protocol JSON file")
     e.add_argument("--users", type=int, default=None)
@@ -223,6 +228,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="LLM writing the interest profiles of +profile systems (default: the fallback profile "
                         "from the history's genres, tags and decades)")
     e.add_argument("--seed", type=int, default=0)
+    e.add_argument("--ablation", action="store_true",
+                   help="add the learned stage without each feature group (learned-<group>), tested against learned")
     e.add_argument("--output", default="results/eval")
     e.add_argument("--quiet", action="store_true")
     e.set_defaults(func=cmd_eval)

@@ -16,7 +16,8 @@ class RankedItem(BaseModel):
     item: Item
     score: float
     reason: str | None = None
-    retrieval_score: float
+    retrieval_score: float  # the first stage's fused score
+    learned_score: float | None = None  # the learned second stage's, when it ranked
     llm_score: float | None = None
     sources: tuple[str, ...] = ()
 

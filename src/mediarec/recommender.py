@@ -26,6 +26,7 @@ from mediarec.errors import ConfigError, MediarecError
 from mediarec.index.retriever import Candidate, FusionSettings, Retriever
 from mediarec.index.store import CatalogIndex, IndexSettings, open_index
 from mediarec.llm import LLM, load_llm
+from mediarec.rank.learned import LearnedSettings, SecondStage
 from mediarec.rank.prompts import MAX_LABELS, PromptLibrary
 from mediarec.rank.reranker import Reranker, RerankOutcome, RerankSettings
 from mediarec.recommendation import RankedItem, RecommendationResult
@@ -78,6 +79,9 @@ class Recommender:
     """Retrieval plus an optional LLM ranking stage over one catalog.
 
     ``n_candidates``: how many retrieved items the LLM ranks (at most the 52 one-token labels).
+    ``second_stage``: the learned reranker's settings (:mod:`mediarec.rank.learned`), None for the
+    fused retrieval alone; its model is stored under ``home`` and trained on the served catalogue
+    when missing (``train_second_stage``), else the fused retrieval serves and the result says so.
     ``name``, ``index_source``, ``summaries``: what the evaluation harness needs to refit the same
     configuration on its training split (see :meth:`fit`). ``profile_source``: writes an interest
     profile from the history, mixed into the text query of every request that brings none.
@@ -88,7 +92,8 @@ class Recommender:
                  prompts: PromptLibrary | None = None, n_candidates: int = 20, use_profile: bool = False, *,
                  name: str = "mediarec", index_source: Callable[[Catalog], CatalogIndex] | None = None,
                  summaries: bool | str | Path = False, profile_source: ProfileSource | None = None,
-                 sources: dict[str, str] | None = None):
+                 sources: dict[str, str] | None = None, second_stage: LearnedSettings | None = None,
+                 home: str | Path | None = None, train_second_stage: bool = True):
         if not 1 <= n_candidates <= MAX_LABELS:
             raise ConfigError(f"n_candidates must be from 1 to {MAX_LABELS} (one label per candidate)")
         self.name = name
@@ -102,6 +107,10 @@ class Recommender:
         self.summaries = summaries
         self.profile_source = profile_source
         self.stats = StageStats()
+        self.second_stage = second_stage
+        self.home = Path(home) if home is not None else None
+        self.train_second_stage = train_second_stage
+        self.stage: SecondStage | None = None
         self.sources = dict(sources or {})  # where settings came from, for RecommendationResult.settings
         self.catalog: Catalog | None = None
         self.index: CatalogIndex | None = None
@@ -125,6 +134,8 @@ class Recommender:
         sources = {"collab": "given" if index_settings is not None else
                    f"tuned on validation users ({tuned_path(catalog.name, settings.home)})"
                    if stored_choice(catalog, settings.home) else "defaults"}
+        kw.setdefault("second_stage", LearnedSettings())
+        kw.setdefault("home", settings.home)
         if backend is not None:
             hit = stored_llm_weight(catalog, backend.spec, settings.home) if "rerank" not in kw else None
             if hit is not None:
@@ -148,7 +159,10 @@ class Recommender:
         out: dict[str, Any] = {
             "collab": {k: getattr(collab, k) for k in ("ease_lambda", "alpha", "window", "decay")}
             | {"source": self.sources.get("collab", "defaults")},
-            "fusion": rec.retriever.fusion.model_dump(), "n_candidates": self.n_candidates}
+            "fusion": rec.retriever.fusion.model_dump(), "n_candidates": self.n_candidates,
+            "second_stage": {"active": bool(self.stage and self.stage.active),
+                             "status": self.stage.status if self.stage else "off (the fused retrieval ranks)"}
+            | ({"model": str(self.stage.path), "pool": self.stage.settings.pool} if self.stage else {})}
         if self.reranker is not None:
             out["llm"] = {"spec": self.llm.spec, "mode": self.reranker.resolved_mode(),
                           "llm_weight": self.reranker.settings.llm_weight,
@@ -159,6 +173,10 @@ class Recommender:
         """Answer from ``catalog`` and its built ``index`` from now on."""
         self.catalog, self.index = catalog, index
         self.retriever = Retriever(index, self.fusion)
+        self.stage = None
+        if self.second_stage is not None:
+            self.stage = SecondStage(catalog, index, self.retriever.fusion, self.second_stage,
+                                     self.home or get_settings().home, train_missing=self.train_second_stage)
 
     # -- the evaluation harness's scorer protocol (mediarec.eval.harness.Scorer) -----------------
     def fit(self, train: Catalog) -> None:
@@ -190,6 +208,14 @@ class Recommender:
         if self.profile_source is not None:
             out["profile_weight"] = self._ready().retriever.fusion.profile_weight
             out.update(getattr(self.profile_source, "extra", dict)())
+        if self.stage is not None:
+            meta = self.stage.ranker.meta if self.stage.ranker is not None else {}
+            out["second_stage"] = self.stage.status
+            out.update({f"learned_{k}": meta[k] for k in ("examples_in_pool", "best_iteration", "seconds")
+                        if k in meta})
+            if meta.get("importance"):
+                top = sorted(meta["importance"].items(), key=lambda kv: -kv[1])[:5]
+                out["learned_top_features"] = ", ".join(f"{k} {v:.0f}" for k, v in top)
         if self.reranker is not None:
             out.update(self.stats.summary())
             out.update(mode=self.reranker.resolved_mode(), llm_weight=self.reranker.settings.llm_weight,
@@ -203,7 +229,8 @@ class Recommender:
         if not history:
             return np.zeros(len(rec.index.item_ids))
         pairs = rec.catalog.history_pairs(history)
-        scores = rec.retriever.score_all(history, profile=self._profile_for(pairs, None))
+        profile = self._profile_for(pairs, None)
+        scores = self._learned(history, rec.retriever.score_all(history, profile=profile), profile)
         if self.reranker is None:
             return scores
         top = np.argsort(-scores, kind="stable")[: self._pool_size(self.n_candidates)]
@@ -218,7 +245,12 @@ class Recommender:
         if not history:
             return {rec.index.item_ids[r]: 0.0 for r in rows}
         pairs = rec.catalog.history_pairs(history)
-        scores = rec.retriever.score_all(history, profile=self._profile_for(pairs, None))
+        profile = self._profile_for(pairs, None)
+        scores = rec.retriever.score_all(history, profile=profile)
+        if self.stage is not None and self.stage.active:  # the learned stage orders these candidates only
+            masked = np.full(len(scores), -np.inf)
+            masked[rows] = scores[rows]
+            scores = self._learned(history, masked, profile)
         if self.reranker is not None:
             pool = sorted((r for r in rows if np.isfinite(scores[r])), key=lambda r: -scores[r])
             scores = self._lift(scores, pool[: self._pool_size(self.n_candidates)], pairs)
@@ -258,19 +290,36 @@ class Recommender:
         seconds: dict[str, float] = {}
         t0 = time.perf_counter()
         n_cands = self._pool_size(max(k, n_candidates or self.n_candidates)) if self.reranker else k
-        cands = rec.retriever.candidates([it for it, _ in pairs], k=n_cands, query=query, exclude=exclude,
-                                         profile=self._profile_for(pairs, profile))
+        # The learned stage was trained on histories: with a request, the fused retrieval (which
+        # lets the request lead) ranks.
+        learned = self.stage is not None and self.stage.active and not (query and query.strip())
+        profile_text = self._profile_for(pairs, profile)
+        hist_items = [it for it, _ in pairs]
+        cands = rec.retriever.candidates(hist_items, k=max(n_cands, self.stage.settings.pool) if learned else n_cands,
+                                         query=query, exclude=exclude, profile=profile_text)
         seconds["retrieval"] = time.perf_counter() - t0
         stages = ["retrieval"]
+        first_stage = {c.item.id: c.score for c in cands}
+        learned_scores: dict[str, float] = {}
+        if learned and cands:
+            t1 = time.perf_counter()
+            cands, learned_scores = self._learned_candidates(hist_items, cands, profile_text)
+            seconds["learned"] = time.perf_counter() - t1
+            stages.append("learned")
+        cands = cands[:n_cands]
         result = RecommendationResult(items=[], candidates=cands, stages=stages, request=query,
                                       llm=self.llm.spec if self.llm else None, seconds=seconds,
                                       settings=self.settings_report())
+        if self.stage is not None and not learned:
+            result.notes.append(self.stage.status if not self.stage.active else
+                                "a request: the fused retrieval ranks (the learned stage is trained on histories)")
         if not cands:
             result.notes.append("no candidates: every retrievable item is already in the history or excluded")
             return result
         if self.reranker is None:
-            result.items = [RankedItem(rank=r + 1, item=c.item, score=c.score, retrieval_score=c.score,
-                                       sources=c.sources) for r, c in enumerate(cands[:k])]
+            result.items = [RankedItem(rank=r + 1, item=c.item, score=c.score, retrieval_score=first_stage[c.item.id],
+                                       learned_score=learned_scores.get(c.item.id), sources=c.sources)
+                            for r, c in enumerate(cands[:k])]
             return result
         out = self._rerank(pairs, cands, k, request=query, explain=explain)
         stages.append(f"llm-{out.mode}")
@@ -279,8 +328,9 @@ class Recommender:
         result.seconds.update(out.seconds)  # the model holds its own copy of `seconds`
         by_id = {c.item.id: c for c in cands}
         result.items = [RankedItem(rank=r + 1, item=by_id[i].item, score=out.final_scores.get(i, by_id[i].score),
-                                   reason=out.reasons.get(i), retrieval_score=by_id[i].score,
-                                   llm_score=out.llm_scores.get(i), sources=by_id[i].sources)
+                                   reason=out.reasons.get(i), retrieval_score=first_stage[i],
+                                   learned_score=learned_scores.get(i), llm_score=out.llm_scores.get(i),
+                                   sources=by_id[i].sources)
                         for r, i in enumerate(out.order[:k])]
         result.stages = stages
         result.mode, result.degraded, result.degraded_reason = out.mode, out.degraded, out.degraded_reason
@@ -313,6 +363,30 @@ class Recommender:
         out = self.reranker.rerank(pairs, cands, k, request=request, explain=explain)
         self.stats.record(cands, out)
         return out
+
+    def _learned(self, history: Sequence[Any], scores: np.ndarray, profile: str | None) -> np.ndarray:
+        """``scores`` with the learned stage's pool re-ordered by it and placed above every other item."""
+        if self.stage is None or not self.stage.active:
+            return scores
+        rows, _ = self.stage.rank(history, scores, profile=profile)
+        if not len(rows):
+            return scores
+        lifted = scores.copy()
+        lifted[rows] = float(np.max(scores[np.isfinite(scores)])) + 1.0 + np.arange(len(rows), 0, -1)
+        return lifted
+
+    def _learned_candidates(self, history: Sequence[Any], cands: list[Candidate],
+                            profile: str | None) -> tuple[list[Candidate], dict[str, float]]:
+        """The retrieved candidates in the learned stage's order, each scored by it (what an LLM
+        stage then fuses with), and the learned scores by item id."""
+        pos = self.index.position
+        fused = np.full(len(self.index.item_ids), -np.inf)
+        by_row = {pos(c.item.id): c for c in cands}
+        fused[list(by_row)] = [c.score for c in by_row.values()]
+        rows, p = self.stage.rank(history, fused, profile=profile)
+        ordered = [by_row[int(r)].model_copy(update={"score": float(v)}) for r, v in zip(rows, p)]
+        ranked = {c.item.id for c in ordered}
+        return ordered + [c for c in cands if c.item.id not in ranked], {c.item.id: c.score for c in ordered}
 
     def _lift(self, scores: np.ndarray, pool: list[int], pairs: HistoryPairs) -> np.ndarray:
         """``scores`` with the pool's rows re-ordered by the LLM stage and placed above every other item."""

@@ -10,6 +10,7 @@ Writing the report's files is :mod:`mediarec.eval.report`'s job.
 from __future__ import annotations
 
 import math
+import re
 import shlex
 import sys
 import time
@@ -24,6 +25,7 @@ from mediarec.errors import ConfigError
 from mediarec.eval.metrics import coverage, hit_at_k, mean_popularity, mrr, ndcg_at_k, rank_of_target, tie_keys, top_k
 from mediarec.eval.protocol import EvalProtocol
 from mediarec.eval.report import json_safe, write_report
+from mediarec.infra.threads import single_threaded_blas
 from mediarec.eval.split import Split, checked_phase, sample_negatives, sample_users, split_for
 from mediarec.eval.stats import bootstrap_ci, bootstrap_index, paired_bootstrap_p
 from mediarec.infra.progress import counting
@@ -151,9 +153,10 @@ def _summarise(report: EvalReport, catalog_items: int, popularity: Mapping[str, 
             m[f"p_vs_{ref}"] = {k: paired_bootstrap_p(pu[k][:common], per_user[ref][k][:common],
                                                       proto.bootstrap, proto.seed, index=pidx)
                                 for k in (f"ndcg@{k0}", f"hr@{k0}", "mrr")}
-        base = n.split("+")[0]
-        if "+" in n and base in report._ranks:
-            # A variant (text+profile, hybrid+summaries, ...) is also tested against its own base.
+        base = re.split(r"[+-]", n)[0]
+        if base != n and base in report._ranks:
+            # A variant (text+profile, hybrid+summaries, learned+llm, the ablation learned-text, ...)
+            # is also tested against its own base.
             common = min(r.size, report._ranks[base].size)
             bidx = bootstrap_index(common, proto.bootstrap, proto.seed + 2) if proto.bootstrap and common else None
             m["base"] = base
@@ -294,19 +297,20 @@ def evaluate(catalog: Catalog, systems: Sequence[Scorer], protocol: EvalProtocol
                 system.fit(fit_cat)
                 t_fit = time.perf_counter()
                 fast, perm = _fast_path(system, prep)
-                for j in range(len(users)):
-                    s, cands = _scores_for(system, fast, perm, prep, j, n_items)
-                    if cands is None:
-                        ranks[j] = rank_of_target(s, prep.keys, int(prep.target[j]))
-                        best = top_k(s, prep.keys, kmax)
-                    else:
-                        ck = prep.keys[cands]
-                        ranks[j] = rank_of_target(s, ck, 0)
-                        best = cands[top_k(s, ck, kmax)]
-                    top.append([prep.item_ids[b] for b in best])
-                    done += 1
-                    if task is not None:
-                        bar.advance(task)
+                with single_threaded_blas():  # many small products: see infra/threads.py
+                    for j in range(len(users)):
+                        s, cands = _scores_for(system, fast, perm, prep, j, n_items)
+                        if cands is None:
+                            ranks[j] = rank_of_target(s, prep.keys, int(prep.target[j]))
+                            best = top_k(s, prep.keys, kmax)
+                        else:
+                            ck = prep.keys[cands]
+                            ranks[j] = rank_of_target(s, ck, 0)
+                            best = cands[top_k(s, ck, kmax)]
+                        top.append([prep.item_ids[b] for b in best])
+                        done += 1
+                        if task is not None:
+                            bar.advance(task)
             except KeyboardInterrupt:
                 interrupted = True
             t1 = time.perf_counter()

@@ -41,6 +41,11 @@ def run_eval(args) -> int:
 
     con = Console(stderr=True)
     names = [s.strip() for s in args.systems.split(",") if s.strip()]
+    if getattr(args, "ablation", False):  # the learned stage without each feature group, against it
+        from mediarec.eval.systems import ablation_names
+
+        names += [n for n in ["learned", *ablation_names()] if n not in names]
+    needs_llm = any(n == "llm" or n.endswith("+llm") for n in names)
     # Base systems see the catalog's own text; `+summaries` variants add the stored summaries, so
     # one run says what they change (the llm system reranks the plain hybrid).
     loaded = load_dataset(args.dataset, args.data_dir)
@@ -49,10 +54,11 @@ def run_eval(args) -> int:
     # and every system and index is built on that one.
     catalog = protocol_catalog(loaded, protocol)
     provider = IndexProvider(chroma_url=args.chroma_url, progress=not args.quiet)
-    build_systems([n for n in names if n != "llm"], provider)  # unknown names fail before any model loads
-    llm = load_llm(args.llm) if "llm" in names else None
-    if "llm" in names and llm is None:
-        raise ConfigError("the llm system needs --llm (local:NAME, openai:MODEL)")
+    # unknown names fail before any model loads
+    build_systems([n for n in names if n != "llm" and not n.endswith("+llm")], provider)
+    llm = load_llm(args.llm) if needs_llm else None
+    if needs_llm and llm is None:
+        raise ConfigError("the llm systems need --llm (local:NAME, openai:MODEL)")
     profile_spec = getattr(args, "profile_llm", None)
     profile_llm = None
     if profile_spec:

@@ -11,6 +11,11 @@ Variants measure issue 5's two text aids against their base, in one run: ``<base
 embeds the stored ``mediarec enrich`` summaries of thin items (a second index, prefixed
 ``-enriched``), ``<base>+profile`` mixes each user's interest profile into the text query
 (``+profile@0.5`` sets its share, ``FusionSettings.profile_weight``).
+
+``learned`` is the hybrid with the learned second stage (:mod:`mediarec.rank.learned`), trained on
+each split's training catalogue; ``learned+llm`` adds the LLM stage over its order;
+``learned-<group>`` drops a feature group (an ablation, tested against ``learned``);
+``--ablation`` on ``mediarec eval`` adds one per group.
 """
 
 from __future__ import annotations
@@ -25,6 +30,8 @@ from mediarec.index.store import CatalogIndex, IndexSettings, build_lock, chroma
 from mediarec.eval.baselines import ItemKNNScorer, PopularityScorer
 from mediarec.index.retriever import FusionSettings
 from mediarec.llm.base import LLM
+from mediarec.rank.features import FEATURE_GROUPS
+from mediarec.rank.learned import LearnedSettings
 from mediarec.rank.prompts import PromptLibrary
 from mediarec.rank.reranker import RerankSettings
 from mediarec.recommender import Recommender
@@ -92,7 +99,40 @@ RETRIEVAL_BASES = {
     "collab": {"text_weight": 0.0},
 }
 MODIFIERS = ("summaries", "profile")
-ALL_SYSTEMS = ("pop", "itemknn", "text", "collab", "hybrid", "llm")
+ALL_SYSTEMS = ("pop", "itemknn", "text", "collab", "hybrid", "llm", "learned", "learned+llm")
+
+
+def parse_learned_name(name: str) -> tuple[tuple[str, ...], bool] | None:
+    """``learned-text-user+llm`` -> (("text", "user"), True); None if not a learned system."""
+    base, plus, mod = name.partition("+")
+    head, *dropped = base.split("-")
+    if head != "learned":
+        return None
+    if plus and mod != "llm":
+        raise ConfigError(f"{name!r}: a learned system takes +llm only")
+    unknown = [g for g in dropped if g not in FEATURE_GROUPS]
+    if unknown:
+        raise ConfigError(f"{name!r}: unknown feature group {unknown[0]!r}; groups: {', '.join(FEATURE_GROUPS)}")
+    return tuple(dropped), bool(plus)
+
+
+def ablation_names() -> list[str]:
+    """``learned-<group>`` for every feature group: the ablation table's rows."""
+    return [f"learned-{g}" for g in FEATURE_GROUPS]
+
+
+def learned_system(name: str, provider: IndexProvider, llm: LLM | None = None, n_candidates: int = 20,
+                   llm_weight: float | None = None, settings: LearnedSettings | None = None) -> Recommender:
+    """The hybrid with the learned second stage, trained on the split's training catalogue (stored
+    under the provider's home by fingerprint, so the next run reuses it), with the LLM stage on
+    top for ``learned+llm``."""
+    dropped, with_llm = parse_learned_name(name)
+    if with_llm and llm is None:
+        raise ConfigError(f"{name} needs --llm (local:NAME, openai:MODEL)")
+    stage = (settings or LearnedSettings()).model_copy(update={"dropped_groups": dropped})
+    rerank = None if not with_llm else RerankSettings() if llm_weight is None else RerankSettings(llm_weight=llm_weight)
+    return Recommender(name=name, index_source=provider.get, llm=llm if with_llm else None, rerank=rerank,
+                       n_candidates=n_candidates, second_stage=stage, home=provider.settings.home)
 
 
 def parse_retrieval_name(name: str) -> tuple[str, bool, float | None, bool] | None:
@@ -153,11 +193,14 @@ def build_systems(names: list[str], provider: IndexProvider, llm: LLM | None = N
             systems.append(BASELINES[n]())
         elif parse_retrieval_name(n) is not None:
             systems.append(retrieval_system(n, provider, profile_llm))
+        elif parse_learned_name(n) is not None:
+            systems.append(learned_system(n, provider, llm, n_candidates, llm_weight))
         elif n == "llm":
             if llm is None:
                 raise ConfigError("the llm system needs --llm (local:NAME, openai:MODEL)")
             systems.append(llm_system(llm, provider, n_candidates, llm_weight))
         else:
             raise ConfigError(f"unknown system {n!r}; choose from {', '.join(ALL_SYSTEMS)} "
-                              "(retrieval ones also as text+summaries, hybrid+profile, ...)")
+                              "(retrieval ones also as text+summaries, hybrid+profile, ...; learned-<group> "
+                              f"drops a feature group: {', '.join(FEATURE_GROUPS)})")
     return systems

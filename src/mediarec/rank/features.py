@@ -1,0 +1,214 @@
+"""Features of (history, candidate) pairs for the learned second stage (:mod:`mediarec.rank.learned`).
+
+Every retrieval signal is a feature on its own, beside the fused score that ordered the pool:
+
+=============  ===============================================================================
+group          features (per candidate, within the user's pool of the top ``pool`` fused items)
+=============  ===============================================================================
+retrieval      fused score / the pool's best, its rank (the first stage's order)
+collab         exact item-item score M, transitions T, the EASE part (M - (1-α)T)/α; each / the
+               pool's best, and its rank in the pool
+text           cosine to the history's (and profile's) text vector; / the best, rank
+request        cosine to the request alone (NaN without one)
+popularity     log interactions, log interactions in the log's last 10% of time, years since the
+               item's year, days since its first interaction
+overlap        genre, tag and decade overlap with the last 10 positive history items
+user           log history length, mean log popularity of the history
+=============  ===============================================================================
+
+:class:`Signals` computes them over a catalogue and a collaborative model: at serving time the
+index's own (what the first stage ranks with), at training time a model fitted without the
+held-out positions (so a target never informs its own features).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Sequence
+
+import numpy as np
+from scipy import sparse
+
+from mediarec.catalog.model import Catalog, Interaction
+from mediarec.index.collab import CollabModel, item_sequences
+from mediarec.index.retriever import FusionSettings, Retriever
+
+FEATURE_GROUPS: dict[str, tuple[str, ...]] = {
+    "retrieval": ("fused", "fused_rank"),
+    "collab": ("collab", "collab_rank", "trans", "trans_rank", "ease", "ease_rank"),
+    "text": ("text", "text_rank"),
+    "request": ("request",),
+    "popularity": ("pop", "recent_pop", "years_old", "days_in_log"),
+    "overlap": ("genre_overlap", "tag_overlap", "decade_overlap"),
+    "user": ("history_len", "history_pop"),
+}
+ALL_FEATURES: tuple[str, ...] = tuple(f for names in FEATURE_GROUPS.values() for f in names)
+RECENT_ITEMS = 10  # the "recent history" of the overlap features
+DAY = 86_400.0
+
+
+def feature_names(dropped: Sequence[str] = ()) -> list[str]:
+    """The features kept when the groups in ``dropped`` are removed (an ablation)."""
+    return [f for g, names in FEATURE_GROUPS.items() if g not in dropped for f in names]
+
+
+@dataclass
+class IndexView:
+    """What :class:`Retriever` reads from an index, with another catalogue and collaborative model:
+    the held-out training catalogue scores with the index's text vectors and its own M."""
+
+    catalog: Catalog
+    collab: CollabModel
+    text_vectors: np.ndarray
+    item_ids: list[str]
+    embedder: Any
+    _pos: dict[str, int] = field(default_factory=dict, repr=False)
+
+    def __post_init__(self):
+        self._pos = {i: k for k, i in enumerate(self.item_ids)}
+
+    def position(self, item_id: str) -> int | None:
+        return self._pos.get(item_id)
+
+
+def sparse_transitions(catalog: Catalog, collab: CollabModel) -> sparse.csr_matrix:
+    """T̂ of :func:`mediarec.index.collab.transition_matrix` (same window, smoothing and scale),
+    kept sparse: the blend M = α·B̂ + (1-α)·T̂ hides it, the features show it."""
+    s = collab.settings
+    n = len(collab.item_ids)
+    rows, cols, vals = [], [], []
+    for seq in item_sequences(catalog, collab.item_ids):
+        for d in range(1, s.window + 1):
+            if len(seq) > d:
+                rows.append(seq[:-d])
+                cols.append(seq[d:])
+                vals.append(np.full(len(seq) - d, 1.0 / d, dtype=np.float32))
+    if not rows:
+        return sparse.csr_matrix((n, n), dtype=np.float32)
+    t = sparse.coo_matrix((np.concatenate(vals), (np.concatenate(rows), np.concatenate(cols))),
+                          shape=(n, n)).tocsr()  # duplicates are summed
+    t = sparse.diags(1.0 / (np.asarray(t.sum(axis=1)).ravel() + s.transition_smoothing)) @ t
+    mass = float(abs(t).sum(axis=1).mean()) if n else 1.0
+    return (t / max(mass, 1e-12)).astype(np.float32).tocsr()
+
+
+def _rank_in_pool(x: np.ndarray) -> np.ndarray:
+    """1 for the pool's best value, ties share the order they come in."""
+    r = np.empty(len(x), dtype=np.float32)
+    r[np.argsort(-x, kind="stable")] = np.arange(1, len(x) + 1)
+    return r
+
+
+def _scaled(x: np.ndarray) -> np.ndarray:
+    top = float(np.max(x)) if len(x) else 0.0
+    return x / top if top > 1e-12 else x
+
+
+class Signals:
+    """Per-item signals of one catalogue (popularity, genres, ...) and per-history scores."""
+
+    def __init__(self, catalog: Catalog, index: Any, collab: CollabModel, fusion: FusionSettings | None = None):
+        self.catalog = catalog
+        self.view = IndexView(catalog, collab, index.text_vectors, list(index.item_ids), index.embedder)
+        self.retriever = Retriever(self.view, fusion)
+        self.collab = collab
+        self.item_ids = self.view.item_ids
+        n = len(self.item_ids)
+        self._collab_rows = np.array([self.view.position(i) for i in collab.item_ids], dtype=np.int64)
+        self.transitions = sparse_transitions(catalog, collab)
+        self.alpha = collab.settings.alpha
+        # Popularity, recent popularity and age, from this catalogue's log.
+        pos = self.view.position
+        count = np.zeros(n)
+        recent = np.zeros(n)
+        first = np.full(n, np.nan)
+        stamps = np.array([x.timestamp for x in catalog.positives]) if catalog.positives else np.zeros(1)
+        t_end = float(stamps.max())
+        t_recent = float(np.quantile(stamps, 0.9))
+        for x in catalog.positives:
+            j = pos(x.item)
+            if j is None:
+                continue
+            count[j] += 1
+            recent[j] += x.timestamp >= t_recent
+            first[j] = x.timestamp if np.isnan(first[j]) else min(first[j], x.timestamp)
+        self.pop = np.log1p(count)
+        self.recent_pop = np.log1p(recent)
+        self.days_in_log = (t_end - first) / DAY
+        years = np.array([catalog.items[i].year or np.nan for i in self.item_ids], dtype=float)
+        self.years_old = (np.nanmax(years) if np.isfinite(years).any() else 0.0) - years
+        self.decade = np.where(np.isfinite(years), years // 10, -1).astype(np.int64)
+        self.genres = self._incidence(lambda it: it.genres)
+        self.tags = self._incidence(lambda it: it.tags)
+
+    def _incidence(self, of) -> sparse.csr_matrix:
+        """Item × label 0/1 matrix (genres or tags)."""
+        vocab: dict[str, int] = {}
+        rows, cols = [], []
+        for j, i in enumerate(self.item_ids):
+            for label in {str(x).lower() for x in of(self.catalog.items[i])}:
+                rows.append(j)
+                cols.append(vocab.setdefault(label, len(vocab)))
+        return sparse.csr_matrix((np.ones(len(rows), np.float32), (rows, cols)),
+                                 shape=(len(self.item_ids), max(len(vocab), 1)))
+
+    # -- per history --------------------------------------------------------------------------
+    def fused(self, history: Sequence[Interaction | str], query: str | None = None,
+              profile: str | None = None) -> np.ndarray:
+        """The first stage's fused score of every item (consumed ones -inf): the pool's order."""
+        return self.retriever.score_all(history, query=query, profile=profile)
+
+    def features(self, history: Sequence[Interaction | str], rows: np.ndarray, fused: np.ndarray,
+                 query: str | None = None, profile: str | None = None) -> np.ndarray:
+        """[len(rows), len(ALL_FEATURES)] float32, columns in ALL_FEATURES order."""
+        cat = self.catalog
+        wanted = cat.history_ids(history, positives_only=True)
+        n = len(self.item_ids)
+        collab = np.zeros(n, dtype=np.float32)
+        trans = np.zeros(n, dtype=np.float32)
+        exact = self.collab.exact_scores(wanted) if wanted and len(self.collab.item_ids) else None
+        if exact is not None:
+            collab[self._collab_rows] = exact
+            hist_rows, w = self.collab._weighted_rows(wanted, None, None)
+            u = np.zeros(len(self.collab.item_ids), dtype=np.float32)
+            np.add.at(u, hist_rows, w)
+            trans[self._collab_rows] = self.transitions.T @ u
+        ease = (collab - (1 - self.alpha) * trans) / self.alpha if self.alpha > 0 else collab
+        tvec = self.retriever._text_query(wanted, None, profile)
+        text = self.view.text_vectors[rows] @ tvec if tvec is not None else np.zeros(len(rows), np.float32)
+        req = np.full(len(rows), np.nan, dtype=np.float32)
+        if query and query.strip():
+            q = self.view.embedder.embed([query.strip()])[0]
+            req = self.view.text_vectors[rows] @ q
+        f_pool, c_pool, t_pool, e_pool = fused[rows], collab[rows], trans[rows], ease[rows]
+        hist_pos = [p for p in (self.view.position(i) for i in wanted) if p is not None]
+        recent = hist_pos[-RECENT_ITEMS:]
+        out = np.empty((len(rows), len(ALL_FEATURES)), dtype=np.float32)
+        cols = {
+            "fused": _scaled(f_pool), "fused_rank": _rank_in_pool(f_pool),
+            "collab": _scaled(c_pool), "collab_rank": _rank_in_pool(c_pool),
+            "trans": _scaled(t_pool), "trans_rank": _rank_in_pool(t_pool),
+            "ease": _scaled(e_pool), "ease_rank": _rank_in_pool(e_pool),
+            "text": _scaled(text), "text_rank": _rank_in_pool(text), "request": req,
+            "pop": self.pop[rows], "recent_pop": self.recent_pop[rows], "years_old": self.years_old[rows],
+            "days_in_log": self.days_in_log[rows],
+            "genre_overlap": self._overlap(self.genres, recent, rows),
+            "tag_overlap": self._overlap(self.tags, recent, rows),
+            "decade_overlap": (np.mean(self.decade[recent][None, :] == self.decade[rows][:, None], axis=1)
+                               if recent else np.zeros(len(rows))),
+            "history_len": np.full(len(rows), np.log1p(len(wanted))),
+            "history_pop": np.full(len(rows), float(np.mean(self.pop[hist_pos])) if hist_pos else 0.0),
+        }
+        for k, name in enumerate(ALL_FEATURES):
+            out[:, k] = cols[name]
+        return out
+
+    @staticmethod
+    def _overlap(incidence: sparse.csr_matrix, recent: list[int], rows: np.ndarray) -> np.ndarray:
+        """Mean over the candidate's labels of how many recent history items share each (0..1)."""
+        if not recent:
+            return np.zeros(len(rows))
+        profile = np.asarray(incidence[recent].sum(axis=0)).ravel() / len(recent)
+        cand = incidence[rows]
+        n_labels = np.asarray(cand.sum(axis=1)).ravel()
+        return (cand @ profile) / np.maximum(n_labels, 1)
