@@ -65,3 +65,21 @@ def test_eval_stores_the_weight_it_chose(linked_home, smol_path, tmp_path, capsy
     assert sorted(map(float, entry["validation_ndcg@10_by_weight"])) == list(WEIGHTS)
     demo = load_dataset("demo")
     assert stored_llm_weight(demo, spec)[0] == chosen  # what recommend will use for this catalog
+
+
+def test_eval_tunes_learned_llm_and_stores_its_weight_for_the_product(linked_home, smol_path, tmp_path, capsys):
+    """learned+llm gets its own weight on validation users; the product (learned stage, then the
+    LLM) uses that one, not llm's."""
+    out = tmp_path / "r"
+    rc = main(["eval", "--dataset", "demo", "--systems", "hybrid,learned,llm,learned+llm", "--llm",
+               f"local:{smol_path}", "--users", "3", "--val-users", "3", "--candidates", "5", "--quiet",
+               "--output", str(out)])
+    assert rc == 0, capsys.readouterr().err
+    systems = json.loads((out / "metrics.json").read_text())["systems"]
+    assert {"learned", "learned+llm", "llm"} <= set(systems)
+    chosen = systems["learned+llm"]["extra"]["tuned_llm_weight"]
+    assert systems["learned+llm"]["base"] == "learned" and "p_vs_base" in systems["learned+llm"]
+    assert "second_stage" in systems["learned"]["extra"]
+    ((spec, entry),) = json.loads(llm_weight_path("demo").read_text())["models"].items()
+    assert entry["llm_weight"] == chosen
+    assert sorted(map(float, entry["validation_ndcg@10_by_weight"])) == list(WEIGHTS)

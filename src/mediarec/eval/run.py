@@ -1,6 +1,6 @@
 """``mediarec eval``: every system on the same held-out users, one run, one report.
 
-With the ``llm`` system, the fusion weight between LLM and retrieval scores is first tuned on
+With the ``llm`` and ``learned+llm`` systems, the fusion weight between LLM and first-stage scores is first tuned on
 validation users (the validation target of each user, models fitted without it); LLM answers
 are cached, so the weights after the first cost nothing. The chosen weight is then reported on
 the test users.
@@ -36,7 +36,7 @@ def run_eval(args) -> int:
     from mediarec.catalog import load_dataset
     from mediarec.eval import evaluate, leave_last_out, write_report
     from mediarec.eval.split import protocol_catalog
-    from mediarec.eval.systems import IndexProvider, build_systems, llm_system
+    from mediarec.eval.systems import IndexProvider, build_systems
     from mediarec.llm import load_llm
 
     con = Console(stderr=True)
@@ -64,45 +64,60 @@ def run_eval(args) -> int:
     if profile_spec:
         profile_llm = llm if llm is not None and profile_spec == args.llm else load_llm(profile_spec)
     split = leave_last_out(catalog)
-    chosen = None
-    if "llm" in names:
+    # Each LLM system's fusion weight is chosen on validation users first (its own variants).
+    tuned: dict[str, tuple[float, dict[float, float], int]] = {}
+    for llm_name in [n for n in names if n == "llm" or n.endswith("+llm")]:
         val_proto = protocol.model_copy(update={"validation_users": protocol.validation_users
                                                 or min(protocol.users or 100, 100)})
-        variants = []
-        for w in WEIGHTS:
-            variants.append(llm_system(llm, provider, args.candidates, llm_weight=w, name=f"llm@{w}"))
-        con.print(f"tuning the LLM fusion weight on {val_proto.validation_users} validation users")
+        variants = [_llm_variant(llm_name, llm, provider, args.candidates, w) for w in WEIGHTS]
+        con.print(f"tuning the LLM fusion weight of {llm_name} on {val_proto.validation_users} validation users")
         val = evaluate(catalog, variants, val_proto, phase="valid", split=split, progress=not args.quiet)
         scored = {float(n.split("@")[1]): m["ndcg@10"] for n, m in val.systems.items()}
         chosen = max(scored, key=lambda w: (scored[w], -abs(w - 0.5)))
+        tuned[llm_name] = (chosen, scored, val.n_users)
         con.print("validation NDCG@10 by weight: " + ", ".join(f"{w}: {v:.4f}" for w, v in scored.items())
                   + f" -> {chosen}")
+    if tuned:
         from mediarec.tuned import store_llm_weight
 
+        # The product ranks with the learned stage when it serves: its LLM weight is learned+llm's.
+        product = "learned+llm" if "learned+llm" in tuned else next(iter(tuned))
+        chosen, scored, n_val = tuned[product]
         where = store_llm_weight(catalog, [catalog.fingerprint(), split.train_val_catalog.fingerprint(),
-                                           split.train_catalog.fingerprint()], llm.spec, chosen, scored, val.n_users)
-        con.print(f"stored in {where}: recommend and chat use this weight for {llm.spec} on {catalog.name}")
-    systems = build_systems(names, provider, llm, args.candidates, llm_weight=chosen, profile_llm=profile_llm)
-    if "llm" in names:
+                                           split.train_catalog.fingerprint()], llm.spec, chosen, scored,
+                                 n_val)
+        con.print(f"stored in {where} ({product}'s): recommend and chat use this weight for {llm.spec} on "
+                  f"{catalog.name}")
+    systems = [_llm_variant(n, llm, provider, args.candidates, tuned[n][0], label=n) if n in tuned else s
+               for n, s in zip(names, build_systems(names, provider, llm, args.candidates, profile_llm=profile_llm))]
+    for llm_name, (chosen, _, _) in tuned.items():
         # Fixed weights beside the tuned one, so the report says what the LLM alone (1.0) and an
         # even blend (0.5) do on the test users; the LLM answers come from the cache, no extra cost.
-        for w in (0.5, 1.0):
-            if w != chosen:
-                systems.append(llm_system(llm, provider, args.candidates, llm_weight=w, name=f"llm@{w}"))
+        systems += [_llm_variant(llm_name, llm, provider, args.candidates, w) for w in (0.5, 1.0) if w != chosen]
     command = "mediarec " + " ".join(shlex.quote(a) for a in sys.argv[1:]) if sys.argv else "mediarec eval"
     report = evaluate(catalog, systems, protocol, split=split, progress=not args.quiet, command=command)
     for s in systems:
         if getattr(s, "reranker", None) is not None and s.name in report._extra_full:
             targets = split.targets("test")
             report._extra_full[s.name]["position_pairs"] = s.stats.position_pairs([targets[u] for u in report.users])
-            if chosen is not None and s.name == "llm":
-                report.systems[s.name].setdefault("extra", {})["tuned_llm_weight"] = chosen
-                report.systems[s.name]["extra"]["validation_ndcg@10_by_weight"] = scored
+            if s.name in tuned:
+                report.systems[s.name].setdefault("extra", {})["tuned_llm_weight"] = tuned[s.name][0]
+                report.systems[s.name]["extra"]["validation_ndcg@10_by_weight"] = tuned[s.name][1]
     out = Path(args.output)
     write_report(report, out, command, catalog_stats=_catalog_stats(catalog))
     _print_table(con, report)
     con.print(f"wrote {out / 'metrics.json'} and {out / 'report.md'}")
     return 0
+
+
+def _llm_variant(name: str, llm, provider, candidates: int, weight: float, label: str | None = None):
+    """``llm`` or ``learned+llm`` with the LLM fusion weight ``weight``, named ``label`` (default NAME@W)."""
+    from mediarec.eval.systems import learned_system, llm_system
+
+    label = label or f"{name}@{weight}"
+    if name == "llm":
+        return llm_system(llm, provider, candidates, llm_weight=weight, name=label)
+    return learned_system(name, provider, llm, candidates, llm_weight=weight, label=label)
 
 
 def _catalog_stats(catalog) -> dict:

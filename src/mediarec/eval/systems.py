@@ -122,7 +122,8 @@ def ablation_names() -> list[str]:
 
 
 def learned_system(name: str, provider: IndexProvider, llm: LLM | None = None, n_candidates: int = 20,
-                   llm_weight: float | None = None, settings: LearnedSettings | None = None) -> Recommender:
+                   llm_weight: float | None = None, settings: LearnedSettings | None = None,
+                   label: str | None = None) -> Recommender:
     """The hybrid with the learned second stage, trained on the split's training catalogue (stored
     under the provider's home by fingerprint, so the next run reuses it), with the LLM stage on
     top for ``learned+llm``."""
@@ -131,7 +132,7 @@ def learned_system(name: str, provider: IndexProvider, llm: LLM | None = None, n
         raise ConfigError(f"{name} needs --llm (local:NAME, openai:MODEL)")
     stage = (settings or LearnedSettings()).model_copy(update={"dropped_groups": dropped})
     rerank = None if not with_llm else RerankSettings() if llm_weight is None else RerankSettings(llm_weight=llm_weight)
-    return Recommender(name=name, index_source=provider.get, llm=llm if with_llm else None, rerank=rerank,
+    return Recommender(name=label or name, index_source=provider.get, llm=llm if with_llm else None, rerank=rerank,
                        n_candidates=n_candidates, second_stage=stage, home=provider.settings.home)
 
 
