@@ -8,8 +8,9 @@ Training never sees a validation or test target: it holds out the last ``positio
 positive interactions of each history *of the catalogue it is given* (the harness gives the
 split's training part), fits a collaborative model without them, and learns to find each
 held-out item among the top ``pool`` items that the first stage ranks from the history before it.
-10% of the users are kept aside for early stopping and to measure whether the learned order beats
-the fused one (``beats_fused``); a model that does not is stored but does not serve.
+10% of the users are set aside to measure whether the learned order beats the fused one
+(``serves``: not worse by more than a standard error); a model that does not is stored but does
+not serve.
 
 Stored as one JSON file (settings, fingerprint of what it was trained on, LightGBM's model text)
 under ``$MEDIAREC_HOME/learned/``. A file for another catalogue, index or settings, or one that
@@ -51,12 +52,16 @@ class LearnedSettings(BaseModel):
     min_history: int = 3  # positives a history needs to give an example
     max_users: int = 20_000  # examples come from at most this many users (sampled, seeded)
     min_examples: int = 50  # fewer examples with the target in the pool: no model
-    n_estimators: int = 400
-    learning_rate: float = 0.05
+    objective: str = "lambdarank"  # or "binary": one positive per group makes them close
+    # A fixed, slow, well-regularised boosting: early stopping on the ~10% of examples set aside
+    # stopped anywhere from 3 to 200 rounds (noise); these settings were the best of four on
+    # MovieLens 100k validation users (NDCG@10 0.1281 against fused 0.1252; tuned collab side).
+    n_estimators: int = 300
+    learning_rate: float = 0.03
     num_leaves: int = 15
-    min_child_samples: int = 50
+    min_child_samples: int = 200
     holdout_share: float = 0.1
-    early_stopping: int = 40
+    early_stopping: int = 0  # rounds without gain on the set-aside examples; 0 = off
     dropped_groups: tuple[str, ...] = ()  # an ablation: these feature groups are not used
     seed: int = 0
 
@@ -103,9 +108,14 @@ def _pool(fused: np.ndarray, n: int) -> np.ndarray:
     return finite[np.argsort(-fused[finite], kind="stable")]
 
 
-def _ndcg_at_10(ranks: np.ndarray) -> float:
+def _gains(ranks: Sequence[float]) -> np.ndarray:
+    """NDCG@10 of each single-target example from the target's rank (∞: not ranked)."""
     r = np.asarray(ranks, dtype=float)
-    return float(np.mean(np.where(r <= 10, 1.0 / np.log2(r + 1), 0.0))) if len(r) else 0.0
+    return np.where(r <= 10, 1.0 / np.log2(np.minimum(r, 10) + 1), 0.0)
+
+
+def _ndcg_at_10(ranks: Sequence[float]) -> float:
+    return float(np.mean(_gains(ranks))) if len(ranks) else 0.0
 
 
 class LearnedRanker:
@@ -119,7 +129,7 @@ class LearnedRanker:
 
     @property
     def serves(self) -> bool:
-        return bool(self.meta.get("beats_fused"))
+        return bool(self.meta.get("serves"))
 
     def predict(self, x_all: np.ndarray) -> np.ndarray:
         return self.booster.predict(x_all[:, self._cols], num_threads=1)
@@ -202,7 +212,7 @@ def train(catalog: Catalog, index: Any, fusion: FusionSettings | None = None,
         "trained_on": catalog.name, "catalog_fingerprint": catalog.fingerprint(), "date": datetime.now(timezone.utc).isoformat(timespec="seconds"),
         "lightgbm": lgb.__version__}
     if len(xs[False]) < s.min_examples:
-        meta.update(beats_fused=False, reason=f"only {len(xs[False])} training histories have their held-out item "
+        meta.update(serves=False, reason=f"only {len(xs[False])} training histories have their held-out item "
                     f"in the top {s.pool} (needs {s.min_examples}): the fused retrieval serves",
                     seconds=time.perf_counter() - t0)
         return LearnedRanker(None, meta)
@@ -211,13 +221,13 @@ def train(catalog: Catalog, index: Any, fusion: FusionSettings | None = None,
         return (np.vstack(xs[which])[:, cols], np.concatenate(ys[which]), [len(y) for y in ys[which]])
 
     x_tr, y_tr, g_tr = stack(False)
-    params = {"objective": "lambdarank", "learning_rate": s.learning_rate, "num_leaves": s.num_leaves,
+    params = {"objective": s.objective, "learning_rate": s.learning_rate, "num_leaves": s.num_leaves,
               "min_data_in_leaf": s.min_child_samples, "bagging_fraction": 0.8, "bagging_freq": 1,
               "feature_fraction": 0.8, "seed": s.seed, "num_threads": 1, "verbose": -1, "force_col_wise": True,
-              "metric": "ndcg", "eval_at": [10]}
+              "metric": "ndcg" if s.objective == "lambdarank" else "binary_logloss", "eval_at": [10]}
     dtrain = lgb.Dataset(x_tr, y_tr, group=g_tr, feature_name=names, free_raw_data=True)
     fit_kw: dict[str, Any] = {}
-    if xs[True]:
+    if xs[True] and s.early_stopping:
         x_va, y_va, g_va = stack(True)
         fit_kw = dict(valid_sets=[lgb.Dataset(x_va, y_va, group=g_va, reference=dtrain)],
                       callbacks=[lgb.early_stopping(s.early_stopping, verbose=False)])
@@ -230,14 +240,19 @@ def train(catalog: Catalog, index: Any, fusion: FusionSettings | None = None,
         learned_ranks.append(1 + int(np.sum(p > p[np.argmax(y)])))
     pad = [np.inf] * (n_aside - len(fused_ranks))
     ndcg_fused, ndcg_learned = _ndcg_at_10(fused_ranks + pad), _ndcg_at_10(learned_ranks + pad)
+    # Paired over the same examples: the learned order serves unless it is worse by more than one
+    # standard error (on ~1,000 examples the two are often within noise of each other).
+    gains = _gains(learned_ranks + pad) - _gains(fused_ranks + pad)
+    se = float(gains.std(ddof=1) / np.sqrt(len(gains))) if len(gains) > 1 else 0.0
     meta.update(best_iteration=int(booster.best_iteration or s.n_estimators),
-                holdout_ndcg10={"fused": ndcg_fused, "learned": ndcg_learned},
-                beats_fused=bool(n_aside and ndcg_learned > ndcg_fused),
+                holdout_ndcg10={"fused": ndcg_fused, "learned": ndcg_learned, "paired_se": se},
+                serves=bool(n_aside and ndcg_learned - ndcg_fused > -se),
                 importance=dict(zip(names, (float(v) for v in booster.feature_importance("gain")))),
                 seconds=time.perf_counter() - t0)
-    if not meta["beats_fused"]:
-        meta["reason"] = (f"on held-out training positions the learned order's NDCG@10 ({ndcg_learned:.4f}) "
-                          f"does not beat the fused one's ({ndcg_fused:.4f}): the fused retrieval serves")
+    if not meta["serves"]:
+        meta["reason"] = (f"on held-out training positions the learned order's NDCG@10 ({ndcg_learned:.4f}) is "
+                          f"below the fused one's ({ndcg_fused:.4f}) by more than a standard error ({se:.4f}): "
+                          "the fused retrieval serves")
     return ranker
 
 
