@@ -142,6 +142,9 @@ def test_too_few_histories_leave_the_fused_retrieval_serving_and_say_so(linked_h
     assert any("fused retrieval serves" in n for n in res.notes)
     assert res.settings["second_stage"]["active"] is False
     assert rec.recommend(user="single", k=3).items  # a single interaction still gets a list
+    empty = Recommender.from_catalog(Catalog("no-log", items), llm="none", second_stage=LearnedSettings())
+    assert not empty.stage.active and "only 0 training histories" in empty.stage.status
+    assert empty.recommend(history=["Film 3"], k=3).items  # the text side still answers
 
 
 def test_learned_names_parse_and_unknown_groups_are_errors():

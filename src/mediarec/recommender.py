@@ -93,7 +93,7 @@ class Recommender:
                  name: str = "mediarec", index_source: Callable[[Catalog], CatalogIndex] | None = None,
                  summaries: bool | str | Path = False, profile_source: ProfileSource | None = None,
                  sources: dict[str, str] | None = None, second_stage: LearnedSettings | None = None,
-                 home: str | Path | None = None, train_second_stage: bool = True):
+                 home: str | Path | None = None, train_second_stage: bool = True, progress: bool = False):
         if not 1 <= n_candidates <= MAX_LABELS:
             raise ConfigError(f"n_candidates must be from 1 to {MAX_LABELS} (one label per candidate)")
         self.name = name
@@ -110,6 +110,7 @@ class Recommender:
         self.second_stage = second_stage
         self.home = Path(home) if home is not None else None
         self.train_second_stage = train_second_stage
+        self.progress = progress  # bars on stderr while the learned stage trains
         self.stage: SecondStage | None = None
         self.sources = dict(sources or {})  # where settings came from, for RecommendationResult.settings
         self.catalog: Catalog | None = None
@@ -136,6 +137,7 @@ class Recommender:
                    if stored_choice(catalog, settings.home) else "defaults"}
         kw.setdefault("second_stage", LearnedSettings())
         kw.setdefault("home", settings.home)
+        kw.setdefault("progress", progress)
         if backend is not None:
             hit = stored_llm_weight(catalog, backend.spec, settings.home) if "rerank" not in kw else None
             if hit is not None:
@@ -176,7 +178,8 @@ class Recommender:
         self.stage = None
         if self.second_stage is not None:
             self.stage = SecondStage(catalog, index, self.retriever.fusion, self.second_stage,
-                                     self.home or get_settings().home, train_missing=self.train_second_stage)
+                                     self.home or get_settings().home, train_missing=self.train_second_stage,
+                                     progress=self.progress)
 
     # -- the evaluation harness's scorer protocol (mediarec.eval.harness.Scorer) -----------------
     def fit(self, train: Catalog) -> None:

@@ -133,7 +133,8 @@ def learned_system(name: str, provider: IndexProvider, llm: LLM | None = None, n
     stage = (settings or LearnedSettings()).model_copy(update={"dropped_groups": dropped})
     rerank = None if not with_llm else RerankSettings() if llm_weight is None else RerankSettings(llm_weight=llm_weight)
     return Recommender(name=label or name, index_source=provider.get, llm=llm if with_llm else None, rerank=rerank,
-                       n_candidates=n_candidates, second_stage=stage, home=provider.settings.home)
+                       n_candidates=n_candidates, second_stage=stage, home=provider.settings.home,
+                       progress=provider.progress)
 
 
 def parse_retrieval_name(name: str) -> tuple[str, bool, float | None, bool] | None:

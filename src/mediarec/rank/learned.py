@@ -36,6 +36,7 @@ from mediarec.catalog.model import Catalog, Interaction
 from mediarec.index.collab import CollabModel
 from mediarec.index.retriever import FusionSettings
 from mediarec.infra.atomic import atomic_write_text
+from mediarec.infra.progress import counting
 from mediarec.infra.threads import single_threaded_blas
 from mediarec.rank.features import ALL_FEATURES, FEATURE_GROUPS, Signals, feature_names
 
@@ -169,7 +170,7 @@ def fingerprint(catalog: Catalog, index: Any, fusion: FusionSettings | None, s: 
 
 
 def train(catalog: Catalog, index: Any, fusion: FusionSettings | None = None,
-          settings: LearnedSettings | None = None) -> LearnedRanker:
+          settings: LearnedSettings | None = None, progress: bool = False) -> LearnedRanker:
     """Train on held-out positions of ``catalog``'s histories (see the module docstring)."""
     import lightgbm as lgb
 
@@ -188,8 +189,10 @@ def train(catalog: Catalog, index: Any, fusion: FusionSettings | None = None,
     ys: dict[bool, list[np.ndarray]] = {False: [], True: []}
     fused_ranks: list[float] = []  # the target's rank under the fused order, users set aside
     n_aside = 0
-    with single_threaded_blas():
+    with single_threaded_blas(), counting(progress, unit="examples") as bar:
+        task = bar.add_task(f"learned stage {catalog.name}: examples", total=len(examples))
         for e in examples:
+            bar.advance(task)
             fused = sig.fused(e.history)
             rows = _pool(fused, s.pool)
             t = index.position(e.target)
@@ -269,7 +272,7 @@ class SecondStage:
     and stored) and reorders pools with it. ``status`` says what serves and why."""
 
     def __init__(self, catalog: Catalog, index: Any, fusion: FusionSettings | None, settings: LearnedSettings,
-                 home: Path, train_missing: bool = True, key: str | None = None):
+                 home: Path, train_missing: bool = True, key: str | None = None, progress: bool = False):
         self.settings = settings
         self.fingerprint = fingerprint(catalog, index, fusion, settings)
         self.path = learned_path(home, catalog.name, key or self.fingerprint)
@@ -284,7 +287,7 @@ class SecondStage:
                     else f"the stored learned model {self.path} cannot be read ({e})"
                 log.warning("%s", problem)
         if self.ranker is None and train_missing:
-            self.ranker = train(catalog, index, fusion, settings)
+            self.ranker = train(catalog, index, fusion, settings, progress=progress)
             self.ranker.meta["fingerprint"] = self.fingerprint
             atomic_write_text(self.path, self.ranker.to_json())
             problem = (problem + "; retrained") if problem else None
