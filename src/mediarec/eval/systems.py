@@ -130,7 +130,8 @@ def learned_system(name: str, provider: IndexProvider, llm: LLM | None = None, n
     dropped, with_llm = parse_learned_name(name)
     if with_llm and llm is None:
         raise ConfigError(f"{name} needs --llm (local:NAME, openai:MODEL)")
-    stage = (settings or LearnedSettings()).model_copy(update={"dropped_groups": dropped})
+    # An ablation compares models: its model serves even where the product's gate would not.
+    stage = (settings or LearnedSettings()).model_copy(update={"dropped_groups": dropped, "gate": not dropped})
     rerank = None if not with_llm else RerankSettings() if llm_weight is None else RerankSettings(llm_weight=llm_weight)
     return Recommender(name=label or name, index_source=provider.get, llm=llm if with_llm else None, rerank=rerank,
                        n_candidates=n_candidates, second_stage=stage, home=provider.settings.home,

@@ -65,9 +65,12 @@ class LearnedSettings(BaseModel):
     early_stopping: int = 0  # rounds without gain on the set-aside examples; 0 = off
     dropped_groups: tuple[str, ...] = ()  # an ablation: these feature groups are not used
     seed: int = 0
+    # Serve only a model not worse than the fusion on held-out positions. Off for the ablation's
+    # models, which are compared as models (it does not change the model: not in the key).
+    gate: bool = True
 
     def key(self) -> str:
-        return hashlib.sha256(json.dumps(self.model_dump(), sort_keys=True).encode()).hexdigest()[:16]
+        return hashlib.sha256(json.dumps(self.model_dump(exclude={"gate"}), sort_keys=True).encode()).hexdigest()[:16]
 
 
 class LearnedError(Exception):
@@ -294,19 +297,21 @@ class SecondStage:
         if self.ranker is None:
             self.status = (problem + "; the fused retrieval serves") if problem else \
                 "no learned model trained for this catalogue yet (`mediarec index` trains it): the fused retrieval serves"
-        elif not self.ranker.serves:
+        elif self.ranker.booster is None or (settings.gate and not self.ranker.serves):
             self.status = self.ranker.meta.get("reason", "the learned model does not serve")
         else:
             ho = self.ranker.meta["holdout_ndcg10"]
-            self.status = (f"learned (LightGBM lambdarank over the top {settings.pool}; held-out training positions "
-                           f"NDCG@10 {ho['learned']:.4f} vs fused {ho['fused']:.4f})" + (f"; {problem}" if problem else ""))
+            self.status = (f"learned (LightGBM {settings.objective} over the top {settings.pool}; held-out training "
+                           f"positions NDCG@10 {ho['learned']:.4f} vs fused {ho['fused']:.4f}"
+                           + ("" if settings.gate else "; ungated") + ")" + (f"; {problem}" if problem else ""))
         self.signals: Signals | None = None
         if self.active:
             self.signals = Signals(catalog, index, index.collab, fusion)
 
     @property
     def active(self) -> bool:
-        return self.ranker is not None and self.ranker.serves
+        return (self.ranker is not None and self.ranker.booster is not None
+                and (self.ranker.serves or not self.settings.gate))
 
     def rank(self, history: Sequence[Interaction | Any], fused: np.ndarray, query: str | None = None,
              profile: str | None = None) -> tuple[np.ndarray, np.ndarray]:
