@@ -27,6 +27,8 @@ def make_protocol(args, dataset: str):
     proto = EvalProtocol.load(args.protocol)
     if args.users is not None:
         proto = proto.model_copy(update={"users": args.users})
+    if getattr(args, "val_users", None) is not None:
+        proto = proto.model_copy(update={"validation_users": args.val_users})
     return proto
 
 
