@@ -82,7 +82,12 @@ def test_recommend_for_a_user_as_json(run, shared_data, ml100k):
     assert not seen & set(ids)
     scores = [r["score"] for r in items]
     assert scores == sorted(scores, reverse=True)
-    assert result["stages"] == ["retrieval"] and result["llm"] is None and result["degraded"] is False
+    # The learned stage ranks when `mediarec index` trained one that passed its gate; the result says which.
+    learned = result["settings"]["second_stage"]["active"]
+    assert result["stages"] == (["retrieval", "learned"] if learned else ["retrieval"])
+    assert all((r["learned_score"] is not None) == learned for r in items)
+    assert result["settings"]["second_stage"]["status"]
+    assert result["llm"] is None and result["degraded"] is False
     assert all(r["sources"] for r in items)
 
 

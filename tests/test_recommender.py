@@ -62,13 +62,13 @@ def smol_path(home) -> str:
 
 @pytest.fixture(scope="module")
 def plain(home, catalog) -> Recommender:
-    """Retrieval only (also builds the index the other recommenders reuse)."""
-    return Recommender.from_catalog(catalog, llm="none")
+    """Retrieval only, no learned stage (also builds the index the other recommenders reuse)."""
+    return Recommender.from_catalog(catalog, llm="none", second_stage=None)
 
 
 @pytest.fixture(scope="module")
 def rec(home, catalog, plain, smol_path) -> Recommender:
-    r = Recommender.from_catalog(catalog, llm=f"local:{smol_path}")
+    r = Recommender.from_catalog(catalog, llm=f"local:{smol_path}", second_stage=None)  # the LLM over the fusion
     assert isinstance(r.llm, LocalLLM)
     # The test machine's cores are shared: one llama.cpp thread (the model loads on first use),
     # since oversubscribed threads spin and make each prompt many times slower.
