@@ -92,6 +92,8 @@ def _print_result(result, as_json: bool) -> None:
     for r in result.items:
         table.add_row(str(r.rank), r.item.title, str(r.item.year or ""), f"{r.score:.3f}", r.reason or "")
     con.print(table)
+    if result.constraints is not None:
+        con.print(f"[dim]request read as: {result.constraints.describe()}[/]")
     if result.degraded:
         con.print(f"[yellow]degraded:[/] {result.degraded_reason}")
     for note in result.notes:

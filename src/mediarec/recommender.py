@@ -237,12 +237,13 @@ class Recommender:
     def recommend(self, history: Sequence[Interaction | Item | str] | None = None, user: str | None = None,
                   k: int = 10, query: str | None = None, exclude: Iterable[str] = (),
                   n_candidates: int | None = None, explain: bool = True,
-                  profile: Any | None = None) -> RecommendationResult:
+                  profile: Any | None = None, read_request: bool = True) -> RecommendationResult:
         """A ranked, explained list for a history (titles, ids, items) and/or a known user.
 
         ``profile``: an :class:`~mediarec.rank.profile.InterestProfile` (or its retrieval text) mixed
         into the text-side query (``FusionSettings.profile_weight``); without one, ``profile_source``
-        writes it when set.
+        writes it when set. ``read_request``: parse ``query`` into constraints
+        (:mod:`mediarec.rank.request`); False embeds it as it is (text written by the system).
 
         User errors (unknown user or title, nothing to go on) raise MediarecError; LLM failures
         never do: the result falls back to the retrieval ranking and says so.
@@ -258,13 +259,26 @@ class Recommender:
         seconds: dict[str, float] = {}
         t0 = time.perf_counter()
         n_cands = self._pool_size(max(k, n_candidates or self.n_candidates)) if self.reranker else k
-        cands = rec.retriever.candidates([it for it, _ in pairs], k=n_cands, query=query, exclude=exclude,
-                                         profile=self._profile_for(pairs, profile))
+        constraints, text_query = self._read_request(query, bool(pairs)) if read_request else (None, query)
+        hist_items, profile_text = [it for it, _ in pairs], self._profile_for(pairs, profile)
+        cands = rec.retriever.candidates(hist_items, k=n_cands, query=text_query, exclude=exclude,
+                                         profile=profile_text, constraints=constraints)
+        relaxed = None
+        if not cands and constraints is not None and constraints.is_hard:
+            # Nothing is left that satisfies the request (it contradicts a ban, or the catalogue has
+            # none): the closest items without its filters, and the result says so.
+            relaxed = constraints.model_copy(update={"genres": [], "kinds": [], "year_min": None, "year_max": None,
+                                                     "exclude_genres": [], "exclude_tags": []})
+            cands = rec.retriever.candidates(hist_items, k=n_cands, query=relaxed.text_query() or text_query,
+                                             exclude=exclude, profile=profile_text, constraints=relaxed)
         seconds["retrieval"] = time.perf_counter() - t0
         stages = ["retrieval"]
         result = RecommendationResult(items=[], candidates=cands, stages=stages, request=query,
                                       llm=self.llm.spec if self.llm else None, seconds=seconds,
-                                      settings=self.settings_report())
+                                      settings=self.settings_report(), constraints=constraints)
+        if relaxed is not None:
+            result.notes.append(f"nothing left satisfies the request ({constraints.describe()}): "
+                                "these are the closest items without its filters")
         if not cands:
             result.notes.append("no candidates: every retrievable item is already in the history or excluded")
             return result
@@ -298,6 +312,19 @@ class Recommender:
     def _pool_size(self, n: int) -> int:
         """How many retrieved items the LLM ranks: one label each, so at most MAX_LABELS."""
         return min(n, MAX_LABELS)
+
+    def _read_request(self, query: str | None, has_history: bool):
+        """(parsed request or None, the text the retriever embeds): the soft part of the request,
+        or the whole request when nothing else gives retrieval something to start from."""
+        if not (query and query.strip()):
+            return None, query
+        from mediarec.rank.request import parse_request
+
+        c = parse_request(query, self.catalog)
+        text = c.text_query()
+        if text is None and not has_history and c.reference is None:
+            text = query
+        return c, text
 
     def _profile_for(self, pairs: HistoryPairs, profile: Any | None) -> str | None:
         if profile is None and self.profile_source is not None and pairs:
