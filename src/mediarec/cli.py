@@ -225,6 +225,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="LLM writing the interest profiles of +profile systems (default: the fallback profile "
                         "from the history's genres, tags and decades)")
     e.add_argument("--seed", type=int, default=0)
+    e.add_argument("--requests", action="store_true",
+                   help="also run the request benchmark on the hybrid system (requests.json, a report section)")
     e.add_argument("--output", default="results/eval")
     e.add_argument("--quiet", action="store_true")
     e.set_defaults(func=cmd_eval)

@@ -316,15 +316,9 @@ class Recommender:
     def _read_request(self, query: str | None, has_history: bool):
         """(parsed request or None, the text the retriever embeds): the soft part of the request,
         or the whole request when nothing else gives retrieval something to start from."""
-        if not (query and query.strip()):
-            return None, query
-        from mediarec.rank.request import parse_request
+        from mediarec.rank.request import retrieval_inputs
 
-        c = parse_request(query, self.catalog)
-        text = c.text_query()
-        if text is None and not has_history and c.reference is None:
-            text = query
-        return c, text
+        return retrieval_inputs(query, self.catalog, has_history)
 
     def _profile_for(self, pairs: HistoryPairs, profile: Any | None) -> str | None:
         if profile is None and self.profile_source is not None and pairs:

@@ -52,9 +52,9 @@ GENRE_SYNONYMS: dict[str, tuple[str, ...]] = {
 }
 # comparatives that ask for more of a genre ("funnier") read the same as the genre
 KIND_WORDS: dict[str, str] = {
-    "album": "album", "albums": "album", "record": "album", "records": "album", "lp": "album",
+    "album": "album", "albums": "album", "lp": "album", "lps": "album",
     "film": "movie", "films": "movie", "movie": "movie", "movies": "movie",
-    "series": "series", "show": "series", "shows": "series", "tv show": "series", "tv series": "series",
+    "series": "series", "tv show": "series", "tv shows": "series", "tv series": "series",
     "track": "track", "tracks": "track", "song": "track", "songs": "track",
     "artist": "artist", "artists": "artist", "band": "artist", "bands": "artist", "musician": "artist",
     "video": "video", "videos": "video",
@@ -66,7 +66,8 @@ _DECADE_WORDS = {"twenties": 1920, "thirties": 1930, "forties": 1940, "fifties":
 _FILLER = set("""a an the some something anything me i i'd id want would like please give show recommend find
 get good great nice really just one ones more kind sort of to with for in from and or but that
 which is are be it its that's something's can could you your my stuff thing things maybe perhaps
-similar suggest suggestion suggestions watch listen hear see mood feel feeling lot bit little new""".split())
+similar suggest suggestion suggestions watch listen hear see mood feel feeling lot bit little new
+what do does have has got this time please thanks thank i'm im any anyway okay ok now instead""".split())
 _TOO_GENERIC = {"music", "world", "other", "unknown"}  # catalogue genres too common as plain words
 RECENT_YEARS = 5  # "recent": the last five years of the catalogue
 
@@ -193,7 +194,8 @@ class Vocabulary:
         return re.compile(r"(?<![\w-])(" + "|".join(re.escape(p) for p in phrases) + r")(?![\w-])")
 
 
-def _cached_vocabulary(catalog: Catalog) -> Vocabulary:
+def vocabulary(catalog: Catalog) -> Vocabulary:
+    """The catalogue's :class:`Vocabulary`, kept for the last few catalogues (building it reads every item)."""
     cache = _VOCABS.get(id(catalog))
     if cache is None or cache[0] is not catalog:
         cache = (catalog, Vocabulary(catalog))
@@ -212,7 +214,7 @@ def parse_request(text: str | None, catalog: Catalog) -> Constraints:
     c = Constraints(request=request)
     if not request:
         return c
-    vocab = _cached_vocabulary(catalog)
+    vocab = vocabulary(catalog)
     s = " " + request.lower().replace("\u2019", "'") + " "
     s = _take_reference(s, request, c, catalog)
     s = _take_years(s, c, vocab)
@@ -226,30 +228,45 @@ def parse_request(text: str | None, catalog: Catalog) -> Constraints:
     return c
 
 
+def retrieval_inputs(query: str | None, catalog: Catalog, has_history: bool) -> tuple[Constraints | None, str | None]:
+    """(parsed request or None, the text the retriever embeds): the soft part of the request, or the
+    whole request when nothing else (history, reference item) gives retrieval a start. The one rule
+    for :meth:`Recommender.recommend` and the request benchmark (:mod:`mediarec.eval.requests`)."""
+    if not (query and query.strip()):
+        return None, query
+    c = parse_request(query, catalog)
+    text = c.text_query()
+    if text is None and not has_history and c.reference is None:
+        text = query
+    return c, text
+
+
 def _blank(s: str, m: re.Match, group: int = 0) -> str:
     return s[: m.start(group)] + " " * (m.end(group) - m.start(group)) + s[m.end(group):]
 
 
-_REFERENCE = re.compile(r"\b(?:like|similar to|such as|in the vein of|along the lines of|reminds? me of)\s+"
-                        r"(.+?)(?=\s+but\b|\s+only\b|\s+except\b|\s+with(?:out)?\b|[,;.!?]|\s+and\b|\s*$)")
+_REFERENCE = re.compile(r"\b(?:like|similar to|such as|in the vein of|along the lines of|reminds? me of)\s+")
+MAX_TITLE_WORDS = 12
 
 
 def _take_reference(s: str, original: str, c: Constraints, catalog: Catalog) -> str:
-    """"like X (but ...)": X resolved against the catalogue's titles, longest title match first."""
+    """"like X (but ...)": the longest run of words after "like" that is a catalogue title
+    (forgiving case, articles, a year in brackets), so titles with "and" or commas resolve too."""
     for m in _REFERENCE.finditer(s):
-        words = m.group(1).split()
-        for n in range(len(words), 0, -1):  # "like alien from 1979" -> try shorter spans too
-            phrase = " ".join(words[:n])
+        spans = list(re.finditer(r"\S+", s[m.end():]))[:MAX_TITLE_WORDS]
+        for n in range(len(spans), 0, -1):
+            phrase = s[m.end(): m.end() + spans[n - 1].end()].strip(" ,;.!?")
             key, year = normalize_title(phrase)
+            if not key or key in _FILLER:
+                continue
             hits = [catalog.items[i] for i in catalog.title_index.get(key, ())]
             if year is not None:
                 hits = [h for h in hits if h.year == year] or hits
-            if hits and key not in _FILLER:
+            if hits:
                 best = hits[0]  # a remake and its original share a key: the first listed
                 c.reference, c.reference_title = best.id, best.label
-                start = m.start()
-                end = m.start(1) + len(" ".join(words[:n]))
-                return s[:start] + " " * (end - start) + s[end:]
+                end = m.end() + spans[n - 1].end()
+                return s[: m.start()] + " " * (end - m.start()) + s[end:]
     return s
 
 
