@@ -108,6 +108,7 @@ def cmd_recommend(args) -> int:
         raise MediarecError("give --user ID, --history \"title; title\" or --query TEXT")
     rec = Recommender.from_catalog(_catalog(args), llm=args.llm, chroma_url=args.chroma_url,
                                    progress=not args.json, prompts_dir=args.prompts_dir)
+    rec.llm_requests = args.llm_requests
     result = rec.recommend(history=history, user=args.user, k=args.k, query=args.query)
     _print_result(result, args.json)
     return 0
@@ -208,6 +209,8 @@ def build_parser() -> argparse.ArgumentParser:
                                                  "(default local:qwen2.5-coder-0.5b)")
     r.add_argument("--prompts-dir", help="a folder of your own prompt templates overriding the shipped ones")
     r.add_argument("--json", action="store_true", help="print the full result as JSON")
+    r.add_argument("--llm-requests", action="store_true",
+                   help="read --query with the LLM as well as the rules (filling what the rules miss)")
     r.set_defaults(func=cmd_recommend)
 
     e = sub.add_parser("eval", help="evaluate systems on held-out users")

@@ -83,6 +83,9 @@ class Recommender:
     profile from the history, mixed into the text query of every request that brings none.
     """
 
+    #: Read requests with the LLM too (:mod:`mediarec.rank.request_llm`); the rules alone by default.
+    llm_requests: bool = False
+
     def __init__(self, catalog: Catalog | None = None, index: CatalogIndex | None = None, llm: LLM | None = None,
                  fusion: FusionSettings | None = None, rerank: RerankSettings | None = None,
                  prompts: PromptLibrary | None = None, n_candidates: int = 20, use_profile: bool = False, *,
@@ -318,7 +321,13 @@ class Recommender:
         or the whole request when nothing else gives retrieval something to start from."""
         from mediarec.rank.request import retrieval_inputs
 
-        return retrieval_inputs(query, self.catalog, has_history)
+        parse = None
+        if self.llm_requests and self.llm is not None:
+            from mediarec.rank.request_llm import llm_parse_request
+
+            def parse(text, catalog):
+                return llm_parse_request(text, catalog, self.llm, self.prompts)
+        return retrieval_inputs(query, self.catalog, has_history, parse=parse)
 
     def _profile_for(self, pairs: HistoryPairs, profile: Any | None) -> str | None:
         if profile is None and self.profile_source is not None and pairs:

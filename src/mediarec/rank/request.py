@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import re
 from collections import Counter
-from typing import Any
+from typing import Any, Callable
 
 from pydantic import BaseModel, Field
 
@@ -91,7 +91,8 @@ class Constraints(BaseModel):
     reference_title: str | None = None
     soft: str = ""  # what the rules did not read: it steers the text query
     unmet: list[str] = Field(default_factory=list)  # understood, but absent from this catalogue
-    parser: str = "rules"
+    parser: str = "rules"  # or "rules+llm" (mediarec.rank.request_llm)
+    llm_seconds: float | None = None  # what reading it with the LLM took
 
     @property
     def is_hard(self) -> bool:
@@ -228,13 +229,15 @@ def parse_request(text: str | None, catalog: Catalog) -> Constraints:
     return c
 
 
-def retrieval_inputs(query: str | None, catalog: Catalog, has_history: bool) -> tuple[Constraints | None, str | None]:
+def retrieval_inputs(query: str | None, catalog: Catalog, has_history: bool,
+                     parse: Callable[[str, Catalog], Constraints] | None = None) -> tuple[Constraints | None, str | None]:
     """(parsed request or None, the text the retriever embeds): the soft part of the request, or the
     whole request when nothing else (history, reference item) gives retrieval a start. The one rule
-    for :meth:`Recommender.recommend` and the request benchmark (:mod:`mediarec.eval.requests`)."""
+    for :meth:`Recommender.recommend` and the request benchmark (:mod:`mediarec.eval.requests`).
+    ``parse``: the reader (default the rules; :mod:`mediarec.rank.request_llm` adds the LLM)."""
     if not (query and query.strip()):
         return None, query
-    c = parse_request(query, catalog)
+    c = (parse or parse_request)(query, catalog)
     text = c.text_query()
     if text is None and not has_history and c.reference is None:
         text = query
