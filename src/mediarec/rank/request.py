@@ -69,6 +69,9 @@ which is are be it its that's something's can could you your my stuff thing thin
 similar suggest suggestion suggestions watch listen hear see mood feel feeling lot bit little new
 what do does have has got this time please thanks thank i'm im any anyway okay ok now instead""".split())
 _TOO_GENERIC = {"music", "world", "other", "unknown"}  # catalogue genres too common as plain words
+# a catalogue genre or tag is matched as words only if it is words ("sci-fi", "rock & roll"), never
+# punctuation a hostile catalogue made a genre (">>>")
+_WORDLIKE = re.compile(r"^\w[\w '&/.+-]{0,60}$")
 RECENT_YEARS = 5  # "recent": the last five years of the catalogue
 
 
@@ -177,10 +180,10 @@ class Vocabulary:
         for phrase, keys in GENRE_SYNONYMS.items():
             self.genre_phrases[phrase] = next((by_norm[k] for k in keys if k in by_norm), None)
         for g in by_norm.values():
-            if g.lower() not in _TOO_GENERIC:
+            if g.lower() not in _TOO_GENERIC and _WORDLIKE.match(g):
                 self.genre_phrases.setdefault(g.lower(), g)
         tag_counts = Counter(t.lower() for it in items for t in it.tags)
-        self.tags = {t for t in tag_counts if len(t) >= 3 and t not in _FILLER and not t.isdigit()
+        self.tags = {t for t in tag_counts if len(t) >= 3 and t not in _FILLER and not t.isdigit() and _WORDLIKE.match(t)
                      and t not in self.genre_phrases and t not in KIND_WORDS}
         self.kinds = {it.kind for it in items}
         years = [it.year for it in items if it.year]
