@@ -270,8 +270,7 @@ class Recommender:
         if not cands and constraints is not None and constraints.is_hard:
             # Nothing is left that satisfies the request (it contradicts a ban, or the catalogue has
             # none): the closest items without its filters, and the result says so.
-            relaxed = constraints.model_copy(update={"genres": [], "kinds": [], "year_min": None, "year_max": None,
-                                                     "exclude_genres": [], "exclude_tags": []})
+            relaxed = constraints.without_filters()
             cands = rec.retriever.candidates(hist_items, k=n_cands, query=relaxed.text_query() or text_query,
                                              exclude=exclude, profile=profile_text, constraints=relaxed)
         seconds["retrieval"] = time.perf_counter() - t0

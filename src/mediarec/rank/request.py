@@ -107,6 +107,11 @@ class Constraints(BaseModel):
     def is_empty(self) -> bool:
         return not (self.is_hard or self.tags or self.reference or self.soft)
 
+    def without_filters(self) -> "Constraints":
+        """The same request with no hard constraint: the reference item, tags and free text only."""
+        return self.model_copy(update={"genres": [], "kinds": [], "year_min": None, "year_max": None,
+                                       "exclude_genres": [], "exclude_tags": []})
+
     def allows(self, item: Item) -> bool:
         """Whether ``item`` satisfies every hard constraint, by its catalogue metadata."""
         genres = {g.lower() for g in item.genres}
