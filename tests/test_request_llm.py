@@ -32,6 +32,8 @@ def test_merge_drops_what_the_catalogue_does_not_have(demo):
     assert got.genres == ["Sci-Fi"]  # the catalogue's spelling
     assert got.exclude_genres == [] and got.kinds == [] and got.year_min is None and got.year_max is None
     assert got.reference is None  # "Alien" is a title, but the user never wrote it
+    many = merge(rules, {"genres": ["Animation", "Animation", "Action", "Adventure", "Drama"]}, demo)
+    assert many.genres == ["Animation", "Action"]  # deduplicated and capped: all must hold
     inverted = merge(rules, {"year_min": 2000, "year_max": 1990}, demo)
     assert inverted.year_min is None and inverted.year_max is None
 

@@ -20,6 +20,7 @@ from mediarec.rank.request import Constraints, parse_request, vocabulary
 
 MAX_TOKENS = 160
 YEARS = (1800, 2100)
+MAX_GENRES = 2
 
 
 def request_schema(genres: list[str], kinds: list[str]) -> dict[str, Any]:
@@ -71,8 +72,8 @@ def merge(rules: Constraints, answer: dict[str, Any], catalog: Catalog) -> Const
 
     c = rules.model_copy(deep=True)
     c.parser = "rules+llm"
-    if not c.genres:
-        c.genres = genres_of("genres")
+    if not c.genres:  # every genre asked for must hold: a long list would empty the result
+        c.genres = list(dict.fromkeys(genres_of("genres")))[:MAX_GENRES]
     c.exclude_genres = list(dict.fromkeys(c.exclude_genres + [g for g in genres_of("exclude_genres")
                                                                if g not in c.genres]))
     kinds = answer.get("kinds")
