@@ -27,7 +27,7 @@ from mediarec.rank.prompts import (
 )
 
 USER_ID = "user-8472-secret"
-SHIPPED = ["explain", "profile", "rank", "repair", "score", "summary"]
+SHIPPED = ["explain", "profile", "rank", "repair", "request", "score", "summary"]
 
 
 def _item(i: int, **kw) -> Item:

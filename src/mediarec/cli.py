@@ -96,6 +96,8 @@ def _print_result(result, as_json: bool) -> None:
     for r in result.items:
         table.add_row(str(r.rank), r.item.title, str(r.item.year or ""), f"{r.score:.3f}", r.reason or "")
     con.print(table)
+    if result.constraints is not None:
+        con.print(f"[dim]request read as: {result.constraints.describe()}[/]")
     if result.degraded:
         con.print(f"[yellow]degraded:[/] {result.degraded_reason}")
     for note in result.notes:
@@ -110,6 +112,7 @@ def cmd_recommend(args) -> int:
         raise MediarecError("give --user ID, --history \"title; title\" or --query TEXT")
     rec = Recommender.from_catalog(_catalog(args), llm=args.llm, chroma_url=args.chroma_url,
                                    progress=not args.json, prompts_dir=args.prompts_dir)
+    rec.llm_requests = args.llm_requests
     result = rec.recommend(history=history, user=args.user, k=args.k, query=args.query)
     _print_result(result, args.json)
     return 0
@@ -211,6 +214,8 @@ def build_parser() -> argparse.ArgumentParser:
                                                  "(default local:qwen2.5-coder-0.5b)")
     r.add_argument("--prompts-dir", help="a folder of your own prompt templates overriding the shipped ones")
     r.add_argument("--json", action="store_true", help="print the full result as JSON")
+    r.add_argument("--llm-requests", action="store_true",
+                   help="read --query with the LLM as well as the rules (filling what the rules miss)")
     r.set_defaults(func=cmd_recommend)
 
     e = sub.add_parser("eval", help="evaluate systems on held-out users")
@@ -230,6 +235,8 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--seed", type=int, default=0)
     e.add_argument("--ablation", action="store_true",
                    help="add the learned stage without each feature group (learned-<group>), tested against learned")
+    e.add_argument("--requests", action="store_true",
+                   help="also run the request benchmark on the hybrid system (requests.json, a report section)")
     e.add_argument("--output", default="results/eval")
     e.add_argument("--quiet", action="store_true")
     e.set_defaults(func=cmd_eval)

@@ -9,6 +9,7 @@ from pydantic import BaseModel
 from mediarec.catalog.model import Item
 from mediarec.index.retriever import Candidate
 from mediarec.llm.base import Usage
+from mediarec.rank.request import Constraints
 
 
 class RankedItem(BaseModel):
@@ -39,3 +40,4 @@ class RecommendationResult(BaseModel):
     usage: Usage = Usage()
     seconds: dict[str, float] = {}
     settings: dict[str, Any] = {}  # what ranked, and where each setting came from (defaults, validation)
+    constraints: Constraints | None = None  # how the request was read (None without a request)

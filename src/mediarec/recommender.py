@@ -87,6 +87,9 @@ class Recommender:
     profile from the history, mixed into the text query of every request that brings none.
     """
 
+    #: Read requests with the LLM too (:mod:`mediarec.rank.request_llm`); the rules alone by default.
+    llm_requests: bool = False
+
     def __init__(self, catalog: Catalog | None = None, index: CatalogIndex | None = None, llm: LLM | None = None,
                  fusion: FusionSettings | None = None, rerank: RerankSettings | None = None,
                  prompts: PromptLibrary | None = None, n_candidates: int = 20, use_profile: bool = False, *,
@@ -272,12 +275,13 @@ class Recommender:
     def recommend(self, history: Sequence[Interaction | Item | str] | None = None, user: str | None = None,
                   k: int = 10, query: str | None = None, exclude: Iterable[str] = (),
                   n_candidates: int | None = None, explain: bool = True,
-                  profile: Any | None = None) -> RecommendationResult:
+                  profile: Any | None = None, read_request: bool = True) -> RecommendationResult:
         """A ranked, explained list for a history (titles, ids, items) and/or a known user.
 
         ``profile``: an :class:`~mediarec.rank.profile.InterestProfile` (or its retrieval text) mixed
         into the text-side query (``FusionSettings.profile_weight``); without one, ``profile_source``
-        writes it when set.
+        writes it when set. ``read_request``: parse ``query`` into constraints
+        (:mod:`mediarec.rank.request`); False embeds it as it is (text written by the system).
 
         User errors (unknown user or title, nothing to go on) raise MediarecError; LLM failures
         never do: the result falls back to the retrieval ranking and says so.
@@ -293,13 +297,21 @@ class Recommender:
         seconds: dict[str, float] = {}
         t0 = time.perf_counter()
         n_cands = self._pool_size(max(k, n_candidates or self.n_candidates)) if self.reranker else k
+        constraints, text_query = self._read_request(query, bool(pairs)) if read_request else (None, query)
+        hist_items, profile_text = [it for it, _ in pairs], self._profile_for(pairs, profile)
         # The learned stage was trained on histories: with a request, the fused retrieval (which
-        # lets the request lead) ranks.
+        # lets the request lead and applies its filters) ranks.
         learned = self.stage is not None and self.stage.active and not (query and query.strip())
-        profile_text = self._profile_for(pairs, profile)
-        hist_items = [it for it, _ in pairs]
-        cands = rec.retriever.candidates(hist_items, k=max(n_cands, self.stage.settings.pool) if learned else n_cands,
-                                         query=query, exclude=exclude, profile=profile_text)
+        n_pool = max(n_cands, self.stage.settings.pool) if learned else n_cands
+        cands = rec.retriever.candidates(hist_items, k=n_pool, query=text_query, exclude=exclude,
+                                         profile=profile_text, constraints=constraints)
+        relaxed = None
+        if not cands and constraints is not None and constraints.is_hard:
+            # Nothing is left that satisfies the request (it contradicts a ban, or the catalogue has
+            # none): the closest items without its filters, and the result says so.
+            relaxed = constraints.without_filters()
+            cands = rec.retriever.candidates(hist_items, k=n_cands, query=relaxed.text_query() or text_query,
+                                             exclude=exclude, profile=profile_text, constraints=relaxed)
         seconds["retrieval"] = time.perf_counter() - t0
         stages = ["retrieval"]
         first_stage = {c.item.id: c.score for c in cands}
@@ -312,10 +324,13 @@ class Recommender:
         cands = cands[:n_cands]
         result = RecommendationResult(items=[], candidates=cands, stages=stages, request=query,
                                       llm=self.llm.spec if self.llm else None, seconds=seconds,
-                                      settings=self.settings_report())
+                                      settings=self.settings_report(), constraints=constraints)
         if self.stage is not None and not learned:
             result.notes.append(self.stage.status if not self.stage.active else
                                 "a request: the fused retrieval ranks (the learned stage is trained on histories)")
+        if relaxed is not None:
+            result.notes.append(f"nothing left satisfies the request ({constraints.describe()}): "
+                                "these are the closest items without its filters")
         if not cands:
             result.notes.append("no candidates: every retrievable item is already in the history or excluded")
             return result
@@ -351,6 +366,19 @@ class Recommender:
     def _pool_size(self, n: int) -> int:
         """How many retrieved items the LLM ranks: one label each, so at most MAX_LABELS."""
         return min(n, MAX_LABELS)
+
+    def _read_request(self, query: str | None, has_history: bool):
+        """(parsed request or None, the text the retriever embeds): the soft part of the request,
+        or the whole request when nothing else gives retrieval something to start from."""
+        from mediarec.rank.request import retrieval_inputs
+
+        def by_llm(text, catalog):
+            from mediarec.rank.request_llm import llm_parse_request
+
+            return llm_parse_request(text, catalog, self.llm, self.prompts)
+
+        use_llm = self.llm_requests and self.llm is not None
+        return retrieval_inputs(query, self.catalog, has_history, parse=by_llm if use_llm else None)
 
     def _profile_for(self, pairs: HistoryPairs, profile: Any | None) -> str | None:
         if profile is None and self.profile_source is not None and pairs:

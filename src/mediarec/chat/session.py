@@ -263,7 +263,7 @@ class ChatSession:
                                 "what you watched or listened to ('I watched Heat').")
         profile = self.profile() if self.use_profile and hist and not note else None
         result = self.recommender.recommend(history=hist, query=query, exclude=self.exclusions(), k=self.k,
-                                            profile=profile)
+                                            profile=profile, read_request=note is None)
         if request is not None and query != request:
             result.request = request
         if note:
@@ -508,8 +508,10 @@ class ChatSession:
 
     def explain(self, n: int, detail: bool = True) -> str:
         """A longer explanation of shown item N (the LLM's when there is one, else from the data)."""
-        return explain_item(self.recommender, self.resolve_ref(int(n)), self.history_pairs(), self.last_request,
+        text = explain_item(self.recommender, self.resolve_ref(int(n)), self.history_pairs(), self.last_request,
                             self.last_result, detail=detail)
+        read = self.last_result.constraints if self.last_result is not None else None
+        return text + (f"\nYour request was read as: {read.describe()}." if read is not None else "")
 
     # -- saving ------------------------------------------------------------------------------
     def state(self) -> SessionState:

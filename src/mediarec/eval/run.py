@@ -15,6 +15,7 @@ from pathlib import Path
 from mediarec.errors import ConfigError
 
 WEIGHTS = (0.0, 0.25, 0.5, 0.75, 1.0)
+REQUEST_SYSTEM = "hybrid"  # the product's retrieval, which --requests measures with and without requests
 
 
 def make_protocol(args, dataset: str):
@@ -48,10 +49,14 @@ def run_eval(args) -> int:
 
         names += [n for n in ["learned", *ablation_names()] if n not in names]
     needs_llm = any(n == "llm" or n.endswith("+llm") for n in names)
+    if getattr(args, "requests", False) and REQUEST_SYSTEM not in names:
+        raise ConfigError(f"--requests ranks with the {REQUEST_SYSTEM} system: add it to --systems")
     # Base systems see the catalog's own text; `+summaries` variants add the stored summaries, so
     # one run says what they change (the llm system reranks the plain hybrid).
     loaded = load_dataset(args.dataset, args.data_dir)
     protocol = make_protocol(args, loaded.name)
+    if getattr(args, "requests", False) and protocol.mode != "full":
+        raise ConfigError("--requests ranks every item: use a full-ranking protocol")
     # The protocol decides what is evaluated: a core filter and a tie rule make a new catalog,
     # and every system and index is built on that one.
     catalog = protocol_catalog(loaded, protocol)
@@ -107,6 +112,11 @@ def run_eval(args) -> int:
                 report.systems[s.name]["extra"]["validation_ndcg@10_by_weight"] = tuned[s.name][1]
     out = Path(args.output)
     write_report(report, out, command, catalog_stats=_catalog_stats(catalog))
+    if getattr(args, "requests", False):
+        from mediarec.eval.requests import write_requests
+
+        write_requests(next(s for s in systems if s.name == REQUEST_SYSTEM), split, report.users, protocol, out,
+                       command)
     _print_table(con, report)
     con.print(f"wrote {out / 'metrics.json'} and {out / 'report.md'}")
     return 0

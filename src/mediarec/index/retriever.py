@@ -19,11 +19,17 @@ items (one row sum of M, cheap), and re-scores the union exactly; ``score_all()`
 the same way (the evaluation's full ranking). So on the collaborative side the two always agree;
 with text they agree wherever Chroma's text search found its best items, which a deep
 ``ef_search`` makes the rule (tests/test_retrieval.py measures both).
+
+A parsed request (:class:`~mediarec.rank.request.Constraints`, optional everywhere) narrows both:
+items that break a hard constraint take no part (they are -inf, and the per-side maxima are taken
+over the allowed items), Chroma's text search gets the ``where`` filter the index can evaluate
+(kind, year), and the pool gains each side's exact best allowed items, so the two still agree. A
+reference item ("like Alien but ...") joins the history's query and is not recommended.
 """
 
 from __future__ import annotations
 
-from typing import Iterable, Sequence
+from typing import TYPE_CHECKING, Iterable, Sequence
 
 import numpy as np
 from pydantic import BaseModel, ConfigDict
@@ -32,6 +38,9 @@ from mediarec.catalog.model import Interaction, Item
 from mediarec.index.collab import recency_weights
 from mediarec.errors import MediarecError
 from mediarec.index.store import CatalogIndex, chroma_errors
+
+if TYPE_CHECKING:
+    from mediarec.rank.request import Constraints
 
 
 class FusionSettings(BaseModel):
@@ -138,14 +147,37 @@ class Retriever:
                 fused += w * np.where(np.isfinite(raw), raw, 0.0) / (top if top > 1e-12 else 1.0)
         return fused
 
-    def score_all(self, history: HistoryLike, query: str | None = None,
-                  sides: Iterable[str] = ("collab", "text"), profile: str | None = None) -> np.ndarray:
-        """Fused scores of every catalog item (aligned with ``index.item_ids``), consumed items -inf."""
+    def allowed(self, constraints: "Constraints | None") -> np.ndarray | None:
+        """Which catalogue rows satisfy the hard constraints (aligned with ``index.item_ids``);
+        None when nothing filters."""
+        if constraints is None or not constraints.is_hard:
+            return None
+        items = self.catalog.items
+        return np.fromiter((i in items and constraints.allows(items[i]) for i in self.index.item_ids),
+                           dtype=bool, count=len(self.index.item_ids))
+
+    def _with_reference(self, history: HistoryLike, constraints: "Constraints | None") -> tuple[list[str], list[str]]:
+        """(seen ids, wanted ids) of the history, the request's reference item added to both."""
         hist = self.catalog.history_ids(history)
         wanted = self.catalog.history_ids(history, positives_only=True)  # a dislike is seen, not wanted
+        ref = constraints.reference if constraints is not None else None
+        if ref and ref in self.catalog.items:
+            hist = hist + [ref] if ref not in hist else hist
+            wanted = wanted + [ref] if ref not in wanted else wanted
+        return hist, wanted
+
+    def score_all(self, history: HistoryLike, query: str | None = None,
+                  sides: Iterable[str] = ("collab", "text"), profile: str | None = None,
+                  constraints: "Constraints | None" = None) -> np.ndarray:
+        """Fused scores of every catalog item (aligned with ``index.item_ids``), consumed items and
+        items that break a hard constraint -inf."""
+        hist, wanted = self._with_reference(history, constraints)
         collab, text = self._side_scores(*self._query(wanted, query, profile))
         sides = set(sides)
         seen = [p for p in (self.index.position(i) for i in hist) if p is not None]
+        mask = self.allowed(constraints)
+        if mask is not None:
+            seen = sorted(set(seen) | set(np.flatnonzero(~mask).tolist()))
         for raw in (collab, text):
             if raw is not None:
                 raw[seen] = -np.inf  # consumed items take no part in the per-side maxima either
@@ -155,14 +187,15 @@ class Retriever:
         return fused
 
     def candidates(self, history: HistoryLike, k: int = 20, query: str | None = None,
-                   exclude: Iterable[str] = (), profile: str | None = None) -> list[Candidate]:
-        """The k best items for a history (and optional free-text request and interest-profile
-        text), best first."""
-        hist = self.catalog.history_ids(history)
-        wanted = self.catalog.history_ids(history, positives_only=True)  # a dislike is seen, not wanted
+                   exclude: Iterable[str] = (), profile: str | None = None,
+                   constraints: "Constraints | None" = None) -> list[Candidate]:
+        """The k best items for a history (and optional free-text request, interest-profile text
+        and parsed request), best first."""
+        hist, wanted = self._with_reference(history, constraints)
         if not wanted and not (query and query.strip()):
             raise MediarecError("nothing to recommend from: give a history (items the user consumed) or a request")
         banned = set(hist) | set(exclude)
+        mask = self.allowed(constraints)
         pool_n = min(len(self.index.item_ids), max(k, 1) * self.fusion.pool_factor + len(banned))
         pool: dict[str, set[str]] = {}
         collab_all, tvec = self._query(wanted, query, profile)  # built once: the pool and the re-scoring share them
@@ -174,14 +207,21 @@ class Retriever:
                                                          include=[])
                 for i in res["ids"][0]:
                     pool.setdefault(i, set()).add("collab")
-                for i in self._exact_best(collab_all, banned, pool_n - len(banned)):
+                for i in self._exact_best(collab_all, banned, pool_n - len(banned), mask):
                     pool.setdefault(i, set()).add("collab")
             if tvec is not None and (self.fusion.text_weight or query):
+                where = constraints.where() if constraints is not None else None
                 res = self.index.text_collection.query(query_embeddings=[tvec.tolist()], n_results=pool_n,
-                                                       include=[])
+                                                       include=[], **({"where": where} if where else {}))
                 for i in res["ids"][0]:
                     pool.setdefault(i, set()).add("text")
+                if mask is not None:  # filters Chroma cannot evaluate (genres): the exact best allowed
+                    for i in self._exact_best(self.index.text_vectors @ tvec, banned, pool_n, mask,
+                                                modelled_only=False):
+                        pool.setdefault(i, set()).add("text")
         ids = [i for i in pool if i not in banned and i in self.catalog.items]
+        if mask is not None:
+            ids = [i for i in ids if mask[self.index.position(i)]]
         if not ids:
             return []
         rows = np.array([self.index.position(i) for i in ids], dtype=np.int64)
@@ -195,12 +235,19 @@ class Retriever:
                           text_score=None if text is None else float(text[j]),
                           sources=tuple(sorted(pool[ids[j]]))) for j in order]
 
-    def _exact_best(self, collab_all: np.ndarray, banned: set[str], n: int) -> list[str]:
-        """The ``n`` modelled, unbanned items with the best exact collaborative scores."""
+    def _exact_best(self, side: np.ndarray, banned: set[str], n: int, mask: np.ndarray | None = None,
+                    modelled_only: bool = True) -> list[str]:
+        """The ``n`` unbanned (and allowed, when ``mask`` is given) items with the best exact
+        scores of one side: over the collaboratively modelled items, or every item."""
         scores = np.full(len(self.index.item_ids), -np.inf, dtype=np.float32)
-        scores[self._collab_rows] = collab_all[self._collab_rows]
+        if modelled_only:
+            scores[self._collab_rows] = side[self._collab_rows]
+        else:
+            scores[:] = side
         banned_rows = [p for p in (self.index.position(i) for i in banned) if p is not None]
         scores[banned_rows] = -np.inf
+        if mask is not None:
+            scores[~mask] = -np.inf
         n = min(max(n, 1), int(np.isfinite(scores).sum()))
         if n <= 0:
             return []
