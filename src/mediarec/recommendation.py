@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import BaseModel
 
 from mediarec.catalog.model import Item
 from mediarec.index.retriever import Candidate
 from mediarec.llm.base import Usage
+from mediarec.rank.evidence import Evidence
 
 
 class RankedItem(BaseModel):
@@ -19,6 +20,8 @@ class RankedItem(BaseModel):
     retrieval_score: float
     llm_score: float | None = None
     sources: tuple[str, ...] = ()
+    evidence: Evidence | None = None  # what the models found (rank/evidence.py), never the LLM
+    reason_source: Literal["llm", "template"] | None = None  # who wrote ``reason`` (both pass the checker)
 
 
 class RecommendationResult(BaseModel):
@@ -37,4 +40,5 @@ class RecommendationResult(BaseModel):
     notes: list[str] = []
     usage: Usage = Usage()
     seconds: dict[str, float] = {}
+    explanations: dict[str, Any] = {}  # how the reasons were obtained (rank/explanations.py)
     settings: dict[str, Any] = {}  # what ranked, and where each setting came from (defaults, validation)
