@@ -50,7 +50,8 @@ def run_eval(args) -> int:
     catalog = protocol_catalog(loaded, protocol)
     provider = IndexProvider(chroma_url=args.chroma_url, progress=not args.quiet)
     build_systems([n for n in names if n != "llm"], provider)  # unknown names fail before any model loads
-    llm = load_llm(args.llm) if "llm" in names else None
+    n_explain = getattr(args, "explanations", None)
+    llm = load_llm(args.llm) if "llm" in names or n_explain else None
     if "llm" in names and llm is None:
         raise ConfigError("the llm system needs --llm (local:NAME, openai:MODEL)")
     profile_spec = getattr(args, "profile_llm", None)
@@ -95,6 +96,13 @@ def run_eval(args) -> int:
     out = Path(args.output)
     write_report(report, out, command, catalog_stats=_catalog_stats(catalog))
     _print_table(con, report)
+    if n_explain:
+        from mediarec.eval import explanations
+
+        m = explanations.explanation_metric(split, llm, provider, n_explain, seed=protocol.seed,
+                                            n_candidates=args.candidates, llm_weight=chosen, progress=not args.quiet)
+        explanations.write(m, out, command)
+        con.print(explanations.markdown(m, command))
     con.print(f"wrote {out / 'metrics.json'} and {out / 'report.md'}")
     return 0
 

@@ -12,7 +12,9 @@
    "asked for", "looking for") or popularity among similar users ("popular", "people who");
 5. **no unsupported claim**: none of the words of :data:`CLAIM_WORDS` (praise, awards, cast and
    crew, plot) unless the word is in X's catalog text; and no genre word of the catalog that
-   neither X nor the history has ("a horror action film" for a film that is not horror).
+   neither X nor the history has ("a horror action film" for a film that is not horror; only
+   for a catalog with a genre list of at most 80 names, and not for genres that are everyday
+   words, :data:`PLAIN_WORD_GENRES`).
 
 What it does not catch: a title that is in neither the catalog nor quotes, and facts phrased
 without those words. Titles are found by the catalog's forgiving title key
@@ -64,16 +66,24 @@ GENRE_SYNONYMS: dict[str, tuple[str, ...]] = {
     "drama": ("drama", "dramas", "dramatic"),
     "musical": ("musical", "musicals"),
 }
+#: Genres that are also everyday words ("with your history", "the music"): never read as a genre claim.
+PLAIN_WORD_GENRES = frozenset({"history", "music", "family", "war", "world", "soul", "pop", "indie", "alternative",
+                               "progressive", "instrumental", "soundtrack", "latin", "classical", "short", "news"})
 _REQUEST_WORDS = ("request", "asked for", "ask for", "looking for", "you want", "you asked")
 _POPULAR_WORDS = ("popular", "people who", "users who", "viewers who", "fans of", "others who", "listeners who")
 _WORD_RE = re.compile(r"[\w'’-]+")
 _QUOTED_RE = re.compile(r"[\"“*]([^\"”*]{2,80})[\"”*]")
 _MAX_TITLE_WORDS = 8
+EMPTY = "empty or too short"
 
 
 def genre_forms(genre: str) -> tuple[str, ...]:
-    g = genre.lower()
+    g = " ".join(genre.split()).lower()
     return GENRE_SYNONYMS.get(g, (g, g + "s", g + "es"))
+
+
+def _one_line(text: str) -> str:
+    return " ".join(text.split())
 
 
 def _has_phrase(text_lower: str, phrase: str) -> bool:
@@ -112,6 +122,8 @@ class ReasonChecker:
     def __init__(self, catalog: Catalog):
         self.catalog = catalog
         self.genres = {g.lower() for it in catalog.items.values() for g in it.genres}
+        # Only a real genre list (not free user tags) can say a genre word is wrong.
+        self.claimable_genres = self.genres - PLAIN_WORD_GENRES if len(self.genres) <= 80 else set()
 
     def titles_in(self, text: str) -> list[TitleHit]:
         """Catalog titles named in ``text`` (longest match first, left to right)."""
@@ -147,7 +159,7 @@ class ReasonChecker:
         """Whether ``reason`` may be shown for ``item`` (see the module docstring for the rules)."""
         text = " ".join((reason or "").split())
         if len(_WORD_RE.findall(text)) < 3:
-            return ReasonCheck(passed=False, problems=["empty or too short"])
+            return ReasonCheck(passed=False, problems=[EMPTY])
         allowed = {item.id} | {h.id for h in history}
         allowed_keys = {normalize_title(it.title)[0] for it in [item, *history]}
         other_ids = {o.id: o for o in others if o.id != item.id}
@@ -156,7 +168,7 @@ class ReasonChecker:
         wrong: list[str] = []
         masked = text
         for it in sorted([item, *history], key=lambda it: -len(it.label)):  # titles are names, not claims
-            masked = masked.replace(it.label, " ").replace(it.title, " ")
+            masked = masked.replace(_one_line(it.label), " ").replace(_one_line(it.title), " ")
         hits = self.titles_in(text)
         for h in hits:
             if allowed & set(h.ids):
@@ -165,7 +177,7 @@ class ReasonChecker:
                 wrong.append(h.text)
             else:
                 foreign.append(h.text)
-        for m in _QUOTED_RE.finditer(text):
+        for m in _QUOTED_RE.finditer(masked):
             q = m.group(1).strip()
             key = normalize_title(q)[0]
             if q[:1].isupper() and key and key not in allowed_keys and q.lower() not in self.genres \
@@ -178,7 +190,7 @@ class ReasonChecker:
         low = text.lower()
         cited = [h.title for h in evidence.history_titles()
                  if h.id in {i for x in hits for i in x.ids} or _has_phrase(low, normalize_title(h.title)[0])
-                 or _has_phrase(low, h.title)]
+                 or _has_phrase(low, _one_line(h.title))]
         for g in evidence.shared_genres + evidence.shared_tags:
             if any(_has_phrase(low, f) for f in genre_forms(g)):
                 cited.append(g)
@@ -193,12 +205,13 @@ class ReasonChecker:
         masked_low = masked.lower()
         own = item.text(4000).lower()
         for kind, rx in _CLAIM_RE.items():
-            words = sorted({m.group(1).lower() for m in rx.finditer(masked_low)} - {w for w in
-                           (m.group(1).lower() for m in rx.finditer(masked_low)) if _has_phrase(own, w)})
+            found = {m.group(1).lower() for m in rx.finditer(masked_low)}
+            # supported when the item's own text has the word ("award" supports "award-winning")
+            words = sorted(w for w in found if not (_has_phrase(own, w) or _has_phrase(own, w.split("-")[0])))
             if words:
                 problems.append(f"unsupported claim ({kind}): " + ", ".join(words))
         known = {g.lower() for g in item.genres} | {g.lower() for h in history for g in h.genres}
-        bad_genres = [g for g in sorted(self.genres - known) if len(g) >= 3
+        bad_genres = [g for g in sorted(self.claimable_genres - known) if len(g) >= 3
                       and any(_has_phrase(masked_low, f) for f in genre_forms(g))]
         if bad_genres:
             problems.append("genre neither the item's nor the history's: " + ", ".join(bad_genres))
@@ -209,17 +222,17 @@ class ReasonChecker:
 def template_reason(evidence: Evidence) -> str:
     """A reason written from the evidence alone: the strongest history links, shared genres and
     the era (or the request match / popularity), in one plain sentence."""
-    titles = [h.label for h in evidence.history_titles()[:2]]
+    titles = [_one_line(h.label) for h in evidence.history_titles()[:2]]
     parts = []
     if titles:
         parts.append("Because you liked " + " and ".join(titles))
     if evidence.shared_genres:
-        parts.append(("it shares " if parts else "It shares ") + ", ".join(g.lower() for g in evidence.shared_genres[:3])
+        parts.append(("it shares " if parts else "It shares ") + ", ".join(_one_line(g).lower() for g in evidence.shared_genres[:3])
                      + " with your history")
     if evidence.era and evidence.era_count > 1:
         parts.append(("it comes from the " if parts else "It comes from the ")
                      + f"{evidence.era}, like {evidence.era_count} items you liked")
-    if evidence.request_match is not None:
+    if "request" in evidence.elements():
         parts.append(("it matches your request" if parts else "It matches your request"))
     if not parts and evidence.popularity:
         parts.append("It is popular with people who liked the same items")

@@ -32,6 +32,7 @@ if TYPE_CHECKING:
     from mediarec.index.store import CatalogIndex
 
 TOP_HISTORY = 3  # history items named per kind of evidence
+REQUEST_MATCH_MIN = 0.2  # a text cosine above this is a match a reason may cite
 
 
 class HistoryLink(BaseModel):
@@ -72,7 +73,7 @@ class Evidence(BaseModel):
         out = [h.title for h in self.history_titles()] + self.shared_genres + self.shared_tags
         if self.era:
             out.append(self.era)
-        if self.request_match is not None and self.request_match > 0.2:
+        if self.request_match is not None and self.request_match > REQUEST_MATCH_MIN:
             out.append("request")
         if self.popularity:
             out.append("popular")

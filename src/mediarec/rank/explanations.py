@@ -14,7 +14,7 @@ import time
 import weakref
 from typing import TYPE_CHECKING, Any
 
-from mediarec.rank.checker import ReasonChecker, template_reason
+from mediarec.rank.checker import EMPTY, ReasonChecker, template_reason
 from mediarec.rank.evidence import EvidenceBuilder
 from mediarec.rank.prompts import history_entries
 
@@ -64,6 +64,8 @@ def explain_result(recommender: "Recommender", result: "RecommendationResult", p
             result.notes.append(log.error)
         summary = {"asked": len(chosen), "llm_passed": len(passed), "checks": len(log.checks),
                    "checks_passed": sum(c.passed for c in log.checks),
+                   "first_try_passed": sum(c.passed for c, t in zip(log.checks, log.tries) if t == 1),
+                   "written": sum(c.problems != [EMPTY] for c in log.checks),  # non-empty LLM reasons
                    "foreign_titles": sum(len(c.foreign_titles) for c in log.checks),
                    "other_candidates": sum(len(c.other_candidates) for c in log.checks),
                    "problems": [p.split(":")[0] for c in log.checks for p in c.problems],

@@ -180,7 +180,11 @@ class Reranker:
         # labels; an item without a usable reason simply shows none.
         schema = None if self.llm.is_local else reasons_json_schema(labs, len(labs), max_chars)
         comp = self.llm.chat(msgs, schema=schema, max_tokens=40 + len(labs) * (words * 2 + 20))
-        parsed = parse_reasons(comp.text, labs, titles={lab: c.item.title for lab, c in zip(labs, chosen)})
+        try:
+            parsed = parse_reasons(comp.text, labs, titles={lab: c.item.title for lab, c in zip(labs, chosen)})
+        except RankingParseError as e:
+            e.usage = comp.usage  # what the failed answer cost still counts
+            raise
         by_label = dict(zip(labs, (c.item.id for c in chosen)))
         return {by_label[lab]: r for lab, r in parsed.reasons.items() if r}, comp.usage
 
@@ -206,6 +210,7 @@ class Reranker:
                 log.usage = log.usage.add(usage)
             except (LLMUnavailable, RankingParseError, ValueError) as e:
                 log.error, got = f"explanations unavailable: {e}", {}
+                log.usage = log.usage.add(getattr(e, "usage", None) or Usage())
                 if isinstance(e, LLMUnavailable):  # asking again would fail the same way
                     log.seconds += time.perf_counter() - t0
                     break
@@ -220,6 +225,7 @@ class Reranker:
         for c in pending:
             res = checker.check(got.get(c.item.id), c.item, evidence[c.item.id], history, others)
             log.checks.append(res)
+            log.tries.append(2 if c.item.id in problems else 1)  # before this check records its problem
             if res.passed:
                 passed[c.item.id] = got[c.item.id]
             else:
@@ -232,6 +238,7 @@ class ExplainLog(BaseModel):
     """What writing checked reasons took: every check (first tries and retries), calls, tokens, time."""
 
     checks: list[ReasonCheck] = []
+    tries: list[int] = []  # per check: 1 = the item's first reason, 2 = the one asked again
     calls: int = 0
     usage: Usage = Usage()
     seconds: float = 0.0
