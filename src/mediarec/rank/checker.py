@@ -2,7 +2,8 @@
 
 :meth:`ReasonChecker.check` passes a reason for item X when all of these hold:
 
-1. **not empty**: at least three words;
+1. **not empty**: at least three words; **not an echo** of the prompt's data lines (no ``|``
+   field separator, no ``genres "..."`` field, no ``<<<``/``>>>``);
 2. **right item**: it names no other candidate of the list (by catalog title);
 3. **no foreign title**: every catalog title it names (and every capitalised phrase in quotes) is
    X or an item of the history;
@@ -75,6 +76,9 @@ _WORD_RE = re.compile(r"[\w'’-]+")
 _QUOTED_RE = re.compile(r"[\"“*]([^\"”*]{2,80})[\"”*]")
 _MAX_TITLE_WORDS = 8
 EMPTY = "empty or too short"
+ECHO = "copies the prompt's data lines"
+# the prompt's field separator, its field names before a quoted value, its block delimiters
+_ECHO_RE = re.compile(r"\||\b(?:genres|tags|evidence)\s*:?\s*['\"]|<<<|>>>|\bprevious reason rejected\b", re.I)
 
 
 def genre_forms(genre: str) -> tuple[str, ...]:
@@ -169,6 +173,10 @@ class ReasonChecker:
         masked = text
         for it in sorted([item, *history], key=lambda it: -len(it.label)):  # titles are names, not claims
             masked = masked.replace(_one_line(it.label), " ").replace(_one_line(it.title), " ")
+        for g in evidence.shared_genres + evidence.shared_tags:  # catalog words, whatever they hold
+            masked = re.sub(re.escape(_one_line(g)), " ", masked, flags=re.I) if len(g) > 2 else masked
+        if _ECHO_RE.search(masked):  # a title may hold anything; the rest of the reason may not
+            return ReasonCheck(passed=False, problems=[ECHO])
         hits = self.titles_in(text)
         for h in hits:
             if allowed & set(h.ids):
