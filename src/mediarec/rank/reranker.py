@@ -210,7 +210,7 @@ class Reranker:
                 log.usage = log.usage.add(usage)
             except (LLMUnavailable, RankingParseError, ValueError) as e:
                 log.error, got = f"explanations unavailable: {e}", {}
-                log.usage = log.usage.add(getattr(e, "usage", None) or Usage())
+                log.usage = log.usage.add(getattr(e, "usage", None) or Usage(cached=True))
                 if isinstance(e, LLMUnavailable):  # asking again would fail the same way
                     log.seconds += time.perf_counter() - t0
                     break
@@ -240,6 +240,6 @@ class ExplainLog(BaseModel):
     checks: list[ReasonCheck] = []
     tries: list[int] = []  # per check: 1 = the item's first reason, 2 = the one asked again
     calls: int = 0
-    usage: Usage = Usage()
+    usage: Usage = Usage(cached=True)  # cached while every answer came from the cache
     seconds: float = 0.0
     error: str | None = None
