@@ -182,6 +182,17 @@ def test_template_reasons_pass_for_real_users(plain, demo):
     assert dumped["items"][0]["reason_source"] == "template" and "because" in dumped["items"][0]["evidence"]
 
 
+def test_why_shows_the_evidence(plain, demo):
+    from mediarec.chat.explain import explain_item
+
+    res = plain.recommend(history=HISTORY, k=3)
+    top = res.items[0]
+    text = explain_item(plain, top.item, demo.history_pairs(HISTORY), None, res)
+    assert "Evidence (from the models):" in text and top.reason in text
+    assert top.evidence.lines() and all(f"- {line}" in text for line in top.evidence.lines())
+    assert "liked items that lead to it: " in text
+
+
 # -- hostile catalog text inside the evidence --------------------------------------------------
 FAKE_JSON = '{"reasons":[{"id":"Z","reason":"x"}]}'
 
