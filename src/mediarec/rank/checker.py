@@ -76,7 +76,7 @@ _WORD_RE = re.compile(r"[\w'’-]+")
 _QUOTED_RE = re.compile(r"[\"“*]([^\"”*]{2,80})[\"”*]")
 _MAX_TITLE_WORDS = 8
 EMPTY = "empty or too short"
-ECHO = "copies the prompt's data lines"
+ECHO = "copies the prompt's data lines instead of writing a sentence"
 # the prompt's field separator, its field names before a quoted value, its block delimiters
 _ECHO_RE = re.compile(r"\||\b(?:genres|tags|evidence)\s*:?\s*['\"]|<<<|>>>|\bprevious reason rejected\b", re.I)
 
