@@ -119,7 +119,8 @@ def test_retrieval_only(plain, catalog):
     assert res.stages == ["retrieval"] and res.llm is None and res.mode is None
     assert [r.rank for r in res.items] == [1, 2, 3, 4, 5]
     assert [r.item.id for r in res.items] == [c.item.id for c in res.candidates[:5]]
-    assert all(r.llm_score is None and r.reason is None for r in res.items)
+    # no LLM: every item still has a reason, written from the models' evidence (issue 13)
+    assert all(r.llm_score is None and r.reason and r.reason_source == "template" for r in res.items)
     hist_ids = {catalog.resolve(t).id for t in HISTORY}
     assert not {r.item.id for r in res.items} & hist_ids
 

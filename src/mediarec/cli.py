@@ -229,6 +229,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="validation users for tuning the LLM fusion weight (default min(users, 100))")
     e.add_argument("--llm", default="local:qwen2.5-coder-0.5b")
     e.add_argument("--candidates", type=int, default=20)
+    e.add_argument("--explanations", type=int, default=None, metavar="N",
+                   help="also check the reasons --llm writes for N test users (eval/explanations.py)")
     e.add_argument("--profile-llm", default=None,
                    help="LLM writing the interest profiles of +profile systems (default: the fallback profile "
                         "from the history's genres, tags and decades)")

@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import BaseModel
 
 from mediarec.catalog.model import Item
 from mediarec.index.retriever import Candidate
 from mediarec.llm.base import Usage
+from mediarec.rank.evidence import Evidence
 from mediarec.rank.request import Constraints
 
 
@@ -21,6 +22,8 @@ class RankedItem(BaseModel):
     learned_score: float | None = None  # the learned second stage's, when it ranked
     llm_score: float | None = None
     sources: tuple[str, ...] = ()
+    evidence: Evidence | None = None  # what the models found (rank/evidence.py), never the LLM
+    reason_source: Literal["llm", "template"] | None = None  # who wrote ``reason`` (both pass the checker)
 
 
 class RecommendationResult(BaseModel):
@@ -39,5 +42,6 @@ class RecommendationResult(BaseModel):
     notes: list[str] = []
     usage: Usage = Usage()
     seconds: dict[str, float] = {}
+    explanations: dict[str, Any] = {}  # how the reasons were obtained (rank/explanations.py)
     settings: dict[str, Any] = {}  # what ranked, and where each setting came from (defaults, validation)
     constraints: Constraints | None = None  # how the request was read (None without a request)

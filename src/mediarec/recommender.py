@@ -26,6 +26,7 @@ from mediarec.errors import ConfigError, MediarecError
 from mediarec.index.retriever import Candidate, FusionSettings, Retriever
 from mediarec.index.store import CatalogIndex, IndexSettings, open_index
 from mediarec.llm import LLM, load_llm
+from mediarec.rank.explanations import explain_result
 from mediarec.rank.learned import LearnedSettings, SecondStage
 from mediarec.rank.prompts import MAX_LABELS, PromptLibrary
 from mediarec.rank.reranker import Reranker, RerankOutcome, RerankSettings
@@ -338,11 +339,10 @@ class Recommender:
             result.items = [RankedItem(rank=r + 1, item=c.item, score=c.score, retrieval_score=first_stage[c.item.id],
                                        learned_score=learned_scores.get(c.item.id), sources=c.sources)
                             for r, c in enumerate(cands[:k])]
+            explain_result(self, result, pairs, query, explain)
             return result
-        out = self._rerank(pairs, cands, k, request=query, explain=explain)
+        out = self._rerank(pairs, cands, k, request=query, explain=False)  # explain_result explains, checked
         stages.append(f"llm-{out.mode}")
-        if "explain" in out.seconds:
-            stages.append("explain")
         result.seconds.update(out.seconds)  # the model holds its own copy of `seconds`
         by_id = {c.item.id: c for c in cands}
         result.items = [RankedItem(rank=r + 1, item=by_id[i].item, score=out.final_scores.get(i, by_id[i].score),
@@ -353,8 +353,7 @@ class Recommender:
         result.stages = stages
         result.mode, result.degraded, result.degraded_reason = out.mode, out.degraded, out.degraded_reason
         result.repaired, result.attempts, result.usage = out.repaired, out.attempts, out.usage
-        if out.explain_error:
-            result.notes.append(out.explain_error)
+        explain_result(self, result, pairs, query, explain)
         return result
 
     # -- the shared steps -----------------------------------------------------------------------

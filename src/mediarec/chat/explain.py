@@ -1,8 +1,10 @@
 """Why an item of the last list was shown, at length (the chat's ``:why N``).
 
-The reranker's LLM explains when there is one and it answers; otherwise the explanation is built
-from the data: the genres and tags the item shares with the history, the request, and how it was
-retrieved. Either way the user gets an answer, never an error.
+The reranker's LLM explains when there is one and its answer passes the reason checker
+(:mod:`mediarec.rank.checker`); otherwise the explanation is built from the data: the genres and
+tags the item shares with the history, the request, and how it was retrieved. Either way it ends
+with the item's evidence, computed by the models (:mod:`mediarec.rank.evidence`), and the user
+gets an answer, never an error.
 """
 
 from __future__ import annotations
@@ -18,8 +20,22 @@ if TYPE_CHECKING:
 
 def explain_item(recommender: "Recommender", item: Item, history: Sequence[tuple[Item, Interaction]],
                  request: str | None, last: RecommendationResult | None, detail: bool = True) -> str:
-    """The LLM's explanation of ``item`` for this history and request, else one from the data."""
+    """The LLM's checked explanation of ``item`` for this history and request, else one from the
+    data; then the evidence."""
+    from mediarec.rank.explanations import tools_for
+
     ranked = next((r for r in (last.items if last else []) if r.item.id == item.id), None)
+    builder, checker = tools_for(recommender)
+    evidence = ranked.evidence if ranked is not None and ranked.evidence is not None else \
+        builder.build([item], history, request)[item.id]
+    text = _llm_explanation(recommender, item, history, request, last, ranked, detail, evidence, checker)
+    if text is None:
+        text = data_explanation(item, [it for it, _ in history], request, ranked)
+    return text + "\nEvidence (from the models):\n" + "\n".join(f"- {x}" for x in evidence.lines() or ["none"])
+
+
+def _llm_explanation(recommender, item, history, request, last, ranked, detail, evidence, checker) -> str | None:
+    """The LLM's explanation when there is an LLM and its answer passes the checker."""
     if recommender.reranker is not None:
         from mediarec.index.retriever import Candidate
         from mediarec.llm.base import LLMUnavailable
@@ -30,12 +46,14 @@ def explain_item(recommender: "Recommender", item: Item, history: Sequence[tuple
             or Candidate(item=item, score=ranked.score if ranked else 0.0)
         hist = history_entries(history, recommender.reranker.settings.max_history)
         try:
-            reasons, _ = recommender.reranker.explain(hist, [cand], request, detail=detail)
-            if reasons.get(item.id):
+            reasons, _ = recommender.reranker.explain(hist, [cand], request, detail=detail,
+                                                      evidence={item.id: evidence})
+            others = [c.item for c in (last.candidates if last else [])]
+            if checker.check(reasons.get(item.id), item, evidence, [it for it, _ in history], others).passed:
                 return reasons[item.id]
         except (LLMUnavailable, RankingParseError, ValueError):
             pass
-    return data_explanation(item, [it for it, _ in history], request, ranked)
+    return None
 
 
 def data_explanation(item: Item, history: Sequence[Item], request: str | None, ranked: RankedItem | None) -> str:

@@ -63,7 +63,8 @@ def run_eval(args) -> int:
     provider = IndexProvider(chroma_url=args.chroma_url, progress=not args.quiet)
     # unknown names fail before any model loads
     build_systems([n for n in names if n != "llm" and not n.endswith("+llm")], provider)
-    llm = load_llm(args.llm) if needs_llm else None
+    n_explain = getattr(args, "explanations", None)
+    llm = load_llm(args.llm) if needs_llm or n_explain else None
     if needs_llm and llm is None:
         raise ConfigError("the llm systems need --llm (local:NAME, openai:MODEL)")
     profile_spec = getattr(args, "profile_llm", None)
@@ -118,6 +119,13 @@ def run_eval(args) -> int:
         write_requests(next(s for s in systems if s.name == REQUEST_SYSTEM), split, report.users, protocol, out,
                        command)
     _print_table(con, report)
+    if n_explain:
+        from mediarec.eval import explanations
+
+        m = explanations.explanation_metric(split, llm, provider, n_explain, seed=protocol.seed,
+                                            n_candidates=args.candidates, llm_weight=chosen, progress=not args.quiet)
+        explanations.write(m, out, command)
+        con.print(explanations.markdown(m, command))
     con.print(f"wrote {out / 'metrics.json'} and {out / 'report.md'}")
     return 0
 

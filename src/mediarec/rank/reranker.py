@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import random
 import time
-from typing import Literal
+from typing import Literal, Mapping, Sequence
 
 from pydantic import BaseModel, Field
 
@@ -26,6 +26,8 @@ from mediarec.rank.prompts import PromptLibrary, candidate_entries, history_entr
 from mediarec.rank.fusion import complete_order, fuse, scores_from_order, softmax
 from mediarec.rank.parse import RankingParseError, parse_ranking, parse_reasons
 from mediarec.rank.schemas import ranking_json_schema, reasons_json_schema
+from mediarec.rank.checker import ReasonCheck, ReasonChecker
+from mediarec.rank.evidence import Evidence
 from mediarec.index.retriever import Candidate
 
 
@@ -158,19 +160,86 @@ class Reranker:
             return scores, reasons, attempt, parsed.repaired or attempt > 1, usage
         raise RankingParseError(f"no valid ranking after {self.settings.max_attempts} attempts: {last_error}")
 
-    def explain(self, hist, chosen: list[Candidate], request=None, detail: bool = False) -> tuple[dict[str, str], Usage]:
-        """Short reasons (or one longer one with ``detail``) for the chosen items."""
+    def explain(self, hist, chosen: list[Candidate], request=None, detail: bool = False,
+                evidence: Mapping[str, Evidence] | None = None,
+                problems: Mapping[str, str] | None = None) -> tuple[dict[str, str], Usage]:
+        """Short reasons (or one longer one with ``detail``) for the chosen items; ``evidence`` (by
+        item id) goes into the prompt as data, and ``problems`` says why a previous reason was rejected."""
         labs = make_labels(len(chosen))
         words = self.settings.reason_words * (4 if detail else 1)
         max_chars = self.settings.reason_max_chars * (4 if detail else 1)
+        entries = candidate_entries(c.item for c in chosen)
+        for e in entries:
+            e["evidence"] = (evidence or {}).get(e["item"].id)
+            e["problem"] = (problems or {}).get(e["item"].id)
         msgs = self.prompts.render("explain", history=hist, request=request, detail=detail, reason_words=words,
-                                   candidates=candidate_entries(c.item for c in chosen))
+                                   candidates=entries)
         # No grammar for local models here: llama.cpp's JSON-schema grammar costs ~0.5 s per token
         # with a 150k vocabulary (measured 102 s vs 12 s for five reasons with qwen2.5-coder-0.5b), and
         # reasons are not ranking-critical. The tolerant parser maps titles used as ids back to
         # labels; an item without a usable reason simply shows none.
         schema = None if self.llm.is_local else reasons_json_schema(labs, len(labs), max_chars)
         comp = self.llm.chat(msgs, schema=schema, max_tokens=40 + len(labs) * (words * 2 + 20))
-        parsed = parse_reasons(comp.text, labs, titles={lab: c.item.title for lab, c in zip(labs, chosen)})
+        try:
+            parsed = parse_reasons(comp.text, labs, titles={lab: c.item.title for lab, c in zip(labs, chosen)})
+        except RankingParseError as e:
+            e.usage = comp.usage  # what the failed answer cost still counts
+            raise
         by_label = dict(zip(labs, (c.item.id for c in chosen)))
         return {by_label[lab]: r for lab, r in parsed.reasons.items() if r}, comp.usage
+
+    def checked_explain(self, hist, chosen: list[Candidate], evidence: Mapping[str, Evidence], checker: ReasonChecker,
+                        history: Sequence[Item], others: Sequence[Item], request: str | None = None,
+                        given: Mapping[str, str] | None = None) -> tuple[dict[str, str], "ExplainLog"]:
+        """LLM reasons that pass the checker: each item's reason (``given`` ones first, e.g. from the
+        explained list) is checked; a failing or missing one is asked for once more with the
+        problem stated. Items left out have no passing LLM reason (the caller writes a template)."""
+        log = ExplainLog()
+        passed: dict[str, str] = {}
+        problems: dict[str, str] = {}
+        pending = list(chosen)
+        rounds = 1 if given else 2  # given reasons were the first try
+        if given:
+            pending = self._keep_passing(given, pending, evidence, checker, history, others, passed, problems, log)
+        for _ in range(rounds):
+            if not pending:
+                break
+            t0 = time.perf_counter()
+            try:
+                got, usage = self.explain(hist, pending, request, evidence=evidence, problems=problems)
+                log.usage = log.usage.add(usage)
+            except (LLMUnavailable, RankingParseError, ValueError) as e:
+                log.error, got = f"explanations unavailable: {e}", {}
+                log.usage = log.usage.add(getattr(e, "usage", None) or Usage(cached=True))
+                if isinstance(e, LLMUnavailable):  # asking again would fail the same way
+                    log.seconds += time.perf_counter() - t0
+                    break
+            log.seconds += time.perf_counter() - t0
+            log.calls += 1
+            pending = self._keep_passing(got, pending, evidence, checker, history, others, passed, problems, log)
+        return passed, log
+
+    @staticmethod
+    def _keep_passing(got, pending, evidence, checker, history, others, passed, problems, log) -> list[Candidate]:
+        still = []
+        for c in pending:
+            res = checker.check(got.get(c.item.id), c.item, evidence[c.item.id], history, others)
+            log.checks.append(res)
+            log.tries.append(2 if c.item.id in problems else 1)  # before this check records its problem
+            if res.passed:
+                passed[c.item.id] = got[c.item.id]
+            else:
+                problems[c.item.id] = "; ".join(res.problems)
+                still.append(c)
+        return still
+
+
+class ExplainLog(BaseModel):
+    """What writing checked reasons took: every check (first tries and retries), calls, tokens, time."""
+
+    checks: list[ReasonCheck] = []
+    tries: list[int] = []  # per check: 1 = the item's first reason, 2 = the one asked again
+    calls: int = 0
+    usage: Usage = Usage(cached=True)  # cached while every answer came from the cache
+    seconds: float = 0.0
+    error: str | None = None

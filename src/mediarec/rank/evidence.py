@@ -1,0 +1,183 @@
+"""Why an item was recommended, computed from the models (never written by the LLM).
+
+For each recommended item and a history (oldest first):
+
+* ``because``: the history items that contribute most to its collaborative score, from the exact
+  item-item matrix ``M`` with the same recency weights the ranking uses
+  (``score(j) = Σ_i w_i · M[i, j]``, :meth:`CollabModel.exact_scores`); each with its share of the
+  positive contributions;
+* ``similar``: the history items nearest to it by text embedding (cosine);
+* ``shared_genres``, ``shared_tags``: what it has in common with the history (how many history
+  items share each); ``era``: its decade when history items come from the same decade;
+* ``request_match``: the cosine between its text embedding and the request's, when there is one;
+* ``popularity``: the share of "similar users" (those who consumed the top contributing history
+  items) who consumed it too, and its overall share of users.
+
+The LLM gets this as data to explain from; the checker (:mod:`mediarec.rank.checker`) accepts a
+reason only when it cites one of its :meth:`Evidence.elements`; template reasons are written from it.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from typing import TYPE_CHECKING, Sequence
+
+import numpy as np
+from pydantic import BaseModel
+
+from mediarec.catalog.model import Interaction, Item
+
+if TYPE_CHECKING:
+    from mediarec.catalog.model import Catalog
+    from mediarec.index.store import CatalogIndex
+
+TOP_HISTORY = 3  # history items named per kind of evidence
+REQUEST_MATCH_MIN = 0.2  # a text cosine above this is a match a reason may cite
+
+
+class HistoryLink(BaseModel):
+    """A history item that links to the recommended one, and how strongly."""
+
+    id: str
+    title: str
+    year: int | None = None
+    weight: float  # collaborative: share of the positive contributions; text: cosine
+
+    @property
+    def label(self) -> str:
+        return Item(id=self.id, title=self.title, year=self.year).label
+
+
+class Evidence(BaseModel):
+    """The model-computed reasons one item was recommended to one history."""
+
+    item_id: str
+    because: list[HistoryLink] = []  # collaborative contributors, strongest first
+    similar: list[HistoryLink] = []  # text neighbours in the history, nearest first
+    shared_genres: list[str] = []  # the item's genres found in the history, most shared first
+    shared_tags: list[str] = []
+    era: str | None = None  # "1990s" when history items come from the same decade
+    era_count: int = 0  # how many history items come from it
+    request_match: float | None = None  # cosine with the request (None without one)
+    popularity: float | None = None  # share of similar users who consumed it
+    overall_popularity: float | None = None  # share of all users who consumed it
+
+    def history_titles(self) -> list[HistoryLink]:
+        """The history items cited, collaborative ones first, each once."""
+        seen: set[str] = set()
+        return [h for h in self.because + self.similar if not (h.id in seen or seen.add(h.id))]
+
+    def elements(self) -> list[str]:
+        """What a reason may cite (checker vocabulary): history titles, genres, tags, the era,
+        ``request`` when the request matches, ``popular`` when similar users consumed it."""
+        out = [h.title for h in self.history_titles()] + self.shared_genres + self.shared_tags
+        if self.era:
+            out.append(self.era)
+        if self.request_match is not None and self.request_match > REQUEST_MATCH_MIN:
+            out.append("request")
+        if self.popularity:
+            out.append("popular")
+        return out
+
+    def lines(self) -> list[str]:
+        """The evidence as short lines for people (``:why``)."""
+        out = []
+        if self.because:
+            out.append("liked items that lead to it: " + ", ".join(
+                f"{h.label} ({h.weight:.0%})" for h in self.because))
+        if self.similar:
+            out.append("closest in your history by description: " + ", ".join(
+                f"{h.label} (cosine {h.weight:.2f})" for h in self.similar))
+        if self.shared_genres:
+            out.append("shared genres: " + ", ".join(self.shared_genres))
+        if self.shared_tags:
+            out.append("shared tags: " + ", ".join(self.shared_tags))
+        if self.era:
+            out.append(f"era: the {self.era}, like {self.era_count} item(s) of your history")
+        if self.request_match is not None:
+            out.append(f"match with your request: cosine {self.request_match:.2f}")
+        if self.popularity is not None:
+            out.append(f"consumed by {self.popularity:.0%} of users who liked the same items"
+                       + (f" ({self.overall_popularity:.0%} of all users)" if self.overall_popularity is not None else ""))
+        return out
+
+
+def decade(year: int | None) -> str | None:
+    return f"{(int(year) // 10) * 10}s" if year else None
+
+
+class EvidenceBuilder:
+    """Computes :class:`Evidence` over one catalog and its built index (cheap per item: one column
+    of ``M`` restricted to the history's rows, one text dot product per history item)."""
+
+    def __init__(self, catalog: "Catalog", index: "CatalogIndex"):
+        self.catalog, self.index = catalog, index
+        self._users_of: dict[str, set[str]] | None = None
+
+    def users_of(self, item_id: str) -> set[str]:
+        """Users who consumed ``item_id`` positively (built once per catalog)."""
+        if self._users_of is None:
+            users: dict[str, set[str]] = {}
+            for x in self.catalog.positives:
+                users.setdefault(x.item, set()).add(x.user)
+            self._users_of = users
+        return self._users_of.get(item_id, set())
+
+    def build(self, items: Sequence[Item], history: Sequence[tuple[Item, Interaction | None]],
+              request: str | None = None) -> dict[str, Evidence]:
+        """Evidence for each of ``items`` (by id) given the history pairs, oldest first."""
+        wanted = [it for it, x in history if x is None or x.is_positive]
+        wanted_ids = [it.id for it in wanted]
+        req_vec = None
+        if request and request.strip():
+            req_vec = np.asarray(self.index.embedder.embed([request.strip()])[0], dtype=np.float32)
+            req_vec /= max(float(np.linalg.norm(req_vec)), 1e-12)
+        collab = self.index.collab
+        rows, ws = (collab._weighted_rows(wanted_ids, None, None)  # the ranking's own recency weights
+                    if collab is not None and collab.matrix is not None and wanted_ids else ([], np.zeros(0)))
+        by_row = {r: it for r, it in zip((collab._pos.get(i) for i in wanted_ids), wanted) if r is not None} \
+            if rows else {}
+        tpos = [self.index.position(it.id) for it in wanted]
+        t_items = [it for it, p in zip(wanted, tpos) if p is not None]
+        t_vecs = self.index.text_vectors[[p for p in tpos if p is not None]] if t_items else None
+        genre_counts = Counter(g.lower() for it in wanted for g in set(it.genres))
+        tag_counts = Counter(t.lower() for it in wanted for t in set(it.tags))
+        decades = Counter(decade(it.year) for it in wanted if it.year)
+        n_users = max(len(self.catalog.by_user), 1)
+        out: dict[str, Evidence] = {}
+        for item in items:
+            ev = Evidence(item_id=item.id)
+            col = collab._pos.get(item.id) if rows else None
+            if col is not None:
+                contrib = ws * collab.matrix[rows, col]
+                pos_total = float(contrib[contrib > 0].sum())
+                for j in np.argsort(-contrib, kind="stable")[:TOP_HISTORY]:
+                    if contrib[j] > 0 and pos_total > 0:
+                        h = by_row[rows[j]]
+                        ev.because.append(HistoryLink(id=h.id, title=h.title, year=h.year,
+                                                      weight=float(contrib[j]) / pos_total))
+            p = self.index.position(item.id)
+            if p is not None and t_vecs is not None:
+                v = self.index.text_vectors[p]
+                cos = (t_vecs @ v) / np.maximum(np.linalg.norm(t_vecs, axis=1) * max(float(np.linalg.norm(v)), 1e-12),
+                                                1e-12)
+                for j in np.argsort(-cos, kind="stable")[:TOP_HISTORY]:
+                    if t_items[j].id != item.id:
+                        ev.similar.append(HistoryLink(id=t_items[j].id, title=t_items[j].title,
+                                                      year=t_items[j].year, weight=float(cos[j])))
+                if req_vec is not None:
+                    ev.request_match = float(v @ req_vec / max(float(np.linalg.norm(v)), 1e-12))
+            ev.shared_genres = sorted((g for g in item.genres if genre_counts[g.lower()]),
+                                      key=lambda g: -genre_counts[g.lower()])
+            ev.shared_tags = sorted((t for t in item.tags if tag_counts[t.lower()]),
+                                    key=lambda t: -tag_counts[t.lower()])[:5]
+            era = decade(item.year)
+            if era and decades.get(era):
+                ev.era, ev.era_count = era, decades[era]
+            users = self.users_of(item.id)
+            ev.overall_popularity = len(users) / n_users
+            similar_users = set().union(*(self.users_of(h.id) for h in ev.because)) if ev.because else set()
+            if similar_users:
+                ev.popularity = len(users & similar_users) / len(similar_users)
+            out[item.id] = ev
+        return out

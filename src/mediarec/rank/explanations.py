@@ -1,0 +1,83 @@
+"""Every recommended item gets a reason that passes the checker: the LLM's when it passes, else a
+template written from the evidence (so ``--llm none`` explains too).
+
+:func:`explain_result` is the one step ``Recommender.recommend`` calls on its result: it computes
+each item's :class:`~mediarec.rank.evidence.Evidence`, asks the LLM (when there is one and
+``explain``) for the top ``explain_top`` items with the evidence in the prompt, checks each
+reason (one more try for a failing one) and fills in template reasons for the rest.
+``result.explanations`` records what happened, which the evaluation's explanation metric sums.
+"""
+
+from __future__ import annotations
+
+import time
+import weakref
+from typing import TYPE_CHECKING, Any
+
+from mediarec.rank.checker import EMPTY, ReasonChecker, template_reason
+from mediarec.rank.evidence import EvidenceBuilder
+from mediarec.rank.prompts import history_entries
+
+if TYPE_CHECKING:
+    from mediarec.recommendation import RecommendationResult
+    from mediarec.recommender import HistoryPairs, Recommender
+
+# One builder and checker per served index: their catalog-wide tables are built once.
+_TOOLS: "weakref.WeakKeyDictionary[Any, tuple[EvidenceBuilder, ReasonChecker]]" = weakref.WeakKeyDictionary()
+
+
+def tools_for(recommender: "Recommender") -> tuple[EvidenceBuilder, ReasonChecker]:
+    index = recommender.index
+    got = _TOOLS.get(index)
+    if got is None or got[0].catalog is not recommender.catalog:
+        got = (EvidenceBuilder(recommender.catalog, index), ReasonChecker(recommender.catalog))
+        _TOOLS[index] = got
+    return got
+
+
+def explain_result(recommender: "Recommender", result: "RecommendationResult", pairs: "HistoryPairs",
+                   request: str | None, explain: bool = True) -> None:
+    """Evidence, a checked reason and its source for every item of ``result`` (in place)."""
+    if not result.items:
+        return
+    builder, checker = tools_for(recommender)
+    t0 = time.perf_counter()
+    evidence = builder.build([r.item for r in result.items], pairs, request)
+    result.seconds["evidence"] = time.perf_counter() - t0
+    history = [it for it, _ in pairs]
+    passed: dict[str, str] = {}
+    summary: dict[str, Any] = {"asked": 0}
+    reranker = recommender.reranker
+    if reranker is not None and explain:
+        top = result.items[: reranker.settings.explain_top]
+        by_id = {c.item.id: c for c in result.candidates}
+        chosen = [by_id[r.item.id] for r in top if r.item.id in by_id]
+        given = {r.item.id: r.reason for r in top if r.reason}  # the explained list's own reasons
+        hist = history_entries(pairs, reranker.settings.max_history)
+        passed, log = reranker.checked_explain(hist, chosen, evidence, checker, history,
+                                               [c.item for c in result.candidates], request, given=given)
+        result.usage = result.usage.add(log.usage)
+        result.seconds["explain"] = log.seconds
+        if log.calls:
+            result.stages.append("explain")
+        if log.error:
+            result.notes.append(log.error)
+        summary = {"asked": len(chosen), "llm_passed": len(passed), "checks": len(log.checks),
+                   "checks_passed": sum(c.passed for c in log.checks),
+                   "first_try_passed": sum(c.passed for c, t in zip(log.checks, log.tries) if t == 1),
+                   "written": sum(c.problems != [EMPTY] for c in log.checks),  # non-empty LLM reasons
+                   "foreign_titles": sum(len(c.foreign_titles) for c in log.checks),
+                   "other_candidates": sum(len(c.other_candidates) for c in log.checks),
+                   "problems": [p.split(":")[0] for c in log.checks for p in c.problems],
+                   "calls": log.calls, "prompt_tokens": log.usage.prompt_tokens,
+                   "completion_tokens": log.usage.completion_tokens, "seconds": log.seconds}
+    for r in result.items:
+        ev = evidence[r.item.id]
+        r.evidence = ev
+        if r.item.id in passed:
+            r.reason, r.reason_source = passed[r.item.id], "llm"
+        else:
+            r.reason, r.reason_source = template_reason(ev), "template"
+    summary["template"] = sum(r.reason_source == "template" for r in result.items)
+    summary["items"] = len(result.items)
+    result.explanations = summary
