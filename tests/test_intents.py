@@ -8,8 +8,8 @@ from __future__ import annotations
 
 import pytest
 
-from mediarec.chat.intents import (Again, Ban, Consumed, Feedback, MoreLike, NotShown, Request, ban_forms,
-                                   clean_message, is_vague, parse_intent, shown_rank)
+from mediarec.chat.intents import (Again, Consumed, Feedback, LikeShown, MoreLike, NotShown, Request,
+                                   clean_message, is_vague, negated_term, parse_intent, shown_rank)
 
 
 def test_clean_message_evens_out_spacing_quotes_and_contractions():
@@ -70,14 +70,30 @@ def test_consumed(msg, title, verb, liked):
     ("nothing scary", "scary"), ("No Horror anymore", "horror"), ("exclude dramas for now", "dramas"),
     ("ban romance", "romance"),
 ])
-def test_ban(msg, term):
-    assert parse_intent(msg) == Ban(clean_message(msg), term)
+def test_negations_are_requests_for_the_parser(msg, term):
+    """"no horror" is a request: the request parser, which knows the catalog's genres, reads the
+    exclusion (tests/test_session.py); the words alone only say what was negated, for a hint."""
+    assert parse_intent(msg) == Request(clean_message(msg))
+    assert negated_term(msg) == term
+
+
+@pytest.mark.parametrize("msg, rank, rest", [
+    ("like 2 but shorter", 2, "but shorter"), ("something like #3, but from the 80s", 3, "but from the 80s"),
+    ("similar to number 1 but funnier", 1, "but funnier"), ("more like 2 but an album", 2, "but an album"),
+])
+def test_like_a_shown_item_but(msg, rank, rest):
+    assert parse_intent(msg) == LikeShown(clean_message(msg), rank, rest)
+
+
+@pytest.mark.parametrize("msg", ["like 2", "like 1, 2 and 3", "like 2001 a space odyssey", "like Alien but funnier"])
+def test_not_like_a_shown_item_but(msg):
+    assert not isinstance(parse_intent(msg), LikeShown)
 
 
 @pytest.mark.parametrize("msg", [
     "something like Alien but funnier",      # "like" inside a request is no feedback
     "calm piano music for studying",
-    "no more like 2",                         # neither "not 2" nor a ban of "more like 2"
+    "no more like 2",                         # neither "not 2" nor a negation of "more like 2"
     "more like heist films",                  # "more like" with no rank
     "2",                                      # a bare number is a request unless a question is open
     "Heat",
@@ -93,14 +109,6 @@ def test_requests_that_are_not_feedback(msg):
 def test_shown_rank():
     assert [shown_rank(s) for s in ("2", "#2", "number 12", " 3 ")] == [2, 2, 12, 3]
     assert [shown_rank(s) for s in ("it", "2nd", "number", "1 2", "Heat 2")] == [None] * 5
-
-
-def test_ban_forms():
-    assert ban_forms("comedies") == ["comedies", "comedy", "comedie"]
-    assert ban_forms("More sci-fi films") == ["sci-fi"]
-    assert ban_forms("scifi") == ["scifi", "sci fi"]
-    assert ban_forms("the music") == ["music"]
-    assert ban_forms("'") == []
 
 
 def test_is_vague():

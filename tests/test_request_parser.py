@@ -63,7 +63,10 @@ def test_kinds_filter_only_in_mixed_catalogues(demo, ml100k):
 @pytest.mark.parametrize("text, excluded", [
     ("no horror", ["Horror"]), ("not too scary", ["Horror"]), ("a film without horror", ["Horror"]),
     ("anything but not romantic", ["Romance"]), ("nothing too dramatic, no westerns", ["Drama", "Western"]),
-    ("less scary please", ["Horror"])])
+    ("less scary please", ["Horror"]),
+    # what chat users type to leave a genre out ("no horror" in a session stands until lifted)
+    ("exclude dramas for now", ["Drama"]), ("ban romance", ["Romance"]), ("hide the westerns please", ["Western"]),
+    ("drop the comedies", ["Comedy"]), ("No Horror anymore", ["Horror"])])
 def test_exclusions(demo, text, excluded):
     c = parse_request(text, demo)
     assert sorted(c.exclude_genres) == sorted(excluded) and c.genres == []

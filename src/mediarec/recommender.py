@@ -276,13 +276,16 @@ class Recommender:
     def recommend(self, history: Sequence[Interaction | Item | str] | None = None, user: str | None = None,
                   k: int = 10, query: str | None = None, exclude: Iterable[str] = (),
                   n_candidates: int | None = None, explain: bool = True,
-                  profile: Any | None = None, read_request: bool = True) -> RecommendationResult:
+                  profile: Any | None = None, read_request: bool = True,
+                  constraints: Any | None = None) -> RecommendationResult:
         """A ranked, explained list for a history (titles, ids, items) and/or a known user.
 
         ``profile``: an :class:`~mediarec.rank.profile.InterestProfile` (or its retrieval text) mixed
         into the text-side query (``FusionSettings.profile_weight``); without one, ``profile_source``
         writes it when set. ``read_request``: parse ``query`` into constraints
         (:mod:`mediarec.rank.request`); False embeds it as it is (text written by the system).
+        ``constraints``: a request read already (a chat session's standing constraints), used
+        instead of reading ``query``, which still goes to the LLM.
 
         User errors (unknown user or title, nothing to go on) raise MediarecError; LLM failures
         never do: the result falls back to the retrieval ranking and says so.
@@ -298,7 +301,12 @@ class Recommender:
         seconds: dict[str, float] = {}
         t0 = time.perf_counter()
         n_cands = self._pool_size(max(k, n_candidates or self.n_candidates)) if self.reranker else k
-        constraints, text_query = self._read_request(query, bool(pairs)) if read_request else (None, query)
+        if constraints is not None:  # its soft part leads the text side, else as retrieval_inputs does
+            text_query = constraints.text_query() if read_request else query
+            if text_query is None and not pairs and constraints.reference is None:
+                text_query = query
+        else:
+            constraints, text_query = self._read_request(query, bool(pairs)) if read_request else (None, query)
         hist_items, profile_text = [it for it, _ in pairs], self._profile_for(pairs, profile)
         # The learned stage was trained on histories: with a request, the fused retrieval (which
         # lets the request lead and applies its filters) ranks.

@@ -1,10 +1,11 @@
 """Reading one chat message: what the user means, from the words alone.
 
 :func:`parse_intent` turns a message into one small typed intent ("more like 2" is a
-:class:`MoreLike`, "no horror" a :class:`Ban`, anything else a :class:`Request`). It knows nothing of
-the catalog or the session, so it can be tested on its own; the session decides what an intent
-means against its state (whether "Heat" is a title, whether "horror" is a genre of this catalog) and
-falls back to a plain request when it does not fit.
+:class:`MoreLike`, "like 2 but shorter" a :class:`LikeShown`, anything else a :class:`Request`). It
+knows nothing of the catalog or the session, so it can be tested on its own; the session decides what
+an intent means against its state (whether "Heat" is a title) and falls back to a plain request when
+it does not fit. What a request asks for ("no horror", "from the 90s", "an album") is read by the
+request parser (:mod:`mediarec.rank.request`), which knows the catalog, not here.
 """
 
 from __future__ import annotations
@@ -18,9 +19,13 @@ _MORE_RE = re.compile(rf"^(?:more|more like|more of|like|similar to|more similar
                       rf"(?:number\s+)?({_NUM_LIST})$")
 _NOT_RE = re.compile(rf"^(?:not|no|skip|drop|exclude|remove|hide|never|not interested in)\s+"
                      rf"(?:number\s+)?({_NUM_LIST})$")
-_BAN_RE = re.compile(r"^(?:no|no more|not|without|nothing|exclude|ban|skip|drop|hide)\s+"
-                     r"(?!(?:more\s+)?like\s+(?:number\s+)?#?\d)(.+?)"  # "no more like 2" is no ban
-                     r"(?:\s+(?:please|pls|thanks|anymore|any more|for now|from now on))*$")
+# "like 2 but shorter": a request relative to a shown item (the rest is read by the request parser)
+_LIKE_SHOWN_RE = re.compile(r"^(?:(?:something|anything|one|a|an|more)\s+)?(?:(?:more\s+)?like|similar to)\s+"
+                            r"(?:number\s+)?#?(\d{1,3})(?![\w#])(?!\s*(?:,|and|&)\s*#?\d)[\s,]*(?P<rest>.+)$")
+# "no X": only to say so when X is no genre or tag of the catalog (the request parser reads it)
+_NEGATED_RE = re.compile(r"^(?:no|no more|not|without|nothing|exclude|ban|skip|drop|hide)\s+"
+                         r"(?!(?:more\s+)?like\s+(?:number\s+)?#?\d)(.+?)"  # "no more like 2" is no ban
+                         r"(?:\s+(?:please|pls|thanks|anymore|any more|for now|from now on))*$")
 _CONSUMED_RE = re.compile(
     r"^(?:(?:i|we)\s+)?(?:(?:have|'ve|ve|just|already|recently|also|did|once|finally)\s+)*"
     r"(?P<verb>watched|saw|seen|listened to|heard|played|finished|binged)\s+(?P<rest>.+)$")
@@ -108,14 +113,16 @@ class Consumed:
 
 
 @dataclass(frozen=True)
-class Ban:
-    """A genre or tag to leave out ("no horror", "without comedies"); the term as typed."""
+class LikeShown:
+    """A request relative to an item of the last list, by rank ("like 2 but shorter"): the item is
+    the reference, ``rest`` says how to differ."""
 
     text: str
-    term: str
+    rank: int
+    rest: str
 
 
-Intent = Union[Request, Again, MoreLike, NotShown, Feedback, Consumed, Ban]
+Intent = Union[Request, Again, MoreLike, NotShown, Feedback, Consumed, LikeShown]
 
 
 def clean_message(text: str) -> str:
@@ -151,9 +158,9 @@ def parse_intent(text: str) -> Intent:
     m = _LIKE_RE.match(low)
     if m:
         return Feedback(msg, _original(msg, (m.group("ref") or m.group("ref2")).strip()), True)
-    m = _BAN_RE.match(low)
-    if m:
-        return Ban(msg, m.group(1).strip())
+    m = _LIKE_SHOWN_RE.match(low)
+    if m and m.group("rest").strip(" ,"):
+        return LikeShown(msg, int(m.group(1)), _original(msg, m.group("rest").strip(" ,")))
     return Request(msg)
 
 
@@ -183,19 +190,11 @@ def shown_rank(ref: str) -> int | None:
     return int(m.group(1)) if m else None
 
 
-def ban_forms(term: str) -> list[str]:
-    """The forms of a typed genre or tag to look for, best first: "more sci-fi films" gives
-    "sci-fi"; "comedies" gives "comedies", "comedy"; "scifi" also "sci fi"."""
-    t = term.lower().strip(" .!'\"")
-    t = re.sub(r"^(?:more\s+|any\s+|the\s+)", "", t)
-    t = re.sub(r"\s+(?:films?|movies?|music|series|shows?|songs?|albums?|stuff|please)$", "", t).strip()
-    forms = [t]
-    if t.endswith("ies"):
-        forms.append(t[:-3] + "y")
-    if t.endswith("s"):
-        forms.append(t[:-1])
-    forms.append(t.replace("scifi", "sci fi"))
-    return [f for f in dict.fromkeys(forms) if f]
+def negated_term(text: str) -> str | None:
+    """What a "no X" message leaves out, as typed ("no more sci-fi films" gives "more sci-fi films"),
+    or None when the message is no such thing."""
+    m = _NEGATED_RE.match(clean_message(text).lower())
+    return m.group(1).strip() if m else None
 
 
 def is_vague(request: str) -> bool:

@@ -28,10 +28,13 @@ REASON_CHARS = 90
 
 HELP = """\
 Ask in your own words: "something like Alien but funnier", "calm piano music for studying".
-Feedback on the last list:  more like 2 | not 3 | no horror | I liked it | didn't like it
+Feedback on the last list:  more like 2 | not 3 | like 2 but shorter | I liked it | didn't like it
+Constraints that stand until lifted:  no horror | from the 90s | an album | a comedy
 Tell me what you consumed:  I watched Heat | I listened to Kind of Blue (and liked it)
 Commands:
-  :history       your history in this session, exclusions and bans
+  :constraints   the constraints every list honours, one a line
+  :clear [WHAT]  lift one constraint (:clear horror, :clear years, :clear kind, :clear like) or all
+  :history       your history in this session, exclusions and constraints
   :profile       your interest profile (and the search text made from it)
   :why N         a longer explanation of item N of the last list
   :reset         start over from your catalog history
@@ -61,7 +64,7 @@ class Repl:
         try:
             readline.set_history_length(1000)
             readline.parse_and_bind("tab: complete")
-            cmds = [":history", ":profile", ":why ", ":reset", ":save ", ":load ", ":help", ":quit"]
+            cmds = [":constraints", ":clear", ":history", ":profile", ":why ", ":reset", ":save ", ":load ", ":help", ":quit"]
 
             def complete(text: str, state: int):
                 hits = [c for c in cmds if c.startswith(text)] if text.startswith(":") else []
@@ -191,6 +194,11 @@ class Repl:
             self.say(HELP)
         elif name == ":history":
             self.show_history()
+        elif name == ":constraints":
+            held = self.session.constraint_lines()
+            self.say("\n".join(held) if held else "No constraints: ask e.g. 'no horror' or 'from the 90s'.")
+        elif name == ":clear":
+            self.say(self.session.clear(arg))
         elif name == ":profile":
             prof = self.work(self.session.profile, "building your profile…")
             if prof is not _CANCELLED:
@@ -199,7 +207,7 @@ class Repl:
             self.why(arg)
         elif name == ":reset":
             self.session.reset()
-            self.say("Session reset: back to your catalog history, no exclusions.")
+            self.say("Session reset: back to your catalog history, no exclusions, no constraints.")
         elif name == ":save":
             if not arg:
                 self.hint("usage: :save FILE")

@@ -5,17 +5,22 @@ session = Recommender.from_dataset("demo", llm="none").chat(user="alice")
 session.send("something like Alien but funnier")   # a request: a ranked list
 session.send("not 3")                              # never show the 3rd one again (and ask again)
 session.send("more like 2")                        # the 2nd becomes a liked item; ask again
-session.send("no horror")                          # ban a genre or tag (and ask again)
+session.send("no horror")                          # a standing constraint (and ask again)
+session.send("from the 90s")                       # another one: both hold until lifted
+session.send("like 2 but shorter")                 # the 2nd shown item as the reference
+session.clear("horror")                            # lift one (``clear()`` lifts them all)
 session.send("I watched Heat")                     # adds to the history (asks which on "Dune")
 session.send("I liked it")                         # feedback on the item mentioned last
 session.save("alice.json"); ChatSession.load("alice.json", recommender)
 ```
 
 A message is read by :mod:`mediarec.chat.intents` from its words alone; the session applies the
-intent to its state (and reads it as a plain request when it does not fit the catalog).
+intent to its state (and reads it as a plain request when it does not fit the catalog). A request is
+read by the same parser as ``mediarec recommend`` and merged into the session's standing constraints
+(:mod:`mediarec.chat.standing`), which every later list honours until the user lifts them.
 Every piece of feedback changes what is passed to retrieval (the history and the excluded ids),
 so the user's query vectors move with it; nothing is written into the index. A session file holds
-the interactions, the conversation, the exclusions and the bans: never a key or a setting.
+the interactions, the conversation, the exclusions and the constraints: never a key or a setting.
 """
 
 from __future__ import annotations
@@ -33,11 +38,13 @@ from pydantic import BaseModel, Field, ValidationError
 from mediarec.catalog.model import Interaction, Item
 from mediarec.catalog.titles import normalize_title
 from mediarec.chat.explain import explain_item
-from mediarec.chat.intents import (IT_WORDS, Again, Ban, Consumed, Feedback, Intent, MoreLike, NotShown,
-                                    ban_forms, clean_message, is_vague, parse_intent, shown_rank)
+from mediarec.chat import standing
+from mediarec.chat.intents import (IT_WORDS, Again, Consumed, Feedback, Intent, LikeShown, MoreLike, NotShown,
+                                    clean_message, is_vague, negated_term, parse_intent, shown_rank)
 from mediarec.errors import MediarecError
 from mediarec.infra.atomic import atomic_write_text
 from mediarec.infra.redact import redact
+from mediarec.rank.request import Constraints, parse_request
 from mediarec.recommendation import RecommendationResult
 
 if TYPE_CHECKING:
@@ -72,7 +79,8 @@ class SessionState(BaseModel):
     interactions: list[Interaction] = Field(default_factory=list)
     excluded: list[str] = Field(default_factory=list)
     disliked: list[str] = Field(default_factory=list)
-    bans: list[str] = Field(default_factory=list)
+    bans: list[str] = Field(default_factory=list)  # the excluded genres and tags (what older sessions kept)
+    constraints: Constraints | None = None
     turns: list[Turn] = Field(default_factory=list)
     last_request: str | None = None
     shown: list[str] = Field(default_factory=list)
@@ -93,7 +101,7 @@ class _NotFound(Exception):
 
 class ChatSession:
     """One user's conversation: their interactions (starting from their catalog history if a user is
-    given), the turns, excluded items, genre/tag bans and the last list shown.
+    given), the turns, excluded items, the standing constraints and the last list shown.
 
     ``use_profile``: mix the interest profile of the current history into every retrieval (None:
     the recommender's ``use_profile``); a vague request always retrieves through the profile.
@@ -111,7 +119,7 @@ class ChatSession:
         self.turns: list[Turn] = []
         self.excluded: list[str] = []  # ids the user said no to ("not 3", "didn't like it")
         self.disliked: list[str] = []  # the subset that was a dislike of something they consumed
-        self.bans: list[str] = []  # genre/tag terms, lower case
+        self.constraints = Constraints()  # the standing request: every list honours it until lifted
         self.last_request: str | None = None
         self.last_result: RecommendationResult | None = None
         self.shown: list[str] = []  # ids of the last list, rank order ("2" means shown[1])
@@ -128,7 +136,7 @@ class ChatSession:
         """Back to the start: the user's catalog history (or nothing), no exclusions, no turns."""
         with self._lock:
             self.interactions = list(self.catalog.history(self.user)) if self.user is not None else []
-            self.turns, self.excluded, self.disliked, self.bans = [], [], [], []
+            self.turns, self.excluded, self.disliked, self.constraints = [], [], [], Constraints()
             self.last_request, self.last_result, self.shown = None, None, []
             self.last_mentioned, self._pending, self._profile_cache = None, None, None
             self._epoch += 1
@@ -142,15 +150,43 @@ class ChatSession:
         """The history as (item, interaction) pairs, what profiles and prompts are built from."""
         return self.catalog.history_pairs(x for x in self.history() if x.item in self.catalog.items)
 
-    def banned_ids(self) -> set[str]:
-        """Items whose genres or tags contain a banned term."""
-        if not self.bans:
-            return set()
-        return {it.id for it in self.catalog.items.values() if any(_matches_term(it, t) for t in self.bans)}
+    @property
+    def bans(self) -> list[str]:
+        """The genres and tags the standing constraints leave out, lower case."""
+        return [x.lower() for x in self.constraints.exclude_genres + self.constraints.exclude_tags]
 
-    def exclusions(self) -> set[str]:
-        """Every id the next answer must leave out (explicit, disliked, banned)."""
-        return set(self.excluded) | set(self.disliked) | self.banned_ids()
+    def banned_ids(self, constraints: Constraints | None = None) -> set[str]:
+        """Items with a genre or tag the standing constraints leave out: excluded by id as well, so
+        that no fallback without the request's filters brings them back."""
+        c = self.constraints if constraints is None else constraints
+        if not (c.exclude_genres or c.exclude_tags):
+            return set()
+        only = Constraints(exclude_genres=c.exclude_genres, exclude_tags=c.exclude_tags)
+        return {it.id for it in self.catalog.items.values() if not only.allows(it)}
+
+    def constraint_lines(self) -> list[str]:
+        """The standing constraints, one line each in words (``:constraints``)."""
+        return standing.lines(self.constraints)
+
+    def clear(self, what: str = "") -> str:
+        """Lift one standing constraint ("horror", "years", "kind", "like") or, without ``what``, all.
+
+        Raises MediarecError when nothing standing matches ``what``."""
+        with self._lock:
+            lifted_c, lifted = standing.lift(self.constraints, what, self.catalog)
+            if not lifted:
+                active = "; ".join(self.constraint_lines())
+                if not active:
+                    raise MediarecError("No constraints to lift.")
+                raise MediarecError(f"No constraint {what!r} to lift; standing: {active}.")
+            if standing.has_subject(self.constraints) and not standing.has_subject(lifted_c):
+                self.last_request = None  # what the request was about is lifted with it
+            self.constraints = lifted_c
+        return "Lifted: " + "; ".join(lifted) + "."
+
+    def exclusions(self, constraints: Constraints | None = None) -> set[str]:
+        """Every id the next answer must leave out (explicit, disliked, of an excluded genre or tag)."""
+        return set(self.excluded) | set(self.disliked) | self.banned_ids(constraints)
 
     @property
     def epoch(self) -> int:
@@ -207,23 +243,18 @@ class ChatSession:
             case NotShown(ranks=ranks):
                 return self._not_shown(ranks)
             case Feedback(ref=ref, liked=False):
-                if not self._looks_like_ref(ref.lower()):
-                    term = self._ban_term(ref)
-                    if term is not None:
-                        return self._ban(term)
+                if not self._looks_like_ref(ref.lower()):  # "I hate horror": a genre or tag to leave out
+                    turn = parse_request(f"no {ref}", self.catalog)
+                    if turn.exclude_genres or turn.exclude_tags:
+                        return self._request(intent.text, turn.model_copy(update={"request": intent.text}))
                 return self.feedback(ref, False)
             case Feedback(ref=ref, liked=True) if self._looks_like_ref(ref.lower()):
                 return self.feedback(ref, True)
             case Consumed():
                 return self._consumed(intent)
-            case Ban(term=term):
-                found = self._ban_term(term)
-                if found is not None:
-                    return self._ban(found)
-                if len(term.split()) == 1:
-                    return SessionReply(kind="error", text=f"No genre or tag {term!r} to leave out in this catalog; "
-                                                           f"try one such as {', '.join(self._some_genres(6))}.")
-        return self._ask(intent.text)
+            case LikeShown():
+                return self._like_shown(intent)
+        return self._request(intent.text)
 
     def _looks_like_ref(self, ref: str) -> bool:
         ref = ref.strip().lower()
@@ -239,14 +270,66 @@ class ChatSession:
 
     # -- asking ------------------------------------------------------------------------------
     def recommend(self, request: str | None = None) -> RecommendationResult:
-        """A list for the current history, exclusions and (optional) request, without a turn."""
-        return self._run(request)[0]
+        """A list for the current history, exclusions, standing constraints and (optional) request,
+        without a turn (the request does not stand afterwards)."""
+        c = self.constraints
+        if request is not None:
+            turn = self._read(request)
+            if turn.is_hard or turn.reference or not is_vague(request):
+                c = standing.merge(c, turn)
+        return self._run(request, c)[0]
 
-    def _query_for(self, request: str | None) -> tuple[str | None, str | None]:
+    def _read(self, text: str) -> Constraints:
+        """A request read by the recommender's parser (the rules, or the LLM where configured)."""
+        turn, _ = self.recommender._read_request(text, bool(self.history()))
+        return turn if turn is not None else Constraints(request=text)
+
+    def _request(self, text: str, turn: Constraints | None = None) -> SessionReply:
+        """A request: read, merged into the standing constraints, and answered under them all."""
+        turn = self._read(text) if turn is None else turn
+        if not (turn.is_hard or turn.reference) and is_vague(text):
+            return self._ask(text)  # "what next?": the standing constraints as they are
+        term = negated_term(text)
+        if term is not None and not (turn.exclude_genres or turn.exclude_tags) and \
+                (len(term.split()) == 1 or turn.unmet):
+            return SessionReply(kind="error", text=f"No genre or tag {term!r} to leave out in this catalog; "
+                                                   f"try one such as {', '.join(self._some_genres(6))}.")
+        merged = standing.merge(self.constraints, turn)
+        if standing.has_subject(turn) or self.last_request is None:
+            query = text
+        else:  # only a filter ("from the 90s"): the last request, under the new constraints
+            query = self.last_request
+        only_exclusions = (turn.exclude_genres or turn.exclude_tags) and not (
+            turn.genres or turn.kinds or turn.year_min is not None or turn.year_max is not None)
+        if only_exclusions and not standing.has_subject(turn) and self.last_request is None and not self.shown:
+            with self._lock:
+                self.constraints = merged
+            n = len(self.banned_ids())
+            return SessionReply(kind="ack", text=f"From now on: {'; '.join(self.constraint_lines())} "
+                                                 f"({n} items left out). ':constraints' lists them, ':clear' lifts them.")
+        return self._ask(query, constraints=merged)
+
+    def _like_shown(self, intent: LikeShown) -> SessionReply:
+        """"like 2 but shorter": item 2 of the last list as the reference, the rest read as a request."""
+        if not 1 <= intent.rank <= len(self.shown) and parse_request(intent.text, self.catalog).reference:
+            return self._request(intent.text)  # "like 300 but ...": a title after all
+        try:
+            item = self._shown_item(intent.rank)
+        except _NotFound as e:
+            return SessionReply(kind="error", text=e.message)
+        text = f"like {item.label} {intent.rest}"  # what the LLM reads: the title, never a rank
+        turn = self._read(intent.rest).model_copy(update={"reference": item.id, "reference_title": item.label,
+                                                          "request": text})
+        self.last_mentioned = item.id
+        return self._request(text, turn)
+
+    def _query_for(self, request: str | None, constraints: Constraints) -> tuple[str | None, str | None]:
         """(query for retrieval, note) for a request; a vague one uses the interest profile."""
         if request is None:
             return None, None
         if is_vague(request):
+            if not self.history() and (constraints.is_hard or constraints.reference):
+                return request, None  # "an album" with nothing else: the filters do the work
             if not self.history():
                 raise MediarecError("Tell me a bit more: a title you liked ('I watched Heat') or what you are "
                                     "in the mood for ('calm piano music for studying').")
@@ -255,32 +338,37 @@ class ChatSession:
             return profile_query(self.profile()) or None, "a vague request: used your interest profile"
         return request, None
 
-    def _run(self, request: str | None) -> tuple[RecommendationResult, str | None]:
-        query, note = self._query_for(request)
+    def _run(self, request: str | None, constraints: Constraints | None = None
+             ) -> tuple[RecommendationResult, str | None]:
+        c = self.constraints if constraints is None else constraints
+        query, note = self._query_for(request, c)
         hist = self.history()
-        if not hist and not query:
+        if not hist and not query and not c.reference:
             raise MediarecError("Nothing to go on yet: ask for something ('tense 80s sci-fi') or tell me "
                                 "what you watched or listened to ('I watched Heat').")
         profile = self.profile() if self.use_profile and hist and not note else None
-        result = self.recommender.recommend(history=hist, query=query, exclude=self.exclusions(), k=self.k,
-                                            profile=profile, read_request=note is None)
+        # the session reads requests itself (a rank such as "like 2" means nothing to the recommender)
+        result = self.recommender.recommend(history=hist, query=query, exclude=self.exclusions(c), k=self.k,
+                                            profile=profile, read_request=note is None, constraints=c)
         if request is not None and query != request:
             result.request = request
         if note:
             result.notes.append(note)
         return result, note
 
-    def _ask(self, request: str | None, prefix: str = "") -> SessionReply:
+    def _ask(self, request: str | None, prefix: str = "", constraints: Constraints | None = None) -> SessionReply:
         epoch = getattr(self._tls, "epoch", None)
         if epoch is None:
             epoch = self._epoch
         if epoch != self._epoch:
             return SessionReply(kind="info", text="cancelled")
-        result, _ = self._run(request)
+        result, _ = self._run(request, constraints)
         with self._lock:
             if epoch != self._epoch:
                 return SessionReply(kind="info", text="cancelled")
             self.last_request = request
+            if constraints is not None:
+                self.constraints = constraints
             self.last_result = result
             self.shown = [r.item.id for r in result.items]
         if not result.items:
@@ -288,8 +376,9 @@ class ChatSession:
                                 "Nothing left to recommend: everything that matches is in your history or "
                                 "excluded (':reset' starts over).", result=result)
         lines = [f"{r.rank}. {r.item.label}" for r in result.items]
+        held = standing.lines(self.constraints, subject=False)
         head = prefix + (" " if prefix else "") + ("Here is what I found" + (f" for {request!r}" if request else "")
-                                                    + ":")
+                                                    + (f" ({'; '.join(held)})" if held else "") + ":")
         return SessionReply(kind="recommendations", text=head + "\n" + "\n".join(lines), result=result)
 
     def _reask_or_ack(self, text: str) -> SessionReply:
@@ -423,19 +512,6 @@ class ChatSession:
         names = ", ".join(it.label for it in items)
         return self._reask_or_ack(f"OK, I won't suggest {names} again.")
 
-    def _ban_term(self, term: str) -> str | None:
-        """The form of a typed term that some item's genres or tags contain, or None."""
-        for form in ban_forms(term):
-            if any(_matches_term(it, form) for it in self.catalog.items.values()):
-                return form
-        return None
-
-    def _ban(self, term: str) -> SessionReply:
-        if term not in self.bans:
-            self.bans.append(term)
-        n = len(self.banned_ids())
-        return self._reask_or_ack(f"No more {term} ({n} items with that genre or tag are left out).")
-
     def _consumed(self, intent: Consumed) -> SessionReply:
         try:
             item = self._find(intent.title)
@@ -517,6 +593,7 @@ class ChatSession:
     def state(self) -> SessionState:
         return SessionState(catalog=self.catalog.name, user=self.user, interactions=list(self.interactions),
                             excluded=list(self.excluded), disliked=list(self.disliked), bans=list(self.bans),
+                            constraints=self.constraints.model_copy(),
                             turns=[t.model_copy(update={"text": redact(t.text)}) for t in self.turns],
                             last_request=redact(self.last_request) if self.last_request else None,
                             shown=list(self.shown), last_mentioned=self.last_mentioned)
@@ -556,13 +633,20 @@ class ChatSession:
             self.interactions = [x for x in st.interactions if x.item in known]
             self.excluded = [i for i in st.excluded if i in known]
             self.disliked = [i for i in st.disliked if i in known]
-            self.bans = list(st.bans)
+            self.constraints = st.constraints if st.constraints is not None else self._from_bans(st.bans)
             self.turns = list(st.turns)
             self.last_request = st.last_request
             self.shown = list(st.shown) if all(i in known for i in st.shown) else []
             self.last_mentioned = st.last_mentioned if st.last_mentioned in known else None
             self.last_result, self._pending, self._profile_cache = None, None, None
             self._epoch += 1
+
+    def _from_bans(self, bans: list[str]) -> Constraints:
+        """The constraints of a session saved before they existed: its genre and tag bans."""
+        c = Constraints()
+        for term in bans:
+            c = standing.merge(c, parse_request(f"no {term}", self.catalog))
+        return c
 
     # -- helpers -----------------------------------------------------------------------------
     def _some_genres(self, n: int) -> list[str]:
@@ -575,14 +659,3 @@ class ChatSession:
     def _turn_text(reply: SessionReply) -> str:
         return f"[{reply.kind}] {reply.text}"
 
-
-def _matches_term(item: Item, term: str) -> bool:
-    """Whether a genre or tag of the item is the term or contains it as words ("horror" in "folk horror").
-
-    Both sides are folded as titles are (case, accents, punctuation): "Sci-Fi" and "sci fi" are one term.
-    """
-    t = normalize_title(term)[0]
-    if not t:
-        return False
-    pat = re.compile(r"(?<![a-z0-9])" + re.escape(t) + r"(?![a-z0-9])")
-    return any(pat.search(normalize_title(x)[0]) for x in (*item.genres, *item.tags))

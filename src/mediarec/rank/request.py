@@ -59,7 +59,7 @@ KIND_WORDS: dict[str, str] = {
     "artist": "artist", "artists": "artist", "band": "artist", "bands": "artist", "musician": "artist",
     "video": "video", "videos": "video",
 }
-_NEGATION = r"(?:no|not|nothing|without|avoid|except|but not|none|skip|never|less|no more)"
+_NEGATION = r"(?:no|not|nothing|without|avoid|except|but not|none|skip|never|less|no more|exclude|ban|drop|hide)"
 _DEGREE = r"(?:too|so|very|overly|any|more|really|particularly)"
 _DECADE_WORDS = {"twenties": 1920, "thirties": 1930, "forties": 1940, "fifties": 1950, "sixties": 1960,
                  "seventies": 1970, "eighties": 1980, "nineties": 1990, "noughties": 2000}
@@ -67,7 +67,7 @@ _FILLER = set("""a an the some something anything me i i'd id want would like pl
 get good great nice really just one ones more kind sort of to with for in from and or but that
 which is are be it its that's something's can could you your my stuff thing things maybe perhaps
 similar suggest suggestion suggestions watch listen hear see mood feel feeling lot bit little new
-what do does have has got this time please thanks thank i'm im any anyway okay ok now instead""".split())
+what do does have has got this time please thanks thank i'm im any anyway okay ok now instead anymore""".split())
 _TOO_GENERIC = {"music", "world", "other", "unknown"}  # catalogue genres too common as plain words
 # a catalogue genre or tag is matched as words only if it is words ("sci-fi", "rock & roll"), never
 # punctuation a hostile catalogue made a genre (">>>")

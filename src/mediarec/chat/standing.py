@@ -1,0 +1,110 @@
+"""A chat session's standing request: constraints that persist across turns until lifted.
+
+Each request message is read by the same parser as ``mediarec recommend`` (:mod:`mediarec.rank.request`)
+and merged into what the session already holds, so "no horror", then "from the 90s", then "an album"
+mean all three at once. The latest word on a field wins ("from the 80s" after "from the 90s"); an
+exclusion adds to the others and overrides an earlier wish for the same genre (and the other way
+round). What the request is *about* (the reference item, tags, free text) is replaced by a message that
+names a new subject and kept by one that only adds a filter ("from the 90s" still means "like Alien").
+"""
+
+from __future__ import annotations
+
+from mediarec.catalog.model import Catalog
+from mediarec.rank.request import KIND_WORDS, Constraints, parse_request
+
+_YEAR_WORDS = {"year", "years", "decade", "decades", "era", "date", "dates", "when"}
+_KIND_WORDS = {"kind", "kinds", "type", "types", "format", "media"}
+_REFERENCE_WORDS = {"like", "reference", "ref", "similar", "similar to"}
+_SUBJECT_WORDS = {"text", "subject", "topic", "about", "tags", "soft", "request"}
+_ALL_WORDS = {"", "all", "everything", "constraints", "filters"}
+
+
+def has_subject(c: Constraints) -> bool:
+    """Whether a request says what it is about (not only what to filter)."""
+    return bool(c.reference or c.tags or c.soft)
+
+
+def merge(standing: Constraints, turn: Constraints) -> Constraints:
+    """The standing constraints with one turn's parsed request applied (the turn wins on conflicts)."""
+    m = standing.model_copy(deep=True)
+    if turn.genres:
+        m.genres = list(turn.genres)
+    m.exclude_genres = _merged_exclusions(m.exclude_genres, turn.exclude_genres, turn.genres)
+    m.genres = [g for g in m.genres if g.lower() not in {x.lower() for x in turn.exclude_genres}]
+    if turn.year_min is not None or turn.year_max is not None:
+        m.year_min, m.year_max = turn.year_min, turn.year_max
+    if turn.kinds:
+        m.kinds = list(turn.kinds)
+    if has_subject(turn):
+        m.reference, m.reference_title = turn.reference, turn.reference_title
+        m.tags, m.soft = list(turn.tags), turn.soft
+        m.request = turn.request
+    elif not m.request:
+        m.request = turn.request
+    m.exclude_tags = _merged_exclusions(m.exclude_tags, turn.exclude_tags, turn.tags)
+    m.tags = [t for t in m.tags if t.lower() not in {x.lower() for x in turn.exclude_tags}]
+    m.unmet = list(turn.unmet)  # what this message asked for that the catalogue lacks: not kept
+    m.parser, m.llm_seconds = turn.parser, turn.llm_seconds
+    return m
+
+
+def _merged_exclusions(old: list[str], new: list[str], wanted_now: list[str]) -> list[str]:
+    wanted = {w.lower() for w in wanted_now}
+    return list(dict.fromkeys([x for x in old if x.lower() not in wanted] + list(new)))
+
+
+def lines(c: Constraints, subject: bool = True) -> list[str]:
+    """The standing constraints for people, one line each (``subject``: with the tags and free text)."""
+    out = []
+    if c.reference_title:
+        out.append(f"like {c.reference_title}")
+    out += [f"genre {g}" for g in c.genres]
+    out += [f"no {g}" for g in c.exclude_genres]
+    out += [f"no {t} (tag)" for t in c.exclude_tags]
+    if c.year_min is not None or c.year_max is not None:
+        lo, hi = c.year_min, c.year_max
+        out.append(f"years {lo} to {hi}" if lo is not None and hi is not None
+                   else f"from {lo} on" if lo is not None else f"up to {hi}")
+    if c.kinds:
+        out.append("kind " + " or ".join(c.kinds))
+    if c.tags and subject:
+        out.append("about " + ", ".join(c.tags))
+    if c.soft and subject:
+        out.append(f"free text {c.soft!r}")
+    return out
+
+
+def lift(c: Constraints, what: str, catalog: Catalog) -> tuple[Constraints, list[str]]:
+    """(the constraints without ``what``, the lines lifted); ``what`` empty or "all" lifts everything.
+
+    ``what`` names a genre or tag ("horror", "no horror"), the years ("years", "90s"), the kind
+    ("kind", "album"), the reference ("like", its title) or the free text ("text").
+    """
+    before = lines(c)
+    key = " ".join(what.lower().split()).strip(" .!?'\"")
+    if key in _ALL_WORDS:
+        return Constraints(), before
+    m = c.model_copy(deep=True)
+    read = parse_request(key, catalog)
+    if key in _YEAR_WORDS or read.year_min is not None or read.year_max is not None:
+        m.year_min = m.year_max = None
+    if key in _KIND_WORDS or key in KIND_WORDS or read.kinds:
+        m.kinds = []
+    if c.reference and (key in _REFERENCE_WORDS or parse_request("like " + key, catalog).reference == c.reference):
+        m.reference = m.reference_title = None
+    if key in _SUBJECT_WORDS:
+        m.reference = m.reference_title = None
+        m.tags, m.soft = [], ""
+    if key.startswith("no ") or key.startswith("not "):
+        key = key.split(" ", 1)[1]
+    genres = {g.lower() for g in read.genres + read.exclude_genres} | {key}
+    tags = {t.lower() for t in read.tags + read.exclude_tags} | {key}
+    m.genres = [g for g in m.genres if g.lower() not in genres]
+    m.exclude_genres = [g for g in m.exclude_genres if g.lower() not in genres]
+    m.tags = [t for t in m.tags if t.lower() not in tags]
+    m.exclude_tags = [t for t in m.exclude_tags if t.lower() not in tags]
+    if key == (c.soft or "").lower():
+        m.soft = ""
+    after = set(lines(m))
+    return m, [ln for ln in before if ln not in after]
