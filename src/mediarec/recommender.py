@@ -310,7 +310,8 @@ class Recommender:
         hist_items, profile_text = [it for it, _ in pairs], self._profile_for(pairs, profile)
         # The learned stage was trained on histories: with a request, the fused retrieval (which
         # lets the request lead and applies its filters) ranks.
-        learned = self.stage is not None and self.stage.active and not (query and query.strip())
+        asked = any(q and q.strip() for q in (query, text_query))  # a chat's standing request counts too
+        learned = self.stage is not None and self.stage.active and not asked
         n_pool = max(n_cands, self.stage.settings.pool) if learned else n_cands
         cands = rec.retriever.candidates(hist_items, k=n_pool, query=text_query, exclude=exclude,
                                          profile=profile_text, constraints=constraints)
