@@ -20,6 +20,16 @@ def test_like_x_but_funnier_is_a_reference_and_a_genre(demo):
     assert c.genres == ["Comedy"] and c.soft == "" and c.is_hard
 
 
+def test_a_title_made_of_a_filler_word_is_still_a_reference(demo):
+    """"The Thing" normalises to "thing", a filler word: with its article (or year) it is a title."""
+    thing = demo.resolve("The Thing (1982)")
+    for text in ("like The Thing but funnier", "something like the thing (1982)"):
+        c = parse_request(text, demo)
+        assert c.reference == thing.id and c.soft == "", text
+    assert parse_request("like something funny", demo).reference is None  # a bare filler is no title
+    assert parse_request("like it but darker", demo).reference is None
+
+
 @pytest.mark.parametrize("text, genres", [
     ("a comedy", ["Comedy"]), ("something scary", ["Horror"]), ("science fiction please", ["Sci-Fi"]),
     ("a funny sci-fi film", ["Comedy", "Sci-Fi"]), ("an animated thing for the kids", ["Animation", "Family"]),

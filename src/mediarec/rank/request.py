@@ -268,7 +268,8 @@ def _take_reference(s: str, original: str, c: Constraints, catalog: Catalog) -> 
         for n in range(len(spans), 0, -1):
             phrase = s[m.end(): m.end() + spans[n - 1].end()].strip(" ,;.!?")
             key, year = normalize_title(phrase)
-            if not key or key in _FILLER:
+            # A bare filler word ("like something") is no title; "The Thing" (article, year) is.
+            if not key or phrase.lower() in _FILLER:
                 continue
             hits = [catalog.items[i] for i in catalog.title_index.get(key, ())]
             if year is not None:
