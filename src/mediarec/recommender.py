@@ -408,11 +408,7 @@ class Recommender:
         if self.stage is None or not self.stage.active:
             return scores
         rows, _ = self.stage.rank(history, scores, profile=profile)
-        if not len(rows):
-            return scores
-        lifted = scores.copy()
-        lifted[rows] = float(np.max(scores[np.isfinite(scores)])) + 1.0 + np.arange(len(rows), 0, -1)
-        return lifted
+        return _place_on_top(scores, rows)
 
     def _learned_candidates(self, history: Sequence[Any], cands: list[Candidate],
                             profile: str | None) -> tuple[list[Candidate], dict[str, float]]:
@@ -434,9 +430,14 @@ class Recommender:
         ids = self.index.item_ids
         cands = [Candidate(item=self.catalog.items[ids[j]], score=float(scores[j])) for j in pool]
         out = self._rerank(pairs, cands, k=len(cands), explain=False)
-        lifted = scores.copy()
-        floor = float(np.max(scores[np.isfinite(scores)])) + 1.0
-        pos = self.index.position
-        for r, i in enumerate(out.order):
-            lifted[pos(i)] = floor + (len(out.order) - r)
-        return lifted
+        return _place_on_top(scores, [self.index.position(i) for i in out.order])
+
+
+def _place_on_top(scores: np.ndarray, rows: Sequence[int]) -> np.ndarray:
+    """``scores`` with ``rows`` (best first) above every other item, in that order: how a later stage's
+    order over its pool becomes a full ranking (the rest keep the earlier stage's order below)."""
+    if not len(rows):
+        return scores
+    lifted = scores.copy()
+    lifted[list(rows)] = float(np.max(scores[np.isfinite(scores)])) + 1.0 + np.arange(len(rows), 0, -1)
+    return lifted

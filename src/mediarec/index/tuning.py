@@ -42,15 +42,15 @@ UNORDERED_GRID = {"ease_lambda": (50.0, 100.0, 250.0, 500.0, 1000.0), "alpha": (
                   "decay": (1.0,)}
 
 
-def _safe(name: str) -> str:
+def safe_file_name(name: str) -> str:
     return re.sub(r"[^A-Za-z0-9._-]+", "-", name).strip("-.") or "catalog"
 
 
 def tuned_path(catalog_name: str, home: Path | None = None, variant: str | None = None) -> Path:
     """``tuned/<catalog>.json``; ``tuned/<catalog>@<variant>.json`` for the same catalog as a
     protocol filters it (``mediarec tune --protocol llamarec``), so the two choices coexist."""
-    suffix = f"@{_safe(variant)}" if variant else ""
-    return Path(home or get_settings().home) / "tuned" / f"{_safe(catalog_name)}{suffix}.json"
+    suffix = f"@{safe_file_name(variant)}" if variant else ""
+    return Path(home or get_settings().home) / "tuned" / f"{safe_file_name(catalog_name)}{suffix}.json"
 
 
 def stored_choice(catalog: Catalog, home: Path | None = None) -> dict[str, Any] | None:
@@ -58,7 +58,7 @@ def stored_choice(catalog: Catalog, home: Path | None = None) -> dict[str, Any] 
     training splits'), or None (no file, another catalog's, unreadable: the defaults serve, and an
     unreadable file is logged)."""
     plain = tuned_path(catalog.name, home)
-    for path in [plain, *sorted(plain.parent.glob(f"{_safe(catalog.name)}@*.json"))]:
+    for path in [plain, *sorted(plain.parent.glob(f"{safe_file_name(catalog.name)}@*.json"))]:
         if not path.exists():
             continue
         try:

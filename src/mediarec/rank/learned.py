@@ -264,10 +264,9 @@ def train(catalog: Catalog, index: Any, fusion: FusionSettings | None = None,
 
 # -- the stage as the Recommender uses it -------------------------------------------------------
 def learned_path(home: Path, catalog_name: str, key: str) -> Path:
-    import re
+    from mediarec.index.tuning import safe_file_name
 
-    safe = re.sub(r"[^A-Za-z0-9._-]+", "-", catalog_name).strip("-.") or "catalog"
-    return Path(home) / "learned" / f"{safe}-{key}.json"
+    return Path(home) / "learned" / f"{safe_file_name(catalog_name)}-{key}.json"
 
 
 class SecondStage:
