@@ -323,6 +323,8 @@ class PromptLibrary:
             if not its and ctx.get("item") is not None:
                 its = [ctx["item"]]
             ctx["kind_word"] = kind_word_for(its)
+        # Only a mixed catalog needs each history line's kind; elsewhere it costs tokens, no information.
+        ctx.setdefault("mixed_kinds", ctx["kind_word"] == "watch or listen to")
         messages: list[dict[str, str]] = []
         for role in _ROLES:
             tpl = self._template(name, role)
