@@ -2,7 +2,7 @@
 """Set up `.venv/` and run the main job or the tests, on a machine with only Python 3.11+ and pip.
 
     python3 tasks.py demo    # install, pull the models, recommend for a demo user with the local LLM
-    python3 tasks.py test    # install with the test extras and run the whole test suite
+    python3 tasks.py test    # install with the test and train extras and run the whole test suite
 
 llama-cpp-python is built from source. Its default build crashes on CPUs with AMX on the first
 decode (llama.cpp issue 20824), so it is built for AVX2/AVX-512 without AMX and without -march=native
@@ -46,7 +46,7 @@ def main(argv: list[str]) -> int:
         run(str(BIN / "mediarec"), "models", "pull")
         run(str(BIN / "mediarec"), "recommend", "--dataset", "demo", "--user", "alice", "-k", "10", *argv[1:])
     elif task == "test":
-        setup("[test]")
+        setup("[test,train]")
         run(str(BIN / "mediarec"), "models", "pull", "minilm-l6-int8", "smollm2-135m", "--quiet",
             env={"MEDIAREC_HOME": str(ROOT / ".test-home")})
         run(str(BIN / "python"), "-m", "pytest", "-q", *argv[1:], env={"MEDIAREC_TEST_HOME": str(ROOT / ".test-home")})

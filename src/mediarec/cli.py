@@ -111,7 +111,7 @@ def cmd_recommend(args) -> int:
     if args.user is None and not history and not args.query:
         raise MediarecError("give --user ID, --history \"title; title\" or --query TEXT")
     rec = Recommender.from_catalog(_catalog(args), llm=args.llm, chroma_url=args.chroma_url,
-                                   progress=not args.json, prompts_dir=args.prompts_dir)
+                                   progress=not args.json, prompts_dir=args.prompts_dir, adapter=args.adapter)
     rec.llm_requests = args.llm_requests
     result = rec.recommend(history=history, user=args.user, k=args.k, query=args.query)
     _print_result(result, args.json)
@@ -174,6 +174,12 @@ def cmd_enrich(args) -> int:
     return 0
 
 
+def cmd_train(args) -> int:
+    from mediarec.train.run import run_train
+
+    return run_train(args)
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="mediarec", description="LLM-prompted recommendations for films, series and music.")
     p.add_argument("-v", "--verbose", action="store_true", help="log what happens")
@@ -212,6 +218,7 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("-k", type=int, default=10)
     r.add_argument("--llm", default=None, help="local:NAME, local:/path.gguf, openai:MODEL or none "
                                                  "(default local:qwen2.5-coder-0.5b)")
+    r.add_argument("--adapter", metavar="DIR", help="rank with a `mediarec train` adapter for --llm")
     r.add_argument("--prompts-dir", help="a folder of your own prompt templates overriding the shipped ones")
     r.add_argument("--json", action="store_true", help="print the full result as JSON")
     r.add_argument("--llm-requests", action="store_true",
@@ -221,13 +228,16 @@ def build_parser() -> argparse.ArgumentParser:
     e = sub.add_parser("eval", help="evaluate systems on held-out users")
     dataset_args(e)
     e.add_argument("--systems", default="pop,itemknn,text,collab,hybrid,learned",
-                   help="comma-separated: pop, itemknn, text, collab, hybrid, learned, llm, learned+llm; retrieval ones also with "
+                   help="comma-separated: pop, itemknn, text, collab, hybrid, learned, llm, learned+llm (these two also "
+                        "-cal: label prior divided out, -ft: with --adapter); retrieval ones also with "
                         "+summaries (stored `mediarec enrich` summaries) and/or +profile[@SHARE] (interest profile)")
     e.add_argument("--protocol", default="full", help="full | sampled | a built-in protocol (llamarec, ml-100k-full, ...) | a protocol JSON file")
     e.add_argument("--users", type=int, default=None)
     e.add_argument("--val-users", type=int, default=None,
                    help="validation users for tuning the LLM fusion weight (default min(users, 100))")
     e.add_argument("--llm", default="local:qwen2.5-coder-0.5b")
+    e.add_argument("--adapter", default=None, metavar="DIR",
+                   help="a `mediarec train` adapter for --llm: the llm-ft / learned+llm-ft systems rank with it")
     e.add_argument("--candidates", type=int, default=20)
     e.add_argument("--explanations", type=int, default=None, metavar="N",
                    help="also check the reasons --llm writes for N test users (eval/explanations.py)")
@@ -254,9 +264,30 @@ def build_parser() -> argparse.ArgumentParser:
     dataset_args(c)
     c.add_argument("--user")
     c.add_argument("--llm", default=None)
+    c.add_argument("--adapter", metavar="DIR", help="rank with a `mediarec train` adapter for --llm")
     c.add_argument("--profile", action="store_true",
                    help="mix your interest profile into every search (off by default: see eval/README.md)")
     c.set_defaults(func=cmd_chat)
+
+    tr = sub.add_parser("train", help="fine-tune the local LLM on the catalog's behaviour (a LoRA adapter; needs .[train])")
+    dataset_args(tr)
+    tr.add_argument("--llm", default="local:smollm2-135m", help="the local model to train (local:NAME or local:/path.gguf)")
+    tr.add_argument("--output", required=True, help="the run's folder: examples, checkpoints, log, adapter.gguf")
+    tr.add_argument("--examples", type=int, default=1000, help="training prompts drawn from the training histories")
+    tr.add_argument("--epochs", type=int, default=1)
+    tr.add_argument("--time-budget", type=float, default=None, metavar="MINUTES",
+                    help="stop (with a checkpoint) after this long; the same command resumes")
+    tr.add_argument("--protocol", default="full", help="the split whose training part is used (full, llamarec, ...)")
+    tr.add_argument("--val-users", type=int, default=50, help="validation users scored after every chunk")
+    tr.add_argument("--max-history", type=int, default=20)
+    tr.add_argument("--lr", type=float, default=3e-4)
+    tr.add_argument("--batch", type=int, default=8, help="examples per optimizer step")
+    tr.add_argument("--chunk", type=int, default=128, help="examples between checkpoints and validations")
+    tr.add_argument("--layers", type=float, default=1 / 3, help="the top fraction of layers that get LoRA")
+    tr.add_argument("--threads", type=int, default=None)
+    tr.add_argument("--seed", type=int, default=0)
+    tr.add_argument("--quiet", action="store_true")
+    tr.set_defaults(func=cmd_train)
 
     en = sub.add_parser("enrich", help="write LLM summaries for items with little text (resumable)")
     dataset_args(en)

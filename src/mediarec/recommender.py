@@ -127,12 +127,20 @@ class Recommender:
     def from_catalog(cls, catalog: Catalog, llm: str | None = None, chroma_url: str | None = None,
                      settings: Settings | None = None, progress: bool = False,
                      prompts_dir: str | Path | None = None, index_settings: IndexSettings | None = None,
-                     **kw: Any) -> "Recommender":
+                     adapter: str | Path | None = None, **kw: Any) -> "Recommender":
+        """The product over ``catalog``: its index (built when missing), the stored validation choices,
+        the learned stage, and the LLM ``llm`` (a spec), with a ``mediarec train`` adapter if given."""
         from mediarec.index.tuning import stored_choice, tuned_path
         from mediarec.tuned import stored_llm_weight
 
         settings = settings or get_settings()
-        backend = load_llm(llm if llm is not None else settings.llm, settings)
+        spec = llm if llm is not None else settings.llm
+        if adapter is not None:
+            if not spec or not (spec.startswith("local:") or spec.endswith(".gguf")):
+                raise ConfigError("--adapter needs a local model (--llm local:NAME)")
+            backend = load_llm(spec, settings, adapter=adapter, catalog=catalog.name)
+        else:
+            backend = load_llm(spec, settings)
         index = open_index(catalog, settings, chroma_url=chroma_url, build=True, progress=progress,
                            index_settings=index_settings)
         # What validation chose for this catalog serves, and the result says so.

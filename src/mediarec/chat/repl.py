@@ -326,8 +326,11 @@ def run_repl(args: Any) -> int:
     catalog = apply_summaries(load_dataset(args.dataset, getattr(args, "data_dir", None)), settings=settings)
     console.print(Text(f"loading {catalog.name} ({len(catalog)} items)…", style="dim"))
     rec = Recommender.from_catalog(catalog, llm=getattr(args, "llm", None),
-                                   chroma_url=getattr(args, "chroma_url", None), settings=settings, progress=True)
-    if rec.llm is not None and getattr(rec.llm, "is_local", False):
+                                   chroma_url=getattr(args, "chroma_url", None), settings=settings, progress=True,
+                                   adapter=getattr(args, "adapter", None))
+    if getattr(rec.llm, "adapter_error", None):  # the rankings fall back to retrieval and say why
+        console.print(Text(f"the adapter is not used: {rec.llm.adapter_error}", style="yellow"))
+    elif rec.llm is not None and getattr(rec.llm, "is_local", False):
         # Load the model here, not in the first answer's worker thread: llama.cpp silences its
         # loading by pointing the process's stdout/stderr at /dev/null for a moment, which would
         # swallow the prompt (and turn off line editing) if it happened while the REPL waits.

@@ -1,6 +1,7 @@
 """``mediarec eval``: every system on the same held-out users, one run, one report.
 
-With the ``llm`` and ``learned+llm`` systems, the fusion weight between LLM and first-stage scores is first tuned on
+With the ``llm`` and ``learned+llm`` systems (and their ``-cal`` and ``-ft`` variants, see
+:mod:`mediarec.eval.llm_systems`), the fusion weight between LLM and first-stage scores is first tuned on
 validation users (the validation target of each user, models fitted without it); LLM answers
 are cached, so the weights after the first cost nothing. The chosen weight is then reported on
 the test users.
@@ -39,6 +40,7 @@ def run_eval(args) -> int:
     from mediarec.catalog import load_dataset
     from mediarec.eval import evaluate, leave_last_out, write_report
     from mediarec.eval.split import protocol_catalog
+    from mediarec.eval.llm_systems import estimate_prior, in_pool, llm_parts, load_families
     from mediarec.eval.systems import IndexProvider, build_systems
     from mediarec.llm import load_llm
 
@@ -48,7 +50,7 @@ def run_eval(args) -> int:
         from mediarec.eval.systems import ablation_names
 
         names += [n for n in ["learned", *ablation_names()] if n not in names]
-    needs_llm = any(n == "llm" or n.endswith("+llm") for n in names)
+    llm_names = [n for n in names if llm_parts(n)]
     if getattr(args, "requests", False) and REQUEST_SYSTEM not in names:
         raise ConfigError(f"--requests ranks with the {REQUEST_SYSTEM} system: add it to --systems")
     # Base systems see the catalog's own text; `+summaries` variants add the stored summaries, so
@@ -62,22 +64,24 @@ def run_eval(args) -> int:
     catalog = protocol_catalog(loaded, protocol)
     provider = IndexProvider(chroma_url=args.chroma_url, progress=not args.quiet)
     # unknown names fail before any model loads
-    build_systems([n for n in names if n != "llm" and not n.endswith("+llm")], provider)
+    build_systems([n for n in names if not llm_parts(n)], provider)
     n_explain = getattr(args, "explanations", None)
-    llm = load_llm(args.llm) if needs_llm or n_explain else None
-    if needs_llm and llm is None:
-        raise ConfigError("the llm systems need --llm (local:NAME, openai:MODEL)")
+    fam = load_families(names, args, catalog, provider)
+    llm = fam.llm if fam is not None else load_llm(args.llm) if n_explain else None
     profile_spec = getattr(args, "profile_llm", None)
     profile_llm = None
     if profile_spec:
         profile_llm = llm if llm is not None and profile_spec == args.llm else load_llm(profile_spec)
     split = leave_last_out(catalog)
+    if any(llm_parts(n)[1] == "-cal" for n in llm_names):
+        con.print("estimating the LLM's label prior on validation users' shuffled prompts (no targets)")
+        estimate_prior(fam, split, protocol.seed)
     # Each LLM system's fusion weight is chosen on validation users first (its own variants).
     tuned: dict[str, tuple[float, dict[float, float], int]] = {}
-    for llm_name in [n for n in names if n == "llm" or n.endswith("+llm")]:
+    for llm_name in llm_names:
         val_proto = protocol.model_copy(update={"validation_users": protocol.validation_users
                                                 or min(protocol.users or 100, 100)})
-        variants = [_llm_variant(llm_name, llm, provider, args.candidates, w) for w in WEIGHTS]
+        variants = [fam.system(llm_name, w) for w in WEIGHTS]
         con.print(f"tuning the LLM fusion weight of {llm_name} on {val_proto.validation_users} validation users")
         val = evaluate(catalog, variants, val_proto, phase="valid", split=split, progress=not args.quiet)
         scored = {float(n.split("@")[1]): m["ndcg@10"] for n, m in val.systems.items()}
@@ -85,29 +89,23 @@ def run_eval(args) -> int:
         tuned[llm_name] = (chosen, scored, val.n_users)
         con.print("validation NDCG@10 by weight: " + ", ".join(f"{w}: {v:.4f}" for w, v in scored.items())
                   + f" -> {chosen}")
-    if tuned:
-        from mediarec.tuned import store_llm_weight
-
-        # The product ranks with the learned stage when it serves: its LLM weight is learned+llm's.
-        product = "learned+llm" if "learned+llm" in tuned else next(iter(tuned))
-        chosen, scored, n_val = tuned[product]
-        where = store_llm_weight(catalog, [catalog.fingerprint(), split.train_val_catalog.fingerprint(),
-                                           split.train_catalog.fingerprint()], llm.spec, chosen, scored,
-                                 n_val)
-        con.print(f"stored in {where} ({product}'s): recommend and chat use this weight for {llm.spec} on "
-                  f"{catalog.name}")
-    systems = [_llm_variant(n, llm, provider, args.candidates, tuned[n][0], label=n) if n in tuned else s
-               for n, s in zip(names, build_systems(names, provider, llm, args.candidates, profile_llm=profile_llm))]
+    _store_weights(con, tuned, fam, catalog, split)
+    systems = [fam.system(n, tuned[n][0], label=n) if n in tuned else build_systems([n], provider, None,
+                                                                                   args.candidates,
+                                                                                   profile_llm=profile_llm)[0]
+               for n in names]
     for llm_name, (chosen, _, _) in tuned.items():
         # Fixed weights beside the tuned one, so the report says what the LLM alone (1.0) and an
         # even blend (0.5) do on the test users; the LLM answers come from the cache, no extra cost.
-        systems += [_llm_variant(llm_name, llm, provider, args.candidates, w) for w in (0.5, 1.0) if w != chosen]
+        systems += [fam.system(llm_name, w) for w in (0.5, 1.0) if w != chosen]
     command = "mediarec " + " ".join(shlex.quote(a) for a in sys.argv[1:]) if sys.argv else "mediarec eval"
     report = evaluate(catalog, systems, protocol, split=split, progress=not args.quiet, command=command)
     for s in systems:
         if getattr(s, "reranker", None) is not None and s.name in report._extra_full:
             targets = split.targets("test")
-            report._extra_full[s.name]["position_pairs"] = s.stats.position_pairs([targets[u] for u in report.users])
+            pairs = s.stats.position_pairs([targets[u] for u in report.users])
+            report._extra_full[s.name]["position_pairs"] = pairs
+            report.systems[s.name].setdefault("extra", {}).update(in_pool(pairs))
             if s.name in tuned:
                 report.systems[s.name].setdefault("extra", {})["tuned_llm_weight"] = tuned[s.name][0]
                 report.systems[s.name]["extra"]["validation_ndcg@10_by_weight"] = tuned[s.name][1]
@@ -122,22 +120,31 @@ def run_eval(args) -> int:
     if n_explain:
         from mediarec.eval import explanations
 
+        weight = next(iter(tuned.values()))[0] if tuned else 0.5
         m = explanations.explanation_metric(split, llm, provider, n_explain, seed=protocol.seed,
-                                            n_candidates=args.candidates, llm_weight=chosen, progress=not args.quiet)
+                                            n_candidates=args.candidates, llm_weight=weight, progress=not args.quiet)
         explanations.write(m, out, command)
         con.print(explanations.markdown(m, command))
     con.print(f"wrote {out / 'metrics.json'} and {out / 'report.md'}")
     return 0
 
 
-def _llm_variant(name: str, llm, provider, candidates: int, weight: float, label: str | None = None):
-    """``llm`` or ``learned+llm`` with the LLM fusion weight ``weight``, named ``label`` (default NAME@W)."""
-    from mediarec.eval.systems import learned_system, llm_system
+def _store_weights(con, tuned: dict, fam, catalog, split) -> None:
+    """The tuned LLM weight that recommend and chat use for this model on this catalog: the product's
+    system (learned+llm when tuned, else llm), for the base model and for the adapter."""
+    from mediarec.eval.llm_systems import llm_parts
+    from mediarec.tuned import store_llm_weight
 
-    label = label or f"{name}@{weight}"
-    if name == "llm":
-        return llm_system(llm, provider, candidates, llm_weight=weight, name=label)
-    return learned_system(name, provider, llm, candidates, llm_weight=weight, label=label)
+    for variant, llm in (("", fam.llm if fam else None), ("-ft", fam.adapted if fam else None)):
+        mine = {llm_parts(n)[0]: v for n, v in tuned.items() if llm_parts(n)[1] == variant}
+        if not mine or llm is None:
+            continue
+        product = "learned+llm" if "learned+llm" in mine else "llm"
+        chosen, scored, n_val = mine[product]
+        where = store_llm_weight(catalog, [catalog.fingerprint(), split.train_val_catalog.fingerprint(),
+                                           split.train_catalog.fingerprint()], llm.spec, chosen, scored, n_val)
+        con.print(f"stored in {where} ({product}{variant}'s): recommend and chat use this weight for {llm.spec} "
+                  f"on {catalog.name}")
 
 
 def _catalog_stats(catalog) -> dict:

@@ -99,7 +99,8 @@ RETRIEVAL_BASES = {
     "collab": {"text_weight": 0.0},
 }
 MODIFIERS = ("summaries", "profile")
-ALL_SYSTEMS = ("pop", "itemknn", "text", "collab", "hybrid", "llm", "learned", "learned+llm")
+ALL_SYSTEMS = ("pop", "itemknn", "text", "collab", "hybrid", "llm", "learned", "learned+llm", "llm-cal", "llm-ft",
+               "learned+llm-cal", "learned+llm-ft")
 
 
 def parse_learned_name(name: str) -> tuple[tuple[str, ...], bool] | None:

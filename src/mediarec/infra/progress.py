@@ -56,3 +56,12 @@ def transfer(enabled: bool, description: str, total: int | None) -> Iterator[Cal
             state["bar"].advance(state["task"], n)
 
         yield advance
+
+
+@contextlib.contextmanager
+def progress_bar(description: str, total: int, enabled: bool = True, completed: int = 0,
+                 unit: str | None = "examples") -> Iterator[Callable[[int], None]]:
+    """Yields ``advance(n)`` for one counted task (a resumed run starts at ``completed``)."""
+    with counting(enabled, transient=False, unit=unit) as bar:
+        task = bar.add_task(description, total=total, completed=completed)
+        yield lambda n: bar.advance(task, n)

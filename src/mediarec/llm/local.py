@@ -28,7 +28,7 @@ def _model_lock(path: str) -> threading.Lock:
         return _MODEL_LOCKS.setdefault(path, threading.Lock())
 
 
-def _load_llama(path: str, n_ctx: int, n_threads: int):
+def _load_llama(path: str, n_ctx: int, n_threads: int, lora: str | None = None):
     """Load a GGUF once per process, with the AMX workaround (llama.cpp issue 20824).
 
     On CPUs with AMX the default build's extra buffer types (weight repacking) crash on the
@@ -36,7 +36,7 @@ def _load_llama(path: str, n_ctx: int, n_threads: int):
     build. llama-cpp-python does not expose the flag, so it is set on the default params
     while the model loads.
     """
-    key = (path, n_ctx, n_threads)
+    key = (path, n_ctx, n_threads, lora)
     with _LOAD_LOCK:
         if key in _LOADED:
             return _LOADED[key]
@@ -56,9 +56,10 @@ def _load_llama(path: str, n_ctx: int, n_threads: int):
         raw.llama_model_default_params = patched
         try:
             llm = Llama(model_path=path, n_ctx=n_ctx, n_threads=n_threads, n_threads_batch=n_threads,
-                        n_batch=512, verbose=False, seed=0)
+                        n_batch=512, verbose=False, seed=0, lora_path=lora)
         except Exception as e:  # noqa: BLE001 - llama.cpp raises ValueError/RuntimeError for bad files
-            raise ModelError(f"cannot load model {path}: {e} (is the file a valid GGUF?)") from None
+            what = f"model {path} with adapter {lora}" if lora else f"model {path}"
+            raise ModelError(f"cannot load {what}: {e} (is the file a valid GGUF?)") from None
         finally:
             raw.llama_model_default_params = original
         del llama_cpp
@@ -93,7 +94,7 @@ class LocalLLM(LLM):
         return cls(name, settings=settings, **kw)
 
     def __init__(self, model: str, n_ctx: int = 4096, n_threads: int | None = None, settings: Settings | None = None,
-                 **kw):
+                 adapter: str | Path | None = None, catalog: str | None = None, **kw):
         super().__init__(**kw)
         from mediarec.llm.model_specs import canonical_name
         from mediarec.llm.weights import resolve
@@ -114,11 +115,46 @@ class LocalLLM(LLM):
         self.n_threads = n_threads or (settings.llm_threads if settings else None) or max(1, os.cpu_count() or 1)
         self._llm = None
         self._lock = _model_lock(self.path)
+        self.adapter: Path | None = None
+        self.adapter_error: str | None = None
+        if adapter is not None:
+            self._use_adapter(adapter, catalog)
+
+    def _use_adapter(self, directory: str | Path, catalog: str | None) -> None:
+        """Rank with a trained LoRA (``mediarec train``). One that does not fit this model, catalog
+        or prompt is never applied: the model then answers nothing (LLMUnavailable), so rankings
+        fall back to retrieval and say why, rather than using the base model unannounced."""
+        from mediarec.rank.prompts import PromptLibrary
+        from mediarec.train.adapter import AdapterError, prompt_hash, verify
+
+        try:
+            path, manifest = verify(directory, self.model_sha256(), catalog, prompt_hash(PromptLibrary()))
+        except AdapterError as e:
+            self.adapter_error = str(e)
+            self.spec += "+adapter:unusable"
+            return
+        self.adapter = path
+        # Answers with the adapter are other answers: the cache key (the spec) says which adapter.
+        self.spec += f"+adapter:{manifest.adapter_sha256[:16] or path.stat().st_mtime_ns}"
+
+    def model_sha256(self) -> str:
+        """The base GGUF's sha256: the registry's pinned hash, else the file's own."""
+        from mediarec.llm.model_specs import REGISTRY, get_spec
+        from mediarec.train.adapter import sha256_file
+
+        if self.model_name in REGISTRY:
+            pinned = get_spec(self.model_name).files["model"].sha256
+            if pinned:
+                return pinned
+        return sha256_file(Path(self.path))
 
     @property
     def llama(self):
         if self._llm is None:
-            self._llm = _load_llama(self.path, self.n_ctx, self.n_threads)
+            if self.adapter_error:
+                raise LLMUnavailable(self.adapter_error)
+            self._llm = _load_llama(self.path, self.n_ctx, self.n_threads,
+                                    str(self.adapter) if self.adapter else None)
         return self._llm
 
     def format_prompt(self, messages: Messages) -> str:

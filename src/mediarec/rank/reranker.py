@@ -26,9 +26,18 @@ from mediarec.rank.prompts import PromptLibrary, candidate_entries, history_entr
 from mediarec.rank.fusion import complete_order, fuse, scores_from_order, softmax
 from mediarec.rank.parse import RankingParseError, parse_ranking, parse_reasons
 from mediarec.rank.schemas import ranking_json_schema, reasons_json_schema
+from mediarec.rank.calibration import debias
 from mediarec.rank.checker import ReasonCheck, ReasonChecker
 from mediarec.rank.evidence import Evidence
 from mediarec.index.retriever import Candidate
+
+
+def score_messages(prompts: PromptLibrary, hist: list[dict], items: Sequence[Item],
+                   request: str | None = None) -> Messages:
+    """The single-pass scoring prompt: ``hist`` from :func:`history_entries`, ``items`` labelled A, B, …
+    in this order. Training (:mod:`mediarec.train.examples`) renders its examples here too, so a
+    fine-tuned model sees at ranking time exactly the prompt it learned."""
+    return prompts.render("score", history=hist, request=request, candidates=candidate_entries(items))
 
 
 class RerankSettings(BaseModel):
@@ -43,6 +52,8 @@ class RerankSettings(BaseModel):
     permutations: int = Field(1, ge=1, le=10)
     max_history: int = 20
     seed: int = 0
+    #: Log prior of each label (:mod:`mediarec.rank.calibration`), divided out of single-pass scores.
+    label_prior: dict[str, float] | None = None
 
 
 class RerankOutcome(BaseModel):
@@ -123,11 +134,10 @@ class Reranker:
         by_id = {c.item.id: c for c in candidates}
         for order in orders:
             labs = make_labels(len(order))
-            msgs = self.prompts.render("score", history=hist, request=request,
-                                       candidates=candidate_entries(by_id[i].item for i in order))
-            res = self.llm.label_logprobs(msgs, labs)
+            res = self.llm.label_logprobs(score_messages(self.prompts, hist, [by_id[i].item for i in order], request),
+                                          labs)
             usage = usage.add(res.usage)
-            probs = softmax(res.logprobs)
+            probs = softmax(debias(res.logprobs, self.settings.label_prior))
             for lab, i in zip(labs, order):
                 total[i] += probs.get(lab, 0.0) / len(orders)
         return total, usage
