@@ -106,6 +106,10 @@ def run_eval(args) -> int:
             pairs = s.stats.position_pairs([targets[u] for u in report.users])
             report._extra_full[s.name]["position_pairs"] = pairs
             report.systems[s.name].setdefault("extra", {}).update(in_pool(pairs))
+            if s.reranker.settings.label_prior:
+                report.systems[s.name]["extra"]["label_prior"] = fam.facts["label_prior"]
+            if fam.adapted is not None and s.llm is fam.adapted:
+                report.systems[s.name]["extra"]["adapter"] = fam.facts["adapter"]
             if s.name in tuned:
                 report.systems[s.name].setdefault("extra", {})["tuned_llm_weight"] = tuned[s.name][0]
                 report.systems[s.name]["extra"]["validation_ndcg@10_by_weight"] = tuned[s.name][1]

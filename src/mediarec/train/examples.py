@@ -82,12 +82,14 @@ def _top(scores: np.ndarray, n: int, drop: Iterable[int] = ()) -> list[int]:
 
 def training_examples(train: Catalog, score: ScoreFn, item_ids: Sequence[str], tokenizer: PromptTokenizer,
                       settings: ExampleSettings, prompts: PromptLibrary | None = None,
-                      progress: Callable[[int], None] | None = None) -> list[Example]:
+                      progress: Callable[[int], None] | None = None,
+                      trace: list[tuple[str, int, str]] | None = None) -> list[Example]:
     """``settings.examples`` examples from the training catalog's histories (see the module docstring).
 
     ``score(history)`` gives every item's retrieval score aligned with ``item_ids`` (consumed items
     -inf). Positions are drawn per user from the later part of each history, users in a seeded
-    round robin, so many people are covered before anyone gives a second example."""
+    round robin, so many people are covered before anyone gives a second example. ``trace``
+    receives (user, position, target item) of each example, for checking what was drawn."""
     prompts = prompts or PromptLibrary()
     rng = random.Random(settings.seed)
     position = {i: r for r, i in enumerate(item_ids)}
@@ -120,6 +122,8 @@ def training_examples(train: Catalog, score: ScoreFn, item_ids: Sequence[str], t
         items = [train.item(item_ids[r]) for r in rows]
         msgs = score_messages(prompts, history_entries(train.history_pairs(before), settings.max_history), items)
         out.append(Example(tokenizer(msgs), label_tokens[: len(rows)], rows.index(position[target]), rank))
+        if trace is not None:
+            trace.append((u, k, target))
         if progress:
             progress(1)
     return out

@@ -65,18 +65,22 @@ def _torch():
 
 def load_base(gguf: Path, threads: int | None = None):
     """The GGUF as a transformers model (dequantised to fp32) and its architecture's config."""
-    import os
-
-    os.environ.setdefault("TQDM_DISABLE", "1")  # transformers' GGUF reader draws its own tqdm bar
     torch = _torch()
     from transformers import AutoModelForCausalLM
+    from transformers import modeling_gguf_pytorch_utils as gguf_utils
     from transformers.utils import logging as hf_logging
 
     if threads:
         torch.set_num_threads(threads)
     hf_logging.set_verbosity_error()
-    hf_logging.disable_progress_bar()  # its tqdm bars would break ours
-    model = AutoModelForCausalLM.from_pretrained(str(gguf.parent), gguf_file=gguf.name, dtype=torch.float32)
+    hf_logging.disable_progress_bar()
+    bar = getattr(gguf_utils, "tqdm", None)
+    gguf_utils.tqdm = lambda it, *a, **k: it  # the GGUF reader's own tqdm bar would break ours
+    try:
+        model = AutoModelForCausalLM.from_pretrained(str(gguf.parent), gguf_file=gguf.name, dtype=torch.float32)
+    finally:
+        if bar is not None:
+            gguf_utils.tqdm = bar
     model.eval()
     return model
 
