@@ -83,13 +83,15 @@ def _top(scores: np.ndarray, n: int, drop: Iterable[int] = ()) -> list[int]:
 def training_examples(train: Catalog, score: ScoreFn, item_ids: Sequence[str], tokenizer: PromptTokenizer,
                       settings: ExampleSettings, prompts: PromptLibrary | None = None,
                       progress: Callable[[int], None] | None = None,
-                      trace: list[tuple[str, int, str]] | None = None) -> list[Example]:
+                      trace: list[tuple[str, int, str]] | None = None,
+                      held_out: dict[str, set[str]] | None = None) -> list[Example]:
     """``settings.examples`` examples from the training catalog's histories (see the module docstring).
 
     ``score(history)`` gives every item's retrieval score aligned with ``item_ids`` (consumed items
     -inf). Positions are drawn per user from the later part of each history, users in a seeded
-    round robin, so many people are covered before anyone gives a second example. ``trace``
-    receives (user, position, target item) of each example, for checking what was drawn."""
+    round robin, so many people are covered before anyone gives a second example. ``held_out``:
+    each person's validation and test targets, which are never shown, not even as negatives.
+    ``trace`` receives (user, position, target item) of each example, for checking what was drawn."""
     prompts = prompts or PromptLibrary()
     rng = random.Random(settings.seed)
     position = {i: r for r, i in enumerate(item_ids)}
@@ -112,6 +114,7 @@ def training_examples(train: Catalog, score: ScoreFn, item_ids: Sequence[str], t
         hist = list(train.by_user[u])
         before, target = hist[:k], hist[k].item
         later = {position[x.item] for x in hist[k + 1:] if x.item in position and x.item != target}
+        later |= {position[i] for i in (held_out or {}).get(u, ()) if i in position}
         # Items the person consumed later are not negatives: they would teach the model to rank down
         # what this person went on to like.
         scores = score(before)

@@ -75,8 +75,9 @@ def run_train(args) -> int:
         retriever.fit(train)
         ids = retriever.item_ids
         with progress_bar("training prompts", ex_settings.examples, enabled=not args.quiet) as advance:
+            held = {u: {split.test[u], *([split.valid[u]] if u in split.valid else [])} for u in split.test}
             examples = training_examples(train, retriever.score_array, ids, tokenizer, ex_settings, prompts,
-                                         progress=advance)
+                                         progress=advance, held_out=held)
         val_users = _sample(sorted(split.valid_history), args.val_users, args.seed)
         validation = validation_examples({u: split.valid_history[u] for u in val_users},
                                          {u: split.valid[u] for u in val_users}, train, retriever.score_array, ids,
