@@ -28,7 +28,7 @@ from __future__ import annotations
 import threading
 import time
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Callable
 
 from mediarec.catalog.model import Interaction, Item
 from mediarec.chat.explain import explain_item
@@ -83,6 +83,8 @@ class ChatSession(References, FeedbackActions):
         self._epoch = 0
         self._tls = threading.local()  # the epoch an answer in progress belongs to (per thread)
         self._lock = threading.RLock()
+        #: Called with each provisional list of an answer in progress (see ``Recommender.recommend``).
+        self.on_update: Callable[[RecommendationResult], None] | None = None
         self.reset()
 
     # -- state -----------------------------------------------------------------------------
@@ -291,7 +293,8 @@ class ChatSession(References, FeedbackActions):
         profile = self.profile() if self.use_profile and hist and not note else None
         # the session reads requests itself (a rank such as "like 2" means nothing to the recommender)
         result = self.recommender.recommend(history=hist, query=query, exclude=self.exclusions(c), k=self.k,
-                                            profile=profile, read_request=note is None, constraints=c)
+                                            profile=profile, read_request=note is None, constraints=c,
+                                            on_update=self.on_update)
         if request is not None and query != request:
             result.request = request
         if note:
@@ -349,8 +352,11 @@ class ChatSession(References, FeedbackActions):
         """A longer explanation of shown item N (the LLM's when there is one, else from the data)."""
         text = explain_item(self.recommender, self.resolve_ref(int(n)), self.history_pairs(), self.last_request,
                             self.last_result, detail=detail)
-        read = self.last_result.constraints if self.last_result is not None else None
-        return text + (f"\nYour request was read as: {read.describe()}." if read is not None else "")
+        last = self.last_result
+        read = last.constraints if last is not None else None
+        text += f"\nYour request was read as: {read.describe()}." if read is not None else ""
+        timing = last.timing_lines() if last is not None else []
+        return text + ("\nHow long the list took:\n" + "\n".join(f"- {x}" for x in timing) if timing else "")
 
     # -- saving ------------------------------------------------------------------------------
     def state(self) -> SessionState:
