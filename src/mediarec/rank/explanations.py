@@ -93,7 +93,7 @@ def explain_result(recommender: "Recommender", result: "RecommendationResult", p
     result.explanations = summary
 
 
-_ENTRY = re.compile(r'\{\s*"id"\s*:\s*"([^"\\]{1,3})"\s*,\s*"reason"\s*:\s*"((?:[^"\\]|\\.)*)"\s*\}')
+_ENTRY = re.compile(r'\{\s*"id"\s*:\s*"([^"\\]{1,200})"\s*,\s*"reason"\s*:\s*"((?:[^"\\]|\\.)*)"\s*\}')
 
 
 class ReasonStream:
@@ -108,6 +108,7 @@ class ReasonStream:
         self.result, self.evidence, self.checker = result, evidence, checker
         self.history, self.others, self.on_update = history, others, on_update
         self.by_label = dict(zip(make_labels(len(chosen)), (c.item for c in chosen)))
+        self.by_label.update({c.item.title.lower(): c.item for c in chosen})  # small models answer with titles
         self.reasons: dict[str, str] = {}
         self.seen: set[str] = set()
         self._text, self.calls = "", 0
@@ -120,10 +121,11 @@ class ReasonStream:
             return
         changed = False
         for m in _ENTRY.finditer(text):
-            item = self.by_label.get(m.group(1))
-            if item is None or m.group(1) in self.seen:
+            ref = m.group(1).strip()
+            item = self.by_label.get(ref) or self.by_label.get(ref.lower())
+            if item is None or item.id in self.seen:
                 continue
-            self.seen.add(m.group(1))
+            self.seen.add(item.id)
             try:
                 reason = " ".join(json.loads(f'"{m.group(2)}"').split())
             except ValueError:
