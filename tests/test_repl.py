@@ -80,7 +80,9 @@ def _answer(child) -> str:
 
 
 def _titles(out: str) -> list[str]:
-    """The title column of a printed recommendation table, in rank order."""
+    """The title column of the final recommendation table, in rank order (the provisional lists
+    drawn while the LLM works come before the reply's first line)."""
+    out = out.rsplit("Here is what I found", 1)[-1]
     rows = re.findall(r"^\s*│\s*(\d+)\s*│\s*(.*?)\s*│\s*(\d{4})?\s*│\s*(-?\d+\.\d{3})\s*│", out, flags=re.M)
     assert rows, out
     assert [int(r[0]) for r in rows] == list(range(1, len(rows) + 1))
@@ -151,6 +153,27 @@ def test_chat_session_in_a_terminal(env, smol, tmp_path):
     assert child.exitstatus == 0, child.signalstatus
     hist = Path(env["MEDIAREC_HOME"]) / "chat_history"
     assert hist.is_file() and stat.S_IMODE(hist.stat().st_mode) == 0o600
+
+
+def test_the_retrieval_list_shows_before_the_llms(env, smol, tmp_path):
+    """A chat turn draws the retrieval list while the LLM ranks, then the LLM's order (in place,
+    under a spinner), then the final table; the final order is the LLM's."""
+    child = _spawn(env, smol, tmp_path)
+    try:
+        child.sendline("something funny from the 90s")
+        child.expect_exact("retrieval (the LLM is ranking…)")  # drawn before the LLM's order exists
+        early = _clean(child.before)
+        assert "llm-score" not in early
+        out = _answer(child)
+        assert "llm-score (reasons…)" in out  # the LLM's order, before its reasons
+        # the list is redrawn while the spinner turns: its last drawing before the reply
+        llm_list = out[: out.index("Here is what I found")].rsplit("llm-score (reasons…)", 1)[-1]
+        final = _titles(out)
+        assert final and _titles("Here is what I found\n" + llm_list)[: len(final)] == final
+        child.sendline(":quit")
+        child.expect(pexpect.EOF)
+    finally:
+        child.close()
 
 
 def test_ctrl_c_cancels_and_ctrl_d_exits(env, smol, tmp_path):

@@ -113,7 +113,14 @@ def cmd_recommend(args) -> int:
     rec = Recommender.from_catalog(_catalog(args), llm=args.llm, chroma_url=args.chroma_url,
                                    progress=not args.json, prompts_dir=args.prompts_dir, adapter=args.adapter)
     rec.llm_requests = args.llm_requests
-    result = rec.recommend(history=history, user=args.user, k=args.k, query=args.query)
+    ask = dict(history=history, user=args.user, k=args.k, query=args.query)
+    if args.json or not sys.stdout.isatty():
+        result = rec.recommend(**ask)  # one final document
+    else:  # the first stages' list at once, updated in place while the LLM ranks and explains
+        from mediarec.chat.render import LiveList
+
+        with LiveList(_console(), "retrieving…") as live:
+            result = rec.recommend(**ask, on_update=live.show)
     _print_result(result, args.json)
     return 0
 

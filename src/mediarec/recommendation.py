@@ -41,7 +41,30 @@ class RecommendationResult(BaseModel):
     attempts: int = 0
     notes: list[str] = []
     usage: Usage = Usage()
-    seconds: dict[str, float] = {}
+    seconds: dict[str, float] = {}  # per stage (retrieval, learned, llm, evidence, explain) and total
+    stage_usage: dict[str, Usage] = {}  # the LLM's tokens per stage (llm: scoring or the list, explain)
     explanations: dict[str, Any] = {}  # how the reasons were obtained (rank/explanations.py)
     settings: dict[str, Any] = {}  # what ranked, and where each setting came from (defaults, validation)
     constraints: Constraints | None = None  # how the request was read (None without a request)
+    pending: str | None = None  # in a provisional result (``recommend(on_update=...)``): what is still running
+
+    def timing_lines(self) -> list[str]:
+        """Where this list's time went, one stage a line (chat's ``:why``): seconds, and the LLM's
+        tokens (evaluated, reused from an earlier prompt's prefix, generated) where it ran."""
+        lines = []
+        for stage, sec in self.seconds.items():
+            if stage == "total":
+                continue
+            u = self.stage_usage.get(stage)
+            tokens = ""
+            if u is not None and (u.prompt_tokens or u.completion_tokens or u.reused_tokens):
+                tokens = f" ({u.prompt_tokens} prompt tokens evaluated, {u.reused_tokens} reused, " \
+                         f"{u.completion_tokens} generated{', cached' if u.cached else ''})"
+            lines.append(f"{STAGE_NAMES.get(stage, stage)}: {sec:.2f} s{tokens}")
+        if "total" in self.seconds:
+            lines.append(f"total: {self.seconds['total']:.2f} s")
+        return lines
+
+
+STAGE_NAMES = {"llm": "LLM ranking", "explain": "LLM reasons", "evidence": "evidence", "learned": "learned stage",
+               "retrieval": "retrieval"}

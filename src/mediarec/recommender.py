@@ -285,7 +285,8 @@ class Recommender:
                   k: int = 10, query: str | None = None, exclude: Iterable[str] = (),
                   n_candidates: int | None = None, explain: bool = True,
                   profile: Any | None = None, read_request: bool = True,
-                  constraints: Any | None = None) -> RecommendationResult:
+                  constraints: Any | None = None,
+                  on_update: Callable[[RecommendationResult], None] | None = None) -> RecommendationResult:
         """A ranked, explained list for a history (titles, ids, items) and/or a known user.
 
         ``profile``: an :class:`~mediarec.rank.profile.InterestProfile` (or its retrieval text) mixed
@@ -294,6 +295,9 @@ class Recommender:
         (:mod:`mediarec.rank.request`); False embeds it as it is (text written by the system).
         ``constraints``: a request read already (a chat session's standing constraints), used
         instead of reading ``query``, which still goes to the LLM.
+        ``on_update``: called with a provisional result (``pending`` says what is still running) as
+        soon as the first stages have ranked, and again when the LLM's order arrives, so a terminal
+        shows a list at once and updates it; the returned result is the final one.
 
         User errors (unknown user or title, nothing to go on) raise MediarecError; LLM failures
         never do: the result falls back to the retrieval ranking and says so.
@@ -352,11 +356,16 @@ class Recommender:
         if not cands:
             result.notes.append("no candidates: every retrievable item is already in the history or excluded")
             return result
+        first = [RankedItem(rank=r + 1, item=c.item, score=c.score, retrieval_score=first_stage[c.item.id],
+                            learned_score=learned_scores.get(c.item.id), sources=c.sources)
+                 for r, c in enumerate(cands[:k])]
+        if on_update is not None:
+            on_update(result.model_copy(update={"items": first, "stages": list(stages),
+                                                "pending": "the LLM is ranking" if self.reranker else "reasons"}))
         if self.reranker is None:
-            result.items = [RankedItem(rank=r + 1, item=c.item, score=c.score, retrieval_score=first_stage[c.item.id],
-                                       learned_score=learned_scores.get(c.item.id), sources=c.sources)
-                            for r, c in enumerate(cands[:k])]
+            result.items = first
             explain_result(self, result, pairs, query, explain)
+            result.seconds["total"] = time.perf_counter() - t0
             return result
         out = self._rerank(pairs, cands, k, request=query, explain=False)  # explain_result explains, checked
         stages.append(f"llm-{out.mode}")
@@ -370,7 +379,12 @@ class Recommender:
         result.stages = stages
         result.mode, result.degraded, result.degraded_reason = out.mode, out.degraded, out.degraded_reason
         result.repaired, result.attempts, result.usage = out.repaired, out.attempts, out.usage
-        explain_result(self, result, pairs, query, explain)
+        result.stage_usage["llm"] = out.usage
+        if on_update is not None:
+            on_update(result.model_copy(update={"items": [r.model_copy() for r in result.items], "stages": list(stages),
+                                                "pending": "reasons" if explain else None}))
+        explain_result(self, result, pairs, query, explain, on_update=on_update)
+        result.seconds["total"] = time.perf_counter() - t0
         return result
 
     # -- the shared steps -----------------------------------------------------------------------

@@ -19,6 +19,7 @@ from rich.console import Console
 from rich.table import Table
 from rich.text import Text
 
+from mediarec.chat.render import LiveList, result_table
 from mediarec.errors import MediarecError
 
 log = logging.getLogger(__name__)
@@ -36,7 +37,7 @@ Commands:
   :clear [WHAT]  lift one constraint (:clear horror, :clear years, :clear kind, :clear like) or all
   :history       your history in this session, exclusions and constraints
   :profile       your interest profile (and the search text made from it)
-  :why N         a longer explanation of item N of the last list
+  :why N         a longer explanation of item N of the last list, and where the list's time went
   :reset         start over from your catalog history
   :save FILE     save this session (interactions, conversation, exclusions) to FILE
   :load FILE     continue a saved session
@@ -139,13 +140,15 @@ class Repl:
         if text.startswith(":"):
             return self.command(text)
         session, epoch = self.session, self.session.epoch  # read here, before the worker starts
-        reply = self.work(lambda: session.send(text, epoch=epoch))
+        reply = self.work(lambda: session.send(text, epoch=epoch), live=True)
         if reply is not _CANCELLED:
             self.show_reply(reply)
         return None
 
-    def work(self, fn: Callable[[], Any], label: str = "thinking…") -> Any:
+    def work(self, fn: Callable[[], Any], label: str = "thinking…", live: bool = False) -> Any:
         """Run fn in a worker thread under a spinner; Ctrl-C abandons it (returns _CANCELLED).
+        ``live``: the session's provisional lists replace the spinner as they arrive (the first
+        stages' list at once, then the LLM's order), until the answer is complete.
 
         While it runs, Ctrl-C only sets a flag (no KeyboardInterrupt can land inside the
         spinner's own code and leave the terminal redirected), and the worker blocks SIGINT so
@@ -165,16 +168,22 @@ class Repl:
         in_main = threading.current_thread() is threading.main_thread()
         old = signal.signal(signal.SIGINT, lambda *_: cancelled.set()) if in_main else None
         t = threading.Thread(target=target, name="mediarec-answer", daemon=True)
+        shown = LiveList(self.console, label, REASON_CHARS)
+        if live:
+            self.session.on_update = shown.push
         try:
             t.start()
-            with self.console.status(label, spinner="dots"):
+            with shown:
                 while t.is_alive() and not cancelled.is_set():
-                    t.join(0.1)
+                    t.join(0.05)
+                    shown.refresh()
         except KeyboardInterrupt:  # not in the main thread: the default handler raised
             cancelled.set()
         finally:
             if in_main:
                 signal.signal(signal.SIGINT, old)
+            if live:
+                self.session.on_update = None
         if cancelled.is_set() and t.is_alive():
             self.session.cancel()
             self.abandoned.append(t)
@@ -268,13 +277,7 @@ class Repl:
                     self.say(n, style="dim")
 
     def show_result(self, result: Any) -> None:
-        table = Table("#", "title", "year", "score", "why", title=" → ".join(result.stages), title_style="dim")
-        for r in result.items:
-            reason = " ".join((r.reason or "").split())
-            if len(reason) > REASON_CHARS:
-                reason = reason[: REASON_CHARS - 1] + "…"
-            table.add_row(str(r.rank), Text(r.item.title), str(r.item.year or ""), f"{r.score:.3f}", Text(reason))
-        self.console.print(table)
+        self.console.print(result_table(result, REASON_CHARS))
         if result.degraded:
             self.say(f"degraded: {result.degraded_reason}", style="yellow")
         for note in result.notes:

@@ -25,22 +25,19 @@ the interactions, the conversation, the exclusions and the constraints: never a 
 
 from __future__ import annotations
 
-import difflib
-import json
-import re
 import threading
 import time
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Literal
-
-from pydantic import BaseModel, Field, ValidationError
+from typing import TYPE_CHECKING, Any, Callable
 
 from mediarec.catalog.model import Interaction, Item
-from mediarec.catalog.titles import normalize_title
 from mediarec.chat.explain import explain_item
 from mediarec.chat import standing
-from mediarec.chat.intents import (IT_WORDS, Again, Consumed, Feedback, Intent, LikeShown, MoreLike, NotShown,
-                                    clean_message, is_vague, negated_term, parse_intent, shown_rank)
+from mediarec.chat.feedback import FeedbackActions
+from mediarec.chat.intents import (Again, Consumed, Feedback, Intent, LikeShown, MoreLike, NotShown, clean_message, is_vague,
+                                    negated_term, parse_intent)
+from mediarec.chat.references import References, _NotFound
+from mediarec.chat.state import SESSION_FORMAT, ReplyKind, SessionReply, SessionState, Turn, read_state
 from mediarec.errors import MediarecError
 from mediarec.infra.atomic import atomic_write_text
 from mediarec.infra.redact import redact
@@ -51,57 +48,14 @@ if TYPE_CHECKING:
     from mediarec.recommender import Recommender
     from mediarec.rank.profile import InterestProfile
 
-SESSION_FORMAT = 1
-ReplyKind = Literal["recommendations", "ack", "clarify", "error", "info"]
+__all__ = ["ChatSession", "SessionReply", "SessionState", "Turn", "ReplyKind", "SESSION_FORMAT"]
 
 
-class SessionReply(BaseModel):
-    """What the session answers to one message."""
-
-    kind: ReplyKind
-    text: str
-    result: RecommendationResult | None = None
-    options: list[str] = Field(default_factory=list)
-
-
-class Turn(BaseModel):
-    role: Literal["user", "assistant"]
-    text: str
-    time: float = 0.0
-
-
-class SessionState(BaseModel):
-    """The saved form of a session (what ``save`` writes and ``load`` reads)."""
-
-    format: int = SESSION_FORMAT
-    catalog: str
-    user: str | None = None
-    interactions: list[Interaction] = Field(default_factory=list)
-    excluded: list[str] = Field(default_factory=list)
-    disliked: list[str] = Field(default_factory=list)
-    bans: list[str] = Field(default_factory=list)  # the excluded genres and tags (what older sessions kept)
-    constraints: Constraints | None = None
-    turns: list[Turn] = Field(default_factory=list)
-    last_request: str | None = None
-    shown: list[str] = Field(default_factory=list)
-    last_mentioned: str | None = None
-
-
-class _Ambiguous(Exception):
-    def __init__(self, ref: str, items: list[Item]):
-        super().__init__(ref)
-        self.ref, self.items = ref, items
-
-
-class _NotFound(Exception):
-    def __init__(self, message: str):
-        super().__init__(message)
-        self.message = message
-
-
-class ChatSession:
+class ChatSession(References, FeedbackActions):
     """One user's conversation: their interactions (starting from their catalog history if a user is
     given), the turns, excluded items, the standing constraints and the last list shown.
+    Resolving references (:mod:`~mediarec.chat.references`) and applying feedback
+    (:mod:`~mediarec.chat.feedback`) are its parts in their own modules.
 
     ``use_profile``: mix the interest profile of the current history into every retrieval (None:
     the recommender's ``use_profile``); a vague request always retrieves through the profile.
@@ -129,6 +83,8 @@ class ChatSession:
         self._epoch = 0
         self._tls = threading.local()  # the epoch an answer in progress belongs to (per thread)
         self._lock = threading.RLock()
+        #: Called with each provisional list of an answer in progress (see ``Recommender.recommend``).
+        self.on_update: Callable[[RecommendationResult], None] | None = None
         self.reset()
 
     # -- state -----------------------------------------------------------------------------
@@ -256,18 +212,6 @@ class ChatSession:
                 return self._like_shown(intent)
         return self._request(intent.text)
 
-    def _looks_like_ref(self, ref: str) -> bool:
-        ref = ref.strip().lower()
-        if ref in IT_WORDS or shown_rank(ref) is not None:
-            return True
-        try:
-            self._find(ref)
-            return True
-        except _Ambiguous:
-            return True
-        except _NotFound:
-            return False
-
     # -- asking ------------------------------------------------------------------------------
     def recommend(self, request: str | None = None) -> RecommendationResult:
         """A list for the current history, exclusions, standing constraints and (optional) request,
@@ -349,7 +293,8 @@ class ChatSession:
         profile = self.profile() if self.use_profile and hist and not note else None
         # the session reads requests itself (a rank such as "like 2" means nothing to the recommender)
         result = self.recommender.recommend(history=hist, query=query, exclude=self.exclusions(c), k=self.k,
-                                            profile=profile, read_request=note is None, constraints=c)
+                                            profile=profile, read_request=note is None, constraints=c,
+                                            on_update=self.on_update)
         if request is not None and query != request:
             result.request = request
         if note:
@@ -390,185 +335,6 @@ class ChatSession:
                 return SessionReply(kind="ack", text=f"{text} ({e})")
         return SessionReply(kind="ack", text=text)
 
-    # -- references --------------------------------------------------------------------------
-    def _shown_item(self, n: int) -> Item:
-        if not self.shown:
-            raise _NotFound("No list shown yet: ask for something first.")
-        if not 1 <= n <= len(self.shown):
-            raise _NotFound(f"No item {n} in the last list: choose 1 to {len(self.shown)}.")
-        return self.catalog.items[self.shown[n - 1]]
-
-    def _find(self, ref: str) -> Item:
-        """An id or a title, forgivingly; raises _Ambiguous or _NotFound."""
-        ref = ref.strip().strip("\"'“”‘’").strip()
-        ref = re.sub(r"\s+(?:again|too|as well|yesterday|today|last night|recently)$", "", ref, flags=re.I)
-        if not ref:
-            raise _NotFound("Which title? e.g. 'I watched Heat'.")
-        if ref in self.catalog.items:
-            return self.catalog.items[ref]
-        hits = self.catalog.find_titles(ref)
-        if not hits:
-            # "the album Kind of Blue", "Heat by Michael Mann": try without a leading kind word
-            alt = re.sub(r"^(?:the\s+)?(?:film|movie|series|show|album|track|song|artist)\s+", "", ref, flags=re.I)
-            if alt != ref:
-                hits = self.catalog.find_titles(alt)
-        if not hits:
-            key = normalize_title(ref)[0]
-            close = difflib.get_close_matches(key, list(self.catalog.title_index), n=3, cutoff=0.75)
-            sugg = [self.catalog.items[i].label for k in close for i in self.catalog.title_index[k]][:4]
-            hint = f" Did you mean: {'; '.join(sugg)}?" if sugg else " Check the spelling, or add the year."
-            raise _NotFound(f"No title {ref!r} in the {self.catalog.name} catalog.{hint}")
-        if len(hits) > 1:
-            key = normalize_title(ref)[0]
-            exact = [h for h in hits if normalize_title(h.title)[0] == key]
-            if len(exact) == 1:
-                return exact[0]
-            raise _Ambiguous(ref, (exact or hits)[:8])
-        return hits[0]
-
-    def resolve_ref(self, ref: int | str | Item) -> Item:
-        """An item from a shown rank (2 or "2"), "it" (the last mentioned), an id or a title.
-
-        Raises MediarecError with a hint when it is unknown or ambiguous.
-        """
-        try:
-            return self._resolve(ref)
-        except _Ambiguous as e:
-            raise MediarecError(f"{e.ref!r} is ambiguous: " + "; ".join(it.label for it in e.items)) from None
-        except _NotFound as e:
-            raise MediarecError(e.message) from None
-
-    def _resolve(self, ref: int | str | Item) -> Item:
-        if isinstance(ref, Item):
-            return self.catalog.item(ref.id)
-        if isinstance(ref, int) and not isinstance(ref, bool):
-            return self._shown_item(ref)
-        s = str(ref).strip()
-        rank = shown_rank(s)
-        if rank is not None and s not in self.catalog.items:
-            return self._shown_item(rank)
-        if s.lower() in IT_WORDS:
-            if self.last_mentioned is None:
-                raise _NotFound("Which one? Say 'I liked 2' or 'I liked <title>'.")
-            return self.catalog.items[self.last_mentioned]
-        return self._find(s)
-
-    def _clarify(self, action: str, e: _Ambiguous, extra: dict[str, Any] | None = None) -> SessionReply:
-        self._pending = (action, [it.id for it in e.items], extra or {})
-        opts = [it.label + (f" ({it.kind})" if it.kind not in ("movie",) else "") for it in e.items]
-        text = f"{e.ref!r} could be several items; which one? " + \
-               "; ".join(f"{i}. {o}" for i, o in enumerate(opts, 1)) + " (answer with the number or the title)"
-        return SessionReply(kind="clarify", text=text, options=[it.label for it in e.items])
-
-    def _choose(self, pending: tuple[str, list[str], dict[str, Any]], msg: str) -> SessionReply | None:
-        """The answer to a clarifying question, or None when the message is something else."""
-        action, ids, extra = pending
-        items = [self.catalog.items[i] for i in ids if i in self.catalog.items]
-        chosen: Item | None = None
-        rank = shown_rank(msg)
-        if rank is not None and 1 <= rank <= len(items):
-            chosen = items[rank - 1]
-        else:
-            key, year = normalize_title(msg)
-            if year is not None:
-                by_year = [it for it in items if it.year == year]
-                if len(by_year) == 1:
-                    chosen = by_year[0]
-            if chosen is None:
-                exact = [it for it in items if it.label.lower() == msg.lower().strip() or it.id == msg.strip()]
-                if len(exact) == 1:
-                    chosen = exact[0]
-        if chosen is None:
-            return None
-        if action == "consumed":
-            return self._add_consumed(chosen, extra.get("verb", "watched"), extra.get("liked"))
-        if action == "like":
-            return self._apply_feedback(chosen, True)
-        if action == "dislike":
-            return self._apply_feedback(chosen, False)
-        return None
-
-    # -- feedback ----------------------------------------------------------------------------
-    def _more_like(self, numbers: tuple[int, ...]) -> SessionReply:
-        try:
-            items = [self._shown_item(n) for n in numbers]
-        except _NotFound as e:
-            return SessionReply(kind="error", text=e.message)
-        for it in items:
-            self._add_interaction(it, "like")
-        self.last_mentioned = items[-1].id
-        names = ", ".join(it.label for it in items)
-        return self._reask_or_ack(f"Noted that you like {names}; more like it:")
-
-    def _not_shown(self, numbers: tuple[int, ...]) -> SessionReply:
-        try:
-            items = [self._shown_item(n) for n in numbers]
-        except _NotFound as e:
-            return SessionReply(kind="error", text=e.message)
-        for it in items:
-            if it.id not in self.excluded:
-                self.excluded.append(it.id)
-        self._profile_cache = None
-        names = ", ".join(it.label for it in items)
-        return self._reask_or_ack(f"OK, I won't suggest {names} again.")
-
-    def _consumed(self, intent: Consumed) -> SessionReply:
-        try:
-            item = self._find(intent.title)
-        except _Ambiguous as e:
-            return self._clarify("consumed", e, {"verb": intent.verb, "liked": intent.liked})
-        except _NotFound as e:
-            return SessionReply(kind="error", text=e.message)
-        return self._add_consumed(item, intent.verb, intent.liked)
-
-    def _add_consumed(self, item: Item, verb: str = "watched", liked: bool | None = None) -> SessionReply:
-        if liked is False:
-            return self._apply_feedback(item, False)
-        event = "like" if liked else ("play" if item.kind in ("track", "album", "artist") else "watch")
-        self._add_interaction(item, event)
-        self.last_mentioned = item.id
-        tail = " and that you liked it" if liked else ""
-        return SessionReply(kind="ack", text=f"Added {item.label} to your history{tail}. "
-                                             "It won't be recommended again; say 'I liked it' or 'didn't like it' "
-                                             "to tell me more.")
-
-    def _add_interaction(self, item: Item, event: str, rating: float | None = None) -> None:
-        with self._lock:
-            self.interactions = [x for x in self.interactions if x.item != item.id]
-            self.interactions.append(Interaction(user=self.session_user, item=item.id, timestamp=time.time(),
-                                                 event=event, rating=rating))
-            if item.id in self.disliked:
-                self.disliked.remove(item.id)
-            if item.id in self.excluded:
-                self.excluded.remove(item.id)
-            self._profile_cache = None
-
-    def feedback(self, item_ref: int | str | Item, liked: bool) -> SessionReply:
-        """Like (a liked interaction, used as history) or dislike (excluded, never history) an item:
-        a shown rank, "it", an id, a title or an Item."""
-        try:
-            item = self._resolve(item_ref)
-        except _Ambiguous as e:
-            return self._clarify("like" if liked else "dislike", e)
-        except _NotFound as e:
-            return SessionReply(kind="error", text=e.message)
-        return self._apply_feedback(item, liked)
-
-    def _apply_feedback(self, item: Item, liked: bool) -> SessionReply:
-        self.last_mentioned = item.id
-        if liked:
-            self._add_interaction(item, "like")
-            return SessionReply(kind="ack", text=f"Glad you liked {item.label}; it now counts in your taste.")
-        with self._lock:
-            self.interactions = [x for x in self.interactions if x.item != item.id]
-            if item.id not in self.disliked:
-                self.disliked.append(item.id)
-            if item.id not in self.excluded:
-                self.excluded.append(item.id)
-            self._profile_cache = None
-        return SessionReply(kind="ack", text=f"Noted: not {item.label}. It won't be recommended or used as "
-                                             "a guide to your taste.")
-
     # -- profile and explanations ----------------------------------------------------------------
     def profile(self) -> "InterestProfile":
         """The interest profile of the current history (built once per history)."""
@@ -586,8 +352,11 @@ class ChatSession:
         """A longer explanation of shown item N (the LLM's when there is one, else from the data)."""
         text = explain_item(self.recommender, self.resolve_ref(int(n)), self.history_pairs(), self.last_request,
                             self.last_result, detail=detail)
-        read = self.last_result.constraints if self.last_result is not None else None
-        return text + (f"\nYour request was read as: {read.describe()}." if read is not None else "")
+        last = self.last_result
+        read = last.constraints if last is not None else None
+        text += f"\nYour request was read as: {read.describe()}." if read is not None else ""
+        timing = last.timing_lines() if last is not None else []
+        return text + ("\nHow long the list took:\n" + "\n".join(f"- {x}" for x in timing) if timing else "")
 
     # -- saving ------------------------------------------------------------------------------
     def state(self) -> SessionState:
@@ -606,20 +375,7 @@ class ChatSession:
     @classmethod
     def load(cls, path: str | Path, recommender: "Recommender", k: int = 10) -> "ChatSession":
         """A session saved by :meth:`save`; items the catalog no longer has are dropped."""
-        p = Path(path).expanduser()
-        try:
-            raw = p.read_text(encoding="utf-8")
-        except OSError as e:
-            raise MediarecError(f"cannot read session file {p}: {e.strerror or e}") from None
-        try:
-            st = SessionState.model_validate(json.loads(raw))
-        except (ValueError, ValidationError) as e:
-            first = str(e).splitlines()[0][:200]
-            raise MediarecError(f"{p} is not a mediarec session file ({first})") from None
-        if st.format > SESSION_FORMAT:
-            raise MediarecError(f"{p} was written by a newer mediarec (format {st.format})")
-        if st.catalog != recommender.catalog.name:
-            raise MediarecError(f"{p} is a session of catalog {st.catalog!r}, not {recommender.catalog.name!r}")
+        st = read_state(path, recommender.catalog.name)
         s = cls(recommender, user=None, k=k)
         s.restore(st)
         return s

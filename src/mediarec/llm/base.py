@@ -9,7 +9,10 @@ messages and parameters. The backends are :mod:`mediarec.llm.local` and :mod:`me
 
 from __future__ import annotations
 
+import contextlib
+import threading
 from abc import ABC, abstractmethod
+from typing import Callable, Iterator
 
 from pydantic import BaseModel
 
@@ -34,10 +37,12 @@ class Usage(BaseModel):
     completion_tokens: int = 0
     seconds: float = 0.0
     cached: bool = False
+    reused_tokens: int = 0  # prompt tokens whose evaluated state came from an earlier prompt (local models)
 
     def add(self, other: "Usage") -> "Usage":
         return Usage(prompt_tokens=self.prompt_tokens + other.prompt_tokens,
                      completion_tokens=self.completion_tokens + other.completion_tokens,
+                     reused_tokens=self.reused_tokens + other.reused_tokens,
                      seconds=self.seconds + other.seconds, cached=self.cached and other.cached)
 
 
@@ -72,6 +77,20 @@ class LLM(ABC):
     def __init__(self, options: LLMOptions | None = None, cache: AnswerCache | None = None):
         self.options = options or LLMOptions()
         self.cache = cache or AnswerCache(None, enabled=False)
+        self._stream = threading.local()
+
+    @contextlib.contextmanager
+    def streaming(self, sink: Callable[[str], None]) -> Iterator[None]:
+        """While active (in this thread), a backend that can stream calls ``sink`` with the answer
+        text so far as each chat completion is generated; the completion returned is unchanged."""
+        self._stream.sink = sink
+        try:
+            yield
+        finally:
+            self._stream.sink = None
+
+    def stream_sink(self) -> Callable[[str], None] | None:
+        return getattr(getattr(self, "_stream", None), "sink", None)
 
     @classmethod
     def from_spec(cls, name: str, settings: Settings, **kw) -> "LLM":

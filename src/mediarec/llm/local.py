@@ -206,7 +206,7 @@ class LocalLLM(LLM):
         m = logits.max()
         logz = m + math.log(float(np.exp(logits - m).sum()))
         lp = {lab: float(logits[t] - logz) for lab, t in zip(labels, label_tokens)}
-        return LabelScores(logprobs=lp, usage=Usage(prompt_tokens=len(tokens) - reused, seconds=time.perf_counter() - t0))
+        return LabelScores(logprobs=lp, usage=Usage(prompt_tokens=len(tokens) - reused, reused_tokens=reused, seconds=time.perf_counter() - t0))
 
     def label_token_ids(self, labels: list[str]) -> list[int]:
         """The first token of each label as the model would write it; labels must not share one."""
@@ -221,12 +221,46 @@ class LocalLLM(LLM):
         if schema is not None:
             kwargs["response_format"] = {"type": "json_object", "schema": schema}
         with self._lock:
+            reused = self.reusable_prefix(messages)
             try:
-                out = self.llama.create_chat_completion(messages=messages, **kwargs)
+                sink = self.stream_sink()
+                out = self.llama.create_chat_completion(messages=messages, **kwargs) if sink is None else \
+                    self._streamed_completion(messages, kwargs, sink)
             except ValueError as e:  # e.g. the prompt exceeds the context window
                 raise LLMUnavailable(str(e)) from None
         usage = out.get("usage") or {}
         return Completion(text=out["choices"][0]["message"].get("content") or "",
-                          usage=Usage(prompt_tokens=usage.get("prompt_tokens", 0),
+                          usage=Usage(prompt_tokens=usage.get("prompt_tokens", 0) - reused, reused_tokens=reused,
                                       completion_tokens=usage.get("completion_tokens", 0),
                                       seconds=time.perf_counter() - t0))
+
+    def _streamed_completion(self, messages: Messages, kwargs: dict[str, Any], sink) -> dict[str, Any]:
+        """A chat completion generated as a stream, ``sink`` called with the text so far after each
+        token; returned in the shape of a non-streamed one (one chunk is one generated token)."""
+        text, n = "", 0
+        for chunk in self.llama.create_chat_completion(messages=messages, stream=True, **kwargs):
+            delta = chunk["choices"][0].get("delta") or {}
+            if "content" not in delta:  # the first chunk names the role, the last says why it stopped
+                continue
+            n += 1
+            if delta["content"]:
+                text += delta["content"]
+                sink(text)
+        prompt = len(self.tokenize(self.format_prompt(messages)))
+        return {"choices": [{"message": {"content": text}}], "usage": {"prompt_tokens": prompt, "completion_tokens": n}}
+
+    def reusable_prefix(self, messages: Messages) -> int:
+        """How many leading tokens of this chat prompt the context holds evaluated already (from the
+        last prompt, scoring or chat): llama-cpp-python's ``generate`` keeps that part of the KV cache
+        and evaluates only the rest, as :meth:`eval_prompt` does for label scoring. The score and
+        explain prompts start with the same system message and history, so reasons after scoring,
+        and a chat turn after the last, pay only for what changed. Call with the model lock held."""
+        llm = self.llama
+        tokens = self.tokenize(self.format_prompt(messages))
+        held = llm._input_ids[: llm.n_tokens]
+        n = 0
+        for a, b in zip(held, tokens):
+            if a != b:
+                break
+            n += 1
+        return max(0, min(n, len(tokens) - 1))

@@ -10,9 +10,12 @@ reason (one more try for a failing one) and fills in template reasons for the re
 
 from __future__ import annotations
 
+import contextlib
+import json
+import re
 import time
 import weakref
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Callable
 
 from mediarec.rank.checker import EMPTY, ReasonChecker, template_reason
 from mediarec.rank.evidence import EvidenceBuilder
@@ -36,8 +39,10 @@ def tools_for(recommender: "Recommender") -> tuple[EvidenceBuilder, ReasonChecke
 
 
 def explain_result(recommender: "Recommender", result: "RecommendationResult", pairs: "HistoryPairs",
-                   request: str | None, explain: bool = True) -> None:
-    """Evidence, a checked reason and its source for every item of ``result`` (in place)."""
+                   request: str | None, explain: bool = True,
+                   on_update: Callable[["RecommendationResult"], None] | None = None) -> None:
+    """Evidence, a checked reason and its source for every item of ``result`` (in place);
+    ``on_update`` gets the list again each time a streamed LLM reason passes the checker."""
     if not result.items:
         return
     builder, checker = tools_for(recommender)
@@ -54,10 +59,15 @@ def explain_result(recommender: "Recommender", result: "RecommendationResult", p
         chosen = [by_id[r.item.id] for r in top if r.item.id in by_id]
         given = {r.item.id: r.reason for r in top if r.reason}  # the explained list's own reasons
         hist = history_entries(pairs, reranker.settings.max_history)
-        passed, log = reranker.checked_explain(hist, chosen, evidence, checker, history,
-                                               [c.item for c in result.candidates], request, given=given)
+        others = [c.item for c in result.candidates]
+        stream = ReasonStream(result, chosen, evidence, checker, history, others, on_update) \
+            if on_update is not None and not given else None  # given reasons: the first call asks for fewer
+        with reranker.llm.streaming(stream.feed) if stream is not None else contextlib.nullcontext():
+            passed, log = reranker.checked_explain(hist, chosen, evidence, checker, history, others, request,
+                                                   given=given)
         result.usage = result.usage.add(log.usage)
         result.seconds["explain"] = log.seconds
+        result.stage_usage["explain"] = log.usage
         if log.calls:
             result.stages.append("explain")
         if log.error:
@@ -81,3 +91,48 @@ def explain_result(recommender: "Recommender", result: "RecommendationResult", p
     summary["template"] = sum(r.reason_source == "template" for r in result.items)
     summary["items"] = len(result.items)
     result.explanations = summary
+
+
+_ENTRY = re.compile(r'\{\s*"id"\s*:\s*"([^"\\]{1,200})"\s*,\s*"reason"\s*:\s*"((?:[^"\\]|\\.)*)"\s*\}')
+
+
+class ReasonStream:
+    """Reasons shown as the first explain call writes them: each complete ``{"id", "reason"}`` entry
+    of the answer so far that passes the same checker is put into a copy of the list for
+    ``on_update``. Only the first call streams (its labels are ``chosen`` in order); the final
+    result is still what :meth:`Reranker.checked_explain` decides, which checks the same way."""
+
+    def __init__(self, result, chosen, evidence, checker, history, others, on_update):
+        from mediarec.rank.prompts import labels as make_labels
+
+        self.result, self.evidence, self.checker = result, evidence, checker
+        self.history, self.others, self.on_update = history, others, on_update
+        self.by_label = dict(zip(make_labels(len(chosen)), (c.item for c in chosen)))
+        self.by_label.update({c.item.title.lower(): c.item for c in chosen})  # small models answer with titles
+        self.reasons: dict[str, str] = {}
+        self.seen: set[str] = set()
+        self._text, self.calls = "", 0
+
+    def feed(self, text: str) -> None:
+        if not text.startswith(self._text):
+            self.calls += 1  # a new call (a second try for failing reasons): not streamed
+        self._text = text
+        if self.calls:
+            return
+        changed = False
+        for m in _ENTRY.finditer(text):
+            ref = m.group(1).strip()
+            item = self.by_label.get(ref) or self.by_label.get(ref.lower())
+            if item is None or item.id in self.seen:
+                continue
+            self.seen.add(item.id)
+            try:
+                reason = " ".join(json.loads(f'"{m.group(2)}"').split())
+            except ValueError:
+                continue
+            if self.checker.check(reason, item, self.evidence[item.id], self.history, self.others).passed:
+                self.reasons[item.id] = reason
+                changed = True
+        if changed:
+            items = [r.model_copy(update={"reason": self.reasons.get(r.item.id)}) for r in self.result.items]
+            self.on_update(self.result.model_copy(update={"items": items, "pending": "reasons"}))
