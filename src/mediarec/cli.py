@@ -65,7 +65,30 @@ def _catalog(args):
     from mediarec.catalog import load_dataset
     from mediarec.catalog.enrich import apply_summaries
 
+    _own_files(args)
     return apply_summaries(load_dataset(args.dataset, args.data_dir))
+
+
+def _own_files(args) -> None:
+    """``--items/--interactions`` or ``--catalog DIR``: check and register the files under ``--name``
+    (default: from the file or folder name), then serve them as ``--dataset`` (catalog/own.py)."""
+    from mediarec.catalog.own import default_name, files_in, register
+
+    items, folder, inter = (getattr(args, k, None) for k in ("items", "catalog", "interactions"))
+    if items is None and folder is None:
+        if inter is not None:
+            raise MediarecError("--interactions needs --items FILE (or --catalog DIR)")
+        return
+    if items is not None and folder is not None:
+        raise MediarecError("give --items FILE or --catalog DIR, not both")
+    if folder is not None:
+        items, found = files_in(folder)
+        inter = inter or found
+    name = getattr(args, "name", None) or default_name(folder or items)
+    reg, catalog = register(name, items, inter)
+    args.dataset, args.items, args.catalog, args.interactions = name, None, None, None
+    print(f"catalog {name}: {len(catalog.items)} items, {len(catalog.interactions)} interactions from "
+          f"{', '.join(reg.items + reg.interactions)}; --dataset {name} serves it from now on", file=sys.stderr)
 
 
 def cmd_index(args) -> int:
@@ -127,6 +150,7 @@ def cmd_eval(args) -> int:
 def cmd_chat(args) -> int:
     from mediarec.chat.repl import run_repl
 
+    _own_files(args)
     return run_repl(args)
 
 
@@ -194,18 +218,27 @@ def build_parser() -> argparse.ArgumentParser:
     d.set_defaults(func=cmd_data)
 
     def dataset_args(sp):
-        sp.add_argument("--dataset", default=DEFAULT_DATASET, help="demo, movielens-100k, movielens-latest-small, lastfm-2k")
+        sp.add_argument("--dataset", default=DEFAULT_DATASET,
+                        help="demo, movielens-100k, movielens-latest-small, lastfm-2k or a catalog you registered")
         sp.add_argument("--data-dir", help="folder holding the dataset (default $MEDIAREC_HOME/data)")
         sp.add_argument("--chroma-url", help="a Chroma server, http://HOST:PORT (default: embedded)")
 
-    i = sub.add_parser("index", help="build or update the vector index of a dataset")
+    def own_files_args(sp):
+        sp.add_argument("--items", help="your items file (JSONL or CSV, docs/formats.md); registers it")
+        sp.add_argument("--interactions", help="your interactions file, with --items")
+        sp.add_argument("--catalog", help="a folder holding items.* and interactions.* (instead of --items)")
+        sp.add_argument("--name", help="the name your catalog is registered under (default: from the file name)")
+
+    i = sub.add_parser("index", help="build or update the vector index of a dataset or of your own files")
     dataset_args(i)
+    own_files_args(i)
     i.add_argument("--no-learned", action="store_true", help="do not train the learned second stage")
     i.add_argument("--quiet", action="store_true")
     i.set_defaults(func=cmd_index)
 
     r = sub.add_parser("recommend", help="recommend for a user or a history")
     dataset_args(r)
+    own_files_args(r)
     r.add_argument("--user", help="a user id of the dataset")
     r.add_argument("--history", help='titles or ids separated by ";", oldest first')
     r.add_argument("--query", help="a free-text request, e.g. 'tense 80s sci-fi'")
@@ -252,6 +285,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     c = sub.add_parser("chat", help="an interactive recommendation session")
     dataset_args(c)
+    own_files_args(c)
     c.add_argument("--user")
     c.add_argument("--llm", default=None)
     c.add_argument("--profile", action="store_true",
