@@ -198,6 +198,17 @@ def cmd_enrich(args) -> int:
     return 0
 
 
+def cmd_forget(args) -> int:
+    from mediarec.catalog.forget import forget_user
+
+    if not str(args.user).strip():
+        raise MediarecError("--user must name someone")
+    for line in forget_user(args.user.strip(), data_dir=Path(args.data_dir) if args.data_dir else None,
+                            chroma_url=args.chroma_url):
+        print(line)
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="mediarec", description="LLM-prompted recommendations for films, series and music.")
     p.add_argument("-v", "--verbose", action="store_true", help="log what happens")
@@ -298,6 +309,12 @@ def build_parser() -> argparse.ArgumentParser:
     en.add_argument("--limit", type=int, default=None, help="at most N new summaries this run")
     en.add_argument("--quiet", action="store_true")
     en.set_defaults(func=cmd_enrich)
+
+    fg = sub.add_parser("forget", help="remove one person's interactions from every store, cache, session and model")
+    fg.add_argument("--user", required=True, help="the person's user id")
+    fg.add_argument("--data-dir", help="where the built-in datasets are (default $MEDIAREC_HOME/data)")
+    fg.add_argument("--chroma-url", help="also delete their models from this Chroma server")
+    fg.set_defaults(func=cmd_forget)
     return p
 
 
