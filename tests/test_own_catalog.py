@@ -13,6 +13,7 @@ import pytest
 
 from conftest import first_items, make_home
 from mediarec.catalog import load_dataset, load_generic, write_generic
+from mediarec.catalog.own import load_registered, registration
 
 SLICE = 200
 
@@ -95,3 +96,24 @@ def test_errors_name_the_file_and_the_line(run, own_files, tmp_path):
     assert p.returncode == 2 and "is a built-in dataset" in p.stderr
     p = run("recommend", "--dataset", "never-registered", "--user", "1", "--llm", "none")
     assert p.returncode == 2 and "mediarec index --items FILE" in p.stderr
+
+
+def test_chat_feedback_reaches_the_log_and_the_next_build(run, home, own_files):
+    _ok(run("index", "--catalog", str(own_files), "--name", "films-fb", "--quiet"))
+    p = run("chat", "--dataset", "films-fb", "--user", "newcomer", "--llm", "none", "--save-feedback",
+            stdin="something like Toy Story\nmore like 1\nI watched Four Rooms\ndidn't like it\n:quit\n")
+    assert "new to films-fb" in _ok(p)
+    log = home / "catalogs" / "films-fb" / "feedback.jsonl"
+    events = [json.loads(ln) for ln in log.read_text().splitlines()]
+    assert [e["event"] for e in events] == ["like", "watch", "dislike"]
+    assert {e["user"] for e in events} == {"newcomer"} and events[1]["item"] == events[2]["item"]
+    assert oct(log.stat().st_mode & 0o777) == "0o600"
+    before = load_generic(own_files / "items.jsonl", own_files / "interactions.csv")
+    assert len(load_registered(registration("films-fb", home)).interactions) == len(before.interactions) + 3
+    out = _ok(run("index", "--dataset", "films-fb", "--quiet"))
+    assert "indexed films-fb" in out
+    result = json.loads(_ok(run("recommend", "--dataset", "films-fb", "--user", "newcomer", "--llm", "none",
+                                "--json", "-k", "5")))
+    assert events[0]["item"] not in {r["item"]["id"] for r in result["items"]}  # liked: now history
+    p = run("chat", "--dataset", "movielens-100k", "--save-feedback", "--llm", "none", stdin=":quit\n")
+    assert p.returncode == 2 and "not one: register your files" in p.stderr

@@ -151,6 +151,10 @@ def cmd_chat(args) -> int:
     from mediarec.chat.repl import run_repl
 
     _own_files(args)
+    if args.save_feedback:  # before loading anything: only a catalog of your own has a log to write
+        from mediarec.catalog.feedback import feedback_log
+
+        feedback_log(args.dataset)
     return run_repl(args)
 
 
@@ -299,6 +303,8 @@ def build_parser() -> argparse.ArgumentParser:
     own_files_args(c)
     c.add_argument("--user")
     c.add_argument("--llm", default=None)
+    c.add_argument("--save-feedback", action="store_true",
+                   help="write your likes, dislikes and watches to your catalog's interaction log")
     c.add_argument("--profile", action="store_true",
                    help="mix your interest profile into every search (off by default: see eval/README.md)")
     c.set_defaults(func=cmd_chat)
