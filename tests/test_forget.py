@@ -52,7 +52,7 @@ def test_forget_leaves_no_trace_under_home(tmp_path, shared_data, model_home):
     assert f"removed 1 interaction(s) from {feedback}" in p.stdout
     assert "was not rewritten" in p.stdout and f"{own_rows} row(s)" in p.stdout
     assert f"deleted the saved chat session {session}" in p.stdout
-    assert "collaborative collection films-collab" in p.stdout and "cleared the LLM answer cache" in p.stdout
+    assert "collaborative collection films-cb" in p.stdout and "cleared the LLM answer cache" in p.stdout
     assert f"no file under {home} holds {GONE!r} any more" in p.stdout
 
     found = subprocess.run(["grep", "-rl", GONE, str(home), "--exclude-dir=models"], capture_output=True, text=True)

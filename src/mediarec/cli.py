@@ -202,6 +202,21 @@ def cmd_enrich(args) -> int:
     return 0
 
 
+def cmd_add(args) -> int:
+    from mediarec.index.update import add_files
+
+    out = add_files(args.dataset, args.items, args.interactions, chroma_url=args.chroma_url, progress=not args.quiet)
+    cat = out["catalog"]
+    print(f"added {out['items']} items and {out['interactions']} interactions to {cat.name} "
+          f"(now {len(cat.items)} items, {len(cat.interactions)} interactions) in {out['seconds']:.1f}s: "
+          f"{out['embedded']} items embedded, collaborative side "
+          + (f"fitted again ({out['collab_items']} items)" if out["collab_refit"] else "unchanged")
+          + f", index {out['index_seconds']:.1f}s")
+    print(f"second stage: {out['second_stage'] or 'off'}")
+    print(f"kept copies: {', '.join(out['copies'].values())}")
+    return 0
+
+
 def cmd_forget(args) -> int:
     from mediarec.catalog.forget import forget_user
 
@@ -315,6 +330,14 @@ def build_parser() -> argparse.ArgumentParser:
     en.add_argument("--limit", type=int, default=None, help="at most N new summaries this run")
     en.add_argument("--quiet", action="store_true")
     en.set_defaults(func=cmd_enrich)
+
+    a = sub.add_parser("add", help="add items and/or interactions to a catalog of your own (embeds only what is new)")
+    a.add_argument("--dataset", required=True, help="the name you registered your catalog under")
+    a.add_argument("--items", help="a file of new items (JSONL or CSV, docs/formats.md)")
+    a.add_argument("--interactions", help="a file of new interactions")
+    a.add_argument("--chroma-url", help="a Chroma server, http://HOST:PORT (default: embedded)")
+    a.add_argument("--quiet", action="store_true")
+    a.set_defaults(func=cmd_add)
 
     fg = sub.add_parser("forget", help="remove one person's interactions from every store, cache, session and model")
     fg.add_argument("--user", required=True, help="the person's user id")

@@ -203,7 +203,7 @@ def _delete_models(name: str, home: Path, chroma_url: str | None) -> list[str]:
             client = make_client(settings, folder, chroma_url)
             for col in client.list_collections():
                 cname = col if isinstance(col, str) else col.name
-                if cname.startswith(folder[:50]) and "-collab" in cname[len(folder[:50]):]:
+                if not cname.endswith("-text"):  # every collection but the items' text is fitted on people
                     client.delete_collection(cname)
                     out.append(f"{name}: deleted the collaborative collection {cname}")
     if out:
