@@ -105,7 +105,18 @@ def cmd_index(args) -> int:
     print(f"indexed {catalog.name}: {len(idx.item_ids)} items, {len(idx.collab.item_ids)} with collaborative "
           f"vectors, in {time.perf_counter() - t0:.1f}s")
     print(f"second stage: {rec.stage.status if rec.stage else 'off (--no-learned)'}")
+    _collab_capacity_note(catalog, idx)
     return 0
+
+
+def _collab_capacity_note(catalog, idx) -> None:
+    """Say so when the exact collaborative model cannot hold every item that has interactions."""
+    with_interactions = len({x.item for x in catalog.positives})
+    held, cap = len(idx.collab.item_ids), idx.settings.collab.max_items
+    if held < with_interactions and held >= cap:
+        print(f"note: the collaborative model holds the {held:,} most-interacted of the {with_interactions:,} items "
+              f"with interactions (its exact item-item matrix is limited to {cap:,} items); the other "
+              f"{with_interactions - held:,} are found through their text only")
 
 
 def _print_result(result, as_json: bool) -> None:
