@@ -52,6 +52,16 @@ def test_updates_embed_only_what_is_new_and_equal_a_full_rebuild(parts, tmp_path
     hits = rec.recommend(query=items[0].title, k=5, explain=False).items
     assert items[0].id in {h.item.id for h in hits}  # a new item is found at once
 
+    # New items alone keep the learned model (carried over to the new key); a full rebuild retrains it
+    items_only = _rec(grown, make_home(tmp_path / "c", model_home))
+    assert rec.stage.ranker.meta.get("carried_over_from") and "carried_over_from" not in items_only.stage.ranker.meta
+    users = grown.users()[:20]
+    overlap = np.mean([len({r.item.id for r in rec.recommend(user=u, k=10, explain=False).items}
+                           & {r.item.id for r in items_only.recommend(user=u, k=10, explain=False).items}) / 10
+                       for u in users])
+    print(f"items-only update vs full rebuild: mean top-10 overlap {overlap:.3f} over {len(users)} users")
+    assert overlap >= 0.8  # the documented tolerance (docs/formats.md, "The index of a catalog")
+
     rec.add_interactions(interactions)
     assert rec.index.embedded == 0 and rec.index.collab_refit
     assert rec.index._collab_names() != fit_before

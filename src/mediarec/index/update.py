@@ -7,8 +7,11 @@ What an update costs, and why it is safe to interrupt:
 * **Collaborative side**: its fit depends on the interactions only. New items without interactions
   keep it as it is; new interactions fit it again (seconds on latest-small), into collections and a
   matrix file named by the new fit's generation, beside the old ones.
-* **Learned stage**: its model is keyed by the catalog's fingerprint, so it is trained again for the
-  new catalog (when the recommender trains missing models), into a new file.
+* **Learned stage**: its model is keyed by the catalog's fingerprint. New interactions train it
+  again (into a new file). New items alone carry the served model over to the new key: it was
+  trained on the same histories, which the new items (with no interactions) are in none of; a full
+  rebuild would retrain it on pools that may hold the new items, so the two can differ slightly
+  (``benchmarks/bench_update.py`` measures by how much).
 * The previous catalog's index stays whole until the new one is complete and served: a ``kill -9``
   at any point leaves it usable (its items' text entries are untouched, its collaborative fit and
   matrix are still there; entries of the items to come are ignored). ``prune=False`` keeps the old
@@ -54,6 +57,8 @@ def update(rec: Any, items: Iterable[Item] = (), interactions: Iterable[Interact
         fresh = CatalogIndex(new, idx.client, settings, embedder=idx._embedder, prefix=idx.prefix,
                              matrix_dir=idx._matrix_dir)
         fresh.build(progress=rec.progress, prune=False)
+    if not interactions:
+        _carry_learned_over(rec, new, fresh)
     rec.serve(new, fresh)
     if prune:
         with build_lock(home_settings, new.name, _server_url(idx)):
@@ -133,3 +138,21 @@ def add_files(name: str, items_file: str | None = None, interactions_file: str |
             "second_stage": rec.stage.status if rec.stage else None, "previous_second_stage": old_status,
             "seconds": time.perf_counter() - t0, "index_seconds": t_index - t0, "open_seconds": t0 - t_load,
             "catalog": rec.catalog, "copies": copies}
+
+
+def _carry_learned_over(rec: Any, new: Catalog, index: Any) -> None:
+    """Store the served learned model under the new catalog's key (items were added, no interactions)."""
+    from mediarec.index.retriever import Retriever
+    from mediarec.infra.atomic import atomic_write_text
+    from mediarec.rank.learned import LearnedRanker, fingerprint, learned_path
+
+    stage = rec.stage
+    if stage is None or stage.ranker is None or rec.second_stage is None:
+        return
+    key = fingerprint(new, index, Retriever(index, rec.fusion).fusion, rec.second_stage)
+    path = learned_path(rec.home or _settings_of(rec).home, new.name, key)
+    if path.exists():
+        return
+    ranker = LearnedRanker.from_json(stage.ranker.to_json())
+    ranker.meta.update(fingerprint=key, carried_over_from=stage.fingerprint)
+    atomic_write_text(path, ranker.to_json())
