@@ -8,7 +8,8 @@ next ``mediarec index`` re-embeds only the items whose text changed).
 
 Beside the registration live the files mediarec itself writes for the catalog:
 
-* ``feedback.jsonl`` -- chat feedback saved with ``mediarec chat --save-feedback`` (:mod:`.feedback`);
+* ``feedback.jsonl`` -- chat feedback saved with ``mediarec chat --save-feedback`` (:mod:`.feedback`),
+  read after your interaction files;
 * ``added/`` -- copies of the files ``mediarec add`` brought in (a snapshot, so the catalog does not
   change if the original is edited or deleted later).
 
@@ -62,9 +63,13 @@ class Registration:
         return self.folder / "added"
 
     def interaction_files(self) -> list[Path]:
-        """Every interaction file the catalog reads: yours, the added copies, then the feedback log."""
+        """Every interaction file the catalog reads: yours, the feedback log, then the copies ``add``
+        kept, in the order they were added (so a catalog grown in memory by ``add`` and the same
+        catalog loaded again have their rows in the same order: the same fingerprint)."""
         files = [Path(p) for p in self.interactions]
-        return files + ([self.feedback_path] if self.feedback_path.is_file() else [])
+        feedback = [self.feedback_path] if self.feedback_path.is_file() else []
+        return [p for p in files if not self.owned_by_mediarec(p)] + feedback + \
+            [p for p in files if self.owned_by_mediarec(p)]
 
     def owned_by_mediarec(self, path: Path) -> bool:
         """Whether ``path`` is one of the files mediarec wrote (the feedback log, an added copy),
