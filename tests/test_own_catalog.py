@@ -117,3 +117,21 @@ def test_chat_feedback_reaches_the_log_and_the_next_build(run, home, own_files):
     assert events[0]["item"] not in {r["item"]["id"] for r in result["items"]}  # liked: now history
     p = run("chat", "--dataset", "movielens-100k", "--save-feedback", "--llm", "none", stdin=":quit\n")
     assert p.returncode == 2 and "not one: register your files" in p.stderr
+
+
+def test_feedback_is_read_before_added_copies(own_files, tmp_path):
+    """The order ``add`` extends a served catalog in (its rows last), so reloading gives the same catalog."""
+    from mediarec.catalog.own import register
+
+    reg, first = register("order", own_files / "items.jsonl", own_files / "interactions.csv", home=tmp_path)
+    user, item = first.interactions[0].user, first.interactions[0].item
+    reg.feedback_path.write_text(json.dumps({"user": "fb", "item": item, "event": "like"}) + "\n")
+    added = reg.added_dir / "1-interactions.jsonl"
+    added.parent.mkdir()
+    added.write_text(json.dumps({"user": user, "item": item, "event": "watch"}) + "\n")
+    reg.interactions.append(str(added))
+    reg.save()
+    assert reg.interaction_files() == [own_files / "interactions.csv", reg.feedback_path, added]
+    grown = load_registered(registration("order", tmp_path))
+    assert [x.user for x in grown.interactions[-2:]] == ["fb", user]
+    assert grown.fingerprint() == first.extend(interactions=grown.interactions[-2:]).fingerprint()
