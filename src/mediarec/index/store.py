@@ -258,7 +258,7 @@ class CatalogIndex:
     def _build_text(self, progress: bool, rebuild: bool) -> None:
         col = self._collection("text", self.text_space(), "cosine", rebuild, embedding_function=self.embedder)
         stored = self._stored_hashes(col)
-        want = {i: item_hash(it, self.settings.text_max_chars) for i, it in self.catalog.items.items()}
+        want = self._item_hashes()
         todo = [i for i in self.item_ids if stored.get(i) != want[i]]
         if not todo:
             if not (col.metadata or {}).get("complete"):
@@ -282,6 +282,13 @@ class CatalogIndex:
                 bar.advance(task, len(ids))
         self.embedded = len(todo)
         col.modify(metadata={"fingerprint": self.text_space(), "complete": True})
+
+    def _item_hashes(self) -> dict[str, str]:
+        """Each item's :func:`item_hash` (computed once: the catalog is immutable)."""
+        if getattr(self, "_hashes", None) is None:
+            n = self.settings.text_max_chars
+            self._hashes = {i: item_hash(it, n) for i, it in self.catalog.items.items()}
+        return self._hashes
 
     @staticmethod
     def _stored_hashes(col) -> dict[str, str | None]:
@@ -379,8 +386,7 @@ class CatalogIndex:
         if (text.metadata or {}).get("fingerprint") != self.text_space():
             return False
         stored = self._stored_hashes(text)
-        n = self.settings.text_max_chars
-        if any(stored.get(i) != item_hash(it, n) for i, it in self.catalog.items.items()):
+        if any(stored.get(i) != h for i, h in self._item_hashes().items()):
             return False
         fp = self.collab_fingerprint()
         return all((c.metadata or {}).get("fingerprint") == fp and (c.metadata or {}).get("complete")
