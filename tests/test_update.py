@@ -141,3 +141,10 @@ def test_kill_9_during_add_leaves_the_previous_index_usable(parts, tmp_path, mod
     assert after["items"] == N and after["current"]
     # ids an interrupted add embedded are not embedded twice: at most all of them, once
     assert int(p.stdout.split(" items embedded")[0].rsplit(" ", 1)[1]) <= NEW
+    # the same rows again: an error naming the file and the line, and nothing changes
+    registration = (home / "catalogs" / "upd" / "catalog.json").read_text()
+    p = subprocess.run([*cli, "add", "--dataset", "upd", "--items", str(files / "new-items.jsonl")], env=env,
+                       capture_output=True, text=True, timeout=600)
+    assert p.returncode == 2 and "Traceback" not in p.stderr
+    assert f"{files / 'new-items.jsonl'}:1: duplicate item id {items[0].id!r} (already in the catalog)" in p.stderr
+    assert (home / "catalogs" / "upd" / "catalog.json").read_text() == registration
