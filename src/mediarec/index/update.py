@@ -21,8 +21,9 @@ What an update costs, and why it is safe to interrupt:
   the new ones replace them in one step at the end (:meth:`Recommender.serve`).
 
 Results: the updated index is the index a full rebuild of the same catalog gives (same fingerprints,
-same text vectors, the same deterministic collaborative fit); the learned stage is retrained the
-same way. ``tests/test_update.py`` compares them, ``benchmarks/bench_update.py`` times them.
+same text vectors, the same deterministic collaborative fit). Rankings agree within the tolerance
+that docs/formats.md documents ("The index of a catalog"). ``tests/test_update.py`` compares them, and
+``benchmarks/bench_update.py`` times them and compares them on latest-small.
 """
 
 from __future__ import annotations
