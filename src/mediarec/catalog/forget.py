@@ -136,11 +136,11 @@ def _rewrite_without(path: Path, user: str) -> None:
     from mediarec.catalog.loaders.generic import _generic_records
     from mediarec.infra.atomic import atomic_open
 
-    keep = [ln for n, ln in enumerate(path.read_text(encoding="utf-8").splitlines(keepends=True), 1)]
+    rows = path.read_text(encoding="utf-8").splitlines(keepends=True)
     drop = {n for n, rec, _ in _generic_records(path, "interactions", ("user", "item"))
             if str(rec.get("user", "")).strip() == user}
     with atomic_open(path, "w", encoding="utf-8", newline="") as f:
-        f.writelines(ln for n, ln in enumerate(keep, 1) if n not in drop)
+        f.writelines(ln for n, ln in enumerate(rows, 1) if n not in drop)
 
 
 def _builtin_holding(user: str, home: Path, data_dir: Path | None, report: list[str]) -> list[str]:
