@@ -117,7 +117,8 @@ def test_build_in_the_server_and_retrieve_through_it(served, chroma_server, cata
     cols = _server_collections(chroma_server)
     modelled = len({x.item for x in catalog.interactions})
     assert cols["ml-slice-text"][1] == SLICE
-    assert cols["ml-slice-collab"][1] == cols["ml-slice-collabq"][1] == modelled
+    item_col, query_col = idx._collab_names()
+    assert cols[item_col][1] == cols[query_col][1] == modelled
     assert idx.is_current()
     assert not (home / "index").exists()  # nothing went to the embedded store
 
@@ -212,3 +213,26 @@ def test_cli_unreachable_server(home, shared_data):
     assert p.returncode == 2, (p.stdout, p.stderr)
     assert "Traceback" not in p.stderr
     assert p.stderr.strip().startswith("error: cannot reach the Chroma server at " + url)
+
+
+def test_add_items_and_interactions_through_the_server(chroma_server, catalog, tmp_path, model_home):
+    """An update against the server: new items embedded alone, a new fit replaces the old one there."""
+    from mediarec.recommender import Recommender
+
+    home = tmp_path / "h"
+    home.mkdir()
+    (home / "models").symlink_to(model_home / "models", target_is_directory=True)
+    ids = list(catalog.items)
+    new_ids = set(ids[-20:])
+    base = catalog.replace(name="ml-grow", items=[catalog.items[i] for i in ids[:-20]],
+                           interactions=[x for x in catalog.interactions if x.item not in new_ids])
+    rec = Recommender.from_catalog(base, llm="none", chroma_url=chroma_server, settings=Settings(home=home))
+    old_fit = rec.index._collab_names()
+    rec.add_items([catalog.items[i] for i in ids[-20:]])
+    assert rec.index.embedded == 20 and not rec.index.collab_refit
+    assert _server_collections(chroma_server)["ml-grow-text"][1] == SLICE
+    rec.add_interactions([x for x in catalog.interactions if x.item in new_ids])
+    cols = _server_collections(chroma_server)
+    assert rec.index.collab_refit and old_fit[0] not in cols and rec.index._collab_names()[0] in cols
+    assert rec.index.is_current() and not (home / "index").exists()
+    assert set(rec.index.collab.item_ids) == {x.item for x in catalog.interactions}

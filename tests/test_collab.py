@@ -130,9 +130,9 @@ def test_matrix_file_missing_stale_or_corrupt(sliced, embedder, tmp_path):
 
     # stale: the matrix of other settings under this name
     other = IndexSettings(collab=settings.collab.model_copy(update={"ease_lambda": 50.0}))
-    CatalogIndex(sliced, chromadb.PersistentClient(path=str(tmp_path / "other")), other, embedder=embedder,
-                 prefix="ml-slice").build()
-    (tmp_path / "other" / path.name).replace(path)
+    stale = CatalogIndex(sliced, chromadb.PersistentClient(path=str(tmp_path / "other")), other, embedder=embedder,
+                         prefix="ml-slice").build()
+    stale.matrix_path.replace(path)
     with pytest.raises(IndexError_):
         reader().load()
     np.testing.assert_array_equal(Retriever(reader().build()).collab_scores(history), want)

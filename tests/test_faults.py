@@ -107,8 +107,8 @@ def assert_index_consistent(client, prefix: str, catalog: Catalog) -> None:
     assert text.count() == len(ids) == len(set(ids)) == len(catalog.items)
     assert set(ids) == set(catalog.items)
     modelled = {x.item for x in catalog.interactions}
-    for suffix in ("collab", "collabq"):
-        col = client.get_collection(f"{prefix}-{suffix}")
+    for name in CatalogIndex(catalog, client, prefix=prefix)._collab_names():
+        col = client.get_collection(name)
         got = col.get(include=[])["ids"]
         assert len(got) == len(set(got)) == col.count() == len(modelled)
     assert CatalogIndex(catalog, client).is_current()

@@ -17,7 +17,7 @@ from mediarec.config import Settings  # noqa: E402
 from mediarec.catalog import load_dataset  # noqa: E402
 from mediarec.index.embeddings import EMBEDDER_NAME, MiniLMEmbeddingFunction  # noqa: E402
 from mediarec.errors import IndexError_  # noqa: E402
-from mediarec.index.store import CatalogIndex, IndexSettings, open_index  # noqa: E402
+from mediarec.index.store import CatalogIndex, IndexSettings, interactions_fingerprint, item_hash, open_index  # noqa: E402
 from conftest import first_items  # noqa: E402
 
 
@@ -73,25 +73,28 @@ def _meta(client, name):
 
 def test_build_creates_three_collections_with_fingerprints(built, ml100k):
     idx, client, _, emb = built
+    item_col, query_col = idx._collab_names()
     names = sorted(c.name for c in client.list_collections())
-    assert names == ["movielens-100k-collab", "movielens-100k-collabq", "movielens-100k-text"]
+    assert names == sorted([item_col, query_col, "movielens-100k-text"])
+    assert item_col == f"movielens-100k-cb{idx.collab_generation()}" and query_col.startswith("movielens-100k-cq")
 
     modelled = {x.item for x in ml100k.interactions}
     assert client.get_collection("movielens-100k-text").count() == len(ml100k.items) == 1682
-    assert client.get_collection("movielens-100k-collab").count() == len(modelled)
-    assert client.get_collection("movielens-100k-collabq").count() == len(modelled)
+    assert client.get_collection(item_col).count() == len(modelled)
+    assert client.get_collection(query_col).count() == len(modelled)
     assert set(idx.collab.item_ids) == modelled
 
     text_meta = _meta(client, "movielens-100k-text")
     assert text_meta["complete"] is True
-    assert text_meta["fingerprint"] == idx.text_fingerprint()
-    assert ml100k.items_fingerprint()[:24] in text_meta["fingerprint"]
+    assert text_meta["fingerprint"] == idx.text_space()
     assert EMBEDDER_NAME in text_meta["fingerprint"]
-    for name in ("movielens-100k-collab", "movielens-100k-collabq"):
+    stored = client.get_collection("movielens-100k-text").get(ids=["1", "50"], include=["metadatas"])
+    assert [m["h"] for m in stored["metadatas"]] == [item_hash(ml100k.items[i], 1000) for i in stored["ids"]]
+    for name in (item_col, query_col):
         meta = _meta(client, name)
         assert meta["complete"] is True
         assert meta["fingerprint"] == idx.collab_fingerprint()
-        assert ml100k.fingerprint()[:24] in meta["fingerprint"]
+        assert interactions_fingerprint(ml100k)[:24] in meta["fingerprint"]
     assert idx.is_current()
 
     # Every item was embedded exactly once, and what is stored is the embedding of its text.
@@ -146,10 +149,11 @@ def test_open_index_builds_under_mediarec_home(small, tmp_path, counting):
     assert np.array_equal(again.text_vectors, idx.text_vectors) and emb2.calls == 0
 
 
-def test_changed_items_make_the_text_collection_stale(small, tmp_path, counting):
+def test_changed_items_are_embedded_again_alone(small, tmp_path, counting):
     client = chromadb.PersistentClient(path=str(tmp_path / "idx"))
-    CatalogIndex(small, client, embedder=counting()).build()
-    old_text_fp = _meta(client, "ml-small-text")["fingerprint"]
+    first = CatalogIndex(small, client, embedder=counting()).build()
+    old_h = client.get_collection("ml-small-text").get(ids=["50"], include=["metadatas"])["metadatas"][0]["h"]
+    collab_fp = _meta(client, first._collab_names()[0])["fingerprint"]
 
     edited_item = small.items["50"].model_copy(update={"title": "Star Wars: A New Hope"})
     edited = Catalog("ml-small", [edited_item if i == "50" else it for i, it in small.items.items()],
@@ -160,16 +164,14 @@ def test_changed_items_make_the_text_collection_stale(small, tmp_path, counting)
     with pytest.raises(IndexError_, match=r"stale.*mediarec index --dataset ml-small"):
         CatalogIndex(edited, client, embedder=emb).build(rebuild=False)
     assert emb.calls == 0
-    assert _meta(client, "ml-small-text")["fingerprint"] == old_text_fp  # untouched
     with pytest.raises(IndexError_, match="stale"):
         CatalogIndex(edited, client, embedder=emb).load()
 
     idx = CatalogIndex(edited, client, embedder=emb).build()  # rebuild=True by default
-    assert emb.texts == len(edited.items)
-    meta = _meta(client, "ml-small-text")
-    assert meta["fingerprint"] == idx.text_fingerprint() != old_text_fp and meta["complete"] is True
+    assert emb.texts == 1 and idx.embedded == 1  # the edited item alone
+    assert not idx.collab_refit and _meta(client, idx._collab_names()[0])["fingerprint"] == collab_fp
     stored = client.get_collection("ml-small-text").get(ids=["50"], include=["metadatas", "embeddings"])
-    assert stored["metadatas"][0]["title"] == "Star Wars: A New Hope"
+    assert stored["metadatas"][0]["title"] == "Star Wars: A New Hope" and stored["metadatas"][0]["h"] != old_h
     assert np.abs(np.asarray(stored["embeddings"][0]) - emb.embed([edited_item.text()])[0]).max() < 1e-5
     assert client.get_collection("ml-small-text").count() == len(edited.items)
     # The old catalogue's index is now the stale one.
@@ -186,9 +188,11 @@ def test_changed_interactions_rebuild_collab_only(small, tmp_path, counting):
     idx = CatalogIndex(fewer, client, embedder=emb).build()
     assert emb.calls == 0  # the text side depends on the items only
     assert client.get_collection("ml-small-text").id == text_id
-    assert _meta(client, "ml-small-collab")["fingerprint"] == idx.collab_fingerprint() != first.collab_fingerprint()
-    assert client.get_collection("ml-small-collab").count() == len({x.item for x in fewer.interactions})
-    assert idx.is_current() and not first.is_current()
+    assert idx._collab_names() != first._collab_names()
+    assert _meta(client, idx._collab_names()[0])["fingerprint"] == idx.collab_fingerprint() != first.collab_fingerprint()
+    assert client.get_collection(idx._collab_names()[0]).count() == len({x.item for x in fewer.interactions})
+    assert idx.is_current() and not first.is_current()  # the build pruned the previous fit
+    assert first._collab_names()[0] not in {c.name for c in client.list_collections()}
 
 
 def test_interrupted_text_build_resumes_where_it_stopped(small, tmp_path, counting):

@@ -65,7 +65,30 @@ def _catalog(args):
     from mediarec.catalog import load_dataset
     from mediarec.catalog.enrich import apply_summaries
 
+    _own_files(args)
     return apply_summaries(load_dataset(args.dataset, args.data_dir))
+
+
+def _own_files(args) -> None:
+    """``--items/--interactions`` or ``--catalog DIR``: check and register the files under ``--name``
+    (default: from the file or folder name), then serve them as ``--dataset`` (catalog/own.py)."""
+    from mediarec.catalog.own import default_name, files_in, register
+
+    items, folder, inter = (getattr(args, k, None) for k in ("items", "catalog", "interactions"))
+    if items is None and folder is None:
+        if inter is not None:
+            raise MediarecError("--interactions needs --items FILE (or --catalog DIR)")
+        return
+    if items is not None and folder is not None:
+        raise MediarecError("give --items FILE or --catalog DIR, not both")
+    if folder is not None:
+        items, found = files_in(folder)
+        inter = inter or found
+    name = getattr(args, "name", None) or default_name(folder or items)
+    reg, catalog = register(name, items, inter)
+    args.dataset, args.items, args.catalog, args.interactions = name, None, None, None
+    print(f"catalog {name}: {len(catalog.items)} items, {len(catalog.interactions)} interactions from "
+          f"{', '.join(reg.items + reg.interactions)}; --dataset {name} serves it from now on", file=sys.stderr)
 
 
 def cmd_index(args) -> int:
@@ -82,7 +105,18 @@ def cmd_index(args) -> int:
     print(f"indexed {catalog.name}: {len(idx.item_ids)} items, {len(idx.collab.item_ids)} with collaborative "
           f"vectors, in {time.perf_counter() - t0:.1f}s")
     print(f"second stage: {rec.stage.status if rec.stage else 'off (--no-learned)'}")
+    _collab_capacity_note(catalog, idx)
     return 0
+
+
+def _collab_capacity_note(catalog, idx) -> None:
+    """Say so when the exact collaborative model cannot hold every item that has interactions."""
+    with_interactions = len({x.item for x in catalog.positives})
+    held, cap = len(idx.collab.item_ids), idx.settings.collab.max_items
+    if held < with_interactions and held >= cap:
+        print(f"note: the collaborative model holds the {held:,} most-interacted of the {with_interactions:,} items "
+              f"with interactions (its exact item-item matrix is limited to {cap:,} items); the other "
+              f"{with_interactions - held:,} are found through their text only")
 
 
 def _print_result(result, as_json: bool) -> None:
@@ -134,6 +168,11 @@ def cmd_eval(args) -> int:
 def cmd_chat(args) -> int:
     from mediarec.chat.repl import run_repl
 
+    _own_files(args)
+    if args.save_feedback:  # before loading anything: only a catalog of your own has a log to write
+        from mediarec.catalog.feedback import feedback_log
+
+        feedback_log(args.dataset)
     return run_repl(args)
 
 
@@ -187,6 +226,32 @@ def cmd_train(args) -> int:
     return run_train(args)
 
 
+def cmd_add(args) -> int:
+    from mediarec.index.update import add_files
+
+    out = add_files(args.dataset, args.items, args.interactions, chroma_url=args.chroma_url, progress=not args.quiet)
+    cat = out["catalog"]
+    print(f"added {out['items']} items and {out['interactions']} interactions to {cat.name} "
+          f"(now {len(cat.items)} items, {len(cat.interactions)} interactions) in {out['seconds']:.1f}s: "
+          f"{out['embedded']} items embedded, collaborative side "
+          + (f"fitted again ({out['collab_items']} items)" if out["collab_refit"] else "unchanged")
+          + f", index {out['index_seconds']:.1f}s")
+    print(f"second stage: {out['second_stage'] or 'off'}")
+    print(f"kept copies: {', '.join(out['copies'].values())}")
+    return 0
+
+
+def cmd_forget(args) -> int:
+    from mediarec.catalog.forget import forget_user
+
+    if not str(args.user).strip():
+        raise MediarecError("--user must name someone")
+    for line in forget_user(args.user.strip(), data_dir=Path(args.data_dir) if args.data_dir else None,
+                            chroma_url=args.chroma_url):
+        print(line)
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="mediarec", description="LLM-prompted recommendations for films, series and music.")
     p.add_argument("-v", "--verbose", action="store_true", help="log what happens")
@@ -207,18 +272,27 @@ def build_parser() -> argparse.ArgumentParser:
     d.set_defaults(func=cmd_data)
 
     def dataset_args(sp):
-        sp.add_argument("--dataset", default=DEFAULT_DATASET, help="demo, movielens-100k, movielens-latest-small, lastfm-2k")
+        sp.add_argument("--dataset", default=DEFAULT_DATASET,
+                        help="demo, movielens-100k, movielens-latest-small, lastfm-2k or a catalog you registered")
         sp.add_argument("--data-dir", help="folder holding the dataset (default $MEDIAREC_HOME/data)")
         sp.add_argument("--chroma-url", help="a Chroma server, http://HOST:PORT (default: embedded)")
 
-    i = sub.add_parser("index", help="build or update the vector index of a dataset")
+    def own_files_args(sp):
+        sp.add_argument("--items", help="your items file (JSONL or CSV, docs/formats.md); registers it")
+        sp.add_argument("--interactions", help="your interactions file, with --items")
+        sp.add_argument("--catalog", help="a folder holding items.* and interactions.* (instead of --items)")
+        sp.add_argument("--name", help="the name your catalog is registered under (default: from the file name)")
+
+    i = sub.add_parser("index", help="build or update the vector index of a dataset or of your own files")
     dataset_args(i)
+    own_files_args(i)
     i.add_argument("--no-learned", action="store_true", help="do not train the learned second stage")
     i.add_argument("--quiet", action="store_true")
     i.set_defaults(func=cmd_index)
 
     r = sub.add_parser("recommend", help="recommend for a user or a history")
     dataset_args(r)
+    own_files_args(r)
     r.add_argument("--user", help="a user id of the dataset")
     r.add_argument("--history", help='titles or ids separated by ";", oldest first')
     r.add_argument("--query", help="a free-text request, e.g. 'tense 80s sci-fi'")
@@ -269,9 +343,12 @@ def build_parser() -> argparse.ArgumentParser:
 
     c = sub.add_parser("chat", help="an interactive recommendation session")
     dataset_args(c)
+    own_files_args(c)
     c.add_argument("--user")
     c.add_argument("--llm", default=None)
     c.add_argument("--adapter", metavar="DIR", help="rank with a `mediarec train` adapter for --llm")
+    c.add_argument("--save-feedback", action="store_true",
+                   help="write your likes, dislikes and watches to your catalog's interaction log")
     c.add_argument("--profile", action="store_true",
                    help="mix your interest profile into every search (off by default: see eval/README.md)")
     c.set_defaults(func=cmd_chat)
@@ -302,6 +379,20 @@ def build_parser() -> argparse.ArgumentParser:
     en.add_argument("--limit", type=int, default=None, help="at most N new summaries this run")
     en.add_argument("--quiet", action="store_true")
     en.set_defaults(func=cmd_enrich)
+
+    a = sub.add_parser("add", help="add items and/or interactions to a catalog of your own (embeds only what is new)")
+    a.add_argument("--dataset", required=True, help="the name you registered your catalog under")
+    a.add_argument("--items", help="a file of new items (JSONL or CSV, docs/formats.md)")
+    a.add_argument("--interactions", help="a file of new interactions")
+    a.add_argument("--chroma-url", help="a Chroma server, http://HOST:PORT (default: embedded)")
+    a.add_argument("--quiet", action="store_true")
+    a.set_defaults(func=cmd_add)
+
+    fg = sub.add_parser("forget", help="remove one person's interactions from every store, cache, session and model")
+    fg.add_argument("--user", required=True, help="the person's user id")
+    fg.add_argument("--data-dir", help="where the built-in datasets are (default $MEDIAREC_HOME/data)")
+    fg.add_argument("--chroma-url", help="also delete their models from this Chroma server")
+    fg.set_defaults(func=cmd_forget)
     return p
 
 

@@ -184,14 +184,28 @@ class Recommender:
         return out
 
     def serve(self, catalog: Catalog, index: CatalogIndex) -> None:
-        """Answer from ``catalog`` and its built ``index`` from now on."""
-        self.catalog, self.index = catalog, index
-        self.retriever = Retriever(index, self.fusion)
-        self.stage = None
+        """Answer from ``catalog`` and its built ``index`` from now on (the retriever and the learned
+        stage are made first, so requests meanwhile are answered by the previous ones)."""
+        retriever = Retriever(index, self.fusion)
+        stage = None
         if self.second_stage is not None:
-            self.stage = SecondStage(catalog, index, self.retriever.fusion, self.second_stage,
-                                     self.home or get_settings().home, train_missing=self.train_second_stage,
-                                     progress=self.progress)
+            stage = SecondStage(catalog, index, retriever.fusion, self.second_stage,
+                                self.home or get_settings().home, train_missing=self.train_second_stage,
+                                progress=self.progress)
+        self.catalog, self.index, self.retriever, self.stage = catalog, index, retriever, stage
+
+    def add_items(self, items: Iterable[Item], interactions: Iterable[Interaction] = (),
+                  prune: bool = True) -> Catalog:
+        """Serve the catalog plus ``items`` (and their ``interactions``): see :func:`mediarec.index.update.update`."""
+        from mediarec.index.update import update
+
+        return update(self, items=items, interactions=interactions, prune=prune)
+
+    def add_interactions(self, interactions: Iterable[Interaction], prune: bool = True) -> Catalog:
+        """Serve the catalog plus ``interactions``: see :func:`mediarec.index.update.update`."""
+        from mediarec.index.update import update
+
+        return update(self, interactions=interactions, prune=prune)
 
     # -- the evaluation harness's scorer protocol (mediarec.eval.harness.Scorer) -----------------
     def fit(self, train: Catalog) -> None:

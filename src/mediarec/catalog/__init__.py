@@ -8,6 +8,8 @@ First stop of the data path: catalog → index → candidates → prompt → LLM
 * :mod:`.loaders` -- one module per source format (MovieLens, Last.fm, generic, demo)
 * :mod:`.registry` -- datasets by name; :mod:`.fetch` -- downloading them
 * :mod:`.enrich` -- LLM-written summaries for thin items
+* :mod:`.own` -- your own files registered by name; :mod:`.feedback` -- the chat feedback log;
+  :mod:`.forget` -- forgetting a person
 """
 
 from mediarec.catalog.fetch import fetch_dataset

@@ -79,9 +79,14 @@ def resolve_dataset_name(name: str) -> DatasetInfo:
     for info in DATASETS.values():
         if key == info.name or key in info.aliases:
             return info
+    from mediarec.catalog.own import registered_names
+
     known = ", ".join(f"{i.name}" + (f" ({', '.join(i.aliases)})" if i.aliases else "")
                       for i in DATASETS.values())
-    raise CatalogError(f"unknown dataset {name!r}; known: {known}")
+    own = registered_names()
+    raise CatalogError(f"unknown dataset {name!r}; known: {known}"
+                       + (f"; your catalogs: {', '.join(own)}" if own else "")
+                       + "; register your own files with `mediarec index --items FILE [--interactions FILE] --name NAME`")
 
 
 def data_folder(given: PathLike | None = None) -> Path:
@@ -106,9 +111,22 @@ def dataset_path(name: str, data_dir: PathLike | None = None) -> Path:
 
 
 def load_dataset(name: str, data_dir: PathLike | None = None) -> Catalog:
-    """Load a registered dataset by name or alias (see :data:`DATASETS`)."""
+    """Load a dataset by name or alias (see :data:`DATASETS`), or a catalog of your own files
+    registered under that name (:mod:`mediarec.catalog.own`); without the interactions of people
+    who asked to be forgotten (:mod:`mediarec.catalog.forget`)."""
+    from mediarec.catalog.forget import drop_forgotten
+    from mediarec.catalog.own import load_registered, registration
+
+    own = None if _builtin(name) else registration(name)
+    if own is not None:
+        return drop_forgotten(load_registered(own))
     info = resolve_dataset_name(name)
     if info.folder is None:
-        return load_demo()
-    return info.loader(dataset_path(info.name, data_dir))
+        return drop_forgotten(load_demo())
+    return drop_forgotten(info.loader(dataset_path(info.name, data_dir)))
+
+
+def _builtin(name: str) -> bool:
+    key = str(name).strip().lower()
+    return any(key == i.name or key in i.aliases for i in DATASETS.values())
 

@@ -63,11 +63,17 @@ class FeedbackActions:
             self.interactions = [x for x in self.interactions if x.item != item.id]
             self.interactions.append(Interaction(user=self.session_user, item=item.id, timestamp=time.time(),
                                                  event=event, rating=rating))
+            self._record(self.interactions[-1])
             if item.id in self.disliked:
                 self.disliked.remove(item.id)
             if item.id in self.excluded:
                 self.excluded.remove(item.id)
             self._profile_cache = None
+
+    def _record(self, event: Interaction) -> None:
+        """Hand a like, dislike or watch to ``on_event`` (``chat --save-feedback``: catalog/feedback.py)."""
+        if self.on_event is not None:
+            self.on_event(event)
 
     def feedback(self, item_ref: int | str | Item, liked: bool) -> SessionReply:
         """Like (a liked interaction, used as history) or dislike (excluded, never history) an item:
@@ -92,5 +98,6 @@ class FeedbackActions:
             if item.id not in self.excluded:
                 self.excluded.append(item.id)
             self._profile_cache = None
+            self._record(Interaction(user=self.session_user, item=item.id, timestamp=time.time(), event="dislike"))
         return SessionReply(kind="ack", text=f"Noted: not {item.label}. It won't be recommended or used as "
                                              "a guide to your taste.")

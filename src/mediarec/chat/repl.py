@@ -339,7 +339,13 @@ def run_repl(args: Any) -> int:
         # swallow the prompt (and turn off line editing) if it happened while the REPL waits.
         console.print(Text(f"loading {rec.llm.spec}…", style="dim"))
         _ = rec.llm.llama
-    session = rec.chat(user=getattr(args, "user", None), use_profile=bool(getattr(args, "profile", False)))
+    if getattr(args, "save_feedback", False):  # a new person may give their id too: catalog/feedback.py
+        from mediarec.catalog.feedback import feedback_session
+
+        session, note = feedback_session(rec, getattr(args, "user", None), bool(getattr(args, "profile", False)))
+        console.print(Text(note, style="dim"))
+    else:
+        session = rec.chat(user=getattr(args, "user", None), use_profile=bool(getattr(args, "profile", False)))
     who = f", user {args.user} ({len(session.history())} items in the history)" if getattr(args, "user", None) else ""
     console.print(Text(f"mediarec chat: {catalog.name}, LLM {rec.llm.spec if rec.llm else 'none'}{who}. "
                        "Ask for something, or :help.", style="bold"))

@@ -85,6 +85,7 @@ class ChatSession(References, FeedbackActions):
         self._lock = threading.RLock()
         #: Called with each provisional list of an answer in progress (see ``Recommender.recommend``).
         self.on_update: Callable[[RecommendationResult], None] | None = None
+        self.on_event: Any = None  # called with each like, dislike and watch the user gives
         self.reset()
 
     # -- state -----------------------------------------------------------------------------

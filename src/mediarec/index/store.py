@@ -145,6 +145,8 @@ class CatalogIndex:
         self.text_vectors: np.ndarray | None = None
         self.collab: CollabModel | None = None
         self._matrix_dir = Path(matrix_dir) if matrix_dir is not None else None
+        self.embedded = 0  # items embedded by the last build (an update embeds only its new items)
+        self.collab_refit = False  # whether the last build fitted the collaborative side again
 
     # -- identity --------------------------------------------------------------------------
     @property
@@ -156,17 +158,69 @@ class CatalogIndex:
         return self._embedder
 
     def text_fingerprint(self) -> str:
-        return f"v{INDEX_FORMAT}:{self.catalog.items_fingerprint()[:24]}:{self.settings.embedder}:{self.settings.text_max_chars}"
+        """What the text side of this catalog is (items and embedding settings): part of the learned
+        model's identity. The collection itself is keyed per item (:meth:`text_space`, :func:`item_hash`)."""
+        return f"v{INDEX_FORMAT}:{self.catalog.items_fingerprint()[:24]}:{self.text_space()}"
+
+    def text_space(self) -> str:
+        """The text collection's fingerprint: the embedding settings only. Which items it holds, and
+        whether each is current, is in every item's own ``h`` (so one new item is embedded alone)."""
+        return f"v{INDEX_FORMAT}:{self.settings.embedder}:{self.settings.text_max_chars}"
 
     def collab_fingerprint(self) -> str:
-        return f"v{INDEX_FORMAT}:{self.catalog.fingerprint()[:24]}:{self.settings.collab.key()}"
+        """The interactions and the collaborative settings: all the fit depends on (items without
+        interactions are not modelled), so adding items alone keeps the collaborative side."""
+        return f"v{INDEX_FORMAT}:{interactions_fingerprint(self.catalog)[:24]}:{self.settings.collab.key()}"
+
+    def collab_generation(self) -> str:
+        """The suffix of this fit's collections and matrix file: a new fit writes beside the old one,
+        so an interrupted update leaves the previous index whole (:meth:`prune` removes old ones)."""
+        import hashlib
+
+        return hashlib.sha256(self.collab_fingerprint().encode()).hexdigest()[:6]
+
+    def _collab_names(self) -> tuple[str, str]:
+        g = self.collab_generation()
+        return f"{self.prefix}-cb{g}", f"{self.prefix}-cq{g}"
 
     # -- building --------------------------------------------------------------------------
-    def build(self, progress: bool = False, rebuild: bool = True) -> "CatalogIndex":
-        """Bring all collections up to date (idempotent, resumable), then load them."""
+    def build(self, progress: bool = False, rebuild: bool = True, prune: bool = True) -> "CatalogIndex":
+        """Bring all collections up to date (idempotent, resumable), then load them. ``prune``: then
+        delete what another catalog state left (old collaborative fits, items no longer in the
+        catalog); an update (``Recommender.add_items``) prunes only after it committed."""
         self._build_text(progress, rebuild)
         self._build_collab(progress, rebuild)
-        return self.load()
+        self.load()
+        if prune:
+            self.prune()
+        return self
+
+    def prune(self) -> list[str]:
+        """Delete the collaborative collections and matrix files of other fits and the text entries
+        of items this catalog does not have; what was deleted."""
+        import re
+
+        current = set(self._collab_names())
+        mine = re.compile(rf"^{re.escape(self.prefix)}-(c[bq][0-9a-f]{{6}}|collab|collabq)$")
+        gone = []
+        for col in self.client.list_collections():
+            name = col if isinstance(col, str) else col.name
+            if mine.match(name) and name not in current:
+                self.client.delete_collection(name)
+                gone.append(name)
+        if self.matrix_path is not None:
+            for f in self.matrix_path.parent.glob(f"{self.prefix}-collab*.npz"):
+                if f != self.matrix_path and re.fullmatch(rf"{re.escape(self.prefix)}-collab(-exact|-[0-9a-f]{{6}})\.npz",
+                                                          f.name):
+                    f.unlink(missing_ok=True)
+                    gone.append(f.name)
+        text = self.text_collection
+        extra = [i for i in text.get(include=[])["ids"] if i not in self._pos]
+        for start in range(0, len(extra), 5000):
+            text.delete(ids=extra[start:start + 5000])
+        if extra:
+            gone.append(f"{len(extra)} text entries")
+        return gone
 
     def _collection(self, suffix: str, fingerprint: str, space: str, rebuild: bool,
                     embedding_function: Any = None):
@@ -202,27 +256,52 @@ class CatalogIndex:
         return col
 
     def _build_text(self, progress: bool, rebuild: bool) -> None:
-        fp = self.text_fingerprint()
-        col = self._collection("text", fp, "cosine", rebuild, embedding_function=self.embedder)
-        if (col.metadata or {}).get("complete") and col.count() == len(self.item_ids):
+        col = self._collection("text", self.text_space(), "cosine", rebuild, embedding_function=self.embedder)
+        stored = self._stored_hashes(col)
+        want = self._item_hashes()
+        todo = [i for i in self.item_ids if stored.get(i) != want[i]]
+        if not todo:
+            if not (col.metadata or {}).get("complete"):
+                col.modify(metadata={"fingerprint": self.text_space(), "complete": True})
             return
-        present = set(col.get(include=[])["ids"]) if col.count() else set()
-        todo = [i for i in self.item_ids if i not in present]
+        changed = [i for i in todo if i in stored]
+        if changed and not rebuild:
+            raise IndexError_(f"index collection {col.name!r} is stale ({len(changed)} item(s) changed); "
+                              f"run `mediarec index --dataset {self.catalog.name}`")
+        col.modify(metadata={"fingerprint": self.text_space(), "complete": False})
         bs = self.settings.batch_size
         with counting(progress) as bar:
-            task = bar.add_task(f"embedding {self.catalog.name}", total=len(self.item_ids), completed=len(present))
+            task = bar.add_task(f"embedding {self.catalog.name}", total=len(self.item_ids),
+                                completed=len(self.item_ids) - len(todo))
             for start in range(0, len(todo), bs):
                 ids = todo[start:start + bs]
                 items = [self.catalog.items[i] for i in ids]
                 vecs = self.embedder.embed([it.text(self.settings.text_max_chars) for it in items])
-                col.upsert(ids=ids, embeddings=vecs, metadatas=[_item_meta(it) for it in items])
+                col.upsert(ids=ids, embeddings=vecs, metadatas=[_item_meta(it) | {"h": want[i]}
+                                                                 for i, it in zip(ids, items)])
                 bar.advance(task, len(ids))
-        col.modify(metadata={"fingerprint": fp, "complete": True})
+        self.embedded = len(todo)
+        col.modify(metadata={"fingerprint": self.text_space(), "complete": True})
+
+    def _item_hashes(self) -> dict[str, str]:
+        """Each item's :func:`item_hash` (computed once: the catalog is immutable)."""
+        if getattr(self, "_hashes", None) is None:
+            n = self.settings.text_max_chars
+            self._hashes = {i: item_hash(it, n) for i, it in self.catalog.items.items()}
+        return self._hashes
+
+    @staticmethod
+    def _stored_hashes(col) -> dict[str, str | None]:
+        if not col.count():
+            return {}
+        got = col.get(include=["metadatas"])
+        return {i: (m or {}).get("h") for i, m in zip(got["ids"], got["metadatas"])}
 
     def _build_collab(self, progress: bool, rebuild: bool) -> None:
         fp = self.collab_fingerprint()
-        item_col = self._collection("collab", fp, "ip", rebuild)
-        query_col = self._collection("collabq", fp, "ip", rebuild)
+        item_name, query_name = self._collab_names()
+        item_col = self._collection(item_name[len(self.prefix) + 1:], fp, "ip", rebuild)
+        query_col = self._collection(query_name[len(self.prefix) + 1:], fp, "ip", rebuild)
         collections_done = all((c.metadata or {}).get("complete") for c in (item_col, query_col))
         if collections_done:
             try:
@@ -231,6 +310,7 @@ class CatalogIndex:
             except IndexError_ as e:  # the exact matrix is missing, stale or corrupt: fit again
                 log.info("%s; rebuilding it", e)
         model = CollabModel.fit(self.catalog, self.settings.collab)
+        self.collab_refit = True
         if not collections_done:
             bs = 1000
             with counting(progress) as bar:
@@ -249,7 +329,7 @@ class CatalogIndex:
     # -- the exact matrix, a file beside the collections -------------------------------------
     @property
     def matrix_path(self) -> Path | None:
-        """``<folder>/<prefix>-collab-exact.npz``: M with its item ids and the collab fingerprint;
+        """``<folder>/<prefix>-collab-<generation>.npz``: M with its item ids and the collab fingerprint;
         None for a Chroma server (the matrix is then fitted at load, see the module docstring)."""
         folder = self._matrix_dir
         if folder is None:
@@ -258,7 +338,7 @@ class CatalogIndex:
                 folder = Path(cs.persist_directory) if cs.is_persistent and cs.persist_directory else None
             except Exception:  # noqa: BLE001 - not a Chroma client we know: keep it in memory
                 folder = None
-        return None if folder is None else Path(folder) / f"{self.prefix}-collab-exact.npz"
+        return None if folder is None else Path(folder) / f"{self.prefix}-collab-{self.collab_generation()}.npz"
 
     def _write_matrix(self, model: CollabModel, fingerprint: str) -> None:
         """Atomically: a reader sees the old file or the whole new one, never half a matrix."""
@@ -296,15 +376,21 @@ class CatalogIndex:
 
     # -- reading ---------------------------------------------------------------------------
     def is_current(self) -> bool:
+        """Every item of the catalog has its current text entry, and this fit's collaborative
+        collections and matrix are complete (entries of other items or fits do not matter)."""
         try:
-            cols = [self.text_collection] + [self.client.get_collection(f"{self.prefix}-{s}")
-                                             for s in ("collab", "collabq")]
+            text = self.text_collection
+            cols = [self.client.get_collection(n) for n in self._collab_names()]
         except Exception:  # noqa: BLE001
             return False
-        fps = [self.text_fingerprint(), self.collab_fingerprint(), self.collab_fingerprint()]
+        if (text.metadata or {}).get("fingerprint") != self.text_space():
+            return False
+        stored = self._stored_hashes(text)
+        if any(stored.get(i) != h for i, h in self._item_hashes().items()):
+            return False
+        fp = self.collab_fingerprint()
         return all((c.metadata or {}).get("fingerprint") == fp and (c.metadata or {}).get("complete")
-                   for c, fp in zip(cols, fps)) and (self.matrix_path is None
-                                                      or self._matrix_fingerprint() == self.collab_fingerprint())
+                   for c in cols) and (self.matrix_path is None or self._matrix_fingerprint() == fp)
 
     def load(self) -> "CatalogIndex":
         """Read the vectors into memory (exact re-scoring of candidates needs them)."""
@@ -315,7 +401,8 @@ class CatalogIndex:
         got = text.get(include=["embeddings"])
         vecs = np.zeros((len(self.item_ids), len(got["embeddings"][0])), dtype=np.float32)
         for i, v in zip(got["ids"], got["embeddings"]):
-            vecs[self._pos[i]] = v
+            if i in self._pos:  # an interrupted update may have left entries of items to come
+                vecs[self._pos[i]] = v
         self.text_vectors = vecs
         if self.collab is None or self.collab.settings != self.settings.collab:
             self.collab = self._load_collab()
@@ -324,8 +411,9 @@ class CatalogIndex:
     def _load_collab(self) -> CollabModel:
         """The factors from Chroma and the exact matrix from its file, in the file's item order."""
         ids, matrix = self._read_matrix()
-        item = self.client.get_collection(f"{self.prefix}-collab").get(include=["embeddings"])
-        query = self.client.get_collection(f"{self.prefix}-collabq").get(include=["embeddings"])
+        item_name, query_name = self._collab_names()
+        item = self.client.get_collection(item_name).get(include=["embeddings"])
+        query = self.client.get_collection(query_name).get(include=["embeddings"])
         if not ids:
             return CollabModel([], np.zeros((0, 1), np.float32), np.zeros((0, 1), np.float32), self.settings.collab,
                                matrix)
@@ -345,10 +433,29 @@ class CatalogIndex:
 
     @property
     def collab_collection(self):
-        return self.client.get_collection(f"{self.prefix}-collab")
+        return self.client.get_collection(self._collab_names()[0])
 
     def position(self, item_id: str) -> int | None:
         return self._pos.get(item_id)
+
+
+def item_hash(item, max_chars: int) -> str:
+    """What an item's text entry depends on (the embedded text and the filterable metadata)."""
+    import hashlib
+    import json
+
+    return hashlib.sha256(json.dumps([item.text(max_chars), _item_meta(item)], sort_keys=True).encode()
+                          ).hexdigest()[:16]
+
+
+def interactions_fingerprint(catalog: Catalog) -> str:
+    """sha256 over the interaction log alone (what the collaborative fit depends on)."""
+    import hashlib
+
+    h = hashlib.sha256()
+    for x in catalog.interactions:
+        h.update(f"{x.user}\t{x.item}\t{x.timestamp}\t{x.rating}\t{x.weight}\t{x.event}\n".encode())
+    return h.hexdigest()
 
 
 def _item_meta(item) -> dict[str, Any]:

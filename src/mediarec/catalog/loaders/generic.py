@@ -164,25 +164,36 @@ def load_generic(items_path: PathLike, interactions_path: PathLike | None = None
     """
     ipath = Path(items_path)
     where = str(ipath)
-    items: dict[str, Item] = {}
-    for n, rec, extra in _generic_records(ipath, "items", ("id", "title")):
-        it = _generic_item(rec, extra, where, n)
-        if it.id in items:
-            raise CatalogError(f"duplicate item id {it.id!r}", where, n)
-        items[it.id] = it
+    items = load_items(ipath)
     if not items:
         raise CatalogError("no items", where)
 
-    interactions: list[Interaction] = []
-    if interactions_path is not None:
-        xpath = Path(interactions_path)
-        xwhere = str(xpath)
-        checks = Checks()
-        for n, rec, _extra in _generic_records(xpath, "interactions", ("user", "item")):
-            interactions.append(_generic_interaction(rec, items, checks, xwhere, n))
+    interactions = load_interactions(interactions_path, items) if interactions_path is not None else []
     if name is None:
         name = ipath.parent.name if ipath.stem in ("items", "catalog") and ipath.parent.name else ipath.stem
     return Catalog(name, items.values(), interactions, source=str(ipath))
+
+
+def load_items(items_path: PathLike, known: Any = None) -> dict[str, Item]:
+    """The items of one items file by id; ``known``: the items of earlier files of the same
+    catalog (``mediarec add``), whose ids this file must not repeat."""
+    ipath = Path(items_path)
+    items: dict[str, Item] = {}
+    for n, rec, extra in _generic_records(ipath, "items", ("id", "title")):
+        it = _generic_item(rec, extra, str(ipath), n)
+        if it.id in items or (known is not None and it.id in known):
+            raise CatalogError(f"duplicate item id {it.id!r}" + ("" if it.id in items else
+                                                                 " (already in the catalog)"), ipath, n)
+        items[it.id] = it
+    return items
+
+
+def load_interactions(interactions_path: PathLike, items: dict[str, Item] | Any) -> list[Interaction]:
+    """The rows of one interactions file, each checked against ``items`` (file and line on error)."""
+    xpath = Path(interactions_path)
+    checks = Checks()
+    return [_generic_interaction(rec, items, checks, str(xpath), n)
+            for n, rec, _extra in _generic_records(xpath, "interactions", ("user", "item"))]
 
 
 def _is_csv(path: Path) -> bool:

@@ -1,0 +1,159 @@
+"""Growing a served catalog: ``Recommender.add_items`` / ``add_interactions`` and ``mediarec add``.
+
+What an update costs, and why it is safe to interrupt:
+
+* **Text**: the text collection is keyed per item (each entry carries the hash of its text,
+  :func:`mediarec.index.store.item_hash`), so only the new items are embedded.
+* **Collaborative side**: its fit depends on the interactions only. New items without interactions
+  keep it as it is; new interactions fit it again (seconds on latest-small), into collections and a
+  matrix file named by the new fit's generation, beside the old ones.
+* **Learned stage**: its model is keyed by the catalog's fingerprint. New interactions train it
+  again (into a new file). New items alone carry the served model over to the new key: it was
+  trained on the same histories, which the new items (with no interactions) are in none of; a full
+  rebuild would retrain it on pools that may hold the new items, so the two can differ slightly
+  (``benchmarks/bench_update.py`` measures by how much).
+* The previous catalog's index stays whole until the new one is complete and served: a ``kill -9``
+  at any point leaves it usable (its items' text entries are untouched, its collaborative fit and
+  matrix are still there; entries of the items to come are ignored). ``prune=False`` keeps the old
+  fit after the update too, until the caller has committed (``mediarec add`` writes the
+  registration first, then prunes).
+* Requests answered meanwhile by this process use the previous catalog, index and learned stage:
+  the new ones replace them in one step at the end (:meth:`Recommender.serve`).
+
+Results: the updated index is the index a full rebuild of the same catalog gives (same fingerprints,
+same text vectors, the same deterministic collaborative fit). Rankings agree within the tolerance
+that docs/formats.md documents ("The index of a catalog"). ``tests/test_update.py`` compares them, and
+``benchmarks/bench_update.py`` times them and compares them on latest-small.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Iterable
+
+from mediarec.catalog.model import Catalog, Interaction, Item
+from mediarec.errors import MediarecError
+
+
+def update(rec: Any, items: Iterable[Item] = (), interactions: Iterable[Interaction] = (),
+           prune: bool = True) -> Catalog:
+    """Build the index of ``rec.catalog`` plus ``items`` and ``interactions`` beside the current one,
+    then serve it; returns the new catalog."""
+    from mediarec.catalog.forget import drop_forgotten
+    from mediarec.index.collab import CollabSettings
+    from mediarec.index.store import CatalogIndex, build_lock, chroma_errors
+
+    old = rec._ready().catalog
+    items, interactions = tuple(items), tuple(interactions)
+    if not items and not interactions:
+        raise MediarecError("nothing to add: no items and no interactions")
+    new = drop_forgotten(old.extend(items=items, interactions=interactions), rec.home)
+    idx = rec.index
+    settings = idx.settings
+    if rec.sources.get("collab") != "given":  # as a full build would choose them for the new catalog
+        settings = settings.model_copy(update={"collab": CollabSettings.for_catalog(new)})
+    home_settings = _settings_of(rec)
+    with build_lock(home_settings, new.name, _server_url(idx)), \
+            chroma_errors(f"updating the index of {new.name!r} failed (the previous index still serves; "
+                          "run the update again)"):
+        fresh = CatalogIndex(new, idx.client, settings, embedder=idx._embedder, prefix=idx.prefix,
+                             matrix_dir=idx._matrix_dir)
+        fresh.build(progress=rec.progress, prune=False)
+    if not interactions:
+        _carry_learned_over(rec, new, fresh)
+    rec.serve(new, fresh)
+    if prune:
+        with build_lock(home_settings, new.name, _server_url(idx)):
+            fresh.prune()
+    return new
+
+
+def _settings_of(rec: Any):
+    from mediarec.config import get_settings
+
+    return get_settings(home=rec.home) if rec.home is not None else get_settings()
+
+
+def _server_url(idx: Any) -> str | None:
+    """The index's server URL when it lives in a Chroma server (no local lock is needed then)."""
+    return "server" if idx.matrix_path is None and idx._matrix_dir is None else None
+
+
+def add_files(name: str, items_file: str | None = None, interactions_file: str | None = None,
+              chroma_url: str | None = None, progress: bool = False) -> dict[str, Any]:
+    """``mediarec add``: the rows of the given files join the registered catalog ``name``.
+
+    Order, so that a kill at any point leaves the previous catalog and index usable: check the new
+    rows (file and line on error); copy the files under the registration (``added/``, a snapshot);
+    build the new index beside the old one and train the learned stage; write the registration
+    (atomically: the commit); then delete the old collaborative fit."""
+    import shutil
+    import time
+    from pathlib import Path
+
+    from mediarec.catalog import load_dataset
+    from mediarec.catalog.enrich import apply_summaries
+    from mediarec.catalog.loaders.generic import load_interactions, load_items
+    from mediarec.catalog.own import registration
+    from mediarec.config import get_settings
+    from mediarec.recommender import Recommender
+
+    reg = registration(name)
+    if reg is None:
+        raise MediarecError(f"`mediarec add` grows a catalog of your own, and {name!r} is not one: register "
+                            "it first with `mediarec index --items FILE [--interactions FILE] --name NAME`")
+    if items_file is None and interactions_file is None:
+        raise MediarecError("give --items FILE and/or --interactions FILE")
+    settings = get_settings(chroma_url=chroma_url)
+    catalog = apply_summaries(load_dataset(name), settings=settings)
+    paths = {k: Path(v).expanduser() for k, v in (("items", items_file), ("interactions", interactions_file)) if v}
+    for p in paths.values():
+        if not p.is_file():
+            raise MediarecError(f"{p}: file not found")
+    items = load_items(paths["items"], known=catalog.items) if "items" in paths else {}
+    interactions = load_interactions(paths["interactions"], {**catalog.items, **items}) \
+        if "interactions" in paths else []
+    if not items and not interactions:
+        raise MediarecError(f"nothing to add: {', '.join(map(str, paths.values()))} hold(s) no rows")
+    t_load = time.perf_counter()
+    rec = Recommender.from_catalog(catalog, llm="none", chroma_url=chroma_url, settings=settings, progress=progress)
+    old_status = rec.stage.status if rec.stage else None
+    t0 = time.perf_counter()
+    copies = {}
+    stamp = time.strftime("%Y%m%d-%H%M%S") + f"-{time.time_ns() % 10**9:09d}"
+    for what, p in paths.items():
+        dest = reg.added_dir / f"{stamp}-{what}{p.suffix or '.jsonl'}"
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(p, dest.with_name(dest.name + ".part"))
+        dest.with_name(dest.name + ".part").replace(dest)
+        copies[what] = str(dest)
+    update(rec, items=items.values(), interactions=interactions, prune=False)
+    t_index = time.perf_counter()
+    if "items" in copies:
+        reg.items.append(copies["items"])
+    if "interactions" in copies:
+        reg.interactions.append(copies["interactions"])
+    reg.save()
+    rec.index.prune()
+    return {"items": len(items), "interactions": len(interactions), "embedded": rec.index.embedded,
+            "collab_refit": rec.index.collab_refit, "collab_items": len(rec.index.collab.item_ids),
+            "second_stage": rec.stage.status if rec.stage else None, "previous_second_stage": old_status,
+            "seconds": time.perf_counter() - t0, "index_seconds": t_index - t0, "open_seconds": t0 - t_load,
+            "catalog": rec.catalog, "copies": copies}
+
+
+def _carry_learned_over(rec: Any, new: Catalog, index: Any) -> None:
+    """Store the served learned model under the new catalog's key (items were added, no interactions)."""
+    from mediarec.index.retriever import Retriever
+    from mediarec.infra.atomic import atomic_write_text
+    from mediarec.rank.learned import LearnedRanker, fingerprint, learned_path
+
+    stage = rec.stage
+    if stage is None or stage.ranker is None or rec.second_stage is None:
+        return
+    key = fingerprint(new, index, Retriever(index, rec.fusion).fusion, rec.second_stage)
+    path = learned_path(rec.home or _settings_of(rec).home, new.name, key)
+    if path.exists():
+        return
+    ranker = LearnedRanker.from_json(stage.ranker.to_json())
+    ranker.meta.update(fingerprint=key, carried_over_from=stage.fingerprint)
+    atomic_write_text(path, ranker.to_json())
