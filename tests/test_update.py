@@ -120,7 +120,9 @@ def test_kill_9_during_add_leaves_the_previous_index_usable(parts, tmp_path, mod
     before = check()
     assert before == {"items": N - NEW, "current": True, "top": before["top"]} and len(before["top"]) == 5
     killed = 0
-    for delay in (4.0, 7.0, 10.0):  # kill at different moments: loading, embedding, fitting, training
+    # Kill at different moments (starting, loading, embedding, fitting, training): on an idle machine
+    # the whole add takes about 4 s, so the first kill comes well before that.
+    for delay in (1.0, 2.5, 4.0, 7.0, 10.0):
         add = subprocess.Popen([*cli, "add", "--dataset", "upd", "--items", str(files / "new-items.jsonl"), "--quiet"],
                                env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         time.sleep(delay)
