@@ -52,10 +52,9 @@ class LLMFamilies:
         label = label or f"{name}@{weight}"
         if base == "llm":
             sys_ = llm_system(llm, self.provider, self.candidates, llm_weight=weight, name=label)
-            sys_.reranker.settings = rerank
-            return sys_
-        sys_ = learned_system(base, self.provider, llm, self.candidates, llm_weight=weight, label=label)
-        sys_.reranker.settings = rerank
+        else:
+            sys_ = learned_system(base, self.provider, llm, self.candidates, llm_weight=weight, label=label)
+        sys_.reranker.settings = rerank  # with the label prior, which the builders do not take
         return sys_
 
 
@@ -91,6 +90,7 @@ def estimate_prior(fam: LLMFamilies, split, seed: int, progress: bool = False) -
     from mediarec.eval.systems import retrieval_system
     from mediarec.rank.calibration import estimate_label_prior
     from mediarec.rank.prompts import PromptLibrary, history_entries
+    from mediarec.rank.reranker import RerankSettings
 
     hybrid = retrieval_system("hybrid", fam.provider)
     hybrid.fit(split.train_catalog)
@@ -103,7 +103,8 @@ def estimate_prior(fam: LLMFamilies, split, seed: int, progress: bool = False) -
         rows = [r for r in np.argsort(-scores, kind="stable")[: fam.candidates] if np.isfinite(scores[r])]
         if len(rows) == fam.candidates:
             items = [split.train_catalog.item(hybrid.item_ids[r]) for r in rows]
-            samples.append((history_entries(split.train_catalog.history_pairs(hist), 20), items))
+            samples.append((history_entries(split.train_catalog.history_pairs(hist), RerankSettings().max_history),
+                            items))
     prior, usage = estimate_label_prior(fam.llm, PromptLibrary(), samples, PRIOR_PERMUTATIONS, seed)
     fam.label_prior = prior
     fam.facts["label_prior"] = {k: round(float(np.exp(v)), 4) for k, v in prior.items()}

@@ -22,18 +22,12 @@ from mediarec.train.lora import Trainer, TrainSettings
 RUN = "run.json"
 
 
-def _sample(users: list[str], n: int, seed: int) -> list[str]:
-    from mediarec.eval.split import sample_users
-
-    return sample_users(users, n, seed)
-
-
 def run_train(args) -> int:
     from rich.console import Console
 
     from mediarec.catalog import load_dataset
     from mediarec.eval.run import make_protocol
-    from mediarec.eval.split import leave_last_out, protocol_catalog
+    from mediarec.eval.split import leave_last_out, protocol_catalog, sample_users
     from mediarec.eval.systems import IndexProvider, retrieval_system
     from mediarec.infra.progress import progress_bar
     from mediarec.llm import load_llm
@@ -78,7 +72,7 @@ def run_train(args) -> int:
             held = {u: {split.test[u], *([split.valid[u]] if u in split.valid else [])} for u in split.test}
             examples = training_examples(train, retriever.score_array, ids, tokenizer, ex_settings, prompts,
                                          progress=advance, held_out=held)
-        val_users = _sample(sorted(split.valid_history), args.val_users, args.seed)
+        val_users = sample_users(split.valid_history, args.val_users, args.seed)
         validation = validation_examples({u: split.valid_history[u] for u in val_users},
                                          {u: split.valid[u] for u in val_users}, train, retriever.score_array, ids,
                                          tokenizer, ex_settings, prompts)
