@@ -15,7 +15,8 @@ import chromadb  # noqa: E402
 
 from conftest import first_items  # noqa: E402
 from mediarec.catalog import Catalog, Interaction, Item, load_dataset  # noqa: E402
-from mediarec.eval.requests import make_cases, run_requests, satisfies, summarise  # noqa: E402
+from mediarec.eval.requests import (PARAPHRASES, RULES, RequestVariant, compare, make_cases,  # noqa: E402
+                                    run_requests, satisfies, summarise)
 from mediarec.eval.split import leave_last_out  # noqa: E402
 from mediarec.index.retriever import Retriever  # noqa: E402
 from mediarec.index.store import CatalogIndex  # noqa: E402
@@ -144,9 +145,11 @@ def test_request_benchmark_adherence_by_hand(embedder, tmp_path):
                        [cat.items[i] for i in ("m3", "m4", "m5", "a1")], 0, ["Action", "Comedy", "Horror", "Rock",
                                                                               "Sci-Fi"], {"quirky", "loud"})
     by_type = {c.type: c for c in genre}
-    assert set(by_type) == {"genre", "decade", "tag", "kind", "negation", "like"}
-    expected_base = {"genre": {"Comedy": 0.5, "Sci-Fi": 0.25}[by_type["genre"].truth.genres[0]],
-                     "decade": 0.5, "kind": 0.75, "negation": 0.75, "like": 0.5, "tag": 0.5}
+    assert set(by_type) == {"genre", "decade", "tag", "kind", "negation", "like", "paraphrase"}
+    share = {"Comedy": 0.5, "Sci-Fi": 0.25}
+    expected_base = {"genre": share[by_type["genre"].truth.genres[0]],
+                     "decade": 0.5, "kind": 0.75, "negation": 0.75, "like": 0.5, "tag": 0.5,
+                     "paraphrase": share[by_type["paraphrase"].truth.genres[0]]}
     assert by_type["like"].text.endswith("but funnier") and "Laser Run" in by_type["like"].text
     for name, base in expected_base.items():
         assert t[name]["adherence_history_only"] == pytest.approx(base), name
@@ -154,7 +157,58 @@ def test_request_benchmark_adherence_by_hand(embedder, tmp_path):
     for name in ("genre", "decade", "kind", "negation", "like"):
         assert t[name]["adherence"] == 1.0, name  # the filter leaves only items that satisfy
     assert t["tag"]["adherence"] == pytest.approx(0.5)  # soft: the same four items, reordered
+    # the rules read a paraphrase as soft text: the same four items, so the same share
+    assert t["paraphrase"]["adherence"] == pytest.approx(expected_base["paraphrase"])
     assert t["checkable"]["n"] == 5
+
+    # A reading that knows the paraphrase ("something to make me laugh" is a comedy) filters.
+    def knows(text, catalog):
+        c = parse_request(text, catalog)
+        for g, phrases in PARAPHRASES.items():
+            if any(p in text for p in phrases):
+                c.genres, c.parser = [g], "oracle"
+        return c
+
+    out = run_requests(rec, split, ["u1"], seed=0, bootstrap=50, variants=[RULES, RequestVariant("oracle", knows)])
+    v = out["variants"]["oracle"]
+    assert out["types"] == t  # the first variant is the reference, as without variants
+    assert v["paraphrase"]["adherence"] == 1.0 and v["paraphrase"]["adherence_reference"] == expected_base["paraphrase"]
+    assert v["paraphrase"]["readings_changed"] == 1.0 and v["genre"]["readings_changed"] == 0.0
+    assert v["checkable"]["n"] == 5 and v["all"]["n"] == 7
+
+
+def test_the_rules_leave_paraphrases_unread(ml100k):
+    """A paraphrase is words the rule table lacks: read by the rules, it filters nothing (so the
+    benchmark measures what reading with the LLM adds), yet it names a genre MovieLens has."""
+    genres = {g for it in ml100k.items.values() for g in it.genres}
+    for g, phrases in PARAPHRASES.items():
+        assert g in genres, g
+        for text in phrases:
+            c = parse_request(text, ml100k)
+            assert not c.is_hard and not c.genres and c.reference is None, (text, c.describe())
+
+
+def test_variant_comparison_by_hand():
+    def row(variant, user, rank, adherence, parsed="p", seconds=0.001, rerank=None):
+        r = {"variant": variant, "user": user, "type": "genre", "rank": rank, "adherence": adherence,
+             "parsed": parsed, "parse_seconds": seconds}
+        return r | ({"rerank": rerank} if rerank else {})
+
+    rows = [row("rules", "a", 1, 1.0), row("rules", "b", 20, 0.5), row("rules", "c", 3, 0.0),
+            row("x", "a", 2, 1.0, seconds=1.0, rerank={"seconds": 2.0, "cached": False, "prompt_tokens": 900,
+                                                          "degraded": False}),
+            row("x", "b", 5, 1.0, parsed="q", seconds=2.0, rerank={"seconds": 9.0, "cached": True,
+                                                                      "prompt_tokens": 700, "degraded": True}),
+            row("x", "c", 30, 0.5, seconds=3.0, rerank={"seconds": 4.0, "cached": False, "prompt_tokens": 800,
+                                                           "degraded": False})]
+    m = compare(rows, "x", "rules", bootstrap=200)["genre"]
+    assert m["n"] == 3 and m["hr@10"] == pytest.approx(2 / 3) and m["hr@10_reference"] == pytest.approx(2 / 3)
+    assert m["ndcg@10"] == pytest.approx((1 / math.log2(3) + 1 / math.log2(6)) / 3)
+    assert m["adherence"] == pytest.approx(2.5 / 3) and m["adherence_reference"] == pytest.approx(0.5)
+    assert m["readings_changed"] == pytest.approx(1 / 3) and m["parse_seconds_mean"] == pytest.approx(2.0)
+    assert m["rerank_seconds_mean"] == pytest.approx(3.0)  # the cached answer's time is not counted
+    assert m["rerank_prompt_tokens_mean"] == pytest.approx(800) and m["rerank_degraded"] == 1
+    assert 0 <= m["p_adherence"] <= 1 and m["p_hr@10"] >= 0.5  # equal hit rates: no evidence of a difference
 
 
 def test_summary_statistics_by_hand():
@@ -176,6 +230,8 @@ def test_generated_requests_read_back_as_meant(ml100k):
     for u in users:
         h = [ml100k.items[x.item] for x in ml100k.history(u)]
         for case in make_cases(u, h[-1], h[:-1], ml100k, h[:10], 0, genres, set()):
+            if case.type == "paraphrase":  # words the rules do not know, by design
+                continue
             got = parse_request(case.text, ml100k)
             truth = case.truth
             assert set(truth.genres) <= set(got.genres), case
@@ -183,3 +239,45 @@ def test_generated_requests_read_back_as_meant(ml100k):
             if truth.year_min is not None:
                 assert (got.year_min, got.year_max) == (truth.year_min, truth.year_max), case
             assert satisfies(truth, h[-1]) and got.allows(h[-1]), case  # the target satisfies its request
+
+
+@pytest.mark.llm
+def test_request_variants_with_a_real_local_llm(embedder, smol_path, linked_home, tmp_path):
+    """Rules vs rules + LLM reading, each with and without LLM reranking, on the same requests."""
+    from mediarec.eval.requests import llm_variants
+    from mediarec.llm import load_llm
+
+    cat = _tiny()
+    split = leave_last_out(cat)
+    client = chromadb.PersistentClient(path=str(tmp_path / "tiny"))
+    rec = Recommender(split.train_val_catalog, CatalogIndex(split.train_val_catalog, client, embedder=embedder).build(),
+                      name="hybrid")
+    llm = load_llm(f"local:{smol_path}")
+    llm.n_threads = 1
+    out = run_requests(rec, split, ["u1"], seed=0, bootstrap=50, variants=llm_variants(llm, 0.5))
+    v = out["variants"]
+    assert list(v) == ["rules", "rules+llm", "rules, llm rerank", "rules+llm, llm rerank"]
+    assert len({m["all"]["n"] for m in v.values()}) == 1 and v["rules"]["all"]["n"] == 7  # the same requests
+    assert v["rules+llm"]["all"]["parse_seconds_mean"] > v["rules"]["all"]["parse_seconds_mean"]
+    reranked = v["rules, llm rerank"]["all"]
+    assert reranked["rerank_prompt_tokens_mean"] > 100 and reranked["rerank_degraded"] == 0
+    assert "rerank_seconds_mean" not in v["rules+llm"]["all"]
+    # the LLM orders what the request's filters let through: it cannot break them
+    assert v["rules, llm rerank"]["checkable"]["adherence"] == 1.0
+
+
+@pytest.mark.llm
+def test_eval_request_llm_from_the_cli(smol_path, linked_home, tmp_path):
+    from mediarec.cli import main
+
+    out = tmp_path / "eval"
+    rc = main(["eval", "--dataset", "demo", "--systems", "hybrid", "--users", "1", "--quiet", "--requests",
+               "--request-llm", "--llm", f"local:{smol_path}", "--output", str(out)])
+    assert rc == 0
+    data = __import__("json").loads((out / "requests.json").read_text())
+    assert data["llm_weight_source"] in ("default", "tuned in this run") or data["llm_weight_source"].startswith("stored")
+    assert set(data["variants"]) == {"rules", "rules+llm", "rules, llm rerank", "rules+llm, llm rerank"}
+    report = (out / "report.md").read_text()
+    assert "rules vs rules + LLM" in report and "| rules+llm, llm rerank | checkable |" in report
+    assert main(["eval", "--dataset", "demo", "--systems", "hybrid", "--request-llm", "--quiet",
+                 "--output", str(out)]) != 0  # without --requests: one clear error

@@ -330,6 +330,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="add the learned stage without each feature group (learned-<group>), tested against learned")
     e.add_argument("--requests", action="store_true",
                    help="also run the request benchmark on the hybrid system (requests.json, a report section)")
+    e.add_argument("--request-llm", action="store_true",
+                   help="with --requests: also read requests with the LLM and rerank with it (needs --llm), "
+                        "each variant paired against the rules alone")
     e.add_argument("--output", default="results/eval")
     e.add_argument("--quiet", action="store_true")
     e.set_defaults(func=cmd_eval)

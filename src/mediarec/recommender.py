@@ -444,7 +444,7 @@ class Recommender:
         if self.stage is None or not self.stage.active:
             return scores
         rows, _ = self.stage.rank(history, scores, profile=profile)
-        return _place_on_top(scores, rows)
+        return place_on_top(scores, rows)
 
     def _learned_candidates(self, history: Sequence[Any], cands: list[Candidate],
                             profile: str | None) -> tuple[list[Candidate], dict[str, float]]:
@@ -466,10 +466,10 @@ class Recommender:
         ids = self.index.item_ids
         cands = [Candidate(item=self.catalog.items[ids[j]], score=float(scores[j])) for j in pool]
         out = self._rerank(pairs, cands, k=len(cands), explain=False)
-        return _place_on_top(scores, [self.index.position(i) for i in out.order])
+        return place_on_top(scores, [self.index.position(i) for i in out.order])
 
 
-def _place_on_top(scores: np.ndarray, rows: Sequence[int]) -> np.ndarray:
+def place_on_top(scores: np.ndarray, rows: Sequence[int]) -> np.ndarray:
     """``scores`` with ``rows`` (best first) above every other item, in that order: how a later stage's
     order over its pool becomes a full ranking (the rest keep the earlier stage's order below)."""
     if not len(rows):

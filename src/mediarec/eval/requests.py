@@ -10,7 +10,9 @@ target satisfies it, in each of these types (where the catalogue allows):
 * ``negation``: a genre the target lacks ("no horror"), drawn from the genres of the user's
   history-only top 10 (what a user would object to), else from the catalogue's;
 * ``like``: "like X but Y", X the user's most recent liked item, Y a genre of the target X lacks
-  (else the target's decade, else one of its genres).
+  (else the target's decade, else one of its genres);
+* ``paraphrase``: one of the target's genres in everyday words that the rule parser's table does
+  not hold ("something to make me laugh"): what reading a request with the LLM is for.
 
 Wordings come from a few templates, drawn with a seed per user and type. The system ranks with
 the request exactly as :meth:`Recommender.recommend` does (:func:`retrieval_inputs`, the same
@@ -18,7 +20,14 @@ retriever), and without it. Per type: HR@10 and NDCG@10 of the target with and w
 request, with 95% bootstrap intervals and a paired test, and **adherence**: the share of the top
 10 that satisfies what the request meant, checked against catalogue metadata (the generated
 truth, not the parse, so a misread request counts against adherence). Tags are soft (they steer
-the text query, they do not filter), so their adherence is reported apart from the checkable types.
+the text query, they do not filter), so their adherence is reported apart from the checkable types;
+so are paraphrases, which the rules leave as soft text by design.
+
+**Variants** (``--request-llm``): the same requests read by the rules alone or by the rules plus
+the LLM (:mod:`mediarec.rank.request_llm`), each ranked by retrieval alone or with the LLM
+reranking the top 20 with the request in its prompt, as ``recommend`` does. Each variant is
+compared with the rules-only retrieval on the same requests (paired), with the seconds that
+reading and reranking took.
 """
 
 from __future__ import annotations
@@ -26,8 +35,10 @@ from __future__ import annotations
 import json
 import math
 import random
+import time
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any, Callable, Sequence
 
 import numpy as np
 from pydantic import BaseModel
@@ -41,8 +52,10 @@ from mediarec.eval.stats import bootstrap_ci, bootstrap_index, paired_bootstrap_
 from mediarec.infra.atomic import atomic_write_text
 from mediarec.rank.request import Constraints, parse_request, retrieval_inputs, vocabulary
 
-REQUEST_TYPES = ("genre", "decade", "tag", "kind", "negation", "like")
-SOFT_TYPES = ("tag",)  # steer the ranking, filter nothing: adherence is not promised
+REQUEST_TYPES = ("genre", "decade", "tag", "kind", "negation", "like", "paraphrase")
+# Reported apart from the pooled "checkable" row: tags steer and filter nothing, and paraphrases are
+# words the rule parser does not know by design (the LLM's reading is measured on them).
+SOFT_TYPES = ("tag", "paraphrase")
 K = 10
 
 # How people name a genre, and how they ask for more of it; anything else is its name.
@@ -60,6 +73,28 @@ TEMPLATES = {
     "kind": ("an {k}", "give me a {k}", "I want a {k} this time"),
     "negation": ("no {g}", "nothing {g} please", "anything but not {g}", "something without {g}"),
     "like": ("something like {x} but {y}", "like {x} but {y}", "similar to {x} but {y}"),
+    "paraphrase": ("{p}", "I'd like {p}", "in the mood for {p}"),
+}
+# Everyday words for a genre that GENRE_SYNONYMS (the rule parser's table) does not hold, and that
+# name no other genre, decade or kind: tests/test_request_retrieval.py checks the rules leave them unread.
+PARAPHRASES = {
+    "Comedy": ("something to make me laugh", "something that cracks me up"),
+    "Horror": ("something that will give me nightmares", "something to watch with the lights on"),
+    "Sci-Fi": ("something set in outer space or the far future", "something with robots or aliens"),
+    "Romance": ("a story of two people falling in love", "something for date night"),
+    "Action": ("lots of explosions, chases and fist fights", "non-stop shootouts and stunts"),
+    "Thriller": ("something that keeps me on the edge of my seat", "a nail-biter"),
+    "Drama": ("something serious and moving", "a slow, emotional character study"),
+    "War": ("something about soldiers at the front", "a battlefield story"),
+    "Western": ("cowboys and gunfights on the frontier", "something with cowboys"),
+    "Musical": ("lots of singing and dancing", "something with show tunes"),
+    "Crime": ("something about a heist or the mob", "cops and robbers"),
+    "Mystery": ("a puzzle where I guess who did it", "a detective solving a case"),
+    "Fantasy": ("dragons, wizards and magic", "something with magic and mythical creatures"),
+    "Adventure": ("a quest to far-off lands", "an expedition into the unknown"),
+    "Documentary": ("real events told by the people who lived them", "something non-fiction"),
+    "Animation": ("something hand-drawn or made by Pixar", "a cartoon-style picture"),
+    "Children's": ("something my six-year-old can watch", "something for a kid's birthday party"),
 }
 
 
@@ -134,16 +169,53 @@ def make_cases(user: str, target: Item, history: Sequence[Item], catalog: Catalo
             y, truth = "", None
         if truth is not None:
             add("like", {"x": x.label, "y": y}, truth)
+    said = sorted(g for g in target.genres if g in PARAPHRASES)
+    if said:
+        g = rng.choice(said)
+        add("paraphrase", {"p": random.Random(f"{seed}:{user}:p").choice(PARAPHRASES[g])}, Constraints(genres=[g]))
     return cases
 
 
+@dataclass(frozen=True)
+class RequestVariant:
+    """How the benchmark reads and ranks a request: ``parse`` (None = the rules alone) and a
+    ``reranker`` that orders the top ``pool`` with the request in its prompt (None = retrieval)."""
+
+    name: str
+    parse: Callable[[str, Catalog], Constraints] | None = None
+    reranker: Any = None
+    pool: int = 20
+
+
+RULES = RequestVariant("rules")
+
+
+def llm_variants(llm: Any, llm_weight: float, pool: int = 20, prompts: Any = None) -> list[RequestVariant]:
+    """Rules alone, rules + LLM reading, and each of them with the LLM reranking: item 3 of the
+    requests issue, every variant on the same requests."""
+    from mediarec.rank.request_llm import llm_parse_request
+    from mediarec.rank.reranker import Reranker, RerankSettings
+
+    def by_llm(text: str, catalog: Catalog) -> Constraints:
+        return llm_parse_request(text, catalog, llm, prompts)
+
+    rerank = Reranker(llm, prompts, RerankSettings(llm_weight=llm_weight))
+    return [RULES, RequestVariant("rules+llm", parse=by_llm),
+            RequestVariant("rules, llm rerank", reranker=rerank, pool=pool),
+            RequestVariant("rules+llm, llm rerank", parse=by_llm, reranker=rerank, pool=pool)]
+
+
 def run_requests(system: Any, split: Split, users: Sequence[str], seed: int = 0, bootstrap: int = 1000,
-                 types: Sequence[str] = REQUEST_TYPES) -> dict[str, Any]:
+                 types: Sequence[str] = REQUEST_TYPES, variants: Sequence[RequestVariant] = (RULES,),
+                 progress: bool = False) -> dict[str, Any]:
     """Rank every user's target with and without their requests; metrics per request type.
 
     ``system``: a fitted retrieval :class:`~mediarec.recommender.Recommender` (no LLM stage, no
     profile): its ranking with a request is ``retriever.score_all`` with the parsed request, as
-    ``recommend`` retrieves."""
+    ``recommend`` retrieves. ``variants``: ways to read and rank each request, the first the
+    reference (its metrics are the summary's ``types``; the others' are under ``variants``)."""
+    from mediarec.infra.progress import counting
+
     if getattr(system, "retriever", None) is None or getattr(system, "reranker", None) is not None \
             or getattr(system, "profile_source", None) is not None:
         raise ConfigError(f"the request benchmark ranks with a fitted retrieval system; {system.name!r} is not one")
@@ -155,28 +227,60 @@ def run_requests(system: Any, split: Split, users: Sequence[str], seed: int = 0,
     genres = sorted({g for it in catalog.items.values() for g in it.genres})
     usable_tags = _tags_read_as_tags(catalog)
     rows: list[dict[str, Any]] = []
-    for u in users:
-        target_id = split.test[u]
-        hist = split.test_history[u]
-        excluded = [pos[i] for i in split.seen[u] if i != target_id and i in pos]
+    with counting(progress, unit="users") as bar:
+        task = bar.add_task(f"requests ({', '.join(v.name for v in variants)})", total=len(users))
+        for u in users:
+            target_id = split.test[u]
+            hist = split.test_history[u]
+            excluded = [pos[i] for i in split.seen[u] if i != target_id and i in pos]
 
-        def ranked(scores: np.ndarray) -> tuple[float, list[Item]]:
-            s = np.where(np.isfinite(scores), scores, -np.inf)
-            s[excluded] = -np.inf
-            top = [catalog.items[item_ids[j]] for j in top_k(s, keys, K)]
-            return rank_of_target(s, keys, pos[target_id]) if target_id in pos else math.inf, top
+            def masked(scores: np.ndarray) -> np.ndarray:
+                s = np.where(np.isfinite(scores), scores, -np.inf)
+                s[excluded] = -np.inf
+                return s
 
-        base_rank, base_top = ranked(retriever.score_all(hist))
-        liked = [catalog.items[x.item] for x in hist if x.is_positive and x.item in catalog.items]
-        for case in make_cases(u, catalog.items[target_id], liked, catalog, base_top, seed, genres, usable_tags):
-            if case.type not in types:
-                continue
-            parsed, text = retrieval_inputs(case.text, catalog, has_history=bool(hist))
-            rank, top = ranked(retriever.score_all(hist, query=text, constraints=parsed))
-            rows.append({"user": u, "type": case.type, "request": case.text, "parsed": parsed.describe(),
-                         "rank": rank, "base_rank": base_rank,
-                         "adherence": _share(case.truth, top), "base_adherence": _share(case.truth, base_top)})
-    return summarise(rows, bootstrap, seed)
+            def ranked(s: np.ndarray) -> tuple[float, list[Item]]:
+                top = [catalog.items[item_ids[j]] for j in top_k(s, keys, K)]
+                return rank_of_target(s, keys, pos[target_id]) if target_id in pos else math.inf, top
+
+            base_rank, base_top = ranked(masked(retriever.score_all(hist)))
+            liked = [catalog.items[x.item] for x in hist if x.is_positive and x.item in catalog.items]
+            for case in make_cases(u, catalog.items[target_id], liked, catalog, base_top, seed, genres, usable_tags):
+                if case.type not in types:
+                    continue
+                for v in variants:
+                    t0 = time.perf_counter()
+                    parsed, text = retrieval_inputs(case.text, catalog, has_history=bool(hist), parse=v.parse)
+                    row = {"user": u, "type": case.type, "variant": v.name, "request": case.text,
+                           "parsed": parsed.describe(), "parse_seconds": time.perf_counter() - t0,
+                           "base_rank": base_rank, "base_adherence": _share(case.truth, base_top)}
+                    scores = masked(retriever.score_all(hist, query=text, constraints=parsed))
+                    if v.reranker is not None:
+                        scores, row["rerank"] = _reranked(v, scores, catalog.history_pairs(hist), case.text,
+                                                          catalog, item_ids, pos)
+                    rank, top = ranked(scores)
+                    rows.append(row | {"rank": rank, "adherence": _share(case.truth, top)})
+            bar.advance(task)
+    summary = summarise([r for r in rows if r["variant"] == variants[0].name], bootstrap, seed)
+    if len(variants) > 1:
+        summary["variants"] = {v.name: compare(rows, v.name, variants[0].name, bootstrap, seed) for v in variants}
+    return summary
+
+
+def _reranked(v: RequestVariant, scores: np.ndarray, pairs: list, request: str, catalog: Catalog,
+              item_ids: list[str], pos: dict[str, int]) -> tuple[np.ndarray, dict[str, Any]]:
+    """``scores`` with the LLM's order over the top ``v.pool`` placed first, as ``recommend`` ranks."""
+    from mediarec.index.retriever import Candidate
+    from mediarec.recommender import place_on_top
+
+    pool = [j for j in np.argsort(-scores, kind="stable")[: v.pool] if np.isfinite(scores[j])]
+    if not pool:
+        return scores, {"degraded": False, "seconds": 0.0, "cached": True, "prompt_tokens": 0}
+    cands = [Candidate(item=catalog.items[item_ids[j]], score=float(scores[j])) for j in pool]
+    out = v.reranker.rerank(pairs, cands, k=len(cands), request=request, explain=False)
+    return place_on_top(scores, [pos[i] for i in out.order]), {
+        "degraded": out.degraded, "seconds": out.usage.seconds, "cached": out.usage.cached,
+        "prompt_tokens": out.usage.prompt_tokens}
 
 
 def _tags_read_as_tags(catalog: Catalog) -> set[str]:
@@ -225,6 +329,49 @@ def summarise(rows: list[dict[str, Any]], bootstrap: int = 1000, seed: int = 0) 
     return out
 
 
+def compare(rows: list[dict[str, Any]], name: str, reference: str, bootstrap: int = 1000,
+            seed: int = 0) -> dict[str, Any]:
+    """Variant ``name`` against ``reference`` on the same requests (paired by user and type), per
+    type and pooled: HR@10, NDCG@10, adherence, paired p of each difference, what reading and
+    reranking cost, and how often the reading differs from the reference's."""
+    mine = {(r["user"], r["type"]): r for r in rows if r["variant"] == name}
+    ref = {(r["user"], r["type"]): r for r in rows if r["variant"] == reference}
+    keys = [k for k in mine if k in ref]
+    groups = {t: [k for k in keys if k[1] == t] for t in REQUEST_TYPES}
+    groups["checkable"] = [k for k in keys if k[1] not in SOFT_TYPES]
+    groups["all"] = keys
+    out: dict[str, Any] = {}
+    for group, ks in groups.items():
+        if not ks:
+            continue
+        a, b = [mine[k] for k in ks], [ref[k] for k in ks]
+        per = {"hr@10": (hit_at_k(np.array([r["rank"] for r in a], float), K),
+                         hit_at_k(np.array([r["rank"] for r in b], float), K)),
+               "ndcg@10": (ndcg_at_k(np.array([r["rank"] for r in a], float), K),
+                           ndcg_at_k(np.array([r["rank"] for r in b], float), K)),
+               "adherence": (np.nan_to_num(np.array([r["adherence"] for r in a], float)),
+                             np.nan_to_num(np.array([r["adherence"] for r in b], float)))}
+        idx = bootstrap_index(len(ks), bootstrap, seed) if bootstrap else None
+        pidx = bootstrap_index(len(ks), bootstrap, seed + 1) if bootstrap else None
+        m: dict[str, Any] = {"n": len(ks)}
+        for key, (x, y) in per.items():
+            m[key] = float(x.mean())
+            m[f"{key}_ci95"] = list(bootstrap_ci(x, bootstrap, seed, index=idx))
+            m[f"{key}_reference"] = float(y.mean())
+            m[f"p_{key}"] = paired_bootstrap_p(x, y, bootstrap, seed, index=pidx) if name != reference else 1.0
+        parse = np.array([r["parse_seconds"] for r in a])
+        m.update(parse_seconds_mean=float(parse.mean()), parse_seconds_p95=float(np.percentile(parse, 95)),
+                 readings_changed=float(np.mean([r["parsed"] != s["parsed"] for r, s in zip(a, b)])))
+        reranked = [r["rerank"] for r in a if "rerank" in r]
+        if reranked:
+            fresh = [x["seconds"] for x in reranked if not x["cached"]]
+            m.update(rerank_seconds_mean=float(np.mean(fresh)) if fresh else math.nan,
+                     rerank_prompt_tokens_mean=float(np.mean([x["prompt_tokens"] for x in reranked])),
+                     rerank_degraded=sum(x["degraded"] for x in reranked))
+        out[group] = m
+    return out
+
+
 def markdown(summary: dict[str, Any], system: str, command: str) -> str:
     """The report section: one table row per request type."""
     def ci(m, key):
@@ -243,6 +390,8 @@ def markdown(summary: dict[str, Any], system: str, command: str) -> str:
         lines.append(f"| {name} | {m['n']} | {ci(m, 'hr@10')} | {ci(m, 'hr@10_history_only')} | "
                      f"{m['hr_ratio']:.2f} | {ci(m, 'ndcg@10')} | {ci(m, 'ndcg@10_history_only')} | "
                      f"{m['p_hr@10']:.4f} | {ci(m, 'adherence')} | {ci(m, 'adherence_history_only')} |")
+    if summary.get("variants"):
+        lines += variants_markdown(summary["variants"])
     lines += ["", "Examples (request → how it was read):", ""]
     for name, ex in summary["examples"].items():
         for e in ex[:2]:
@@ -251,14 +400,39 @@ def markdown(summary: dict[str, Any], system: str, command: str) -> str:
     return "\n".join(lines)
 
 
+def variants_markdown(variants: dict[str, dict[str, Any]]) -> list[str]:
+    """The variants table: each way of reading and ranking against the rules-only retrieval."""
+    lines = ["", "### Reading and ranking requests: rules vs rules + LLM, with and without LLM reranking", "",
+             "Paired on the same requests; p: paired bootstrap against `rules` (retrieval, rules only). "
+             "Seconds: mean reading time (p95), mean LLM rerank time of answers not cached.", "",
+             "| variant | requests | n | HR@10 | p | NDCG@10 | p | adherence | p | readings changed "
+             "| reading s (p95) | rerank s | degraded |",
+             "|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
+    for name, groups in variants.items():
+        for group in ("checkable", "paraphrase", "tag", "all"):
+            m = groups.get(group)
+            if m is None:
+                continue
+            rr = f"{m['rerank_seconds_mean']:.2f}" if "rerank_seconds_mean" in m else "–"
+            lines.append(f"| {name} | {group} | {m['n']} | {m['hr@10']:.3f} | {m['p_hr@10']:.3f} | "
+                         f"{m['ndcg@10']:.3f} | {m['p_ndcg@10']:.3f} | {m['adherence']:.3f} | "
+                         f"{m['p_adherence']:.3f} | {m['readings_changed']:.2f} | "
+                         f"{m['parse_seconds_mean']:.2f} ({m['parse_seconds_p95']:.2f}) | {rr} | "
+                         f"{m.get('rerank_degraded', '–')} |")
+    return lines
+
+
 def write_requests(system: Any, split: Split, users: Sequence[str], protocol: Any, out: Path,
-                   command: str) -> dict[str, Any]:
+                   command: str, variants: Sequence[RequestVariant] = (RULES,), progress: bool = False,
+                   facts: dict[str, Any] | None = None) -> dict[str, Any]:
     """Run the benchmark for ``system`` (fitted by the harness on the test phase's training log),
-    write ``requests.json`` and add its section to ``report.md``."""
+    write ``requests.json`` and add its section to ``report.md``. ``facts``: what the variants ran
+    with (the LLM, its fusion weight), recorded beside the numbers."""
     if protocol.mode != "full":
         raise ConfigError("the request benchmark ranks every item: use --protocol full")
-    summary = run_requests(system, split, users, seed=protocol.seed, bootstrap=protocol.bootstrap)
-    summary.update(system=system.name, command=command, users=len(users))
+    summary = run_requests(system, split, users, seed=protocol.seed, bootstrap=protocol.bootstrap,
+                           variants=variants, progress=progress)
+    summary.update(system=system.name, command=command, users=len(users), **(facts or {}))
     out.mkdir(parents=True, exist_ok=True)
     atomic_write_text(out / "requests.json", json.dumps(json_safe(summary), indent=2) + "\n")
     report = out / "report.md"

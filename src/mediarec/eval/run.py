@@ -57,6 +57,8 @@ def run_eval(args) -> int:
     # one run says what they change (the llm system reranks the plain hybrid).
     loaded = load_dataset(args.dataset, args.data_dir)
     protocol = make_protocol(args, loaded.name)
+    if getattr(args, "request_llm", False) and not getattr(args, "requests", False):
+        raise ConfigError("--request-llm is part of the request benchmark: add --requests")
     if getattr(args, "requests", False) and protocol.mode != "full":
         raise ConfigError("--requests ranks every item: use a full-ranking protocol")
     # The protocol decides what is evaluated: a core filter and a tie rule make a new catalog,
@@ -118,8 +120,9 @@ def run_eval(args) -> int:
     if getattr(args, "requests", False):
         from mediarec.eval.requests import write_requests
 
+        variants, facts = _request_variants(args, fam, tuned, catalog)
         write_requests(next(s for s in systems if s.name == REQUEST_SYSTEM), split, report.users, protocol, out,
-                       command)
+                       command, variants=variants, progress=not args.quiet, facts=facts)
     _print_table(con, report)
     if n_explain:
         from mediarec.eval import explanations
@@ -131,6 +134,28 @@ def run_eval(args) -> int:
         con.print(explanations.markdown(m, command))
     con.print(f"wrote {out / 'metrics.json'} and {out / 'report.md'}")
     return 0
+
+
+def _request_variants(args, fam, tuned: dict, catalog):
+    """The request benchmark's variants: the rules alone, or (``--request-llm``) also the LLM's
+    reading and reranking, at the ``llm`` system's weight tuned in this run, else the one stored
+    for this model and catalog, else the default."""
+    from mediarec.eval.requests import RULES, llm_variants
+    from mediarec.llm import load_llm
+    from mediarec.rank.reranker import RerankSettings
+    from mediarec.tuned import stored_llm_weight
+
+    if not getattr(args, "request_llm", False):
+        return [RULES], {}
+    llm = fam.llm if fam is not None else load_llm(args.llm)
+    if llm is None:
+        raise ConfigError("--request-llm compares readings and rankings with an LLM: give --llm")
+    stored = stored_llm_weight(catalog, llm.spec)
+    weight, source = ((tuned["llm"][0], "tuned in this run") if "llm" in tuned else
+                      (stored[0], f"stored in {stored[1]}") if stored else
+                      (RerankSettings().llm_weight, "default"))
+    return llm_variants(llm, weight, pool=args.candidates), {
+        "llm": llm.spec, "llm_weight": weight, "llm_weight_source": source}
 
 
 def _store_weights(con, tuned: dict, fam, catalog, split) -> None:
