@@ -83,3 +83,39 @@ def test_eval_tunes_learned_llm_and_stores_its_weight_for_the_product(linked_hom
     ((spec, entry),) = json.loads(llm_weight_path("demo").read_text())["models"].items()
     assert entry["llm_weight"] == chosen
     assert sorted(map(float, entry["validation_ndcg@10_by_weight"])) == list(WEIGHTS)
+
+
+def test_history_cut_choice_by_hand():
+    from mediarec.eval.llm_systems import choose
+
+    scored = {(0.0, 5): 0.100, (0.5, 5): 0.120, (1.0, 5): 0.118,
+              (0.0, 20): 0.100, (0.5, 20): 0.110, (1.0, 20): 0.124}
+    assert choose(scored) == (0.5, 5)  # 0.120 is within 0.005 of the best 0.124: the shorter history
+    scored[(1.0, 20)] = 0.130
+    assert choose(scored) == (1.0, 20)  # a clear win for the longer history
+    assert choose({(0.25, 10): 0.2, (0.75, 10): 0.2}) == (0.25, 10)  # a tie in weight: nearest 0.5 (both)
+    assert choose({(0.0, 10): 0.2, (0.5, 10): 0.2}) == (0.5, 10)
+
+
+def test_eval_tunes_the_history_cut_and_recommend_uses_it(linked_home, smol_path, tmp_path, capsys):
+    out = tmp_path / "r"
+    rc = main(["eval", "--dataset", "demo", "--systems", "hybrid,llm", "--llm", f"local:{smol_path}",
+               "--users", "3", "--val-users", "3", "--candidates", "5", "--history-cuts", "2,8", "--quiet",
+               "--output", str(out)])
+    assert rc == 0, capsys.readouterr().err
+    systems = json.loads((out / "metrics.json").read_text())["systems"]
+    extra = systems["llm"]["extra"]
+    cut = extra["history_cut"]
+    assert cut in (2, 8) and extra["history_cuts"]["chosen"] == cut
+    assert set(extra["history_cuts"]["validation_ndcg@10"]) == {f"{w}@h{h}" for w in WEIGHTS for h in (2, 8)}
+    tokens = {int(h): n for h, n in extra["history_cuts"]["prompt_tokens_per_user"].items()}
+    assert tokens[2] < tokens[8]  # fewer history items, fewer prompt tokens
+    other = 8 if cut == 2 else 2
+    assert systems[f"llm@{extra['tuned_llm_weight']}@h{other}"]["extra"]["history_cut"] == other  # paired on test
+    entry = next(iter(json.loads(llm_weight_path("demo").read_text())["models"].values()))
+    assert entry["history"] == cut
+    r = Recommender.from_catalog(load_dataset("demo"), llm=f"local:{smol_path}").recommend(user="alice", k=3,
+                                                                                           explain=False)
+    assert r.settings["llm"]["history_cut"] == cut and "validation" in r.settings["llm"]["history_cut_source"]
+    assert main(["eval", "--dataset", "demo", "--systems", "llm", "--llm", f"local:{smol_path}",
+                 "--history-cuts", "five", "--quiet", "--output", str(out)]) != 0

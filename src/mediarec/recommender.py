@@ -131,7 +131,7 @@ class Recommender:
         """The product over ``catalog``: its index (built when missing), the stored validation choices,
         the learned stage, and the LLM ``llm`` (a spec), with a ``mediarec train`` adapter if given."""
         from mediarec.index.tuning import stored_choice, tuned_path
-        from mediarec.tuned import stored_llm_weight
+        from mediarec.tuned import stored_llm_choice
 
         settings = settings or get_settings()
         spec = llm if llm is not None else settings.llm
@@ -151,10 +151,13 @@ class Recommender:
         kw.setdefault("home", settings.home)
         kw.setdefault("progress", progress)
         if backend is not None:
-            hit = stored_llm_weight(catalog, backend.spec, settings.home) if "rerank" not in kw else None
+            hit = stored_llm_choice(catalog, backend.spec, settings.home) if "rerank" not in kw else None
             if hit is not None:
-                kw["rerank"] = RerankSettings(llm_weight=hit[0])
-                sources["llm_weight"] = f"chosen on validation users ({hit[1]})"
+                weight, history, where = hit
+                kw["rerank"] = RerankSettings(llm_weight=weight, **({"max_history": history} if history else {}))
+                sources["llm_weight"] = f"chosen on validation users ({where})"
+                if history:
+                    sources["history_cut"] = f"chosen on validation users ({where})"
             else:
                 sources["llm_weight"] = "given" if "rerank" in kw else "default (no validation choice stored)"
         return cls(catalog, index, backend, prompts=PromptLibrary(prompts_dir), sources=sources, **kw)
@@ -180,7 +183,9 @@ class Recommender:
         if self.reranker is not None:
             out["llm"] = {"spec": self.llm.spec, "mode": self.reranker.resolved_mode(),
                           "llm_weight": self.reranker.settings.llm_weight,
-                          "source": self.sources.get("llm_weight", "default")}
+                          "source": self.sources.get("llm_weight", "default"),
+                          "history_cut": self.reranker.settings.max_history,
+                          "history_cut_source": self.sources.get("history_cut", "default")}
         return out
 
     def serve(self, catalog: Catalog, index: CatalogIndex) -> None:
@@ -248,6 +253,7 @@ class Recommender:
         if self.reranker is not None:
             out.update(self.stats.summary())
             out.update(mode=self.reranker.resolved_mode(), llm_weight=self.reranker.settings.llm_weight,
+                       history_cut=self.reranker.settings.max_history,
                        n_candidates=self.n_candidates)
         return out
 

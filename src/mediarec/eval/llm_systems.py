@@ -19,6 +19,7 @@ BASES = ("llm", "learned+llm")
 VARIANTS = {"": "zero-shot", "-cal": "calibrated (label prior divided out)", "-ft": "fine-tuned adapter"}
 PRIOR_USERS = 20
 PRIOR_PERMUTATIONS = 3
+HISTORY_TOLERANCE = 0.005  # NDCG@10 a shorter history may lose on validation and still be chosen
 
 
 def llm_parts(name: str) -> tuple[str, str] | None:
@@ -41,21 +42,33 @@ class LLMFamilies:
     label_prior: dict[str, float] | None = None
     facts: dict[str, Any] = field(default_factory=dict)
 
-    def system(self, name: str, weight: float, label: str | None = None):
-        """The system ``name`` with LLM fusion weight ``weight``, named ``label`` (default NAME@W)."""
+    def system(self, name: str, weight: float, label: str | None = None, history: int | None = None):
+        """The system ``name`` with LLM fusion weight ``weight`` and at most ``history`` history items
+        in its prompts (default: the reranker's), named ``label`` (default NAME@W, or NAME@W@hH)."""
         from mediarec.eval.systems import learned_system, llm_system
         from mediarec.rank.reranker import RerankSettings
 
         base, variant = llm_parts(name)
         llm = self.adapted if variant == "-ft" else self.llm
-        rerank = RerankSettings(llm_weight=weight, label_prior=self.label_prior if variant == "-cal" else None)
-        label = label or f"{name}@{weight}"
+        rerank = RerankSettings(llm_weight=weight, label_prior=self.label_prior if variant == "-cal" else None,
+                                **({"max_history": history} if history else {}))
+        label = label or f"{name}@{weight}" + (f"@h{history}" if history else "")
         if base == "llm":
             sys_ = llm_system(llm, self.provider, self.candidates, llm_weight=weight, name=label)
         else:
             sys_ = learned_system(base, self.provider, llm, self.candidates, llm_weight=weight, label=label)
         sys_.reranker.settings = rerank  # with the label prior, which the builders do not take
         return sys_
+
+
+def choose(scored: dict[tuple[float, int], float], tolerance: float = HISTORY_TOLERANCE) -> tuple[float, int]:
+    """The (weight, history cut) to use from validation NDCG@10: the best, except that a shorter
+    history within ``tolerance`` of the best wins (fewer prompt tokens for the same quality, within
+    what a few dozen validation users can tell apart); ties in weight go to the one nearest 0.5."""
+    best = max(scored.values())
+    near = [k for k, v in scored.items() if v >= best - tolerance]
+    cut = min(h for _, h in near)
+    return max((k for k in near if k[1] == cut), key=lambda k: (scored[k], -abs(k[0] - 0.5)))
 
 
 def load_families(names: Sequence[str], args, catalog, provider) -> LLMFamilies | None:

@@ -40,7 +40,7 @@ def run_eval(args) -> int:
     from mediarec.catalog import load_dataset
     from mediarec.eval import evaluate, leave_last_out, write_report
     from mediarec.eval.split import protocol_catalog
-    from mediarec.eval.llm_systems import estimate_prior, in_pool, llm_parts, load_families
+    from mediarec.eval.llm_systems import choose, estimate_prior, in_pool, llm_parts, load_families
     from mediarec.eval.systems import IndexProvider, build_systems
     from mediarec.llm import load_llm
 
@@ -78,28 +78,39 @@ def run_eval(args) -> int:
     if any(llm_parts(n)[1] == "-cal" for n in llm_names):
         con.print("estimating the LLM's label prior on validation users' shuffled prompts (no targets)")
         estimate_prior(fam, split, protocol.seed)
-    # Each LLM system's fusion weight is chosen on validation users first (its own variants).
+    # Each LLM system's fusion weight (and, with --history-cuts, how many history items its prompts
+    # carry) is chosen on validation users first (its own variants).
+    cuts = _history_cuts(args)
+    tuned_cuts: dict[str, dict] = {}
     tuned: dict[str, tuple[float, dict[float, float], int]] = {}
+    cut_of: dict[str, int] = {}
     for llm_name in llm_names:
         val_proto = protocol.model_copy(update={"validation_users": protocol.validation_users
                                                 or min(protocol.users or 100, 100)})
-        variants = [fam.system(llm_name, w) for w in WEIGHTS]
-        con.print(f"tuning the LLM fusion weight of {llm_name} on {val_proto.validation_users} validation users")
+        variants = [fam.system(llm_name, w, label=f"{llm_name}@{w}@h{h}", history=h) for h in cuts for w in WEIGHTS]
+        con.print(f"tuning the LLM fusion weight of {llm_name} on {val_proto.validation_users} validation users"
+                  + (f", history cuts {', '.join(map(str, cuts))}" if len(cuts) > 1 else ""))
         val = evaluate(catalog, variants, val_proto, phase="valid", split=split, progress=not args.quiet)
-        scored = {float(n.split("@")[1]): m["ndcg@10"] for n, m in val.systems.items()}
-        chosen = max(scored, key=lambda w: (scored[w], -abs(w - 0.5)))
-        tuned[llm_name] = (chosen, scored, val.n_users)
-        con.print("validation NDCG@10 by weight: " + ", ".join(f"{w}: {v:.4f}" for w, v in scored.items())
-                  + f" -> {chosen}")
-    _store_weights(con, tuned, fam, catalog, split)
-    systems = [fam.system(n, tuned[n][0], label=n) if n in tuned else build_systems([n], provider, None,
-                                                                                   args.candidates,
-                                                                                   profile_llm=profile_llm)[0]
-               for n in names]
+        scored = {(float(n.split("@")[1]), int(n.split("@h")[1])): m["ndcg@10"] for n, m in val.systems.items()}
+        chosen, cut_of[llm_name] = choose(scored)
+        tuned[llm_name] = (chosen, {w: v for (w, h), v in scored.items() if h == cut_of[llm_name]}, val.n_users)
+        con.print("validation NDCG@10 by weight: " + "; ".join(
+            f"h{h}: " + ", ".join(f"{w}: {scored[(w, h)]:.4f}" for w in WEIGHTS) for h in cuts)
+            + f" -> {chosen}" + (f", history {cut_of[llm_name]}" if len(cuts) > 1 else ""))
+        if len(cuts) > 1:
+            prompt_tokens = {h: val.systems[f"{llm_name}@{WEIGHTS[-1]}@h{h}"].get("extra", {}).get(
+                "prompt_tokens_per_user") for h in cuts}
+            tuned_cuts[llm_name] = {"chosen": cut_of[llm_name], "validation_ndcg@10": {
+                f"{w}@h{h}": v for (w, h), v in scored.items()}, "prompt_tokens_per_user": prompt_tokens}
+    _store_weights(con, tuned, fam, catalog, split, cut_of)
+    systems = [fam.system(n, tuned[n][0], label=n, history=cut_of[n]) if n in tuned else
+               build_systems([n], provider, None, args.candidates, profile_llm=profile_llm)[0] for n in names]
     for llm_name, (chosen, _, _) in tuned.items():
         # Fixed weights beside the tuned one, so the report says what the LLM alone (1.0) and an
         # even blend (0.5) do on the test users; the LLM answers come from the cache, no extra cost.
-        systems += [fam.system(llm_name, w) for w in (0.5, 1.0) if w != chosen]
+        systems += [fam.system(llm_name, w, history=cut_of[llm_name]) for w in (0.5, 1.0) if w != chosen]
+        # and the other history cuts at the chosen weight: paired against the chosen cut on test users
+        systems += [fam.system(llm_name, chosen, history=h) for h in cuts if h != cut_of[llm_name]]
     command = "mediarec " + " ".join(shlex.quote(a) for a in sys.argv[1:]) if sys.argv else "mediarec eval"
     report = evaluate(catalog, systems, protocol, split=split, progress=not args.quiet, command=command)
     for s in systems:
@@ -115,6 +126,9 @@ def run_eval(args) -> int:
             if s.name in tuned:
                 report.systems[s.name].setdefault("extra", {})["tuned_llm_weight"] = tuned[s.name][0]
                 report.systems[s.name]["extra"]["validation_ndcg@10_by_weight"] = tuned[s.name][1]
+                report.systems[s.name]["extra"]["history_cut"] = cut_of[s.name]
+                if s.name in tuned_cuts:
+                    report.systems[s.name]["extra"]["history_cuts"] = tuned_cuts[s.name]
     out = Path(args.output)
     write_report(report, out, command, catalog_stats=_catalog_stats(catalog))
     if getattr(args, "requests", False):
@@ -134,6 +148,22 @@ def run_eval(args) -> int:
         con.print(explanations.markdown(m, command))
     con.print(f"wrote {out / 'metrics.json'} and {out / 'report.md'}")
     return 0
+
+
+def _history_cuts(args) -> list[int]:
+    """The history cuts to tune over (``--history-cuts 5,10,20``); default the reranker's one."""
+    from mediarec.rank.reranker import RerankSettings
+
+    raw = getattr(args, "history_cuts", None)
+    if not raw:
+        return [RerankSettings().max_history]
+    try:
+        cuts = sorted({int(x) for x in raw.split(",") if x.strip()})
+    except ValueError:
+        raise ConfigError(f"--history-cuts takes whole numbers separated by commas, not {raw!r}") from None
+    if not cuts or cuts[0] < 1:
+        raise ConfigError("--history-cuts: each cut is at least 1 history item")
+    return cuts
 
 
 def _request_variants(args, fam, tuned: dict, catalog):
@@ -158,7 +188,7 @@ def _request_variants(args, fam, tuned: dict, catalog):
         "llm": llm.spec, "llm_weight": weight, "llm_weight_source": source}
 
 
-def _store_weights(con, tuned: dict, fam, catalog, split) -> None:
+def _store_weights(con, tuned: dict, fam, catalog, split, cut_of: dict[str, int]) -> None:
     """The tuned LLM weight that recommend and chat use for this model on this catalog: the product's
     system (learned+llm when tuned, else llm), for the base model and for the adapter."""
     from mediarec.eval.llm_systems import llm_parts
@@ -170,8 +200,10 @@ def _store_weights(con, tuned: dict, fam, catalog, split) -> None:
             continue
         product = "learned+llm" if "learned+llm" in mine else "llm"
         chosen, scored, n_val = mine[product]
+        name = product + variant
         where = store_llm_weight(catalog, [catalog.fingerprint(), split.train_val_catalog.fingerprint(),
-                                           split.train_catalog.fingerprint()], llm.spec, chosen, scored, n_val)
+                                           split.train_catalog.fingerprint()], llm.spec, chosen, scored, n_val,
+                                 history=cut_of.get(name))
         con.print(f"stored in {where} ({product}{variant}'s): recommend and chat use this weight for {llm.spec} "
                   f"on {catalog.name}")
 
