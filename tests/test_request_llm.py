@@ -32,8 +32,11 @@ def test_merge_drops_what_the_catalogue_does_not_have(demo):
     assert got.genres == ["Sci-Fi"]  # the catalogue's spelling
     assert got.exclude_genres == [] and got.kinds == [] and got.year_min is None and got.year_max is None
     assert got.reference is None  # "Alien" is a title, but the user never wrote it
-    many = merge(rules, {"genres": ["Animation", "Animation", "Action", "Adventure", "Drama"]}, demo)
-    assert many.genres == ["Animation", "Action"]  # deduplicated and capped: all must hold
+    two = merge(rules, {"genres": ["Animation", "Animation", "Action"]}, demo)
+    assert two.genres == ["Animation", "Action"]  # deduplicated
+    many = merge(rules, {"genres": ["Animation", "Action", "Adventure", "Drama"],
+                         "exclude_genres": ["Comedy", "Crime", "Drama", "Horror"]}, demo)
+    assert many.genres == [] and many.exclude_genres == []  # the prompt's list copied, not a reading
     inverted = merge(rules, {"year_min": 2000, "year_max": 1990}, demo)
     assert inverted.year_min is None and inverted.year_max is None
 
@@ -55,3 +58,15 @@ def test_a_real_local_llm_reads_a_hostile_request_as_data(demo, smol_path, linke
     assert c.reference_title == "Alien (1979)"
     user = llm.sent[0][-1]["content"]
     assert "<<<REQUEST" in user and "Pirate" in user.split("<<<REQUEST", 1)[1]  # inside the data block
+
+
+def test_a_request_the_rules_read_whole_never_reaches_the_llm(demo, smol_path, linked_home):
+    llm = capturing_llm(load_llm(f"local:{smol_path}"))
+    c = llm_parse_request("a comedy from the 90s, no horror", demo, llm)
+    assert llm.sent == [] and c.parser == "rules" and c.genres == ["Comedy"] and c.exclude_genres == ["Horror"]
+
+
+def test_the_schema_caps_what_a_local_model_may_list(demo):
+    schema = request_schema(["Comedy", "Drama", "Horror"], ["movie"])["properties"]
+    assert schema["genres"]["maxItems"] == 2 and schema["exclude_genres"]["maxItems"] == 3
+    assert schema["free_text"]["maxLength"] == 80

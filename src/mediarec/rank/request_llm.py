@@ -5,6 +5,12 @@ LLM only fills what the rules left empty (a genre said in words the synonym tabl
 the rules could not find), and everything it says is checked against the catalogue's own
 genres, kinds, years and titles, so a confused or manipulated model cannot add a constraint the
 catalogue does not have. Any failure (no answer, no JSON) leaves the rules' reading.
+
+The LLM is asked only when the rules left words unread (``Constraints.soft``): a request they read
+whole has nothing left for it, and asking would only cost seconds and invite constraints the user
+never said. An answer that lists more genres than a request names is the model copying the
+prompt's list (small models do), so it is dropped; the schema caps the lists and strings too, which
+also bounds the tokens a local model generates under its grammar.
 """
 
 from __future__ import annotations
@@ -20,26 +26,27 @@ from mediarec.rank.request import Constraints, parse_request, vocabulary
 
 MAX_TOKENS = 160
 YEARS = (1800, 2100)
-MAX_GENRES = 2
+MAX_GENRES = 2  # a request names one or two genres; an answer with more is copying the list
+MAX_EXCLUDED = 3
 
 
 def request_schema(genres: list[str], kinds: list[str]) -> dict[str, Any]:
     """The JSON schema the answer is constrained to (enums: the catalogue's own words)."""
     nullable_year = {"anyOf": [{"type": "integer"}, {"type": "null"}]}
     return {"type": "object", "additionalProperties": False,
-            "properties": {"genres": {"type": "array", "items": {"enum": genres}},
-                           "exclude_genres": {"type": "array", "items": {"enum": genres}},
-                           "kinds": {"type": "array", "items": {"enum": kinds}},
+            "properties": {"genres": {"type": "array", "items": {"enum": genres}, "maxItems": MAX_GENRES},
+                           "exclude_genres": {"type": "array", "items": {"enum": genres}, "maxItems": MAX_EXCLUDED},
+                           "kinds": {"type": "array", "items": {"enum": kinds}, "maxItems": 1},
                            "year_min": nullable_year, "year_max": nullable_year,
-                           "reference_title": {"anyOf": [{"type": "string"}, {"type": "null"}]},
-                           "free_text": {"type": "string"}},
+                           "reference_title": {"anyOf": [{"type": "string", "maxLength": 80}, {"type": "null"}]},
+                           "free_text": {"type": "string", "maxLength": 80}},
             "required": ["genres", "exclude_genres", "kinds", "year_min", "year_max", "reference_title", "free_text"]}
 
 
 def llm_parse_request(text: str | None, catalog: Catalog, llm: LLM, prompts: PromptLibrary | None = None) -> Constraints:
     """The rules' reading of ``text``, completed by the LLM's where the rules found nothing."""
     rules = parse_request(text, catalog)
-    if not rules.request:
+    if not rules.request or not rules.soft:  # read whole by the rules: nothing left for the LLM
         return rules
     vocab = vocabulary(catalog)
     genres, kinds = sorted(set(vocab.genres.values())), sorted(vocab.kinds)
@@ -61,10 +68,11 @@ def merge(rules: Constraints, answer: dict[str, Any], catalog: Catalog) -> Const
     vocab = vocabulary(catalog)
     known = {g.lower(): g for g in vocab.genres.values()}
 
-    def genres_of(key: str) -> list[str]:
+    def genres_of(key: str, most: int) -> list[str]:
         vals = answer.get(key)
-        return [known[v.lower()] for v in vals if isinstance(v, str) and v.lower() in known] \
+        got = list(dict.fromkeys(known[v.lower()] for v in vals if isinstance(v, str) and v.lower() in known)) \
             if isinstance(vals, list) else []
+        return got if len(got) <= most else []  # more than a request names: the list copied, not read
 
     def year(key: str) -> int | None:
         v = answer.get(key)
@@ -73,8 +81,8 @@ def merge(rules: Constraints, answer: dict[str, Any], catalog: Catalog) -> Const
     c = rules.model_copy(deep=True)
     c.parser = "rules+llm"
     if not c.genres:  # every genre asked for must hold: a long list would empty the result
-        c.genres = list(dict.fromkeys(genres_of("genres")))[:MAX_GENRES]
-    c.exclude_genres = list(dict.fromkeys(c.exclude_genres + [g for g in genres_of("exclude_genres")
+        c.genres = genres_of("genres", MAX_GENRES)
+    c.exclude_genres = list(dict.fromkeys(c.exclude_genres + [g for g in genres_of("exclude_genres", MAX_EXCLUDED)
                                                                if g not in c.genres]))
     kinds = answer.get("kinds")
     if not c.kinds and len(vocab.kinds) > 1 and isinstance(kinds, list):
