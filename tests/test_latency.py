@@ -144,3 +144,40 @@ def test_the_stable_part_of_each_prompt_comes_first(demo, name):
     assert "<user>" in shared  # the whole system message
     for h in hist:
         assert h["item"].title in shared
+
+
+def test_the_history_cut_moves_in_steps():
+    from mediarec.rank.prompts import cut_start
+
+    assert [cut_start(n, 20, 5) for n in (3, 20, 21, 25, 26, 30, 31)] == [0, 0, 5, 5, 10, 10, 15]
+    assert [cut_start(n, 20) for n in (20, 21, 26)] == [0, 1, 6]  # step 1: always the last 20
+    shown = [len(history_entries(list(range(n)), 20, 5)) for n in range(20, 40)]
+    assert min(shown) == 16 and max(shown) == 20
+
+
+def test_a_chat_turn_that_adds_an_item_keeps_the_history_prefix(llm, demo, rec):
+    """With the chat's stepped cut, the score prompt after one more watched item starts with the
+    previous prompt's history (its evaluated state is reused); with a cut of always the last 20,
+    the first history line changes and only the system message is shared."""
+    from mediarec.chat.session import CHAT_HISTORY_STEP, ChatSession
+
+    items = sorted(demo.items.values(), key=lambda it: it.id)
+    cands = candidate_entries(items[:20])
+    prompts = PromptLibrary()
+
+    def prompt(n: int, step: int) -> str:
+        hist = history_entries(items[20:20 + n], 20, step)
+        return llm.format_prompt(prompts.render("score", history=hist, candidates=cands))
+
+    for n in (21, 22, 23):  # turns that add one watched item each
+        stepped = [llm.tokenize(prompt(m, CHAT_HISTORY_STEP)) for m in (n, n + 1)]
+        plain = [llm.tokenize(prompt(m, 1)) for m in (n, n + 1)]
+        assert _common(*stepped) > _common(*plain) + 100  # 15+ history lines more to reuse
+        a, b = prompt(n, CHAT_HISTORY_STEP), prompt(n + 1, CHAT_HISTORY_STEP)
+        shared = a[: next(i for i, (x, y) in enumerate(zip(a, b)) if x != y)]
+        shown = history_entries(items[20:20 + n], 20, CHAT_HISTORY_STEP)
+        assert all(h["item"].title in shared for h in shown)  # the whole previous history is the prefix
+    session = ChatSession(rec)
+    assert session.recommender.reranker.settings.history_step == CHAT_HISTORY_STEP
+    assert rec.reranker.settings.history_step == 1  # the caller's recommender is unchanged
+    assert session.recommender.index is rec.index and session.recommender.llm is rec.llm

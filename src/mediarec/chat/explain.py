@@ -40,11 +40,10 @@ def _llm_explanation(recommender, item, history, request, last, ranked, detail, 
         from mediarec.index.retriever import Candidate
         from mediarec.llm.base import LLMUnavailable
         from mediarec.rank.parse import RankingParseError
-        from mediarec.rank.prompts import history_entries
 
         cand = next((c for c in (last.candidates if last else []) if c.item.id == item.id), None) \
             or Candidate(item=item, score=ranked.score if ranked else 0.0)
-        hist = history_entries(history, recommender.reranker.settings.max_history)
+        hist = recommender.reranker.settings.history(history)
         try:
             reasons, _ = recommender.reranker.explain(hist, [cand], request, detail=detail,
                                                       evidence={item.id: evidence})

@@ -63,7 +63,7 @@ class ChatSession(References, FeedbackActions):
 
     def __init__(self, recommender: "Recommender", user: str | None = None, k: int = 10,
                  session_user: str = "me", use_profile: bool | None = None):
-        self.recommender = recommender
+        self.recommender = _stepped(recommender)
         self.use_profile = bool(getattr(recommender, "use_profile", False) if use_profile is None else use_profile)
         self.catalog = recommender.catalog
         self.user = user
@@ -416,3 +416,20 @@ class ChatSession(References, FeedbackActions):
     def _turn_text(reply: SessionReply) -> str:
         return f"[{reply.kind}] {reply.text}"
 
+
+CHAT_HISTORY_STEP = 5
+
+
+def _stepped(recommender: "Recommender") -> "Recommender":
+    """The recommender a chat ranks with: the same one, but its prompts' history cut moves in steps
+    of CHAT_HISTORY_STEP, so a turn that adds a watched item reuses the evaluated history prefix of
+    the turn before (:func:`mediarec.rank.prompts.cut_start`). The caller's recommender is unchanged."""
+    import copy
+
+    reranker = getattr(recommender, "reranker", None)
+    if reranker is None or reranker.settings.history_step > 1:
+        return recommender
+    mine = copy.copy(recommender)
+    mine.reranker = copy.copy(reranker)
+    mine.reranker.settings = reranker.settings.model_copy(update={"history_step": CHAT_HISTORY_STEP})
+    return mine

@@ -19,7 +19,6 @@ from typing import TYPE_CHECKING, Any, Callable
 
 from mediarec.rank.checker import EMPTY, ReasonChecker, template_reason
 from mediarec.rank.evidence import EvidenceBuilder
-from mediarec.rank.prompts import history_entries
 
 if TYPE_CHECKING:
     from mediarec.recommendation import RecommendationResult
@@ -58,7 +57,7 @@ def explain_result(recommender: "Recommender", result: "RecommendationResult", p
         by_id = {c.item.id: c for c in result.candidates}
         chosen = [by_id[r.item.id] for r in top if r.item.id in by_id]
         given = {r.item.id: r.reason for r in top if r.reason}  # the explained list's own reasons
-        hist = history_entries(pairs, reranker.settings.max_history)
+        hist = reranker.settings.history(pairs)
         others = [c.item for c in result.candidates]
         stream = ReasonStream(result, chosen, evidence, checker, history, others, on_update) \
             if on_update is not None and not given else None  # given reasons: the first call asks for fewer

@@ -74,11 +74,12 @@ def candidate_entries(items: Iterable[Item]) -> list[dict[str, Any]]:
     return [{"label": lab, "item": it} for lab, it in zip(labels(len(items)), items)]
 
 
-def history_entries(pairs: Iterable[Any], max_items: int | None = None) -> list[dict[str, Any]]:
+def history_entries(pairs: Iterable[Any], max_items: int | None = None, step: int = 1) -> list[dict[str, Any]]:
     """History entries, oldest first, from Items or ``(Item, Interaction | None)`` pairs.
 
     Only the item, the rating and the event kind are kept: never the user id or the timestamp.
-    ``max_items`` keeps the most recent ones.
+    ``max_items`` keeps the most recent ones; with ``step`` > 1 the first one kept moves only every
+    ``step`` additions (:func:`cut_start`).
     """
     out: list[dict[str, Any]] = []
     for p in pairs:
@@ -93,8 +94,17 @@ def history_entries(pairs: Iterable[Any], max_items: int | None = None) -> list[
                     "rating": getattr(x, "rating", None) if x is not None else None,
                     "event": getattr(x, "event", None) or "watch"})
     if max_items is not None:
-        out = out[-max_items:] if max_items > 0 else []
+        out = out[cut_start(len(out), max_items, step):] if max_items > 0 else []
     return out
+
+
+def cut_start(n: int, max_items: int, step: int = 1) -> int:
+    """Where a history of ``n`` items starts being shown: the most recent ``max_items``, the start
+    rounded up to a multiple of ``step``. So a chat that adds one item per turn keeps the same
+    first lines for ``step`` turns, and the model's evaluated state of them is reused (between
+    ``max_items - step + 1`` and ``max_items`` items are shown)."""
+    over = n - max_items
+    return 0 if over <= 0 else -(-over // step) * step
 
 
 _WATCH = {"movie", "series", "video"}

@@ -51,9 +51,17 @@ class RerankSettings(BaseModel):
     max_attempts: int = 3
     permutations: int = Field(1, ge=1, le=10)
     max_history: int = 20
+    #: The history cut moves in steps of this many items (1 = always the last max_history): chat
+    #: sessions use CHAT_HISTORY_STEP so a turn that adds an item reuses the prompt's history prefix.
+    history_step: int = Field(1, ge=1)
     seed: int = 0
     #: Log prior of each label (:mod:`mediarec.rank.calibration`), divided out of single-pass scores.
     label_prior: dict[str, float] | None = None
+
+
+    def history(self, pairs) -> list[dict]:
+        """The history entries the prompts show (see :func:`mediarec.rank.prompts.history_entries`)."""
+        return history_entries(pairs, self.max_history, self.history_step)
 
 
 class RerankOutcome(BaseModel):
@@ -91,7 +99,7 @@ class Reranker:
         mode = self.resolved_mode()
         ids = [c.item.id for c in candidates]
         retrieval = {c.item.id: c.score for c in candidates}
-        hist = history_entries(history, self.settings.max_history)
+        hist = self.settings.history(history)
         t0 = time.perf_counter()
         usage = Usage(cached=True)
         try:
