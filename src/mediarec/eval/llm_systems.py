@@ -54,11 +54,8 @@ class LLMFamilies:
                                 **({"max_history": history} if history else {}))
         label = label or f"{name}@{weight}" + (f"@h{history}" if history else "")
         if base == "llm":
-            sys_ = llm_system(llm, self.provider, self.candidates, llm_weight=weight, name=label)
-        else:
-            sys_ = learned_system(base, self.provider, llm, self.candidates, llm_weight=weight, label=label)
-        sys_.reranker.settings = rerank  # with the label prior, which the builders do not take
-        return sys_
+            return llm_system(llm, self.provider, self.candidates, name=label, rerank=rerank)
+        return learned_system(base, self.provider, llm, self.candidates, label=label, rerank=rerank)
 
 
 def choose(scored: dict[tuple[float, int], float], tolerance: float = HISTORY_TOLERANCE) -> tuple[float, int]:

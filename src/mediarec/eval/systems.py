@@ -124,16 +124,16 @@ def ablation_names() -> list[str]:
 
 def learned_system(name: str, provider: IndexProvider, llm: LLM | None = None, n_candidates: int = 20,
                    llm_weight: float | None = None, settings: LearnedSettings | None = None,
-                   label: str | None = None) -> Recommender:
+                   label: str | None = None, rerank: RerankSettings | None = None) -> Recommender:
     """The hybrid with the learned second stage, trained on the split's training catalogue (stored
     under the provider's home by fingerprint, so the next run reuses it), with the LLM stage on
-    top for ``learned+llm``."""
+    top for ``learned+llm`` (``rerank``: its settings, else the defaults at ``llm_weight``)."""
     dropped, with_llm = parse_learned_name(name)
     if with_llm and llm is None:
         raise ConfigError(f"{name} needs --llm (local:NAME, openai:MODEL)")
     # An ablation compares models: its model serves even where the product's gate would not.
     stage = (settings or LearnedSettings()).model_copy(update={"dropped_groups": dropped, "gate": not dropped})
-    rerank = None if not with_llm else RerankSettings() if llm_weight is None else RerankSettings(llm_weight=llm_weight)
+    rerank = None if not with_llm else rerank or _rerank_at(llm_weight)
     return Recommender(name=label or name, index_source=provider.get, llm=llm if with_llm else None, rerank=rerank,
                        n_candidates=n_candidates, second_stage=stage, home=provider.settings.home,
                        progress=provider.progress)
@@ -182,10 +182,15 @@ def retrieval_system(name: str, provider: IndexProvider, profile_llm: LLM | None
 
 
 def llm_system(llm: LLM, provider: IndexProvider, n_candidates: int = 20, llm_weight: float | None = None,
-               name: str = "llm") -> Recommender:
-    """The product with an LLM stage: hybrid retrieval, the LLM ranks the top ``n_candidates``."""
-    rerank = RerankSettings() if llm_weight is None else RerankSettings(llm_weight=llm_weight)
+               name: str = "llm", rerank: RerankSettings | None = None) -> Recommender:
+    """The product with an LLM stage: hybrid retrieval, the LLM ranks the top ``n_candidates``
+    (``rerank``: its settings, else the defaults at ``llm_weight``)."""
+    rerank = rerank or _rerank_at(llm_weight)
     return Recommender(name=name, index_source=provider.get, llm=llm, rerank=rerank, n_candidates=n_candidates)
+
+
+def _rerank_at(llm_weight: float | None) -> RerankSettings:
+    return RerankSettings() if llm_weight is None else RerankSettings(llm_weight=llm_weight)
 
 
 def build_systems(names: list[str], provider: IndexProvider, llm: LLM | None = None, n_candidates: int = 20,
