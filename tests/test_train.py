@@ -217,6 +217,17 @@ def test_a_mismatched_or_corrupt_adapter_is_never_applied(trained, demo, tmp_pat
         res = rec.recommend(user="alice", k=5, explain=False)
         assert res.degraded and why in res.degraded_reason, (d, res.degraded_reason)
         assert len(res.items) == 5  # the retrieval order still answers
+    # Ranking with other score templates (--prompts-dir) than the adapter learned: not applied.
+    from mediarec.rank.prompts import PromptLibrary
+
+    mine = tmp_path / "prompts"  # a user's directory overrides the shipped templates file by file
+    mine.mkdir()
+    lib = PromptLibrary()
+    shipped = lib.env.loader.get_source(lib.env, "score.user.j2")[0]
+    (mine / "score.user.j2").write_text(shipped.replace("Candidates:", "Options:"))
+    rec = Recommender.from_catalog(demo, llm="local:smollm2-135m", adapter=out, second_stage=None, prompts_dir=mine)
+    res = rec.recommend(user="alice", k=5, explain=False)
+    assert res.degraded and "prompt" in res.degraded_reason, res.degraded_reason
     # Another catalog's adapter, from the command line: the list comes, marked degraded.
     p = subprocess.run([*_cli(), "recommend", "--dataset", "demo", "--user", "alice", "-k", "3", "--llm",
                         "local:smollm2-135m", "--adapter", str(other_base)], env=env, capture_output=True,

@@ -138,7 +138,8 @@ class Recommender:
         if adapter is not None:
             if not spec or not (spec.startswith("local:") or spec.endswith(".gguf")):
                 raise ConfigError("--adapter needs a local model (--llm local:NAME)")
-            backend = load_llm(spec, settings, adapter=adapter, catalog=catalog.name)
+            backend = load_llm(spec, settings, adapter=adapter, catalog=catalog.name,
+                               prompts=PromptLibrary(prompts_dir))
         else:
             backend = load_llm(spec, settings)
         index = open_index(catalog, settings, chroma_url=chroma_url, build=True, progress=progress,

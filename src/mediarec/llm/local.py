@@ -94,7 +94,7 @@ class LocalLLM(LLM):
         return cls(name, settings=settings, **kw)
 
     def __init__(self, model: str, n_ctx: int = 4096, n_threads: int | None = None, settings: Settings | None = None,
-                 adapter: str | Path | None = None, catalog: str | None = None, **kw):
+                 adapter: str | Path | None = None, catalog: str | None = None, prompts: Any = None, **kw):
         super().__init__(**kw)
         from mediarec.llm.model_specs import canonical_name
         from mediarec.llm.weights import resolve
@@ -118,17 +118,19 @@ class LocalLLM(LLM):
         self.adapter: Path | None = None
         self.adapter_error: str | None = None
         if adapter is not None:
-            self._use_adapter(adapter, catalog)
+            self._use_adapter(adapter, catalog, prompts)
 
-    def _use_adapter(self, directory: str | Path, catalog: str | None) -> None:
+    def _use_adapter(self, directory: str | Path, catalog: str | None, prompts: Any = None) -> None:
         """Rank with a trained LoRA (``mediarec train``). One that does not fit this model, catalog
         or prompt is never applied: the model then answers nothing (LLMUnavailable), so rankings
-        fall back to retrieval and say why, rather than using the base model unannounced."""
+        fall back to retrieval and say why, rather than using the base model unannounced.
+        ``prompts``: the PromptLibrary the rankings will render with (``--prompts-dir``), whose
+        score templates must be the ones the adapter was trained on; default the shipped ones."""
         from mediarec.rank.prompts import PromptLibrary
         from mediarec.train.adapter import AdapterError, prompt_hash, verify
 
         try:
-            path, manifest = verify(directory, self.model_sha256(), catalog, prompt_hash(PromptLibrary()))
+            path, manifest = verify(directory, self.model_sha256(), catalog, prompt_hash(prompts or PromptLibrary()))
         except AdapterError as e:
             self.adapter_error = str(e)
             self.spec += "+adapter:unusable"
