@@ -175,6 +175,10 @@ def test_request_benchmark_adherence_by_hand(embedder, tmp_path):
     assert v["paraphrase"]["adherence"] == 1.0 and v["paraphrase"]["adherence_reference"] == expected_base["paraphrase"]
     assert v["paraphrase"]["readings_changed"] == 1.0 and v["genre"]["readings_changed"] == 0.0
     assert v["checkable"]["n"] == 5 and v["all"]["n"] == 7
+    some = run_requests(rec, split, ["u1", "u2"], seed=0, bootstrap=50, variant_users=1,
+                        variants=[RULES, RequestVariant("oracle", knows)])
+    assert some["variants"]["oracle"]["all"]["n"] == 7  # the first user's requests only, paired
+    assert some["types"]["genre"]["n"] == 2  # the reference ranks every user's
 
 
 def test_the_rules_leave_paraphrases_unread(ml100k):

@@ -337,6 +337,9 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--request-llm", action="store_true",
                    help="with --requests: also read requests with the LLM and rerank with it (needs --llm), "
                         "each variant paired against the rules alone")
+    e.add_argument("--request-llm-users", type=int, default=None, metavar="N",
+                   help="with --request-llm: run the LLM variants for the first N evaluated users only "
+                        "(the rules for all)")
     e.add_argument("--output", default="results/eval")
     e.add_argument("--quiet", action="store_true")
     e.set_defaults(func=cmd_eval)

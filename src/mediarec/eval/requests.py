@@ -207,13 +207,15 @@ def llm_variants(llm: Any, llm_weight: float, pool: int = 20, prompts: Any = Non
 
 def run_requests(system: Any, split: Split, users: Sequence[str], seed: int = 0, bootstrap: int = 1000,
                  types: Sequence[str] = REQUEST_TYPES, variants: Sequence[RequestVariant] = (RULES,),
-                 progress: bool = False) -> dict[str, Any]:
+                 progress: bool = False, variant_users: int | None = None) -> dict[str, Any]:
     """Rank every user's target with and without their requests; metrics per request type.
 
     ``system``: a fitted retrieval :class:`~mediarec.recommender.Recommender` (no LLM stage, no
     profile): its ranking with a request is ``retriever.score_all`` with the parsed request, as
     ``recommend`` retrieves. ``variants``: ways to read and rank each request, the first the
-    reference (its metrics are the summary's ``types``; the others' are under ``variants``)."""
+    reference (its metrics are the summary's ``types``; the others' are under ``variants``, paired
+    with it); ``variant_users``: the other variants run for the first that many users only (LLM
+    time), the reference for every user."""
     from mediarec.infra.progress import counting
 
     if getattr(system, "retriever", None) is None or getattr(system, "reranker", None) is not None \
@@ -229,7 +231,7 @@ def run_requests(system: Any, split: Split, users: Sequence[str], seed: int = 0,
     rows: list[dict[str, Any]] = []
     with counting(progress, unit="users") as bar:
         task = bar.add_task(f"requests ({', '.join(v.name for v in variants)})", total=len(users))
-        for u in users:
+        for n_user, u in enumerate(users):
             target_id = split.test[u]
             hist = split.test_history[u]
             excluded = [pos[i] for i in split.seen[u] if i != target_id and i in pos]
@@ -249,6 +251,8 @@ def run_requests(system: Any, split: Split, users: Sequence[str], seed: int = 0,
                 if case.type not in types:
                     continue
                 for v in variants:
+                    if v is not variants[0] and variant_users is not None and n_user >= variant_users:
+                        continue
                     t0 = time.perf_counter()
                     parsed, text = retrieval_inputs(case.text, catalog, has_history=bool(hist), parse=v.parse)
                     row = {"user": u, "type": case.type, "variant": v.name, "request": case.text,
@@ -403,7 +407,8 @@ def markdown(summary: dict[str, Any], system: str, command: str) -> str:
 def variants_markdown(variants: dict[str, dict[str, Any]]) -> list[str]:
     """The variants table: each way of reading and ranking against the rules-only retrieval."""
     lines = ["", "### Reading and ranking requests: rules vs rules + LLM, with and without LLM reranking", "",
-             "Paired on the same requests; p: paired bootstrap against `rules` (retrieval, rules only). "
+             "Paired on the same requests (the first `variant_users` users' requests, see requests.json); "
+             "p: paired bootstrap against `rules` (retrieval, rules only). "
              "Seconds: mean reading time (p95), mean LLM rerank time of answers not cached.", "",
              "| variant | requests | n | HR@10 | p | NDCG@10 | p | adherence | p | readings changed "
              "| reading s (p95) | rerank s | degraded |",
@@ -424,15 +429,17 @@ def variants_markdown(variants: dict[str, dict[str, Any]]) -> list[str]:
 
 def write_requests(system: Any, split: Split, users: Sequence[str], protocol: Any, out: Path,
                    command: str, variants: Sequence[RequestVariant] = (RULES,), progress: bool = False,
-                   facts: dict[str, Any] | None = None) -> dict[str, Any]:
+                   facts: dict[str, Any] | None = None, variant_users: int | None = None) -> dict[str, Any]:
     """Run the benchmark for ``system`` (fitted by the harness on the test phase's training log),
     write ``requests.json`` and add its section to ``report.md``. ``facts``: what the variants ran
     with (the LLM, its fusion weight), recorded beside the numbers."""
     if protocol.mode != "full":
         raise ConfigError("the request benchmark ranks every item: use --protocol full")
     summary = run_requests(system, split, users, seed=protocol.seed, bootstrap=protocol.bootstrap,
-                           variants=variants, progress=progress)
+                           variants=variants, progress=progress, variant_users=variant_users)
     summary.update(system=system.name, command=command, users=len(users), **(facts or {}))
+    if len(variants) > 1:
+        summary["variant_users"] = min(variant_users or len(users), len(users))
     out.mkdir(parents=True, exist_ok=True)
     atomic_write_text(out / "requests.json", json.dumps(json_safe(summary), indent=2) + "\n")
     report = out / "report.md"

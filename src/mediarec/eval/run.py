@@ -136,7 +136,8 @@ def run_eval(args) -> int:
 
         variants, facts = _request_variants(args, fam, tuned, catalog)
         write_requests(next(s for s in systems if s.name == REQUEST_SYSTEM), split, report.users, protocol, out,
-                       command, variants=variants, progress=not args.quiet, facts=facts)
+                       command, variants=variants, progress=not args.quiet, facts=facts,
+                       variant_users=getattr(args, "request_llm_users", None))
     _print_table(con, report)
     if n_explain:
         from mediarec.eval import explanations
