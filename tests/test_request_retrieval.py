@@ -205,12 +205,14 @@ def test_variant_comparison_by_hand():
                                                                       "prompt_tokens": 700, "degraded": True}),
             row("x", "c", 30, 0.5, seconds=3.0, rerank={"seconds": 4.0, "cached": False, "prompt_tokens": 800,
                                                            "degraded": False})]
+    rows[-1]["llm_read_seconds"] = 2.5  # the LLM read this one: its compute time, plus the rules' (capped)
     m = compare(rows, "x", "rules", bootstrap=200)["genre"]
     assert m["n"] == 3 and m["hr@10"] == pytest.approx(2 / 3) and m["hr@10_reference"] == pytest.approx(2 / 3)
     assert m["ndcg@10"] == pytest.approx((1 / math.log2(3) + 1 / math.log2(6)) / 3)
     assert m["adherence"] == pytest.approx(2.5 / 3) and m["adherence_reference"] == pytest.approx(0.5)
-    assert m["readings_changed"] == pytest.approx(1 / 3) and m["parse_seconds_mean"] == pytest.approx(2.0)
-    assert m["rerank_seconds_mean"] == pytest.approx(3.0)  # the cached answer's time is not counted
+    assert m["readings_changed"] == pytest.approx(1 / 3) and m["llm_readings"] == 1
+    assert m["parse_seconds_mean"] == pytest.approx((1.0 + 2.0 + 2.55) / 3)
+    assert m["rerank_seconds_mean"] == pytest.approx(5.0)  # a cached answer counts the time it took
     assert m["rerank_prompt_tokens_mean"] == pytest.approx(800) and m["rerank_degraded"] == 1
     assert 0 <= m["p_adherence"] <= 1 and m["p_hr@10"] >= 0.5  # equal hit rates: no evidence of a difference
 

@@ -59,7 +59,8 @@ def llm_parse_request(text: str | None, catalog: Catalog, llm: LLM, prompts: Pro
         return rules
     obj = first_json_object(answer.text) or {}
     merged = merge(rules, obj, catalog)
-    merged.llm_seconds = time.perf_counter() - t0
+    # the model's own time for this answer (a cached one keeps the time it took when computed)
+    merged.llm_seconds = answer.usage.seconds or time.perf_counter() - t0
     return merged
 
 
