@@ -1,8 +1,9 @@
 """Single-pass scoring vs. plain prompt evaluation, explained top-5, explained list (issue: LLM ranking).
 
-    python benchmarks/bench_llm.py --data-dir ../shared/data [--llm qwen2.5-coder-0.5b] [--users 5]
+    python benchmarks/bench_llm.py --data-dir ../shared/data [--llm qwen2.5-coder-0.5b] [--users 5] [--history 20]
 
-For MovieLens 100k users with at least 20 history items: 20 history items and the hybrid
+For MovieLens 100k users with at least 40 history items: 20 history items (``--history``: the
+prompts' history cut, see ``mediarec eval --history-cuts``) and the hybrid
 retriever's top 20 candidates. Per user, with the answer cache off and the KV cache cleared:
 (a) llama.cpp evaluating the scoring prompt's tokens and nothing else, (b) the whole single-pass
 scoring path (render, tokenize, evaluate, label log-probabilities, softmax), (c) explanations for
@@ -27,6 +28,7 @@ def main() -> None:
     ap.add_argument("--llm", default="qwen2.5-coder-0.5b")
     ap.add_argument("--users", type=int, default=5)
     ap.add_argument("--threads", type=int, default=None)
+    ap.add_argument("--history", type=int, default=20)
     args = ap.parse_args()
 
     from mediarec.config import get_settings
@@ -47,9 +49,9 @@ def main() -> None:
     rows = []
     llm.llama  # load once, outside the timings
     for u in users:
-        hist = [(catalog.item(x.item), x) for x in catalog.history(u)[-20:]]
+        hist = [(catalog.item(x.item), x) for x in catalog.history(u)[-max(args.history, 20):]]
         cands = retriever.candidates([it for it, _ in hist], k=20)
-        h = history_entries(hist, 20)
+        h = history_entries(hist, args.history)
         msgs = prompts.render("score", history=h, candidates=candidate_entries(c.item for c in cands))
         tokens = llm.tokenize(llm.format_prompt(msgs))
         llm.llama.n_tokens = 0
@@ -77,8 +79,8 @@ def main() -> None:
     def med(key):
         return round(statistics.median(r[key] for r in rows), 3)
 
-    record(f"llm-{args.llm}", {
-        "model": args.llm, "threads": llm.n_threads, "users": len(rows), "history_items": 20, "candidates": 20,
+    record(f"llm-{args.llm}" + (f"-h{args.history}" if args.history != 20 else ""), {
+        "model": args.llm, "threads": llm.n_threads, "users": len(rows), "history_items": args.history, "candidates": 20,
         "prompt_tokens_median": med("prompt_tokens"), "prompt_eval_s_median": med("prompt_eval_s"),
         "prompt_tokens_per_s": round(statistics.median(r["prompt_tokens"] / r["prompt_eval_s"] for r in rows), 1),
         "single_pass_s_median": med("single_pass_s"), "single_pass_over_prompt_eval_median": med("ratio"),
