@@ -313,9 +313,12 @@ class CatalogIndex:
         self.collab_refit = True
         if not collections_done:
             bs = 1000
+            # ALS queries with folded-in user vectors, not from query-side vectors: its query
+            # collection stays empty (the item factors are in the matrix file too)
+            sides = [(item_col, model.item_vectors)] + ([] if model.kind == "als" else [(query_col, model.query_vectors)])
             with counting(progress) as bar:
-                task = bar.add_task(f"collaborative vectors {self.catalog.name}", total=2 * len(model.item_ids))
-                for col, vecs in ((item_col, model.item_vectors), (query_col, model.query_vectors)):
+                task = bar.add_task(f"collaborative vectors {self.catalog.name}", total=len(sides) * len(model.item_ids))
+                for col, vecs in sides:
                     for start in range(0, len(model.item_ids), bs):
                         col.upsert(ids=model.item_ids[start:start + bs], embeddings=vecs[start:start + bs])
                         bar.advance(task, min(bs, len(model.item_ids) - start))
@@ -343,8 +346,12 @@ class CatalogIndex:
     def _write_matrix(self, model: CollabModel, fingerprint: str) -> None:
         """Atomically: a reader sees the old file or the whole new one, never half a matrix."""
         with atomic_open(self.matrix_path, "wb") as f:
-            np.savez(f, fingerprint=np.array(fingerprint), item_ids=np.array(model.item_ids, dtype=str),
-                     matrix=model.matrix)
+            if model.kind == "als":  # no item-item matrix: the factors are what ranks
+                np.savez(f, fingerprint=np.array(fingerprint), item_ids=np.array(model.item_ids, dtype=str),
+                         factors=model.item_vectors)
+            else:
+                np.savez(f, fingerprint=np.array(fingerprint), item_ids=np.array(model.item_ids, dtype=str),
+                         matrix=model.matrix)
 
     def _matrix_fingerprint(self) -> str | None:
         """The stored matrix's fingerprint (reads only that member), None if unreadable."""
@@ -354,25 +361,29 @@ class CatalogIndex:
         except Exception:  # noqa: BLE001 - missing, truncated, not a zip, no such member: all "no matrix"
             return None
 
-    def _read_matrix(self) -> tuple[list[str], np.ndarray]:
-        """(item ids, M) of the current fingerprint, or IndexError_ naming the file and the fix."""
+    def _read_matrix(self) -> tuple[list[str], np.ndarray | None, np.ndarray | None]:
+        """(item ids, M, None) of the current fingerprint, or (item ids, None, ALS factors); or
+        IndexError_ naming the file and the fix."""
         path, fp = self.matrix_path, self.collab_fingerprint()
         if path is None:  # a Chroma server: fit it here (the factors in the server come from the same fit)
             model = CollabModel.fit(self.catalog, self.settings.collab, factorise=False)
-            return model.item_ids, model.matrix
+            return model.item_ids, model.matrix, (model.item_vectors if model.kind == "als" else None)
         fix = f"run `mediarec index --dataset {self.catalog.name}`"
         if not path.exists():
             raise IndexError_(f"the exact collaborative matrix {path} is missing; {fix}")
         try:
             with np.load(path, allow_pickle=False) as z:
-                stored, ids, m = str(z["fingerprint"]), [str(i) for i in z["item_ids"]], z["matrix"]
+                stored, ids = str(z["fingerprint"]), [str(i) for i in z["item_ids"]]
+                factors = z["factors"] if "factors" in z.files else None
+                m = z["matrix"] if factors is None else None
         except Exception as e:  # noqa: BLE001 - any failure to read it means it is corrupt
             raise IndexError_(f"the exact collaborative matrix {path} is corrupt ({type(e).__name__}); {fix}") from None
         if stored != fp:
             raise IndexError_(f"the exact collaborative matrix {path} is stale (built from other data); {fix}")
-        if m.dtype != np.float32 or m.shape != (len(ids), len(ids)):
-            raise IndexError_(f"the exact collaborative matrix {path} is corrupt (shape {m.shape}); {fix}")
-        return ids, m
+        got = m if factors is None else factors
+        if got.dtype != np.float32 or got.shape[0] != len(ids) or (factors is None and m.shape != (len(ids), len(ids))):
+            raise IndexError_(f"the exact collaborative matrix {path} is corrupt (shape {got.shape}); {fix}")
+        return ids, m, factors
 
     # -- reading ---------------------------------------------------------------------------
     def is_current(self) -> bool:
@@ -410,7 +421,9 @@ class CatalogIndex:
 
     def _load_collab(self) -> CollabModel:
         """The factors from Chroma and the exact matrix from its file, in the file's item order."""
-        ids, matrix = self._read_matrix()
+        ids, matrix, factors = self._read_matrix()
+        if factors is not None:
+            return CollabModel(ids, factors, factors, self.settings.collab, None, kind="als")
         item_name, query_name = self._collab_names()
         item = self.client.get_collection(item_name).get(include=["embeddings"])
         query = self.client.get_collection(query_name).get(include=["embeddings"])
