@@ -33,6 +33,8 @@ def main() -> None:
     ap.add_argument("--data-dir", default=str(Path(__file__).resolve().parents[2] / "shared" / "data"))
     ap.add_argument("--models", default=os.environ.get("MEDIAREC_TEST_HOME", "/work/main/.test-home") + "/models")
     ap.add_argument("--users", type=int, default=200)
+    ap.add_argument("--no-rebuild", action="store_true", help="time the adds only (no full rebuild to compare)")
+    ap.add_argument("--profile-dir", help="run each add under cProfile, writing add_<what>.prof there")
     args = ap.parse_args()
 
     from mediarec.catalog import load_dataset, write_generic
@@ -57,10 +59,12 @@ def main() -> None:
         homes[h].mkdir()
         (homes[h] / "models").symlink_to(args.models, target_is_directory=True)
 
-    def cli(home: str, *a: str) -> tuple[float, str]:
+    def cli(home: str, *a: str, profile: str | None = None) -> tuple[float, str]:
         env = {**os.environ, "MEDIAREC_HOME": str(homes[home]), "ANONYMIZED_TELEMETRY": "False"}
+        prof = ["-m", "cProfile", "-o", str(Path(args.profile_dir) / f"{profile}.prof")] \
+            if profile and args.profile_dir else []
         t = time.perf_counter()
-        p = subprocess.run([sys.executable, "-m", "mediarec.cli", *a], env=env, capture_output=True, text=True)
+        p = subprocess.run([sys.executable, *prof, "-m", "mediarec.cli", *a], env=env, capture_output=True, text=True)
         if p.returncode:
             raise SystemExit(p.stderr)
         return time.perf_counter() - t, p.stdout
@@ -69,12 +73,16 @@ def main() -> None:
     out["index_seconds_wall"], _ = cli("updated", "index", "--items", str(work / "items.jsonl"), "--interactions",
                                        str(work / "interactions.csv"), "--name", "latest-upd", "--quiet")
     for what, f in (("items", "new-items.jsonl"), ("interactions", "new-interactions.csv")):
-        wall, text = cli("updated", "add", "--dataset", "latest-upd", f"--{what}", str(work / f), "--quiet")
+        wall, text = cli("updated", "add", "--dataset", "latest-upd", f"--{what}", str(work / f), "--quiet",
+                         profile=f"add_{what}")
         m = re.search(r"in ([\d.]+)s: (\d+) items embedded, collaborative side (.*?), index ([\d.]+)s", text)
         out[f"add_{what}"] = {"wall_seconds": round(wall, 2), "update_seconds": float(m.group(1)),
                               "index_seconds": float(m.group(4)), "embedded": int(m.group(2)),
                               "collab": m.group(3), "output": text.strip().splitlines()}
 
+    if args.no_rebuild:
+        record("update-adds-only", out)
+        return
     # the full rebuild of the same files, in another home
     reg = (homes["updated"] / "catalogs" / "latest-upd" / "catalog.json")
     (homes["rebuilt"] / "catalogs" / "latest-upd").mkdir(parents=True)

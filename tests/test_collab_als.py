@@ -21,8 +21,9 @@ def ml100k(shared_data):
 
 @pytest.fixture(scope="module")
 def als(ml100k):
-    """max_items 300 of the 1,600-odd rated films: "auto" must leave EASE for ALS."""
-    return CollabModel.fit(ml100k, CollabSettings(max_items=300, als_factors=32, als_iterations=8))
+    """ALS from 1,000 items on, of the 1,600-odd rated films: "auto" must leave EASE for ALS."""
+    return CollabModel.fit(ml100k, CollabSettings(max_items=300, als_from_items=1000, als_factors=32,
+                                                  als_iterations=8))
 
 
 def test_auto_chooses_als_past_max_items_and_every_item_gets_a_vector(ml100k, als):
@@ -31,8 +32,8 @@ def test_auto_chooses_als_past_max_items_and_every_item_gets_a_vector(ml100k, al
     assert set(als.item_ids) == rated and len(rated) > 300
     assert als.item_vectors.shape == (len(rated), 32) and np.isfinite(als.item_vectors).all()
     assert np.linalg.norm(als.item_vectors, axis=1).min() > 0
-    small = CollabModel.fit(ml100k, CollabSettings(max_items=5000, rank=16))
-    assert small.kind == "ease" and small.matrix is not None  # it fits: the exact model stays
+    small = CollabModel.fit(ml100k, CollabSettings(max_items=300, rank=16))  # under als_from_items (20,000)
+    assert small.kind == "ease" and small.matrix is not None and len(small.item_ids) == 300
     forced = CollabModel.fit(ml100k, CollabSettings(max_items=5000, model="ease", rank=16))
     assert forced.kind == "ease" and len(forced.item_ids) == len(rated)
 
@@ -44,7 +45,7 @@ def test_ease_settings_keep_the_fingerprint_they_had_before_als():
 
     s = CollabSettings()
     old = {k: v for k, v in s.model_dump().items()
-           if k not in ("model", "als_factors", "als_regularization", "als_alpha", "als_iterations")}
+           if k not in ("model", "als_from_items", "als_factors", "als_regularization", "als_alpha", "als_iterations")}
     assert s.key() == hashlib.sha256(json.dumps(old, sort_keys=True).encode()).hexdigest()[:16]
     assert CollabSettings(model="als").key() != s.key() != CollabSettings(model="ease").key()
 
@@ -88,7 +89,8 @@ def test_index_saves_and_loads_the_als_model(ml100k, tmp_path, model_home):
 
     small = ml100k.replace(name="als-rt", interactions=ml100k.interactions[:20000])
     settings = Settings(home=make_home(tmp_path / "h", model_home))
-    s = IndexSettings(collab=CollabSettings.for_catalog(small, use_tuned=False, max_items=200, als_factors=16,
+    s = IndexSettings(collab=CollabSettings.for_catalog(small, use_tuned=False, max_items=200, als_from_items=500,
+                                                        als_factors=16,
                                                         als_iterations=4))
     built = open_index(small, settings, index_settings=s)
     assert built.collab.kind == "als" and built.matrix_path.exists()
