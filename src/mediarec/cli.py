@@ -113,6 +113,11 @@ def _collab_capacity_note(catalog, idx) -> None:
     """Say so when the exact collaborative model cannot hold every item that has interactions."""
     with_interactions = len({x.item for x in catalog.positives})
     held, cap = len(idx.collab.item_ids), idx.settings.collab.max_items
+    if idx.collab.kind == "als":
+        print(f"note: {with_interactions:,} items have interactions, too many for the exact collaborative model "
+              f"(an item-item matrix): the collaborative side is ALS matrix factorisation, with a vector for each "
+              f"of {held:,} items (docs/architecture.md, \"Collaborative model\")")
+        return
     if held < with_interactions and held >= cap:
         print(f"note: the collaborative model holds the {held:,} most-interacted of the {with_interactions:,} items "
               f"with interactions (its exact item-item matrix is limited to {cap:,} items); the other "

@@ -20,6 +20,9 @@ which give :meth:`Retriever.candidates` a pool that it re-scores with ``M``.
 Memory: ``M`` is dense float32, so ``max_items`` (8000) bounds it at 8000² × 4 B = 256 MB in memory
 and on disk (fitting peaks at about four such matrices); only the ``max_items`` most-interacted items
 with at least ``min_count`` interactions are modelled, the rest are found through the text side.
+Past ``als_from_items`` items with interactions (20,000), ``model="auto"`` switches to implicit ALS
+(:mod:`mediarec.index.collab_als`): factors for every item, no exact matrix, scores ``Y·x`` with the
+user folded in. ``MEDIAREC_COLLAB_MODEL=ease|als`` forces one (to compare them).
 """
 
 from __future__ import annotations
@@ -82,6 +85,10 @@ class CollabSettings(BaseModel):
             from mediarec.index.tuning import stored_choice
 
             base.update(stored_choice(catalog) or {})
+        import os
+
+        if os.environ.get("MEDIAREC_COLLAB_MODEL"):  # "ease" | "als" | "auto": force the model (e.g. to compare them)
+            base["model"] = os.environ["MEDIAREC_COLLAB_MODEL"]
         return cls(**{**base, **overrides})
 
     def key(self) -> str:

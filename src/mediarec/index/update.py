@@ -3,12 +3,22 @@
 What an update costs, and why it is safe to interrupt:
 
 * **Text**: the text collection is keyed per item (each entry carries the hash of its text,
-  :func:`mediarec.index.store.item_hash`), so only the new items are embedded.
+  :func:`mediarec.index.store.item_hash`), so only the new items are embedded; the other items'
+  vectors and (without new interactions) the collaborative fit are taken from the served index in
+  memory, not read back from Chroma and disk (``CatalogIndex.previous``).
 * **Collaborative side**: its fit depends on the interactions only. New items without interactions
   keep it as it is; new interactions fit it again (seconds on latest-small), into collections and a
   matrix file named by the new fit's generation, beside the old ones.
 * **Learned stage**: its model is keyed by the catalog's fingerprint. New interactions train it
-  again (into a new file). New items alone carry the served model over to the new key: it was
+  again, and ``mediarec add`` does not wait for that (``learned="background"``): the served model
+  is stored under the new key marked ``retrain_pending`` and serves the new catalogue, and once the
+  new catalogue is committed a detached process trains the model a full ``mediarec index`` would
+  train and replaces the file (:mod:`mediarec.rank.background`; the result says "retraining in the
+  background; the previous model serves until then"). Killed, it leaves the previous model serving;
+  the next command that may train starts it again. ``mediarec add --wait`` and the Python API
+  (``learned="wait"``) train before returning. Training in another process is not bit-identical
+  (Python's per-process string hashing orders sets inside it), so the retrained model agrees with a
+  full rebuild's within the same tolerance as the index. New items alone carry the served model over to the new key: it was
   trained on the same histories, which the new items (with no interactions) are in none of; a full
   rebuild would retrain it on pools that may hold the new items, so the two can differ slightly
   (``benchmarks/bench_update.py`` measures by how much).
