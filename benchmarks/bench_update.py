@@ -3,11 +3,14 @@
 The catalog is latest-small less 100 random items (and their ratings) and less the 1,000 latest of the
 remaining ratings, written in the generic format and registered with ``mediarec index``. Then
 ``mediarec add --items`` brings the 100 items back and ``mediarec add --interactions`` the 1,000 ratings,
-each timed (wall clock of the command and the update itself, which the command prints). Last, the
+each timed (wall clock of the command and the update itself, which the command prints; after new
+interactions the learned stage retrains in a background process: ``background_retrain_seconds`` is
+the time from the command's start until that process has finished). Last, the
 final catalog is indexed from scratch in another ``$MEDIAREC_HOME`` and compared with the updated
 index: text vectors, the collaborative matrix, and the top 10 of 200 users.
 
     PYTHONPATH=src nice -n 10 python benchmarks/bench_update.py --data-dir ../shared/data
+    (--no-rebuild: the adds only; --profile-dir DIR: each add under cProfile)
 """
 
 from __future__ import annotations
@@ -33,6 +36,8 @@ def main() -> None:
     ap.add_argument("--data-dir", default=str(Path(__file__).resolve().parents[2] / "shared" / "data"))
     ap.add_argument("--models", default=os.environ.get("MEDIAREC_TEST_HOME", "/work/main/.test-home") + "/models")
     ap.add_argument("--users", type=int, default=200)
+    ap.add_argument("--no-rebuild", action="store_true", help="time the adds only (no full rebuild to compare)")
+    ap.add_argument("--profile-dir", help="run each add under cProfile, writing add_<what>.prof there")
     args = ap.parse_args()
 
     from mediarec.catalog import load_dataset, write_generic
@@ -57,10 +62,12 @@ def main() -> None:
         homes[h].mkdir()
         (homes[h] / "models").symlink_to(args.models, target_is_directory=True)
 
-    def cli(home: str, *a: str) -> tuple[float, str]:
+    def cli(home: str, *a: str, profile: str | None = None) -> tuple[float, str]:
         env = {**os.environ, "MEDIAREC_HOME": str(homes[home]), "ANONYMIZED_TELEMETRY": "False"}
+        prof = ["-m", "cProfile", "-o", str(Path(args.profile_dir) / f"{profile}.prof")] \
+            if profile and args.profile_dir else []
         t = time.perf_counter()
-        p = subprocess.run([sys.executable, "-m", "mediarec.cli", *a], env=env, capture_output=True, text=True)
+        p = subprocess.run([sys.executable, *prof, "-m", "mediarec.cli", *a], env=env, capture_output=True, text=True)
         if p.returncode:
             raise SystemExit(p.stderr)
         return time.perf_counter() - t, p.stdout
@@ -69,12 +76,19 @@ def main() -> None:
     out["index_seconds_wall"], _ = cli("updated", "index", "--items", str(work / "items.jsonl"), "--interactions",
                                        str(work / "interactions.csv"), "--name", "latest-upd", "--quiet")
     for what, f in (("items", "new-items.jsonl"), ("interactions", "new-interactions.csv")):
-        wall, text = cli("updated", "add", "--dataset", "latest-upd", f"--{what}", str(work / f), "--quiet")
+        wall, text = cli("updated", "add", "--dataset", "latest-upd", f"--{what}", str(work / f), "--quiet",
+                         profile=f"add_{what}")
         m = re.search(r"in ([\d.]+)s: (\d+) items embedded, collaborative side (.*?), index ([\d.]+)s", text)
         out[f"add_{what}"] = {"wall_seconds": round(wall, 2), "update_seconds": float(m.group(1)),
                               "index_seconds": float(m.group(4)), "embedded": int(m.group(2)),
                               "collab": m.group(3), "output": text.strip().splitlines()}
+        pid = re.search(r"retrain pid (\d+)", text)
+        if pid:  # the learned stage retrains in the background: how long until the new model serves
+            out[f"add_{what}"]["background_retrain_seconds"] = round(wait_for(int(pid.group(1))) + wall, 1)
 
+    if args.no_rebuild:
+        record("update-adds-only", out)
+        return
     # the full rebuild of the same files, in another home
     reg = (homes["updated"] / "catalogs" / "latest-upd" / "catalog.json")
     (homes["rebuilt"] / "catalogs" / "latest-upd").mkdir(parents=True)
@@ -82,6 +96,17 @@ def main() -> None:
     out["rebuild_seconds_wall"], _ = cli("rebuilt", "index", "--dataset", "latest-upd", "--quiet")
     out["comparison"] = compare(homes, args.users)
     record("update", out)
+
+
+def wait_for(pid: int) -> float:
+    """Seconds until process ``pid`` (not our child) has exited."""
+    t = time.perf_counter()
+    while True:
+        try:
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            return time.perf_counter() - t
+        time.sleep(0.5)
 
 
 def compare(homes: dict, n_users: int) -> dict:

@@ -113,6 +113,11 @@ def _collab_capacity_note(catalog, idx) -> None:
     """Say so when the exact collaborative model cannot hold every item that has interactions."""
     with_interactions = len({x.item for x in catalog.positives})
     held, cap = len(idx.collab.item_ids), idx.settings.collab.max_items
+    if idx.collab.kind == "als":
+        print(f"note: {with_interactions:,} items have interactions, too many for the exact collaborative model "
+              f"(an item-item matrix): the collaborative side is ALS matrix factorisation, with a vector for each "
+              f"of {held:,} items (docs/architecture.md, \"Collaborative model\")")
+        return
     if held < with_interactions and held >= cap:
         print(f"note: the collaborative model holds the {held:,} most-interacted of the {with_interactions:,} items "
               f"with interactions (its exact item-item matrix is limited to {cap:,} items); the other "
@@ -229,14 +234,16 @@ def cmd_train(args) -> int:
 def cmd_add(args) -> int:
     from mediarec.index.update import add_files
 
-    out = add_files(args.dataset, args.items, args.interactions, chroma_url=args.chroma_url, progress=not args.quiet)
+    out = add_files(args.dataset, args.items, args.interactions, chroma_url=args.chroma_url, progress=not args.quiet,
+                    wait=args.wait)
     cat = out["catalog"]
     print(f"added {out['items']} items and {out['interactions']} interactions to {cat.name} "
           f"(now {len(cat.items)} items, {len(cat.interactions)} interactions) in {out['seconds']:.1f}s: "
           f"{out['embedded']} items embedded, collaborative side "
           + (f"fitted again ({out['collab_items']} items)" if out["collab_refit"] else "unchanged")
           + f", index {out['index_seconds']:.1f}s")
-    print(f"second stage: {out['second_stage'] or 'off'}")
+    print(f"second stage: {out['second_stage'] or 'off'}"
+          + (f" (retrain pid {out['retrain_pid']})" if out.get("retrain_pid") else ""))
     print(f"kept copies: {', '.join(out['copies'].values())}")
     return 0
 
@@ -395,6 +402,8 @@ def build_parser() -> argparse.ArgumentParser:
     a.add_argument("--items", help="a file of new items (JSONL or CSV, docs/formats.md)")
     a.add_argument("--interactions", help="a file of new interactions")
     a.add_argument("--chroma-url", help="a Chroma server, http://HOST:PORT (default: embedded)")
+    a.add_argument("--wait", action="store_true", help="with new interactions, retrain the learned stage before "
+                   "returning (default: in the background, the previous model serving meanwhile)")
     a.add_argument("--quiet", action="store_true")
     a.set_defaults(func=cmd_add)
 

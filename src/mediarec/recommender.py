@@ -189,15 +189,16 @@ class Recommender:
                           "history_cut_source": self.sources.get("history_cut", "default")}
         return out
 
-    def serve(self, catalog: Catalog, index: CatalogIndex) -> None:
+    def serve(self, catalog: Catalog, index: CatalogIndex, restart_retrain: bool = True) -> None:
         """Answer from ``catalog`` and its built ``index`` from now on (the retriever and the learned
-        stage are made first, so requests meanwhile are answered by the previous ones)."""
+        stage are made first, so requests meanwhile are answered by the previous ones).
+        ``restart_retrain=False``: an update starts the learned stage's retrain itself, once committed."""
         retriever = Retriever(index, self.fusion)
         stage = None
         if self.second_stage is not None:
             stage = SecondStage(catalog, index, retriever.fusion, self.second_stage,
                                 self.home or get_settings().home, train_missing=self.train_second_stage,
-                                progress=self.progress)
+                                progress=self.progress, restart_retrain=restart_retrain)
         self.catalog, self.index, self.retriever, self.stage = catalog, index, retriever, stage
 
     def add_items(self, items: Iterable[Item], interactions: Iterable[Interaction] = (),

@@ -147,6 +147,11 @@ class CatalogIndex:
         self._matrix_dir = Path(matrix_dir) if matrix_dir is not None else None
         self.embedded = 0  # items embedded by the last build (an update embeds only its new items)
         self.collab_refit = False  # whether the last build fitted the collaborative side again
+        # An update's previous index (index/update.py): its loaded text vectors and collaborative
+        # model are reused where they still hold, instead of being read back from Chroma and disk.
+        self.previous: CatalogIndex | None = None
+        self._new_vectors: dict[str, np.ndarray] = {}
+        self._fingerprints: dict[str, str] = {}  # the catalog is immutable: each is computed once
 
     # -- identity --------------------------------------------------------------------------
     @property
@@ -160,7 +165,9 @@ class CatalogIndex:
     def text_fingerprint(self) -> str:
         """What the text side of this catalog is (items and embedding settings): part of the learned
         model's identity. The collection itself is keyed per item (:meth:`text_space`, :func:`item_hash`)."""
-        return f"v{INDEX_FORMAT}:{self.catalog.items_fingerprint()[:24]}:{self.text_space()}"
+        if "text" not in self._fingerprints:
+            self._fingerprints["text"] = f"v{INDEX_FORMAT}:{self.catalog.items_fingerprint()[:24]}:{self.text_space()}"
+        return self._fingerprints["text"]
 
     def text_space(self) -> str:
         """The text collection's fingerprint: the embedding settings only. Which items it holds, and
@@ -170,7 +177,9 @@ class CatalogIndex:
     def collab_fingerprint(self) -> str:
         """The interactions and the collaborative settings: all the fit depends on (items without
         interactions are not modelled), so adding items alone keeps the collaborative side."""
-        return f"v{INDEX_FORMAT}:{interactions_fingerprint(self.catalog)[:24]}:{self.settings.collab.key()}"
+        if "interactions" not in self._fingerprints:
+            self._fingerprints["interactions"] = interactions_fingerprint(self.catalog)
+        return f"v{INDEX_FORMAT}:{self._fingerprints['interactions'][:24]}:{self.settings.collab.key()}"
 
     def collab_generation(self) -> str:
         """The suffix of this fit's collections and matrix file: a new fit writes beside the old one,
@@ -188,9 +197,17 @@ class CatalogIndex:
         """Bring all collections up to date (idempotent, resumable), then load them. ``prune``: then
         delete what another catalog state left (old collaborative fits, items no longer in the
         catalog); an update (``Recommender.add_items``) prunes only after it committed."""
+        import time
+
+        t0 = time.perf_counter()
         self._build_text(progress, rebuild)
+        t1 = time.perf_counter()
         self._build_collab(progress, rebuild)
-        self.load()
+        t2 = time.perf_counter()
+        self.load(verify=False)  # just built: no need to read every entry back to check it
+        log.info("index of %s: text side %.1fs (%d embedded), collaborative side %.1fs (%s, %d items%s), "
+                 "loading %.1fs", self.catalog.name, t1 - t0, self.embedded, t2 - t1, self.collab.kind,
+                 len(self.collab.item_ids), ", fitted" if self.collab_refit else "", time.perf_counter() - t2)
         if prune:
             self.prune()
         return self
@@ -270,6 +287,8 @@ class CatalogIndex:
                               f"run `mediarec index --dataset {self.catalog.name}`")
         col.modify(metadata={"fingerprint": self.text_space(), "complete": False})
         bs = self.settings.batch_size
+        # texts of similar length share a batch, so the embedder pads less
+        todo.sort(key=lambda i: len(self.catalog.items[i].text(self.settings.text_max_chars)))
         with counting(progress) as bar:
             task = bar.add_task(f"embedding {self.catalog.name}", total=len(self.item_ids),
                                 completed=len(self.item_ids) - len(todo))
@@ -277,6 +296,7 @@ class CatalogIndex:
                 ids = todo[start:start + bs]
                 items = [self.catalog.items[i] for i in ids]
                 vecs = self.embedder.embed([it.text(self.settings.text_max_chars) for it in items])
+                self._new_vectors.update(zip(ids, vecs))
                 col.upsert(ids=ids, embeddings=vecs, metadatas=[_item_meta(it) | {"h": want[i]}
                                                                  for i, it in zip(ids, items)])
                 bar.advance(task, len(ids))
@@ -303,6 +323,12 @@ class CatalogIndex:
         item_col = self._collection(item_name[len(self.prefix) + 1:], fp, "ip", rebuild)
         query_col = self._collection(query_name[len(self.prefix) + 1:], fp, "ip", rebuild)
         collections_done = all((c.metadata or {}).get("complete") for c in (item_col, query_col))
+        prev = self.previous
+        if collections_done and prev is not None and prev.collab is not None \
+                and prev.collab_fingerprint() == fp and prev.matrix_path == self.matrix_path \
+                and (self.matrix_path is None or self.matrix_path.exists()):
+            self.collab = prev.collab  # the same fit (no new interactions): already in memory
+            return
         if collections_done:
             try:
                 self.collab = self._load_collab()
@@ -313,9 +339,12 @@ class CatalogIndex:
         self.collab_refit = True
         if not collections_done:
             bs = 1000
+            # ALS queries with folded-in user vectors, not from query-side vectors: its query
+            # collection stays empty (the item factors are in the matrix file too)
+            sides = [(item_col, model.item_vectors)] + ([] if model.kind == "als" else [(query_col, model.query_vectors)])
             with counting(progress) as bar:
-                task = bar.add_task(f"collaborative vectors {self.catalog.name}", total=2 * len(model.item_ids))
-                for col, vecs in ((item_col, model.item_vectors), (query_col, model.query_vectors)):
+                task = bar.add_task(f"collaborative vectors {self.catalog.name}", total=len(sides) * len(model.item_ids))
+                for col, vecs in sides:
                     for start in range(0, len(model.item_ids), bs):
                         col.upsert(ids=model.item_ids[start:start + bs], embeddings=vecs[start:start + bs])
                         bar.advance(task, min(bs, len(model.item_ids) - start))
@@ -343,8 +372,12 @@ class CatalogIndex:
     def _write_matrix(self, model: CollabModel, fingerprint: str) -> None:
         """Atomically: a reader sees the old file or the whole new one, never half a matrix."""
         with atomic_open(self.matrix_path, "wb") as f:
-            np.savez(f, fingerprint=np.array(fingerprint), item_ids=np.array(model.item_ids, dtype=str),
-                     matrix=model.matrix)
+            if model.kind == "als":  # no item-item matrix: the factors are what ranks
+                np.savez(f, fingerprint=np.array(fingerprint), item_ids=np.array(model.item_ids, dtype=str),
+                         factors=model.item_vectors)
+            else:
+                np.savez(f, fingerprint=np.array(fingerprint), item_ids=np.array(model.item_ids, dtype=str),
+                         matrix=model.matrix)
 
     def _matrix_fingerprint(self) -> str | None:
         """The stored matrix's fingerprint (reads only that member), None if unreadable."""
@@ -354,25 +387,29 @@ class CatalogIndex:
         except Exception:  # noqa: BLE001 - missing, truncated, not a zip, no such member: all "no matrix"
             return None
 
-    def _read_matrix(self) -> tuple[list[str], np.ndarray]:
-        """(item ids, M) of the current fingerprint, or IndexError_ naming the file and the fix."""
+    def _read_matrix(self) -> tuple[list[str], np.ndarray | None, np.ndarray | None]:
+        """(item ids, M, None) of the current fingerprint, or (item ids, None, ALS factors); or
+        IndexError_ naming the file and the fix."""
         path, fp = self.matrix_path, self.collab_fingerprint()
         if path is None:  # a Chroma server: fit it here (the factors in the server come from the same fit)
             model = CollabModel.fit(self.catalog, self.settings.collab, factorise=False)
-            return model.item_ids, model.matrix
+            return model.item_ids, model.matrix, (model.item_vectors if model.kind == "als" else None)
         fix = f"run `mediarec index --dataset {self.catalog.name}`"
         if not path.exists():
             raise IndexError_(f"the exact collaborative matrix {path} is missing; {fix}")
         try:
             with np.load(path, allow_pickle=False) as z:
-                stored, ids, m = str(z["fingerprint"]), [str(i) for i in z["item_ids"]], z["matrix"]
+                stored, ids = str(z["fingerprint"]), [str(i) for i in z["item_ids"]]
+                factors = z["factors"] if "factors" in z.files else None
+                m = z["matrix"] if factors is None else None
         except Exception as e:  # noqa: BLE001 - any failure to read it means it is corrupt
             raise IndexError_(f"the exact collaborative matrix {path} is corrupt ({type(e).__name__}); {fix}") from None
         if stored != fp:
             raise IndexError_(f"the exact collaborative matrix {path} is stale (built from other data); {fix}")
-        if m.dtype != np.float32 or m.shape != (len(ids), len(ids)):
-            raise IndexError_(f"the exact collaborative matrix {path} is corrupt (shape {m.shape}); {fix}")
-        return ids, m
+        got = m if factors is None else factors
+        if got.dtype != np.float32 or got.shape[0] != len(ids) or (factors is None and m.shape != (len(ids), len(ids))):
+            raise IndexError_(f"the exact collaborative matrix {path} is corrupt (shape {got.shape}); {fix}")
+        return ids, m, factors
 
     # -- reading ---------------------------------------------------------------------------
     def is_current(self) -> bool:
@@ -392,25 +429,47 @@ class CatalogIndex:
         return all((c.metadata or {}).get("fingerprint") == fp and (c.metadata or {}).get("complete")
                    for c in cols) and (self.matrix_path is None or self._matrix_fingerprint() == fp)
 
-    def load(self) -> "CatalogIndex":
-        """Read the vectors into memory (exact re-scoring of candidates needs them)."""
-        if not self.is_current():
+    def load(self, verify: bool = True) -> "CatalogIndex":
+        """Read the vectors into memory (exact re-scoring of candidates needs them). ``verify=False``
+        (right after :meth:`build`): skip reading every entry's hash back."""
+        if verify and not self.is_current():
             raise IndexError_(f"the index of {self.catalog.name!r} is missing, incomplete or stale; "
                               f"run `mediarec index --dataset {self.catalog.name}`")
-        text = self.text_collection
-        got = text.get(include=["embeddings"])
-        vecs = np.zeros((len(self.item_ids), len(got["embeddings"][0])), dtype=np.float32)
-        for i, v in zip(got["ids"], got["embeddings"]):
-            if i in self._pos:  # an interrupted update may have left entries of items to come
-                vecs[self._pos[i]] = v
-        self.text_vectors = vecs
+        self.text_vectors = self._vectors_from_previous()
+        if self.text_vectors is None:
+            text = self.text_collection
+            got = text.get(include=["embeddings"])
+            vecs = np.zeros((len(self.item_ids), len(got["embeddings"][0])), dtype=np.float32)
+            for i, v in zip(got["ids"], got["embeddings"]):
+                if i in self._pos:  # an interrupted update may have left entries of items to come
+                    vecs[self._pos[i]] = v
+            self.text_vectors = vecs
         if self.collab is None or self.collab.settings != self.settings.collab:
             self.collab = self._load_collab()
         return self
 
+    def _vectors_from_previous(self) -> np.ndarray | None:
+        """The text vectors assembled from the previous index's (items whose entry did not change)
+        and the ones this build embedded; None when there is no previous index or it cannot serve."""
+        prev = self.previous
+        if prev is None or prev.text_vectors is None or prev.text_space() != self.text_space():
+            return None
+        old_hashes, hashes = prev._item_hashes(), self._item_hashes()
+        vecs = np.zeros((len(self.item_ids), prev.text_vectors.shape[1]), dtype=np.float32)
+        for k, i in enumerate(self.item_ids):
+            if i in self._new_vectors:
+                vecs[k] = self._new_vectors[i]
+            elif old_hashes.get(i) == hashes[i] and prev.position(i) is not None:
+                vecs[k] = prev.text_vectors[prev.position(i)]
+            else:
+                return None  # embedded by an earlier, interrupted build: read it back from Chroma
+        return vecs
+
     def _load_collab(self) -> CollabModel:
         """The factors from Chroma and the exact matrix from its file, in the file's item order."""
-        ids, matrix = self._read_matrix()
+        ids, matrix, factors = self._read_matrix()
+        if factors is not None:
+            return CollabModel(ids, factors, factors, self.settings.collab, None, kind="als")
         item_name, query_name = self._collab_names()
         item = self.client.get_collection(item_name).get(include=["embeddings"])
         query = self.client.get_collection(query_name).get(include=["embeddings"])

@@ -3,12 +3,22 @@
 What an update costs, and why it is safe to interrupt:
 
 * **Text**: the text collection is keyed per item (each entry carries the hash of its text,
-  :func:`mediarec.index.store.item_hash`), so only the new items are embedded.
+  :func:`mediarec.index.store.item_hash`), so only the new items are embedded; the other items'
+  vectors and (without new interactions) the collaborative fit are taken from the served index in
+  memory, not read back from Chroma and disk (``CatalogIndex.previous``).
 * **Collaborative side**: its fit depends on the interactions only. New items without interactions
   keep it as it is; new interactions fit it again (seconds on latest-small), into collections and a
   matrix file named by the new fit's generation, beside the old ones.
 * **Learned stage**: its model is keyed by the catalog's fingerprint. New interactions train it
-  again (into a new file). New items alone carry the served model over to the new key: it was
+  again, and ``mediarec add`` does not wait for that (``learned="background"``): the served model
+  is stored under the new key marked ``retrain_pending`` and serves the new catalogue, and once the
+  new catalogue is committed a detached process trains the model a full ``mediarec index`` would
+  train and replaces the file (:mod:`mediarec.rank.background`; the result says "retraining in the
+  background; the previous model serves until then"). Killed, it leaves the previous model serving;
+  the next command that may train starts it again. ``mediarec add --wait`` and the Python API
+  (``learned="wait"``) train before returning. Training in another process is not bit-identical
+  (Python's per-process string hashing orders sets inside it), so the retrained model agrees with a
+  full rebuild's within the same tolerance as the index. New items alone carry the served model over to the new key: it was
   trained on the same histories, which the new items (with no interactions) are in none of; a full
   rebuild would retrain it on pools that may hold the new items, so the two can differ slightly
   (``benchmarks/bench_update.py`` measures by how much).
@@ -35,9 +45,11 @@ from mediarec.errors import MediarecError
 
 
 def update(rec: Any, items: Iterable[Item] = (), interactions: Iterable[Interaction] = (),
-           prune: bool = True) -> Catalog:
+           prune: bool = True, learned: str = "wait") -> Catalog:
     """Build the index of ``rec.catalog`` plus ``items`` and ``interactions`` beside the current one,
-    then serve it; returns the new catalog."""
+    then serve it; returns the new catalog. ``learned="background"``: with new interactions the
+    served learned model is carried over, marked for retraining (the caller starts the retrain once
+    the new catalogue is committed: :func:`mediarec.rank.background.start`); "wait" trains it here."""
     from mediarec.catalog.forget import drop_forgotten
     from mediarec.index.collab import CollabSettings
     from mediarec.index.store import CatalogIndex, build_lock, chroma_errors
@@ -57,10 +69,12 @@ def update(rec: Any, items: Iterable[Item] = (), interactions: Iterable[Interact
                           "run the update again)"):
         fresh = CatalogIndex(new, idx.client, settings, embedder=idx._embedder, prefix=idx.prefix,
                              matrix_dir=idx._matrix_dir)
+        fresh.previous = idx
         fresh.build(progress=rec.progress, prune=False)
-    if not interactions:
-        _carry_learned_over(rec, new, fresh)
-    rec.serve(new, fresh)
+    if not interactions or learned == "background":
+        _carry_learned_over(rec, new, fresh, pending=bool(interactions))
+    rec.serve(new, fresh, restart_retrain=False)
+    fresh.previous = None  # the old index can go
     if prune:
         with build_lock(home_settings, new.name, _server_url(idx)):
             fresh.prune()
@@ -79,13 +93,15 @@ def _server_url(idx: Any) -> str | None:
 
 
 def add_files(name: str, items_file: str | None = None, interactions_file: str | None = None,
-              chroma_url: str | None = None, progress: bool = False) -> dict[str, Any]:
+              chroma_url: str | None = None, progress: bool = False, wait: bool = False) -> dict[str, Any]:
     """``mediarec add``: the rows of the given files join the registered catalog ``name``.
 
     Order, so that a kill at any point leaves the previous catalog and index usable: check the new
     rows (file and line on error); copy the files under the registration (``added/``, a snapshot);
-    build the new index beside the old one and train the learned stage; write the registration
-    (atomically: the commit); then delete the old collaborative fit."""
+    build the new index beside the old one; write the registration (atomically: the commit); then
+    delete the old collaborative fit. New interactions: the learned stage is retrained in a
+    background process started after the commit, the previous model serving until it is done
+    (:mod:`mediarec.rank.background`); ``wait`` trains it before the commit instead."""
     import shutil
     import time
     from pathlib import Path
@@ -126,7 +142,8 @@ def add_files(name: str, items_file: str | None = None, interactions_file: str |
         shutil.copyfile(p, dest.with_name(dest.name + ".part"))
         dest.with_name(dest.name + ".part").replace(dest)
         copies[what] = str(dest)
-    update(rec, items=items.values(), interactions=interactions, prune=False)
+    update(rec, items=items.values(), interactions=interactions, prune=False,
+           learned="wait" if wait else "background")
     t_index = time.perf_counter()
     if "items" in copies:
         reg.items.append(copies["items"])
@@ -134,15 +151,22 @@ def add_files(name: str, items_file: str | None = None, interactions_file: str |
         reg.interactions.append(copies["interactions"])
     reg.save()
     rec.index.prune()
-    return {"items": len(items), "interactions": len(interactions), "embedded": rec.index.embedded,
+    retrain_pid = None
+    if rec.stage is not None and rec.stage.ranker is not None and rec.stage.ranker.meta.get("retrain_pending"):
+        from mediarec.rank.background import start
+
+        retrain_pid = start(rec.catalog.name, rec.stage.path, settings.home, chroma_url)
+        rec.stage.retrain_started()
+    return {"retrain_pid": retrain_pid, "items": len(items), "interactions": len(interactions), "embedded": rec.index.embedded,
             "collab_refit": rec.index.collab_refit, "collab_items": len(rec.index.collab.item_ids),
             "second_stage": rec.stage.status if rec.stage else None, "previous_second_stage": old_status,
             "seconds": time.perf_counter() - t0, "index_seconds": t_index - t0, "open_seconds": t0 - t_load,
             "catalog": rec.catalog, "copies": copies}
 
 
-def _carry_learned_over(rec: Any, new: Catalog, index: Any) -> None:
-    """Store the served learned model under the new catalog's key (items were added, no interactions)."""
+def _carry_learned_over(rec: Any, new: Catalog, index: Any, pending: bool = False) -> None:
+    """Store the served learned model under the new catalog's key: items were added, no interactions;
+    or, ``pending``, interactions were added and it serves until it is retrained in the background."""
     from mediarec.index.retriever import Retriever
     from mediarec.infra.atomic import atomic_write_text
     from mediarec.rank.learned import LearnedRanker, fingerprint, learned_path
@@ -155,5 +179,5 @@ def _carry_learned_over(rec: Any, new: Catalog, index: Any) -> None:
     if path.exists():
         return
     ranker = LearnedRanker.from_json(stage.ranker.to_json())
-    ranker.meta.update(fingerprint=key, carried_over_from=stage.fingerprint)
+    ranker.meta.update(fingerprint=key, carried_over_from=stage.fingerprint, retrain_pending=pending)
     atomic_write_text(path, ranker.to_json())

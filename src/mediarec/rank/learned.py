@@ -52,6 +52,10 @@ class LearnedSettings(BaseModel):
     # ML-100k validation users, NDCG@10 0.1210, 0.1242, 0.1279, 0.1257; fused 0.1208)
     min_history: int = 3  # positives a history needs to give an example
     max_users: int = 20_000  # examples come from at most this many users (sampled, seeded)
+    # Each example scores every catalogue item, so training costs examples × items: at most this many
+    # (ML-100k, latest-small and Last.fm stay whole; 100,000 items: 400 users' 4,000 examples, a
+    # few minutes on two cores instead of hours). Left out of the key at its default.
+    max_scored: int = 400_000_000
     min_examples: int = 50  # fewer examples with the target in the pool: no model
     objective: str = "lambdarank"  # or "binary": one positive per group makes them close
     # A fixed, slow, well-regularised boosting: early stopping on the ~10% of examples set aside
@@ -70,7 +74,9 @@ class LearnedSettings(BaseModel):
     gate: bool = True
 
     def key(self) -> str:
-        return hashlib.sha256(json.dumps(self.model_dump(exclude={"gate"}), sort_keys=True).encode()).hexdigest()[:16]
+        later = {"max_scored"} if self.max_scored == LearnedSettings.model_fields["max_scored"].default else set()
+        return hashlib.sha256(json.dumps(self.model_dump(exclude={"gate"} | later), sort_keys=True).encode()
+                              ).hexdigest()[:16]
 
 
 class LearnedError(Exception):
@@ -91,8 +97,9 @@ def holdout(catalog: Catalog, s: LearnedSettings) -> tuple[Catalog, list[Example
     ``positions_per_user`` positive interactions, each with the history before it."""
     rng = np.random.default_rng(s.seed)
     users = [u for u, h in catalog.by_user.items() if sum(x.is_positive for x in h) >= s.min_history]
-    if len(users) > s.max_users:
-        users = sorted(rng.choice(users, s.max_users, replace=False).tolist())
+    cap = min(s.max_users, max(1, s.max_scored // max(1, len(catalog.items) * s.positions_per_user)))
+    if len(users) > cap:
+        users = sorted(rng.choice(users, cap, replace=False).tolist())
     held: set[int] = set()
     examples: list[Example] = []
     for u in users:
@@ -274,7 +281,8 @@ class SecondStage:
     and stored) and reorders pools with it. ``status`` says what serves and why."""
 
     def __init__(self, catalog: Catalog, index: Any, fusion: FusionSettings | None, settings: LearnedSettings,
-                 home: Path, train_missing: bool = True, key: str | None = None, progress: bool = False):
+                 home: Path, train_missing: bool = True, key: str | None = None, progress: bool = False,
+                 restart_retrain: bool = True):
         self.settings = settings
         self.fingerprint = fingerprint(catalog, index, fusion, settings)
         self.path = learned_path(home, catalog.name, key or self.fingerprint)
@@ -289,10 +297,13 @@ class SecondStage:
                     else f"the stored learned model {self.path} cannot be read ({e})"
                 log.warning("%s", problem)
         if self.ranker is None and train_missing:
+            t0 = time.perf_counter()
             self.ranker = train(catalog, index, fusion, settings, progress=progress)
+            log.info("learned stage of %s trained in %.1fs", catalog.name, time.perf_counter() - t0)
             self.ranker.meta["fingerprint"] = self.fingerprint
             atomic_write_text(self.path, self.ranker.to_json())
             problem = (problem + "; retrained") if problem else None
+        pending = self._pending = self._pending_retrain(catalog.name, home, train_missing and restart_retrain)
         if self.ranker is None:
             self.status = (problem + "; the fused retrieval serves") if problem else \
                 "no learned model trained for this catalogue yet (`mediarec index` trains it): the fused retrieval serves"
@@ -303,9 +314,41 @@ class SecondStage:
             self.status = (f"learned (LightGBM {settings.objective} over the top {settings.pool}; held-out training "
                            f"positions NDCG@10 {ho['learned']:.4f} vs fused {ho['fused']:.4f}"
                            + ("" if settings.gate else "; ungated") + ")" + (f"; {problem}" if problem else ""))
-        self.signals: Signals | None = None
-        if self.active:
-            self.signals = Signals(catalog, index, index.collab, fusion)
+        if pending and self.ranker is not None:
+            self.status = f"{self.status}; {pending}"
+        self._signals: Signals | None = None
+        self._signal_sources = (catalog, index, fusion)
+
+    @property
+    def signals(self) -> Signals | None:
+        """The per-item signals the model reads, built on first use (seconds on a large log: an
+        update that only carries the model over never needs them)."""
+        if self._signals is None and self.active:
+            catalog, index, fusion = self._signal_sources
+            self._signals = Signals(catalog, index, index.collab, fusion)
+        return self._signals
+
+    def _pending_retrain(self, catalog_name: str, home: Path, may_start: bool) -> str | None:
+        """For a model carried over to new interactions (``retrain_pending``, see
+        :mod:`mediarec.rank.background`): what its retraining is doing, starting it again when an
+        earlier one was interrupted and ``may_start``; None for an ordinary model."""
+        if self.ranker is None or not self.ranker.meta.get("retrain_pending"):
+            return None
+        from mediarec.rank import background
+
+        if background.is_running(self.path):
+            return background.RUNNING
+        if may_start and background.start(catalog_name, self.path, Path(home)) is not None:
+            return background.RUNNING
+        return background.INTERRUPTED
+
+    def retrain_started(self) -> None:
+        """The caller started the background retrain of this (pending) model: say so."""
+        from mediarec.rank.background import RUNNING
+
+        if self._pending and self._pending != RUNNING:
+            self.status = self.status.replace(self._pending, RUNNING)
+            self._pending = RUNNING
 
     @property
     def active(self) -> bool:

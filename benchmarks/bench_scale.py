@@ -1,0 +1,202 @@
+"""A generated catalog of 100,000 items and 1,000,000 interactions, indexed through the CLI.
+
+Targets (issue 14): ``mediarec index --items FILE --interactions FILE --name NAME`` under 10 minutes
+on 2 cores, peak memory under 4 GB, ``candidates()`` p50 under 50 ms.
+
+The catalog is generated here, seeded: ``--topics`` topics, each with two genres and its own words
+(titles, tags and a one-sentence description of 18 words, drawn mostly from the topic's words: about 45
+MiniLM tokens an item, ``tokens_per_item`` in the result); item popularity is Zipfian;
+users have one to three favourite topics and consume in sessions of 5-15 items of one topic
+(10% of sessions of a random topic), popular items more often, timestamps increasing.
+
+The index command runs under ``/usr/bin/time -v`` (peak RSS and CPU time of the process) with ``-v``,
+whose log says where the time went (text side, collaborative side, learned stage). On a shared
+machine the wall clock depends on the neighbours: the CPU seconds (user + system) say what the work
+costs, and on two otherwise idle cores the wall clock is about CPU seconds / the parallelism it got. Then ``candidates()`` is
+timed in this process on the built index (``--queries`` users' histories, k=20).
+
+    PYTHONPATH=src nice -n 10 python benchmarks/bench_scale.py
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import os
+import re
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _common import record  # noqa: E402
+
+GENRES = ["Action", "Adventure", "Animation", "Comedy", "Crime", "Documentary", "Drama", "Fantasy", "Horror",
+          "Musical", "Mystery", "Romance", "Sci-Fi", "Thriller", "War", "Western", "Family", "History",
+          "Sport", "Biography"]
+# Plain English words (a word is one or two MiniLM tokens, as in real descriptions; made-up words
+# split into four or five word pieces each and would measure a catalog with three times the text)
+WORDS = """time year people way day man thing woman life child world school state family student group
+country problem hand part place case week company system program question work government number night
+point home water room mother area money story fact month lot right study book eye job word business issue
+side kind head house service friend father power hour game line end member law car city community name
+president team minute idea kid body information back parent face others level office door health person
+art war history party result change morning reason research girl guy moment air teacher force education
+foot boy age policy process music market sense nation plan college interest death experience effect use
+class control care field development role effort rate heart drug show leader light voice wife police mind
+price report decision son view relationship town road arm difference value building action model season
+society tax director position player record paper space ground form event official matter center couple
+site project activity star table need court oil situation cost industry figure street image phone data
+picture practice piece land product doctor wall patient worker news test movie north love support
+technology step baby computer type attention film tree source organization hair window evidence
+population truth song island ocean river mountain forest desert storm winter summer journey dream
+secret shadow fire stone ship train machine robot planet galaxy detective murder crime heist escape
+revenge betrayal friendship courage hope fear ghost monster dragon king queen prince knight castle
+empire rebel soldier battle army spy agent mission danger chase race boxer dancer singer painter
+chef farmer village kingdom magic spell witch wizard curse legend myth hero villain captain pirate
+treasure map jungle wolf horse bird whale garden wedding holiday party school college prison hospital
+lawyer judge trial jury senator election scandal newspaper reporter camera signal code virus
+disease cure scientist experiment laboratory future past memory identity mirror puzzle mystery
+clue witness victim suspect gang boss deal bank money gold diamond thief border highway motel
+diner coffee night city suburb neighbor stranger brother sister daughter mother grandfather
+orphan teenager student teacher coach team champion tournament match season comeback underdog""".split()
+ADJECTIVES = """dark bright lost hidden last first final secret silent broken golden wild quiet strange
+young old little great deadly brave cold warm endless forgotten perfect crazy lonely sweet bitter
+red black white blue green long short high deep distant hungry happy sad angry proud""".split()
+
+
+def generate(folder: Path, n_items: int, n_interactions: int, n_users: int, n_topics: int, seed: int) -> dict:
+    """Write items.jsonl and interactions.csv under ``folder``; what was written."""
+    rng = np.random.default_rng(seed)
+    words = sorted(set(WORDS))
+    topic_words = [rng.choice(words, 40, replace=False) for _ in range(n_topics)]
+    topic_genres = [rng.choice(GENRES, 2, replace=False) for _ in range(n_topics)]
+    topic_of = rng.integers(0, n_topics, n_items)
+    popularity = 1.0 / (rng.permutation(n_items) + 10.0) ** 0.9  # Zipfian over a random order
+    with open(folder / "items.jsonl", "w", encoding="utf-8") as f:
+        for i in range(n_items):
+            t = topic_of[i]
+            own = topic_words[t]
+            title = " ".join(w.capitalize() for w in (rng.choice(ADJECTIVES), *rng.choice(own, rng.integers(1, 3))))
+            desc = "A " + rng.choice(ADJECTIVES) + " " + " ".join(
+                np.where(rng.random(16) < 0.7, rng.choice(own, 16), rng.choice(words, 16)))
+            f.write(json.dumps({"id": f"g{i}", "title": title, "year": int(rng.integers(1950, 2026)),
+                                "genres": list(topic_genres[t]), "tags": list(rng.choice(own, 3, replace=False)),
+                                "description": desc + "."}) + "\n")
+    members = [np.flatnonzero(topic_of == t) for t in range(n_topics)]
+    cum = [np.cumsum(popularity[m]) / popularity[m].sum() for m in members]
+    activity = rng.lognormal(0.0, 1.0, n_users)
+    per_user = np.maximum(3, np.round(activity / activity.sum() * n_interactions)).astype(int)
+    rows = 0
+    with open(folder / "interactions.csv", "w", encoding="utf-8", newline="") as f:
+        w = csv.writer(f, lineterminator="\n")
+        w.writerow(["user", "item", "timestamp", "rating", "weight", "event"])
+        for u in range(n_users):
+            favourite = rng.choice(n_topics, rng.integers(1, 4), replace=False)
+            stamp, left, seen = 1.0e9 + rng.integers(0, 10**7), int(per_user[u]), set()
+            while left > 0:
+                t = rng.choice(favourite) if rng.random() > 0.1 else rng.integers(n_topics)
+                picks = members[t][np.searchsorted(cum[t], rng.random(min(left, int(rng.integers(5, 16)))))]
+                for item in picks:
+                    left -= 1
+                    stamp += int(rng.integers(60, 3600))
+                    if item not in seen:
+                        seen.add(item)
+                        w.writerow([f"u{u}", f"g{item}", stamp, "", 1.0, "watch"])
+                        rows += 1
+    return {"items": n_items, "interactions": rows, "users": n_users, "topics": n_topics, "seed": seed}
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--items", type=int, default=100_000)
+    ap.add_argument("--interactions", type=int, default=1_000_000)
+    ap.add_argument("--users", type=int, default=20_000)
+    ap.add_argument("--topics", type=int, default=300)
+    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--queries", type=int, default=200)
+    ap.add_argument("--models", default=os.environ.get("MEDIAREC_TEST_HOME", "/work/main/.test-home") + "/models")
+    ap.add_argument("--work", default=None, help="folder for the files and the home (default: a new temp folder)")
+    ap.add_argument("--result", default="scale", help="results/<NAME>.json")
+    args = ap.parse_args()
+
+    work = Path(args.work or tempfile.mkdtemp(prefix="bench-scale-"))
+    work.mkdir(parents=True, exist_ok=True)
+    t = time.perf_counter()
+    generated = generate(work, args.items, args.interactions, args.users, args.topics, args.seed)
+    generated["seconds"] = round(time.perf_counter() - t, 1)
+    generated["tokens_per_item"] = tokens_per_item(work / "items.jsonl", args.models)
+    home = work / "home"
+    home.mkdir(exist_ok=True)
+    if not (home / "models").exists():
+        (home / "models").symlink_to(args.models, target_is_directory=True)
+    env = {**os.environ, "MEDIAREC_HOME": str(home), "ANONYMIZED_TELEMETRY": "False"}
+    cmd = ["/usr/bin/time", "-v", sys.executable, "-m", "mediarec.cli", "-v", "index", "--items",
+           str(work / "items.jsonl"), "--interactions", str(work / "interactions.csv"), "--name", "scale",
+           "--quiet"]
+    load_before = os.getloadavg()
+    t = time.perf_counter()
+    p = subprocess.run(cmd, env=env, capture_output=True, text=True)
+    wall = time.perf_counter() - t
+    if p.returncode:
+        raise SystemExit(p.stdout + p.stderr[-4000:])
+    peak_kb = int(re.search(r"Maximum resident set size \(kbytes\): (\d+)", p.stderr).group(1))
+    cpu = sum(float(re.search(rf"{what} time \(seconds\): ([\d.]+)", p.stderr).group(1)) for what in ("User", "System"))
+    log = [ln for ln in p.stderr.splitlines() if re.match(r"INFO mediarec\.(index\.store|rank\.learned)", ln)]
+    out = {"generated": generated, "index_command": " ".join(cmd[2:]).replace(sys.executable, "python"),
+           "index_wall_seconds": round(wall, 1), "index_cpu_seconds": round(cpu, 1),
+           "index_cpu_percent": re.search(r"Percent of CPU this job got: (\d+)%", p.stderr).group(1), "index_peak_rss_gb": round(peak_kb / 1024**2, 2),
+           "load_avg_1m_5m_15m_before_index": [round(x, 2) for x in load_before],
+           "load_avg_1m_5m_15m_after_index": [round(x, 2) for x in os.getloadavg()],
+           "cli_output": p.stdout.strip().splitlines(), "where_the_time_went": log,
+           "targets": {"index_seconds": 600, "peak_rss_gb": 4.0, "candidates_p50_ms": 50}}
+    out["candidates"] = time_candidates(home, args.queries)
+    record(args.result, out)
+
+
+def tokens_per_item(items_file: Path, models: str, n: int = 5000) -> float:
+    """Mean MiniLM tokens of the embedded text of the first ``n`` items (what embedding costs)."""
+    from tokenizers import Tokenizer
+
+    from mediarec.catalog.model import Item
+
+    tok = next(Path(models).rglob("tokenizer.json"), None)
+    if tok is None:
+        return float("nan")
+    with open(items_file, encoding="utf-8") as f:
+        texts = [Item(**json.loads(line)).text() for _, line in zip(range(n), f)]
+    tokenizer = Tokenizer.from_file(str(tok))
+    tokenizer.no_padding()
+    return round(float(np.mean([len(e.ids) for e in tokenizer.encode_batch(texts)])), 1)
+
+
+def time_candidates(home: Path, n_queries: int) -> dict:
+    """candidates(k=20) over the built index, for users' histories (in this process)."""
+    from mediarec.catalog import load_dataset
+    from mediarec.config import Settings
+    from mediarec.index.retriever import Retriever
+    from mediarec.index.store import open_index
+
+    os.environ["MEDIAREC_HOME"] = str(home)
+    catalog = load_dataset("scale")
+    idx = open_index(catalog, Settings(home=home), build=False)
+    retriever = Retriever(idx)
+    users = np.random.default_rng(1).choice(catalog.users(), n_queries, replace=False)
+    retriever.candidates(catalog.history(users[0]), k=20)  # warm-up
+    ms = []
+    for u in users:
+        t = time.perf_counter()
+        retriever.candidates(catalog.history(u), k=20)
+        ms.append((time.perf_counter() - t) * 1000)
+    return {"queries": n_queries, "k": 20, "p50_ms": round(float(np.median(ms)), 2),
+            "p95_ms": round(float(np.percentile(ms, 95)), 2), "collab_model": idx.collab.kind,
+            "collab_items": len(idx.collab.item_ids), "catalog_items": len(idx.item_ids)}
+
+
+if __name__ == "__main__":
+    main()
