@@ -38,6 +38,8 @@ def main() -> None:
     from mediarec.rank.prompts import PromptLibrary, candidate_entries, history_entries
     from mediarec.rank.reranker import Reranker, RerankSettings
     from mediarec.index.retriever import Retriever
+    from mediarec.llm.base import Usage
+    from mediarec.rank.parse import RankingParseError
 
     settings = get_settings()
     catalog = load_dataset("movielens-100k", args.data_dir)
@@ -64,7 +66,10 @@ def main() -> None:
         single = time.perf_counter() - t0
         top5 = sorted(cands, key=lambda c: -scores[c.item.id])[:5]
         t0 = time.perf_counter()
-        reasons, usage = reranker.explain(h, top5)
+        try:
+            reasons, usage = reranker.explain(h, top5)
+        except RankingParseError as e:  # the product falls back to template reasons; time it all the same
+            reasons, usage = {}, getattr(e, "usage", None) or Usage()
         explain = time.perf_counter() - t0
         llm.llama.n_tokens = 0
         t0 = time.perf_counter()
