@@ -190,7 +190,8 @@ class RequestVariant:
 RULES = RequestVariant("rules")
 
 
-def llm_variants(llm: Any, llm_weight: float, pool: int = 20, prompts: Any = None) -> list[RequestVariant]:
+def llm_variants(llm: Any, llm_weight: float, pool: int = 20, prompts: Any = None,
+                 history: int | None = None) -> list[RequestVariant]:
     """Rules alone, rules + LLM reading, and each of them with the LLM reranking: item 3 of the
     requests issue, every variant on the same requests."""
     from mediarec.rank.request_llm import llm_parse_request
@@ -199,7 +200,8 @@ def llm_variants(llm: Any, llm_weight: float, pool: int = 20, prompts: Any = Non
     def by_llm(text: str, catalog: Catalog) -> Constraints:
         return llm_parse_request(text, catalog, llm, prompts)
 
-    rerank = Reranker(llm, prompts, RerankSettings(llm_weight=llm_weight))
+    rerank = Reranker(llm, prompts, RerankSettings(llm_weight=llm_weight,
+                                                   **({"max_history": history} if history else {})))
     return [RULES, RequestVariant("rules+llm", parse=by_llm),
             RequestVariant("rules, llm rerank", reranker=rerank, pool=pool),
             RequestVariant("rules+llm, llm rerank", parse=by_llm, reranker=rerank, pool=pool)]

@@ -102,13 +102,16 @@ def run_eval(args) -> int:
                 "prompt_tokens_per_user") for h in cuts}
             tuned_cuts[llm_name] = {"chosen": cut_of[llm_name], "validation_ndcg@10": {
                 f"{w}@h{h}": v for (w, h), v in scored.items()}, "prompt_tokens_per_user": prompt_tokens}
-    _store_weights(con, tuned, fam, catalog, split, cut_of)
+    # a history cut is stored only when it was chosen among several (else the default serves)
+    _store_weights(con, tuned, fam, catalog, split, cut_of if len(cuts) > 1 else {})
     systems = [fam.system(n, tuned[n][0], label=n, history=cut_of[n]) if n in tuned else
                build_systems([n], provider, None, args.candidates, profile_llm=profile_llm)[0] for n in names]
     for llm_name, (chosen, _, _) in tuned.items():
         # Fixed weights beside the tuned one, so the report says what the LLM alone (1.0) and an
         # even blend (0.5) do on the test users; the LLM answers come from the cache, no extra cost.
-        systems += [fam.system(llm_name, w, history=cut_of[llm_name]) for w in (0.5, 1.0) if w != chosen]
+        # (named NAME@W as before unless several cuts were tuned: then NAME@W@hH)
+        at_cut = cut_of[llm_name] if len(cuts) > 1 else None
+        systems += [fam.system(llm_name, w, history=at_cut) for w in (0.5, 1.0) if w != chosen]
         # and the other history cuts at the chosen weight: paired against the chosen cut on test users
         systems += [fam.system(llm_name, chosen, history=h) for h in cuts if h != cut_of[llm_name]]
     command = "mediarec " + " ".join(shlex.quote(a) for a in sys.argv[1:]) if sys.argv else "mediarec eval"
@@ -134,7 +137,7 @@ def run_eval(args) -> int:
     if getattr(args, "requests", False):
         from mediarec.eval.requests import write_requests
 
-        variants, facts = _request_variants(args, fam, tuned, catalog)
+        variants, facts = _request_variants(args, fam, tuned, catalog, cut_of)
         write_requests(next(s for s in systems if s.name == REQUEST_SYSTEM), split, report.users, protocol, out,
                        command, variants=variants, progress=not args.quiet, facts=facts,
                        variant_users=getattr(args, "request_llm_users", None))
@@ -167,26 +170,28 @@ def _history_cuts(args) -> list[int]:
     return cuts
 
 
-def _request_variants(args, fam, tuned: dict, catalog):
+def _request_variants(args, fam, tuned: dict, catalog, cut_of: dict[str, int]):
     """The request benchmark's variants: the rules alone, or (``--request-llm``) also the LLM's
-    reading and reranking, at the ``llm`` system's weight tuned in this run, else the one stored
-    for this model and catalog, else the default."""
+    reading and reranking, at the ``llm`` system's weight and history cut tuned in this run, else
+    the ones stored for this model and catalog, else the defaults."""
     from mediarec.eval.requests import RULES, llm_variants
     from mediarec.llm import load_llm
     from mediarec.rank.reranker import RerankSettings
-    from mediarec.tuned import stored_llm_weight
+    from mediarec.tuned import stored_llm_choice
 
     if not getattr(args, "request_llm", False):
         return [RULES], {}
     llm = fam.llm if fam is not None else load_llm(args.llm)
     if llm is None:
         raise ConfigError("--request-llm compares readings and rankings with an LLM: give --llm")
-    stored = stored_llm_weight(catalog, llm.spec)
-    weight, source = ((tuned["llm"][0], "tuned in this run") if "llm" in tuned else
-                      (stored[0], f"stored in {stored[1]}") if stored else
-                      (RerankSettings().llm_weight, "default"))
-    return llm_variants(llm, weight, pool=args.candidates), {
-        "llm": llm.spec, "llm_weight": weight, "llm_weight_source": source}
+    stored = stored_llm_choice(catalog, llm.spec)
+    default = RerankSettings()
+    weight, history, source = ((tuned["llm"][0], cut_of.get("llm"), "tuned in this run") if "llm" in tuned else
+                               (stored[0], stored[1], f"stored in {stored[2]}") if stored else
+                               (default.llm_weight, None, "default"))
+    history = history or default.max_history
+    return llm_variants(llm, weight, pool=args.candidates, history=history), {
+        "llm": llm.spec, "llm_weight": weight, "llm_history_cut": history, "llm_weight_source": source}
 
 
 def _store_weights(con, tuned: dict, fam, catalog, split, cut_of: dict[str, int]) -> None:
