@@ -1,4 +1,4 @@
-"""Shared bits of the benchmarks: machine description and result recording."""
+"""Shared bits of the benchmarks: machine description, result recording, retrieval latency."""
 
 from __future__ import annotations
 
@@ -7,6 +7,7 @@ import os
 import platform
 import subprocess
 import sys
+import time
 from datetime import datetime, timezone
 from pathlib import Path
 
@@ -44,3 +45,15 @@ def record(name: str, data: dict) -> Path:
     path.write_text(json.dumps(out, indent=2) + "\n")
     print(json.dumps(out, indent=2))
     return path
+
+
+def candidates_latency_ms(retriever, histories, k: int = 20) -> list[float]:
+    """Milliseconds of ``retriever.candidates`` per history, after one warm-up query."""
+    histories = list(histories)
+    retriever.candidates(histories[0], k=k)
+    out = []
+    for h in histories:
+        t = time.perf_counter()
+        retriever.candidates(h, k=k)
+        out.append((time.perf_counter() - t) * 1000)
+    return out

@@ -17,7 +17,7 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import record  # noqa: E402
+from _common import candidates_latency_ms, record  # noqa: E402
 
 
 def main() -> None:
@@ -50,13 +50,7 @@ def main() -> None:
         embed_only_s = time.perf_counter() - t0
         retriever = Retriever(idx)
         users = catalog.users()[: args.users]
-        retriever.candidates(catalog.history(users[0]), k=20)  # warm-up
-        lat = []
-        for u in users:
-            t0 = time.perf_counter()
-            retriever.candidates(catalog.history(u), k=20)
-            lat.append((time.perf_counter() - t0) * 1000)
-        lat.sort()
+        lat = sorted(candidates_latency_ms(retriever, (catalog.history(u) for u in users), k=20))
     record("retrieval-ml-latest-small", {
         "items": len(catalog), "interactions": len(catalog.interactions),
         "text_index_seconds": round(text_s, 2), "text_index_items_per_s": round(len(catalog) / text_s, 1),

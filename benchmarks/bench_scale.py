@@ -34,7 +34,7 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import record  # noqa: E402
+from _common import candidates_latency_ms, record  # noqa: E402
 
 GENRES = ["Action", "Adventure", "Animation", "Comedy", "Crime", "Documentary", "Drama", "Fantasy", "Horror",
           "Musical", "Mystery", "Romance", "Sci-Fi", "Thriller", "War", "Western", "Family", "History",
@@ -187,12 +187,7 @@ def time_candidates(home: Path, n_queries: int) -> dict:
     idx = open_index(catalog, Settings(home=home), build=False)
     retriever = Retriever(idx)
     users = np.random.default_rng(1).choice(catalog.users(), n_queries, replace=False)
-    retriever.candidates(catalog.history(users[0]), k=20)  # warm-up
-    ms = []
-    for u in users:
-        t = time.perf_counter()
-        retriever.candidates(catalog.history(u), k=20)
-        ms.append((time.perf_counter() - t) * 1000)
+    ms = candidates_latency_ms(retriever, (catalog.history(u) for u in users), k=20)
     return {"queries": n_queries, "k": 20, "p50_ms": round(float(np.median(ms)), 2),
             "p95_ms": round(float(np.percentile(ms, 95)), 2), "collab_model": idx.collab.kind,
             "collab_items": len(idx.collab.item_ids), "catalog_items": len(idx.item_ids)}
