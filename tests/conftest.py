@@ -132,6 +132,10 @@ def capturing_llm(inner):
             self.sent.append(messages)
             return self.inner._label_logprobs(messages, labels)
 
+        def _chat_many(self, conversations, opts, stop, done):
+            self.sent.extend(conversations)
+            return self.inner._chat_many(conversations, opts, stop, done)
+
     return Capturing()
 
 

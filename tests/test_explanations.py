@@ -53,6 +53,9 @@ def check(checker, case, reason):
     "Because you liked Blade Runner (1982), another sci-fi film with a dark future.",
     "A science fiction pick for someone who enjoyed Alien.",
     "Blade Runner fans get more machines and more rain here.",
+    "The Matrix is a Sci-Fi movie from the 1990s, like Blade Runner and Alien.",
+    "The Matrix is a sci-fi film from the late '90s, like Alien.",
+    "The Matrix is a sci-fi film from 1999, like Alien.",
 ])
 def test_good_reasons_pass(checker, case, reason):
     res = check(checker, case, reason)
@@ -75,6 +78,10 @@ def test_good_reasons_pass(checker, case, reason):
     ("   ", "empty"),
     (None, "empty"),
     ("Sci-fi.", "empty"),
+    ("(unfinished)", "unfinished"),
+    ("A classic sci-fi film, like Alien.", "unsupported claim (praise)"),
+    ("The Matrix is a sci-fi film from the 1980s, like Alien.", "wrong era for the item"),
+    ("The Matrix is a sci-fi film from 1982, like Blade Runner.", "wrong era for the item"),
 ])
 def test_bad_reasons_fail(checker, case, reason, problem):
     res = check(checker, case, reason)
@@ -241,8 +248,16 @@ def test_smollm_every_item_ends_up_with_a_checked_reason(plain, demo, smol_path)
         assert chk.check(r.reason, r.item, r.evidence, history, [c.item for c in res.candidates]).passed, r.reason
     assert res.items[5].reason_source == "template"  # beyond explain_top: never asked
     assert sum(r.reason_source == "llm" for r in res.items) == ex["llm_passed"]
-    # the explain prompt carried each item's evidence; a retry states why the first reason failed
-    explain_prompts = [m[-1]["content"] for m in rec.llm.sent if "<<<RECOMMENDED" in m[-1]["content"]]
-    assert explain_prompts and all("| evidence: liked" in p for p in explain_prompts)
+    # one prompt per item (a local model decodes them together), each with its evidence and
+    # answer started with the item's title; a retry states why the first reason failed
+    reason_prompts = [m for m in rec.llm.sent if "<<<RECOMMENDED" in m[-2]["content"]]
+    assert len(reason_prompts) >= 5
+    for m in reason_prompts[:5]:
+        assert m[-1]["role"] == "assistant" and f'Recommended title: "{m[-1]["content"]}"' in m[-2]["content"]
+        assert "Titles they liked: " in m[-2]["content"]
+    assert {m[-1]["content"] for m in reason_prompts[:5]} == {r.item.title for r in res.items[:5]}
     if ex["calls"] == 2:
-        assert "previous reason rejected" in explain_prompts[1]
+        assert all("Your previous sentence was rejected" in m[-2]["content"] for m in reason_prompts[5:])
+    for r in res.items:
+        if r.reason_source == "llm":
+            assert r.reason.startswith(r.item.title)

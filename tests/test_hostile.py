@@ -123,9 +123,15 @@ def _check_prompt(local: LocalLLM, messages: list[dict], history: list[Item]) ->
     assert "\nZ: " not in text and "END-OF-HUGE" not in text
     assert not any(unicodedata.category(ch) in ("Cc", "Cf") for ch in text.replace("\n", "") if ch != "\u200d")
     assert len(text) < 20_000
-    for line in text.splitlines():
+    data = "\n".join(m["content"] for m in messages if m["role"] != "assistant")
+    for line in data.splitlines():
         if "IGNORE ALL PREVIOUS" in line or "Ignore previous instructions" in line:
-            assert line.startswith(("- ", *(f"{c}: " for c in "ABCDEFGHIJKLMNOPQRSTUVWXYZ"))), line
+            assert line.startswith(("- ", "Titles they liked: ", "Recommended title: ",
+                                    *(f"{c}: " for c in "ABCDEFGHIJKLMNOPQRSTUVWXYZ"))), line
+    # a reason prompt's answer starts with the item's title: one line, no control characters, short
+    for m in messages:
+        if m["role"] == "assistant":
+            assert "\n" not in m["content"] and len(m["content"]) <= 120
     # the history is not dropped to make room: every history title is in the prompt
     for it in history:
         assert item_title(it) in text, it.title

@@ -196,3 +196,64 @@ def test_old_model_name_loads_the_renamed_model_from_its_old_folder(tmp_home, ca
     assert llm.spec == "local:qwen2.5-coder-0.5b" and llm.path == str((old / f.filename).resolve())
     assert "qwen2.5-0.5b is an alias of qwen2.5-coder-0.5b" in capsys.readouterr().err
     assert load_llm(None, get_settings()).spec == "local:qwen2.5-coder-0.5b"  # the default, by its new name
+
+
+def _reason_prompts(n: int) -> list[list[dict[str, str]]]:
+    """Prompts alike up to their last line, as reason.user.j2 renders them for the top items."""
+    head = "History:\n" + "\n".join(f"- \"Film number {i}\" ({1970 + i}) 4/5" for i in range(12))
+    return [[{"role": "system", "content": "You recommend films."},
+             {"role": "user", "content": f"{head}\nIn one short sentence, why may they like \"Item {k}\" ({1980 + k})?"}]
+            for k in range(n)]
+
+
+def _assert_greedy(llm, messages, answer: str) -> None:
+    """Every token of ``answer`` is the greedy choice of a one-sequence evaluation of the prompt
+    and the answer so far, up to float noise (batch shapes change the sums' order, so exact
+    near-ties may go either way)."""
+    prompt = llm.tokenize(llm.format_prompt(messages))
+    gen = llm.llama.tokenize(answer.encode(), add_bos=False, special=False)
+    assert gen
+    for k in range(len(gen)):
+        logits = llm.eval_prompt(prompt + gen[:k])[0]
+        assert logits[gen[k]] >= logits.max() - 0.05, (answer, k)
+
+
+def test_chat_many_decodes_together_what_one_at_a_time_gives(llm):
+    """Answers decoded as parallel sequences over their shared prefix are greedy answers of each
+    prompt alone; the shared prefix is evaluated once, and afterwards the context serves
+    single prompts exactly as a cold one would."""
+    convs = _reason_prompts(3)
+    many = llm.chat_many(convs, max_tokens=16, stop=("\n",))
+    for c, m in zip(convs, many):
+        _assert_greedy(llm, c, m.text)
+    assert all(c.usage.completion_tokens > 0 for c in many)
+    toks = [llm.tokenize(llm.format_prompt(c)) for c in convs]
+    shared = next(k for k, (a, b, c) in enumerate(zip(*toks)) if not a == b == c)  # the common prefix
+    assert [c.usage.reused_tokens for c in many[1:]] == [shared, shared]  # evaluated once, in the first
+    assert all(c.usage.prompt_tokens == len(t) - shared for c, t in zip(many[1:], toks[1:]))
+    warm = llm.label_logprobs(score_messages("(after)\n"), LABELS)
+    llm.llama.n_tokens = 0
+    cold = llm.label_logprobs(score_messages("(after)\n"), LABELS)
+    for lab in LABELS:
+        assert warm.logprobs[lab] == pytest.approx(cold.logprobs[lab], abs=1e-3)
+
+
+def test_chat_many_beyond_the_parallel_sequences_keeps_the_order(llm):
+    from mediarec.llm.local import PARALLEL_SEQUENCES
+
+    """Ten answers (two groups), each started by its own assistant prefill, come back in order."""
+    convs = [c + [{"role": "assistant", "content": f"Item {k} is"}]
+             for k, c in enumerate(_reason_prompts(PARALLEL_SEQUENCES + 2))]
+    seen: list[int] = []
+    many = llm.chat_many(convs, max_tokens=6, stop=("\n",), on_answer=lambda i, c: seen.append(i))
+    assert sorted(seen) == list(range(len(convs)))
+    assert all(m.text.startswith(f"Item {k} is") and len(m.text) > len(f"Item {k} is") for k, m in enumerate(many))
+
+
+def test_chat_many_answers_come_from_the_cache(smol_path, tmp_path):
+    llm = LocalLLM(smol_path, n_ctx=2048, n_threads=1, cache=AnswerCache(tmp_path / "cache"))
+    convs = _reason_prompts(2)
+    first = llm.chat_many(convs, max_tokens=8, stop=("\n",))
+    again = llm.chat_many(convs, max_tokens=8, stop=("\n",))
+    assert [c.text for c in again] == [c.text for c in first]
+    assert all(c.usage.cached for c in again) and not any(c.usage.cached for c in first)

@@ -27,7 +27,7 @@ from mediarec.rank.prompts import (
 )
 
 USER_ID = "user-8472-secret"
-SHIPPED = ["explain", "profile", "rank", "repair", "request", "score", "summary"]
+SHIPPED = ["explain", "profile", "rank", "reason", "repair", "request", "score", "summary"]
 
 
 def _item(i: int, **kw) -> Item:
@@ -93,7 +93,7 @@ def test_each_template_renders(lib, toy, name):
     history, cands = toy
     ctx = dict(history=history, candidates=cands, n=3, request="something tense", user=USER_ID,
                user_id=USER_ID)
-    if name == "summary":
+    if name in ("summary", "reason"):
         ctx["item"] = _item(3, tags=("heist",))
     if name == "repair":
         ctx.update(previous='{"ranking": [{"id": "Q"}]}', error="None of the ids is a label ('Q').",

@@ -207,3 +207,55 @@ def test_duplicates_and_unknown_ids_are_dropped(history, candidates, ids):
 
 def test_auto_mode_is_list_for_non_local():
     assert reranker(Scripted(["x"])).resolved_mode() == "list"
+
+
+def test_chat_many_on_a_backend_without_batching_sends_each_prompt_without_the_prefill():
+    """The default ``chat_many`` (hosted backends): one request per prompt, the assistant prefill
+    left out (a chat API would take it for a finished turn), each answer cut at the stop string."""
+    llm = Scripted(["first line\nsecond line"])
+    convs = [[{"role": "user", "content": f"why {k}?"}, {"role": "assistant", "content": "Because"}] for k in range(3)]
+    got = llm.chat_many(convs, max_tokens=20, stop=("\n",))
+    assert [c.text for c in got] == ["first line"] * 3
+    assert sorted(m[-1]["content"] for m in llm.calls) == ["why 0?", "why 1?", "why 2?"]
+    assert all(m[-1]["role"] == "user" for m in llm.calls)
+
+
+@pytest.mark.parametrize("raw, expected", [
+    ('  "Dune is a sci-fi film, like Alien."  ', "Dune is a sci-fi film, like Alien."),
+    ("Reason: Dune is a sci-fi film.", "Dune is a sci-fi film."),
+    ("- Dune is\n a sci-fi film.", "Dune is a sci-fi film."),
+    ("Dune is a sci-fi film. It is also long and it goes on and on", "Dune is a sci-fi film."),
+    ("Dune is a sci-fi film that goes on and on and on and on", "Dune is a sci-fi film that goes on and…"),
+])
+def test_clean_reason(raw, expected):
+    from mediarec.rank.reranker import clean_reason
+
+    assert clean_reason(raw, 40) == expected
+
+
+def test_reasons_one_prompt_per_item_for_local_models(history, candidates):
+    """Local models get one prompt per item, each answer started with the item's title; a
+    hosted model gets the reasons in one JSON answer."""
+    from mediarec.rank.checker import UNFINISHED
+
+    llm = Scripted(["is a sci-fi film, like Alien."])
+    llm.is_local = True
+    r = reranker(llm)
+    assert r.uses_each()
+    got, usage = r.explain_each(r.settings.history(history), candidates[:3])
+    assert sorted(m[-1]["content"].rsplit("Recommended title: ", 1)[1] for m in llm.calls) == \
+        sorted(f'"{c.item.title}"\n>>>' for c in candidates[:3])
+    assert set(got) == {c.item.id for c in candidates[:3]}
+    assert usage.completion_tokens == 15
+
+    class CutOff(Scripted):
+        def _chat(self, messages, schema, opts):
+            c = super()._chat(messages, schema, opts)
+            return c.model_copy(update={"usage": Usage(completion_tokens=opts.max_tokens)})
+
+    long = CutOff(["word " * 60])  # cut off at the token limit mid-sentence: never shown
+    long.is_local = True
+    got, _ = reranker(long).explain_each([], candidates[:1])
+    assert got[candidates[0].item.id] == UNFINISHED
+    hosted = Scripted(["x"])
+    assert not reranker(hosted).uses_each() and reranker(hosted, reasons="each").uses_each()

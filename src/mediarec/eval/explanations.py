@@ -27,16 +27,18 @@ from mediarec.eval.split import Split, sample_users
 
 
 def explanation_metric(split: Split, llm: Any, provider: Any, n_users: int, seed: int = 0, k: int = 5,
-                       n_candidates: int = 20, llm_weight: float | None = None, progress: bool = False) -> dict:
-    """Reason statistics over ``n_users`` sampled test users (see the module docstring)."""
+                       n_candidates: int = 20, llm_weight: float | None = None, progress: bool = False,
+                       phase: str = "test") -> dict:
+    """Reason statistics over ``n_users`` sampled test users (see the module docstring);
+    ``phase="valid"``: validation users, for working on the prompts without looking at test users."""
     from mediarec.eval.systems import llm_system
     from mediarec.rank.explanations import tools_for
 
     rec = llm_system(llm, provider, n_candidates, llm_weight=llm_weight, name="llm-explain")
-    rec.fit(split.fit_catalog("test"))
+    rec.fit(split.fit_catalog(phase))
     _, checker = tools_for(rec)
-    histories = split.histories("test")
-    users = sample_users([u for u in split.targets("test") if histories.get(u)], n_users, seed)
+    histories = split.histories(phase)
+    users = sample_users([u for u in split.targets(phase) if histories.get(u)], n_users, seed)
     tot: Counter = Counter()
     problems: Counter = Counter()
     sources: Counter = Counter()
@@ -68,7 +70,7 @@ def explanation_metric(split: Split, llm: Any, provider: Any, n_users: int, seed
         print()
     n_u, shown = max(len(users), 1), max(tot["shown"], 1)
     return {
-        "llm": llm.spec, "users": len(users), "k": k, "items_shown": tot["shown"],
+        "llm": llm.spec, "phase": phase, "users": len(users), "k": k, "items_shown": tot["shown"],
         "llm_asked": tot["asked"],
         "llm_pass_share": tot["llm_passed"] / max(tot["asked"], 1),
         "first_try_pass_share": tot["first_try_passed"] / max(tot["asked"], 1),

@@ -58,6 +58,20 @@ class LabelScores(BaseModel):
     usage: Usage = Usage()
 
 
+def split_prefill(messages: Messages) -> tuple[Messages, str]:
+    """The messages without a final ``assistant`` message, and that message's text (the start
+    of the answer the model is to continue; "" when there is none)."""
+    if messages and messages[-1].get("role") == "assistant":
+        return messages[:-1], messages[-1].get("content") or ""
+    return messages, ""
+
+
+def cut_at_stop(text: str, stop: tuple[str, ...]) -> str:
+    """``text`` up to the first occurrence of any stop string."""
+    cut = min((k for k in (text.find(st) for st in stop if st) if k >= 0), default=len(text))
+    return text[:cut]
+
+
 class LLMUnavailable(Exception):
     """A transient or backend failure after retries; the caller falls back to retrieval."""
 
@@ -109,6 +123,52 @@ class LLM(ABC):
         c = self._chat(messages, schema, opts)
         self.cache.put(key, c.model_dump())
         return c
+
+    def chat_many(self, conversations: list[Messages], max_tokens: int | None = None, stop: tuple[str, ...] = (),
+                  on_answer: Callable[[int, Completion], None] | None = None) -> list[Completion]:
+        """Independent short answers to several prompts (one reason per recommended item), each cut
+        at the first of ``stop``. A conversation may end with an ``assistant`` message: the start
+        of its answer, which a local model continues (the text returned includes it) and other
+        backends leave out. Cached one by one like :meth:`chat`; ``on_answer(i, completion)``
+        is called as each is ready. Backends answer the uncached ones together where they can: a
+        local model decodes them as parallel sequences of one batch over their shared prefix
+        (:meth:`mediarec.llm.local.LocalLLM._chat_many`), a server gets concurrent requests."""
+        opts = self.options.model_copy(update={"max_tokens": max_tokens or self.options.max_tokens})
+        keys = [self.cache.key("chat_many", self.spec, m, list(stop), opts.temperature, opts.max_tokens, opts.seed)
+                for m in conversations]
+        out: list[Completion | None] = [None] * len(conversations)
+        for i, key in enumerate(keys):
+            hit = self.cache.get(key)
+            if hit is not None:
+                out[i] = Completion.model_validate(hit)
+                out[i].usage.cached = True
+                if on_answer is not None:
+                    on_answer(i, out[i])
+        todo = [i for i, c in enumerate(out) if c is None]
+
+        def done(j: int, c: Completion) -> None:
+            i = todo[j]
+            out[i] = c
+            self.cache.put(keys[i], c.model_dump())
+            if on_answer is not None:
+                on_answer(i, c)
+
+        if todo:
+            self._chat_many([conversations[i] for i in todo], opts, tuple(stop), done)
+        return out  # type: ignore[return-value]
+
+    def _chat_many(self, conversations: list[Messages], opts: LLMOptions, stop: tuple[str, ...],
+                   done: Callable[[int, Completion], None]) -> None:
+        """Default: concurrent :meth:`_chat` calls (a server answers them in parallel), cut at ``stop``."""
+        from concurrent.futures import ThreadPoolExecutor
+
+        def one(j: int) -> None:
+            c = self._chat(split_prefill(conversations[j])[0], None, opts)
+            done(j, c.model_copy(update={"text": cut_at_stop(c.text, stop)}))
+
+        with ThreadPoolExecutor(max_workers=min(5, len(conversations))) as pool:
+            for f in [pool.submit(one, j) for j in range(len(conversations))]:
+                f.result()
 
     def label_logprobs(self, messages: Messages, labels: list[str]) -> LabelScores:
         """Log-probability of each label as the first answer token, from one forward pass."""

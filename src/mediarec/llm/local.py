@@ -13,8 +13,10 @@ from typing import Any
 
 from mediarec.config import Settings
 from mediarec.errors import ConfigError, ModelError
-from mediarec.llm.base import LLM, Completion, LabelScores, LLMOptions, LLMUnavailable, Messages, Usage
+from mediarec.llm.base import LLM, Completion, LabelScores, LLMOptions, LLMUnavailable, Messages, Usage, cut_at_stop, split_prefill
 
+#: How many answers ``LocalLLM._chat_many`` decodes at once (sequences 1..N beside sequence 0).
+PARALLEL_SEQUENCES = 8
 _LOAD_LOCK = threading.Lock()
 _LOADED: dict[tuple, Any] = {}
 _MODEL_LOCKS: dict[str, threading.Lock] = {}
@@ -54,6 +56,18 @@ def _load_llama(path: str, n_ctx: int, n_threads: int, lora: str | None = None):
             return params
 
         raw.llama_model_default_params = patched
+        original_ctx = raw.llama_context_default_params
+
+        def patched_ctx():
+            # Parallel sequences for LocalLLM._chat_many (one reason per item, decoded together);
+            # one KV cache shared by all of them, so sequence 0 keeps the whole context.
+            params = original_ctx()
+            params.n_seq_max = PARALLEL_SEQUENCES + 1
+            if hasattr(params, "kv_unified"):
+                params.kv_unified = True
+            return params
+
+        raw.llama_context_default_params = patched_ctx
         try:
             llm = Llama(model_path=path, n_ctx=n_ctx, n_threads=n_threads, n_threads_batch=n_threads,
                         n_batch=512, verbose=False, seed=0, lora_path=lora)
@@ -62,6 +76,7 @@ def _load_llama(path: str, n_ctx: int, n_threads: int, lora: str | None = None):
             raise ModelError(f"cannot load {what}: {e} (is the file a valid GGUF?)") from None
         finally:
             raw.llama_model_default_params = original
+            raw.llama_context_default_params = original_ctx
         del llama_cpp
         if not _LOADED:
             atexit.register(_close_all)
@@ -250,6 +265,105 @@ class LocalLLM(LLM):
                 sink(text)
         prompt = len(self.tokenize(self.format_prompt(messages)))
         return {"choices": [{"message": {"content": text}}], "usage": {"prompt_tokens": prompt, "completion_tokens": n}}
+
+    def _chat_many(self, conversations: list[Messages], opts: LLMOptions, stop: tuple[str, ...],
+                   done) -> None:
+        """The answers decoded together: their common token prefix is evaluated once (or reused
+        from the context, as :meth:`eval_prompt` does) in sequence 0, copied to one sequence per
+        answer, each answer's own tail is evaluated in one batch, and then every step decodes one
+        greedy token for each unfinished answer in one batch. On 2 cores a step for 5 answers
+        costs about 1.5 single-token steps, so five reasons take little more than one. Greedy:
+        the same text as :meth:`_chat` at temperature 0 (tested)."""
+        import numpy as np
+
+        import llama_cpp
+
+        n = len(conversations)
+        if n > PARALLEL_SEQUENCES:  # more than fit: in groups
+            for start in range(0, n, PARALLEL_SEQUENCES):
+                self._chat_many(conversations[start:start + PARALLEL_SEQUENCES], opts, stop,
+                                lambda j, c, start=start: done(start + j, c))
+            return
+        t0 = time.perf_counter()
+        with self._lock:
+            llm = self.llama
+            split = [split_prefill(m) for m in conversations]
+            toks = [self.tokenize(self.format_prompt(m) + prefill) for m, prefill in split]
+            if max(len(t) for t in toks) + opts.max_tokens >= self.n_ctx:
+                raise LLMUnavailable(f"prompt of {max(len(t) for t in toks)} tokens exceeds the context of {self.n_ctx}")
+            common = 0
+            limit = min(len(t) for t in toks) - 1  # every answer evaluates at least its last prompt token
+            while common < limit and all(t[common] == toks[0][common] for t in toks):
+                common += 1
+            ctx = llm._ctx.ctx
+            mem = llama_cpp.llama_get_memory(ctx)
+            reused = 0
+            for a, b in zip(llm._input_ids[: llm.n_tokens], toks[0][:common]):
+                if a != b:
+                    break
+                reused += 1
+            llm.n_tokens = reused
+            llama_cpp.llama_memory_seq_rm(mem, -1, reused, -1)
+            if reused < common:
+                llm.eval(toks[0][reused:common])
+            batch = llama_cpp.llama_batch_init(llm.n_batch, 0, n + 1)
+            vocab = llama_cpp.llama_model_get_vocab(llm._model.model)
+            n_vocab = llm.n_vocab()
+            try:
+                for i in range(n):
+                    llama_cpp.llama_memory_seq_cp(mem, 0, i + 1, 0, common)
+                # each answer's own prompt tail, as many tokens per decode as the batch holds
+                rows = [(t[k], k, i, k == len(t) - 1) for i, t in enumerate(toks) for k in range(common, len(t))]
+                logits: dict[int, np.ndarray] = {}
+                for s0 in range(0, len(rows), llm.n_batch):
+                    logits.update(self._decode(ctx, batch, rows[s0:s0 + llm.n_batch], n_vocab))
+                answers: list[list[int]] = [[] for _ in range(n)]
+                pos = [len(t) for t in toks]
+                texts = [""] * n
+                active = list(range(n))
+                while active:
+                    rows = []
+                    for i in active:
+                        tok = int(np.argmax(logits[i]))
+                        if llama_cpp.llama_vocab_is_eog(vocab, tok):
+                            continue
+                        answers[i].append(tok)
+                        texts[i] = llm.detokenize(answers[i]).decode("utf-8", errors="ignore")
+                        if any(st in texts[i] for st in stop if st) or len(answers[i]) >= opts.max_tokens:
+                            continue
+                        rows.append((tok, pos[i], i, True))
+                        pos[i] += 1
+                    for i in set(active) - {r[2] for r in rows}:  # finished this step
+                        done(i, Completion(text=split[i][1] + cut_at_stop(texts[i], stop), usage=Usage(
+                            prompt_tokens=len(toks[i]) - common + (common - reused if i == 0 else 0),
+                            reused_tokens=reused if i == 0 else common, completion_tokens=len(answers[i]),
+                            seconds=(time.perf_counter() - t0) / n)))
+                    active = [r[2] for r in rows]
+                    if rows:
+                        logits = self._decode(ctx, batch, rows, n_vocab)
+            finally:
+                for i in range(n):
+                    llama_cpp.llama_memory_seq_rm(mem, i + 1, -1, -1)
+                llama_cpp.llama_batch_free(batch)
+                llm.n_tokens = common  # sequence 0 holds the common prefix, for the next prompt to reuse
+
+    @staticmethod
+    def _decode(ctx, batch, rows: list[tuple[int, int, int, bool]], n_vocab: int) -> dict:
+        """Decode ``rows`` of (token, position, answer, wants logits) in one batch, answer i in
+        sequence i + 1; a copy of the logits of the rows that want them, by answer."""
+        import numpy as np
+
+        import llama_cpp
+
+        batch.n_tokens = len(rows)
+        for j, (tok, pos, i, out) in enumerate(rows):
+            batch.token[j], batch.pos[j], batch.n_seq_id[j], batch.logits[j] = tok, pos, 1, int(out)
+            batch.seq_id[j][0] = i + 1
+        rc = llama_cpp.llama_decode(ctx, batch)
+        if rc != 0:
+            raise LLMUnavailable(f"llama.cpp could not decode the batch (code {rc})")
+        return {i: np.ctypeslib.as_array(llama_cpp.llama_get_logits_ith(ctx, j), shape=(n_vocab,)).copy()
+                for j, (_, _, i, out) in enumerate(rows) if out}
 
     def reusable_prefix(self, messages: Messages) -> int:
         """How many leading tokens of this chat prompt the context holds evaluated already (from the

@@ -2,7 +2,7 @@
 
 :meth:`ReasonChecker.check` passes a reason for item X when all of these hold:
 
-1. **not empty**: at least three words; **not an echo** of the prompt's data lines (no ``|``
+1. **not empty**: at least three words, and not cut off at the token limit (:data:`UNFINISHED`); **not an echo** of the prompt's data lines (no ``|``
    field separator, no ``genres "..."`` field, no ``<<<``/``>>>``);
 2. **right item**: it names no other candidate of the list (by catalog title);
 3. **no foreign title**: every catalog title it names (and every capitalised phrase in quotes) is
@@ -15,7 +15,8 @@
    crew, plot) unless the word is in X's catalog text; and no genre word of the catalog that
    neither X nor the history has ("a horror action film" for a film that is not horror; only
    for a catalog with a genre list of at most 80 names, and not for genres that are everyday
-   words, :data:`PLAIN_WORD_GENRES`).
+   words, :data:`PLAIN_WORD_GENRES`); and no era for X other than its own (in "from the 1990s"
+   or "from 1997", the decade or the year of X).
 
 What it does not catch: a title that is in neither the catalog nor quotes, and facts phrased
 without those words. Titles are found by the catalog's forgiving title key
@@ -42,7 +43,8 @@ from mediarec.rank.evidence import Evidence
 CLAIM_WORDS: dict[str, tuple[str, ...]] = {
     "praise": ("acclaimed", "praised", "praise", "critically", "critic", "critics", "masterpiece", "beloved",
                "iconic", "legendary", "renowned", "celebrated", "famous", "greatest", "timeless", "hit",
-               "blockbuster", "box office", "best-selling", "bestselling", "must-see", "cult classic"),
+               "blockbuster", "box office", "best-selling", "bestselling", "must-see", "cult classic", "classic",
+               "classics", "stunning", "brilliant", "memorable", "unforgettable", "groundbreaking", "masterful"),
     "awards": ("award", "awards", "award-winning", "oscar", "oscars", "academy award", "golden globe",
                "nominated", "nomination", "grammy", "grammys", "palme"),
     "cast": ("starring", "stars", "starred", "actor", "actors", "actress", "director", "directed",
@@ -75,7 +77,13 @@ _POPULAR_WORDS = ("popular", "people who", "users who", "viewers who", "fans of"
 _WORD_RE = re.compile(r"[\w'’-]+")
 _QUOTED_RE = re.compile(r"[\"“*]([^\"”*]{2,80})[\"”*]")
 _MAX_TITLE_WORDS = 8
+# "from the 1990s", "from the early '80s", "from 1997": the era the reason gives the item itself
+_FROM_ERA_RE = re.compile(r"\bfrom (?:the )?(?:early |late |mid-?)?((?:1[89]|20)\d\ds?|['’]?\d0s|twenties|thirties|forties|"
+                          r"fifties|sixties|seventies|eighties|nineties)\b")
 EMPTY = "empty or too short"
+#: What an LLM backend's caller passes for an answer cut off at its token limit mid-sentence.
+UNFINISHED = "(unfinished)"
+TOO_LONG = "unfinished: longer than the word limit"
 ECHO = "copies the prompt's data lines instead of writing a sentence"
 # the prompt's field separator, its field names before a quoted value, its block delimiters
 _ECHO_RE = re.compile(r"\||\b(?:genres|tags|evidence)\s*:?\s*['\"]|<<<|>>>|\bprevious reason rejected\b", re.I)
@@ -162,6 +170,8 @@ class ReasonChecker:
               others: Iterable[Item] = ()) -> ReasonCheck:
         """Whether ``reason`` may be shown for ``item`` (see the module docstring for the rules)."""
         text = " ".join((reason or "").split())
+        if text == UNFINISHED:
+            return ReasonCheck(passed=False, problems=[TOO_LONG])
         if len(_WORD_RE.findall(text)) < 3:
             return ReasonCheck(passed=False, problems=[EMPTY])
         allowed = {item.id} | {h.id for h in history}
@@ -218,6 +228,12 @@ class ReasonChecker:
             words = sorted(w for w in found if not (_has_phrase(own, w) or _has_phrase(own, w.split("-")[0])))
             if words:
                 problems.append(f"unsupported claim ({kind}): " + ", ".join(words))
+        if item.year:
+            decade = f"{item.year // 10 * 10}s"
+            right = {f.lower() for f in _era_forms(decade)} | {str(item.year)}
+            wrong_eras = [m.group(0) for m in _FROM_ERA_RE.finditer(masked_low) if m.group(1) not in right]
+            if wrong_eras:
+                problems.append("wrong era for the item: " + "; ".join(wrong_eras))
         known = {g.lower() for g in item.genres} | {g.lower() for h in history for g in h.genres}
         bad_genres = [g for g in sorted(self.claimable_genres - known) if len(g) >= 3
                       and any(_has_phrase(masked_low, f) for f in genre_forms(g))]

@@ -59,11 +59,13 @@ def explain_result(recommender: "Recommender", result: "RecommendationResult", p
         given = {r.item.id: r.reason for r in top if r.reason}  # the explained list's own reasons
         hist = reranker.settings.history(pairs)
         others = [c.item for c in result.candidates]
+        each = reranker.uses_each()
         stream = ReasonStream(result, chosen, evidence, checker, history, others, on_update) \
-            if on_update is not None and not given else None  # given reasons: the first call asks for fewer
+            if on_update is not None and not given and not each else None  # given: the first call asks for fewer
+        on_pass = _show_each(result, on_update) if on_update is not None and each else None
         with reranker.llm.streaming(stream.feed) if stream is not None else contextlib.nullcontext():
             passed, log = reranker.checked_explain(hist, chosen, evidence, checker, history, others, request,
-                                                   given=given)
+                                                   given=given, on_pass=on_pass)
         result.usage = result.usage.add(log.usage)
         result.seconds["explain"] = log.seconds
         result.stage_usage["explain"] = log.usage
@@ -90,6 +92,19 @@ def explain_result(recommender: "Recommender", result: "RecommendationResult", p
     summary["template"] = sum(r.reason_source == "template" for r in result.items)
     summary["items"] = len(result.items)
     result.explanations = summary
+
+
+def _show_each(result: "RecommendationResult", on_update: Callable[["RecommendationResult"], None]):
+    """For reasons written one per prompt: each passing reason, as it is written, joins a copy of
+    the list for ``on_update``."""
+    shown: dict[str, str] = {}
+
+    def on_pass(item_id: str, reason: str) -> None:
+        shown[item_id] = reason
+        items = [r.model_copy(update={"reason": shown.get(r.item.id)}) for r in result.items]
+        on_update(result.model_copy(update={"items": items, "pending": "reasons"}))
+
+    return on_pass
 
 
 _ENTRY = re.compile(r'\{\s*"id"\s*:\s*"([^"\\]{1,200})"\s*,\s*"reason"\s*:\s*"((?:[^"\\]|\\.)*)"\s*\}')

@@ -149,6 +149,12 @@ def _clean_chars(text: str) -> str:
     return "".join(out)
 
 
+def answer_start(title: str, max_len: int = 120) -> str:
+    """A title as the start of the model's answer (a prefill): one line, no control characters,
+    cut short. Not quoted: the model continues it as its own sentence's subject."""
+    return " ".join(_clean_chars(str(title)).split())[:max_len]
+
+
 def quote(value: Any, max_len: int = 300) -> str:
     """Catalog text as inert data: one line, wrapped in double quotes, at most ``max_len`` chars inside.
 

@@ -15,19 +15,20 @@ ranking in place and the outcome says ``degraded`` and why.
 from __future__ import annotations
 
 import random
+import re
 import time
-from typing import Literal, Mapping, Sequence
+from typing import Callable, Literal, Mapping, Sequence
 
 from pydantic import BaseModel, Field
 
 from mediarec.catalog.model import Interaction, Item
 from mediarec.llm.base import LLM, LLMUnavailable, Messages, Usage
-from mediarec.rank.prompts import PromptLibrary, candidate_entries, history_entries, labels as make_labels
+from mediarec.rank.prompts import PromptLibrary, answer_start, candidate_entries, history_entries, labels as make_labels
 from mediarec.rank.fusion import complete_order, fuse, scores_from_order, softmax
 from mediarec.rank.parse import RankingParseError, parse_ranking, parse_reasons
 from mediarec.rank.schemas import ranking_json_schema, reasons_json_schema
 from mediarec.rank.calibration import debias
-from mediarec.rank.checker import ReasonCheck, ReasonChecker
+from mediarec.rank.checker import UNFINISHED, ReasonCheck, ReasonChecker
 from mediarec.rank.evidence import Evidence
 from mediarec.index.retriever import Candidate
 
@@ -46,6 +47,10 @@ class RerankSettings(BaseModel):
     mode: Literal["auto", "score", "list"] = "auto"
     llm_weight: float = 0.5
     explain_top: int = 5
+    #: How short reasons are asked for: ``each`` item in its own prompt (all alike up to the item,
+    #: decoded together by a local model: reason.user.j2), or ``all`` in one JSON answer
+    #: (explain.user.j2; fewer prompt tokens for a hosted model). ``auto``: each for local models.
+    reasons: Literal["auto", "each", "all"] = "auto"
     reason_words: int = 15
     reason_max_chars: int = 160
     max_attempts: int = 3
@@ -206,12 +211,47 @@ class Reranker:
         by_label = dict(zip(labs, (c.item.id for c in chosen)))
         return {by_label[lab]: r for lab, r in parsed.reasons.items() if r}, comp.usage
 
+    def explain_each(self, hist, chosen: list[Candidate], request=None,
+                     evidence: Mapping[str, Evidence] | None = None, problems: Mapping[str, str] | None = None,
+                     on_reason: Callable[[str, str], None] | None = None) -> tuple[dict[str, str], Usage]:
+        """One short reason per chosen item, each from its own prompt (reason.user.j2), all asked
+        at once (:meth:`LLM.chat_many`); ``on_reason(item_id, reason)`` as each one is written."""
+        s = self.settings
+        # Each answer starts with the item's title (a local model continues it): the reason is
+        # then about this item, not about a history title the prompt also names.
+        convs = [self.prompts.render("reason", history=hist, request=request, item=c.item,
+                                     evidence=(evidence or {}).get(c.item.id), problem=(problems or {}).get(c.item.id),
+                                     reason_words=s.reason_words)
+                 + [{"role": "assistant", "content": answer_start(c.item.title)}] for c in chosen]
+        reasons: dict[str, str] = {}
+        max_tokens = s.reason_words * 2 + 10
+
+        def answered(i: int, comp) -> None:
+            reason = clean_reason(comp.text, s.reason_max_chars)
+            if comp.usage.completion_tokens >= max_tokens and not reason.endswith((".", "!", "?")):
+                reasons[chosen[i].item.id] = UNFINISHED  # cut off mid-sentence: never shown
+            elif reason:
+                reasons[chosen[i].item.id] = reason
+                if on_reason is not None:
+                    on_reason(chosen[i].item.id, reason)
+
+        comps = self.llm.chat_many(convs, max_tokens=max_tokens, stop=("\n",), on_answer=answered)
+        usage = Usage(cached=True)
+        for c in comps:
+            usage = usage.add(c.usage)
+        return reasons, usage
+
+    def uses_each(self) -> bool:
+        return self.settings.reasons == "each" or (self.settings.reasons == "auto" and self.llm.is_local)
+
     def checked_explain(self, hist, chosen: list[Candidate], evidence: Mapping[str, Evidence], checker: ReasonChecker,
                         history: Sequence[Item], others: Sequence[Item], request: str | None = None,
-                        given: Mapping[str, str] | None = None) -> tuple[dict[str, str], "ExplainLog"]:
+                        given: Mapping[str, str] | None = None,
+                        on_pass: Callable[[str, str], None] | None = None) -> tuple[dict[str, str], "ExplainLog"]:
         """LLM reasons that pass the checker: each item's reason (``given`` ones first, e.g. from the
         explained list) is checked; a failing or missing one is asked for once more with the
-        problem stated. Items left out have no passing LLM reason (the caller writes a template)."""
+        problem stated. Items left out have no passing LLM reason (the caller writes a template).
+        ``on_pass(item_id, reason)``: called as soon as a reason written one per prompt passes."""
         log = ExplainLog()
         passed: dict[str, str] = {}
         problems: dict[str, str] = {}
@@ -224,7 +264,18 @@ class Reranker:
                 break
             t0 = time.perf_counter()
             try:
-                got, usage = self.explain(hist, pending, request, evidence=evidence, problems=problems)
+                if self.uses_each():
+                    by_id = {c.item.id: c.item for c in pending}
+
+                    def early(item_id: str, reason: str) -> None:
+                        if on_pass is not None and checker.check(reason, by_id[item_id], evidence[item_id],
+                                                                 history, others).passed:
+                            on_pass(item_id, reason)
+
+                    got, usage = self.explain_each(hist, pending, request, evidence=evidence, problems=problems,
+                                                   on_reason=early)
+                else:
+                    got, usage = self.explain(hist, pending, request, evidence=evidence, problems=problems)
                 log.usage = log.usage.add(usage)
             except (LLMUnavailable, RankingParseError, ValueError) as e:
                 log.error, got = f"explanations unavailable: {e}", {}
@@ -250,6 +301,22 @@ class Reranker:
                 problems[c.item.id] = "; ".join(res.problems)
                 still.append(c)
         return still
+
+
+_LEAD_RE = re.compile(r"^\s*(?:[-*•]\s*|(?:reason|answer|sentence)\s*:\s*)", re.I)
+
+
+def clean_reason(text: str, max_chars: int) -> str:
+    """One answer as a reason: one line, without a leading "Reason:" or bullet or wrapping quotes,
+    cut after the last whole sentence (or word) that fits in ``max_chars``."""
+    t = _LEAD_RE.sub("", " ".join(text.split()))
+    if len(t) > 1 and t[0] == t[-1] and t[0] in "\"'“”":
+        t = t[1:-1].strip()
+    if len(t) > max_chars:
+        cut = t[:max_chars]
+        end = max(cut.rfind(". "), cut.rfind("! "), cut.rfind("? "))
+        t = cut[: end + 1] if end > 0 else cut.rsplit(" ", 1)[0].rstrip(",;:") + "…"
+    return t
 
 
 class ExplainLog(BaseModel):
