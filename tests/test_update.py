@@ -100,16 +100,9 @@ print(json.dumps({"items": len(cat.items), "current": idx.is_current(),
 
 
 def test_kill_9_during_add_leaves_the_previous_index_usable(parts, tmp_path, model_home):
-    base, items, interactions = parts
-    home = make_home(tmp_path / "home", model_home)
-    files = tmp_path / "files"
-    write_generic(base, files / "items.jsonl", files / "interactions.csv")
-    write_generic(base.replace(items=items, interactions=[]), files / "new-items.jsonl")
-    env = _env(home)
+    items = parts[1]
+    home, files, env = _registered(parts, tmp_path, model_home)
     cli = [sys.executable, "-m", "mediarec.cli"]
-    p = subprocess.run([*cli, "index", "--catalog", str(files), "--name", "upd", "--quiet"], env=env,
-                       capture_output=True, text=True, timeout=600)
-    assert p.returncode == 0, p.stderr
     registration = (home / "catalogs" / "upd" / "catalog.json").read_text()
 
     def check() -> dict:
@@ -252,11 +245,12 @@ print(json.dumps({"interactions": len(cat.interactions), "pending": rec.index.co
 
 
 def _registered(parts, tmp_path, model_home):
-    """A registered catalog ``upd`` (the base rows) and the new interactions in two files."""
-    base, _, interactions = parts
+    """A registered catalog ``upd`` (the base rows), the new items in a file and the new interactions in two."""
+    base, items, interactions = parts
     home = make_home(tmp_path / "home", model_home)
     files = tmp_path / "files"
     write_generic(base, files / "items.jsonl", files / "interactions.csv")
+    write_generic(base.replace(items=items, interactions=[]), files / "new-items.jsonl")
     half = len(interactions) // 2
     for name, rows in (("first", interactions[:half]), ("second", interactions[half:])):
         write_generic(base.replace(interactions=rows), files / "unused.jsonl", files / f"{name}.csv")
@@ -267,13 +261,13 @@ def _registered(parts, tmp_path, model_home):
     return home, files, env
 
 
-def _add(env, path: Path) -> tuple[str, int]:
+def _add(env, path: Path, what: str = "--interactions") -> tuple[str, int]:
     """``mediarec add --interactions``; its output and the background job's pid, stopped at once
     (SIGSTOP: the refit is held pending while the test looks; the job cannot have switched yet, it
     needs seconds to start)."""
     from mediarec.rank.background import COLLAB_RUNNING
 
-    p = subprocess.run([sys.executable, "-m", "mediarec.cli", "add", "--dataset", "upd", "--interactions", str(path),
+    p = subprocess.run([sys.executable, "-m", "mediarec.cli", "add", "--dataset", "upd", what, str(path),
                         "--quiet"], env=env, capture_output=True, text=True, timeout=600)
     assert p.returncode == 0, p.stderr
     assert f"collaborative side: {COLLAB_RUNNING} (pid " in p.stdout
@@ -334,12 +328,17 @@ def test_add_interactions_refits_the_collaborative_side_in_the_background(parts,
 
         out2, pid2 = _add(env, files / "second.csv")  # while the first refit is still pending
         assert pid2 == pid and _pending(home)["serving"] == before["fingerprint"]
+        out3, pid3 = _add(env, files / "new-items.jsonl", "--items")  # items alone: the refit stays pending
+        assert pid3 == pid and "collaborative side pending" in out3 and f"{NEW} items embedded" in out3
+        assert _pending(home)["serving"] == before["fingerprint"]
     finally:
         os.kill(pid, signal.SIGCONT)
     _wait_for_job(home)
     _assert_equals_full_rebuild(home, tmp_path / "full", model_home, monkeypatch)
     done = _serve(env, user)
-    assert not done["pending"] and len(load_dataset("upd").interactions) == len(parts[0].interactions) + len(parts[2])
+    grown = load_dataset("upd")
+    assert not done["pending"] and len(grown.interactions) == len(parts[0].interactions) + len(parts[2])
+    assert len(grown.items) == N
 
 
 def test_killed_refit_restarts_and_forget_while_pending(parts, tmp_path, model_home, monkeypatch):

@@ -120,7 +120,9 @@ def build_lock(settings: Settings, catalog_name: str, chroma_url: str | None = N
 
     root = Path(settings.index_dir)
     root.mkdir(parents=True, exist_ok=True)
-    path = str(root / f"{_safe_name(catalog_name)}.lock")
+    import threading
+
+    path = (str(root / f"{_safe_name(catalog_name)}.lock"), threading.get_ident())
     if _HELD.get(path):  # this process holds it already (a flock on a second descriptor would wait for itself)
         _HELD[path] += 1
         try:
@@ -128,7 +130,7 @@ def build_lock(settings: Settings, catalog_name: str, chroma_url: str | None = N
         finally:
             _HELD[path] -= 1
         return
-    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
+    fd = os.open(path[0], os.O_RDWR | os.O_CREAT, 0o600)
     try:
         mode = fcntl.LOCK_SH if shared else fcntl.LOCK_EX
         try:
@@ -143,7 +145,7 @@ def build_lock(settings: Settings, catalog_name: str, chroma_url: str | None = N
         os.close(fd)  # closing the descriptor releases the lock
 
 
-_HELD: dict[str, int] = {}  # lock files this process holds, and how deeply (build_lock is re-entrant)
+_HELD: dict[tuple[str, int], int] = {}  # (lock file, thread) held in this process, and how deeply (re-entrant)
 
 
 class CatalogIndex:

@@ -77,7 +77,8 @@ def update(rec: Any, items: Iterable[Item] = (), interactions: Iterable[Interact
                           "run the update again)"):
         fresh = CatalogIndex(new, idx.client, settings, embedder=idx._embedder, prefix=idx.prefix,
                              matrix_dir=idx._matrix_dir)
-        if interactions and collab == "background" and idx.matrix_path is not None:
+        if (interactions or idx.collab_pending) and collab == "background" and idx.matrix_path is not None \
+                and fresh.collab_fingerprint() != idx.collab_fingerprint():  # (new items during a refit: still pending)
             fresh.serve_fit(idx.collab_fingerprint(), idx.settings.collab, target=fresh.collab_fingerprint())
             learned = "background"  # a model trained on the previous fit would be retrained at once
         fresh.previous = idx

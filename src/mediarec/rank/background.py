@@ -106,18 +106,16 @@ def refit_collab(catalog_name: str, chroma_url: str | None = None) -> str:
     from mediarec.index.store import CatalogIndex, build_lock, interactions_fingerprint, make_client
 
     settings = get_settings(chroma_url=chroma_url)
-    fits = 0
     while True:
         reg = registration(catalog_name)
         if reg is None or not reg.collab_pending:
-            return f"{catalog_name}: no collaborative refit pending" + (f" ({fits} fit(s) made)" if fits else "")
+            return f"{catalog_name}: no collaborative refit pending"
         catalog = apply_summaries(load_dataset(catalog_name), settings=settings)
         probe = CatalogIndex(catalog, None, matrix_dir=Path(settings.index_dir) / catalog_name)
         model = None
         if probe._matrix_fingerprint() != probe.collab_fingerprint():  # not written by an interrupted job
             t0 = time.perf_counter()
             model = CollabModel.fit(catalog, probe.settings.collab)
-            fits += 1
             print(f"{catalog_name}: collaborative side fitted in {time.perf_counter() - t0:.1f}s", flush=True)
         with build_lock(settings, catalog_name, chroma_url):
             reg = registration(catalog_name)
