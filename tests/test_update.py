@@ -359,8 +359,31 @@ def test_killed_refit_restarts_and_forget_while_pending(parts, tmp_path, model_h
     _wait_for_job(home)
     _assert_equals_full_rebuild(home, tmp_path / "full", model_home, monkeypatch)
 
-    gone = next(x.user for x in parts[2][len(parts[2]) // 2:] if x.user != user)
-    _, pid = _add(env, files / "second.csv")
+    # the rest of the new rows in three files: for `index`, `add --wait` and `forget` while pending
+    rest = parts[2][len(parts[2]) // 2:]
+    for k, name in enumerate(("for-index", "for-wait", "for-forget")):
+        write_generic(parts[0].replace(interactions=rest[k::3]), files / "unused.jsonl", files / f"{name}.csv")
+    cli = [sys.executable, "-m", "mediarec.cli"]
+
+    _, pid = _add(env, files / "for-index.csv")
+    target = _pending(home)["target"]
+    try:  # a full build fits in the foreground and settles the pending refit
+        p = subprocess.run([*cli, "index", "--dataset", "upd", "--no-learned", "--quiet"], env=env,
+                           capture_output=True, text=True, timeout=600)
+        assert p.returncode == 0, p.stderr
+        assert _pending(home) is None
+    finally:
+        os.kill(pid, signal.SIGCONT)
+    _wait_for_job(home)
+    assert _serve(env, user)["fingerprint"] == target
+
+    p = subprocess.run([*cli, "add", "--dataset", "upd", "--interactions", str(files / "for-wait.csv"), "--wait",
+                        "--quiet"], env=env, capture_output=True, text=True, timeout=600)
+    assert p.returncode == 0, p.stderr
+    assert "fitted again" in p.stdout and "in the background" not in p.stdout and _pending(home) is None
+
+    gone = next(x.user for x in rest[2::3] if x.user != user)
+    _, pid = _add(env, files / "for-forget.csv")
     serving = _pending(home)["serving"]
     try:
         p = subprocess.run([sys.executable, "-m", "mediarec.cli", "forget", "--user", gone], env=env,
