@@ -100,16 +100,9 @@ print(json.dumps({"items": len(cat.items), "current": idx.is_current(),
 
 
 def test_kill_9_during_add_leaves_the_previous_index_usable(parts, tmp_path, model_home):
-    base, items, interactions = parts
-    home = make_home(tmp_path / "home", model_home)
-    files = tmp_path / "files"
-    write_generic(base, files / "items.jsonl", files / "interactions.csv")
-    write_generic(base.replace(items=items, interactions=[]), files / "new-items.jsonl")
-    env = _env(home)
+    items = parts[1]
+    home, files, env = _registered(parts, tmp_path, model_home)
     cli = [sys.executable, "-m", "mediarec.cli"]
-    p = subprocess.run([*cli, "index", "--catalog", str(files), "--name", "upd", "--quiet"], env=env,
-                       capture_output=True, text=True, timeout=600)
-    assert p.returncode == 0, p.stderr
     registration = (home / "catalogs" / "upd" / "catalog.json").read_text()
 
     def check() -> dict:
@@ -205,11 +198,7 @@ def test_new_interactions_retrain_the_learned_stage_in_the_background(parts, tmp
 
     restarted = stage("train")  # a process that may train starts the retrain again, serving meanwhile
     assert RUNNING in restarted["status"] and "learned" in restarted["stages"]
-    paths = [f for f in home.rglob("*.json") if f.with_suffix(".retrain.lock").exists()]
-    assert len(paths) == 1
-    deadline = time.time() + 600
-    while json.loads(paths[0].read_text())["meta"].get("retrain_pending") and time.time() < deadline:
-        time.sleep(1)
+    _wait_for_job(home)
     done = stage("serve")
     assert not done["meta"]["retrain_pending"] and RUNNING not in done["status"] and INTERRUPTED not in done["status"]
 
@@ -217,8 +206,8 @@ def test_new_interactions_retrain_the_learned_stage_in_the_background(parts, tmp
     grown = load_dataset("upd")
     full = _rec(grown, make_home(tmp_path / "full", model_home))
     served = Recommender.from_catalog(grown, llm="none", settings=Settings(home=home), train_second_stage=False)
-    retrained = LearnedRanker.from_json(paths[0].read_text())
-    assert full.stage.path.name == paths[0].name == served.stage.path.name
+    retrained = LearnedRanker.from_json(served.stage.path.read_text())
+    assert full.stage.path.name == served.stage.path.name
     for k in ("examples", "examples_in_pool", "holdout_examples"):
         assert retrained.meta[k] == full.stage.ranker.meta[k], k
     # The same training data, but not the same model: training in two processes differs (Python's
@@ -228,3 +217,185 @@ def test_new_interactions_retrain_the_learned_stage_in_the_background(parts, tmp
                            & {r.item.id for r in full.recommend(user=u, k=10, explain=False).items}) / 10
                        for u in grown.users()[:20]])
     assert overlap >= 0.8
+
+
+def _wait_for_job(home: Path, name: str = "upd", timeout: float = 600) -> None:
+    """Until the catalogue's background job (refit, then retrain) has exited."""
+    from mediarec.rank.background import is_running
+
+    deadline = time.time() + timeout
+    while is_running(name, home):
+        assert time.time() < deadline, "the background job did not finish"
+        time.sleep(0.5)
+
+
+_SERVE = """
+import json, sys
+from mediarec.catalog import load_dataset
+from mediarec.recommender import Recommender
+cat = load_dataset("upd")
+rec = Recommender.from_catalog(cat, llm="none", train_second_stage=sys.argv[1] == "train")
+user = sys.argv[2]
+top = [r.item.id for r in rec.recommend(user=user, k=10, explain=False).items]
+print(json.dumps({"interactions": len(cat.interactions), "pending": rec.index.collab_pending,
+                  "fingerprint": rec.index.collab_fingerprint(), "history": [x.item for x in rec.history_of(user)],
+                  "collections": sorted(c.name for c in rec.index.client.list_collections()), "top": top,
+                  "status": rec.stage.status}))
+"""
+
+
+def _registered(parts, tmp_path, model_home):
+    """A registered catalog ``upd`` (the base rows), the new items in a file and the new interactions in two."""
+    base, items, interactions = parts
+    home = make_home(tmp_path / "home", model_home)
+    files = tmp_path / "files"
+    write_generic(base, files / "items.jsonl", files / "interactions.csv")
+    write_generic(base.replace(items=items, interactions=[]), files / "new-items.jsonl")
+    half = len(interactions) // 2
+    for name, rows in (("first", interactions[:half]), ("second", interactions[half:])):
+        write_generic(base.replace(interactions=rows), files / "unused.jsonl", files / f"{name}.csv")
+    env = _env(home)
+    p = subprocess.run([sys.executable, "-m", "mediarec.cli", "index", "--catalog", str(files), "--name", "upd",
+                        "--quiet"], env=env, capture_output=True, text=True, timeout=600)
+    assert p.returncode == 0, p.stderr
+    return home, files, env
+
+
+def _add(env, path: Path, what: str = "--interactions") -> tuple[str, int]:
+    """``mediarec add --interactions``; its output and the background job's pid, stopped at once
+    (SIGSTOP: the refit is held pending while the test looks; the job cannot have switched yet, it
+    needs seconds to start)."""
+    from mediarec.rank.background import COLLAB_RUNNING
+
+    p = subprocess.run([sys.executable, "-m", "mediarec.cli", "add", "--dataset", "upd", what, str(path),
+                        "--quiet"], env=env, capture_output=True, text=True, timeout=600)
+    assert p.returncode == 0, p.stderr
+    assert f"collaborative side: {COLLAB_RUNNING} (pid " in p.stdout
+    pid = int(p.stdout.split(f"{COLLAB_RUNNING} (pid ")[1].split(")")[0])
+    os.kill(pid, signal.SIGSTOP)
+    return p.stdout, pid
+
+
+def _serve(env, user: str, mode: str = "serve") -> dict:
+    q = subprocess.run([sys.executable, "-c", _SERVE, mode, user], env=env, capture_output=True, text=True, timeout=600)
+    assert q.returncode == 0, q.stderr
+    return json.loads(q.stdout)
+
+
+def _pending(home: Path) -> dict | None:
+    return json.loads((home / "catalogs" / "upd" / "catalog.json").read_text()).get("collab_pending")
+
+
+def _assert_equals_full_rebuild(home: Path, full_home: Path, model_home: Path, monkeypatch) -> None:
+    """The served index equals a full rebuild of the registered rows in a fresh home; only its fit is left."""
+    monkeypatch.setenv("MEDIAREC_HOME", str(home))
+    grown = load_dataset("upd")
+    served = Recommender.from_catalog(grown, llm="none", settings=Settings(home=home), train_second_stage=False)
+    full = Recommender.from_catalog(grown, llm="none", settings=Settings(home=make_home(full_home, model_home)),
+                                    second_stage=None)
+    assert not served.index.collab_pending and _pending(home) is None
+    assert served.index.collab_fingerprint() == full.index.collab_fingerprint()
+    assert served.index.collab.item_ids == full.index.collab.item_ids
+    assert np.abs(served.index.collab.matrix - full.index.collab.matrix).max() == 0
+    cb = sorted(c.name for c in served.index.client.list_collections() if c.name.startswith("upd-c"))
+    assert cb == sorted(served.index._collab_names())  # the previous fits are pruned
+    assert sorted(p.name for p in served.index.matrix_path.parent.glob("upd-collab*.npz")) == [served.index.matrix_path.name]
+
+
+def test_add_interactions_refits_the_collaborative_side_in_the_background(parts, tmp_path, model_home, monkeypatch):
+    """`mediarec add --interactions` returns with the previous fit serving the new histories, and a
+    fresh process does not refit meanwhile; a second add while the refit runs is picked up; at the
+    end the index equals a full rebuild of all rows."""
+    home, files, env = _registered(parts, tmp_path, model_home)
+    first = [x for x in parts[2][:len(parts[2]) // 2]]
+    known = set(parts[0].by_user)
+    user = max({x.user for x in first} & known, key=lambda u: (sum(x.user == u for x in first), u))
+    before = _serve(env, user)
+    assert not before["pending"]
+
+    out, pid = _add(env, files / "first.csv")
+    assert "collaborative side pending" in out
+    mark = _pending(home)
+    assert mark["serving"] == before["fingerprint"] and mark["target"] != before["fingerprint"]
+    try:
+        during = _serve(env, user, "train")  # may train: it must neither refit nor start a second job
+        assert during["pending"] and during["fingerprint"] == before["fingerprint"]
+        assert during["collections"] == before["collections"]  # no new fit was written
+        assert during["interactions"] == len(parts[0].interactions) + len(first)
+        mine = {x.item for x in first if x.user == user}
+        assert mine and mine <= set(during["history"]) and not mine & set(during["top"])  # the new history counts
+        assert during["top"] != before["top"]
+
+        out2, pid2 = _add(env, files / "second.csv")  # while the first refit is still pending
+        assert pid2 == pid and _pending(home)["serving"] == before["fingerprint"]
+        out3, pid3 = _add(env, files / "new-items.jsonl", "--items")  # items alone: the refit stays pending
+        assert pid3 == pid and "collaborative side pending" in out3 and f"{NEW} items embedded" in out3
+        assert _pending(home)["serving"] == before["fingerprint"]
+    finally:
+        os.kill(pid, signal.SIGCONT)
+    _wait_for_job(home)
+    _assert_equals_full_rebuild(home, tmp_path / "full", model_home, monkeypatch)
+    done = _serve(env, user)
+    grown = load_dataset("upd")
+    assert not done["pending"] and len(grown.interactions) == len(parts[0].interactions) + len(parts[2])
+    assert len(grown.items) == N
+
+
+def test_killed_refit_restarts_and_forget_while_pending(parts, tmp_path, model_home, monkeypatch):
+    """kill -9 of the background refit leaves the previous fit serving, and the next process that
+    may train starts it again; `forget --user` while a refit is pending leaves no fit with the person."""
+    home, files, env = _registered(parts, tmp_path, model_home)
+    first = parts[2][:len(parts[2]) // 2]
+    user = next(x.user for x in first if x.user in parts[0].by_user)
+    before = _serve(env, user)
+    _, pid = _add(env, files / "first.csv")
+    os.kill(pid, signal.SIGKILL)
+    time.sleep(0.5)
+    killed = _serve(env, user)  # may not train: serves the previous fit, starts nothing
+    assert killed["pending"] and killed["fingerprint"] == before["fingerprint"]
+    assert "did not finish" in killed["status"]
+    restarted = _serve(env, user, "train")
+    assert restarted["pending"] and "in the background" in restarted["status"]
+    _wait_for_job(home)
+    _assert_equals_full_rebuild(home, tmp_path / "full", model_home, monkeypatch)
+
+    # the rest of the new rows in three files: for `index`, `add --wait` and `forget` while pending
+    rest = parts[2][len(parts[2]) // 2:]
+    for k, name in enumerate(("for-index", "for-wait", "for-forget")):
+        write_generic(parts[0].replace(interactions=rest[k::3]), files / "unused.jsonl", files / f"{name}.csv")
+    cli = [sys.executable, "-m", "mediarec.cli"]
+
+    _, pid = _add(env, files / "for-index.csv")
+    target = _pending(home)["target"]
+    try:  # a full build fits in the foreground and settles the pending refit
+        p = subprocess.run([*cli, "index", "--dataset", "upd", "--no-learned", "--quiet"], env=env,
+                           capture_output=True, text=True, timeout=600)
+        assert p.returncode == 0, p.stderr
+        assert _pending(home) is None
+    finally:
+        os.kill(pid, signal.SIGCONT)
+    _wait_for_job(home)
+    assert _serve(env, user)["fingerprint"] == target
+
+    p = subprocess.run([*cli, "add", "--dataset", "upd", "--interactions", str(files / "for-wait.csv"), "--wait",
+                        "--quiet"], env=env, capture_output=True, text=True, timeout=600)
+    assert p.returncode == 0, p.stderr
+    assert "fitted again" in p.stdout and "in the background" not in p.stdout and _pending(home) is None
+
+    gone = next(x.user for x in rest[2::3] if x.user != user)
+    _, pid = _add(env, files / "for-forget.csv")
+    serving = _pending(home)["serving"]
+    try:
+        p = subprocess.run([sys.executable, "-m", "mediarec.cli", "forget", "--user", gone], env=env,
+                           capture_output=True, text=True, timeout=600)
+        assert p.returncode == 0, p.stderr
+        assert "refit was pending" in p.stdout and _pending(home) is None
+    finally:
+        os.kill(pid, signal.SIGCONT)
+    _wait_for_job(home)
+    after = _serve(env, user)
+    assert not after["pending"] and after["fingerprint"] != serving
+    monkeypatch.setenv("MEDIAREC_HOME", str(home))
+    grown = load_dataset("upd")
+    assert gone not in grown.by_user
+    _assert_equals_full_rebuild(home, tmp_path / "full-after-forget", model_home, monkeypatch)

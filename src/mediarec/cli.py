@@ -100,7 +100,8 @@ def cmd_index(args) -> int:
     t0 = time.perf_counter()
     # The product as recommend and chat build it: the index, then the learned stage trained on it.
     rec = Recommender.from_catalog(catalog, llm="none", chroma_url=args.chroma_url, settings=_settings(args),
-                                   progress=not args.quiet, **({"second_stage": None} if args.no_learned else {}))
+                                   progress=not args.quiet, previous_fit=False,  # a full build: fits here
+                                   **({"second_stage": None} if args.no_learned else {}))
     idx = rec.index
     print(f"indexed {catalog.name}: {len(idx.item_ids)} items, {len(idx.collab.item_ids)} with collaborative "
           f"vectors, in {time.perf_counter() - t0:.1f}s")
@@ -240,8 +241,13 @@ def cmd_add(args) -> int:
     print(f"added {out['items']} items and {out['interactions']} interactions to {cat.name} "
           f"(now {len(cat.items)} items, {len(cat.interactions)} interactions) in {out['seconds']:.1f}s: "
           f"{out['embedded']} items embedded, collaborative side "
-          + (f"fitted again ({out['collab_items']} items)" if out["collab_refit"] else "unchanged")
+          + (f"fitted again ({out['collab_items']} items)" if out["collab_refit"] else
+             "pending" if out["collab_pending"] else "unchanged")
           + f", index {out['index_seconds']:.1f}s")
+    if out["collab_pending"]:
+        from mediarec.rank.background import COLLAB_RUNNING
+
+        print(f"collaborative side: {COLLAB_RUNNING} (pid {out['retrain_pid']})")
     print(f"second stage: {out['second_stage'] or 'off'}"
           + (f" (retrain pid {out['retrain_pid']})" if out.get("retrain_pid") else ""))
     print(f"kept copies: {', '.join(out['copies'].values())}")
@@ -402,8 +408,8 @@ def build_parser() -> argparse.ArgumentParser:
     a.add_argument("--items", help="a file of new items (JSONL or CSV, docs/formats.md)")
     a.add_argument("--interactions", help="a file of new interactions")
     a.add_argument("--chroma-url", help="a Chroma server, http://HOST:PORT (default: embedded)")
-    a.add_argument("--wait", action="store_true", help="with new interactions, retrain the learned stage before "
-                   "returning (default: in the background, the previous model serving meanwhile)")
+    a.add_argument("--wait", action="store_true", help="with new interactions, refit the collaborative side and retrain "
+                   "the learned stage before returning (default: in the background, the previous ones serving meanwhile)")
     a.add_argument("--quiet", action="store_true")
     a.set_defaults(func=cmd_add)
 

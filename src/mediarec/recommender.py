@@ -127,9 +127,11 @@ class Recommender:
     def from_catalog(cls, catalog: Catalog, llm: str | None = None, chroma_url: str | None = None,
                      settings: Settings | None = None, progress: bool = False,
                      prompts_dir: str | Path | None = None, index_settings: IndexSettings | None = None,
-                     adapter: str | Path | None = None, **kw: Any) -> "Recommender":
+                     adapter: str | Path | None = None, previous_fit: bool = True, **kw: Any) -> "Recommender":
         """The product over ``catalog``: its index (built when missing), the stored validation choices,
-        the learned stage, and the LLM ``llm`` (a spec), with a ``mediarec train`` adapter if given."""
+        the learned stage, and the LLM ``llm`` (a spec), with a ``mediarec train`` adapter if given.
+        ``previous_fit``: while a background collaborative refit is pending, the previous fit serves
+        (:mod:`mediarec.index.pending`); False fits in the foreground (``mediarec index``)."""
         from mediarec.index.tuning import stored_choice, tuned_path
         from mediarec.tuned import stored_llm_choice
 
@@ -143,7 +145,11 @@ class Recommender:
         else:
             backend = load_llm(spec, settings)
         index = open_index(catalog, settings, chroma_url=chroma_url, build=True, progress=progress,
-                           index_settings=index_settings)
+                           index_settings=index_settings, previous_fit=previous_fit)
+        if index.collab_pending and kw.get("train_second_stage", True):  # an interrupted refit: start it again
+            from mediarec.rank.background import start
+
+            start(catalog.name, settings.home, chroma_url)
         # What validation chose for this catalog serves, and the result says so.
         sources = {"collab": "given" if index_settings is not None else
                    f"tuned on validation users ({tuned_path(catalog.name, settings.home)})"

@@ -76,6 +76,8 @@ def forget_user(user: str, home: Path | None = None, data_dir: Path | None = Non
     * the models fitted on them are deleted (collaborative vectors and matrices, learned
       second-stage models, evaluation indexes' collaborative side) of every catalog that held them
       or could not be checked; they are rebuilt without the person by the next command that needs them;
+      a collaborative refit pending in the background (``mediarec add``) is called off, since the
+      previous fit it lets serve was fitted with them: the next opening fits without them;
     * saved chat sessions under ``$MEDIAREC_HOME`` of that user or holding their interactions are
       deleted, and lines naming them leave the chat's line history;
     * the LLM answer cache is cleared: answers are keyed by prompt, and a prompt carries a history;
@@ -114,6 +116,7 @@ def forget_user(user: str, home: Path | None = None, data_dir: Path | None = Non
     report.append(f"every catalog load now leaves {user}'s interactions out ({home / FORGOTTEN}, a salted digest)")
     for name in affected:
         report += _delete_models(name, home, chroma_url)
+        report += _call_off_pending_refit(name, home, chroma_url)
     report += _forget_sessions(user, home)
     report += _clear_answer_cache(home)
     left = _still_holding(user, home)
@@ -209,6 +212,26 @@ def _delete_models(name: str, home: Path, chroma_url: str | None) -> list[str]:
     if out:
         out.append(f"{name}: its models are rebuilt without the person by the next `mediarec index` or recommend")
     return out
+
+
+def _call_off_pending_refit(name: str, home: Path, chroma_url: str | None) -> list[str]:
+    """Clear the registration's pending-refit marker (:mod:`mediarec.index.pending`), under the
+    index's build lock so that a background refit's switch sees it."""
+    from mediarec.catalog.own import registration
+    from mediarec.config import get_settings
+    from mediarec.index.store import build_lock
+
+    reg = registration(name, home)
+    if reg is None or not reg.collab_pending:
+        return []
+    with build_lock(get_settings(home=home, chroma_url=chroma_url), name, chroma_url):
+        reg = registration(name, home)
+        if reg is None or not reg.collab_pending:
+            return []
+        reg.collab_pending = None
+        reg.save()
+    return [f"{name}: the previous collaborative fit that served while a refit was pending held the person's "
+            "interactions and is gone; the next command fits without them"]
 
 
 def _forget_sessions(user: str, home: Path) -> list[str]:

@@ -13,6 +13,10 @@ Beside the registration live the files mediarec itself writes for the catalog:
 * ``added/`` -- copies of the files ``mediarec add`` brought in (a snapshot, so the catalog does not
   change if the original is edited or deleted later).
 
+The registration also carries ``collab_pending`` while a collaborative refit runs in the background
+after ``mediarec add --interactions``: which fit serves the grown catalog meanwhile
+(:mod:`mediarec.index.pending`).
+
 Every interaction file, yours and these, is read by the same strict loader (file and line on error).
 """
 
@@ -49,6 +53,9 @@ class Registration:
     folder: Path
     items: list[str]
     interactions: list[str] = field(default_factory=list)
+    # While a collaborative refit is pending: {"serving": fingerprint, "settings": CollabSettings dump,
+    # "target": fingerprint} (mediarec.index.pending); None when the index's own fit serves.
+    collab_pending: dict[str, Any] | None = None
 
     @property
     def path(self) -> Path:
@@ -77,7 +84,8 @@ class Registration:
         return Path(path).resolve().is_relative_to(self.folder.resolve())
 
     def to_json(self) -> dict[str, Any]:
-        return {"format": FORMAT, "name": self.name, "items": self.items, "interactions": self.interactions}
+        out = {"format": FORMAT, "name": self.name, "items": self.items, "interactions": self.interactions}
+        return out | ({"collab_pending": self.collab_pending} if self.collab_pending else {})
 
     def save(self) -> Path:
         """Atomically: an interrupted ``add`` leaves the previous registration whole."""
@@ -106,7 +114,8 @@ def registration(name: str, home: Path | None = None) -> Registration | None:
     try:
         data = json.loads(path.read_text(encoding="utf-8"))
         return Registration(name=data["name"], folder=folder, items=list(data["items"]),
-                            interactions=list(data.get("interactions", [])))
+                            interactions=list(data.get("interactions", [])),
+                            collab_pending=data.get("collab_pending") or None)
     except (ValueError, KeyError, TypeError) as e:
         raise CatalogError(f"the registration is unreadable ({type(e).__name__}: {e}); register the "
                            f"catalog again with `mediarec index --items FILE --name {name}`", path) from None

@@ -13,6 +13,10 @@
   in memory when the index is loaded (deterministic from the catalog and settings; seconds on
   MovieLens 100k, longer on 8000 items).
 
+While ``mediarec add --interactions`` has a collaborative refit pending in the background, the
+index of the grown catalog serves the previous fit (:meth:`CatalogIndex.serve_fit`,
+:mod:`mediarec.index.pending`): its collections and matrix file stay, under the previous generation.
+
 Every collection records a fingerprint of what it was built from (catalog hash, embedder,
 vector settings) and whether the build completed. A collection whose fingerprint differs is
 stale: it is rebuilt (or, with ``rebuild=False``, reported as an error), never silently used.
@@ -23,7 +27,8 @@ Concurrency: an embedded index (a Chroma ``PersistentClient`` folder) must not b
 processes at once, so ``open_index`` holds an exclusive ``fcntl.flock`` on
 ``$MEDIAREC_HOME/index/<catalog>.lock`` while it opens and builds; a second ``mediarec index`` waits,
 then finds the index current, and a reader (``build=False``) takes the lock shared, so it waits for
-a running build too. Against a Chroma server, two builders of the same catalog may run
+a running build too. The lock is re-entrant within a process (``mediarec add`` holds it from reading
+the registration to committing it, and builds inside). Against a Chroma server, two builders of the same catalog may run
 together: collection creation tolerates the other one winning the race and ``upsert`` is idempotent.
 Chroma failures (a server that went away, a broken store) surface as :class:`IndexError_`.
 """
@@ -115,7 +120,17 @@ def build_lock(settings: Settings, catalog_name: str, chroma_url: str | None = N
 
     root = Path(settings.index_dir)
     root.mkdir(parents=True, exist_ok=True)
-    fd = os.open(root / f"{_safe_name(catalog_name)}.lock", os.O_RDWR | os.O_CREAT, 0o600)
+    import threading
+
+    path = (str(root / f"{_safe_name(catalog_name)}.lock"), threading.get_ident())
+    if _HELD.get(path):  # this process holds it already (a flock on a second descriptor would wait for itself)
+        _HELD[path] += 1
+        try:
+            yield
+        finally:
+            _HELD[path] -= 1
+        return
+    fd = os.open(path[0], os.O_RDWR | os.O_CREAT, 0o600)
     try:
         mode = fcntl.LOCK_SH if shared else fcntl.LOCK_EX
         try:
@@ -123,9 +138,14 @@ def build_lock(settings: Settings, catalog_name: str, chroma_url: str | None = N
         except BlockingIOError:
             log.warning("another mediarec process is building the index of %s; waiting for it", catalog_name)
             fcntl.flock(fd, mode)
+        _HELD[path] = 1
         yield
     finally:
+        _HELD.pop(path, None)
         os.close(fd)  # closing the descriptor releases the lock
+
+
+_HELD: dict[tuple[str, int], int] = {}  # (lock file, thread) held in this process, and how deeply (re-entrant)
 
 
 class CatalogIndex:
@@ -151,6 +171,11 @@ class CatalogIndex:
         # model are reused where they still hold, instead of being read back from Chroma and disk.
         self.previous: CatalogIndex | None = None
         self._new_vectors: dict[str, np.ndarray] = {}
+        # A pending background refit (index/pending.py): the previous fit's fingerprint serves this
+        # catalog while the fit a full build would make (``pending_fit``) is being fitted.
+        self.serving_fit: str | None = None
+        self.pending_fit: str | None = None
+        self.prefit: CollabModel | None = None  # a fit made outside the build lock (rank/background.py)
         self._fingerprints: dict[str, str] = {}  # the catalog is immutable: each is computed once
 
     # -- identity --------------------------------------------------------------------------
@@ -177,9 +202,24 @@ class CatalogIndex:
     def collab_fingerprint(self) -> str:
         """The interactions and the collaborative settings: all the fit depends on (items without
         interactions are not modelled), so adding items alone keeps the collaborative side."""
+        if self.serving_fit is not None:
+            return self.serving_fit
         if "interactions" not in self._fingerprints:
             self._fingerprints["interactions"] = interactions_fingerprint(self.catalog)
         return f"v{INDEX_FORMAT}:{self._fingerprints['interactions'][:24]}:{self.settings.collab.key()}"
+
+    @property
+    def collab_pending(self) -> bool:
+        """Whether the previous fit serves while the catalog's own fit is made in the background."""
+        return self.serving_fit is not None
+
+    def serve_fit(self, fingerprint: str | None, settings: CollabSettings | None = None,
+                  target: str | None = None) -> None:
+        """Serve the complete fit ``fingerprint`` (made with ``settings``) instead of this catalog's
+        own, ``target``, which a background process fits; None: serve the catalog's own fit again."""
+        if fingerprint is not None:
+            self.settings = self.settings.model_copy(update={"collab": settings})
+        self.serving_fit, self.pending_fit = fingerprint, (target if fingerprint is not None else None)
 
     def collab_generation(self) -> str:
         """The suffix of this fit's collections and matrix file: a new fit writes beside the old one,
@@ -334,8 +374,14 @@ class CatalogIndex:
                 self.collab = self._load_collab()
                 return
             except IndexError_ as e:  # the exact matrix is missing, stale or corrupt: fit again
+                if self.serving_fit is not None:
+                    raise
                 log.info("%s; rebuilding it", e)
-        model = CollabModel.fit(self.catalog, self.settings.collab)
+        if self.serving_fit is not None:  # fitting this catalog under the previous fit's name would lie
+            raise IndexError_(f"the collaborative fit serving {self.catalog.name!r} while it is refitted is gone; "
+                              f"run `mediarec index --dataset {self.catalog.name}`")
+        prefit = self.prefit if self.prefit is not None and self.prefit.settings == self.settings.collab else None
+        model = prefit or CollabModel.fit(self.catalog, self.settings.collab)
         self.collab_refit = True
         if not collections_done:
             bs = 1000
@@ -425,6 +471,15 @@ class CatalogIndex:
         stored = self._stored_hashes(text)
         if any(stored.get(i) != h for i, h in self._item_hashes().items()):
             return False
+        return self.collab_complete(cols)
+
+    def collab_complete(self, cols: list | None = None) -> bool:
+        """This fit's collaborative collections and matrix file are complete."""
+        if cols is None:
+            try:
+                cols = [self.client.get_collection(n) for n in self._collab_names()]
+            except Exception:  # noqa: BLE001
+                return False
         fp = self.collab_fingerprint()
         return all((c.metadata or {}).get("fingerprint") == fp and (c.metadata or {}).get("complete")
                    for c in cols) and (self.matrix_path is None or self._matrix_fingerprint() == fp)
@@ -534,8 +589,12 @@ def _safe_name(name: str) -> str:
 
 def open_index(catalog: Catalog, settings: Settings | None = None, chroma_url: str | None = None,
                build: bool = True, progress: bool = False, index_settings: IndexSettings | None = None,
-               prefix: str | None = None, embedder: Any | None = None) -> CatalogIndex:
-    """The index of a catalog, built or brought up to date when ``build`` is true."""
+               prefix: str | None = None, embedder: Any | None = None, previous_fit: bool = True) -> CatalogIndex:
+    """The index of a catalog, built or brought up to date when ``build`` is true. ``previous_fit``:
+    while a background refit of a registered catalog is pending, serve the previous fit (False: a
+    full build, which fits in the foreground and settles the pending refit)."""
+    from mediarec.index import pending
+
     settings = settings or get_settings()
     where = chroma_url or settings.chroma_url or str(Path(settings.index_dir) / catalog.name)
     with build_lock(settings, catalog.name, chroma_url, shared=not build):
@@ -544,5 +603,12 @@ def open_index(catalog: Catalog, settings: Settings | None = None, chroma_url: s
         doing = "building" if build else "reading"
         with chroma_errors(f"{doing} the index of {catalog.name!r} in {where} failed (run `mediarec index "
                            f"--dataset {catalog.name}` again to resume)"):
-            return idx.build(progress=progress) if build else idx.load()
+            if previous_fit:
+                pending.serve_previous(idx, settings.home)
+            if not build:
+                return idx.load()
+            idx.build(progress=progress, prune=not idx.collab_pending)
+            if not previous_fit:
+                pending.settle(idx, settings.home)
+            return idx
 

@@ -7,8 +7,13 @@ What an update costs, and why it is safe to interrupt:
   vectors and (without new interactions) the collaborative fit are taken from the served index in
   memory, not read back from Chroma and disk (``CatalogIndex.previous``).
 * **Collaborative side**: its fit depends on the interactions only. New items without interactions
-  keep it as it is; new interactions fit it again (seconds on latest-small), into collections and a
-  matrix file named by the new fit's generation, beside the old ones.
+  keep it as it is; new interactions fit it again, into collections and a matrix file named by the
+  new fit's generation, beside the old ones. That fit takes minutes on latest-small under load, so
+  ``mediarec add`` does not wait for it (``collab="background"``): the grown catalog is served by the
+  previous fit, recorded in the registration as pending (:mod:`mediarec.index.pending`; the new
+  histories already count, through the previous item-item matrix), and the detached process of
+  :mod:`mediarec.rank.background` fits the new one, switches to it and then retrains the learned
+  stage. ``mediarec add --wait`` and the Python API (``collab="wait"``) fit before returning.
 * **Learned stage**: its model is keyed by the catalog's fingerprint. New interactions train it
   again, and ``mediarec add`` does not wait for that (``learned="background"``): the served model
   is stored under the new key marked ``retrain_pending`` and serves the new catalogue, and once the
@@ -45,11 +50,14 @@ from mediarec.errors import MediarecError
 
 
 def update(rec: Any, items: Iterable[Item] = (), interactions: Iterable[Interaction] = (),
-           prune: bool = True, learned: str = "wait") -> Catalog:
+           prune: bool = True, learned: str = "wait", collab: str = "wait") -> Catalog:
     """Build the index of ``rec.catalog`` plus ``items`` and ``interactions`` beside the current one,
     then serve it; returns the new catalog. ``learned="background"``: with new interactions the
     served learned model is carried over, marked for retraining (the caller starts the retrain once
-    the new catalogue is committed: :func:`mediarec.rank.background.start`); "wait" trains it here."""
+    the new catalogue is committed: :func:`mediarec.rank.background.start`); "wait" trains it here.
+    ``collab="background"`` (an embedded index only): with new interactions the served collaborative
+    fit keeps serving, marked pending (``rec.index.collab_pending``), and the learned stage waits for
+    the refit (it is carried over, marked for retraining); "wait" fits it here."""
     from mediarec.catalog.forget import drop_forgotten
     from mediarec.index.collab import CollabSettings
     from mediarec.index.store import CatalogIndex, build_lock, chroma_errors
@@ -69,10 +77,15 @@ def update(rec: Any, items: Iterable[Item] = (), interactions: Iterable[Interact
                           "run the update again)"):
         fresh = CatalogIndex(new, idx.client, settings, embedder=idx._embedder, prefix=idx.prefix,
                              matrix_dir=idx._matrix_dir)
+        if (interactions or idx.collab_pending) and collab == "background" and idx.matrix_path is not None \
+                and fresh.collab_fingerprint() != idx.collab_fingerprint():  # (new items during a refit: still pending)
+            fresh.serve_fit(idx.collab_fingerprint(), idx.settings.collab, target=fresh.collab_fingerprint())
+            learned = "background"  # a model trained on the previous fit would be retrained at once
         fresh.previous = idx
         fresh.build(progress=rec.progress, prune=False)
-    if not interactions or learned == "background":
-        _carry_learned_over(rec, new, fresh, pending=bool(interactions))
+    if not interactions or learned == "background":  # a model still to be retrained stays so
+        was_pending = bool(rec.stage and rec.stage.ranker and rec.stage.ranker.meta.get("retrain_pending"))
+        _carry_learned_over(rec, new, fresh, pending=bool(interactions) or was_pending)
     rec.serve(new, fresh, restart_retrain=False)
     fresh.previous = None  # the old index can go
     if prune:
@@ -99,29 +112,46 @@ def add_files(name: str, items_file: str | None = None, interactions_file: str |
     Order, so that a kill at any point leaves the previous catalog and index usable: check the new
     rows (file and line on error); copy the files under the registration (``added/``, a snapshot);
     build the new index beside the old one; write the registration (atomically: the commit); then
-    delete the old collaborative fit. New interactions: the learned stage is retrained in a
-    background process started after the commit, the previous model serving until it is done
-    (:mod:`mediarec.rank.background`); ``wait`` trains it before the commit instead."""
-    import shutil
-    import time
-    from pathlib import Path
-
-    from mediarec.catalog import load_dataset
-    from mediarec.catalog.enrich import apply_summaries
-    from mediarec.catalog.loaders.generic import load_interactions, load_items
+    delete the old collaborative fit. All of it holds the index's build lock, so the background
+    refit's switch (which re-reads the registration under it) never sees half an add. New
+    interactions: the collaborative side is fitted again and the learned stage retrained in one
+    background process started after the commit, the previous fit and model serving until then
+    (:mod:`mediarec.index.pending`, :mod:`mediarec.rank.background`); ``wait`` does both before the
+    commit instead."""
     from mediarec.catalog.own import registration
     from mediarec.config import get_settings
-    from mediarec.recommender import Recommender
+    from mediarec.index.store import build_lock
 
-    reg = registration(name)
-    if reg is None:
+    if registration(name) is None:
         raise MediarecError(f"`mediarec add` grows a catalog of your own, and {name!r} is not one: register "
                             "it first with `mediarec index --items FILE [--interactions FILE] --name NAME`")
     if items_file is None and interactions_file is None:
         raise MediarecError("give --items FILE and/or --interactions FILE")
     settings = get_settings(chroma_url=chroma_url)
+    with build_lock(settings, name, chroma_url):  # re-entrant: the builds below take it too
+        return _add_locked(name, paths_of(items_file, interactions_file), chroma_url, progress, wait, settings)
+
+
+def paths_of(items_file: str | None, interactions_file: str | None) -> dict[str, Any]:
+    from pathlib import Path
+
+    return {k: Path(v).expanduser() for k, v in (("items", items_file), ("interactions", interactions_file)) if v}
+
+
+def _add_locked(name: str, paths: dict[str, Any], chroma_url: str | None, progress: bool, wait: bool,
+                settings: Any) -> dict[str, Any]:
+    import shutil
+    import time
+
+    from mediarec.catalog import load_dataset
+    from mediarec.catalog.enrich import apply_summaries
+    from mediarec.catalog.loaders.generic import load_interactions, load_items
+    from mediarec.catalog.own import registration
+    from mediarec.index.pending import marker_of
+    from mediarec.recommender import Recommender
+
+    reg = registration(name)
     catalog = apply_summaries(load_dataset(name), settings=settings)
-    paths = {k: Path(v).expanduser() for k, v in (("items", items_file), ("interactions", interactions_file)) if v}
     for p in paths.values():
         if not p.is_file():
             raise MediarecError(f"{p}: file not found")
@@ -142,23 +172,28 @@ def add_files(name: str, items_file: str | None = None, interactions_file: str |
         shutil.copyfile(p, dest.with_name(dest.name + ".part"))
         dest.with_name(dest.name + ".part").replace(dest)
         copies[what] = str(dest)
-    update(rec, items=items.values(), interactions=interactions, prune=False,
-           learned="wait" if wait else "background")
+    background = "wait" if wait else "background"
+    update(rec, items=items.values(), interactions=interactions, prune=False, learned=background, collab=background)
     t_index = time.perf_counter()
     if "items" in copies:
         reg.items.append(copies["items"])
     if "interactions" in copies:
         reg.interactions.append(copies["interactions"])
+    reg.collab_pending = marker_of(rec.index)  # None after --wait: its own fit serves
     reg.save()
     rec.index.prune()
     retrain_pid = None
-    if rec.stage is not None and rec.stage.ranker is not None and rec.stage.ranker.meta.get("retrain_pending"):
-        from mediarec.rank.background import start
+    learned_pending = rec.stage is not None and rec.stage.ranker is not None \
+        and rec.stage.ranker.meta.get("retrain_pending")
+    if learned_pending or rec.index.collab_pending:
+        from mediarec.rank.background import running_pid, start
 
-        retrain_pid = start(rec.catalog.name, rec.stage.path, settings.home, chroma_url)
-        rec.stage.retrain_started()
+        retrain_pid = start(rec.catalog.name, settings.home, chroma_url) or running_pid(rec.catalog.name, settings.home)
+        if rec.stage is not None:
+            rec.stage.retrain_started()
     return {"retrain_pid": retrain_pid, "items": len(items), "interactions": len(interactions), "embedded": rec.index.embedded,
-            "collab_refit": rec.index.collab_refit, "collab_items": len(rec.index.collab.item_ids),
+            "collab_refit": rec.index.collab_refit, "collab_pending": rec.index.collab_pending,
+            "collab_items": len(rec.index.collab.item_ids),
             "second_stage": rec.stage.status if rec.stage else None, "previous_second_stage": old_status,
             "seconds": time.perf_counter() - t0, "index_seconds": t_index - t0, "open_seconds": t0 - t_load,
             "catalog": rec.catalog, "copies": copies}

@@ -1,20 +1,29 @@
-"""Retraining the learned stage in a background process while the previous model serves.
+"""Refitting the collaborative side and retraining the learned stage in a background process
+while the previous fit and model serve.
 
-``mediarec add --interactions`` changes the catalogue's fingerprint, so the learned model must be
-trained again (a minute or more on latest-small, most of an add's time). Instead of making the
-command wait, :func:`mediarec.index.update.update` stores the served model under the new key, marked
-``retrain_pending`` (the previous model serves the new catalogue: its features are computed from
-the new index), and :func:`start` launches ``python -m mediarec.rank.background NAME`` detached. That
-process trains exactly what a full ``mediarec index`` would train and replaces the file atomically;
-every process that opens the catalogue afterwards serves the retrained model.
+``mediarec add --interactions`` changes what both are fitted on: the collaborative fit (minutes on
+latest-small under load) and the learned model keyed by it (a minute or more). Instead of making the
+command wait, :func:`mediarec.index.update.update` keeps the served collaborative fit serving the
+grown catalog, recorded in the registration as pending (:mod:`mediarec.index.pending`), stores the
+served learned model under the new key, marked ``retrain_pending``, and :func:`start` launches
+``python -m mediarec.rank.background NAME`` detached. That process:
 
-Whether a retrain is running is an ``flock`` on ``<model>.retrain.lock``: the parent takes it before
-it starts the child and hands the open file to it, so the lock is held from the first moment until
-the child exits (or is killed: the kernel drops it). A pending model whose lock is free was left by an
-interrupted retrain: the previous model keeps serving, and the next process that opens the catalogue
-with training allowed (``mediarec recommend``, ``chat``, ``index``) starts the retrain again
-(:class:`~mediarec.rank.learned.SecondStage`); the retrain itself opens it without.
-``mediarec add --wait`` trains in the foreground instead.
+1. fits the collaborative side a full ``mediarec index`` would fit (outside the index's build lock,
+   so the catalog serves meanwhile); then, under the lock, writes it beside the previous fit only if
+   the catalog's interactions did not change meanwhile (another ``add``, a ``forget``), else it fits
+   again for the latest state; carries the served learned model over to the new fit's key (still
+   marked for retraining), clears the registration's marker, and prunes the previous fit;
+2. trains exactly the learned model a full ``mediarec index`` would train and replaces the file
+   atomically; every process that opens the catalogue afterwards serves the retrained model.
+
+Whether the job runs is an ``flock`` on ``$MEDIAREC_HOME/learned/<catalog>.background.lock`` (one job
+per catalogue): the parent takes it before it starts the child and hands the open file to it, so the
+lock is held from the first moment until the child exits (or is killed: the kernel drops it). A
+pending refit or model whose lock is free was left by an interrupted job: the previous fit and model
+keep serving, and the next process that opens the catalogue with training allowed (``mediarec
+recommend``, ``chat``, ``index``) starts the job again (:class:`~mediarec.rank.learned.SecondStage`,
+:meth:`mediarec.recommender.Recommender.from_catalog`); the job itself opens it without.
+``mediarec add --wait`` fits and trains in the foreground instead.
 """
 
 from __future__ import annotations
@@ -27,15 +36,18 @@ from pathlib import Path
 
 RUNNING = "retraining in the background; the previous model serves until then"
 INTERRUPTED = "its background retraining did not finish; the previous model serves until it is retrained"
+COLLAB_RUNNING = "previous fit serves; refitting in the background"
 
 
-def lock_path(model_path: Path) -> Path:
-    return Path(model_path).with_suffix(".retrain.lock")
+def lock_path(catalog_name: str, home: Path) -> Path:
+    from mediarec.index.tuning import safe_file_name
+
+    return Path(home) / "learned" / f"{safe_file_name(catalog_name)}.background.lock"
 
 
-def is_running(model_path: Path) -> bool:
-    """Whether a background retrain holds the model's lock."""
-    path = lock_path(model_path)
+def is_running(catalog_name: str, home: Path) -> bool:
+    """Whether a background job of ``catalog_name`` holds its lock."""
+    path = lock_path(catalog_name, home)
     if not path.exists():
         return False
     fd = os.open(path, os.O_RDWR)
@@ -48,10 +60,19 @@ def is_running(model_path: Path) -> bool:
     return False
 
 
-def start(catalog_name: str, model_path: Path, home: Path, chroma_url: str | None = None) -> int | None:
-    """Launch the retrain of ``catalog_name``'s learned model detached; its pid, or None when one
-    is already running."""
-    path = lock_path(model_path)
+def running_pid(catalog_name: str, home: Path) -> int | None:
+    """The pid of the running job (written into its lock file), None when none runs."""
+    if not is_running(catalog_name, home):
+        return None
+    try:
+        return int(lock_path(catalog_name, home).read_text().strip() or 0) or None
+    except (OSError, ValueError):
+        return None
+
+
+def start(catalog_name: str, home: Path, chroma_url: str | None = None) -> int | None:
+    """Launch the background job of ``catalog_name`` detached; its pid, or None when one is already running."""
+    path = lock_path(catalog_name, home)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
     try:
@@ -62,16 +83,77 @@ def start(catalog_name: str, model_path: Path, home: Path, chroma_url: str | Non
         env = {**os.environ, "MEDIAREC_HOME": str(home)}
         cmd = [sys.executable, "-m", "mediarec.rank.background", catalog_name] + \
             (["--chroma-url", chroma_url] if chroma_url else [])
-        with open(Path(model_path).with_suffix(".retrain.log"), "ab") as log:
+        with open(path.with_suffix(".log"), "ab") as log:
             proc = subprocess.Popen(cmd, env=env, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
                                     pass_fds=(fd,), start_new_session=True)
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, str(proc.pid).encode(), 0)
         return proc.pid
     finally:
         os.close(fd)  # the child holds the lock through its copy of the descriptor
 
 
-def retrain(catalog_name: str, chroma_url: str | None = None) -> str:
-    """Train the pending learned model of a registered catalogue, as ``mediarec index`` would; what happened."""
+def refit_collab(catalog_name: str, chroma_url: str | None = None) -> str:
+    """Fit the collaborative side of a catalogue whose refit is pending and switch to it (see the
+    module docstring); what happened."""
+    import time
+
+    from mediarec.catalog import load_dataset
+    from mediarec.catalog.enrich import apply_summaries
+    from mediarec.catalog.own import registration
+    from mediarec.config import get_settings
+    from mediarec.index.collab import CollabModel
+    from mediarec.index.store import CatalogIndex, build_lock, interactions_fingerprint, make_client
+
+    settings = get_settings(chroma_url=chroma_url)
+    while True:
+        reg = registration(catalog_name)
+        if reg is None or not reg.collab_pending:
+            return f"{catalog_name}: no collaborative refit pending"
+        catalog = apply_summaries(load_dataset(catalog_name), settings=settings)
+        probe = CatalogIndex(catalog, None, matrix_dir=Path(settings.index_dir) / catalog_name)
+        model = None
+        if probe._matrix_fingerprint() != probe.collab_fingerprint():  # not written by an interrupted job
+            t0 = time.perf_counter()
+            model = CollabModel.fit(catalog, probe.settings.collab)
+            print(f"{catalog_name}: collaborative side fitted in {time.perf_counter() - t0:.1f}s", flush=True)
+        with build_lock(settings, catalog_name, chroma_url):
+            reg = registration(catalog_name)
+            if reg is None or not reg.collab_pending:
+                continue
+            now = apply_summaries(load_dataset(catalog_name), settings=settings)
+            if interactions_fingerprint(now) != interactions_fingerprint(catalog):
+                print(f"{catalog_name}: the interactions changed meanwhile; fitting again", flush=True)
+                continue
+            _switch(now, reg, model, settings, chroma_url, make_client(settings, catalog_name, chroma_url))
+            return f"{catalog_name}: collaborative side refitted; the previous fit is pruned"
+
+
+def _switch(catalog, reg, model, settings, chroma_url, client) -> None:
+    """Under the build lock: write the new fit, carry the served learned model over to its key,
+    clear the marker, prune the previous fit."""
+    from mediarec.index.pending import serve_previous
+    from mediarec.index.store import CatalogIndex
+    from mediarec.index.update import _carry_learned_over
+    from mediarec.rank.learned import LearnedSettings
+    from mediarec.recommender import Recommender
+
+    fresh = CatalogIndex(catalog, client)
+    fresh.prefit = model
+    fresh.build(prune=False)
+    served = CatalogIndex(catalog, client)
+    if serve_previous(served, settings.home):
+        rec = Recommender(catalog, served.load(), second_stage=LearnedSettings(), home=settings.home,
+                          train_second_stage=False)
+        _carry_learned_over(rec, catalog, fresh, pending=True)
+    reg.collab_pending = None
+    reg.save()
+    fresh.prune()
+
+
+def retrain(catalog_name: str, chroma_url: str | None = None) -> tuple[str, bool]:
+    """Train the pending learned model of a registered catalogue, as ``mediarec index`` would; what
+    happened, and whether there is more to do (it trained, or another refit became pending)."""
     from mediarec.catalog import load_dataset
     from mediarec.catalog.enrich import apply_summaries
     from mediarec.config import get_settings
@@ -85,11 +167,24 @@ def retrain(catalog_name: str, chroma_url: str | None = None) -> str:
                                    train_second_stage=False)
     stage = rec.stage
     if stage is None or stage.ranker is None or not stage.ranker.meta.get("retrain_pending"):
-        return f"{catalog_name}: no pending learned model (another retrain finished it, or the catalogue changed)"
+        return f"{catalog_name}: no pending learned model (another retrain finished it, or the catalogue changed)", \
+            rec.index.collab_pending
+    if rec.index.collab_pending:  # another add came in meanwhile: its refit first
+        return f"{catalog_name}: another collaborative refit became pending; not retrained yet", True
     ranker = train(catalog, rec.index, rec.retriever.fusion, stage.settings)
     ranker.meta["fingerprint"] = stage.fingerprint
     atomic_write_text(stage.path, ranker.to_json())
-    return f"{catalog_name}: learned model retrained ({stage.path})"
+    return f"{catalog_name}: learned model retrained ({stage.path})", True
+
+
+def run(catalog_name: str, chroma_url: str | None = None) -> None:
+    """The job: refit, retrain, and again while an ``add`` during it left more to do."""
+    while True:
+        print(refit_collab(catalog_name, chroma_url), flush=True)
+        said, more = retrain(catalog_name, chroma_url)
+        print(said, flush=True)
+        if not more:
+            return
 
 
 if __name__ == "__main__":
@@ -99,4 +194,4 @@ if __name__ == "__main__":
     ap.add_argument("catalog")
     ap.add_argument("--chroma-url")
     args = ap.parse_args()
-    print(retrain(args.catalog, args.chroma_url), flush=True)
+    run(args.catalog, args.chroma_url)

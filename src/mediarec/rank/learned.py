@@ -336,9 +336,9 @@ class SecondStage:
             return None
         from mediarec.rank import background
 
-        if background.is_running(self.path):
+        if background.is_running(catalog_name, Path(home)):
             return background.RUNNING
-        if may_start and background.start(catalog_name, self.path, Path(home)) is not None:
+        if may_start and background.start(catalog_name, Path(home)) is not None:
             return background.RUNNING
         return background.INTERRUPTED
 
