@@ -272,8 +272,9 @@ class LocalLLM(LLM):
         from the context, as :meth:`eval_prompt` does) in sequence 0, copied to one sequence per
         answer, each answer's own tail is evaluated in one batch, and then every step decodes one
         greedy token for each unfinished answer in one batch. On 2 cores a step for 5 answers
-        costs about 1.5 single-token steps, so five reasons take little more than one. Greedy:
-        the same text as :meth:`_chat` at temperature 0 (tested)."""
+        costs about 1.5 single-token steps, so five reasons take little more than one. Greedy: each
+        token is the argmax of a one-sequence evaluation up to float noise (tested); exact near-ties
+        may go the other way than in :meth:`_chat`, since batch shapes change the order of the sums."""
         import numpy as np
 
         import llama_cpp
