@@ -266,3 +266,23 @@ def test_debias_divides_the_prior_out():
     out = debias(lp, prior)
     assert np.allclose(list(out.values()), [0, 0, 0])  # exactly the prior: no preference left
     assert debias(lp, None) == lp
+
+
+def test_the_prompt_hash_follows_the_rendered_score_prompt_not_the_template_files(tmp_path):
+    """An adapter learned one prompt: a change to it must show, an edit elsewhere in a shared
+    template file must not strand a training run (session 7 lost a resume that way)."""
+    from mediarec.rank.prompts import shipped_templates
+    from mediarec.train.adapter import prompt_hash
+
+    base = prompt_hash(PromptLibrary())
+    macros = shipped_templates().joinpath("_macros.j2").read_text(encoding="utf-8")
+    reason_edit = tmp_path / "reason"
+    reason_edit.mkdir()
+    (reason_edit / "_macros.j2").write_text(macros.replace("Titles they liked: ", "Liked: "), encoding="utf-8")
+    assert macros != (reason_edit / "_macros.j2").read_text(encoding="utf-8")
+    assert prompt_hash(PromptLibrary(reason_edit)) == base
+    score_edit = tmp_path / "score"
+    score_edit.mkdir()
+    (score_edit / "_macros.j2").write_text(macros.replace("{{ c.label|label }}: ", "{{ c.label|label }}) "), encoding="utf-8")
+    assert macros != (score_edit / "_macros.j2").read_text(encoding="utf-8")
+    assert prompt_hash(PromptLibrary(score_edit)) != base
