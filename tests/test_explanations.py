@@ -56,6 +56,7 @@ def check(checker, case, reason):
     "The Matrix is a Sci-Fi movie from the 1990s, like Blade Runner and Alien.",
     "The Matrix is a sci-fi film from the late '90s, like Alien.",
     "The Matrix is a sci-fi film from 1999, like Alien.",
+    "The Matrix is an Action, Sci-Fi movie from the 1990s, like Alien, a horror film.",
 ])
 def test_good_reasons_pass(checker, case, reason):
     res = check(checker, case, reason)
@@ -82,6 +83,10 @@ def test_good_reasons_pass(checker, case, reason):
     ("A classic sci-fi film, like Alien.", "unsupported claim (praise)"),
     ("The Matrix is a sci-fi film from the 1980s, like Alien.", "wrong era for the item"),
     ("The Matrix is a sci-fi film from 1982, like Blade Runner.", "wrong era for the item"),
+    ('The Matrix is a sci-fi film from the 1990s, like "The Matrix".', "compares the item with itself"),
+    ("The Matrix is a horror movie from the 1990s, like Alien.", "calls the item a genre it does not have"),
+    ("The Matrix is a Sci-Fi, Neo-Noir film, like Blade Runner.", "calls the item a genre it does not have"),
+    ("The Matrix is a sci-fi film, like Alien and the matrix.", "compares the item with itself"),
 ])
 def test_bad_reasons_fail(checker, case, reason, problem):
     res = check(checker, case, reason)
@@ -100,6 +105,17 @@ def test_a_claim_word_in_the_items_own_text_is_allowed(checker, case):
     reason = "An award-winning sci-fi film in the spirit of Alien."
     assert checker.check(reason, awarded, ev, history, others).passed
     assert not checker.check(reason, item, ev, history, others).passed
+
+
+def test_a_longer_history_title_holding_the_items_title_is_not_the_item(checker, demo):
+    """"Batman is a … movie, like Batman Returns": the history title is not the item itself."""
+    item = Item(id="x-batman", title="Batman", year=1989, genres=("Action",))
+    hist = Item(id="x-batman-returns", title="Batman Returns", year=1992, genres=("Action",))
+    ev = Evidence(item_id=item.id, shared_genres=["Action"],
+                  because=[HistoryLink(id=hist.id, title=hist.title, year=1992, weight=1.0)])
+    assert checker.check("Batman is an action movie from the 1980s, like Batman Returns.", item, ev, [hist], []).passed
+    res = checker.check("Batman is an action movie from the 1980s, like Batman.", item, ev, [hist], [])
+    assert not res.passed and res.problems == ["compares the item with itself"]
 
 
 def test_history_titles_are_not_read_as_claims(checker, demo):
@@ -254,7 +270,7 @@ def test_smollm_every_item_ends_up_with_a_checked_reason(plain, demo, smol_path)
     assert len(reason_prompts) >= 5
     for m in reason_prompts[:5]:
         assert m[-1]["role"] == "assistant" and f'Recommended title: "{m[-1]["content"]}"' in m[-2]["content"]
-        assert "Titles they liked: " in m[-2]["content"]
+        assert "Title they liked: " in m[-2]["content"]
     assert {m[-1]["content"] for m in reason_prompts[:5]} == {r.item.title for r in res.items[:5]}
     if ex["calls"] == 2:
         assert all("Your previous sentence was rejected" in m[-2]["content"] for m in reason_prompts[5:])

@@ -126,7 +126,7 @@ def _check_prompt(local: LocalLLM, messages: list[dict], history: list[Item]) ->
     data = "\n".join(m["content"] for m in messages if m["role"] != "assistant")
     for line in data.splitlines():
         if "IGNORE ALL PREVIOUS" in line or "Ignore previous instructions" in line:
-            assert line.startswith(("- ", "Titles they liked: ", "Recommended title: ",
+            assert line.startswith(("- ", "Title they liked: ", "Recommended title: ",
                                     *(f"{c}: " for c in "ABCDEFGHIJKLMNOPQRSTUVWXYZ"))), line
     # a reason prompt's answer starts with the item's title: one line, no control characters, short
     for m in messages:

@@ -233,6 +233,19 @@ def test_clean_reason(raw, expected):
     assert clean_reason(raw, 40) == expected
 
 
+@pytest.mark.parametrize("raw, expected", [
+    ("Toy Story is a comedy from the 1990s, like Toy Story.", "Toy Story is a comedy from the 1990s."),
+    ('Toy Story is a comedy from the 1990s, like "Toy Story".', "Toy Story is a comedy from the 1990s."),
+    ("Toy Story is a comedy, like Toy Story 2.", "Toy Story is a comedy, like Toy Story 2."),
+    ("Toy Story is a comedy, like Babe.", "Toy Story is a comedy, like Babe."),
+    ("like Toy Story.", "like Toy Story."),
+])
+def test_clean_reason_cuts_a_closing_comparison_with_the_item_itself(raw, expected):
+    from mediarec.rank.reranker import clean_reason
+
+    assert clean_reason(raw, 160, "Toy Story") == expected
+
+
 def test_reasons_one_prompt_per_item_for_local_models(history, candidates):
     """Local models get one prompt per item, each answer started with the item's title; a
     hosted model gets the reasons in one JSON answer."""

@@ -278,7 +278,7 @@ def test_the_prompt_hash_follows_the_rendered_score_prompt_not_the_template_file
     macros = shipped_templates().joinpath("_macros.j2").read_text(encoding="utf-8")
     reason_edit = tmp_path / "reason"
     reason_edit.mkdir()
-    (reason_edit / "_macros.j2").write_text(macros.replace("Titles they liked: ", "Liked: "), encoding="utf-8")
+    (reason_edit / "_macros.j2").write_text(macros.replace("Title they liked: ", "Liked: "), encoding="utf-8")
     assert macros != (reason_edit / "_macros.j2").read_text(encoding="utf-8")
     assert prompt_hash(PromptLibrary(reason_edit)) == base
     score_edit = tmp_path / "score"

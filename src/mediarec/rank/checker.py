@@ -4,7 +4,8 @@
 
 1. **not empty**: at least three words, and not cut off at the token limit (:data:`UNFINISHED`); **not an echo** of the prompt's data lines (no ``|``
    field separator, no ``genres "..."`` field, no ``<<<``/``>>>``);
-2. **right item**: it names no other candidate of the list (by catalog title);
+2. **right item**: it names no other candidate of the list (by catalog title), and does not give
+   X as one of the titles it is like ("Titanic …, like Titanic"; titles of 4+ characters);
 3. **no foreign title**: every catalog title it names (and every capitalised phrase in quotes) is
    X or an item of the history;
 4. **cites evidence**: it names at least one element of X's :class:`Evidence`: a history title it
@@ -13,7 +14,8 @@
    "asked for", "looking for") or popularity among similar users ("popular", "people who");
 5. **no unsupported claim**: none of the words of :data:`CLAIM_WORDS` (praise, awards, cast and
    crew, plot) unless the word is in X's catalog text; and no genre word of the catalog that
-   neither X nor the history has ("a horror action film" for a film that is not horror; only
+   neither X nor the history has, nor one X lacks in what the reason says X is ("X is a horror
+   movie" when X is not horror, whatever the history holds; only
    for a catalog with a genre list of at most 80 names, and not for genres that are everyday
    words, :data:`PLAIN_WORD_GENRES`); and no era for X other than its own (in "from the 1990s"
    or "from 1997", the decade or the year of X).
@@ -84,6 +86,10 @@ EMPTY = "empty or too short"
 #: What an LLM backend's caller passes for an answer cut off at its token limit mid-sentence.
 UNFINISHED = "(unfinished)"
 TOO_LONG = "unfinished: longer than the word limit"
+SELF_LIKE = "compares the item with itself"
+NOT_ITS_GENRE = "calls the item a genre it does not have"
+# "is a dark sci-fi horror movie": the words between "is a" and the kind word describe the item
+_IS_A_RE = re.compile(r"\bis an?\s+([^.;:!?]{0,80}?)\s*\b(?:movie|film|series|show|track|song|album|artist|band|video)s?\b")
 ECHO = "copies the prompt's data lines instead of writing a sentence"
 # the prompt's field separator, its field names before a quoted value, its block delimiters
 _ECHO_RE = re.compile(r"\||\b(?:genres|tags|evidence)\s*:?\s*['\"]|<<<|>>>|\bprevious reason rejected\b", re.I)
@@ -201,6 +207,14 @@ class ReasonChecker:
             if q[:1].isupper() and key and key not in allowed_keys and q.lower() not in self.genres \
                     and not any(q in f or f in q for f in foreign + wrong):
                 foreign.append(q)
+        # "Titanic is a drama …, like Titanic": the item is not a title they liked
+        own_title = _one_line(item.title)
+        longer = text  # "Batman …, like Batman Returns" names a history title, not the item
+        for h in sorted(history, key=lambda h: -len(h.title)):
+            if own_title.lower() in h.title.lower() and h.title.lower() != own_title.lower():
+                longer = re.sub(re.escape(_one_line(h.title)), " ", longer, flags=re.I)
+        if len(own_title) >= 4 and re.search(r"\b(?:like|and|or)\s+[\"“'‘]?" + re.escape(own_title) + r"\b", longer, re.I):
+            problems.append(SELF_LIKE)
         if wrong:
             problems.append("names another candidate: " + "; ".join(wrong))
         if foreign:
@@ -239,6 +253,13 @@ class ReasonChecker:
                       and any(_has_phrase(masked_low, f) for f in genre_forms(g))]
         if bad_genres:
             problems.append("genre neither the item's nor the history's: " + ", ".join(bad_genres))
+        # "X is a horror movie": what X is must be X's own genre, not only the history's
+        own_genres = {g.lower() for g in item.genres}
+        said = " ".join(m.group(1) for m in _IS_A_RE.finditer(masked_low))
+        not_its = [g for g in sorted(self.claimable_genres - own_genres - set(bad_genres)) if len(g) >= 3
+                   and any(_has_phrase(said, f) for f in genre_forms(g))]
+        if not_its:
+            problems.append(f"{NOT_ITS_GENRE}: " + ", ".join(not_its))
         return ReasonCheck(passed=not problems, problems=problems, cited=list(dict.fromkeys(cited)),
                            foreign_titles=foreign + wrong, other_candidates=wrong)
 

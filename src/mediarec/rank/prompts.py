@@ -37,6 +37,7 @@ import jinja2
 
 from mediarec.catalog.model import Item
 from mediarec.errors import ConfigError
+from mediarec.rank.evidence import decade
 
 LABEL_CHARS = string.ascii_uppercase + string.ascii_lowercase
 MAX_LABELS = len(LABEL_CHARS)  # 52
@@ -305,6 +306,7 @@ class PromptLibrary:
         self.env.filters["rating"] = fmt_rating
         self.env.filters["kind_name"] = kind_name
         self.env.filters["label"] = safe_label
+        self.env.filters["decade"] = decade
 
     def names(self) -> list[str]:
         """Prompt names that have a system or a user template (in any directory)."""

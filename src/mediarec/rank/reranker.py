@@ -227,7 +227,7 @@ class Reranker:
         max_tokens = s.reason_words * 2 + 10
 
         def answered(i: int, comp) -> None:
-            reason = clean_reason(comp.text, s.reason_max_chars)
+            reason = clean_reason(comp.text, s.reason_max_chars, chosen[i].item.title)
             if comp.usage.completion_tokens >= max_tokens and not reason.endswith((".", "!", "?")):
                 reasons[chosen[i].item.id] = UNFINISHED  # cut off mid-sentence: never shown
             elif reason:
@@ -306,12 +306,17 @@ class Reranker:
 _LEAD_RE = re.compile(r"^\s*(?:[-*•]\s*|(?:reason|answer|sentence)\s*:\s*)", re.I)
 
 
-def clean_reason(text: str, max_chars: int) -> str:
+def clean_reason(text: str, max_chars: int, title: str | None = None) -> str:
     """One answer as a reason: one line, without a leading "Reason:" or bullet or wrapping quotes,
-    cut after the last whole sentence (or word) that fits in ``max_chars``."""
+    cut after the last whole sentence (or word) that fits in ``max_chars``. With the item's
+    ``title``, a closing "…, like <title>." is cut off: where no liked title is given, a small
+    model fills the form's slot with the item itself (the checker rejects what is left unfixed)."""
     t = _LEAD_RE.sub("", " ".join(text.split()))
     if len(t) > 1 and t[0] == t[-1] and t[0] in "\"'“”":
         t = t[1:-1].strip()
+    if title:
+        t = re.sub(r",?\s+like\s+[\"“]?" + re.escape(" ".join(title.split())) + r"[\"”]?\s*([.!]?)$", r"\1", t,
+                   flags=re.I) or t
     if len(t) > max_chars:
         cut = t[:max_chars]
         end = max(cut.rfind(". "), cut.rfind("! "), cut.rfind("? "))
