@@ -201,12 +201,7 @@ class LocalLLM(LLM):
         llm = self.llama
         if len(tokens) >= self.n_ctx:
             raise LLMUnavailable(f"prompt of {len(tokens)} tokens exceeds the context of {self.n_ctx}")
-        prefix = 0
-        for a, b in zip(llm._input_ids[: llm.n_tokens], tokens):
-            if a != b:
-                break
-            prefix += 1
-        prefix = min(prefix, len(tokens) - 1)  # always evaluate at least the last token
+        prefix = min(self._held_prefix(tokens), len(tokens) - 1)  # always evaluate at least the last token
         llm.n_tokens = prefix
         llm.eval(tokens[prefix:])
         return np.ctypeslib.as_array(llm._ctx.get_logits(), shape=(llm.n_vocab(),)).copy(), prefix
@@ -298,11 +293,7 @@ class LocalLLM(LLM):
                 common += 1
             ctx = llm._ctx.ctx
             mem = llama_cpp.llama_get_memory(ctx)
-            reused = 0
-            for a, b in zip(llm._input_ids[: llm.n_tokens], toks[0][:common]):
-                if a != b:
-                    break
-                reused += 1
+            reused = self._held_prefix(toks[0][:common])
             llm.n_tokens = reused
             llama_cpp.llama_memory_seq_rm(mem, -1, reused, -1)
             if reused < common:
@@ -372,12 +363,15 @@ class LocalLLM(LLM):
         and evaluates only the rest, as :meth:`eval_prompt` does for label scoring. The score and
         explain prompts start with the same system message and history, so reasons after scoring,
         and a chat turn after the last, pay only for what changed. Call with the model lock held."""
-        llm = self.llama
         tokens = self.tokenize(self.format_prompt(messages))
-        held = llm._input_ids[: llm.n_tokens]
+        return max(0, min(self._held_prefix(tokens), len(tokens) - 1))
+
+    def _held_prefix(self, tokens) -> int:
+        """How many leading ``tokens`` the context's sequence 0 holds evaluated already."""
+        llm = self.llama
         n = 0
-        for a, b in zip(held, tokens):
+        for a, b in zip(llm._input_ids[: llm.n_tokens], tokens):
             if a != b:
                 break
             n += 1
-        return max(0, min(n, len(tokens) - 1))
+        return n
