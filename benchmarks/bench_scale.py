@@ -155,6 +155,7 @@ def main() -> None:
            "load_avg_1m_5m_15m_after_index": [round(x, 2) for x in os.getloadavg()],
            "cli_output": p.stdout.strip().splitlines(), "where_the_time_went": log,
            "targets": {"index_seconds": 600, "peak_rss_gb": 4.0, "candidates_p50_ms": 50}}
+    record(args.result, out)  # the index's numbers are kept even if what follows fails
     out["candidates"] = time_candidates(home, args.queries)
     record(args.result, out)
 

@@ -248,3 +248,24 @@ def test_a_reader_waits_for_a_running_build(linked_home, caplog):
     # two readers at once do not wait for each other
     with build_lock(get_settings(), "demo", shared=True):
         assert open_index(demo, build=False).text_vectors is not None
+
+
+def test_a_whole_collection_is_read_in_pages_past_sqlites_variable_limit(tmp_path):
+    """Opening the index of a 100,000-item catalog failed: one unpaged ``get`` of its metadata
+    needs more SQL variables than SQLite allows (found by benchmarks/bench_scale.py). 40,000
+    entries pass that limit; every id comes back once, with its own metadata and vector."""
+    from mediarec.index.store import get_all
+
+    col = chromadb.PersistentClient(path=str(tmp_path)).create_collection("big-test", metadata={"hnsw:space": "ip"})
+    n = 40_000
+    ids = [f"i{k}" for k in range(n)]
+    vecs = np.stack([np.arange(n), -np.arange(n)], axis=1).astype(np.float32)
+    for s in range(0, n, 5000):
+        col.add(ids=ids[s:s + 5000], embeddings=vecs[s:s + 5000].tolist(),
+                metadatas=[{"h": f"h{k}"} for k in range(s, min(s + 5000, n))])
+    got = get_all(col, ["metadatas", "embeddings"])
+    assert len(got["ids"]) == n and set(got["ids"]) == set(ids)
+    for i, m, v in zip(got["ids"], got["metadatas"], got["embeddings"]):
+        k = int(i[1:])
+        assert m["h"] == f"h{k}" and float(v[0]) == k and float(v[1]) == -k
+    assert get_all(col, [], page=15_000)["ids"] == got["ids"]  # pages of 15,000, 15,000 and a short 10,000

@@ -272,7 +272,7 @@ class CatalogIndex:
                     f.unlink(missing_ok=True)
                     gone.append(f.name)
         text = self.text_collection
-        extra = [i for i in text.get(include=[])["ids"] if i not in self._pos]
+        extra = [i for i in get_all(text, [])["ids"] if i not in self._pos]
         for start in range(0, len(extra), 5000):
             text.delete(ids=extra[start:start + 5000])
         if extra:
@@ -354,7 +354,7 @@ class CatalogIndex:
     def _stored_hashes(col) -> dict[str, str | None]:
         if not col.count():
             return {}
-        got = col.get(include=["metadatas"])
+        got = get_all(col, ["metadatas"])
         return {i: (m or {}).get("h") for i, m in zip(got["ids"], got["metadatas"])}
 
     def _build_collab(self, progress: bool, rebuild: bool) -> None:
@@ -493,7 +493,7 @@ class CatalogIndex:
         self.text_vectors = self._vectors_from_previous()
         if self.text_vectors is None:
             text = self.text_collection
-            got = text.get(include=["embeddings"])
+            got = get_all(text, ["embeddings"])
             vecs = np.zeros((len(self.item_ids), len(got["embeddings"][0])), dtype=np.float32)
             for i, v in zip(got["ids"], got["embeddings"]):
                 if i in self._pos:  # an interrupted update may have left entries of items to come
@@ -526,8 +526,8 @@ class CatalogIndex:
         if factors is not None:
             return CollabModel(ids, factors, factors, self.settings.collab, None, kind="als")
         item_name, query_name = self._collab_names()
-        item = self.client.get_collection(item_name).get(include=["embeddings"])
-        query = self.client.get_collection(query_name).get(include=["embeddings"])
+        item = get_all(self.client.get_collection(item_name), ["embeddings"])
+        query = get_all(self.client.get_collection(query_name), ["embeddings"])
         if not ids:
             return CollabModel([], np.zeros((0, 1), np.float32), np.zeros((0, 1), np.float32), self.settings.collab,
                                matrix)
@@ -551,6 +551,25 @@ class CatalogIndex:
 
     def position(self, item_id: str) -> int | None:
         return self._pos.get(item_id)
+
+
+#: Rows per ``get`` of a whole collection: one unpaged ``get`` of ~33,000+ entries with their
+#: metadata or vectors exceeds SQLite's limit on query variables ("too many SQL variables").
+GET_PAGE = 5000
+
+
+def get_all(col, include: list[str], page: int = GET_PAGE) -> dict[str, list]:
+    """Every entry of a Chroma collection (``ids`` and the ``include`` fields), read in pages."""
+    out: dict[str, list] = {"ids": [], **{k: [] for k in include}}
+    offset = 0
+    while True:
+        got = col.get(include=include, limit=page, offset=offset)
+        out["ids"] += list(got["ids"])
+        for k in include:
+            out[k] += list(got[k])
+        if len(got["ids"]) < page:
+            return out
+        offset += page
 
 
 def item_hash(item, max_chars: int) -> str:
