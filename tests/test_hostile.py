@@ -31,7 +31,7 @@ from mediarec.catalog import DatasetWarning, load_dataset, load_lastfm_2k
 from mediarec.errors import CatalogError, UnknownUserError
 from mediarec.llm import LocalLLM
 from mediarec.llm.weights import resolve
-from mediarec.rank.prompts import item_title
+from mediarec.rank.prompts import compact_title
 from mediarec.rank.reranker import Reranker, RerankSettings
 from mediarec.index.retriever import Candidate
 from conftest import capturing_llm, make_home
@@ -134,7 +134,7 @@ def _check_prompt(local: LocalLLM, messages: list[dict], history: list[Item]) ->
             assert "\n" not in m["content"] and len(m["content"]) <= 120
     # the history is not dropped to make room: every history title is in the prompt
     for it in history:
-        assert item_title(it) in text, it.title
+        assert compact_title(it) in text, it.title
 
 
 @pytest.mark.llm
@@ -188,9 +188,9 @@ def test_long_history_keeps_the_most_recent(local, catalog):
     user = cap.sent[0][-1]["content"]
     hist_lines = user.split("<<<HISTORY\n")[1].split("\n>>>")[0].splitlines()
     assert len(hist_lines) == settings.max_history
-    shown = [f'"Filler Film Number {i}"' for i in range(180, 200)]
-    assert all(s in ln for s, ln in zip(shown, hist_lines))  # the 20 most recent, oldest first
-    assert '"Filler Film Number 179"' not in user and '"Filler Film Number 0"' not in user
+    shown = [f"- Filler Film Number {i} " for i in range(180, 200)]
+    assert all(ln.startswith(s) for s, ln in zip(shown, hist_lines))  # the 20 most recent, oldest first
+    assert "Filler Film Number 179 " not in user and "Filler Film Number 0 " not in user
     assert local.count_tokens(cap.sent[0]) + MAX_ANSWER_TOKENS <= local.n_ctx
 
 

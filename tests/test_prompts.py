@@ -23,7 +23,10 @@ from mediarec.rank.prompts import (
     history_entries,
     kind_word_for,
     labels,
+    compact_title,
+    plain_list,
     quote,
+    short_year,
 )
 
 USER_ID = "user-8472-secret"
@@ -107,12 +110,15 @@ def test_each_template_renders(lib, toy, name):
     assert all(m["content"] == m["content"].strip() and m["content"] for m in msgs)
     assert "\n\n\n" not in text
     if name in ("rank", "score", "explain", "profile"):
-        assert '"Film Number 0" (1970)' in text and '"Film Number 4" (1974)' in text
+        # the history in compact lines, as the scoring prompt shows it (the two share their prefix)
+        assert "\n- Film Number 0 '70 drama, sci-fi 4/5\n" in text and "- Film Number 4 '74 " in text
         assert text.index("Film Number 0") < text.index("Film Number 4")  # newest last
         assert " 4/5" in text and " liked" in text and " disliked" in text
         assert '"something tense"' in text
-    if name in ("rank", "score", "explain"):
+    if name in ("rank", "explain"):
         assert 'A: "Film Number 10" (1980)' in text and 'F: "Film Number 15" (1985)' in text
+    if name == "score":
+        assert "\nA: Film Number 10 '80 drama, sci-fi\n" in text and "\nF: Film Number 15 '85 drama, sci-fi\n" in text
     if name == "rank":
         assert "exactly 3 entries" in text and '{"ranking"' in text and "25 words" in text
         assert '"A quiet story number 10."' in text and '"space, slow burn"' in text
@@ -145,14 +151,29 @@ def test_optional_parts(lib, toy):
 
 def test_title_with_year_is_not_doubled(lib):
     cands = candidate_entries([Item(id="1", title="Toy Story (1995)", year=1995)])
+    text = _all(lib.render("rank", history=[], candidates=cands, n=1))
+    assert 'A: "Toy Story (1995)" |' in text and "(1995) (1995)" not in text
     text = _all(lib.render("score", history=[], candidates=cands))
-    assert 'A: "Toy Story (1995)"\n' in text + "\n" and "(1995) (1995)" not in text
+    assert "\nA: Toy Story '95\n" in text and "1995" not in text
+
+
+def test_compact_filters():
+    """The scoring lines' fields: cleaned like a quoted field, without the quotes."""
+    assert short_year(1927) == "'27" and short_year(2005) == "'05" and short_year("x") == ""
+    assert compact_title(Item(id="1", title="Alien", year=1979)) == "Alien '79"
+    assert compact_title(Item(id="1", title="Toy Story (1995)", year=1995)) == "Toy Story '95"
+    assert compact_title(Item(id="1", title="Untitled (1995)")) == "Untitled (1995)"  # no year field: kept
+    assert compact_title({"title": 'Say "hi" <<<x>>>\nnow', "year": None}) == "Say 'hi' ‹‹‹x››› now"
+    assert plain_list(("Sci-Fi", "Film-Noir", "Drama", "War")) == "sci-fi, film-noir, drama"
+    assert plain_list(()) == "" and plain_list(None) == "" and plain_list("Comedy") == "comedy"
+    assert plain_list(["a|b\n>>>"]) == "a/b ›››"
+    assert len(compact_title(Item(id="1", title="word " * 100, year=2000), 40)) <= 40 + 4
 
 
 def test_dict_items_work_too(lib):
     cands = [{"label": "A", "item": {"title": "Dict Film", "year": 2001, "kind": "movie", "genres": ["X"],
                                      "tags": [], "description": ""}}]
-    assert 'A: "Dict Film" (2001) "X"' in _all(lib.render("score", history=[], candidates=cands))
+    assert "A: Dict Film '01 x" in _all(lib.render("score", history=[], candidates=cands))
 
 
 def test_missing_template_and_variables(lib, toy):

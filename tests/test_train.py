@@ -20,7 +20,7 @@ import pytest
 from mediarec.catalog import load_dataset
 from mediarec.eval import leave_last_out
 from mediarec.rank.calibration import debias
-from mediarec.rank.prompts import PromptLibrary, history_entries, item_title, labels
+from mediarec.rank.prompts import PromptLibrary, compact_title, history_entries, labels
 from mediarec.rank.reranker import score_messages
 
 pytest.importorskip("peft")
@@ -137,9 +137,47 @@ def test_training_prompts_hold_no_validation_or_test_target(demo, module_home, e
         line = next(ln for ln in prompt.splitlines() if ln.startswith(f"{labels(20)[e.target]}: "))
         assert demo.item(target).title.replace('"', "'") in line
         for h in held - {None}:  # title and year: the demo has two films called "Nosferatu"
-            assert item_title(demo.item(h)) not in prompt or any(
-                item_title(demo.item(x.item)) == item_title(demo.item(h)) for x in hist[:k]), h
+            assert compact_title(demo.item(h)) not in prompt or any(
+                compact_title(demo.item(x.item)) == compact_title(demo.item(h)) for x in hist[:k]), h
 
+
+
+def test_retrieval_order_examples_show_the_pool_as_ranking_does(demo, module_home, embedder):
+    """--order retrieval: only targets the retriever found, the candidates in its order (the items
+    consumed later skipped, as in the shuffled examples), and still no held-out item anywhere."""
+    from mediarec.eval.systems import IndexProvider, retrieval_system
+    from mediarec.train.examples import ExampleSettings, _top, training_examples
+
+    split = leave_last_out(demo)
+    hybrid = retrieval_system("hybrid", IndexProvider(embedder=embedder))
+    hybrid.fit(split.train_catalog)
+    sent: list = []
+
+    class Recording:
+        def __call__(self, messages):
+            sent.append(messages)
+            return [1, 2, 3]
+
+        def labels(self, n):
+            return list(range(100, 100 + n))
+
+    trace: list = []
+    held_out = {u: {split.test[u], split.valid[u]} for u in split.valid}
+    settings = ExampleSettings(examples=40, positions_per_user=3, n_candidates=10, order="retrieval")
+    ex = training_examples(split.train_catalog, hybrid.score_array, hybrid.item_ids, Recording(), settings,
+                           trace=trace, held_out=held_out)
+    assert 0 < len(ex) == len(trace) <= 40
+    ids, position = hybrid.item_ids, {i: r for r, i in enumerate(hybrid.item_ids)}
+    for (u, k, target), e, msgs in zip(trace, ex, sent):
+        hist = split.train_catalog.by_user[u]
+        later = {position[x.item] for x in hist[k + 1:] if x.item != target} | {position[i] for i in held_out[u]}
+        rows = _top(hybrid.score_array(hist[:k]), 10, drop=later)
+        assert ids[rows[e.target]] == target and e.retrieval_rank is not None and e.target < e.retrieval_rank
+        lines = msgs[-1]["content"].split("<<<CANDIDATES\n")[1].split("\n>>>")[0].splitlines()
+        assert lines == [f"{lab}: {compact_title(demo.item(ids[r]))}" + (
+            f" {', '.join(g.lower() for g in demo.item(ids[r]).genres[:3])}" if demo.item(ids[r]).genres else "")
+            for lab, r in zip(labels(10), rows)]
+        assert not held_out[u] & {ids[r] for r in rows}
 
 def test_the_gguf_adapter_changes_llama_cpp_as_peft_changes_torch(smol_path, demo, tmp_path, monkeypatch,
                                                                   model_home):

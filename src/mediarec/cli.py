@@ -387,6 +387,9 @@ def build_parser() -> argparse.ArgumentParser:
     tr.add_argument("--protocol", default="full", help="the split whose training part is used (full, llamarec, ...)")
     tr.add_argument("--val-users", type=int, default=50, help="validation users scored after every chunk")
     tr.add_argument("--max-history", type=int, default=20)
+    tr.add_argument("--order", choices=["shuffled", "retrieval"], default="shuffled",
+                    help="candidates in a random order around the target (default), or only targets the "
+                         "retriever found, in its order, as ranking shows them")
     tr.add_argument("--lr", type=float, default=3e-4)
     tr.add_argument("--batch", type=int, default=8, help="examples per optimizer step")
     tr.add_argument("--chunk", type=int, default=128, help="examples between checkpoints and validations")

@@ -20,7 +20,9 @@ Context contract (what every shipped template may use; each template's header sa
 
 Catalog text reaches a prompt only through the ``quote`` filter (see :func:`quote`), which makes it
 inert data: one line, no control characters, no template delimiters, no chat-template tokens, no
-ASCII double quotes inside, wrapped in double quotes and cut to a length.
+ASCII double quotes inside, wrapped in double quotes and cut to a length. The compact lines of the
+history and the scoring candidates use ``plain``/``compact_title``/``plain_list``: the same
+cleaning without the quotes (each line holds one item, and the quotes cost two tokens a title).
 """
 
 from __future__ import annotations
@@ -213,6 +215,40 @@ def item_title(item: Any, max_len: int = 120) -> str:
     return q
 
 
+def plain(value: Any, max_len: int = 300) -> str:
+    """Catalog text made inert as :func:`quote` makes it, without the surrounding quotes: for the
+    compact scoring lines, where every token counts (two per title) and the line holds one item."""
+    return quote(value, max_len)[1:-1]
+
+
+def short_year(year: Any) -> str:
+    """1996 -> "'96": Qwen spends a token per digit, and "(1996)" costs 6 tokens against 3."""
+    try:
+        return f"'{int(year) % 100:02d}"
+    except (TypeError, ValueError):
+        return ""
+
+
+def compact_title(item: Any, max_len: int = 80) -> str:
+    """``Alien '79``: the plain title plus the short year, for the scoring prompt's lines."""
+    title = str(_get(item, "title", "") or "")
+    year = _get(item, "year", None)
+    if year and re.search(r"\(\d{4}\)\s*$", title):
+        title = re.sub(r"\s*\(\d{4}\)\s*$", "", title)
+    y = short_year(year) if year else ""
+    return plain(title, max_len) + (f" {y}" if y else "")
+
+
+def plain_list(values: Any, max_len: int = 60, max_items: int = 3) -> str:
+    """Genres or tags as ``comedy, romance``: lower case, inert like :func:`quote`, no quotes."""
+    if values is None:
+        return ""
+    if isinstance(values, str):
+        values = [values]
+    vals = [str(v).lower() for v in list(values)[:max_items] if str(v).strip()]
+    return plain(", ".join(vals), max_len) if vals else ""
+
+
 def _get(obj: Any, key: str, default: Any = None) -> Any:
     if isinstance(obj, Mapping):
         return obj.get(key, default)
@@ -307,6 +343,9 @@ class PromptLibrary:
         self.env.filters["kind_name"] = kind_name
         self.env.filters["label"] = safe_label
         self.env.filters["decade"] = decade
+        self.env.filters["plain"] = plain
+        self.env.filters["compact_title"] = compact_title
+        self.env.filters["plain_list"] = plain_list
 
     def names(self) -> list[str]:
         """Prompt names that have a system or a user template (in any directory)."""

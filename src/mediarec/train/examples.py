@@ -2,7 +2,10 @@
 
 A training example is one position of one training history: the (at most ``max_history``) items
 before it, and the item consumed there hidden among the retriever's best other candidates for that
-history (hard negatives), in a shuffled order so the label carries no position. The prompt is the
+history (hard negatives). ``order="shuffled"`` (the default) shuffles them so the label carries no
+position; ``order="retrieval"`` keeps only positions whose item the retriever put in its top
+``n_candidates`` and shows that top in retrieval order, exactly as ranking does (the model may then
+learn when to trust the retriever's order, and validation sees the same distribution). The prompt is the
 product's own scoring prompt (:func:`mediarec.rank.reranker.score_messages`), tokenised by the
 same llama.cpp tokenizer and chat template that rank at serving time.
 
@@ -17,7 +20,7 @@ import json
 import random
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any, Callable, Iterable, Sequence
+from typing import Any, Callable, Iterable, Literal, Sequence
 
 import numpy as np
 from pydantic import BaseModel, Field
@@ -35,6 +38,9 @@ class ExampleSettings(BaseModel):
     n_candidates: int = Field(20, ge=2, le=52)
     min_history: int = Field(3, ge=1)
     positions_per_user: int = Field(8, ge=1)
+    #: "shuffled": the target among hard negatives in a random order; "retrieval": only targets the
+    #: retriever found, the candidates in its order (as at ranking time).
+    order: Literal["shuffled", "retrieval"] = "shuffled"
     seed: int = 0
 
 
@@ -108,9 +114,12 @@ def training_examples(train: Catalog, score: ScoreFn, item_ids: Sequence[str], t
     drawn: list[tuple[str, int]] = []
     for round_ in range(settings.positions_per_user):
         drawn += [(u, per_user[u][round_]) for u in users if round_ < len(per_user[u])]
-    drawn = drawn[: settings.examples]
+    if settings.order == "shuffled":  # every drawn position makes an example
+        drawn = drawn[: settings.examples]
     out: list[Example] = []
     for u, k in drawn:
+        if len(out) >= settings.examples:
+            break
         hist = list(train.by_user[u])
         before, target = hist[:k], hist[k].item
         later = {position[x.item] for x in hist[k + 1:] if x.item in position and x.item != target}
@@ -118,10 +127,14 @@ def training_examples(train: Catalog, score: ScoreFn, item_ids: Sequence[str], t
         # Items the person consumed later are not negatives: they would teach the model to rank down
         # what this person went on to like.
         scores = score(before)
-        pool = [r for r in _top(scores, n, drop=later) if item_ids[r] != target][: n - 1]
         rank = next((j + 1 for j, r in enumerate(_top(scores, n)) if item_ids[r] == target), None)
-        rows = pool + [position[target]]
-        rng.shuffle(rows)
+        if settings.order == "retrieval":
+            rows = _top(scores, n, drop=later)
+            if position[target] not in rows:  # the retriever missed it: ranking would never see it
+                continue
+        else:
+            rows = [r for r in _top(scores, n, drop=later) if item_ids[r] != target][: n - 1] + [position[target]]
+            rng.shuffle(rows)
         items = [train.item(item_ids[r]) for r in rows]
         msgs = score_messages(prompts, history_entries(train.history_pairs(before), settings.max_history), items)
         out.append(Example(tokenizer(msgs), label_tokens[: len(rows)], rows.index(position[target]), rank))

@@ -39,7 +39,8 @@ def run_train(args) -> int:
     llm = load_llm(args.llm, cache=False)
     if llm is None or not getattr(llm, "is_local", False):
         raise ConfigError("training needs a local model: --llm local:NAME or local:/path.gguf")
-    ex_settings = ExampleSettings(examples=args.examples, max_history=args.max_history, seed=args.seed)
+    ex_settings = ExampleSettings(examples=args.examples, max_history=args.max_history, seed=args.seed,
+                                  order=getattr(args, "order", "shuffled"))
     tr_settings = TrainSettings(epochs=args.epochs, lr=args.lr, batch=args.batch, chunk=args.chunk,
                                 layers=args.layers, threads=args.threads, seed=args.seed)
     prompts = PromptLibrary()
