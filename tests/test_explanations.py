@@ -277,3 +277,47 @@ def test_smollm_every_item_ends_up_with_a_checked_reason(plain, demo, smol_path)
     for r in res.items:
         if r.reason_source == "llm":
             assert r.reason.startswith(r.item.title)
+
+
+def test_a_session_reuses_reasons_whose_facts_are_unchanged(plain, demo, smol_path):
+    """A reason memo (a chat session's) answers for items whose facts are unchanged, checked again;
+    a memo entry that fails the check is asked for anew; the LLM is asked only for the rest, and
+    what it writes that passes joins the memo."""
+    from mediarec.llm import LocalLLM
+    from mediarec.rank.explanations import ReasonMemo, facts_key, tools_for
+
+    rec = Recommender(demo, plain.index, llm=capturing_llm(LocalLLM(smol_path, n_threads=1)))
+    builder, _ = tools_for(rec)
+    first = rec.recommend(history=HISTORY, k=5, explain=False)
+    pairs = [(demo.resolve(t), None) for t in HISTORY]
+    ev = builder.build([r.item for r in first.items], pairs, None)
+    a, b = first.items[0].item, first.items[1].item
+    memo = ReasonMemo()
+    memo[facts_key(a.id, ev[a.id])] = template_reason(ev[a.id])  # passes the checker by construction
+    memo[facts_key(b.id, ev[b.id])] = "A film about nothing like Titanic and Casablanca."  # fails it
+    memo[("another item", None, None, False)] = "never asked for"
+    rec.llm.sent.clear()
+    res = rec.recommend(history=HISTORY, k=5, reasons=memo)
+    assert [r.item.id for r in res.items] == [r.item.id for r in first.items]
+    ex = res.explanations
+    assert ex["reused"] == 1 and ex["asked"] == 4, ex
+    assert res.items[0].reason == template_reason(ev[a.id]) and res.items[0].reason_source == "llm"
+    asked = {m[-1]["content"] for m in rec.llm.sent if "<<<RECOMMENDED" in m[-2]["content"]}
+    assert a.title not in asked and b.title in asked  # the failing memo entry was asked for anew
+    written = {facts_key(r.item.id, r.evidence): r.reason for r in res.items[1:] if r.reason_source == "llm"}
+    assert written.items() <= memo.items() and len(memo) == 3 + len(written) - (facts_key(b.id, ev[b.id]) in written)
+    # the next list with the same facts asks nothing for the items that now have a reason
+    rec.llm.sent.clear()
+    again = rec.recommend(history=HISTORY, k=5, reasons=memo)
+    assert again.explanations["reused"] == 1 + len(written)
+    assert [r.reason for r in again.items if r.reason_source == "llm"] == \
+        [r.reason for r in res.items if r.reason_source == "llm"]
+
+
+def test_the_memo_forgets_its_oldest_entries():
+    from mediarec.rank.explanations import ReasonMemo
+
+    memo = ReasonMemo()
+    for i in range(ReasonMemo.MAX + 3):
+        memo[(str(i),)] = "x"
+    assert len(memo) == ReasonMemo.MAX and ("0",) not in memo and (str(ReasonMemo.MAX + 2),) in memo

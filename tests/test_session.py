@@ -291,7 +291,19 @@ def test_session_with_the_real_tiny_llm(plain, home):
     assert r.kind == "recommendations" and len(r.result.items) == 5
     assert any(st.startswith("llm-") for st in r.result.stages)
     gone = _ids(r)[0]
+    # the LLM reasons that passed are kept for the session
+    from mediarec.rank.explanations import facts_key
+
+    written = {facts_key(x.item.id, x.evidence): x.reason for x in r.result.items if x.reason_source == "llm"}
+    assert dict(s.reasons) == written
     r2 = s.send("not 1")
     assert r2.kind == "recommendations" and gone not in _ids(r2)
+    # a repeated item with unchanged facts keeps its reason without asking the LLM again
+    again = [x for x in r2.result.items[:5] if facts_key(x.item.id, x.evidence) in written]
+    assert r2.result.explanations["reused"] <= len(again)
+    assert r2.result.explanations["asked"] + r2.result.explanations["reused"] == 5
+    for x in again:
+        if x.reason == written[facts_key(x.item.id, x.evidence)]:
+            assert x.reason_source == "llm"
     text = s.explain(1)
     assert isinstance(text, str) and text.strip()

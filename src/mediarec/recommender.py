@@ -26,7 +26,7 @@ from mediarec.errors import ConfigError, MediarecError
 from mediarec.index.retriever import Candidate, FusionSettings, Retriever
 from mediarec.index.store import CatalogIndex, IndexSettings, open_index
 from mediarec.llm import LLM, load_llm
-from mediarec.rank.explanations import explain_result
+from mediarec.rank.explanations import ReasonMemo, explain_result
 from mediarec.rank.learned import LearnedSettings, SecondStage
 from mediarec.rank.prompts import MAX_LABELS, PromptLibrary
 from mediarec.rank.reranker import Reranker, RerankOutcome, RerankSettings
@@ -314,7 +314,8 @@ class Recommender:
                   n_candidates: int | None = None, explain: bool = True,
                   profile: Any | None = None, read_request: bool = True,
                   constraints: Any | None = None,
-                  on_update: Callable[[RecommendationResult], None] | None = None) -> RecommendationResult:
+                  on_update: Callable[[RecommendationResult], None] | None = None,
+                  reasons: ReasonMemo | None = None) -> RecommendationResult:
         """A ranked, explained list for a history (titles, ids, items) and/or a known user.
 
         ``profile``: an :class:`~mediarec.rank.profile.InterestProfile` (or its retrieval text) mixed
@@ -326,6 +327,8 @@ class Recommender:
         ``on_update``: called with a provisional result (``pending`` says what is still running) as
         soon as the first stages have ranked, and again when the LLM's order arrives, so a terminal
         shows a list at once and updates it; the returned result is the final one.
+        ``reasons``: the LLM reasons written earlier in a session (a chat's :class:`ReasonMemo`),
+        reused for items whose facts are unchanged; this call's reasons are added to it.
 
         User errors (unknown user or title, nothing to go on) raise MediarecError; LLM failures
         never do: the result falls back to the retrieval ranking and says so.
@@ -392,7 +395,7 @@ class Recommender:
                                                 "pending": "the LLM is ranking" if self.reranker else "reasons"}))
         if self.reranker is None:
             result.items = first
-            explain_result(self, result, pairs, query, explain)
+            explain_result(self, result, pairs, query, explain, memo=reasons)
             result.seconds["total"] = time.perf_counter() - t0
             return result
         out = self._rerank(pairs, cands, k, request=query, explain=False)  # explain_result explains, checked
@@ -411,7 +414,7 @@ class Recommender:
         if on_update is not None:
             on_update(result.model_copy(update={"items": [r.model_copy() for r in result.items], "stages": list(stages),
                                                 "pending": "reasons" if explain else None}))
-        explain_result(self, result, pairs, query, explain, on_update=on_update)
+        explain_result(self, result, pairs, query, explain, on_update=on_update, memo=reasons)
         result.seconds["total"] = time.perf_counter() - t0
         return result
 

@@ -41,6 +41,7 @@ from mediarec.chat.state import SESSION_FORMAT, ReplyKind, SessionReply, Session
 from mediarec.errors import MediarecError
 from mediarec.infra.atomic import atomic_write_text
 from mediarec.infra.redact import redact
+from mediarec.rank.explanations import ReasonMemo
 from mediarec.rank.request import Constraints, parse_request
 from mediarec.recommendation import RecommendationResult
 
@@ -96,6 +97,7 @@ class ChatSession(References, FeedbackActions):
             self.turns, self.excluded, self.disliked, self.constraints = [], [], [], Constraints()
             self.last_request, self.last_result, self.shown = None, None, []
             self.last_mentioned, self._pending, self._profile_cache = None, None, None
+            self.reasons = ReasonMemo()  # LLM reasons written in this session, reused when the facts hold
             self._epoch += 1
 
     def history(self) -> list[Interaction]:
@@ -295,7 +297,7 @@ class ChatSession(References, FeedbackActions):
         # the session reads requests itself (a rank such as "like 2" means nothing to the recommender)
         result = self.recommender.recommend(history=hist, query=query, exclude=self.exclusions(c), k=self.k,
                                             profile=profile, read_request=note is None, constraints=c,
-                                            on_update=self.on_update)
+                                            on_update=self.on_update, reasons=self.reasons)
         if request is not None and query != request:
             result.request = request
         if note:

@@ -18,7 +18,8 @@ import weakref
 from typing import TYPE_CHECKING, Any, Callable
 
 from mediarec.rank.checker import EMPTY, ReasonChecker, template_reason
-from mediarec.rank.evidence import EvidenceBuilder
+from mediarec.rank.evidence import Evidence, EvidenceBuilder
+from mediarec.rank.reranker import ExplainLog
 
 if TYPE_CHECKING:
     from mediarec.recommendation import RecommendationResult
@@ -37,11 +38,38 @@ def tools_for(recommender: "Recommender") -> tuple[EvidenceBuilder, ReasonChecke
     return got
 
 
+def facts_key(item_id: str, ev: "Evidence") -> tuple:
+    """What one item's reason prompt says about it (``reason_facts`` in ``_macros.j2``: the first
+    liked title, the first shared genre or tag, whether it matches the request; the era is the
+    item's own): two turns with the same key ask the LLM the same question about the item."""
+    titles = ev.history_titles()
+    shared = ev.shared_genres + ev.shared_tags
+    return (item_id, titles[0].id if titles else None, shared[0].lower() if shared else None,
+            "request" in ev.elements())
+
+
+class ReasonMemo(dict):
+    """LLM reasons already written in a session (a chat), by :func:`facts_key`: a later list that
+    shows the same item with the same facts takes its reason from here, checked again against the
+    new evidence, instead of asking the LLM (follow-up turns repeat most items). Bounded: the
+    oldest entries go first."""
+
+    MAX = 500
+
+    def __setitem__(self, key, value) -> None:
+        if key not in self and len(self) >= self.MAX:
+            del self[next(iter(self))]
+        super().__setitem__(key, value)
+
+
 def explain_result(recommender: "Recommender", result: "RecommendationResult", pairs: "HistoryPairs",
                    request: str | None, explain: bool = True,
-                   on_update: Callable[["RecommendationResult"], None] | None = None) -> None:
+                   on_update: Callable[["RecommendationResult"], None] | None = None,
+                   memo: ReasonMemo | None = None) -> None:
     """Evidence, a checked reason and its source for every item of ``result`` (in place);
-    ``on_update`` gets the list again each time a streamed LLM reason passes the checker."""
+    ``on_update`` gets the list again each time a streamed LLM reason passes the checker.
+    ``memo``: reasons written earlier in the session, reused where the facts are unchanged (and
+    the reasons written now are added to it)."""
     if not result.items:
         return
     builder, checker = tools_for(recommender)
@@ -60,12 +88,25 @@ def explain_result(recommender: "Recommender", result: "RecommendationResult", p
         hist = reranker.settings.history(pairs)
         others = [c.item for c in result.candidates]
         each = reranker.uses_each()
+        on_pass = _show_each(result, on_update) if on_update is not None and each else None
+        reused: dict[str, str] = {}
+        if memo is not None and not given:
+            for c in chosen:
+                old = memo.get(facts_key(c.item.id, evidence[c.item.id]))
+                if old and checker.check(old, c.item, evidence[c.item.id], history, others).passed:
+                    reused[c.item.id] = old
+                    if on_pass is not None:
+                        on_pass(c.item.id, old)
+            chosen = [c for c in chosen if c.item.id not in reused]
         stream = ReasonStream(result, chosen, evidence, checker, history, others, on_update) \
             if on_update is not None and not given and not each else None  # given: the first call asks for fewer
-        on_pass = _show_each(result, on_update) if on_update is not None and each else None
         with reranker.llm.streaming(stream.feed) if stream is not None else contextlib.nullcontext():
             passed, log = reranker.checked_explain(hist, chosen, evidence, checker, history, others, request,
-                                                   given=given, on_pass=on_pass)
+                                                   given=given, on_pass=on_pass) if chosen else ({}, ExplainLog())
+        if memo is not None:
+            for item_id, reason in passed.items():
+                memo[facts_key(item_id, evidence[item_id])] = reason
+        passed = {**reused, **passed}
         result.usage = result.usage.add(log.usage)
         result.seconds["explain"] = log.seconds
         result.stage_usage["explain"] = log.usage
@@ -73,7 +114,7 @@ def explain_result(recommender: "Recommender", result: "RecommendationResult", p
             result.stages.append("explain")
         if log.error:
             result.notes.append(log.error)
-        summary = {"asked": len(chosen), "llm_passed": len(passed), "checks": len(log.checks),
+        summary = {"asked": len(chosen), "reused": len(reused), "llm_passed": len(passed), "checks": len(log.checks),
                    "checks_passed": sum(c.passed for c in log.checks),
                    "first_try_passed": sum(c.passed for c, t in zip(log.checks, log.tries) if t == 1),
                    "written": sum(c.problems != [EMPTY] for c in log.checks),  # non-empty LLM reasons
