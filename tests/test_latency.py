@@ -159,7 +159,7 @@ def test_a_chat_turn_that_adds_an_item_keeps_the_history_prefix(llm, demo, rec):
     """With the chat's stepped cut, the score prompt after one more watched item starts with the
     previous prompt's history (its evaluated state is reused); with a cut of always the last 20,
     the first history line changes and only the system message is shared."""
-    from mediarec.chat.session import CHAT_HISTORY_STEP, ChatSession
+    from mediarec.chat.session import CHAT_HISTORY_STEP, ChatSession, chat_history_step
 
     items = sorted(demo.items.values(), key=lambda it: it.id)
     cands = candidate_entries(items[:20])
@@ -178,6 +178,8 @@ def test_a_chat_turn_that_adds_an_item_keeps_the_history_prefix(llm, demo, rec):
         shown = history_entries(items[20:20 + n], 20, CHAT_HISTORY_STEP)
         assert all(h["item"].title in shared for h in shown)  # the whole previous history is the prefix
     session = ChatSession(rec)
-    assert session.recommender.reranker.settings.history_step == CHAT_HISTORY_STEP
+    assert session.recommender.reranker.settings.history_step == chat_history_step(rec.reranker.settings.max_history)
+    assert chat_history_step(20) == CHAT_HISTORY_STEP and chat_history_step(5) == 2 and chat_history_step(1) == 1
+    assert min(len(history_entries(items[:n], 5, 2)) for n in range(5, 30)) == 4  # a cut of 5 shows 4 or 5
     assert rec.reranker.settings.history_step == 1  # the caller's recommender is unchanged
     assert session.recommender.index is rec.index and session.recommender.llm is rec.llm

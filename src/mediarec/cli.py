@@ -386,7 +386,7 @@ def build_parser() -> argparse.ArgumentParser:
                     help="stop (with a checkpoint) after this long; the same command resumes")
     tr.add_argument("--protocol", default="full", help="the split whose training part is used (full, llamarec, ...)")
     tr.add_argument("--val-users", type=int, default=50, help="validation users scored after every chunk")
-    tr.add_argument("--max-history", type=int, default=20)
+    tr.add_argument("--max-history", type=int, default=5, help="history items per prompt (as ranking shows them)")
     tr.add_argument("--order", choices=["shuffled", "retrieval"], default="shuffled",
                     help="candidates in a random order around the target (default), or only targets the "
                          "retriever found, in its order, as ranking shows them")

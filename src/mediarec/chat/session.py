@@ -422,16 +422,27 @@ class ChatSession(References, FeedbackActions):
 CHAT_HISTORY_STEP = 5
 
 
+def chat_history_step(max_history: int) -> int:
+    """The chat's history step for a cut of ``max_history`` items: CHAT_HISTORY_STEP, but at most
+    half the cut, so the prompt always shows more than half of it (a cut of 5 moves in steps of 2
+    and shows 4 or 5 items)."""
+    return max(1, min(CHAT_HISTORY_STEP, max_history // 2))
+
+
 def _stepped(recommender: "Recommender") -> "Recommender":
     """The recommender a chat ranks with: the same one, but its prompts' history cut moves in steps
-    of CHAT_HISTORY_STEP, so a turn that adds a watched item reuses the evaluated history prefix of
-    the turn before (:func:`mediarec.rank.prompts.cut_start`). The caller's recommender is unchanged."""
+    (:func:`chat_history_step`), so a turn that adds a watched item reuses the evaluated history
+    prefix of the turn before (:func:`mediarec.rank.prompts.cut_start`). The caller's recommender
+    is unchanged."""
     import copy
 
     reranker = getattr(recommender, "reranker", None)
     if reranker is None or reranker.settings.history_step > 1:
         return recommender
+    step = chat_history_step(reranker.settings.max_history)
+    if step == 1:
+        return recommender
     mine = copy.copy(recommender)
     mine.reranker = copy.copy(reranker)
-    mine.reranker.settings = reranker.settings.model_copy(update={"history_step": CHAT_HISTORY_STEP})
+    mine.reranker.settings = reranker.settings.model_copy(update={"history_step": step})
     return mine

@@ -34,7 +34,7 @@ class ExampleSettings(BaseModel):
     """How examples are drawn; ``positions_per_user`` caps how many positions one history gives."""
 
     examples: int = Field(1000, ge=1)
-    max_history: int = Field(20, ge=1)
+    max_history: int = Field(5, ge=1)  # as RerankSettings.max_history: train on the prompt that ranks
     n_candidates: int = Field(20, ge=2, le=52)
     min_history: int = Field(3, ge=1)
     positions_per_user: int = Field(8, ge=1)
