@@ -105,27 +105,38 @@ def test_the_same_command_resumes_instead_of_starting_over(trained, env):
     assert p.returncode == 2 and "another --output" in p.stderr and "Traceback" not in p.stderr
 
 
-def test_training_prompts_hold_no_validation_or_test_target(demo, module_home, embedder):
+class Recording:
+    """A tokenizer stand-in that records the rendered prompts (llama.cpp not needed)."""
+
+    def __init__(self):
+        self.sent: list = []
+
+    def __call__(self, messages):
+        self.sent.append(messages)
+        return [1, 2, 3]
+
+    def labels(self, n):
+        return list(range(100, 100 + n))
+
+
+def _drawn(demo, embedder, **settings):
+    """Training examples drawn from the demo's training split: (split, retriever, examples, what
+    was drawn as (user, position, target), the prompts, each person's held-out items)."""
     from mediarec.eval.systems import IndexProvider, retrieval_system
     from mediarec.train.examples import ExampleSettings, training_examples
 
     split = leave_last_out(demo)
     hybrid = retrieval_system("hybrid", IndexProvider(embedder=embedder))
     hybrid.fit(split.train_catalog)
-    sent: list = []
-
-    class Recording:  # records the rendered prompts instead of tokenizing them (llama.cpp not needed)
-        def __call__(self, messages):
-            sent.append(messages)
-            return [1, 2, 3]
-
-        def labels(self, n):
-            return list(range(100, 100 + n))
-
-    trace: list = []
+    recording, trace = Recording(), []
     held_out = {u: {split.test[u], split.valid[u]} for u in split.valid}
-    ex = training_examples(split.train_catalog, hybrid.score_array, hybrid.item_ids, Recording(),
-                           ExampleSettings(examples=60, positions_per_user=3), trace=trace, held_out=held_out)
+    ex = training_examples(split.train_catalog, hybrid.score_array, hybrid.item_ids, recording,
+                           ExampleSettings(**settings), trace=trace, held_out=held_out)
+    return split, hybrid, ex, trace, recording.sent, held_out
+
+
+def test_training_prompts_hold_no_validation_or_test_target(demo, module_home, embedder):
+    split, _, ex, trace, sent, _ = _drawn(demo, embedder, examples=60, positions_per_user=3)
     assert len(ex) == 60 == len(trace)
     assert len({u for u, _, _ in trace}) >= 20  # many people before anyone's second example
     for (u, k, target), e, msgs in zip(trace, ex, sent):
@@ -145,27 +156,10 @@ def test_training_prompts_hold_no_validation_or_test_target(demo, module_home, e
 def test_retrieval_order_examples_show_the_pool_as_ranking_does(demo, module_home, embedder):
     """--order retrieval: only targets the retriever found, the candidates in its order (the items
     consumed later skipped, as in the shuffled examples), and still no held-out item anywhere."""
-    from mediarec.eval.systems import IndexProvider, retrieval_system
-    from mediarec.train.examples import ExampleSettings, _top, training_examples
+    from mediarec.train.examples import _top
 
-    split = leave_last_out(demo)
-    hybrid = retrieval_system("hybrid", IndexProvider(embedder=embedder))
-    hybrid.fit(split.train_catalog)
-    sent: list = []
-
-    class Recording:
-        def __call__(self, messages):
-            sent.append(messages)
-            return [1, 2, 3]
-
-        def labels(self, n):
-            return list(range(100, 100 + n))
-
-    trace: list = []
-    held_out = {u: {split.test[u], split.valid[u]} for u in split.valid}
-    settings = ExampleSettings(examples=40, positions_per_user=3, n_candidates=10, order="retrieval")
-    ex = training_examples(split.train_catalog, hybrid.score_array, hybrid.item_ids, Recording(), settings,
-                           trace=trace, held_out=held_out)
+    split, hybrid, ex, trace, sent, held_out = _drawn(demo, embedder, examples=40, positions_per_user=3,
+                                                      n_candidates=10, order="retrieval")
     assert 0 < len(ex) == len(trace) <= 40
     ids, position = hybrid.item_ids, {i: r for r, i in enumerate(hybrid.item_ids)}
     for (u, k, target), e, msgs in zip(trace, ex, sent):
