@@ -59,7 +59,7 @@ class RerankSettings(BaseModel):
     #: "The LLM stage with the compact prompt, 200 users")
     max_history: int = 5
     #: The history cut moves in steps of this many items (1 = always the last max_history): chat
-    #: sessions use CHAT_HISTORY_STEP so a turn that adds an item reuses the prompt's history prefix.
+    #: sessions use chat_history_step(max_history) so a turn that adds an item reuses the history prefix.
     history_step: int = Field(1, ge=1)
     seed: int = 0
     #: Log prior of each label (:mod:`mediarec.rank.calibration`), divided out of single-pass scores.
