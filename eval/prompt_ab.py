@@ -25,10 +25,6 @@ from pathlib import Path
 import numpy as np
 
 
-def ndcg(rank: int) -> float:
-    return 1.0 / np.log2(rank + 1) if rank <= 10 else 0.0
-
-
 def rank_of(scores: dict, target: str) -> int:
     return 1 + sum(v > scores[target] for v in scores.values())
 
@@ -51,6 +47,7 @@ def main() -> None:
     from scipy.stats import wilcoxon
 
     from mediarec.catalog import load_dataset
+    from mediarec.eval.metrics import ndcg_at_k
     from mediarec.eval.split import leave_last_out, sample_users
     from mediarec.eval.stats import bootstrap_ci, paired_bootstrap_p
     from mediarec.eval.systems import IndexProvider, retrieval_system
@@ -106,10 +103,10 @@ def main() -> None:
                      "phase": "valid", "users": len(rows), "in_pool": len(pool), "history_cut": args.history,
                      "pool": args.pool, "weight": args.weight, "load_avg_end": [round(x, 2) for x in os.getloadavg()],
                      "wall_seconds_this_run": round(time.perf_counter() - t_start, 1),
-                     "retrieval_ndcg@10_in_pool": round(float(np.mean([ndcg(r["retrieval_rank"]) for r in pool])), 4)}
+                     "retrieval_ndcg@10_in_pool": round(float(ndcg_at_k([r["retrieval_rank"] for r in pool], 10).mean()), 4)}
     for key in ("llm_rank", "fused_rank"):
-        a = np.array([ndcg(r["old"][key]) for r in pool])
-        b = np.array([ndcg(r["new"][key]) for r in pool])
+        a = ndcg_at_k([r["old"][key] for r in pool], 10)
+        b = ndcg_at_k([r["new"][key] for r in pool], 10)
         summary[key.replace("_rank", "")] = {
             "old_ndcg@10_in_pool": round(float(a.mean()), 4), "old_ci": [round(x, 4) for x in bootstrap_ci(a)],
             "new_ndcg@10_in_pool": round(float(b.mean()), 4), "new_ci": [round(x, 4) for x in bootstrap_ci(b)],
