@@ -318,3 +318,16 @@ def test_the_prompt_hash_follows_the_rendered_score_prompt_not_the_template_file
     (score_edit / "_macros.j2").write_text(macros.replace("{{ c.label|label }}: ", "{{ c.label|label }}) "), encoding="utf-8")
     assert macros != (score_edit / "_macros.j2").read_text(encoding="utf-8")
     assert prompt_hash(PromptLibrary(score_edit)) != base
+
+
+def test_in_pool_numbers_come_with_a_paired_test_against_the_retrieval_order():
+    from mediarec.eval.llm_systems import in_pool
+
+    assert in_pool([]) == {}
+    swapped = in_pool([(1, 2), (2, 1)])  # (retrieval rank, final rank): one up, one down
+    assert swapped["users_in_pool"] == 2
+    assert swapped["ndcg@10_in_pool"] == swapped["retrieval_ndcg@10_in_pool"] == round((1 + 1 / np.log2(3)) / 2, 4)
+    assert swapped["p_in_pool_vs_retrieval"] == 1.0  # no difference at all
+    lifted = in_pool([(3, 1)] * 5 + [(12, 11)])  # every target lifted: 0.5 -> 1 five times, 0 -> 0 once
+    assert lifted["ndcg@10_in_pool"] == round(5 / 6, 4) and lifted["retrieval_ndcg@10_in_pool"] == round(2.5 / 6, 4)
+    assert lifted["p_in_pool_vs_retrieval"] < 0.01
