@@ -27,6 +27,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _common import record  # noqa: E402
+from mediarec.app import from_dataset
+from mediarec.chat.session import ChatSession
 
 TURNS = ["something funny", "from the 90s", "more like 2", "not 1", "a tense thriller"]
 
@@ -133,13 +135,12 @@ def main() -> None:
     if args.threads:
         os.environ["MEDIAREC_LLM_THREADS"] = str(args.threads)
 
-    from mediarec.recommender import Recommender
 
     load_before = os.getloadavg()
-    rec = Recommender.from_dataset("demo", llm=f"local:{args.llm}")
+    rec = from_dataset("demo", llm=f"local:{args.llm}")
     rec.llm.cache.enabled = False  # every turn is computed
     rec.llm.llama  # load once, outside the timings
-    session = rec.chat(user="alice", k=5)
+    session = ChatSession(rec, user="alice", k=5)
     from mediarec.rank.prompts import candidate_entries, history_entries
 
     hist = history_entries(session.history_pairs(), rec.reranker.settings.max_history)
@@ -164,7 +165,7 @@ def main() -> None:
 
     rec_rows = []
     if args.users:
-        ml = Recommender.from_dataset("movielens-100k", data_dir=args.data_dir, llm=f"local:{args.llm}")
+        ml = from_dataset("movielens-100k", data_dir=args.data_dir, llm=f"local:{args.llm}")
         ml.llm.cache.enabled = False
         users = [u for u in ml.catalog.users() if len(ml.catalog.history(u)) >= 20][: args.users]
         for u in users:

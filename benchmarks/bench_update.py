@@ -32,6 +32,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _common import record  # noqa: E402
+from mediarec.app import from_catalog
 
 
 def main() -> None:
@@ -131,11 +132,10 @@ def compare(homes: dict, n_users: int) -> dict:
     """The updated and the rebuilt index of the same catalog, side by side."""
     from mediarec.config import Settings
     from mediarec.catalog import load_dataset
-    from mediarec.recommender import Recommender
 
     os.environ["MEDIAREC_HOME"] = str(homes["updated"])
     catalog = load_dataset("latest-upd")
-    recs = {h: Recommender.from_catalog(catalog, llm="none", settings=Settings(home=homes[h])) for h in homes}
+    recs = {h: from_catalog(catalog, llm="none", settings=Settings(home=homes[h])) for h in homes}
     a, b = recs["updated"], recs["rebuilt"]
     users = random.Random(1).sample(catalog.users(), min(n_users, len(catalog.users())))
     same_top = overlap = 0

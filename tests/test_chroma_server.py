@@ -26,6 +26,7 @@ from mediarec.errors import CatalogError, ConfigError, IndexError_  # noqa: E402
 from mediarec.index.store import open_index  # noqa: E402
 from mediarec.index.retriever import Retriever  # noqa: E402
 from conftest import first_items  # noqa: E402
+from mediarec.app import add_interactions, add_items, from_catalog
 
 pytestmark = pytest.mark.server
 
@@ -217,7 +218,6 @@ def test_cli_unreachable_server(home, shared_data):
 
 def test_add_items_and_interactions_through_the_server(chroma_server, catalog, tmp_path, model_home):
     """An update against the server: new items embedded alone, a new fit replaces the old one there."""
-    from mediarec.recommender import Recommender
 
     home = tmp_path / "h"
     home.mkdir()
@@ -226,12 +226,12 @@ def test_add_items_and_interactions_through_the_server(chroma_server, catalog, t
     new_ids = set(ids[-20:])
     base = catalog.replace(name="ml-grow", items=[catalog.items[i] for i in ids[:-20]],
                            interactions=[x for x in catalog.interactions if x.item not in new_ids])
-    rec = Recommender.from_catalog(base, llm="none", chroma_url=chroma_server, settings=Settings(home=home))
+    rec = from_catalog(base, llm="none", chroma_url=chroma_server, settings=Settings(home=home))
     old_fit = rec.index._collab_names()
-    rec.add_items([catalog.items[i] for i in ids[-20:]])
+    add_items(rec, [catalog.items[i] for i in ids[-20:]])
     assert rec.index.embedded == 20 and not rec.index.collab_refit
     assert _server_collections(chroma_server)["ml-grow-text"][1] == SLICE
-    rec.add_interactions([x for x in catalog.interactions if x.item in new_ids])
+    add_interactions(rec, [x for x in catalog.interactions if x.item in new_ids])
     cols = _server_collections(chroma_server)
     assert rec.index.collab_refit and old_fit[0] not in cols and rec.index._collab_names()[0] in cols
     assert rec.index.is_current() and not (home / "index").exists()

@@ -20,7 +20,8 @@ from mediarec.eval.systems import IndexProvider, retrieval_system  # noqa: E402
 from mediarec.index.collab import CollabSettings  # noqa: E402
 from mediarec.index.retriever import FusionSettings, Retriever  # noqa: E402
 from mediarec.index.store import CatalogIndex, IndexSettings  # noqa: E402
-from mediarec.index.tuning import stored_choice, tune, tuned_path  # noqa: E402
+from mediarec.eval.tuning import tune  # noqa: E402
+from mediarec.index.tuning import stored_choice, tuned_path  # noqa: E402
 from conftest import first_items  # noqa: E402
 
 

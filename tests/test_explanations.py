@@ -18,6 +18,7 @@ from mediarec.rank.evidence import Evidence, HistoryLink
 from mediarec.rank.prompts import PromptLibrary, candidate_entries, history_entries
 from mediarec.recommender import Recommender
 from conftest import capturing_llm
+from mediarec.app import from_catalog
 
 HISTORY = ["Alien (1979)", "Blade Runner (1982)"]
 
@@ -146,7 +147,7 @@ def test_template_reasons_pass(checker, demo, ev):
 # -- real index: evidence, and every item explained without an LLM -------------------------------
 @pytest.fixture(scope="module")
 def plain(module_home, demo) -> Recommender:
-    return Recommender.from_catalog(demo, llm="none")
+    return from_catalog(demo, llm="none")
 
 
 def test_collaborative_evidence_is_the_exact_matrix(plain, demo):

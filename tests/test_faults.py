@@ -32,7 +32,6 @@ import chromadb  # noqa: E402
 
 from mediarec.llm import weights as models  # noqa: E402
 from mediarec.llm import model_specs as specs  # noqa: E402
-from mediarec.recommender import Recommender  # noqa: E402
 from mediarec.catalog.model import Catalog, Interaction, Item  # noqa: E402
 from mediarec.config import Settings  # noqa: E402
 from mediarec.catalog import load_dataset  # noqa: E402
@@ -42,6 +41,7 @@ from mediarec.index.store import CatalogIndex, IndexSettings, open_index  # noqa
 from mediarec.llm import LLMOptions, LLMUnavailable, LocalLLM, OpenAILLM  # noqa: E402
 from mediarec.rank.reranker import Reranker, RerankSettings  # noqa: E402
 from mediarec.index.retriever import Candidate  # noqa: E402
+from mediarec.app import from_catalog
 
 BIN = Path(sys.executable).parent
 FAKE_KEY = "sk-test-fake-key-123"
@@ -388,7 +388,7 @@ def test_server_stopped_then_restarted_during_index_build(chroma, demo, model_fi
 
 @pytest.mark.server
 def test_server_down_during_recommendation(chroma, demo, home):
-    rec = Recommender.from_catalog(demo, llm="none", chroma_url=chroma.url)
+    rec = from_catalog(demo, llm="none", chroma_url=chroma.url)
     user = "alice"
     before = [r.item.id for r in rec.recommend(user=user, k=5).items]
     chroma.stop()

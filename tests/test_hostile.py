@@ -35,6 +35,7 @@ from mediarec.rank.prompts import compact_title
 from mediarec.rank.reranker import Reranker, RerankSettings
 from mediarec.index.retriever import Candidate
 from conftest import capturing_llm, make_home
+from mediarec.app import from_catalog, from_dataset
 
 DEMO_IDS = ["m-alien-1979", "m-aliens-1986", "m-blade-runner-1982"]
 HUGE = "spam " * 20_000 + "END-OF-HUGE"  # 100 KB
@@ -90,7 +91,7 @@ def catalog() -> Catalog:
 @pytest.fixture(scope="module")
 def plain(home, catalog) -> Recommender:
     """Retrieval only; builds the embedded index of the hostile catalog (NULs, ESCs, 100 KB text)."""
-    return Recommender.from_catalog(catalog, llm="none")
+    return from_catalog(catalog, llm="none")
 
 
 @pytest.fixture(scope="module")
@@ -262,14 +263,14 @@ def test_a_failed_load_indexes_nothing(tmp_path, shared_data, model_home):
     mp.setenv("MEDIAREC_HOME", str(home))
     try:
         with pytest.raises(CatalogError, match="u.data:5001"):
-            Recommender.from_dataset("ml-100k", data_dir=tmp_path / "data", llm="none")
+            from_dataset("ml-100k", data_dir=tmp_path / "data", llm="none")
         # a truncated archive in place of a dataset: the same, nothing indexed
         latest = tmp_path / "data" / "ml-latest-small"
         latest.mkdir()
         whole = (shared_data / "ml-latest-small" / "ml-latest-small.zip").read_bytes()
         (latest / "ml-latest-small.zip").write_bytes(whole[: len(whole) // 2])
         with pytest.raises(CatalogError, match="not a readable zip archive"):
-            Recommender.from_dataset("ml-latest-small", data_dir=tmp_path / "data", llm="none")
+            from_dataset("ml-latest-small", data_dir=tmp_path / "data", llm="none")
     finally:
         mp.undo()
     assert not (home / "index").exists()

@@ -13,6 +13,8 @@ from mediarec.catalog import load_dataset
 from mediarec.llm import LocalLLM
 from mediarec.rank.prompts import PromptLibrary, candidate_entries, history_entries, labels as make_labels
 from mediarec.recommender import Recommender
+from mediarec.app import from_catalog
+from mediarec.chat.session import ChatSession
 
 
 @pytest.fixture(scope="module")
@@ -69,7 +71,7 @@ def test_prefix_reused_across_score_explain_and_turns_matches_cold(llm, demo):
 
 @pytest.fixture(scope="module")
 def rec(module_home, demo, smol_path) -> Recommender:
-    r = Recommender.from_catalog(demo, llm=f"local:{smol_path}", second_stage=None)
+    r = from_catalog(demo, llm=f"local:{smol_path}", second_stage=None)
     r.llm.n_threads = 1
     r.reranker.settings.explain_top = 2  # fewer tokens to generate on a shared machine
     return r
@@ -116,8 +118,8 @@ def test_streamed_and_final_order_agree(rec):
 
 
 def test_chat_why_shows_the_timing(module_home, demo):
-    plain = Recommender.from_catalog(demo, llm="none", second_stage=None)
-    session = plain.chat(user="alice", k=3)
+    plain = from_catalog(demo, llm="none", second_stage=None)
+    session = ChatSession(plain, user="alice", k=3)
     reply = session.send("something funny")
     assert reply.kind == "recommendations"
     text = session.explain(1)

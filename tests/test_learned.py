@@ -17,7 +17,7 @@ from mediarec.index.collab import CollabModel, CollabSettings, ease_matrix, gram
     transition_matrix
 from mediarec.rank.features import ALL_FEATURES, Signals, sparse_transitions
 from mediarec.rank.learned import LearnedSettings, SecondStage, holdout, learned_path
-from mediarec.recommender import Recommender
+from mediarec.app import from_catalog
 
 SMALL = LearnedSettings(positions_per_user=2, n_estimators=60)  # a real model, trained in seconds
 
@@ -134,7 +134,7 @@ def test_too_few_histories_leave_the_fused_retrieval_serving_and_say_so(linked_h
     inter = [Interaction(user=f"u{u}", item=str((u + k) % 30), timestamp=k) for u in range(8) for k in range(4)]
     inter.append(Interaction(user="single", item="3", timestamp=0))  # one interaction: no example
     cat = Catalog("tiny", items, inter)
-    rec = Recommender.from_catalog(cat, llm="none", index_settings=None, second_stage=LearnedSettings())
+    rec = from_catalog(cat, llm="none", index_settings=None, second_stage=LearnedSettings())
     assert rec.stage is not None and not rec.stage.active
     assert "needs 50" in rec.stage.status
     res = rec.recommend(user="u1", k=5)
@@ -142,7 +142,7 @@ def test_too_few_histories_leave_the_fused_retrieval_serving_and_say_so(linked_h
     assert any("fused retrieval serves" in n for n in res.notes)
     assert res.settings["second_stage"]["active"] is False
     assert rec.recommend(user="single", k=3).items  # a single interaction still gets a list
-    empty = Recommender.from_catalog(Catalog("no-log", items), llm="none", second_stage=LearnedSettings())
+    empty = from_catalog(Catalog("no-log", items), llm="none", second_stage=LearnedSettings())
     assert not empty.stage.active and "only 0 training histories" in empty.stage.status
     assert empty.recommend(history=["Film 3"], k=3).items  # the text side still answers
 

@@ -14,6 +14,7 @@ from mediarec.eval import EvalProtocol, evaluate, leave_last_out
 from mediarec.eval.systems import IndexProvider, build_systems, llm_system
 from mediarec.llm import load_llm
 from mediarec.recommender import Recommender
+from mediarec.app import from_catalog
 
 USERS = 12
 
@@ -50,7 +51,7 @@ def test_eval_top10_is_what_recommend_returns(name, demo, split, provider):
     # The product, built the way users build it: its own index of the same training catalog.
     train = split.fit_catalog("test")
     # The learned stage is read back from where the evaluation stored it (same catalog, same home).
-    product = Recommender.from_catalog(train, llm="none", fusion=system.fusion, second_stage=system.second_stage)
+    product = from_catalog(train, llm="none", fusion=system.fusion, second_stage=system.second_stage)
     assert (product.stage is None) == (name != "learned")
     checked = 0
     for j, u in _users_without_repeats(report, split):

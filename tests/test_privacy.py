@@ -35,6 +35,8 @@ from mediarec.rank.prompts import compact_title, fmt_rating, plain_list  # noqa:
 from mediarec.index.retriever import Candidate  # noqa: E402
 
 from conftest import openai_completion  # noqa: E402
+from mediarec.app import from_catalog
+from mediarec.chat.session import ChatSession
 
 KEY = "sk-fake-known-key-XYZ"
 BIN = Path(sys.executable).parent
@@ -188,7 +190,7 @@ def test_api_key_is_never_written(home, tmp_path, wire, monkeypatch, caplog):
     demo = load_dataset("demo")
 
     # hosted recommendations (list mode, answers cached under MEDIAREC_HOME)
-    rec = Recommender.from_catalog(demo, llm="openai:smollm2")
+    rec = from_catalog(demo, llm="openai:smollm2")
     assert isinstance(rec.llm, OpenAILLM) and rec.llm.cache.enabled
     res = rec.recommend(user="alice", k=5)
     assert not res.degraded, res.degraded_reason
@@ -208,7 +210,7 @@ def test_api_key_is_never_written(home, tmp_path, wire, monkeypatch, caplog):
 
     # a saved chat session (the key even typed into the chat)
     session_file = tmp_path / "sessions" / "alice.json"
-    chat = rec.chat(user="alice", k=5)
+    chat = ChatSession(rec, user="alice", k=5)
     chat.send("something tense and dark")
     chat.send(f"my key is {KEY}, more like 1")
     chat.recommender = leaky  # a turn whose answer degraded with the echoed key

@@ -15,7 +15,8 @@ from mediarec.catalog.model import Catalog, Item
 from mediarec.cli import main
 from mediarec.config import get_settings
 from mediarec.catalog import load_dataset
-from mediarec.catalog.enrich import apply_summaries, enrich_catalog, enrich_path, is_thin, load_summaries
+from mediarec.catalog.enrich import apply_summaries, enrich_path, is_thin, load_summaries
+from mediarec.rank.enrich import enrich_catalog
 from mediarec.errors import MediarecError
 from mediarec.index.store import CatalogIndex
 from mediarec.llm import LLM, Completion, LLMUnavailable, load_llm

@@ -22,6 +22,7 @@ from mediarec.errors import CatalogError, MediarecError, UnknownItemError, Unkno
 from mediarec.llm import LLMOptions, LocalLLM, OpenAILLM
 from mediarec.llm.weights import resolve
 from conftest import capturing_llm
+from mediarec.app import from_catalog
 
 HISTORY = ["Alien (1979)", "Blade Runner (1982)"]
 SLICE_ITEMS = 300
@@ -63,12 +64,12 @@ def smol_path(home) -> str:
 @pytest.fixture(scope="module")
 def plain(home, catalog) -> Recommender:
     """Retrieval only, no learned stage (also builds the index the other recommenders reuse)."""
-    return Recommender.from_catalog(catalog, llm="none", second_stage=None)
+    return from_catalog(catalog, llm="none", second_stage=None)
 
 
 @pytest.fixture(scope="module")
 def rec(home, catalog, plain, smol_path) -> Recommender:
-    r = Recommender.from_catalog(catalog, llm=f"local:{smol_path}", second_stage=None)  # the LLM over the fusion
+    r = from_catalog(catalog, llm=f"local:{smol_path}", second_stage=None)  # the LLM over the fusion
     assert isinstance(r.llm, LocalLLM)
     # The test machine's cores are shared: one llama.cpp thread (the model loads on first use),
     # since oversubscribed threads spin and make each prompt many times slower.

@@ -22,6 +22,8 @@ from mediarec.index.retriever import Retriever  # noqa: E402
 from mediarec.index.store import CatalogIndex  # noqa: E402
 from mediarec.rank.request import Constraints, parse_request  # noqa: E402
 from mediarec.recommender import Recommender  # noqa: E402
+from mediarec.app import from_catalog
+from mediarec.chat.session import ChatSession
 
 
 @pytest.fixture(scope="module")
@@ -89,7 +91,7 @@ def test_an_unsatisfiable_request_gives_no_candidates(retriever):
 
 @pytest.fixture(scope="module")
 def demo_rec(module_home):
-    return Recommender.from_catalog(load_dataset("demo"), llm="none")
+    return from_catalog(load_dataset("demo"), llm="none")
 
 
 def test_like_alien_but_funnier_puts_a_comedy_first(demo_rec):
@@ -108,7 +110,7 @@ def test_a_contradicted_request_falls_back_and_says_so(demo_rec):
 
 
 def test_why_shows_the_parsed_request(demo_rec):
-    s = demo_rec.chat()
+    s = ChatSession(demo_rec)
     s.send("I watched Alien")
     s.send("an album from the 90s")
     assert s.last_result.items and all(x.item.kind == "album" for x in s.last_result.items)

@@ -20,6 +20,7 @@ from mediarec.llm import LocalLLM
 from mediarec.llm.weights import resolve
 from mediarec.chat.intents import is_vague
 from mediarec.chat.session import ChatSession, SessionReply
+from mediarec.app import from_catalog
 
 FAKE_KEY = "sk-fake-test-key"
 
@@ -31,7 +32,7 @@ def home(module_home):
 
 @pytest.fixture(scope="module")
 def plain(home) -> Recommender:
-    return Recommender.from_catalog(load_dataset("demo"), llm="none")
+    return from_catalog(load_dataset("demo"), llm="none")
 
 
 def _ids(reply: SessionReply) -> list[str]:
@@ -44,15 +45,15 @@ def _horror(item) -> bool:
 
 
 def test_chat_starts_from_the_users_history(plain):
-    s = plain.chat(user="alice")
+    s = ChatSession(plain, user="alice")
     assert isinstance(s, ChatSession)
     assert [x.item for x in s.history()] == [x.item for x in plain.catalog.history("alice")]
-    anon = plain.chat()
+    anon = ChatSession(plain)
     assert anon.history() == [] and anon.user is None
 
 
 def test_request_gives_recommendations(plain):
-    s = plain.chat(user="alice")
+    s = ChatSession(plain, user="alice")
     r = s.send("something like Alien but funnier")
     assert r.kind == "recommendations" and len(r.result.items) == 10
     assert s.shown == _ids(r) and s.last_request == "something like Alien but funnier"
@@ -62,7 +63,7 @@ def test_request_gives_recommendations(plain):
 
 
 def test_excluded_item_never_returns(plain):
-    s = plain.chat(user="alice")
+    s = ChatSession(plain, user="alice")
     first = _ids(s.send("something like Alien but funnier"))
     gone = first[0]
     r = s.send("not 1")
@@ -73,12 +74,12 @@ def test_excluded_item_never_returns(plain):
         reply = s.send(msg)
         assert reply.kind == "recommendations", reply.text
         assert gone not in _ids(reply), msg
-    fresh = plain.chat(user="alice").send("something like Alien but funnier")
+    fresh = ChatSession(plain, user="alice").send("something like Alien but funnier")
     assert _ids(fresh)[0] == gone
 
 
 def test_more_like_moves_the_neighbours_up(plain):
-    s = plain.chat(user="alice", k=15)
+    s = ChatSession(plain, user="alice", k=15)
     before = s.send("something like Alien but funnier")
     liked = plain.catalog.items[s.shown[2]]
     # The liked item's nearest items (retrieval from that item alone), among those still allowed.
@@ -103,7 +104,7 @@ def test_more_like_moves_the_neighbours_up(plain):
 
 
 def test_feedback_method_likes_and_dislikes(plain):
-    s = plain.chat()
+    s = ChatSession(plain)
     s.send("calm piano music for studying")
     second, third = s.shown[1], s.shown[2]
     r = s.feedback(2, True)
@@ -119,7 +120,7 @@ def test_feedback_method_likes_and_dislikes(plain):
 
 
 def test_liked_it_and_didnt_like_it(plain):
-    s = plain.chat()
+    s = ChatSession(plain)
     assert s.send("I liked it").kind == "error"  # nothing mentioned yet: a hint, not a guess
     s.send("I watched Heat")
     heat = plain.catalog.resolve("Heat").id
@@ -130,7 +131,7 @@ def test_liked_it_and_didnt_like_it(plain):
 
 
 def test_no_horror_removes_horror(plain):
-    s = plain.chat(user="alice")
+    s = ChatSession(plain, user="alice")
     r0 = s.send("scary films")
     assert any(_horror(plain.catalog.items[i]) for i in _ids(r0))  # there was horror to remove
     r = s.send("no horror")
@@ -143,9 +144,9 @@ def test_no_horror_removes_horror(plain):
 
 
 def test_i_watched_adds_to_history_and_is_never_recommended(plain):
-    s = plain.chat()
+    s = ChatSession(plain)
     heat = plain.catalog.resolve("Heat (1995)").id
-    assert heat in _ids(plain.chat().send("heist crime thriller"))  # it would be recommended
+    assert heat in _ids(ChatSession(plain).send("heist crime thriller"))  # it would be recommended
     r = s.send("I watched Heat")
     assert r.kind == "ack" and "Heat" in r.text
     assert [x.item for x in s.history()] == [heat] and s.history()[0].event == "watch"
@@ -159,7 +160,7 @@ def test_i_watched_adds_to_history_and_is_never_recommended(plain):
 
 
 def test_other_phrasings(plain):
-    s = plain.chat()
+    s = ChatSession(plain)
     r = s.send("I've seen Heat (1995) and loved it")
     assert r.kind == "ack" and s.history()[-1].event == "like"
     r = s.send("I listened to Kind of Blue and didn't like it")
@@ -174,7 +175,7 @@ def test_other_phrasings(plain):
 
 
 def test_ambiguous_title_asks_which(plain):
-    s = plain.chat()
+    s = ChatSession(plain)
     r = s.send("I watched Dune")
     assert r.kind == "clarify"
     assert set(r.options) == {"Dune (1984)", "Dune (2021)"}
@@ -188,7 +189,7 @@ def test_ambiguous_title_asks_which(plain):
 
 
 def test_unknown_title_and_bad_input_are_hints(plain):
-    s = plain.chat()
+    s = ChatSession(plain)
     r = s.send("I watched Zzyzx Qwerty Nonexistent")
     assert r.kind == "error" and "No title" in r.text
     r = s.send("I watched Alein")
@@ -202,7 +203,7 @@ def test_unknown_title_and_bad_input_are_hints(plain):
 
 
 def test_cancelled_answer_changes_nothing(plain):
-    s = plain.chat(user="alice")
+    s = ChatSession(plain, user="alice")
     s.send("tense 80s sci-fi")
     shown, epoch = list(s.shown), s.epoch
     s.cancel()  # Ctrl-C in the REPL, before the worker got to the answer
@@ -213,10 +214,10 @@ def test_cancelled_answer_changes_nothing(plain):
 
 
 def test_vague_request(plain):
-    empty = plain.chat()
+    empty = ChatSession(plain)
     assert is_vague("what should I watch next?") and not is_vague("calm piano music")
     assert empty.send("surprise me").kind == "error"
-    s = plain.chat(user="alice")
+    s = ChatSession(plain, user="alice")
     r = s.send("what next?")
     assert r.kind == "recommendations"
     assert any("interest profile" in n for n in r.result.notes)
@@ -227,8 +228,8 @@ def test_profile_joins_retrieval_when_asked(plain):
     """use_profile mixes the history's interest profile into the text query of every answer."""
     from mediarec.rank.profile import profile_query
 
-    off = plain.chat(user="alice").send("tense 80s sci-fi").result
-    s = plain.chat(user="alice", use_profile=True)
+    off = ChatSession(plain, user="alice").send("tense 80s sci-fi").result
+    s = ChatSession(plain, user="alice", use_profile=True)
     on = s.send("tense 80s sci-fi").result
     prof = s.profile()
     assert prof.source == "fallback" and profile_query(prof)  # no LLM: the profile from the data
@@ -238,12 +239,12 @@ def test_profile_joins_retrieval_when_asked(plain):
     # a vague request already retrieves through the profile: it is not mixed in a second time
     vague = s.send("what next?").result
     assert any("interest profile" in n for n in vague.notes)
-    assert plain.chat(user="alice").use_profile is False
+    assert ChatSession(plain, user="alice").use_profile is False
 
 
 def test_save_load_round_trip(plain, tmp_path, monkeypatch):
     monkeypatch.setenv("OPENAI_API_KEY", FAKE_KEY)
-    s = plain.chat(user="alice")
+    s = ChatSession(plain, user="alice")
     s.send("something like Alien but funnier")
     s.send("not 1")
     s.send("no horror")
@@ -283,10 +284,10 @@ def test_save_load_round_trip(plain, tmp_path, monkeypatch):
 
 def test_session_with_the_real_tiny_llm(plain, home):
     smol = str(resolve("smollm2-135m", get_settings())["model"])
-    rec = Recommender.from_catalog(plain.catalog, llm=f"local:{smol}")
+    rec = from_catalog(plain.catalog, llm=f"local:{smol}")
     assert isinstance(rec.llm, LocalLLM)
     rec.llm.n_threads = 1  # the test machine's cores are shared
-    s = rec.chat(user="alice", k=5)
+    s = ChatSession(rec, user="alice", k=5)
     r = s.send("something like Alien but funnier")
     assert r.kind == "recommendations" and len(r.result.items) == 5
     assert any(st.startswith("llm-") for st in r.result.stages)

@@ -22,6 +22,7 @@ from mediarec.eval import leave_last_out
 from mediarec.rank.calibration import debias
 from mediarec.rank.prompts import PromptLibrary, compact_title, history_entries, labels
 from mediarec.rank.reranker import score_messages
+from mediarec.app import from_catalog
 
 pytest.importorskip("peft")
 pytestmark = pytest.mark.llm
@@ -81,9 +82,8 @@ def test_a_training_run_lowers_the_loss_and_writes_a_loadable_adapter(trained, d
     assert '"user"' not in text and "alice" not in text
 
     monkeypatch.setenv("MEDIAREC_HOME", str(module_home))
-    from mediarec.recommender import Recommender
 
-    rec = Recommender.from_catalog(demo, llm="local:smollm2-135m", adapter=out, second_stage=None)
+    rec = from_catalog(demo, llm="local:smollm2-135m", adapter=out, second_stage=None)
     assert rec.llm.adapter is not None and rec.llm.adapter_error is None
     res = rec.recommend(user="alice", k=5, explain=False)
     assert not res.degraded, res.degraded_reason
@@ -227,7 +227,6 @@ def test_the_gguf_adapter_changes_llama_cpp_as_peft_changes_torch(smol_path, dem
 def test_a_mismatched_or_corrupt_adapter_is_never_applied(trained, demo, tmp_path, env, module_home, monkeypatch):
     out, _, _ = trained
     monkeypatch.setenv("MEDIAREC_HOME", str(module_home))
-    from mediarec.recommender import Recommender
 
     cases = {}
     other_base = tmp_path / "other-base"
@@ -245,7 +244,7 @@ def test_a_mismatched_or_corrupt_adapter_is_never_applied(trained, demo, tmp_pat
     (replaced / "adapter.gguf").write_bytes(b"GGUF" + b"\0" * 100)
     cases[replaced] = "does not match its manifest"
     for d, why in cases.items():
-        rec = Recommender.from_catalog(demo, llm="local:smollm2-135m", adapter=d, second_stage=None)
+        rec = from_catalog(demo, llm="local:smollm2-135m", adapter=d, second_stage=None)
         res = rec.recommend(user="alice", k=5, explain=False)
         assert res.degraded and why in res.degraded_reason, (d, res.degraded_reason)
         assert len(res.items) == 5  # the retrieval order still answers
@@ -257,7 +256,7 @@ def test_a_mismatched_or_corrupt_adapter_is_never_applied(trained, demo, tmp_pat
     lib = PromptLibrary()
     shipped = lib.env.loader.get_source(lib.env, "score.user.j2")[0]
     (mine / "score.user.j2").write_text(shipped.replace("Candidates:", "Options:"))
-    rec = Recommender.from_catalog(demo, llm="local:smollm2-135m", adapter=out, second_stage=None, prompts_dir=mine)
+    rec = from_catalog(demo, llm="local:smollm2-135m", adapter=out, second_stage=None, prompts_dir=mine)
     res = rec.recommend(user="alice", k=5, explain=False)
     assert res.degraded and "prompt" in res.degraded_reason, res.degraded_reason
     # Another catalog's adapter, from the command line: the list comes, marked degraded.
@@ -304,7 +303,7 @@ def test_the_prompt_hash_follows_the_rendered_score_prompt_not_the_template_file
     """An adapter learned one prompt: a change to it must show, an edit elsewhere in a shared
     template file must not strand a training run (session 7 lost a resume that way)."""
     from mediarec.rank.prompts import shipped_templates
-    from mediarec.train.adapter import prompt_hash
+    from mediarec.rank.reranker import prompt_hash
 
     base = prompt_hash(PromptLibrary())
     macros = shipped_templates().joinpath("_macros.j2").read_text(encoding="utf-8")

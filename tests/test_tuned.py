@@ -11,8 +11,8 @@ import pytest
 from mediarec.catalog import load_dataset
 from mediarec.cli import main
 from mediarec.eval.run import WEIGHTS
-from mediarec.recommender import Recommender
-from mediarec.tuned import llm_weight_path, store_llm_weight, stored_llm_weight
+from mediarec.rank.tuned import llm_weight_path, store_llm_weight, stored_llm_weight
+from mediarec.app import from_catalog
 
 
 @pytest.fixture(scope="module")
@@ -36,7 +36,7 @@ def test_a_stored_weight_serves_its_catalog_and_model_only(demo, linked_home):
 
 def test_recommend_uses_the_stored_weight_and_says_so(demo, linked_home, smol_path):
     spec = f"local:{smol_path}"
-    plain = Recommender.from_catalog(demo, llm=spec)
+    plain = from_catalog(demo, llm=spec)
     assert plain.reranker.settings.llm_weight == 0.5
     r = plain.recommend(user="alice", k=3, explain=False)
     assert r.settings["llm"]["source"].startswith("default") and r.settings["llm"]["llm_weight"] == 0.5
@@ -44,12 +44,12 @@ def test_recommend_uses_the_stored_weight_and_says_so(demo, linked_home, smol_pa
     assert set(r.settings["collab"]) >= {"ease_lambda", "alpha", "window", "decay"}
 
     store_llm_weight(demo, [demo.fingerprint()], plain.llm.spec, 0.0, {0.0: 0.3, 0.5: 0.2}, 10)
-    tuned = Recommender.from_catalog(demo, llm=spec)
+    tuned = from_catalog(demo, llm=spec)
     assert tuned.reranker.settings.llm_weight == 0.0
     r = tuned.recommend(user="alice", k=3, explain=False)
     assert r.settings["llm"]["llm_weight"] == 0.0 and "validation" in r.settings["llm"]["source"]
     assert [i.item.id for i in r.items] == [c.item.id for c in r.candidates[:3]]  # weight 0: retrieval order
-    none = Recommender.from_catalog(demo, llm="none").recommend(user="alice", k=3)
+    none = from_catalog(demo, llm="none").recommend(user="alice", k=3)
     assert "llm" not in none.settings and none.settings["collab"]["source"] == "defaults"
 
 
@@ -114,7 +114,7 @@ def test_eval_tunes_the_history_cut_and_recommend_uses_it(linked_home, smol_path
     assert systems[f"llm@{extra['tuned_llm_weight']}@h{other}"]["extra"]["history_cut"] == other  # paired on test
     entry = next(iter(json.loads(llm_weight_path("demo").read_text())["models"].values()))
     assert entry["history"] == cut
-    r = Recommender.from_catalog(load_dataset("demo"), llm=f"local:{smol_path}").recommend(user="alice", k=3,
+    r = from_catalog(load_dataset("demo"), llm=f"local:{smol_path}").recommend(user="alice", k=3,
                                                                                            explain=False)
     assert r.settings["llm"]["history_cut"] == cut and "validation" in r.settings["llm"]["history_cut_source"]
     assert main(["eval", "--dataset", "demo", "--systems", "llm", "--llm", f"local:{smol_path}",

@@ -17,8 +17,8 @@ import pytest
 
 from conftest import first_items, make_home
 from mediarec.catalog import load_dataset, write_generic
+from mediarec.app import add_interactions, add_items, from_catalog
 from mediarec.config import Settings
-from mediarec.recommender import Recommender
 
 N, NEW = 300, 60
 
@@ -38,7 +38,7 @@ def parts(shared_data):
 
 
 def _rec(catalog, home):
-    return Recommender.from_catalog(catalog, llm="none", settings=Settings(home=home))
+    return from_catalog(catalog, llm="none", settings=Settings(home=home))
 
 
 def test_updates_embed_only_what_is_new_and_equal_a_full_rebuild(parts, tmp_path, model_home):
@@ -46,7 +46,7 @@ def test_updates_embed_only_what_is_new_and_equal_a_full_rebuild(parts, tmp_path
     rec = _rec(base, make_home(tmp_path / "a", model_home))
     fit_before = rec.index._collab_names()
 
-    grown = rec.add_items(items)
+    grown = add_items(rec, items)
     assert rec.index.embedded == NEW and not rec.index.collab_refit  # no new ratings: same fit
     assert rec.index._collab_names() == fit_before and len(rec.catalog.items) == N == len(grown.items)
     hits = rec.recommend(query=items[0].title, k=5, explain=False).items
@@ -62,7 +62,7 @@ def test_updates_embed_only_what_is_new_and_equal_a_full_rebuild(parts, tmp_path
     print(f"items-only update vs full rebuild: mean top-10 overlap {overlap:.3f} over {len(users)} users")
     assert overlap >= 0.8  # the documented tolerance (docs/formats.md, "The index of a catalog")
 
-    rec.add_interactions(interactions)
+    add_interactions(rec, interactions)
     assert rec.index.embedded == 0 and rec.index.collab_refit
     assert rec.index._collab_names() != fit_before
     names = {c.name for c in rec.index.client.list_collections()}
@@ -152,9 +152,9 @@ def test_kill_9_during_add_leaves_the_previous_index_usable(parts, tmp_path, mod
 _STAGE = """
 import json, sys
 from mediarec.catalog import load_dataset
-from mediarec.recommender import Recommender
+from mediarec.app import from_catalog
 cat = load_dataset("upd")
-rec = Recommender.from_catalog(cat, llm="none", train_second_stage=sys.argv[1] == "train")
+rec = from_catalog(cat, llm="none", train_second_stage=sys.argv[1] == "train")
 r = rec.recommend(user=cat.users()[0], k=5, explain=False)
 print(json.dumps({"interactions": len(cat.interactions), "status": rec.stage.status, "stages": r.stages,
                   "meta": {k: rec.stage.ranker.meta.get(k) for k in ("retrain_pending", "carried_over_from")}}))
@@ -165,7 +165,7 @@ def test_new_interactions_retrain_the_learned_stage_in_the_background(parts, tmp
     """`mediarec add --interactions` returns once the index is built; the previous learned model serves
     (also when the background retrain is killed) until the retrain replaces it with the model a full
     rebuild trains."""
-    from mediarec.rank.background import INTERRUPTED, RUNNING
+    from mediarec.infra.jobs import INTERRUPTED, RUNNING
     from mediarec.rank.learned import LearnedRanker
 
     base, _, interactions = parts
@@ -205,7 +205,7 @@ def test_new_interactions_retrain_the_learned_stage_in_the_background(parts, tmp
     monkeypatch.setenv("MEDIAREC_HOME", str(home))
     grown = load_dataset("upd")
     full = _rec(grown, make_home(tmp_path / "full", model_home))
-    served = Recommender.from_catalog(grown, llm="none", settings=Settings(home=home), train_second_stage=False)
+    served = from_catalog(grown, llm="none", settings=Settings(home=home), train_second_stage=False)
     retrained = LearnedRanker.from_json(served.stage.path.read_text())
     assert full.stage.path.name == served.stage.path.name
     for k in ("examples", "examples_in_pool", "holdout_examples"):
@@ -221,7 +221,7 @@ def test_new_interactions_retrain_the_learned_stage_in_the_background(parts, tmp
 
 def _wait_for_job(home: Path, name: str = "upd", timeout: float = 600) -> None:
     """Until the catalogue's background job (refit, then retrain) has exited."""
-    from mediarec.rank.background import is_running
+    from mediarec.infra.jobs import is_running
 
     deadline = time.time() + timeout
     while is_running(name, home):
@@ -232,9 +232,9 @@ def _wait_for_job(home: Path, name: str = "upd", timeout: float = 600) -> None:
 _SERVE = """
 import json, sys
 from mediarec.catalog import load_dataset
-from mediarec.recommender import Recommender
+from mediarec.app import from_catalog
 cat = load_dataset("upd")
-rec = Recommender.from_catalog(cat, llm="none", train_second_stage=sys.argv[1] == "train")
+rec = from_catalog(cat, llm="none", train_second_stage=sys.argv[1] == "train")
 user = sys.argv[2]
 top = [r.item.id for r in rec.recommend(user=user, k=10, explain=False).items]
 print(json.dumps({"interactions": len(cat.interactions), "pending": rec.index.collab_pending,
@@ -265,7 +265,7 @@ def _add(env, path: Path, what: str = "--interactions") -> tuple[str, int]:
     """``mediarec add --interactions``; its output and the background job's pid, stopped at once
     (SIGSTOP: the refit is held pending while the test looks; the job cannot have switched yet, it
     needs seconds to start)."""
-    from mediarec.rank.background import COLLAB_RUNNING
+    from mediarec.infra.jobs import COLLAB_RUNNING
 
     p = subprocess.run([sys.executable, "-m", "mediarec.cli", "add", "--dataset", "upd", what, str(path),
                         "--quiet"], env=env, capture_output=True, text=True, timeout=600)
@@ -290,8 +290,8 @@ def _assert_equals_full_rebuild(home: Path, full_home: Path, model_home: Path, m
     """The served index equals a full rebuild of the registered rows in a fresh home; only its fit is left."""
     monkeypatch.setenv("MEDIAREC_HOME", str(home))
     grown = load_dataset("upd")
-    served = Recommender.from_catalog(grown, llm="none", settings=Settings(home=home), train_second_stage=False)
-    full = Recommender.from_catalog(grown, llm="none", settings=Settings(home=make_home(full_home, model_home)),
+    served = from_catalog(grown, llm="none", settings=Settings(home=home), train_second_stage=False)
+    full = from_catalog(grown, llm="none", settings=Settings(home=make_home(full_home, model_home)),
                                     second_stage=None)
     assert not served.index.collab_pending and _pending(home) is None
     assert served.index.collab_fingerprint() == full.index.collab_fingerprint()

@@ -94,12 +94,12 @@ def _own_files(args) -> None:
 def cmd_index(args) -> int:
     import time
 
-    from mediarec.recommender import Recommender
+    from mediarec.app import from_catalog
 
     catalog = _catalog(args)
     t0 = time.perf_counter()
     # The product as recommend and chat build it: the index, then the learned stage trained on it.
-    rec = Recommender.from_catalog(catalog, llm="none", chroma_url=args.chroma_url, settings=_settings(args),
+    rec = from_catalog(catalog, llm="none", chroma_url=args.chroma_url, settings=_settings(args),
                                    progress=not args.quiet, previous_fit=False,  # a full build: fits here
                                    **({"second_stage": None} if args.no_learned else {}))
     idx = rec.index
@@ -145,12 +145,12 @@ def _print_result(result, as_json: bool) -> None:
 
 
 def cmd_recommend(args) -> int:
-    from mediarec.recommender import Recommender
+    from mediarec.app import from_catalog
 
     history = [h.strip() for h in (args.history or "").split(";") if h.strip()]
     if args.user is None and not history and not args.query:
         raise MediarecError("give --user ID, --history \"title; title\" or --query TEXT")
-    rec = Recommender.from_catalog(_catalog(args), llm=args.llm, chroma_url=args.chroma_url,
+    rec = from_catalog(_catalog(args), llm=args.llm, chroma_url=args.chroma_url,
                                    progress=not args.json, prompts_dir=args.prompts_dir, adapter=args.adapter)
     rec.llm_requests = args.llm_requests
     ask = dict(history=history, user=args.user, k=args.k, query=args.query)
@@ -172,6 +172,7 @@ def cmd_eval(args) -> int:
 
 
 def cmd_chat(args) -> int:
+    from mediarec.app import from_catalog
     from mediarec.chat.repl import run_repl
 
     _own_files(args)
@@ -179,11 +180,12 @@ def cmd_chat(args) -> int:
         from mediarec.catalog.feedback import feedback_log
 
         feedback_log(args.dataset)
-    return run_repl(args)
+    return run_repl(args, from_catalog)
 
 
 def cmd_tune(args) -> int:
-    from mediarec.index.tuning import tune, tuned_path
+    from mediarec.eval.tuning import tune
+    from mediarec.index.tuning import tuned_path
 
     catalog = _catalog(args)
     if args.val_users is not None and args.val_users < 1:
@@ -209,7 +211,7 @@ def cmd_tune(args) -> int:
 
 
 def cmd_enrich(args) -> int:
-    from mediarec.catalog.enrich import enrich_catalog
+    from mediarec.rank.enrich import enrich_catalog
     from mediarec.llm import load_llm
 
     if args.limit is not None and args.limit < 0:
@@ -233,7 +235,7 @@ def cmd_train(args) -> int:
 
 
 def cmd_add(args) -> int:
-    from mediarec.index.update import add_files
+    from mediarec.app.update import add_files
 
     out = add_files(args.dataset, args.items, args.interactions, chroma_url=args.chroma_url, progress=not args.quiet,
                     wait=args.wait)
@@ -245,7 +247,7 @@ def cmd_add(args) -> int:
              "pending" if out["collab_pending"] else "unchanged")
           + f", index {out['index_seconds']:.1f}s")
     if out["collab_pending"]:
-        from mediarec.rank.background import COLLAB_RUNNING
+        from mediarec.infra.jobs import COLLAB_RUNNING
 
         print(f"collaborative side: {COLLAB_RUNNING} (pid {out['retrain_pid']})")
     print(f"second stage: {out['second_stage'] or 'off'}"
@@ -255,7 +257,7 @@ def cmd_add(args) -> int:
 
 
 def cmd_forget(args) -> int:
-    from mediarec.catalog.forget import forget_user
+    from mediarec.app.forget import forget_user
 
     if not str(args.user).strip():
         raise MediarecError("--user must name someone")

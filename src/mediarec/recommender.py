@@ -1,8 +1,8 @@
 """The recommender: catalog → index → candidates → prompt → LLM → parsed ranking → scores.
 
 ```python
-from mediarec import Recommender
-rec = Recommender.from_dataset("demo")
+import mediarec
+rec = mediarec.from_dataset("demo")   # the composition root (mediarec.app) assembles it
 result = rec.recommend(history=["Alien (1979)", "Blade Runner (1982)"], k=10)
 ```
 
@@ -21,18 +21,17 @@ from typing import Any, Callable, Iterable, Sequence
 import numpy as np
 
 from mediarec.catalog import Catalog, Interaction, Item
-from mediarec.config import Settings, get_settings
+from mediarec.config import get_settings
 from mediarec.errors import ConfigError, MediarecError
 from mediarec.index.retriever import Candidate, FusionSettings, Retriever
-from mediarec.index.store import CatalogIndex, IndexSettings, open_index
-from mediarec.llm import LLM, load_llm
-from mediarec.rank.explanations import ReasonMemo, explain_result
+from mediarec.index.store import CatalogIndex
+from mediarec.llm import LLM
+from mediarec.rank.explanations import HistoryPairs, ReasonMemo, explain_result
 from mediarec.rank.learned import LearnedSettings, SecondStage
 from mediarec.rank.prompts import MAX_LABELS, PromptLibrary
 from mediarec.rank.reranker import Reranker, RerankOutcome, RerankSettings
-from mediarec.recommendation import RankedItem, RecommendationResult
+from mediarec.rank.result import RankedItem, RecommendationResult
 
-HistoryPairs = list[tuple[Item, Interaction | None]]
 #: History (item, interaction) pairs -> interest-profile text for the retriever (see ``profile_source``).
 ProfileSource = Callable[[HistoryPairs], str | None]
 
@@ -81,8 +80,10 @@ class Recommender:
 
     ``n_candidates``: how many retrieved items the LLM ranks (at most the 52 one-token labels).
     ``second_stage``: the learned reranker's settings (:mod:`mediarec.rank.learned`), None for the
-    fused retrieval alone; its model is stored under ``home`` and trained on the served catalogue
-    when missing (``train_second_stage``), else the fused retrieval serves and the result says so.
+    fused retrieval alone; its model is read from ``home``; :meth:`fit` (and ``serve(train=True)``,
+    which the composition root :mod:`mediarec.app` calls) trains a missing one when
+    ``train_second_stage`` allows it, else the fused retrieval serves and the result says so.
+    Building a Recommender never trains, fetches or starts a process.
     ``name``, ``index_source``, ``summaries``: what the evaluation harness needs to refit the same
     configuration on its training split (see :meth:`fit`). ``profile_source``: writes an interest
     profile from the history, mixed into the text query of every request that brings none.
@@ -97,7 +98,8 @@ class Recommender:
                  name: str = "mediarec", index_source: Callable[[Catalog], CatalogIndex] | None = None,
                  summaries: bool | str | Path = False, profile_source: ProfileSource | None = None,
                  sources: dict[str, str] | None = None, second_stage: LearnedSettings | None = None,
-                 home: str | Path | None = None, train_second_stage: bool = True, progress: bool = False):
+                 home: str | Path | None = None, train_second_stage: bool = True, progress: bool = False,
+                 retrain_job: Callable[[str], int | None] | None = None):
         if not 1 <= n_candidates <= MAX_LABELS:
             raise ConfigError(f"n_candidates must be from 1 to {MAX_LABELS} (one label per candidate)")
         self.name = name
@@ -115,6 +117,7 @@ class Recommender:
         self.home = Path(home) if home is not None else None
         self.train_second_stage = train_second_stage
         self.progress = progress  # bars on stderr while the learned stage trains
+        self.retrain_job = retrain_job  # starts a catalog's background retrain; its pid, None if one runs
         self.stage: SecondStage | None = None
         self.sources = dict(sources or {})  # where settings came from, for RecommendationResult.settings
         self.catalog: Catalog | None = None
@@ -122,59 +125,6 @@ class Recommender:
         self.retriever: Retriever | None = None
         if catalog is not None and index is not None:
             self.serve(catalog, index)
-
-    @classmethod
-    def from_catalog(cls, catalog: Catalog, llm: str | None = None, chroma_url: str | None = None,
-                     settings: Settings | None = None, progress: bool = False,
-                     prompts_dir: str | Path | None = None, index_settings: IndexSettings | None = None,
-                     adapter: str | Path | None = None, previous_fit: bool = True, **kw: Any) -> "Recommender":
-        """The product over ``catalog``: its index (built when missing), the stored validation choices,
-        the learned stage, and the LLM ``llm`` (a spec), with a ``mediarec train`` adapter if given.
-        ``previous_fit``: while a background collaborative refit is pending, the previous fit serves
-        (:mod:`mediarec.index.pending`); False fits in the foreground (``mediarec index``)."""
-        from mediarec.index.tuning import stored_choice, tuned_path
-        from mediarec.tuned import stored_llm_choice
-
-        settings = settings or get_settings()
-        spec = llm if llm is not None else settings.llm
-        if adapter is not None:
-            if not spec or not (spec.startswith("local:") or spec.endswith(".gguf")):
-                raise ConfigError("--adapter needs a local model (--llm local:NAME)")
-            backend = load_llm(spec, settings, adapter=adapter, catalog=catalog.name,
-                               prompts=PromptLibrary(prompts_dir))
-        else:
-            backend = load_llm(spec, settings)
-        index = open_index(catalog, settings, chroma_url=chroma_url, build=True, progress=progress,
-                           index_settings=index_settings, previous_fit=previous_fit)
-        if index.collab_pending and kw.get("train_second_stage", True):  # an interrupted refit: start it again
-            from mediarec.rank.background import start
-
-            start(catalog.name, settings.home, chroma_url)
-        # What validation chose for this catalog serves, and the result says so.
-        sources = {"collab": "given" if index_settings is not None else
-                   f"tuned on validation users ({tuned_path(catalog.name, settings.home)})"
-                   if stored_choice(catalog, settings.home) else "defaults"}
-        kw.setdefault("second_stage", LearnedSettings())
-        kw.setdefault("home", settings.home)
-        kw.setdefault("progress", progress)
-        if backend is not None:
-            hit = stored_llm_choice(catalog, backend.spec, settings.home) if "rerank" not in kw else None
-            if hit is not None:
-                weight, history, where = hit
-                kw["rerank"] = RerankSettings(llm_weight=weight, **({"max_history": history} if history else {}))
-                sources["llm_weight"] = f"chosen on validation users ({where})"
-                if history:
-                    sources["history_cut"] = f"chosen on validation users ({where})"
-            else:
-                sources["llm_weight"] = "given" if "rerank" in kw else "default (no validation choice stored)"
-        return cls(catalog, index, backend, prompts=PromptLibrary(prompts_dir), sources=sources, **kw)
-
-    @classmethod
-    def from_dataset(cls, name: str = "demo", data_dir: str | Path | None = None, **kw: Any) -> "Recommender":
-        from mediarec.catalog import load_dataset
-        from mediarec.catalog.enrich import apply_summaries
-
-        return cls.from_catalog(apply_summaries(load_dataset(name, data_dir)), **kw)
 
     def settings_report(self) -> dict[str, Any]:
         """The settings this recommender ranks with, and where each came from (``--json`` shows it)."""
@@ -195,30 +145,23 @@ class Recommender:
                           "history_cut_source": self.sources.get("history_cut", "default")}
         return out
 
-    def serve(self, catalog: Catalog, index: CatalogIndex, restart_retrain: bool = True) -> None:
+    def serve(self, catalog: Catalog, index: CatalogIndex, train: bool = False, restart_retrain: bool = False) -> None:
         """Answer from ``catalog`` and its built ``index`` from now on (the retriever and the learned
         stage are made first, so requests meanwhile are answered by the previous ones).
-        ``restart_retrain=False``: an update starts the learned stage's retrain itself, once committed."""
+        ``train``: train the learned stage when no stored model fits (``train_second_stage`` allows it);
+        ``restart_retrain``: start a carried-over model's interrupted background retrain again
+        (through ``retrain_job``, which the composition root gives)."""
         retriever = Retriever(index, self.fusion)
         stage = None
         if self.second_stage is not None:
             stage = SecondStage(catalog, index, retriever.fusion, self.second_stage,
-                                self.home or get_settings().home, train_missing=self.train_second_stage,
-                                progress=self.progress, restart_retrain=restart_retrain)
+                                self.home or get_settings().home, progress=self.progress)
+            if train and self.train_second_stage:
+                stage.train_missing()
+            if restart_retrain and self.train_second_stage and stage.retrain_interrupted \
+                    and self.retrain_job is not None and self.retrain_job(catalog.name) is not None:
+                stage.retrain_started()
         self.catalog, self.index, self.retriever, self.stage = catalog, index, retriever, stage
-
-    def add_items(self, items: Iterable[Item], interactions: Iterable[Interaction] = (),
-                  prune: bool = True) -> Catalog:
-        """Serve the catalog plus ``items`` (and their ``interactions``): see :func:`mediarec.index.update.update`."""
-        from mediarec.index.update import update
-
-        return update(self, items=items, interactions=interactions, prune=prune)
-
-    def add_interactions(self, interactions: Iterable[Interaction], prune: bool = True) -> Catalog:
-        """Serve the catalog plus ``interactions``: see :func:`mediarec.index.update.update`."""
-        from mediarec.index.update import update
-
-        return update(self, interactions=interactions, prune=prune)
 
     # -- the evaluation harness's scorer protocol (mediarec.eval.harness.Scorer) -----------------
     def fit(self, train: Catalog) -> None:
@@ -235,7 +178,7 @@ class Recommender:
                                   f"run `mediarec enrich --dataset {train.name}` first")
             train = enriched
         self.stats = StageStats()
-        self.serve(train, self.index_source(train))
+        self.serve(train, self.index_source(train), train=True)
 
     @property
     def item_ids(self) -> list[str]:
@@ -300,12 +243,6 @@ class Recommender:
         return {rec.index.item_ids[r]: float(scores[r]) for r in rows}
 
     # -- asking ---------------------------------------------------------------------------------
-    def chat(self, user: str | None = None, k: int = 10, use_profile: bool | None = None):
-        """A :class:`mediarec.chat.session.ChatSession`: requests and feedback that refine the history."""
-        from mediarec.chat.session import ChatSession
-
-        return ChatSession(self, user=user, k=k, use_profile=use_profile)
-
     def history_of(self, user: str) -> list[Interaction]:
         return self._ready().catalog.history(user)
 

@@ -54,19 +54,3 @@ def feedback_log(catalog_name: str, home: Path | None = None) -> FeedbackLog:
                             f"{catalog_name!r} is not one: register your files with `mediarec index --items FILE "
                             "[--interactions FILE] --name NAME`")
     return FeedbackLog(reg.feedback_path)
-
-
-def feedback_session(rec, user: str | None, use_profile: bool = False, home: Path | None = None):
-    """(a chat session whose likes, dislikes and watches go to the catalog's log, what to tell the user).
-
-    ``user``: a person of the catalog starts from their history; a new id starts empty and the
-    events are saved under it, so the next build knows them; no id saves them as ``me``."""
-    from mediarec.chat.session import ChatSession
-
-    log = feedback_log(rec.catalog.name, home)
-    known = user is not None and user in rec.catalog.by_user
-    session = ChatSession(rec, user=user if known else None, session_user=user or "me", use_profile=use_profile)
-    session.on_event = log.append
-    who = "" if known or user is None else f" (new to {rec.catalog.name}: starting from an empty history)"
-    return session, (f"saving your likes, dislikes and watches as {session.session_user}{who} to {log.path}; "
-                     f"the next `mediarec index --dataset {rec.catalog.name}` learns from them")

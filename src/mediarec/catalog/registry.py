@@ -113,8 +113,8 @@ def dataset_path(name: str, data_dir: PathLike | None = None) -> Path:
 def load_dataset(name: str, data_dir: PathLike | None = None) -> Catalog:
     """Load a dataset by name or alias (see :data:`DATASETS`), or a catalog of your own files
     registered under that name (:mod:`mediarec.catalog.own`); without the interactions of people
-    who asked to be forgotten (:mod:`mediarec.catalog.forget`)."""
-    from mediarec.catalog.forget import drop_forgotten
+    who asked to be forgotten (:mod:`mediarec.catalog.forgotten`)."""
+    from mediarec.catalog.forgotten import drop_forgotten
     from mediarec.catalog.own import load_registered, registration
 
     own = None if _builtin(name) else registration(name)

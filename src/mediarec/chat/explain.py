@@ -12,7 +12,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Sequence
 
 from mediarec.catalog.model import Interaction, Item
-from mediarec.recommendation import RankedItem, RecommendationResult
+from mediarec.rank.result import RankedItem, RecommendationResult
 
 if TYPE_CHECKING:
     from mediarec.recommender import Recommender

@@ -4,6 +4,7 @@ are excluded, consumed ones are added (a part of :class:`ChatSession`)."""
 from __future__ import annotations
 
 import time
+from pathlib import Path
 
 from mediarec.catalog.model import Interaction, Item
 from mediarec.chat.intents import Consumed
@@ -101,3 +102,20 @@ class FeedbackActions:
             self._record(Interaction(user=self.session_user, item=item.id, timestamp=time.time(), event="dislike"))
         return SessionReply(kind="ack", text=f"Noted: not {item.label}. It won't be recommended or used as "
                                              "a guide to your taste.")
+
+
+def feedback_session(rec, user: str | None, use_profile: bool = False, home: Path | None = None):
+    """(a chat session whose likes, dislikes and watches go to the catalog's log, what to tell the user).
+
+    ``user``: a person of the catalog starts from their history; a new id starts empty and the
+    events are saved under it, so the next build knows them; no id saves them as ``me``."""
+    from mediarec.catalog.feedback import feedback_log
+    from mediarec.chat.session import ChatSession
+
+    log = feedback_log(rec.catalog.name, home)
+    known = user is not None and user in rec.catalog.by_user
+    session = ChatSession(rec, user=user if known else None, session_user=user or "me", use_profile=use_profile)
+    session.on_event = log.append
+    who = "" if known or user is None else f" (new to {rec.catalog.name}: starting from an empty history)"
+    return session, (f"saving your likes, dislikes and watches as {session.session_user}{who} to {log.path}; "
+                     f"the next `mediarec index --dataset {rec.catalog.name}` learns from them")

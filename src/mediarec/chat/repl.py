@@ -316,9 +316,9 @@ class Repl:
             self.say(f"  search text for vague requests: {q}", style="dim")
 
 
-def run_repl(args: Any) -> int:
-    """The ``mediarec chat`` command."""
-    from mediarec.recommender import Recommender
+def run_repl(args: Any, build: Callable[..., Any]) -> int:
+    """The ``mediarec chat`` command; ``build`` assembles the recommender from the catalog
+    (:func:`mediarec.app.from_catalog`, which the CLI gives)."""
     from mediarec.config import get_settings
     from mediarec.catalog import load_dataset
     from mediarec.catalog.enrich import apply_summaries
@@ -328,7 +328,7 @@ def run_repl(args: Any) -> int:
     # with the stored `mediarec enrich` summaries, like index, recommend and eval
     catalog = apply_summaries(load_dataset(args.dataset, getattr(args, "data_dir", None)), settings=settings)
     console.print(Text(f"loading {catalog.name} ({len(catalog)} items)…", style="dim"))
-    rec = Recommender.from_catalog(catalog, llm=getattr(args, "llm", None),
+    rec = build(catalog, llm=getattr(args, "llm", None),
                                    chroma_url=getattr(args, "chroma_url", None), settings=settings, progress=True,
                                    adapter=getattr(args, "adapter", None))
     if getattr(rec.llm, "adapter_error", None):  # the rankings fall back to retrieval and say why
@@ -340,12 +340,14 @@ def run_repl(args: Any) -> int:
         console.print(Text(f"loading {rec.llm.spec}…", style="dim"))
         _ = rec.llm.llama
     if getattr(args, "save_feedback", False):  # a new person may give their id too: catalog/feedback.py
-        from mediarec.catalog.feedback import feedback_session
+        from mediarec.chat.feedback import feedback_session
 
         session, note = feedback_session(rec, getattr(args, "user", None), bool(getattr(args, "profile", False)))
         console.print(Text(note, style="dim"))
     else:
-        session = rec.chat(user=getattr(args, "user", None), use_profile=bool(getattr(args, "profile", False)))
+        from mediarec.chat.session import ChatSession
+
+        session = ChatSession(rec, user=getattr(args, "user", None), use_profile=bool(getattr(args, "profile", False)))
     who = f", user {args.user} ({len(session.history())} items in the history)" if getattr(args, "user", None) else ""
     console.print(Text(f"mediarec chat: {catalog.name}, LLM {rec.llm.spec if rec.llm else 'none'}{who}. "
                        "Ask for something, or :help.", style="bold"))

@@ -43,7 +43,7 @@ from mediarec.infra.atomic import atomic_write_text
 from mediarec.infra.redact import redact
 from mediarec.rank.explanations import ReasonMemo
 from mediarec.rank.request import Constraints, parse_request
-from mediarec.recommendation import RecommendationResult
+from mediarec.rank.result import RecommendationResult
 
 if TYPE_CHECKING:
     from mediarec.recommender import Recommender

@@ -12,7 +12,7 @@ from pydantic import BaseModel, Field, ValidationError
 from mediarec.catalog.model import Interaction
 from mediarec.errors import MediarecError
 from mediarec.rank.request import Constraints
-from mediarec.recommendation import RecommendationResult
+from mediarec.rank.result import RecommendationResult
 
 SESSION_FORMAT = 1
 ReplyKind = Literal["recommendations", "ack", "clarify", "error", "info"]

@@ -87,7 +87,10 @@ def load_families(names: Sequence[str], args, catalog, provider) -> LLMFamilies 
             raise ConfigError("the -ft systems rank with a trained adapter: give --adapter DIR (`mediarec train`)")
         if not getattr(llm, "is_local", False):
             raise ConfigError("--adapter needs a local model (--llm local:NAME)")
-        fam.adapted = load_llm(args.llm, adapter=adapter, catalog=catalog.name)
+        from mediarec.rank.prompts import PromptLibrary
+        from mediarec.rank.reranker import prompt_hash
+
+        fam.adapted = load_llm(args.llm, adapter=adapter, catalog=catalog.name, prompt_hash=prompt_hash(PromptLibrary()))
         if fam.adapted.adapter_error:
             raise ConfigError(fam.adapted.adapter_error)
         fam.facts["adapter"] = str(adapter)

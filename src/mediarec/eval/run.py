@@ -177,7 +177,7 @@ def _request_variants(args, fam, tuned: dict, catalog, cut_of: dict[str, int]):
     from mediarec.eval.requests import RULES, llm_variants
     from mediarec.llm import load_llm
     from mediarec.rank.reranker import RerankSettings
-    from mediarec.tuned import stored_llm_choice
+    from mediarec.rank.tuned import stored_llm_choice
 
     if not getattr(args, "request_llm", False):
         return [RULES], {}
@@ -198,7 +198,7 @@ def _store_weights(con, tuned: dict, fam, catalog, split, cut_of: dict[str, int]
     """The tuned LLM weight that recommend and chat use for this model on this catalog: the product's
     system (learned+llm when tuned, else llm), for the base model and for the adapter."""
     from mediarec.eval.llm_systems import llm_parts
-    from mediarec.tuned import store_llm_weight
+    from mediarec.rank.tuned import store_llm_weight
 
     for variant, llm in (("", fam.llm if fam else None), ("-ft", fam.adapted if fam else None)):
         mine = {llm_parts(n)[0]: v for n, v in tuned.items() if llm_parts(n)[1] == variant}

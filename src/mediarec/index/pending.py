@@ -14,7 +14,7 @@ through the previous item-item matrix (an item the previous fit does not model h
 vector until the refit), and nothing is fitted in the foreground. The learned stage's key follows
 the served fit, so its carried-over model serves too.
 
-A detached process (:mod:`mediarec.rank.background`) fits ``target`` and, under the index's build
+A detached process (:mod:`mediarec.app.background`) fits ``target`` and, under the index's build
 lock, writes it beside the previous one and clears the marker if the catalog did not change
 meanwhile (else it fits the latest state); then it prunes the previous fit. A full ``mediarec
 index`` fits in the foreground and clears the marker (:func:`settle`). A marker whose target is

@@ -29,7 +29,7 @@ reference item ("like Alien but ...") joins the history's query and is not recom
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Iterable, Sequence
+from typing import Iterable, Protocol, Sequence
 
 import numpy as np
 from pydantic import BaseModel, ConfigDict
@@ -39,8 +39,21 @@ from mediarec.index.collab import recency_weights
 from mediarec.errors import MediarecError
 from mediarec.index.store import CatalogIndex, chroma_errors
 
-if TYPE_CHECKING:
-    from mediarec.rank.request import Constraints
+
+
+class ItemFilter(Protocol):
+    """What retrieval needs of a parsed request (:class:`mediarec.rank.request.Constraints`):
+    hard filters, a reference item, and a Chroma ``where`` clause for the text side."""
+
+    @property
+    def is_hard(self) -> bool: ...
+
+    @property
+    def reference(self) -> str | None: ...
+
+    def allows(self, item: Item) -> bool: ...
+
+    def where(self) -> dict | None: ...
 
 
 class FusionSettings(BaseModel):
@@ -147,7 +160,7 @@ class Retriever:
                 fused += w * np.where(np.isfinite(raw), raw, 0.0) / (top if top > 1e-12 else 1.0)
         return fused
 
-    def allowed(self, constraints: "Constraints | None") -> np.ndarray | None:
+    def allowed(self, constraints: "ItemFilter | None") -> np.ndarray | None:
         """Which catalogue rows satisfy the hard constraints (aligned with ``index.item_ids``);
         None when nothing filters."""
         if constraints is None or not constraints.is_hard:
@@ -156,7 +169,7 @@ class Retriever:
         return np.fromiter((i in items and constraints.allows(items[i]) for i in self.index.item_ids),
                            dtype=bool, count=len(self.index.item_ids))
 
-    def _with_reference(self, history: HistoryLike, constraints: "Constraints | None") -> tuple[list[str], list[str]]:
+    def _with_reference(self, history: HistoryLike, constraints: "ItemFilter | None") -> tuple[list[str], list[str]]:
         """(seen ids, wanted ids) of the history, the request's reference item added to both."""
         hist = self.catalog.history_ids(history)
         wanted = self.catalog.history_ids(history, positives_only=True)  # a dislike is seen, not wanted
@@ -168,7 +181,7 @@ class Retriever:
 
     def score_all(self, history: HistoryLike, query: str | None = None,
                   sides: Iterable[str] = ("collab", "text"), profile: str | None = None,
-                  constraints: "Constraints | None" = None) -> np.ndarray:
+                  constraints: "ItemFilter | None" = None) -> np.ndarray:
         """Fused scores of every catalog item (aligned with ``index.item_ids``), consumed items and
         items that break a hard constraint -inf."""
         hist, wanted = self._with_reference(history, constraints)
@@ -188,7 +201,7 @@ class Retriever:
 
     def candidates(self, history: HistoryLike, k: int = 20, query: str | None = None,
                    exclude: Iterable[str] = (), profile: str | None = None,
-                   constraints: "Constraints | None" = None) -> list[Candidate]:
+                   constraints: "ItemFilter | None" = None) -> list[Candidate]:
         """The k best items for a history (and optional free-text request, interest-profile text
         and parsed request), best first."""
         hist, wanted = self._with_reference(history, constraints)

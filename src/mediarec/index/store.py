@@ -50,6 +50,7 @@ from mediarec.index.collab import CollabModel, CollabSettings
 from mediarec.config import Settings, get_settings
 from mediarec.errors import ConfigError, IndexError_, MediarecError
 from mediarec.infra.atomic import atomic_open
+from mediarec.infra.paths import safe_collection_prefix
 from mediarec.infra.progress import counting
 
 log = logging.getLogger(__name__)
@@ -598,12 +599,7 @@ def _item_meta(item) -> dict[str, Any]:
     return meta
 
 
-def _safe_name(name: str) -> str:
-    """A valid Chroma collection name prefix (3-63 chars, alphanumerics, '.', '_', '-')."""
-    import re
-
-    s = re.sub(r"[^A-Za-z0-9._-]+", "-", name).strip("-._") or "catalog"
-    return s[:50] if len(s) >= 3 else (s + "-cat")
+_safe_name = safe_collection_prefix
 
 
 def open_index(catalog: Catalog, settings: Settings | None = None, chroma_url: str | None = None,

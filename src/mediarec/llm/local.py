@@ -109,7 +109,8 @@ class LocalLLM(LLM):
         return cls(name, settings=settings, **kw)
 
     def __init__(self, model: str, n_ctx: int = 4096, n_threads: int | None = None, settings: Settings | None = None,
-                 adapter: str | Path | None = None, catalog: str | None = None, prompts: Any = None, **kw):
+                 adapter: str | Path | None = None, catalog: str | None = None, prompt_hash: str | None = None,
+                 **kw):
         super().__init__(**kw)
         from mediarec.llm.model_specs import canonical_name
         from mediarec.llm.weights import resolve
@@ -133,19 +134,20 @@ class LocalLLM(LLM):
         self.adapter: Path | None = None
         self.adapter_error: str | None = None
         if adapter is not None:
-            self._use_adapter(adapter, catalog, prompts)
+            self._use_adapter(adapter, catalog, prompt_hash)
 
-    def _use_adapter(self, directory: str | Path, catalog: str | None, prompts: Any = None) -> None:
+    def _use_adapter(self, directory: str | Path, catalog: str | None, prompt_hash: str | None) -> None:
         """Rank with a trained LoRA (``mediarec train``). One that does not fit this model, catalog
         or prompt is never applied: the model then answers nothing (LLMUnavailable), so rankings
         fall back to retrieval and say why, rather than using the base model unannounced.
-        ``prompts``: the PromptLibrary the rankings will render with (``--prompts-dir``), whose
-        score templates must be the ones the adapter was trained on; default the shipped ones."""
-        from mediarec.rank.prompts import PromptLibrary
-        from mediarec.train.adapter import AdapterError, prompt_hash, verify
+        ``prompt_hash``: :func:`mediarec.rank.reranker.prompt_hash` of the prompts the rankings
+        will render with (``--prompts-dir``), which must be the ones the adapter was trained on."""
+        from mediarec.llm.adapter import AdapterError, verify
 
+        if prompt_hash is None:
+            raise ConfigError("an adapter is checked against the prompts it ranks with: pass prompt_hash")
         try:
-            path, manifest = verify(directory, self.model_sha256(), catalog, prompt_hash(prompts or PromptLibrary()))
+            path, manifest = verify(directory, self.model_sha256(), catalog, prompt_hash)
         except AdapterError as e:
             self.adapter_error = str(e)
             self.spec += "+adapter:unusable"
@@ -157,7 +159,7 @@ class LocalLLM(LLM):
     def model_sha256(self) -> str:
         """The base GGUF's sha256: the registry's pinned hash, else the file's own."""
         from mediarec.llm.model_specs import REGISTRY, get_spec
-        from mediarec.train.adapter import sha256_file
+        from mediarec.llm.adapter import sha256_file
 
         if self.model_name in REGISTRY:
             pinned = get_spec(self.model_name).files["model"].sha256

@@ -15,21 +15,34 @@ import json
 import re
 import time
 import weakref
-from typing import TYPE_CHECKING, Any, Callable
+from typing import TYPE_CHECKING, Any, Callable, Protocol
 
 from mediarec.rank.checker import EMPTY, ReasonChecker, template_reason
 from mediarec.rank.evidence import Evidence, EvidenceBuilder
 from mediarec.rank.reranker import ExplainLog
 
 if TYPE_CHECKING:
-    from mediarec.recommendation import RecommendationResult
-    from mediarec.recommender import HistoryPairs, Recommender
+    from mediarec.catalog.model import Catalog, Interaction, Item
+    from mediarec.index.store import CatalogIndex
+    from mediarec.rank.reranker import Reranker
+    from mediarec.rank.result import RecommendationResult
+
+#: A history as (item, the interaction with it, None for a bare title) pairs, oldest first.
+HistoryPairs = list[tuple["Item", "Interaction | None"]]
+
+
+class Served(Protocol):
+    """What explaining needs of the pipeline (a :class:`mediarec.recommender.Recommender`)."""
+
+    catalog: "Catalog"
+    index: "CatalogIndex"
+    reranker: "Reranker | None"
 
 # One builder and checker per served index: their catalog-wide tables are built once.
 _TOOLS: "weakref.WeakKeyDictionary[Any, tuple[EvidenceBuilder, ReasonChecker]]" = weakref.WeakKeyDictionary()
 
 
-def tools_for(recommender: "Recommender") -> tuple[EvidenceBuilder, ReasonChecker]:
+def tools_for(recommender: "Served") -> tuple[EvidenceBuilder, ReasonChecker]:
     index = recommender.index
     got = _TOOLS.get(index)
     if got is None or got[0].catalog is not recommender.catalog:
@@ -62,7 +75,7 @@ class ReasonMemo(dict):
         super().__setitem__(key, value)
 
 
-def explain_result(recommender: "Recommender", result: "RecommendationResult", pairs: "HistoryPairs",
+def explain_result(recommender: "Served", result: "RecommendationResult", pairs: "HistoryPairs",
                    request: str | None, explain: bool = True,
                    on_update: Callable[["RecommendationResult"], None] | None = None,
                    memo: ReasonMemo | None = None) -> None:

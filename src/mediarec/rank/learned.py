@@ -35,6 +35,7 @@ from pydantic import BaseModel
 from mediarec.catalog.model import Catalog, Interaction
 from mediarec.index.collab import CollabModel
 from mediarec.index.retriever import FusionSettings
+from mediarec.infra import jobs
 from mediarec.infra.atomic import atomic_write_text
 from mediarec.infra.progress import counting
 from mediarec.infra.threads import single_threaded_blas
@@ -271,53 +272,69 @@ def train(catalog: Catalog, index: Any, fusion: FusionSettings | None = None,
 
 # -- the stage as the Recommender uses it -------------------------------------------------------
 def learned_path(home: Path, catalog_name: str, key: str) -> Path:
-    from mediarec.index.tuning import safe_file_name
+    from mediarec.infra.paths import safe_file_name
 
     return Path(home) / "learned" / f"{safe_file_name(catalog_name)}-{key}.json"
 
 
 class SecondStage:
-    """The learned stage for one served (catalogue, index): obtains the model (stored, or trained
-    and stored) and reorders pools with it. ``status`` says what serves and why."""
+    """The learned stage for one served (catalogue, index): the stored model and the pools it
+    reorders. ``status`` says what serves and why. Building one only reads the stored model;
+    training a missing one is the explicit :meth:`train_missing`, and restarting an interrupted
+    background retrain is the caller's (the composition root, :mod:`mediarec.app`)."""
 
     def __init__(self, catalog: Catalog, index: Any, fusion: FusionSettings | None, settings: LearnedSettings,
-                 home: Path, train_missing: bool = True, key: str | None = None, progress: bool = False,
-                 restart_retrain: bool = True):
+                 home: Path, key: str | None = None, progress: bool = False):
         self.settings = settings
+        self.home = Path(home)
+        self.progress = progress
+        self.catalog_name = catalog.name
         self.fingerprint = fingerprint(catalog, index, fusion, settings)
         self.path = learned_path(home, catalog.name, key or self.fingerprint)
         self.ranker: LearnedRanker | None = None
-        self.status = ""
-        problem = None
+        self._problem: str | None = None
         if self.path.exists():
             try:
                 self.ranker = LearnedRanker.from_json(self.path.read_text(), self.fingerprint)
             except (OSError, LearnedError) as e:
-                problem = f"the stored learned model {self.path} is {e}" if isinstance(e, LearnedError) \
+                self._problem = f"the stored learned model {self.path} is {e}" if isinstance(e, LearnedError) \
                     else f"the stored learned model {self.path} cannot be read ({e})"
-                log.warning("%s", problem)
-        if self.ranker is None and train_missing:
-            t0 = time.perf_counter()
-            self.ranker = train(catalog, index, fusion, settings, progress=progress)
-            log.info("learned stage of %s trained in %.1fs", catalog.name, time.perf_counter() - t0)
-            self.ranker.meta["fingerprint"] = self.fingerprint
-            atomic_write_text(self.path, self.ranker.to_json())
-            problem = (problem + "; retrained") if problem else None
-        pending = self._pending = self._pending_retrain(catalog.name, home, train_missing and restart_retrain)
-        if self.ranker is None:
-            self.status = (problem + "; the fused retrieval serves") if problem else \
-                "no learned model trained for this catalogue yet (`mediarec index` trains it): the fused retrieval serves"
-        elif self.ranker.booster is None or (settings.gate and not self.ranker.serves):
-            self.status = self.ranker.meta.get("reason", "the learned model does not serve")
-        else:
-            ho = self.ranker.meta["holdout_ndcg10"]
-            self.status = (f"learned (LightGBM {settings.objective} over the top {settings.pool}; held-out training "
-                           f"positions NDCG@10 {ho['learned']:.4f} vs fused {ho['fused']:.4f}"
-                           + ("" if settings.gate else "; ungated") + ")" + (f"; {problem}" if problem else ""))
-        if pending and self.ranker is not None:
-            self.status = f"{self.status}; {pending}"
+                log.warning("%s", self._problem)
+        self._pending = self._pending_retrain()
         self._signals: Signals | None = None
         self._signal_sources = (catalog, index, fusion)
+        self.status = self._describe()
+
+    def train_missing(self) -> bool:
+        """Train and store the model when none could be read (a minute or more on a large log);
+        whether it trained."""
+        if self.ranker is not None:
+            return False
+        catalog, index, fusion = self._signal_sources
+        t0 = time.perf_counter()
+        ranker = train(catalog, index, fusion, self.settings, progress=self.progress)
+        log.info("learned stage of %s trained in %.1fs", catalog.name, time.perf_counter() - t0)
+        ranker.meta["fingerprint"] = self.fingerprint
+        atomic_write_text(self.path, ranker.to_json())
+        self.ranker = ranker
+        self._problem = (self._problem + "; retrained") if self._problem else None
+        self._pending = self._pending_retrain()
+        self.status = self._describe()
+        return True
+
+    def _describe(self) -> str:
+        problem, settings = self._problem, self.settings
+        if self.ranker is None:
+            return (problem + "; the fused retrieval serves") if problem else \
+                "no learned model trained for this catalogue yet (`mediarec index` trains it): the fused retrieval serves"
+        if self.ranker.booster is None or (settings.gate and not self.ranker.serves):
+            status = self.ranker.meta.get("reason", "the learned model does not serve")
+        else:
+            ho = self.ranker.meta["holdout_ndcg10"]
+            status = (f"learned (LightGBM {settings.objective} over the top {settings.pool}; held-out training "
+                      f"positions NDCG@10 {ho['learned']:.4f} vs fused {ho['fused']:.4f}"
+                      + ("" if settings.gate else "; ungated") + ")" + (f"; {problem}" if problem else ""))
+        return f"{status}; {self._pending}" if self._pending else status
 
     @property
     def signals(self) -> Signals | None:
@@ -328,27 +345,24 @@ class SecondStage:
             self._signals = Signals(catalog, index, index.collab, fusion)
         return self._signals
 
-    def _pending_retrain(self, catalog_name: str, home: Path, may_start: bool) -> str | None:
+    def _pending_retrain(self) -> str | None:
         """For a model carried over to new interactions (``retrain_pending``, see
-        :mod:`mediarec.rank.background`): what its retraining is doing, starting it again when an
-        earlier one was interrupted and ``may_start``; None for an ordinary model."""
+        :mod:`mediarec.app.background`): whether its retraining runs or was interrupted; None for
+        an ordinary model."""
         if self.ranker is None or not self.ranker.meta.get("retrain_pending"):
             return None
-        from mediarec.rank import background
+        return jobs.RUNNING if jobs.is_running(self.catalog_name, self.home) else jobs.INTERRUPTED
 
-        if background.is_running(catalog_name, Path(home)):
-            return background.RUNNING
-        if may_start and background.start(catalog_name, Path(home)) is not None:
-            return background.RUNNING
-        return background.INTERRUPTED
+    @property
+    def retrain_interrupted(self) -> bool:
+        """A carried-over model whose background retrain is not running: someone should start it."""
+        return self._pending == jobs.INTERRUPTED
 
     def retrain_started(self) -> None:
         """The caller started the background retrain of this (pending) model: say so."""
-        from mediarec.rank.background import RUNNING
-
-        if self._pending and self._pending != RUNNING:
-            self.status = self.status.replace(self._pending, RUNNING)
-            self._pending = RUNNING
+        if self._pending and self._pending != jobs.RUNNING:
+            self.status = self.status.replace(self._pending, jobs.RUNNING)
+            self._pending = jobs.RUNNING
 
     @property
     def active(self) -> bool:

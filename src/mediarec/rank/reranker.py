@@ -14,6 +14,7 @@ ranking in place and the outcome says ``degraded`` and why.
 
 from __future__ import annotations
 
+import hashlib
 import random
 import re
 import time
@@ -335,3 +336,22 @@ class ExplainLog(BaseModel):
     usage: Usage = Usage(cached=True)  # cached while every answer came from the cache
     seconds: float = 0.0
     error: str | None = None
+
+
+def prompt_hash(prompts: PromptLibrary) -> str:
+    """A hash of the score prompt as rendered for a fixed probe (ratings, likes, genres, a mixed
+    catalog, with and without a request): a changed prompt needs retraining, while an edit to a
+    shared template file that leaves the score prompt as it was (a reason macro) does not."""
+    film = Item(id="p1", title="Probe \"Film\" <1>", year=1999, genres=("Drama", "Comedy"), tags=("heist",))
+    song = Item(id="p2", title="Probe Song", kind="track", genres=("Rock",))
+    bare = Item(id="p3", title="Probe Bare")
+    hists = [[{"item": film, "rating": 4.5, "event": "rating"}, {"item": bare, "rating": None, "event": "like"},
+              {"item": bare, "rating": None, "event": "dislike"}, {"item": film, "rating": None, "event": "watch"}],
+             []]
+    h = hashlib.sha256()
+    for hist in hists:
+        for request in (None, "something from the 80s, no horror"):
+            for items in ([film, bare], [film, song, bare]):
+                for m in score_messages(prompts, hist, items, request):
+                    h.update(m["role"].encode() + b"\0" + m["content"].encode() + b"\0")
+    return h.hexdigest()[:16]

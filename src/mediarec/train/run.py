@@ -14,7 +14,8 @@ from pathlib import Path
 from typing import Any
 
 from mediarec.errors import ConfigError
-from mediarec.train.adapter import ADAPTER_FILE, AdapterManifest, prompt_hash, sha256_file, write_manifest
+from mediarec.llm.adapter import ADAPTER_FILE, AdapterManifest, sha256_file, write_manifest
+from mediarec.rank.reranker import prompt_hash
 from mediarec.train.examples import (ExampleSettings, PromptTokenizer, load_examples, ndcg_in_pool, save_examples,
                                      training_examples, validation_examples)
 from mediarec.train.lora import Trainer, TrainSettings

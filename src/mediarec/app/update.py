@@ -12,13 +12,13 @@ What an update costs, and why it is safe to interrupt:
   ``mediarec add`` does not wait for it (``collab="background"``): the grown catalog is served by the
   previous fit, recorded in the registration as pending (:mod:`mediarec.index.pending`; the new
   histories already count, through the previous item-item matrix), and the detached process of
-  :mod:`mediarec.rank.background` fits the new one, switches to it and then retrains the learned
+  :mod:`mediarec.app.background` fits the new one, switches to it and then retrains the learned
   stage. ``mediarec add --wait`` and the Python API (``collab="wait"``) fit before returning.
 * **Learned stage**: its model is keyed by the catalog's fingerprint. New interactions train it
   again, and ``mediarec add`` does not wait for that (``learned="background"``): the served model
   is stored under the new key marked ``retrain_pending`` and serves the new catalogue, and once the
   new catalogue is committed a detached process trains the model a full ``mediarec index`` would
-  train and replaces the file (:mod:`mediarec.rank.background`; the result says "retraining in the
+  train and replaces the file (:mod:`mediarec.app.background`; the result says "retraining in the
   background; the previous model serves until then"). Killed, it leaves the previous model serving;
   the next command that may train starts it again. ``mediarec add --wait`` and the Python API
   (``learned="wait"``) train before returning. Training in another process is not bit-identical
@@ -54,11 +54,11 @@ def update(rec: Any, items: Iterable[Item] = (), interactions: Iterable[Interact
     """Build the index of ``rec.catalog`` plus ``items`` and ``interactions`` beside the current one,
     then serve it; returns the new catalog. ``learned="background"``: with new interactions the
     served learned model is carried over, marked for retraining (the caller starts the retrain once
-    the new catalogue is committed: :func:`mediarec.rank.background.start`); "wait" trains it here.
+    the new catalogue is committed: :func:`mediarec.app.background.start`); "wait" trains it here.
     ``collab="background"`` (an embedded index only): with new interactions the served collaborative
     fit keeps serving, marked pending (``rec.index.collab_pending``), and the learned stage waits for
     the refit (it is carried over, marked for retraining); "wait" fits it here."""
-    from mediarec.catalog.forget import drop_forgotten
+    from mediarec.catalog.forgotten import drop_forgotten
     from mediarec.index.collab import CollabSettings
     from mediarec.index.store import CatalogIndex, build_lock, chroma_errors
 
@@ -85,13 +85,23 @@ def update(rec: Any, items: Iterable[Item] = (), interactions: Iterable[Interact
         fresh.build(progress=rec.progress, prune=False)
     if not interactions or learned == "background":  # a model still to be retrained stays so
         was_pending = bool(rec.stage and rec.stage.ranker and rec.stage.ranker.meta.get("retrain_pending"))
-        _carry_learned_over(rec, new, fresh, pending=bool(interactions) or was_pending)
-    rec.serve(new, fresh, restart_retrain=False)
+        carry_learned_over(rec, new, fresh, pending=bool(interactions) or was_pending)
+    rec.serve(new, fresh, train=True)  # the retrain a background update leaves pending is started by its caller
     fresh.previous = None  # the old index can go
     if prune:
         with build_lock(home_settings, new.name, _server_url(idx)):
             fresh.prune()
     return new
+
+
+def add_items(rec: Any, items: Iterable[Item], interactions: Iterable[Interaction] = (), prune: bool = True) -> Catalog:
+    """Serve ``rec``'s catalog plus ``items`` (and their ``interactions``): see :func:`update`."""
+    return update(rec, items=items, interactions=interactions, prune=prune)
+
+
+def add_interactions(rec: Any, interactions: Iterable[Interaction], prune: bool = True) -> Catalog:
+    """Serve ``rec``'s catalog plus ``interactions``: see :func:`update`."""
+    return update(rec, interactions=interactions, prune=prune)
 
 
 def _settings_of(rec: Any):
@@ -116,7 +126,7 @@ def add_files(name: str, items_file: str | None = None, interactions_file: str |
     refit's switch (which re-reads the registration under it) never sees half an add. New
     interactions: the collaborative side is fitted again and the learned stage retrained in one
     background process started after the commit, the previous fit and model serving until then
-    (:mod:`mediarec.index.pending`, :mod:`mediarec.rank.background`); ``wait`` does both before the
+    (:mod:`mediarec.index.pending`, :mod:`mediarec.app.background`); ``wait`` does both before the
     commit instead."""
     from mediarec.catalog.own import registration
     from mediarec.config import get_settings
@@ -148,7 +158,7 @@ def _add_locked(name: str, paths: dict[str, Any], chroma_url: str | None, progre
     from mediarec.catalog.loaders.generic import load_interactions, load_items
     from mediarec.catalog.own import registration
     from mediarec.index.pending import marker_of
-    from mediarec.recommender import Recommender
+    from mediarec.app.compose import from_catalog
 
     reg = registration(name)
     catalog = apply_summaries(load_dataset(name), settings=settings)
@@ -161,7 +171,7 @@ def _add_locked(name: str, paths: dict[str, Any], chroma_url: str | None, progre
     if not items and not interactions:
         raise MediarecError(f"nothing to add: {', '.join(map(str, paths.values()))} hold(s) no rows")
     t_load = time.perf_counter()
-    rec = Recommender.from_catalog(catalog, llm="none", chroma_url=chroma_url, settings=settings, progress=progress)
+    rec = from_catalog(catalog, llm="none", chroma_url=chroma_url, settings=settings, progress=progress)
     old_status = rec.stage.status if rec.stage else None
     t0 = time.perf_counter()
     copies = {}
@@ -186,7 +196,8 @@ def _add_locked(name: str, paths: dict[str, Any], chroma_url: str | None, progre
     learned_pending = rec.stage is not None and rec.stage.ranker is not None \
         and rec.stage.ranker.meta.get("retrain_pending")
     if learned_pending or rec.index.collab_pending:
-        from mediarec.rank.background import running_pid, start
+        from mediarec.app.background import start
+        from mediarec.infra.jobs import running_pid
 
         retrain_pid = start(rec.catalog.name, settings.home, chroma_url) or running_pid(rec.catalog.name, settings.home)
         if rec.stage is not None:
@@ -199,7 +210,7 @@ def _add_locked(name: str, paths: dict[str, Any], chroma_url: str | None, progre
             "catalog": rec.catalog, "copies": copies}
 
 
-def _carry_learned_over(rec: Any, new: Catalog, index: Any, pending: bool = False) -> None:
+def carry_learned_over(rec: Any, new: Catalog, index: Any, pending: bool = False) -> None:
     """Store the served learned model under the new catalog's key: items were added, no interactions;
     or, ``pending``, interactions were added and it serves until it is retrained in the background."""
     from mediarec.index.retriever import Retriever

@@ -48,28 +48,6 @@ def sha256_file(path: Path) -> str:
     return h.hexdigest()
 
 
-def prompt_hash(prompts: Any) -> str:
-    """A hash of the score prompt as rendered for a fixed probe (ratings, likes, genres, a mixed
-    catalog, with and without a request): a changed prompt needs retraining, while an edit to a
-    shared template file that leaves the score prompt as it was (a reason macro) does not."""
-    from mediarec.catalog.model import Item
-    from mediarec.rank.reranker import score_messages
-
-    film = Item(id="p1", title="Probe \"Film\" <1>", year=1999, genres=("Drama", "Comedy"), tags=("heist",))
-    song = Item(id="p2", title="Probe Song", kind="track", genres=("Rock",))
-    bare = Item(id="p3", title="Probe Bare")
-    hists = [[{"item": film, "rating": 4.5, "event": "rating"}, {"item": bare, "rating": None, "event": "like"},
-              {"item": bare, "rating": None, "event": "dislike"}, {"item": film, "rating": None, "event": "watch"}],
-             []]
-    h = hashlib.sha256()
-    for hist in hists:
-        for request in (None, "something from the 80s, no horror"):
-            for items in ([film, bare], [film, song, bare]):
-                for m in score_messages(prompts, hist, items, request):
-                    h.update(m["role"].encode() + b"\0" + m["content"].encode() + b"\0")
-    return h.hexdigest()[:16]
-
-
 def read_manifest(directory: str | Path) -> AdapterManifest:
     d = Path(directory).expanduser()
     if not d.is_dir():

@@ -3,10 +3,10 @@ while the previous fit and model serve.
 
 ``mediarec add --interactions`` changes what both are fitted on: the collaborative fit (minutes on
 latest-small under load) and the learned model keyed by it (a minute or more). Instead of making the
-command wait, :func:`mediarec.index.update.update` keeps the served collaborative fit serving the
+command wait, :func:`mediarec.app.update.update` keeps the served collaborative fit serving the
 grown catalog, recorded in the registration as pending (:mod:`mediarec.index.pending`), stores the
 served learned model under the new key, marked ``retrain_pending``, and :func:`start` launches
-``python -m mediarec.rank.background NAME`` detached. That process:
+``python -m mediarec.app.background NAME`` detached. That process:
 
 1. fits the collaborative side a full ``mediarec index`` would fit (outside the index's build lock,
    so the catalog serves meanwhile); then, under the lock, writes it beside the previous fit only if
@@ -34,40 +34,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-RUNNING = "retraining in the background; the previous model serves until then"
-INTERRUPTED = "its background retraining did not finish; the previous model serves until it is retrained"
-COLLAB_RUNNING = "previous fit serves; refitting in the background"
-
-
-def lock_path(catalog_name: str, home: Path) -> Path:
-    from mediarec.index.tuning import safe_file_name
-
-    return Path(home) / "learned" / f"{safe_file_name(catalog_name)}.background.lock"
-
-
-def is_running(catalog_name: str, home: Path) -> bool:
-    """Whether a background job of ``catalog_name`` holds its lock."""
-    path = lock_path(catalog_name, home)
-    if not path.exists():
-        return False
-    fd = os.open(path, os.O_RDWR)
-    try:
-        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-    except BlockingIOError:
-        return True
-    finally:
-        os.close(fd)
-    return False
-
-
-def running_pid(catalog_name: str, home: Path) -> int | None:
-    """The pid of the running job (written into its lock file), None when none runs."""
-    if not is_running(catalog_name, home):
-        return None
-    try:
-        return int(lock_path(catalog_name, home).read_text().strip() or 0) or None
-    except (OSError, ValueError):
-        return None
+from mediarec.infra.jobs import lock_path
 
 
 def start(catalog_name: str, home: Path, chroma_url: str | None = None) -> int | None:
@@ -81,7 +48,7 @@ def start(catalog_name: str, home: Path, chroma_url: str | None = None) -> int |
         except BlockingIOError:
             return None
         env = {**os.environ, "MEDIAREC_HOME": str(home)}
-        cmd = [sys.executable, "-m", "mediarec.rank.background", catalog_name] + \
+        cmd = [sys.executable, "-m", "mediarec.app.background", catalog_name] + \
             (["--chroma-url", chroma_url] if chroma_url else [])
         with open(path.with_suffix(".log"), "ab") as log:
             proc = subprocess.Popen(cmd, env=env, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
@@ -134,7 +101,7 @@ def _switch(catalog, reg, model, settings, chroma_url, client) -> None:
     clear the marker, prune the previous fit."""
     from mediarec.index.pending import serve_previous
     from mediarec.index.store import CatalogIndex
-    from mediarec.index.update import _carry_learned_over
+    from mediarec.app.update import carry_learned_over
     from mediarec.rank.learned import LearnedSettings
     from mediarec.recommender import Recommender
 
@@ -145,7 +112,7 @@ def _switch(catalog, reg, model, settings, chroma_url, client) -> None:
     if serve_previous(served, settings.home):
         rec = Recommender(catalog, served.load(), second_stage=LearnedSettings(), home=settings.home,
                           train_second_stage=False)
-        _carry_learned_over(rec, catalog, fresh, pending=True)
+        carry_learned_over(rec, catalog, fresh, pending=True)
     reg.collab_pending = None
     reg.save()
     fresh.prune()
@@ -159,11 +126,11 @@ def retrain(catalog_name: str, chroma_url: str | None = None) -> tuple[str, bool
     from mediarec.config import get_settings
     from mediarec.infra.atomic import atomic_write_text
     from mediarec.rank.learned import train
-    from mediarec.recommender import Recommender
+    from mediarec.app.compose import from_catalog
 
     settings = get_settings(chroma_url=chroma_url)
     catalog = apply_summaries(load_dataset(catalog_name), settings=settings)
-    rec = Recommender.from_catalog(catalog, llm="none", chroma_url=chroma_url, settings=settings,
+    rec = from_catalog(catalog, llm="none", chroma_url=chroma_url, settings=settings,
                                    train_second_stage=False)
     stage = rec.stage
     if stage is None or stage.ranker is None or not stage.ranker.meta.get("retrain_pending"):

@@ -9,60 +9,12 @@ What :func:`forget_user` removes is in its docstring and in the report it return
 
 from __future__ import annotations
 
-import hashlib
 import json
-import secrets
 from pathlib import Path
 
-from mediarec.catalog.model import Catalog
+from mediarec.catalog.forgotten import FORGOTTEN, _home, remember_forgotten
 from mediarec.config import get_settings
 from mediarec.infra.atomic import atomic_write_text
-
-FORGOTTEN = "forgotten.json"
-
-
-def _home(home: Path | None) -> Path:
-    return Path(home) if home is not None else get_settings().home
-
-
-def _digest(salt: str, user: str) -> str:
-    return hashlib.sha256(f"{salt}\t{user}".encode()).hexdigest()
-
-
-def _read(home: Path) -> tuple[str | None, set[str]]:
-    path = home / FORGOTTEN
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-        return str(data["salt"]), set(data["users"])
-    except (OSError, ValueError, KeyError, TypeError):
-        return None, set()
-
-
-def is_forgotten(user: str, home: Path | None = None) -> bool:
-    salt, digests = _read(_home(home))
-    return salt is not None and _digest(salt, str(user)) in digests
-
-
-def remember_forgotten(user: str, home: Path | None = None) -> Path:
-    """Add ``user`` (as a salted digest) to the people every load leaves out."""
-    home = _home(home)
-    salt, digests = _read(home)
-    salt = salt or secrets.token_hex(16)
-    digests.add(_digest(salt, str(user)))
-    return atomic_write_text(home / FORGOTTEN, json.dumps({"salt": salt, "users": sorted(digests)}) + "\n",
-                             private=True)
-
-
-def drop_forgotten(catalog: Catalog, home: Path | None = None) -> Catalog:
-    """``catalog`` without the interactions of forgotten people (itself when there are none)."""
-    salt, digests = _read(_home(home))
-    if salt is None or not digests:
-        return catalog
-    gone = {u for u in catalog.by_user if _digest(salt, u) in digests}
-    if not gone:
-        return catalog
-    return catalog.replace(interactions=[x for x in catalog.interactions if x.user not in gone])
-
 
 # -- the command --------------------------------------------------------------------------------
 def forget_user(user: str, home: Path | None = None, data_dir: Path | None = None,
@@ -172,7 +124,7 @@ def _builtin_holding(user: str, home: Path, data_dir: Path | None, report: list[
 
 
 def _model_files(name: str, home: Path) -> list[Path]:
-    from mediarec.index.tuning import safe_file_name
+    from mediarec.infra.paths import safe_file_name
 
     safe = safe_file_name(name)
     learned = [p for p in (home / "learned").glob(f"{safe}-*.json")
@@ -191,7 +143,6 @@ def _has_models(name: str, home: Path) -> bool:
 
 
 def _delete_models(name: str, home: Path, chroma_url: str | None) -> list[str]:
-    from mediarec.config import get_settings
     from mediarec.index.store import build_lock, make_client
 
     out = []
@@ -218,7 +169,6 @@ def _call_off_pending_refit(name: str, home: Path, chroma_url: str | None) -> li
     """Clear the registration's pending-refit marker (:mod:`mediarec.index.pending`), under the
     index's build lock so that a background refit's switch sees it."""
     from mediarec.catalog.own import registration
-    from mediarec.config import get_settings
     from mediarec.index.store import build_lock
 
     reg = registration(name, home)

@@ -1,0 +1,141 @@
+"""Choosing the collaborative side's hyper-parameters per catalog, on validation users only.
+
+``mediarec tune --dataset NAME`` runs a small grid over (λ, α, window, decay) on the leave-last-out
+*valid* phase of the evaluation harness: models are fitted on ``split.train_catalog`` (each user's
+test and validation targets removed) and rank each user's validation target; test targets are
+never scored. The scorer is the exact collaborative side of the retriever without Chroma
+(:meth:`CollabModel.exact_scores`, ranked as the ``collab`` system ranks: a positive scale does
+not change an order), so a grid point costs one matrix per (λ, window, α) and one pass over the
+users per decay.
+
+The choice is written to ``$MEDIAREC_HOME/tuned/<catalog>.json`` with the fingerprints of the
+catalog and of its leave-last-out training parts (what ``mediarec index`` and ``mediarec eval``
+fit on) and the validation NDCG@10 of every grid point. :meth:`CollabSettings.for_catalog` reads
+it back for exactly those catalogs; any other catalog keeps the defaults.
+"""
+
+from __future__ import annotations
+
+import itertools
+import json
+import time
+from pathlib import Path
+from typing import Any, Sequence
+
+import numpy as np
+
+from mediarec.catalog.model import Catalog, Interaction
+from mediarec.eval.harness import evaluate
+from mediarec.eval.protocol import EvalProtocol
+from mediarec.eval.split import leave_last_out
+from mediarec.index.collab import (TUNED_FIELDS, CollabModel, CollabSettings, blend, ease_matrix, gram_matrix,
+                                   item_sequences, modelled_items, transition_matrix)
+from mediarec.index.tuning import tuned_path
+from mediarec.infra.atomic import atomic_write_text
+
+# Around the defaults (λ 500, α 0.5, window 5, decay 0.85); 4·(3·3+1)·4 = 160 points on a
+# time-ordered log (α = 1 has no transitions, so no window), 5 on one without a time order.
+ORDERED_GRID = {"ease_lambda": (100.0, 250.0, 500.0, 1000.0), "alpha": (0.25, 0.5, 0.75, 1.0),
+                "window": (2, 5, 10), "decay": (0.7, 0.85, 0.95, 1.0)}
+UNORDERED_GRID = {"ease_lambda": (50.0, 100.0, 250.0, 500.0, 1000.0), "alpha": (1.0,), "window": (5,),
+                  "decay": (1.0,)}
+
+
+
+class ExactCollabScorer:
+    """The harness's view of the retriever's collaborative side for one fitted M and one decay."""
+
+    def __init__(self, name: str, model: CollabModel, item_ids: Sequence[str], decay: float):
+        self.name = name
+        self.model = model
+        self.decay = decay
+        self.item_ids = list(item_ids)
+        pos = {i: k for k, i in enumerate(self.item_ids)}
+        self._rows = np.array([pos[i] for i in model.item_ids], dtype=np.int64)
+
+    def fit(self, train: Catalog) -> None:
+        """Already fitted (on the split's training catalog, by :func:`tune`)."""
+
+    def score_array(self, history: Sequence[Interaction]) -> np.ndarray:
+        out = np.zeros(len(self.item_ids))
+        exact = self.model.exact_scores([x.item for x in history if x.is_positive], decay=self.decay)
+        if exact is not None:
+            out[self._rows] = exact
+        return out
+
+    def score(self, history: Sequence[Interaction], candidates: list[str] | None = None) -> dict[str, float]:
+        s = self.score_array(history)
+        wanted = self.item_ids if candidates is None else candidates
+        pos = {i: k for k, i in enumerate(self.item_ids)}
+        return {i: float(s[pos[i]]) for i in wanted if i in pos}
+
+
+def _points(grid: dict[str, Sequence]) -> list[tuple[float, float, int]]:
+    """(λ, α, window) triples; α = 1 ignores the window, so it is tried with the first one only."""
+    out = []
+    for lam, alpha, window in itertools.product(grid["ease_lambda"], grid["alpha"], grid["window"]):
+        if alpha >= 1.0 and window != grid["window"][0]:
+            continue
+        out.append((lam, alpha, window))
+    return out
+
+
+def tune(catalog: Catalog, grid: dict[str, Sequence] | None = None, validation_users: int | None = None,
+         seed: int = 0, home: Path | None = None, write: bool = True, progress: bool = False,
+         variant: str | None = None) -> dict[str, Any]:
+    """Grid-search CollabSettings on the valid phase; store and return the choice with every point's
+    score (``variant``: the protocol that filtered ``catalog``, which names the file)."""
+    t0 = time.perf_counter()
+    base = CollabSettings.for_catalog(catalog, use_tuned=False)
+    grid = grid or (ORDERED_GRID if base.ordered else UNORDERED_GRID)
+    split = leave_last_out(catalog)
+    train = split.train_catalog
+    protocol = EvalProtocol(name=f"{catalog.name}-tune", dataset=catalog.name, users=validation_users,
+                            validation_users=validation_users, seed=seed, bootstrap=0)
+    kept = modelled_items(train, base)
+    seqs = item_sequences(train, kept)
+    gram = gram_matrix(seqs, len(kept))
+    item_ids = list(train.items)
+    results: list[dict[str, Any]] = []
+    ease_cache: dict[float, np.ndarray] = {}
+    trans_cache: dict[int, np.ndarray] = {}
+    n_users = 0
+    for lam, alpha, window in _points(grid):
+        if lam not in ease_cache:
+            ease_cache = {lam: ease_matrix(gram, lam)}  # one λ at a time: points are ordered by λ
+        trans = None
+        if alpha < 1.0:
+            if window not in trans_cache:
+                trans_cache[window] = transition_matrix(seqs, len(kept), window, base.transition_smoothing)
+            trans = trans_cache[window]
+        settings = base.model_copy(update={"ease_lambda": lam, "alpha": alpha, "window": window})
+        model = CollabModel(kept, np.zeros((len(kept), 0), np.float32), np.zeros((len(kept), 0), np.float32),
+                            settings, blend(ease_cache[lam], trans, alpha))
+        scorers = [ExactCollabScorer(f"d{d}", model, item_ids, d) for d in grid["decay"]]
+        rep = evaluate(catalog, scorers, protocol, phase="valid", split=split, progress=False)
+        n_users = rep.n_users
+        for sc in scorers:
+            m = rep.systems[sc.name]
+            results.append({"ease_lambda": lam, "alpha": alpha, "window": window, "decay": sc.decay,
+                            "ndcg@10": m["ndcg@10"], "hr@10": m["hr@10"]})
+        if progress:
+            best = max(results[-len(scorers):], key=lambda r: r["ndcg@10"])
+            print(f"λ={lam:g} α={alpha:g} window={window}: best NDCG@10 {best['ndcg@10']:.4f} "
+                  f"(decay {best['decay']:g})", flush=True)
+    chosen = max(results, key=lambda r: r["ndcg@10"])  # first of equals: grid order breaks ties
+    default_point = next((r for r in results if all(r[k] == getattr(base, k) for k in TUNED_FIELDS)), None)
+    out = {
+        "catalog": catalog.name,
+        "fingerprints": [catalog.fingerprint(), split.train_val_catalog.fingerprint(), train.fingerprint()],
+        "settings": {k: chosen[k] for k in TUNED_FIELDS},
+        "validation_ndcg@10": chosen["ndcg@10"],
+        "validation_hr@10": chosen["hr@10"],
+        "default_validation_ndcg@10": default_point["ndcg@10"] if default_point else None,
+        "validation_users": n_users,
+        "phase": "valid",
+        "seconds": round(time.perf_counter() - t0, 1),
+        "grid": results,
+    }
+    if write:
+        atomic_write_text(tuned_path(catalog.name, home, variant), json.dumps(out, indent=1) + "\n")
+    return out
