@@ -1,7 +1,8 @@
 """A scoring-prompt change judged on validation users: the same users, the same retrieved top 20,
 the old and the new templates, paired.
 
-    git archive REV src/mediarec/rank/templates | tar -x -C /tmp/old --strip-components=4
+    git archive REV src/mediarec/prompts | tar -x -C /tmp/old --strip-components=3
+    # (a revision before the prompts moved, e.g. b285c14: src/mediarec/rank/templates, --strip-components=4)
     MEDIAREC_HOME=... python eval/prompt_ab.py --old /tmp/old --data-dir ../shared/data \
         --users 300 --output eval/results/movielens-100k-compact-prompt
 

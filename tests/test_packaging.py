@@ -26,7 +26,7 @@ def wheel(tmp_path_factory) -> zipfile.ZipFile:
 def test_the_wheel_holds_templates_protocols_and_the_demo(wheel):
     names = set(wheel.namelist())
     src = REPO / "src" / "mediarec"
-    for folder, pattern in (("rank/templates", "*.j2"), ("eval/protocols", "*.json"), ("catalog/demo", "*.jsonl")):
+    for folder, pattern in (("prompts", "*.j2"), ("eval/protocols", "*.json"), ("catalog/demo", "*.jsonl")):
         shipped = sorted(p.name for p in (src / folder).glob(pattern))
         assert shipped, folder
         for name in shipped:

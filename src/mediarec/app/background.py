@@ -22,7 +22,7 @@ lock is held from the first moment until the child exits (or is killed: the kern
 pending refit or model whose lock is free was left by an interrupted job: the previous fit and model
 keep serving, and the next process that opens the catalogue with training allowed (``mediarec
 recommend``, ``chat``, ``index``) starts the job again (:class:`~mediarec.rank.learned.SecondStage`,
-:meth:`mediarec.recommender.Recommender.from_catalog`); the job itself opens it without.
+:func:`mediarec.app.compose.from_catalog`); the job itself opens it without.
 ``mediarec add --wait`` fits and trains in the foreground instead.
 """
 

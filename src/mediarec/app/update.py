@@ -1,4 +1,4 @@
-"""Growing a served catalog: ``Recommender.add_items`` / ``add_interactions`` and ``mediarec add``.
+"""Growing a served catalog: :func:`add_items` / :func:`add_interactions` and ``mediarec add``.
 
 What an update costs, and why it is safe to interrupt:
 

@@ -72,7 +72,7 @@ class FeedbackActions:
             self._profile_cache = None
 
     def _record(self, event: Interaction) -> None:
-        """Hand a like, dislike or watch to ``on_event`` (``chat --save-feedback``: catalog/feedback.py)."""
+        """Hand a like, dislike or watch to ``on_event`` (``chat --save-feedback``: :func:`feedback_session`)."""
         if self.on_event is not None:
             self.on_event(event)
 

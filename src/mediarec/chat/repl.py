@@ -339,7 +339,7 @@ def run_repl(args: Any, build: Callable[..., Any]) -> int:
         # swallow the prompt (and turn off line editing) if it happened while the REPL waits.
         console.print(Text(f"loading {rec.llm.spec}…", style="dim"))
         _ = rec.llm.llama
-    if getattr(args, "save_feedback", False):  # a new person may give their id too: catalog/feedback.py
+    if getattr(args, "save_feedback", False):  # a new person may give their id too: chat/feedback.py
         from mediarec.chat.feedback import feedback_session
 
         session, note = feedback_session(rec, getattr(args, "user", None), bool(getattr(args, "profile", False)))

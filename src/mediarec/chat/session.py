@@ -1,7 +1,7 @@
 """A conversation with the recommender: requests, feedback, and a history that moves with it.
 
 ```python
-session = Recommender.from_dataset("demo", llm="none").chat(user="alice")
+session = ChatSession(mediarec.from_dataset("demo", llm="none"), user="alice")
 session.send("something like Alien but funnier")   # a request: a ranked list
 session.send("not 3")                              # never show the 3rd one again (and ask again)
 session.send("more like 2")                        # the 2nd becomes a liked item; ask again

@@ -168,7 +168,7 @@ class CatalogIndex:
         self._matrix_dir = Path(matrix_dir) if matrix_dir is not None else None
         self.embedded = 0  # items embedded by the last build (an update embeds only its new items)
         self.collab_refit = False  # whether the last build fitted the collaborative side again
-        # An update's previous index (index/update.py): its loaded text vectors and collaborative
+        # An update's previous index (app/update.py): its loaded text vectors and collaborative
         # model are reused where they still hold, instead of being read back from Chroma and disk.
         self.previous: CatalogIndex | None = None
         self._new_vectors: dict[str, np.ndarray] = {}
@@ -176,7 +176,7 @@ class CatalogIndex:
         # catalog while the fit a full build would make (``pending_fit``) is being fitted.
         self.serving_fit: str | None = None
         self.pending_fit: str | None = None
-        self.prefit: CollabModel | None = None  # a fit made outside the build lock (rank/background.py)
+        self.prefit: CollabModel | None = None  # a fit made outside the build lock (app/background.py)
         self._fingerprints: dict[str, str] = {}  # the catalog is immutable: each is computed once
 
     # -- identity --------------------------------------------------------------------------
@@ -237,7 +237,7 @@ class CatalogIndex:
     def build(self, progress: bool = False, rebuild: bool = True, prune: bool = True) -> "CatalogIndex":
         """Bring all collections up to date (idempotent, resumable), then load them. ``prune``: then
         delete what another catalog state left (old collaborative fits, items no longer in the
-        catalog); an update (``Recommender.add_items``) prunes only after it committed."""
+        catalog); an update (``mediarec.app.add_items``) prunes only after it committed."""
         import time
 
         t0 = time.perf_counter()

@@ -1,7 +1,7 @@
 """Prompt templates: find them, render them to chat messages, and quote catalog text as data.
 
 Templates are Jinja2 files named ``NAME.system.j2`` and ``NAME.user.j2``; either may be absent.
-The shipped ones are package data (``mediarec/rank/templates``), read with ``importlib.resources``
+The shipped ones are package data (``mediarec/prompts/``), read with ``importlib.resources``
 so they load from a wheel or a zip as well as from a checkout. A user's own directory overrides
 them file by file, so a user can replace ``rank.system.j2`` and keep the shipped ``rank.user.j2``. Files whose name starts with
 ``_`` (``_macros.j2``) are helpers imported by the templates, not prompts of their own.
@@ -295,7 +295,7 @@ def safe_label(label: Any) -> str:
 # -- library -------------------------------------------------------------------------------------
 def shipped_templates() -> Traversable:
     """The templates that ship with mediarec (package data, wherever the package was loaded from)."""
-    return files("mediarec.rank") / "templates"
+    return files("mediarec") / "prompts"
 
 
 class _PackageDataLoader(jinja2.BaseLoader):
