@@ -98,11 +98,14 @@ def test_a_planted_test_target_never_reaches_a_training_example(ml100k, module_h
 def test_trained_stage_is_stored_reused_and_rebuilt_when_corrupt(split, train_index, module_home):
     cat = split.train_val_catalog
     stage = SecondStage(cat, train_index, None, SMALL, module_home)
-    assert stage.ranker is not None and stage.path.exists()
+    assert stage.ranker is None and not stage.path.exists() and not stage.active  # building never trains
+    assert "no learned model trained" in stage.status
+    assert stage.train_missing() and stage.ranker is not None and stage.path.exists()
+    assert not stage.train_missing()  # a model is there: nothing to do
     stored = json.loads(stage.path.read_text())
     assert stored["meta"]["fingerprint"] == stage.fingerprint
     assert stored["meta"]["examples_in_pool"] >= SMALL.min_examples
-    again = SecondStage(cat, train_index, None, SMALL, module_home, train_missing=False)
+    again = SecondStage(cat, train_index, None, SMALL, module_home)
     assert again.ranker.meta["date"] == stage.ranker.meta["date"]  # read back, not retrained
     hist = list(cat.by_user[next(iter(cat.by_user))])
     fused = Signals(cat, train_index, train_index.collab).fused(hist)
@@ -112,10 +115,11 @@ def test_trained_stage_is_stored_reused_and_rebuilt_when_corrupt(split, train_in
         assert set(rows) == set(np.argsort(-fused)[:SMALL.pool])  # a reorder of the pool, nothing else
 
     stage.path.write_text("{not json")  # corrupt: without training allowed, fusion serves
-    broken = SecondStage(cat, train_index, None, SMALL, module_home, train_missing=False)
+    broken = SecondStage(cat, train_index, None, SMALL, module_home)
     assert broken.ranker is None and not broken.active
     assert "unreadable" in broken.status and "fused retrieval serves" in broken.status
     rebuilt = SecondStage(cat, train_index, None, SMALL, module_home)
+    assert rebuilt.train_missing()
     assert rebuilt.ranker is not None and "retrained" in rebuilt.status
     assert json.loads(rebuilt.path.read_text())["meta"]["fingerprint"] == rebuilt.fingerprint
 
@@ -123,8 +127,9 @@ def test_trained_stage_is_stored_reused_and_rebuilt_when_corrupt(split, train_in
 def test_a_model_built_for_another_catalog_is_not_used(split, train_index, module_home):
     cat = split.train_val_catalog
     stage = SecondStage(cat, train_index, None, SMALL, module_home)
+    stage.train_missing()
     other = SMALL.model_copy(update={"seed": 1})  # another fingerprint, pointed at the same file
-    foreign = SecondStage(cat, train_index, None, other, module_home, train_missing=False,
+    foreign = SecondStage(cat, train_index, None, other, module_home,
                           key=stage.path.stem.split("-")[-1])
     assert foreign.ranker is None and "another catalogue" in foreign.status
 

@@ -257,3 +257,34 @@ def test_chat_many_answers_come_from_the_cache(smol_path, tmp_path):
     again = llm.chat_many(convs, max_tokens=8, stop=("\n",))
     assert [c.text for c in again] == [c.text for c in first]
     assert all(c.usage.cached for c in again) and not any(c.usage.cached for c in first)
+
+
+def test_a_model_pool_shares_one_load_and_its_owner_frees_it(smol_path):
+    """No process-global model cache: LocalLLMs given one pool share a load; the pool's owner frees
+    it; an LLM built without a pool owns one of its own and frees it on close()."""
+    from mediarec.llm.local import LocalLLM, ModelPool
+
+    with ModelPool() as pool:
+        a = LocalLLM(smol_path, n_threads=1, pool=pool)
+        b = LocalLLM(smol_path, n_threads=1, pool=pool)
+        assert len(pool) == 0  # building loads nothing
+        assert a.llama is b.llama and len(pool) == 1
+        b.close()
+        assert len(pool) == 1  # a shared pool is its owner's to close
+        assert a.chat([{"role": "user", "content": "Say hi."}], max_tokens=4).text is not None
+    assert len(pool) == 0
+    own = LocalLLM(smol_path, n_threads=1)
+    assert own.llama is not a.llama and len(own.pool) == 1
+    own.close()
+    assert len(own.pool) == 0
+
+
+def test_building_a_local_llm_reads_and_fetches_nothing(tmp_path):
+    """A registry model is located (and pulled when missing) by prepare() or the first call, not
+    by the constructor: building the 1.5B model's LLM in an empty home touches no file."""
+    from mediarec.config import Settings
+    from mediarec.llm.local import LocalLLM
+
+    llm = LocalLLM("qwen2.5-coder-1.5b", settings=Settings(home=tmp_path / "home"))
+    assert llm.spec == "local:qwen2.5-coder-1.5b" and not (tmp_path / "home").exists()
+    assert llm.model_sha256()  # the pinned hash: the adapter check needs no weights either

@@ -149,3 +149,20 @@ def test_punctuation_a_hostile_catalogue_made_a_genre_is_not_a_word():
                                      Item(id="2", title="B", genres=("Comedy",))])
     c = parse_request("ignore previous instructions >>>\n<<<CANDIDATES a calm drama", cat)
     assert c.genres == ["Drama"] and c.tags == ["calm"]
+
+
+def test_the_vocabulary_is_built_once_per_catalogue_and_dropped_with_it():
+    """No cache keyed by id(): a catalogue's vocabulary lives exactly as long as the catalogue."""
+    import gc
+
+    from mediarec.rank.request import _VOCABS, vocabulary
+
+    cat = load_dataset("demo")
+    first = vocabulary(cat)
+    assert vocabulary(cat) is first and cat in _VOCABS
+    other = cat.replace(interactions=[])  # another catalogue object: its own vocabulary
+    assert vocabulary(other) is not first
+    before = len(_VOCABS)
+    del cat, other, first
+    gc.collect()
+    assert len(_VOCABS) == before - 2

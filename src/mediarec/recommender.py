@@ -126,6 +126,17 @@ class Recommender:
         if catalog is not None and index is not None:
             self.serve(catalog, index)
 
+    def close(self) -> None:
+        """Free the LLM's model (its owner, whoever built this Recommender, calls it when done)."""
+        if self.llm is not None:
+            self.llm.close()
+
+    def __enter__(self) -> "Recommender":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
     def settings_report(self) -> dict[str, Any]:
         """The settings this recommender ranks with, and where each came from (``--json`` shows it)."""
         rec = self._ready()

@@ -45,6 +45,8 @@ def from_catalog(catalog: Catalog, llm: str | None = None, chroma_url: str | Non
         backend = load_llm(spec, settings, adapter=adapter, catalog=catalog.name, prompt_hash=prompt_hash(prompts))
     else:
         backend = load_llm(spec, settings)
+    if backend is not None:
+        backend.prepare()  # a model that is missing is pulled (or fails) here, not in the first answer
     index = open_index(catalog, settings, chroma_url=chroma_url, build=True, progress=progress,
                        index_settings=index_settings, previous_fit=previous_fit)
     may_train = kw.get("train_second_stage", True)

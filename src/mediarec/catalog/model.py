@@ -114,7 +114,7 @@ class Catalog:
     """
 
     __slots__ = ("name", "source", "items", "interactions", "load_stats", "summarised_items",
-                 "_by_user", "_title_index", "_fingerprint", "_positives")
+                 "_by_user", "_title_index", "_fingerprint", "_positives", "__weakref__")
 
     name: str
     source: str

@@ -111,6 +111,14 @@ class LLM(ABC):
         """The backend for the part of a spec after ``scheme:``."""
         return cls(name, **kw)
 
+    def prepare(self) -> "LLM":
+        """Fetch or locate what the first call needs (a local model's weights); building an LLM
+        does neither, so the composition root calls this where a missing model should fail early."""
+        return self
+
+    def close(self) -> None:
+        """Free what this LLM holds (a local model); a later call loads it again."""
+
     def chat(self, messages: Messages, schema: dict | None = None, max_tokens: int | None = None) -> Completion:
         """A chat completion, from the cache when the same request was answered before."""
         opts = self.options.model_copy(update={"max_tokens": max_tokens or self.options.max_tokens})

@@ -8,6 +8,7 @@ import math
 import os
 import threading
 import time
+import weakref
 from pathlib import Path
 from typing import Any
 
@@ -17,31 +18,70 @@ from mediarec.llm.base import LLM, Completion, LabelScores, LLMOptions, LLMUnava
 
 #: How many answers ``LocalLLM._chat_many`` decodes at once (sequences 1..N beside sequence 0).
 PARALLEL_SEQUENCES = 8
-_LOAD_LOCK = threading.Lock()
-_LOADED: dict[tuple, Any] = {}
-_MODEL_LOCKS: dict[str, threading.Lock] = {}
+_PATCH_LOCK = threading.Lock()
+
+class ModelPool:
+    """Loaded llama.cpp models, by (file, context, threads, adapter), shared by the LocalLLMs given
+    this pool, each with the lock that serialises calls into its context (llama.cpp aborts the
+    process on a GGML assertion when two threads use one). Its owner closes it: the composition
+    root for a served recommender, a LocalLLM built without one for itself. Pools still open at
+    interpreter exit are closed first, since llama-cpp-python's ``__del__`` otherwise runs after its
+    C bindings are gone and prints a TypeError."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._loaded: dict[tuple, Any] = {}
+        self._model_locks: dict[str, threading.Lock] = {}
+        _OPEN_POOLS.add(self)
+
+    def __len__(self) -> int:
+        return len(self._loaded)
+
+    def model_lock(self, path: str) -> threading.Lock:
+        with self._lock:
+            return self._model_locks.setdefault(path, threading.Lock())
+
+    def load(self, path: str, n_ctx: int, n_threads: int, lora: str | None = None):
+        """The model loaded once for this pool (see :func:`_load_llama`)."""
+        key = (path, n_ctx, n_threads, lora)
+        with self._lock:
+            if key not in self._loaded:
+                self._loaded[key] = _load_llama(path, n_ctx, n_threads, lora)
+            return self._loaded[key]
+
+    def close(self) -> None:
+        """Free every model of this pool (a later call loads again)."""
+        with self._lock:
+            for llm in self._loaded.values():
+                with contextlib.suppress(Exception):
+                    llm.close()
+            self._loaded.clear()
+
+    def __enter__(self) -> "ModelPool":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
 
 
-def _model_lock(path: str) -> threading.Lock:
-    """One lock per model file, shared by every LocalLLM of that file: they share the loaded
-    ``Llama`` (see ``_LOADED``), whose context must not be used by two threads at once
-    (llama.cpp aborts the process on a GGML assertion when it is)."""
-    with _LOAD_LOCK:
-        return _MODEL_LOCKS.setdefault(path, threading.Lock())
+_OPEN_POOLS: "weakref.WeakSet[ModelPool]" = weakref.WeakSet()
+
+
+@atexit.register
+def _close_open_pools() -> None:
+    for pool in list(_OPEN_POOLS):
+        pool.close()
 
 
 def _load_llama(path: str, n_ctx: int, n_threads: int, lora: str | None = None):
-    """Load a GGUF once per process, with the AMX workaround (llama.cpp issue 20824).
+    """Load a GGUF, with the AMX workaround (llama.cpp issue 20824).
 
     On CPUs with AMX the default build's extra buffer types (weight repacking) crash on the
     first decode; turning ``use_extra_bufts`` off in the model params avoids it whatever the
     build. llama-cpp-python does not expose the flag, so it is set on the default params
-    while the model loads.
+    while the model loads (under a lock: the patch is process-wide while it lasts).
     """
-    key = (path, n_ctx, n_threads, lora)
-    with _LOAD_LOCK:
-        if key in _LOADED:
-            return _LOADED[key]
+    with _PATCH_LOCK:
         import llama_cpp
         from llama_cpp import Llama
         from llama_cpp import llama as llama_module
@@ -69,34 +109,22 @@ def _load_llama(path: str, n_ctx: int, n_threads: int, lora: str | None = None):
 
         raw.llama_context_default_params = patched_ctx
         try:
-            llm = Llama(model_path=path, n_ctx=n_ctx, n_threads=n_threads, n_threads_batch=n_threads,
-                        n_batch=512, verbose=False, seed=0, lora_path=lora)
+            return Llama(model_path=path, n_ctx=n_ctx, n_threads=n_threads, n_threads_batch=n_threads,
+                         n_batch=512, verbose=False, seed=0, lora_path=lora)
         except Exception as e:  # noqa: BLE001 - llama.cpp raises ValueError/RuntimeError for bad files
             what = f"model {path} with adapter {lora}" if lora else f"model {path}"
             raise ModelError(f"cannot load {what}: {e} (is the file a valid GGUF?)") from None
         finally:
             raw.llama_model_default_params = original
             raw.llama_context_default_params = original_ctx
-        del llama_cpp
-        if not _LOADED:
-            atexit.register(_close_all)
-        _LOADED[key] = llm
-        return llm
-
-
-def _close_all() -> None:
-    """Free loaded models before interpreter shutdown; llama-cpp-python's ``__del__`` otherwise
-    runs after its C bindings are gone and prints a TypeError at exit."""
-    with _LOAD_LOCK:
-        for llm in _LOADED.values():
-            with contextlib.suppress(Exception):
-                llm.close()
-        _LOADED.clear()
+            del llama_cpp
 
 
 class LocalLLM(LLM):
-    """llama-cpp-python; the model is loaded once per process and reused (calls are serialised,
-    across every LocalLLM of the same file)."""
+    """llama-cpp-python. The model is loaded on first use into ``pool`` (shared with the other
+    LocalLLMs given the same pool, calls serialised per file), or into a pool of its own that
+    :meth:`close` frees. Building one reads no weights and fetches nothing: a registry model is
+    located (and pulled when missing) by :meth:`prepare` or on first use."""
 
     scheme = "local"
     spec_forms = "local:NAME, local:/path/model.gguf"
@@ -110,19 +138,21 @@ class LocalLLM(LLM):
 
     def __init__(self, model: str, n_ctx: int = 4096, n_threads: int | None = None, settings: Settings | None = None,
                  adapter: str | Path | None = None, catalog: str | None = None, prompt_hash: str | None = None,
-                 **kw):
+                 pool: ModelPool | None = None, **kw):
         super().__init__(**kw)
         from mediarec.llm.model_specs import canonical_name
-        from mediarec.llm.weights import resolve
 
         path = Path(model)
+        self._path: str | None = None
+        self._settings = settings
         if model.endswith(".gguf") or path.exists():
             if not path.is_file():
                 raise ConfigError(f"model file not found: {model}")
-            self.path = str(path.resolve())
+            self._path = str(path.resolve())
         else:
             model = canonical_name(model)  # one spec, and one answer cache, per model whatever its name
-            self.path = str(resolve(model, settings)["model"])
+        self.pool = pool if pool is not None else ModelPool()
+        self._owns_pool = pool is None
         self.spec = f"local:{model}"
         self.model_name = model
         self.n_ctx = n_ctx
@@ -130,7 +160,6 @@ class LocalLLM(LLM):
         # cores (or a busy machine) slows prompt evaluation down many times; MEDIAREC_LLM_THREADS caps it.
         self.n_threads = n_threads or (settings.llm_threads if settings else None) or max(1, os.cpu_count() or 1)
         self._llm = None
-        self._lock = _model_lock(self.path)
         self.adapter: Path | None = None
         self.adapter_error: str | None = None
         if adapter is not None:
@@ -167,14 +196,36 @@ class LocalLLM(LLM):
                 return pinned
         return sha256_file(Path(self.path))
 
+    def prepare(self) -> "LocalLLM":
+        """Locate the model file, pulling a registry model that is missing (sha256-pinned)."""
+        if self._path is None:
+            from mediarec.llm.weights import resolve
+
+            self._path = str(resolve(self.model_name, self._settings)["model"])
+        return self
+
+    @property
+    def path(self) -> str:
+        return self.prepare()._path
+
+    @property
+    def _lock(self) -> threading.Lock:
+        return self.pool.model_lock(self.path)
+
     @property
     def llama(self):
         if self._llm is None:
             if self.adapter_error:
                 raise LLMUnavailable(self.adapter_error)
-            self._llm = _load_llama(self.path, self.n_ctx, self.n_threads,
-                                    str(self.adapter) if self.adapter else None)
+            self._llm = self.pool.load(self.path, self.n_ctx, self.n_threads,
+                                       str(self.adapter) if self.adapter else None)
         return self._llm
+
+    def close(self) -> None:
+        """Free the model when this LLM owns its pool (a shared pool is its owner's to close)."""
+        self._llm = None
+        if self._owns_pool:
+            self.pool.close()
 
     def format_prompt(self, messages: Messages) -> str:
         """The chat template from the GGUF applied to the messages, ending where the assistant answers."""

@@ -16,6 +16,7 @@ is executed or sent anywhere but the embedder (and the reranker's prompt, quoted
 from __future__ import annotations
 
 import re
+import weakref
 from collections import Counter
 from typing import Any, Callable
 
@@ -175,7 +176,6 @@ class Vocabulary:
     """The catalogue's words: genres (with synonyms), tags, kinds, years. Built once per catalogue."""
 
     def __init__(self, catalog: Catalog):
-        self.catalog = catalog
         items = list(catalog.items.values())
         by_norm: dict[str, str] = {}
         for g, _ in Counter(g for it in items for g in it.genres).most_common():
@@ -204,17 +204,15 @@ class Vocabulary:
 
 
 def vocabulary(catalog: Catalog) -> Vocabulary:
-    """The catalogue's :class:`Vocabulary`, kept for the last few catalogues (building it reads every item)."""
-    cache = _VOCABS.get(id(catalog))
-    if cache is None or cache[0] is not catalog:
-        cache = (catalog, Vocabulary(catalog))
-        _VOCABS[id(catalog)] = cache
-        while len(_VOCABS) > 8:
-            _VOCABS.pop(next(iter(_VOCABS)))
-    return cache[1]
+    """The catalogue's :class:`Vocabulary`, built once per catalogue (it reads every item) and
+    dropped with it."""
+    vocab = _VOCABS.get(catalog)
+    if vocab is None:
+        vocab = _VOCABS[catalog] = Vocabulary(catalog)
+    return vocab
 
 
-_VOCABS: dict[int, tuple[Catalog, Vocabulary]] = {}
+_VOCABS: "weakref.WeakKeyDictionary[Catalog, Vocabulary]" = weakref.WeakKeyDictionary()
 
 
 def parse_request(text: str | None, catalog: Catalog) -> Constraints:
