@@ -7,6 +7,10 @@ from pathlib import Path
 
 from pydantic import BaseModel, Field
 
+#: The models used when none is named: written here only (the registry, the index and the CLI read them).
+DEFAULT_LLM = "qwen2.5-coder-0.5b"
+DEFAULT_EMBEDDER = "minilm-l6-int8"
+
 
 def _default_home() -> Path:
     env = os.environ.get("MEDIAREC_HOME")
@@ -17,8 +21,8 @@ class Settings(BaseModel):
     """Where mediarec keeps models, indexes and caches, and which models it uses by default."""
 
     home: Path = Field(default_factory=_default_home)
-    embedder: str = "minilm-l6-int8"
-    llm: str = "local:qwen2.5-coder-0.5b"
+    embedder: str = DEFAULT_EMBEDDER
+    llm: str = f"local:{DEFAULT_LLM}"
     llm_threads: int | None = Field(
         default_factory=lambda: int(os.environ["MEDIAREC_LLM_THREADS"]) if os.environ.get("MEDIAREC_LLM_THREADS") else None)
     chroma_url: str | None = Field(default_factory=lambda: os.environ.get("MEDIAREC_CHROMA_URL") or None)

@@ -16,7 +16,9 @@ import numpy as np
 from chromadb.api.types import Documents, EmbeddingFunction, Embeddings
 from chromadb.utils.embedding_functions import register_embedding_function
 
-EMBEDDER_NAME = "minilm-l6-int8"
+from mediarec.config import DEFAULT_EMBEDDER
+
+EMBEDDER_NAME = DEFAULT_EMBEDDER
 DIMENSION = 384
 
 

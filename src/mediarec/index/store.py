@@ -47,7 +47,7 @@ from pydantic import BaseModel, Field
 
 from mediarec.catalog.model import Catalog
 from mediarec.index.collab import CollabModel, CollabSettings
-from mediarec.config import Settings, get_settings
+from mediarec.config import DEFAULT_EMBEDDER, Settings, get_settings
 from mediarec.errors import ConfigError, IndexError_, MediarecError
 from mediarec.infra.atomic import atomic_open
 from mediarec.infra.paths import safe_collection_prefix
@@ -60,7 +60,7 @@ INDEX_FORMAT = 1
 class IndexSettings(BaseModel):
     """What the index depends on besides the catalog."""
 
-    embedder: str = "minilm-l6-int8"
+    embedder: str = DEFAULT_EMBEDDER
     text_max_chars: int = 1000
     batch_size: int = 256
     collab: CollabSettings = Field(default_factory=CollabSettings)

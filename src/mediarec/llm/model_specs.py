@@ -16,11 +16,8 @@ from typing import Annotated, Literal, Union
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-from mediarec.config import Settings, get_settings
+from mediarec.config import DEFAULT_EMBEDDER, DEFAULT_LLM, Settings, get_settings  # noqa: F401 (the pulled defaults)
 from mediarec.errors import ModelError
-
-DEFAULT_LLM = "qwen2.5-coder-0.5b"
-DEFAULT_EMBEDDER = "minilm-l6-int8"
 HF_ENDPOINT_DEFAULT = "https://huggingface.co"
 
 # --------------------------------------------------------------------------- specs
