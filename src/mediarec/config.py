@@ -7,6 +7,8 @@ from pathlib import Path
 
 from pydantic import BaseModel, Field
 
+from mediarec.infra.paths import Layout
+
 #: The models used when none is named: written here only (the registry, the index and the CLI read them).
 DEFAULT_LLM = "qwen2.5-coder-0.5b"
 DEFAULT_EMBEDDER = "minilm-l6-int8"
@@ -28,20 +30,25 @@ class Settings(BaseModel):
     chroma_url: str | None = Field(default_factory=lambda: os.environ.get("MEDIAREC_CHROMA_URL") or None)
 
     @property
+    def layout(self) -> Layout:
+        """Where everything lives under ``home`` (:mod:`mediarec.infra.paths`)."""
+        return Layout(self.home)
+
+    @property
     def models_dir(self) -> Path:
-        return self.home / "models"
+        return self.layout.models
 
     @property
     def index_dir(self) -> Path:
-        return self.home / "index"
+        return self.layout.index
 
     @property
     def cache_dir(self) -> Path:
-        return self.home / "cache"
+        return self.layout.cache
 
     @property
     def data_dir(self) -> Path:
-        return self.home / "data"
+        return self.layout.data
 
 
 def get_settings(**overrides) -> Settings:

@@ -12,7 +12,8 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from mediarec.catalog.forgotten import FORGOTTEN, _home, remember_forgotten
+from mediarec.catalog.forgotten import _home, remember_forgotten
+from mediarec.infra.paths import Layout
 from mediarec.config import get_settings
 from mediarec.infra.atomic import atomic_write_text
 
@@ -65,7 +66,7 @@ def forget_user(user: str, home: Path | None = None, data_dir: Path | None = Non
                               "was not rewritten; mediarec leaves them out from now on (delete them there too)")
     affected += _builtin_holding(user, home, data_dir, report)
     remember_forgotten(user, home)
-    report.append(f"every catalog load now leaves {user}'s interactions out ({home / FORGOTTEN}, a salted digest)")
+    report.append(f"every catalog load now leaves {user}'s interactions out ({Layout(home).forgotten}, a salted digest)")
     for name in affected:
         report += _delete_models(name, home, chroma_url)
         report += _call_off_pending_refit(name, home, chroma_url)
@@ -127,15 +128,14 @@ def _model_files(name: str, home: Path) -> list[Path]:
     from mediarec.infra.paths import safe_file_name
 
     safe = safe_file_name(name)
-    learned = [p for p in (home / "learned").glob(f"{safe}-*.json")
+    learned = [p for p in Layout(home).learned.glob(f"{safe}-*.json")
                if len(p.stem) == len(safe) + 25 and all(c in "0123456789abcdef" for c in p.stem[-24:])]
     matrices = [p for d in _index_dirs(name, home) for p in d.glob("*-collab*.npz")]
     return learned + matrices
 
 
 def _index_dirs(name: str, home: Path) -> list[Path]:
-    root = home / "index"
-    return [d for d in (root / name, root / f"{name}-eval", root / f"{name}-eval-enriched") if d.is_dir()]
+    return [d for d in Layout(home).index_dirs(name) if d.is_dir()]
 
 
 def _has_models(name: str, home: Path) -> bool:
@@ -198,7 +198,7 @@ def _forget_sessions(user: str, home: Path) -> list[str]:
                                                 for x in data.get("interactions") or [])):
             path.unlink()
             out.append(f"deleted the saved chat session {path}")
-    hist = home / "chat_history"
+    hist = Layout(home).chat_history
     if hist.is_file():
         lines = hist.read_text(encoding="utf-8", errors="replace").splitlines(keepends=True)
         kept = [ln for ln in lines if not _mentions(ln.encode(), user)]
@@ -211,7 +211,7 @@ def _forget_sessions(user: str, home: Path) -> list[str]:
 def _clear_answer_cache(home: Path) -> list[str]:
     import shutil
 
-    root = home / "cache" / "llm"
+    root = Layout(home).llm_cache
     n = sum(1 for _ in root.rglob("*.json")) if root.is_dir() else 0
     if n:
         shutil.rmtree(root)

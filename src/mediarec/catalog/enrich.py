@@ -31,9 +31,7 @@ def is_thin(item: Item, min_tags: int = MIN_TAGS, min_description_chars: int = M
 
 
 def enrich_path(catalog_name: str, settings: Settings | None = None) -> Path:
-    settings = settings or get_settings()
-    safe = re.sub(r"[^A-Za-z0-9._-]+", "-", catalog_name).strip("-.") or "catalog"
-    return Path(settings.home) / "enrich" / f"{safe}.jsonl"
+    return (settings or get_settings()).layout.summaries(catalog_name)
 
 
 def load_summaries(path: str | Path) -> dict[str, str]:

@@ -15,8 +15,8 @@ from pathlib import Path
 from mediarec.catalog.model import Catalog
 from mediarec.config import get_settings
 from mediarec.infra.atomic import atomic_write_text
+from mediarec.infra.paths import Layout
 
-FORGOTTEN = "forgotten.json"
 
 
 def _home(home: Path | None) -> Path:
@@ -28,7 +28,7 @@ def _digest(salt: str, user: str) -> str:
 
 
 def _read(home: Path) -> tuple[str | None, set[str]]:
-    path = home / FORGOTTEN
+    path = Layout(home).forgotten
     try:
         data = json.loads(path.read_text(encoding="utf-8"))
         return str(data["salt"]), set(data["users"])
@@ -47,7 +47,7 @@ def remember_forgotten(user: str, home: Path | None = None) -> Path:
     salt, digests = _read(home)
     salt = salt or secrets.token_hex(16)
     digests.add(_digest(salt, str(user)))
-    return atomic_write_text(home / FORGOTTEN, json.dumps({"salt": salt, "users": sorted(digests)}) + "\n",
+    return atomic_write_text(Layout(home).forgotten, json.dumps({"salt": salt, "users": sorted(digests)}) + "\n",
                              private=True)
 
 

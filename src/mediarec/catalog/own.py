@@ -30,6 +30,7 @@ from typing import Any
 
 from mediarec.catalog.loaders.generic import load_interactions, load_items
 from mediarec.catalog.model import Catalog, Item
+from mediarec.infra.paths import Layout
 from mediarec.config import get_settings
 from mediarec.errors import CatalogError
 from mediarec.infra.atomic import atomic_write_text
@@ -42,7 +43,7 @@ _INTERACTION_NAMES = tuple(n.replace("items", "interactions") for n in _ITEM_NAM
 
 
 def catalogs_root(home: Path | None = None) -> Path:
-    return Path(home if home is not None else get_settings().home) / "catalogs"
+    return Layout(home).catalogs if home is not None else get_settings().layout.catalogs
 
 
 @dataclass

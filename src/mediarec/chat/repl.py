@@ -351,7 +351,7 @@ def run_repl(args: Any, build: Callable[..., Any]) -> int:
     who = f", user {args.user} ({len(session.history())} items in the history)" if getattr(args, "user", None) else ""
     console.print(Text(f"mediarec chat: {catalog.name}, LLM {rec.llm.spec if rec.llm else 'none'}{who}. "
                        "Ask for something, or :help.", style="bold"))
-    repl = Repl(session, console, history_file=settings.home / "chat_history")
+    repl = Repl(session, console, history_file=settings.layout.chat_history)
     rc = repl.run()
     if repl.abandoned:
         # An abandoned answer may still be inside the model's native code: finalising the

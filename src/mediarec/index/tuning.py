@@ -17,15 +17,14 @@ from typing import Any
 from mediarec.catalog.model import Catalog
 from mediarec.config import get_settings
 from mediarec.index.collab import (TUNED_FIELDS)
-from mediarec.infra.paths import safe_file_name
+from mediarec.infra.paths import Layout, safe_file_name
 
 log = logging.getLogger(__name__)
 
 def tuned_path(catalog_name: str, home: Path | None = None, variant: str | None = None) -> Path:
     """``tuned/<catalog>.json``; ``tuned/<catalog>@<variant>.json`` for the same catalog as a
     protocol filters it (``mediarec tune --protocol llamarec``), so the two choices coexist."""
-    suffix = f"@{safe_file_name(variant)}" if variant else ""
-    return Path(home or get_settings().home) / "tuned" / f"{safe_file_name(catalog_name)}{suffix}.json"
+    return (Layout(home) if home else get_settings().layout).tuned_choice(catalog_name, variant)
 
 
 def stored_choice(catalog: Catalog, home: Path | None = None) -> dict[str, Any] | None:

@@ -12,7 +12,7 @@ import fcntl
 import os
 from pathlib import Path
 
-from mediarec.infra.paths import safe_file_name
+from mediarec.infra.paths import Layout
 
 RUNNING = "retraining in the background; the previous model serves until then"
 INTERRUPTED = "its background retraining did not finish; the previous model serves until it is retrained"
@@ -20,7 +20,7 @@ COLLAB_RUNNING = "previous fit serves; refitting in the background"
 
 
 def lock_path(catalog_name: str, home: Path) -> Path:
-    return Path(home) / "learned" / f"{safe_file_name(catalog_name)}.background.lock"
+    return Layout(home).job_lock(catalog_name)
 
 
 def is_running(catalog_name: str, home: Path) -> bool:

@@ -272,9 +272,9 @@ def train(catalog: Catalog, index: Any, fusion: FusionSettings | None = None,
 
 # -- the stage as the Recommender uses it -------------------------------------------------------
 def learned_path(home: Path, catalog_name: str, key: str) -> Path:
-    from mediarec.infra.paths import safe_file_name
+    from mediarec.infra.paths import Layout
 
-    return Path(home) / "learned" / f"{safe_file_name(catalog_name)}-{key}.json"
+    return Layout(home).learned_model(catalog_name, key)
 
 
 class SecondStage:
