@@ -21,7 +21,6 @@ from typing import Any, Callable, Iterable, Sequence
 import numpy as np
 
 from mediarec.catalog import Catalog, Interaction, Item
-from mediarec.config import get_settings
 from mediarec.errors import ConfigError, MediarecError
 from mediarec.index.retriever import Candidate, FusionSettings, Retriever
 from mediarec.index.store import CatalogIndex
@@ -102,6 +101,8 @@ class Recommender:
                  retrain_job: Callable[[str], int | None] | None = None):
         if not 1 <= n_candidates <= MAX_LABELS:
             raise ConfigError(f"n_candidates must be from 1 to {MAX_LABELS} (one label per candidate)")
+        if second_stage is not None and home is None:
+            raise ConfigError("a learned second stage is stored under a home: pass home= (Settings.home)")
         self.name = name
         self.use_profile = use_profile  # chat sessions mix the interest profile into retrieval
         self.fusion = fusion
@@ -165,8 +166,8 @@ class Recommender:
         retriever = Retriever(index, self.fusion)
         stage = None
         if self.second_stage is not None:
-            stage = SecondStage(catalog, index, retriever.fusion, self.second_stage,
-                                self.home or get_settings().home, progress=self.progress)
+            stage = SecondStage(catalog, index, retriever.fusion, self.second_stage, self.home,
+                                progress=self.progress)
             if train and self.train_second_stage:
                 stage.train_missing()
             if restart_retrain and self.train_second_stage and stage.retrain_interrupted \
