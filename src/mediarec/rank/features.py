@@ -146,7 +146,7 @@ class Signals:
         vocab: dict[str, int] = {}
         rows, cols = [], []
         for j, i in enumerate(self.item_ids):
-            for label in {str(x).lower() for x in of(self.catalog.items[i])}:
+            for label in sorted({str(x).lower() for x in of(self.catalog.items[i])}):  # one column order in every process
                 rows.append(j)
                 cols.append(vocab.setdefault(label, len(vocab)))
         return sparse.csr_matrix((np.ones(len(rows), np.float32), (rows, cols)),
