@@ -166,3 +166,56 @@ def test_demo_request_from_the_readme(run):
     assert len(result["items"]) == 5 and result["request"] == "calm piano music for studying"
     kinds = [r["item"]["kind"] for r in result["items"]]
     assert sum(k in ("track", "album", "artist") for k in kinds) >= 3, result["items"]
+
+
+# ---------------------------------------------------------------------------------------------
+# --quiet: no progress or status chatter, only the result lines that --help documents
+# ---------------------------------------------------------------------------------------------
+@pytest.fixture(scope="module")
+def quiet_catalog(run, tmp_path_factory) -> tuple[Path, subprocess.CompletedProcess]:
+    """A tiny catalog of your own (20 demo items and their interactions), registered quietly,
+    and demo items to add: 3 in more.jsonl, 1 in other.jsonl."""
+    from mediarec.catalog import write_generic
+
+    demo = load_dataset("demo")
+    folder = tmp_path_factory.mktemp("quiet")
+    items = list(demo.items.values())
+    first, more, other = items[:20], items[20:23], items[23:24]
+    ids = {i.id for i in first}
+    write_generic(demo.replace(items=first, interactions=[x for x in demo.interactions if x.item in ids]),
+                  folder / "own" / "items.jsonl", folder / "own" / "interactions.csv")
+    write_generic(demo.replace(items=more, interactions=[]), folder / "more.jsonl")
+    write_generic(demo.replace(items=other, interactions=[]), folder / "other.jsonl")
+    p = run("index", "--catalog", str(folder / "own"), "--name", "quiet", "--quiet")
+    assert p.returncode == 0, p.stderr
+    return folder, p
+
+
+def test_quiet_index_prints_only_its_result_line(quiet_catalog):
+    _, p = quiet_catalog  # the one documented result line; no registration note, no second-stage status
+    assert p.stderr == "", p.stderr
+    assert p.stdout.startswith("indexed quiet: 20 items") and len(p.stdout.splitlines()) == 1, p.stdout
+
+
+def test_quiet_add_prints_only_its_result_line(run, quiet_catalog):
+    quiet_catalog, _ = quiet_catalog
+    p = run("add", "--dataset", "quiet", "--items", str(quiet_catalog / "more.jsonl"), "--quiet")
+    assert p.returncode == 0, p.stderr
+    assert p.stderr == "", p.stderr
+    assert p.stdout.splitlines() == [p.stdout.strip()] and p.stdout.startswith("added 3 items"), p.stdout
+    # without --quiet: the status lines too
+    p = run("add", "--dataset", "quiet", "--items", str(quiet_catalog / "other.jsonl"))
+    assert p.returncode == 0, p.stderr
+    assert "second stage:" in p.stdout and "kept copies:" in p.stdout, p.stdout
+
+
+def test_quiet_eval_prints_nothing(run, quiet_catalog, tmp_path):
+    p = run("eval", "--dataset", "quiet", "--systems", "pop,hybrid", "--quiet", "--output", str(tmp_path))
+    assert p.returncode == 0, p.stderr
+    assert (p.stdout, p.stderr) == ("", "")
+    assert set(json.loads((tmp_path / "metrics.json").read_text())["systems"]) == {"pop", "hybrid"}
+
+
+def test_quiet_eval_still_reports_errors(run, quiet_catalog, tmp_path):
+    p = run("eval", "--dataset", "quiet", "--systems", "pop,sparkle", "--quiet", "--output", str(tmp_path))
+    _assert_user_error(p, "sparkle")

@@ -87,6 +87,8 @@ def _own_files(args) -> None:
     name = getattr(args, "name", None) or default_name(folder or items)
     reg, catalog = register(name, items, inter)
     args.dataset, args.items, args.catalog, args.interactions = name, None, None, None
+    if getattr(args, "quiet", False):
+        return
     print(f"catalog {name}: {len(catalog.items)} items, {len(catalog.interactions)} interactions from "
           f"{', '.join(reg.items + reg.interactions)}; --dataset {name} serves it from now on", file=sys.stderr)
 
@@ -105,6 +107,8 @@ def cmd_index(args) -> int:
     idx = rec.index
     print(f"indexed {catalog.name}: {len(idx.item_ids)} items, {len(idx.collab.item_ids)} with collaborative "
           f"vectors, in {time.perf_counter() - t0:.1f}s")
+    if args.quiet:  # the one result line (documented in --help)
+        return 0
     print(f"second stage: {rec.stage.status if rec.stage else 'off (--no-learned)'}")
     _collab_capacity_note(catalog, idx)
     return 0
@@ -203,8 +207,9 @@ def cmd_tune(args) -> int:
     print(f"{catalog.name}: {chosen}: validation NDCG@10 {out['validation_ndcg@10']:.4f}"
           + (f" (defaults {default:.4f})" if default is not None else "")
           + f" on {out['validation_users']} users, {len(out['grid'])} grid points in {out['seconds']:.0f}s")
-    print(f"wrote {tuned_path(catalog.name, variant=variant)}; `mediarec index` and `mediarec eval` now use it "
-          "for this catalog")
+    if not args.quiet:
+        print(f"wrote {tuned_path(catalog.name, variant=variant)}; `mediarec index` and `mediarec eval` now use it "
+              "for this catalog")
     return 0
 
 
@@ -248,9 +253,12 @@ def cmd_add(args) -> int:
         from mediarec.rank.background import COLLAB_RUNNING
 
         print(f"collaborative side: {COLLAB_RUNNING} (pid {out['retrain_pid']})")
-    print(f"second stage: {out['second_stage'] or 'off'}"
-          + (f" (retrain pid {out['retrain_pid']})" if out.get("retrain_pid") else ""))
-    print(f"kept copies: {', '.join(out['copies'].values())}")
+    # --quiet: the pid of a job started in the background is a result (a script waits for it)
+    if not args.quiet or out.get("retrain_pid"):
+        print(f"second stage: {out['second_stage'] or 'off'}"
+              + (f" (retrain pid {out['retrain_pid']})" if out.get("retrain_pid") else ""))
+    if not args.quiet:
+        print(f"kept copies: {', '.join(out['copies'].values())}")
     return 0
 
 
