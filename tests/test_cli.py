@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -169,8 +170,85 @@ def test_demo_request_from_the_readme(run):
 
 
 # ---------------------------------------------------------------------------------------------
-# --quiet: no progress or status chatter, only the result lines that --help documents
+# The command surface: help, --version, --quiet, an embedder given as --llm
 # ---------------------------------------------------------------------------------------------
+def _subcommands() -> dict:
+    import argparse
+
+    from mediarec.cli import build_parser
+
+    parser = build_parser()
+    sub = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction))
+    return {"": parser, **sub.choices}
+
+
+def _option_help(help_text: str) -> dict[str, str]:
+    """Each option's entry in a --help text (its first line and the indented lines below it),
+    keyed by each of its spellings."""
+    entries: dict[str, str] = {}
+    lines = help_text.split("options:", 1)[1].splitlines()
+    current: list[str] = []
+    for line in lines + ["  -end"]:
+        if line.startswith("  -"):
+            if current:
+                text = " ".join(" ".join(current).split())
+                invocation = re.match(r"\s+(\S.*?)(?:\s{2,}|$)", current[0]).group(1)  # "-v, --verbose"
+                for spelling in invocation.split(", "):
+                    entries[spelling.split()[0]] = text
+            current = [line]
+        elif line.startswith("    ") and current:
+            current.append(line)
+        elif not line.strip():
+            continue
+        else:
+            current = []  # the epilog
+    return entries
+
+
+@pytest.mark.parametrize("command", sorted(_subcommands()))
+def test_every_option_has_help_that_shows_its_default(command, capsys):
+    from mediarec.cli import main
+
+    with pytest.raises(SystemExit) as exit_:
+        main([command, "--help"] if command else ["--help"])
+    assert exit_.value.code == 0
+    entries = _option_help(capsys.readouterr().out)
+    parser = _subcommands()[command]
+    for action in parser._actions:
+        if not action.option_strings or action.dest in ("help", "version"):
+            continue
+        text = entries[action.option_strings[-1]]
+        spelled = " ".join(action.option_strings[-1:])
+        # a help line beyond the option's own spelling, and what holds when the option is not given
+        described = text.split(spelled, 1)[1]
+        assert action.help and len(described.split()) > 2, (command, text)
+        assert "default" in described or "(required)" in described, (command, text)
+        if action.default not in (None, False) and "%(default)" not in action.help and "default" not in action.help:
+            assert f"(default: {action.default})" in described, (command, text)
+
+
+def test_the_llm_default_in_help_is_the_settings_one(capsys):
+    from mediarec.cli import main
+    from mediarec.config import Settings
+
+    for command in ("recommend", "chat", "enrich"):
+        with pytest.raises(SystemExit):
+            main([command, "--help"])
+        text = _option_help(capsys.readouterr().out)["--llm"]
+        assert f"default: {Settings().llm}," in text, text
+
+
+def test_version(run):
+    from importlib.metadata import version
+
+    import mediarec
+
+    p = run("--version")
+    assert p.returncode == 0, p.stderr
+    assert p.stdout == f"mediarec {mediarec.__version__}\n" and p.stderr == ""
+    assert mediarec.__version__ == version("mediarec")  # the package's metadata says the same
+
+
 @pytest.fixture(scope="module")
 def quiet_catalog(run, tmp_path_factory) -> tuple[Path, subprocess.CompletedProcess]:
     """A tiny catalog of your own (20 demo items and their interactions), registered quietly,
