@@ -297,3 +297,15 @@ def test_quiet_eval_prints_nothing(run, quiet_catalog, tmp_path):
 def test_quiet_eval_still_reports_errors(run, quiet_catalog, tmp_path):
     p = run("eval", "--dataset", "quiet", "--systems", "pop,sparkle", "--quiet", "--output", str(tmp_path))
     _assert_user_error(p, "sparkle")
+
+
+@pytest.mark.parametrize("command", [
+    ("recommend", "--dataset", "demo", "--user", "alice"),
+    ("eval", "--dataset", "demo", "--systems", "hybrid,llm", "--users", "2", "--quiet"),
+    ("enrich", "--dataset", "demo"),
+], ids=lambda c: c[0])
+def test_an_embedder_as_llm_is_a_one_line_error(run, command, tmp_path):
+    p = run(*command, "--llm", "local:minilm-l6-int8", *(["--output", str(tmp_path)] if "eval" in command else []))
+    line = _assert_user_error(p, "minilm-l6-int8 is an embedding model, not an LLM", "local:qwen2.5-coder-0.5b",
+                              "local:smollm2-135m")
+    assert "local:minilm-l6-int8" not in line.split("use ", 1)[1]  # not offered as an LLM

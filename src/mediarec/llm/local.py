@@ -111,7 +111,7 @@ class LocalLLM(LLM):
     def __init__(self, model: str, n_ctx: int = 4096, n_threads: int | None = None, settings: Settings | None = None,
                  adapter: str | Path | None = None, catalog: str | None = None, prompts: Any = None, **kw):
         super().__init__(**kw)
-        from mediarec.llm.model_specs import canonical_name
+        from mediarec.llm.model_specs import canonical_name, check_llm
         from mediarec.llm.weights import resolve
 
         path = Path(model)
@@ -121,6 +121,7 @@ class LocalLLM(LLM):
             self.path = str(path.resolve())
         else:
             model = canonical_name(model)  # one spec, and one answer cache, per model whatever its name
+            check_llm(model)  # the embedder is in the registry too: not a model to chat with
             self.path = str(resolve(model, settings)["model"])
         self.spec = f"local:{model}"
         self.model_name = model
