@@ -6,7 +6,6 @@ User errors (MediarecError) print one line and exit 2; there is no traceback for
 from __future__ import annotations
 
 import argparse
-import functools
 import logging
 import os
 import sys
@@ -15,11 +14,6 @@ from pathlib import Path
 from mediarec.errors import MediarecError
 
 DEFAULT_DATASET = "demo"
-#: Help lines of options whose default comes from the settings (config.py) or the environment.
-LLM_HELP = ("local:NAME, local:/path.gguf, openai:MODEL or none "
-            "(default: local:qwen2.5-coder-0.5b, the LLM of mediarec's settings)")
-CHROMA_HELP = "a Chroma server, http://HOST:PORT (default: $MEDIAREC_CHROMA_URL, else embedded)"
-ADAPTER_HELP = "rank with a `mediarec train` adapter for --llm (default: none)"
 
 
 def _console(stderr: bool = False):
@@ -279,6 +273,13 @@ def cmd_forget(args) -> int:
     return 0
 
 
+#: Help lines shared by several subcommands (--llm's default is Settings.llm in config.py).
+LLM_HELP = ("local:NAME, local:/path.gguf, openai:MODEL or none "
+            "(default: local:qwen2.5-coder-0.5b, the LLM of mediarec's settings)")
+CHROMA_HELP = "a Chroma server, http://HOST:PORT (default: $MEDIAREC_CHROMA_URL, else embedded)"
+ADAPTER_HELP = "rank with a `mediarec train` adapter for --llm (default: none)"
+
+
 class _HelpFormatter(argparse.ArgumentDefaultsHelpFormatter):
     """Every option's help ends with its default: a flag is off by default; a help that already
     says its default (one from the settings or the environment, or None meaning something) is kept;
@@ -306,7 +307,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--version", action="version", version=f"%(prog)s {__version__}",
                    help="print the version and exit")
     sub = p.add_subparsers(dest="command", required=True,
-                           parser_class=functools.partial(argparse.ArgumentParser, formatter_class=_HelpFormatter))
+                           parser_class=lambda **kw: argparse.ArgumentParser(formatter_class=_HelpFormatter, **kw))
 
     m = sub.add_parser("models", help="pull or list the pinned models")
     m.add_argument("action", choices=["pull", "list"], help="pull: fetch and verify; list: what is known and present")
