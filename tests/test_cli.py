@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -166,3 +167,145 @@ def test_demo_request_from_the_readme(run):
     assert len(result["items"]) == 5 and result["request"] == "calm piano music for studying"
     kinds = [r["item"]["kind"] for r in result["items"]]
     assert sum(k in ("track", "album", "artist") for k in kinds) >= 3, result["items"]
+
+
+# ---------------------------------------------------------------------------------------------
+# The command surface: help, --version, --quiet, an embedder given as --llm
+# ---------------------------------------------------------------------------------------------
+def _subcommands() -> dict:
+    import argparse
+
+    from mediarec.cli import build_parser
+
+    parser = build_parser()
+    sub = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction))
+    return {"": parser, **sub.choices}
+
+
+def _option_help(help_text: str) -> dict[str, str]:
+    """Each option's entry in a --help text (its first line and the indented lines below it),
+    keyed by each of its spellings."""
+    entries: dict[str, str] = {}
+    lines = help_text.split("options:", 1)[1].splitlines()
+    current: list[str] = []
+    for line in lines + ["  -end"]:
+        if line.startswith("  -"):
+            if current:
+                text = " ".join(" ".join(current).split())
+                invocation = re.match(r"\s+(\S.*?)(?:\s{2,}|$)", current[0]).group(1)  # "-v, --verbose"
+                for spelling in invocation.split(", "):
+                    entries[spelling.split()[0]] = text
+            current = [line]
+        elif line.startswith("    ") and current:
+            current.append(line)
+        elif not line.strip():
+            continue
+        else:
+            current = []  # the epilog
+    return entries
+
+
+@pytest.mark.parametrize("command", sorted(_subcommands()))
+def test_every_option_has_help_that_shows_its_default(command, capsys):
+    from mediarec.cli import main
+
+    with pytest.raises(SystemExit) as exit_:
+        main([command, "--help"] if command else ["--help"])
+    assert exit_.value.code == 0
+    entries = _option_help(capsys.readouterr().out)
+    parser = _subcommands()[command]
+    for action in parser._actions:
+        if not action.option_strings or action.dest in ("help", "version"):
+            continue
+        text = entries[action.option_strings[-1]]
+        spelled = " ".join(action.option_strings[-1:])
+        # a help line beyond the option's own spelling, and what holds when the option is not given
+        described = text.split(spelled, 1)[1]
+        assert action.help and len(described.split()) > 2, (command, text)
+        assert "default" in described or "(required)" in described, (command, text)
+        if action.default not in (None, False) and "%(default)" not in action.help and "default" not in action.help:
+            assert f"(default: {action.default})" in described, (command, text)
+
+
+def test_the_llm_default_in_help_is_the_settings_one(capsys):
+    from mediarec.cli import main
+    from mediarec.config import Settings
+
+    for command in ("recommend", "chat", "enrich"):
+        with pytest.raises(SystemExit):
+            main([command, "--help"])
+        text = _option_help(capsys.readouterr().out)["--llm"]
+        assert f"default: {Settings().llm}," in text, text
+
+
+def test_version(run):
+    from importlib.metadata import version
+
+    import mediarec
+
+    p = run("--version")
+    assert p.returncode == 0, p.stderr
+    assert p.stdout == f"mediarec {mediarec.__version__}\n" and p.stderr == ""
+    assert mediarec.__version__ == version("mediarec")  # the package's metadata says the same
+
+
+@pytest.fixture(scope="module")
+def quiet_catalog(run, tmp_path_factory) -> tuple[Path, subprocess.CompletedProcess]:
+    """A tiny catalog of your own (20 demo items and their interactions), registered quietly,
+    and demo items to add: 3 in more.jsonl, 1 in other.jsonl."""
+    from mediarec.catalog import write_generic
+
+    demo = load_dataset("demo")
+    folder = tmp_path_factory.mktemp("quiet")
+    items = list(demo.items.values())
+    first, more, other = items[:20], items[20:23], items[23:24]
+    ids = {i.id for i in first}
+    write_generic(demo.replace(items=first, interactions=[x for x in demo.interactions if x.item in ids]),
+                  folder / "own" / "items.jsonl", folder / "own" / "interactions.csv")
+    write_generic(demo.replace(items=more, interactions=[]), folder / "more.jsonl")
+    write_generic(demo.replace(items=other, interactions=[]), folder / "other.jsonl")
+    p = run("index", "--catalog", str(folder / "own"), "--name", "quiet", "--quiet")
+    assert p.returncode == 0, p.stderr
+    return folder, p
+
+
+def test_quiet_index_prints_only_its_result_line(quiet_catalog):
+    _, p = quiet_catalog  # the one documented result line; no registration note, no second-stage status
+    assert p.stderr == "", p.stderr
+    assert p.stdout.startswith("indexed quiet: 20 items") and len(p.stdout.splitlines()) == 1, p.stdout
+
+
+def test_quiet_add_prints_only_its_result_line(run, quiet_catalog):
+    quiet_catalog, _ = quiet_catalog
+    p = run("add", "--dataset", "quiet", "--items", str(quiet_catalog / "more.jsonl"), "--quiet")
+    assert p.returncode == 0, p.stderr
+    assert p.stderr == "", p.stderr
+    assert p.stdout.splitlines() == [p.stdout.strip()] and p.stdout.startswith("added 3 items"), p.stdout
+    # without --quiet: the status lines too
+    p = run("add", "--dataset", "quiet", "--items", str(quiet_catalog / "other.jsonl"))
+    assert p.returncode == 0, p.stderr
+    assert "second stage:" in p.stdout and "kept copies:" in p.stdout, p.stdout
+
+
+def test_quiet_eval_prints_nothing(run, quiet_catalog, tmp_path):
+    p = run("eval", "--dataset", "quiet", "--systems", "pop,hybrid", "--quiet", "--output", str(tmp_path))
+    assert p.returncode == 0, p.stderr
+    assert (p.stdout, p.stderr) == ("", "")
+    assert set(json.loads((tmp_path / "metrics.json").read_text())["systems"]) == {"pop", "hybrid"}
+
+
+def test_quiet_eval_still_reports_errors(run, quiet_catalog, tmp_path):
+    p = run("eval", "--dataset", "quiet", "--systems", "pop,sparkle", "--quiet", "--output", str(tmp_path))
+    _assert_user_error(p, "sparkle")
+
+
+@pytest.mark.parametrize("command", [
+    ("recommend", "--dataset", "demo", "--user", "alice"),
+    ("eval", "--dataset", "demo", "--systems", "hybrid,llm", "--users", "2", "--quiet"),
+    ("enrich", "--dataset", "demo"),
+], ids=lambda c: c[0])
+def test_an_embedder_as_llm_is_a_one_line_error(run, command, tmp_path):
+    p = run(*command, "--llm", "local:minilm-l6-int8", *(["--output", str(tmp_path)] if "eval" in command else []))
+    line = _assert_user_error(p, "minilm-l6-int8 is an embedding model, not an LLM", "local:qwen2.5-coder-0.5b",
+                              "local:smollm2-135m")
+    assert "local:minilm-l6-int8" not in line.split("use ", 1)[1]  # not offered as an LLM

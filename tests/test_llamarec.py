@@ -172,7 +172,7 @@ def test_report_prints_the_papers_numbers_as_the_papers(split, latest, protocol,
 def test_mediarec_eval_evaluates_the_filtered_catalog(shared_data, tmp_home, tmp_path, capsys):
     out = tmp_path / "eval"
     rc = main(["eval", "--dataset", "movielens-latest-small", "--data-dir", str(shared_data),
-               "--protocol", "llamarec", "--systems", "pop", "--output", str(out), "--quiet"])
+               "--protocol", "llamarec", "--systems", "pop", "--output", str(out)])  # not --quiet: the table
     assert rc == 0
     data = json.loads((out / "metrics.json").read_text())
     assert data["catalog"]["items"] == 3650 and data["catalog"]["interactions"] == 90274

@@ -176,6 +176,19 @@ def test_unknown_spec_is_a_config_error(tmp_home):
     assert load_llm("none", get_settings()) is None
 
 
+def test_the_embedder_is_not_an_llm(tmp_home):
+    """The registry's embedder given as an LLM: one clear error naming the LLMs, before anything
+    is fetched or loaded (so Python callers get it too, not only the CLI)."""
+    message = ("minilm-l6-int8 is an embedding model, not an LLM: use local:smollm2-135m, local:qwen2.5-coder-0.5b, "
+               "local:qwen2.5-coder-1.5b, local:/path/model.gguf or openai:MODEL")
+    with pytest.raises(ConfigError) as err:
+        load_llm("local:minilm-l6-int8", get_settings())
+    assert str(err.value) == message
+    with pytest.raises(ConfigError, match="is an embedding model, not an LLM"):
+        LocalLLM("minilm-l6-int8", settings=get_settings())
+    assert not (tmp_home / "models" / "minilm-l6-int8").exists()  # nothing pulled for it
+
+
 def test_old_model_name_loads_the_renamed_model_from_its_old_folder(tmp_home, capsys):
     """An existing user's local:qwen2.5-0.5b keeps working from its old folder, under the honest
     name: one spec (and one answer cache) per model, whatever name reached it. Loading is lazy,

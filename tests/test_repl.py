@@ -198,3 +198,43 @@ def test_ctrl_c_cancels_and_ctrl_d_exits(env, smol, tmp_path):
     finally:
         child.close()
     assert child.exitstatus == 0, child.signalstatus
+
+
+# -- how a list looks: long reasons wrap, whole ------------------------------------------------
+LONG_REASON = ("Because you liked Alien and Blade Runner: another slow-burning, claustrophobic science-fiction story "
+               "about a crew far from home, hunted one by one by something they brought aboard themselves; its "
+               "ending is the last line of this reason.")
+
+
+def _long_result():
+    from types import SimpleNamespace as NS
+
+    rows = [NS(rank=1, item=NS(title="The Thing", year=1982), score=0.912, reason=LONG_REASON),
+            NS(rank=2, item=NS(title="Moon", year=2009), score=0.5, reason="short")]
+    return NS(stages=["retrieval", "llm"], pending=None, items=rows)
+
+
+def _why_column(rendered: str) -> str:
+    """The text of the table's last column, its cells' lines joined."""
+    cells = [line.split("│")[-2] for line in rendered.splitlines() if line.count("│") >= 6]
+    return " ".join(" ".join(cells).split())
+
+
+@pytest.mark.parametrize("width", [200, 80, 40])
+def test_a_long_reason_wraps_in_full(width):
+    from rich.console import Console
+
+    from mediarec.chat.render import result_table
+    from mediarec.chat.repl import REASON_CHARS
+
+    assert len(LONG_REASON) > REASON_CHARS  # longer than the widest the column gets
+    console = Console(width=width, record=True, color_system=None, file=open(os.devnull, "w"))
+    console.print(result_table(_long_result(), REASON_CHARS))
+    out = console.export_text()
+    assert "…" not in out, out
+    why = _why_column(out)
+    if width >= 80:  # wide enough for whole words: the reason reads as it was written
+        assert LONG_REASON in why, out
+    else:  # narrow: a word may be folded over two lines, but nothing is lost
+        assert "".join(LONG_REASON.split()) in "".join(why.split()), out
+    assert max(len(line) for line in out.splitlines()) <= width

@@ -11,6 +11,7 @@ import os
 import sys
 from pathlib import Path
 
+from mediarec.config import DEFAULT_LLM
 from mediarec.errors import MediarecError
 
 DEFAULT_DATASET = "demo"
@@ -87,6 +88,8 @@ def _own_files(args) -> None:
     name = getattr(args, "name", None) or default_name(folder or items)
     reg, catalog = register(name, items, inter)
     args.dataset, args.items, args.catalog, args.interactions = name, None, None, None
+    if getattr(args, "quiet", False):
+        return
     print(f"catalog {name}: {len(catalog.items)} items, {len(catalog.interactions)} interactions from "
           f"{', '.join(reg.items + reg.interactions)}; --dataset {name} serves it from now on", file=sys.stderr)
 
@@ -105,6 +108,8 @@ def cmd_index(args) -> int:
     idx = rec.index
     print(f"indexed {catalog.name}: {len(idx.item_ids)} items, {len(idx.collab.item_ids)} with collaborative "
           f"vectors, in {time.perf_counter() - t0:.1f}s")
+    if args.quiet:  # the one result line (documented in --help)
+        return 0
     print(f"second stage: {rec.stage.status if rec.stage else 'off (--no-learned)'}")
     _collab_capacity_note(catalog, idx)
     return 0
@@ -205,8 +210,9 @@ def cmd_tune(args) -> int:
     print(f"{catalog.name}: {chosen}: validation NDCG@10 {out['validation_ndcg@10']:.4f}"
           + (f" (defaults {default:.4f})" if default is not None else "")
           + f" on {out['validation_users']} users, {len(out['grid'])} grid points in {out['seconds']:.0f}s")
-    print(f"wrote {tuned_path(catalog.name, variant=variant)}; `mediarec index` and `mediarec eval` now use it "
-          "for this catalog")
+    if not args.quiet:
+        print(f"wrote {tuned_path(catalog.name, variant=variant)}; `mediarec index` and `mediarec eval` now use it "
+              "for this catalog")
     return 0
 
 
@@ -250,9 +256,12 @@ def cmd_add(args) -> int:
         from mediarec.infra.jobs import COLLAB_RUNNING
 
         print(f"collaborative side: {COLLAB_RUNNING} (pid {out['retrain_pid']})")
-    print(f"second stage: {out['second_stage'] or 'off'}"
-          + (f" (retrain pid {out['retrain_pid']})" if out.get("retrain_pid") else ""))
-    print(f"kept copies: {', '.join(out['copies'].values())}")
+    # --quiet: the pid of a job started in the background is a result (a script waits for it)
+    if not args.quiet or out.get("retrain_pid"):
+        print(f"second stage: {out['second_stage'] or 'off'}"
+              + (f" (retrain pid {out['retrain_pid']})" if out.get("retrain_pid") else ""))
+    if not args.quiet:
+        print(f"kept copies: {', '.join(out['copies'].values())}")
     return 0
 
 
@@ -267,55 +276,91 @@ def cmd_forget(args) -> int:
     return 0
 
 
+#: Help lines shared by several subcommands (--llm's default is Settings.llm in config.py).
+LLM_HELP = ("local:NAME, local:/path.gguf, openai:MODEL or none "
+            f"(default: local:{DEFAULT_LLM}, the LLM of mediarec's settings)")
+CHROMA_HELP = "a Chroma server, http://HOST:PORT (default: $MEDIAREC_CHROMA_URL, else embedded)"
+ADAPTER_HELP = "rank with a `mediarec train` adapter for --llm (default: none)"
+
+
+class _HelpFormatter(argparse.ArgumentDefaultsHelpFormatter):
+    """Every option's help ends with its default: a flag is off by default; a help that already
+    says its default (one from the settings or the environment, or None meaning something) is kept;
+    a required option says so instead."""
+
+    def _get_help_string(self, action):
+        text = action.help or ""
+        if "default" in text or action.default is argparse.SUPPRESS or not action.option_strings:
+            return text
+        if action.nargs == 0:  # store_true
+            return f"{text} (default: off)"
+        if action.required:
+            return f"{text} (required)"
+        return f"{text} (default: %(default)s)"
+
+
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="mediarec", description="LLM-prompted recommendations for films, series and music.")
+    from mediarec import __version__
+
+    p = argparse.ArgumentParser(prog="mediarec", description="LLM-prompted recommendations for films, series and music.",
+                                formatter_class=_HelpFormatter,
+                                epilog="$MEDIAREC_HOME (default ~/.cache/mediarec) holds the models, indexes, caches "
+                                       "and data; `mediarec CMD --help` shows each command's options.")
     p.add_argument("-v", "--verbose", action="store_true", help="log what happens")
-    sub = p.add_subparsers(dest="command", required=True)
+    p.add_argument("--version", action="version", version=f"%(prog)s {__version__}",
+                   help="print the version and exit")
+    sub = p.add_subparsers(dest="command", required=True,
+                           parser_class=lambda **kw: argparse.ArgumentParser(formatter_class=_HelpFormatter, **kw))
 
     m = sub.add_parser("models", help="pull or list the pinned models")
-    m.add_argument("action", choices=["pull", "list"])
+    m.add_argument("action", choices=["pull", "list"], help="pull: fetch and verify; list: what is known and present")
     m.add_argument("names", nargs="*", help="model names (default: the embedder and the default LLM)")
-    m.add_argument("--force", action="store_true")
-    m.add_argument("--quiet", action="store_true")
+    m.add_argument("--force", action="store_true", help="with pull: fetch and verify again files already present")
+    m.add_argument("--quiet", action="store_true",
+                   help="with pull: no download progress; only the pulled files' paths print, one a line")
     m.set_defaults(func=cmd_models)
 
     d = sub.add_parser("data", help="fetch a public dataset from its publisher")
-    d.add_argument("action", choices=["fetch"])
+    d.add_argument("action", choices=["fetch"], help="fetch: download and unpack")
     d.add_argument("name", help="movielens-100k | movielens-latest-small | lastfm-2k")
     d.add_argument("--dest", help="folder to unpack into (default $MEDIAREC_HOME/data)")
-    d.add_argument("--url", help="another URL, file:// URL or local path of the archive")
+    d.add_argument("--url", help="another URL, file:// URL or local path of the archive "
+                                 "(default: the publisher's URL)")
     d.set_defaults(func=cmd_data)
 
     def dataset_args(sp):
         sp.add_argument("--dataset", default=DEFAULT_DATASET,
                         help="demo, movielens-100k, movielens-latest-small, lastfm-2k or a catalog you registered")
         sp.add_argument("--data-dir", help="folder holding the dataset (default $MEDIAREC_HOME/data)")
-        sp.add_argument("--chroma-url", help="a Chroma server, http://HOST:PORT (default: embedded)")
+        sp.add_argument("--chroma-url", help=CHROMA_HELP)
 
     def own_files_args(sp):
-        sp.add_argument("--items", help="your items file (JSONL or CSV, docs/formats.md); registers it")
-        sp.add_argument("--interactions", help="your interactions file, with --items")
-        sp.add_argument("--catalog", help="a folder holding items.* and interactions.* (instead of --items)")
+        sp.add_argument("--items", help="your items file (JSONL or CSV, docs/formats.md); registers it "
+                                        "(default: none, --dataset serves)")
+        sp.add_argument("--interactions", help="your interactions file, with --items (default: none)")
+        sp.add_argument("--catalog", help="a folder holding items.* and interactions.* (instead of --items; "
+                                          "default: none)")
         sp.add_argument("--name", help="the name your catalog is registered under (default: from the file name)")
 
     i = sub.add_parser("index", help="build or update the vector index of a dataset or of your own files")
     dataset_args(i)
     own_files_args(i)
     i.add_argument("--no-learned", action="store_true", help="do not train the learned second stage")
-    i.add_argument("--quiet", action="store_true")
+    i.add_argument("--quiet", action="store_true",
+                   help="no progress, notes or second-stage status; only the \"indexed ...\" line prints")
     i.set_defaults(func=cmd_index)
 
     r = sub.add_parser("recommend", help="recommend for a user or a history")
     dataset_args(r)
     own_files_args(r)
-    r.add_argument("--user", help="a user id of the dataset")
-    r.add_argument("--history", help='titles or ids separated by ";", oldest first')
-    r.add_argument("--query", help="a free-text request, e.g. 'tense 80s sci-fi'")
-    r.add_argument("-k", type=int, default=10)
-    r.add_argument("--llm", default=None, help="local:NAME, local:/path.gguf, openai:MODEL or none "
-                                                 "(default local:qwen2.5-coder-0.5b)")
-    r.add_argument("--adapter", metavar="DIR", help="rank with a `mediarec train` adapter for --llm")
-    r.add_argument("--prompts-dir", help="a folder of your own prompt templates overriding the shipped ones")
+    r.add_argument("--user", help="a user id of the dataset (default: none; give --user, --history or --query)")
+    r.add_argument("--history", help='titles or ids separated by ";", oldest first (default: none)')
+    r.add_argument("--query", help="a free-text request, e.g. 'tense 80s sci-fi' (default: none)")
+    r.add_argument("-k", type=int, default=10, help="how many items to recommend")
+    r.add_argument("--llm", default=None, help=LLM_HELP)
+    r.add_argument("--adapter", metavar="DIR", help=ADAPTER_HELP)
+    r.add_argument("--prompts-dir", help="a folder of your own prompt templates overriding the shipped ones "
+                                         "(default: the shipped ones)")
     r.add_argument("--json", action="store_true", help="print the full result as JSON")
     r.add_argument("--llm-requests", action="store_true",
                    help="read --query with the LLM as well as the rules (filling what the rules miss)")
@@ -328,23 +373,29 @@ def build_parser() -> argparse.ArgumentParser:
                         "-cal: label prior divided out, -ft: with --adapter); retrieval ones also with "
                         "+summaries (stored `mediarec enrich` summaries) and/or +profile[@SHARE] (interest profile)")
     e.add_argument("--protocol", default="full", help="full | sampled | a built-in protocol (llamarec, ml-100k-full, ...) | a protocol JSON file")
-    e.add_argument("--users", type=int, default=None)
+    e.add_argument("--users", type=int, default=None,
+                   help="test users, a seeded sample (default: all with --protocol full, 200 with sampled, "
+                        "else the protocol's own)")
     e.add_argument("--val-users", type=int, default=None,
                    help="validation users for tuning the LLM fusion weight (default min(users, 100))")
-    e.add_argument("--llm", default="local:qwen2.5-coder-0.5b")
+    e.add_argument("--llm", default=f"local:{DEFAULT_LLM}",
+                   help="the LLM of the llm systems, --explanations and --request-llm: local:NAME, "
+                        "local:/path.gguf or openai:MODEL")
     e.add_argument("--adapter", default=None, metavar="DIR",
-                   help="a `mediarec train` adapter for --llm: the llm-ft / learned+llm-ft systems rank with it")
-    e.add_argument("--candidates", type=int, default=20)
+                   help="a `mediarec train` adapter for --llm: the llm-ft / learned+llm-ft systems rank with it "
+                        "(default: none)")
+    e.add_argument("--candidates", type=int, default=20, help="the first stage's candidates the LLM reranks")
     e.add_argument("--history-cuts", default=None, metavar="N,N,...",
                    help="tune how many history items the LLM's prompts carry (e.g. 5,10,20) with the fusion "
                         "weight on validation users; fewer tokens win within 0.005 NDCG@10; stored for "
-                        "recommend and chat")
+                        "recommend and chat (default: none, the reranker's default history length)")
     e.add_argument("--explanations", type=int, default=None, metavar="N",
-                   help="also check the reasons --llm writes for N test users (eval/explanations.py)")
+                   help="also check the reasons --llm writes for N test users (eval/explanations.py; "
+                        "default: none)")
     e.add_argument("--profile-llm", default=None,
                    help="LLM writing the interest profiles of +profile systems (default: the fallback profile "
                         "from the history's genres, tags and decades)")
-    e.add_argument("--seed", type=int, default=0)
+    e.add_argument("--seed", type=int, default=0, help="seed of the user samples")
     e.add_argument("--ablation", action="store_true",
                    help="add the learned stage without each feature group (learned-<group>), tested against learned")
     e.add_argument("--requests", action="store_true",
@@ -354,24 +405,26 @@ def build_parser() -> argparse.ArgumentParser:
                         "each variant paired against the rules alone")
     e.add_argument("--request-llm-users", type=int, default=None, metavar="N",
                    help="with --request-llm: run the LLM variants for the first N evaluated users only "
-                        "(the rules for all)")
-    e.add_argument("--output", default="results/eval")
-    e.add_argument("--quiet", action="store_true")
+                        "(the rules for all; default: all)")
+    e.add_argument("--output", default="results/eval", help="folder for metrics.json and report.md")
+    e.add_argument("--quiet", action="store_true",
+                   help="print nothing but errors: no progress, status or result table (the results are in --output)")
     e.set_defaults(func=cmd_eval)
 
     t = sub.add_parser("tune", help="choose the collaborative side's settings on validation users (never test)")
     dataset_args(t)
     t.add_argument("--val-users", type=int, default=None, help="a seeded sample of validation users (default all)")
-    t.add_argument("--protocol", default=None, help="tune on the catalog this protocol evaluates (e.g. llamarec)")
-    t.add_argument("--quiet", action="store_true")
+    t.add_argument("--protocol", default=None, help="tune on the catalog this protocol evaluates (e.g. llamarec; "
+                                                    "default: the catalog as it is)")
+    t.add_argument("--quiet", action="store_true", help="no progress; only the result line (settings chosen) prints")
     t.set_defaults(func=cmd_tune)
 
     c = sub.add_parser("chat", help="an interactive recommendation session")
     dataset_args(c)
     own_files_args(c)
-    c.add_argument("--user")
-    c.add_argument("--llm", default=None)
-    c.add_argument("--adapter", metavar="DIR", help="rank with a `mediarec train` adapter for --llm")
+    c.add_argument("--user", help="a user id of the dataset whose history starts the session (default: none)")
+    c.add_argument("--llm", default=None, help=LLM_HELP)
+    c.add_argument("--adapter", metavar="DIR", help=ADAPTER_HELP)
     c.add_argument("--save-feedback", action="store_true",
                    help="write your likes, dislikes and watches to your catalog's interaction log")
     c.add_argument("--profile", action="store_true",
@@ -383,45 +436,50 @@ def build_parser() -> argparse.ArgumentParser:
     tr.add_argument("--llm", default="local:smollm2-135m", help="the local model to train (local:NAME or local:/path.gguf)")
     tr.add_argument("--output", required=True, help="the run's folder: examples, checkpoints, log, adapter.gguf")
     tr.add_argument("--examples", type=int, default=1000, help="training prompts drawn from the training histories")
-    tr.add_argument("--epochs", type=int, default=1)
+    tr.add_argument("--epochs", type=int, default=1, help="passes over the training prompts")
     tr.add_argument("--time-budget", type=float, default=None, metavar="MINUTES",
-                    help="stop (with a checkpoint) after this long; the same command resumes")
+                    help="stop (with a checkpoint) after this long; the same command resumes (default: no limit)")
     tr.add_argument("--protocol", default="full", help="the split whose training part is used (full, llamarec, ...)")
     tr.add_argument("--val-users", type=int, default=50, help="validation users scored after every chunk")
     tr.add_argument("--max-history", type=int, default=5, help="history items per prompt (as ranking shows them)")
     tr.add_argument("--order", choices=["shuffled", "retrieval"], default="shuffled",
-                    help="candidates in a random order around the target (default), or only targets the "
-                         "retriever found, in its order, as ranking shows them")
-    tr.add_argument("--lr", type=float, default=3e-4)
+                    help="candidates in a random order around the target (shuffled), or only targets the "
+                         "retriever found, in its order, as ranking shows them (retrieval)")
+    tr.add_argument("--lr", type=float, default=3e-4, help="learning rate")
     tr.add_argument("--batch", type=int, default=8, help="examples per optimizer step")
     tr.add_argument("--chunk", type=int, default=128, help="examples between checkpoints and validations")
-    tr.add_argument("--layers", type=float, default=1 / 3, help="the top fraction of layers that get LoRA")
-    tr.add_argument("--threads", type=int, default=None)
-    tr.add_argument("--seed", type=int, default=0)
-    tr.add_argument("--quiet", action="store_true")
+    tr.add_argument("--layers", type=float, default=1 / 3, help="the top fraction of layers that get LoRA "
+                                                               "(default: 1/3)")
+    tr.add_argument("--threads", type=int, default=None, help="CPU threads for training (default: torch's choice)")
+    tr.add_argument("--seed", type=int, default=0, help="seed of the prompts drawn and the validation users")
+    tr.add_argument("--quiet", action="store_true",
+                    help="no progress or per-step lines; only resuming, stopping and the adapter written print")
     tr.set_defaults(func=cmd_train)
 
     en = sub.add_parser("enrich", help="write LLM summaries for items with little text (resumable)")
     dataset_args(en)
-    en.add_argument("--llm", default=None, help="local:NAME, local:/path.gguf or openai:MODEL")
-    en.add_argument("--limit", type=int, default=None, help="at most N new summaries this run")
-    en.add_argument("--quiet", action="store_true")
+    en.add_argument("--llm", default=None, help=LLM_HELP.replace(", openai:MODEL or none", " or openai:MODEL"))
+    en.add_argument("--limit", type=int, default=None, help="at most N new summaries this run (default: no limit)")
+    en.add_argument("--quiet", action="store_true", help="no progress; only the result line (summaries written) prints")
     en.set_defaults(func=cmd_enrich)
 
     a = sub.add_parser("add", help="add items and/or interactions to a catalog of your own (embeds only what is new)")
     a.add_argument("--dataset", required=True, help="the name you registered your catalog under")
-    a.add_argument("--items", help="a file of new items (JSONL or CSV, docs/formats.md)")
-    a.add_argument("--interactions", help="a file of new interactions")
-    a.add_argument("--chroma-url", help="a Chroma server, http://HOST:PORT (default: embedded)")
+    a.add_argument("--items", help="a file of new items (JSONL or CSV, docs/formats.md; default: none)")
+    a.add_argument("--interactions", help="a file of new interactions (default: none)")
+    a.add_argument("--chroma-url", help=CHROMA_HELP)
     a.add_argument("--wait", action="store_true", help="with new interactions, refit the collaborative side and retrain "
                    "the learned stage before returning (default: in the background, the previous ones serving meanwhile)")
-    a.add_argument("--quiet", action="store_true")
+    a.add_argument("--quiet", action="store_true",
+                   help="no progress or status; only the \"added ...\" line prints, and the lines that give the pid "
+                        "of a refit or retrain started in the background")
     a.set_defaults(func=cmd_add)
 
     fg = sub.add_parser("forget", help="remove one person's interactions from every store, cache, session and model")
     fg.add_argument("--user", required=True, help="the person's user id")
     fg.add_argument("--data-dir", help="where the built-in datasets are (default $MEDIAREC_HOME/data)")
-    fg.add_argument("--chroma-url", help="also delete their models from this Chroma server")
+    fg.add_argument("--chroma-url", help="also delete their models from this Chroma server "
+                                         "(default: $MEDIAREC_CHROMA_URL, else none: the embedded indexes)")
     fg.set_defaults(func=cmd_forget)
     return p
 

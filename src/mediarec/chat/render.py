@@ -15,13 +15,17 @@ from rich.text import Text
 
 def result_table(result: Any, reason_chars: int | None = None) -> Table:
     """The ranked items as a table titled with the stages; a provisional result says what is
-    still running in the title."""
+    still running in the title. Reasons and titles are shown whole: they wrap inside their column
+    (``reason_chars``: the widest the "why" column gets), a long word folds rather than being cut."""
     title = " → ".join(result.stages) + (f" ({result.pending}…)" if getattr(result, "pending", None) else "")
-    table = Table("#", "title", "year", "score", "why", title=title, title_style="dim")
+    table = Table(title=title, title_style="dim")
+    table.add_column("#", no_wrap=True)
+    table.add_column("title", overflow="fold")
+    table.add_column("year", no_wrap=True)
+    table.add_column("score", no_wrap=True)
+    table.add_column("why", overflow="fold", max_width=reason_chars)
     for r in result.items:
         reason = " ".join((r.reason or "").split())
-        if reason_chars is not None and len(reason) > reason_chars:
-            reason = reason[: reason_chars - 1] + "…"
         table.add_row(str(r.rank), Text(r.item.title), str(r.item.year or ""), f"{r.score:.3f}", Text(reason))
     return table
 
@@ -33,7 +37,7 @@ class LiveList:
     the latest pushed list and runs in the thread that owns the terminal. The display is transient:
     it disappears when the answer is complete, and the caller prints the final list."""
 
-    def __init__(self, console: Console, label: str, reason_chars: int | None = None):
+    def __init__(self, console: Console, label: str, reason_chars: int | None = None):  # see result_table
         self.console, self.label, self.reason_chars = console, label, reason_chars
         self.live = Live(Spinner("dots", Text(label)), console=console, transient=True, refresh_per_second=8)
         self._latest: Any = None

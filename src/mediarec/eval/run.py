@@ -44,7 +44,7 @@ def run_eval(args) -> int:
     from mediarec.eval.systems import IndexProvider, build_systems
     from mediarec.llm import load_llm
 
-    con = Console(stderr=True)
+    con = Console(stderr=True, quiet=bool(getattr(args, "quiet", False)))  # --quiet: errors only (raised)
     names = [s.strip() for s in args.systems.split(",") if s.strip()]
     if getattr(args, "ablation", False):  # the learned stage without each feature group, against it
         from mediarec.eval.systems import ablation_names

@@ -140,7 +140,7 @@ class LocalLLM(LLM):
                  adapter: str | Path | None = None, catalog: str | None = None, prompt_hash: str | None = None,
                  pool: ModelPool | None = None, **kw):
         super().__init__(**kw)
-        from mediarec.llm.model_specs import canonical_name
+        from mediarec.llm.model_specs import canonical_name, check_llm
 
         path = Path(model)
         self._path: str | None = None
@@ -151,6 +151,7 @@ class LocalLLM(LLM):
             self._path = str(path.resolve())
         else:
             model = canonical_name(model)  # one spec, and one answer cache, per model whatever its name
+            check_llm(model)  # the embedder is in the registry too: not a model to chat with
         self.pool = pool if pool is not None else ModelPool()
         self._owns_pool = pool is None
         self.spec = f"local:{model}"

@@ -17,7 +17,7 @@ from typing import Annotated, Literal, Union
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from mediarec.config import DEFAULT_EMBEDDER, DEFAULT_LLM, Settings, get_settings  # noqa: F401 (the pulled defaults)
-from mediarec.errors import ModelError
+from mediarec.errors import ConfigError, ModelError
 HF_ENDPOINT_DEFAULT = "https://huggingface.co"
 
 # --------------------------------------------------------------------------- specs
@@ -240,6 +240,17 @@ def get_spec(name: str) -> ModelSpec:
         return REGISTRY[canonical_name(name)]
     except KeyError:
         raise ModelError(f"unknown model {name!r}; known models: {', '.join(sorted(REGISTRY))}") from None
+
+
+def check_llm(name: str) -> None:
+    """``ConfigError`` when the registry model ``name`` is not a chat LLM (the embedder): one line
+    naming the LLMs to use. Names outside the registry (paths, ``hf:`` files) are not judged here."""
+    spec = REGISTRY.get(ALIASES.get(name, name))
+    if spec is None or spec.kind == "llm":
+        return
+    llms = ", ".join(f"local:{n}" for n, s in REGISTRY.items() if s.kind == "llm")
+    raise ConfigError(f"{name} is an embedding model, not an LLM: use {llms}, "
+                      "local:/path/model.gguf or openai:MODEL")
 
 
 def model_dir(spec: ModelSpec, settings: Settings | None = None) -> Path:

@@ -35,6 +35,8 @@ def run_train(args) -> int:
     from mediarec.rank.prompts import PromptLibrary
 
     con = Console(stderr=True)
+    # --quiet: no progress or per-step lines; resuming, stopping and the adapter written still print
+    say = (lambda *a, **k: None) if args.quiet else con.print
     out = Path(args.output).expanduser()
     out.mkdir(parents=True, exist_ok=True)
     llm = load_llm(args.llm, cache=False)
@@ -66,7 +68,7 @@ def run_train(args) -> int:
     tokenizer = PromptTokenizer(llm)
     ex_path, val_path = out / "examples.jsonl", out / "validation.jsonl"
     if not (ex_path.exists() and val_path.exists()):
-        con.print(f"building {ex_settings.examples} training prompts from {train.name}'s training histories")
+        say(f"building {ex_settings.examples} training prompts from {train.name}'s training histories")
         retriever = retrieval_system("hybrid", IndexProvider(progress=not args.quiet))
         retriever.fit(train)
         ids = retriever.item_ids
@@ -84,21 +86,21 @@ def run_train(args) -> int:
     in_pool = [e for e in validation if e.target is not None]
     retrieval_ndcg = ndcg_in_pool([e.retrieval_rank for e in in_pool])
     tokens = sum(len(e.tokens) for e in examples) / max(1, len(examples))
-    con.print(f"{len(examples)} training prompts ({tokens:.0f} tokens on average; the target retrieved in "
-              f"{sum(e.retrieval_rank is not None for e in examples)}), {len(validation)} validation users "
-              f"({len(in_pool)} with the target in the pool; retrieval order NDCG@10 there {retrieval_ndcg:.4f})")
+    say(f"{len(examples)} training prompts ({tokens:.0f} tokens on average; the target retrieved in "
+        f"{sum(e.retrieval_rank is not None for e in examples)}), {len(validation)} validation users "
+        f"({len(in_pool)} with the target in the pool; retrieval order NDCG@10 there {retrieval_ndcg:.4f})")
 
     from mediarec.train.lora import load_base, with_lora
 
-    con.print(f"loading {llm.model_name} for training (dequantised, fp32)")
+    say(f"loading {llm.model_name} for training (dequantised, fp32)")
     model = with_lora(load_base(Path(llm.path), tr_settings.threads), tr_settings)
 
     def log(row: dict) -> None:
         if row["event"] == "validation":
-            con.print(f"validation after {row['examples']} examples: NDCG@10 inside the pool "
-                      f"{row['ndcg@10_in_pool']:.4f} (retrieval order {retrieval_ndcg:.4f}) [{row['seconds']} s]")
+            say(f"validation after {row['examples']} examples: NDCG@10 inside the pool "
+                f"{row['ndcg@10_in_pool']:.4f} (retrieval order {retrieval_ndcg:.4f}) [{row['seconds']} s]")
         elif row["event"] == "step" and row["step"] % 10 == 0:
-            con.print(f"step {row['step']}: loss {row['loss']:.3f} ({row['examples']} examples, {row['seconds']:.0f} s)")
+            say(f"step {row['step']}: loss {row['loss']:.3f} ({row['examples']} examples, {row['seconds']:.0f} s)")
         elif row["event"] == "stopped":
             con.print(f"stopped after {row['examples']} examples: {row['reason']}; run the same command to resume")
 
