@@ -30,13 +30,13 @@ def main() -> None:
 
     from mediarec.catalog import load_dataset
     from mediarec.index.embeddings import MiniLMEmbeddingFunction
-    from mediarec.index.store import CatalogIndex
+    from mediarec.index.store import IndexBuilder
     from mediarec.index.retriever import Retriever
 
     catalog = load_dataset("movielens-latest-small", args.data_dir)
     embedder = MiniLMEmbeddingFunction()
     with tempfile.TemporaryDirectory() as tmp:
-        idx = CatalogIndex(catalog, chromadb.PersistentClient(tmp), embedder=embedder)
+        idx = IndexBuilder(catalog, chromadb.PersistentClient(tmp), embedder=embedder)
         t0 = time.perf_counter()
         idx._build_text(progress=False, rebuild=True)
         text_s = time.perf_counter() - t0

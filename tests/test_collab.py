@@ -19,7 +19,7 @@ from mediarec.eval import EvalProtocol, evaluate, leave_last_out  # noqa: E402
 from mediarec.eval.systems import IndexProvider, retrieval_system  # noqa: E402
 from mediarec.index.collab import CollabSettings  # noqa: E402
 from mediarec.index.retriever import FusionSettings, Retriever  # noqa: E402
-from mediarec.index.store import CatalogIndex, IndexSettings  # noqa: E402
+from mediarec.index.store import CatalogIndex, IndexBuilder, IndexSettings  # noqa: E402
 from mediarec.eval.tuning import tune  # noqa: E402
 from mediarec.index.tuning import stored_choice, tuned_path  # noqa: E402
 from conftest import first_items  # noqa: E402
@@ -35,7 +35,7 @@ def sliced(ml100k) -> Catalog:
 def index(sliced, embedder, tmp_path_factory) -> CatalogIndex:
     client = chromadb.PersistentClient(path=str(tmp_path_factory.mktemp("collab-index")))
     settings = IndexSettings(collab=CollabSettings.for_catalog(sliced, use_tuned=False))
-    return CatalogIndex(sliced, client, settings, embedder=embedder).build()
+    return IndexBuilder(sliced, client, settings, embedder=embedder).build()
 
 
 def dense_reference(catalog: Catalog, lam: float, alpha: float, window: int, smoothing: float):
@@ -110,14 +110,14 @@ def test_candidates_and_score_all_agree_on_the_top_10(index, sliced):
 def test_matrix_file_missing_stale_or_corrupt(sliced, embedder, tmp_path):
     client = chromadb.PersistentClient(path=str(tmp_path / "idx"))
     settings = IndexSettings(collab=CollabSettings.for_catalog(sliced, use_tuned=False))
-    built = CatalogIndex(sliced, client, settings, embedder=embedder).build()
+    built = IndexBuilder(sliced, client, settings, embedder=embedder).build()
     path = built.matrix_path
     assert path.parent == tmp_path / "idx" and path.exists()
     history = sliced.history(sliced.users()[0])
     want = Retriever(built).collab_scores(history)
 
     def reader():
-        return CatalogIndex(sliced, client, settings, embedder=embedder)
+        return IndexBuilder(sliced, client, settings, embedder=embedder)
 
     path.unlink()  # missing: a reader is told what to run; a build fits it again
     with pytest.raises(IndexError_, match="missing.*mediarec index --dataset ml-slice"):
@@ -131,7 +131,7 @@ def test_matrix_file_missing_stale_or_corrupt(sliced, embedder, tmp_path):
 
     # stale: the matrix of other settings under this name
     other = IndexSettings(collab=settings.collab.model_copy(update={"ease_lambda": 50.0}))
-    stale = CatalogIndex(sliced, chromadb.PersistentClient(path=str(tmp_path / "other")), other, embedder=embedder,
+    stale = IndexBuilder(sliced, chromadb.PersistentClient(path=str(tmp_path / "other")), other, embedder=embedder,
                          prefix="ml-slice").build()
     stale.matrix_path.replace(path)
     with pytest.raises(IndexError_):

@@ -37,7 +37,7 @@ from mediarec.config import Settings  # noqa: E402
 from mediarec.catalog import load_dataset  # noqa: E402
 from mediarec.index.embeddings import EMBEDDER_NAME, MiniLMEmbeddingFunction  # noqa: E402
 from mediarec.errors import IndexError_, ModelError  # noqa: E402
-from mediarec.index.store import CatalogIndex, IndexSettings, open_index  # noqa: E402
+from mediarec.index.store import IndexBuilder, IndexSettings, open_index  # noqa: E402
 from mediarec.llm import LLMOptions, LLMUnavailable, LocalLLM, OpenAILLM  # noqa: E402
 from mediarec.rank.reranker import Reranker, RerankSettings  # noqa: E402
 from mediarec.index.retriever import Candidate  # noqa: E402
@@ -107,11 +107,11 @@ def assert_index_consistent(client, prefix: str, catalog: Catalog) -> None:
     assert text.count() == len(ids) == len(set(ids)) == len(catalog.items)
     assert set(ids) == set(catalog.items)
     modelled = {x.item for x in catalog.interactions}
-    for name in CatalogIndex(catalog, client, prefix=prefix)._collab_names():
+    for name in IndexBuilder(catalog, client, prefix=prefix)._collab_names():
         col = client.get_collection(name)
         got = col.get(include=[])["ids"]
         assert len(got) == len(set(got)) == col.count() == len(modelled)
-    assert CatalogIndex(catalog, client).is_current()
+    assert IndexBuilder(catalog, client).is_current()
 
 
 # =============================================================================================
@@ -545,7 +545,7 @@ def test_index_killed_mid_build_then_completed(home, demo, tmp_path):
     assert p.returncode == -signal.SIGKILL
     path = home / "index" / "demo"
     client = chromadb.PersistentClient(path=str(path))
-    assert not CatalogIndex(demo, client).is_current()
+    assert not IndexBuilder(demo, client).is_current()
     with pytest.raises(IndexError_, match="incomplete"):
         open_index(demo, build=False)
     del client

@@ -17,7 +17,7 @@ from mediarec.config import Settings  # noqa: E402
 from mediarec.catalog import load_dataset  # noqa: E402
 from mediarec.index.embeddings import EMBEDDER_NAME, MiniLMEmbeddingFunction  # noqa: E402
 from mediarec.errors import IndexError_  # noqa: E402
-from mediarec.index.store import CatalogIndex, IndexSettings, interactions_fingerprint, item_hash, open_index  # noqa: E402
+from mediarec.index.store import CatalogIndex, IndexBuilder, IndexSettings, interactions_fingerprint, item_hash, open_index  # noqa: E402
 from conftest import first_items  # noqa: E402
 
 
@@ -63,7 +63,7 @@ def built(ml100k, model_files, tmp_path_factory):
     path = tmp_path_factory.mktemp("ml100k-index")
     emb = CountingEmbedder(model_files["model"], model_files["tokenizer"])
     client = chromadb.PersistentClient(path=str(path))
-    idx = CatalogIndex(ml100k, client, embedder=emb).build()
+    idx = IndexBuilder(ml100k, client, embedder=emb).build()
     return idx, client, path, emb
 
 
@@ -113,7 +113,7 @@ def test_second_build_is_a_noop(built, ml100k, counting):
     _, client, _, _ = built
     before = {c.name: (c.id, c.count()) for c in client.list_collections()}
     emb = counting()
-    idx = CatalogIndex(ml100k, client, embedder=emb).build()
+    idx = IndexBuilder(ml100k, client, embedder=emb).build()
     assert emb.calls == 0  # nothing re-embedded
     assert {c.name: (c.id, c.count()) for c in client.list_collections()} == before  # nothing recreated
     assert idx.is_current() and idx.text_vectors.shape == (1682, 384)
@@ -121,7 +121,7 @@ def test_second_build_is_a_noop(built, ml100k, counting):
 
 def test_index_persists_for_a_new_client(built, ml100k):
     idx, _, path, _ = built
-    reopened = CatalogIndex(ml100k, chromadb.PersistentClient(path=str(path))).load()
+    reopened = IndexBuilder(ml100k, chromadb.PersistentClient(path=str(path))).load()
     assert np.array_equal(reopened.text_vectors, idx.text_vectors)
     assert reopened.collab.item_ids == idx.collab.item_ids
     assert np.allclose(reopened.collab.item_vectors, idx.collab.item_vectors, atol=1e-6)
@@ -131,7 +131,7 @@ def test_index_persists_for_a_new_client(built, ml100k):
 def test_load_of_a_missing_index_says_how_to_build_it(ml100k, tmp_path, counting):
     client = chromadb.PersistentClient(path=str(tmp_path / "empty"))
     with pytest.raises(IndexError_, match=r"mediarec index --dataset movielens-100k"):
-        CatalogIndex(ml100k, client).load()
+        IndexBuilder(ml100k, client).load()
     emb = counting()
     with pytest.raises(IndexError_, match=r"`mediarec index"):
         open_index(ml100k, Settings(home=tmp_path / "home"), build=False, embedder=emb)
@@ -151,7 +151,7 @@ def test_open_index_builds_under_mediarec_home(small, tmp_path, counting):
 
 def test_changed_items_are_embedded_again_alone(small, tmp_path, counting):
     client = chromadb.PersistentClient(path=str(tmp_path / "idx"))
-    first = CatalogIndex(small, client, embedder=counting()).build()
+    first = IndexBuilder(small, client, embedder=counting()).build()
     old_h = client.get_collection("ml-small-text").get(ids=["50"], include=["metadatas"])["metadatas"][0]["h"]
     collab_fp = _meta(client, first._collab_names()[0])["fingerprint"]
 
@@ -162,12 +162,12 @@ def test_changed_items_are_embedded_again_alone(small, tmp_path, counting):
 
     emb = counting()
     with pytest.raises(IndexError_, match=r"stale.*mediarec index --dataset ml-small"):
-        CatalogIndex(edited, client, embedder=emb).build(rebuild=False)
+        IndexBuilder(edited, client, embedder=emb).build(rebuild=False)
     assert emb.calls == 0
     with pytest.raises(IndexError_, match="stale"):
-        CatalogIndex(edited, client, embedder=emb).load()
+        IndexBuilder(edited, client, embedder=emb).load()
 
-    idx = CatalogIndex(edited, client, embedder=emb).build()  # rebuild=True by default
+    idx = IndexBuilder(edited, client, embedder=emb).build()  # rebuild=True by default
     assert emb.texts == 1 and idx.embedded == 1  # the edited item alone
     assert not idx.collab_refit and _meta(client, idx._collab_names()[0])["fingerprint"] == collab_fp
     stored = client.get_collection("ml-small-text").get(ids=["50"], include=["metadatas", "embeddings"])
@@ -175,17 +175,40 @@ def test_changed_items_are_embedded_again_alone(small, tmp_path, counting):
     assert np.abs(np.asarray(stored["embeddings"][0]) - emb.embed([edited_item.text()])[0]).max() < 1e-5
     assert client.get_collection("ml-small-text").count() == len(edited.items)
     # The old catalogue's index is now the stale one.
-    assert not CatalogIndex(small, client).is_current()
+    assert not IndexBuilder(small, client).is_current()
+
+
+def test_a_built_index_is_read_only_and_a_grown_one_is_built_beside_it(small, tmp_path, counting):
+    """IndexBuilder builds; the CatalogIndex it hands out is a snapshot nothing can change, and a
+    build for a grown catalog (``builder(grown)``) reuses its vectors without touching it."""
+    client = chromadb.PersistentClient(path=str(tmp_path / "idx"))
+    built = IndexBuilder(small, client, embedder=counting()).build()
+    assert isinstance(built, CatalogIndex) and not isinstance(built, IndexBuilder)
+    for field, value in (("text_vectors", None), ("collab", None), ("catalog", small), ("previous", built)):
+        with pytest.raises(AttributeError, match="read-only"):
+            setattr(built, field, value)
+    assert not hasattr(built, "build") and not hasattr(built, "prune")
+    vectors = built.text_vectors.copy()
+    extra = next(it for it in small.items.values()).model_copy(update={"id": "new-1", "title": "A New Film"})
+    grown = small.extend(items=[extra])
+    emb = counting()
+    builder = IndexBuilder(grown, client, embedder=emb, previous=built)
+    assert builder.previous is built
+    bigger = builder.build(prune=False)
+    assert emb.texts == 1 and bigger.embedded == 1 and len(bigger.item_ids) == len(built.item_ids) + 1
+    assert np.array_equal(built.text_vectors, vectors) and built.catalog is small  # the served one is as it was
+    assert np.array_equal(bigger.text_vectors[: len(vectors)], vectors)
+    assert built.builder(grown).previous is built  # the update path builds the same way
 
 
 def test_changed_interactions_rebuild_collab_only(small, tmp_path, counting):
     client = chromadb.PersistentClient(path=str(tmp_path / "idx"))
-    first = CatalogIndex(small, client, embedder=counting()).build()
+    first = IndexBuilder(small, client, embedder=counting()).build()
     text_id = client.get_collection("ml-small-text").id
     fewer = small.replace(interactions=small.interactions[: len(small.interactions) // 2])
 
     emb = counting()
-    idx = CatalogIndex(fewer, client, embedder=emb).build()
+    idx = IndexBuilder(fewer, client, embedder=emb).build()
     assert emb.calls == 0  # the text side depends on the items only
     assert client.get_collection("ml-small-text").id == text_id
     assert idx._collab_names() != first._collab_names()
@@ -201,16 +224,16 @@ def test_interrupted_text_build_resumes_where_it_stopped(small, tmp_path, counti
 
     interrupted = counting(interrupt_at=2)
     with pytest.raises(KeyboardInterrupt):
-        CatalogIndex(small, client, settings, embedder=interrupted).build()
+        IndexBuilder(small, client, settings, embedder=interrupted).build()
     text = client.get_collection("ml-small-text")
     assert text.count() == 40  # the first batch was stored
     assert (text.metadata or {}).get("complete") is False
-    assert not CatalogIndex(small, client, settings).is_current()
+    assert not IndexBuilder(small, client, settings).is_current()
     with pytest.raises(IndexError_, match="incomplete"):
-        CatalogIndex(small, client, settings).load()
+        IndexBuilder(small, client, settings).load()
 
     resumed = counting()
-    idx = CatalogIndex(small, client, settings, embedder=resumed).build()
+    idx = IndexBuilder(small, client, settings, embedder=resumed).build()
     assert resumed.texts == len(small.items) - 40  # only the rest
     assert resumed.calls == 3
     assert client.get_collection("ml-small-text").count() == len(small.items)
@@ -221,7 +244,7 @@ def test_interrupted_text_build_resumes_where_it_stopped(small, tmp_path, counti
     assert np.abs(idx.text_vectors - fresh).max() < 1e-5
 
     again = counting()
-    CatalogIndex(small, client, settings, embedder=again).build()
+    IndexBuilder(small, client, settings, embedder=again).build()
     assert again.calls == 0
 
 

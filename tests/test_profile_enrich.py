@@ -18,7 +18,7 @@ from mediarec.catalog import load_dataset
 from mediarec.catalog.enrich import apply_summaries, enrich_path, is_thin, load_summaries
 from mediarec.rank.enrich import enrich_catalog
 from mediarec.errors import MediarecError
-from mediarec.index.store import CatalogIndex
+from mediarec.index.store import IndexBuilder
 from mediarec.llm import LLM, Completion, LLMUnavailable, load_llm
 from mediarec.llm.weights import resolve
 from mediarec.rank.profile import InterestProfile, build_profile, fallback_profile, parse_profile, profile_query
@@ -167,7 +167,7 @@ def test_enrich_writes_summaries_once(home, smol):
     assert all(enriched.items[f"t{i}"].description == summaries[f"t{i}"] for i in range(1, 6))
     assert enriched.items["r1"] == RICH
     assert enriched.items_fingerprint() != cat.items_fingerprint()
-    assert CatalogIndex(enriched, None).text_fingerprint() != CatalogIndex(cat, None).text_fingerprint()
+    assert IndexBuilder(enriched, None).text_fingerprint() != IndexBuilder(cat, None).text_fingerprint()
     assert cat.items["t1"].description == ""  # the original is untouched
 
 

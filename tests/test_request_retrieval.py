@@ -19,7 +19,7 @@ from mediarec.eval.requests import (PARAPHRASES, RULES, RequestVariant, compare,
                                     run_requests, satisfies, summarise)
 from mediarec.eval.split import leave_last_out  # noqa: E402
 from mediarec.index.retriever import Retriever  # noqa: E402
-from mediarec.index.store import CatalogIndex  # noqa: E402
+from mediarec.index.store import IndexBuilder  # noqa: E402
 from mediarec.rank.request import Constraints, parse_request  # noqa: E402
 from mediarec.recommender import Recommender  # noqa: E402
 from mediarec.app import from_catalog
@@ -30,7 +30,7 @@ from mediarec.chat.session import ChatSession
 def retriever(ml100k, embedder, tmp_path_factory) -> Retriever:
     cat = first_items(ml100k, 400, "ml100k-first400")
     client = chromadb.PersistentClient(path=str(tmp_path_factory.mktemp("request-index")))
-    return Retriever(CatalogIndex(cat, client, embedder=embedder).build())
+    return Retriever(IndexBuilder(cat, client, embedder=embedder).build())
 
 
 def _user(retriever) -> list[Interaction]:
@@ -135,7 +135,7 @@ def test_request_benchmark_adherence_by_hand(embedder, tmp_path):
     split = leave_last_out(cat)
     assert split.test["u1"] == "m3" and [x.item for x in split.test_history["u1"]] == ["m1", "m2"]
     client = chromadb.PersistentClient(path=str(tmp_path / "tiny"))
-    rec = Recommender(split.train_val_catalog, CatalogIndex(split.train_val_catalog, client, embedder=embedder).build(),
+    rec = Recommender(split.train_val_catalog, IndexBuilder(split.train_val_catalog, client, embedder=embedder).build(),
                       name="hybrid")
     out = run_requests(rec, split, ["u1"], seed=0, bootstrap=50)
     t = out["types"]
@@ -258,7 +258,7 @@ def test_request_variants_with_a_real_local_llm(embedder, smol_path, linked_home
     cat = _tiny()
     split = leave_last_out(cat)
     client = chromadb.PersistentClient(path=str(tmp_path / "tiny"))
-    rec = Recommender(split.train_val_catalog, CatalogIndex(split.train_val_catalog, client, embedder=embedder).build(),
+    rec = Recommender(split.train_val_catalog, IndexBuilder(split.train_val_catalog, client, embedder=embedder).build(),
                       name="hybrid")
     llm = load_llm(f"local:{smol_path}")
     llm.n_threads = 1

@@ -18,7 +18,7 @@ import chromadb  # noqa: E402
 from mediarec.catalog.model import Catalog, Item  # noqa: E402
 from mediarec.catalog import load_dataset  # noqa: E402
 from mediarec.errors import CatalogError, MediarecError, UnknownItemError  # noqa: E402
-from mediarec.index.store import CatalogIndex  # noqa: E402
+from mediarec.index.store import IndexBuilder  # noqa: E402
 from mediarec.index.retriever import Retriever  # noqa: E402
 
 SCI_FI_HORROR = {"Sci-Fi", "Horror"}
@@ -37,7 +37,7 @@ def split(ml100k):
 def retriever(split, embedder, tmp_path_factory) -> Retriever:
     train, _ = split
     client = chromadb.PersistentClient(path=str(tmp_path_factory.mktemp("retrieval-index")))
-    return Retriever(CatalogIndex(train, client, embedder=embedder).build())
+    return Retriever(IndexBuilder(train, client, embedder=embedder).build())
 
 
 def _top(retriever: Retriever, scores: np.ndarray, k: int) -> list[str]:
@@ -111,7 +111,7 @@ def test_item_without_interactions_is_retrievable_through_text(ml100k, embedder,
     catalog = Catalog("ml-plus-new", [ml100k.items[i] for i in ids] + [new],
                       [x for x in ml100k.interactions if x.item in keep])
     client = chromadb.PersistentClient(path=str(tmp_path / "idx"))
-    r = Retriever(CatalogIndex(catalog, client, embedder=embedder).build())
+    r = Retriever(IndexBuilder(catalog, client, embedder=embedder).build())
     assert "new-1" not in r.index.collab.item_ids  # no collaborative vector
 
     top = r.candidates([], k=5, query="space alien horror")
@@ -172,7 +172,7 @@ def test_demo_catalog_answers_a_music_request(embedder, tmp_path):
     except CatalogError as e:
         pytest.skip(f"the bundled demo catalog is not in the package yet: {e}")
     client = chromadb.PersistentClient(path=str(tmp_path / "idx"))
-    r = Retriever(CatalogIndex(demo, client, embedder=embedder).build())
+    r = Retriever(IndexBuilder(demo, client, embedder=embedder).build())
     top = r.candidates([], k=5, query="calm piano music for studying")
     assert len(top) == 5
     musical = [c for c in top if c.item.kind in ("track", "album", "artist")]

@@ -70,7 +70,7 @@ def refit_collab(catalog_name: str, chroma_url: str | None = None) -> str:
     from mediarec.catalog.own import registration
     from mediarec.config import get_settings
     from mediarec.index.collab import CollabModel
-    from mediarec.index.store import CatalogIndex, build_lock, interactions_fingerprint, make_client
+    from mediarec.index.store import IndexBuilder, build_lock, interactions_fingerprint, make_client
 
     settings = get_settings(chroma_url=chroma_url)
     while True:
@@ -78,7 +78,7 @@ def refit_collab(catalog_name: str, chroma_url: str | None = None) -> str:
         if reg is None or not reg.collab_pending:
             return f"{catalog_name}: no collaborative refit pending"
         catalog = apply_summaries(load_dataset(catalog_name), settings=settings)
-        probe = CatalogIndex(catalog, None, matrix_dir=Path(settings.index_dir) / catalog_name)
+        probe = IndexBuilder(catalog, None, matrix_dir=Path(settings.index_dir) / catalog_name)
         model = None
         if probe._matrix_fingerprint() != probe.collab_fingerprint():  # not written by an interrupted job
             t0 = time.perf_counter()
@@ -100,19 +100,18 @@ def _switch(catalog, reg, model, settings, chroma_url, client) -> None:
     """Under the build lock: write the new fit, carry the served learned model over to its key,
     clear the marker, prune the previous fit."""
     from mediarec.index.pending import serve_previous
-    from mediarec.index.store import CatalogIndex
+    from mediarec.index.store import IndexBuilder
     from mediarec.app.update import carry_learned_over
     from mediarec.rank.learned import LearnedSettings
     from mediarec.recommender import Recommender
 
-    fresh = CatalogIndex(catalog, client)
-    fresh.prefit = model
-    fresh.build(prune=False)
-    served = CatalogIndex(catalog, client)
+    fresh = IndexBuilder(catalog, client, prefit=model)
+    built = fresh.build(prune=False)
+    served = IndexBuilder(catalog, client)
     if serve_previous(served, settings.home):
         rec = Recommender(catalog, served.load(), second_stage=LearnedSettings(), home=settings.home,
                           train_second_stage=False)
-        carry_learned_over(rec, catalog, fresh, pending=True)
+        carry_learned_over(rec, catalog, built, pending=True)
     reg.collab_pending = None
     reg.save()
     fresh.prune()

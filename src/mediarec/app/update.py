@@ -5,7 +5,7 @@ What an update costs, and why it is safe to interrupt:
 * **Text**: the text collection is keyed per item (each entry carries the hash of its text,
   :func:`mediarec.index.store.item_hash`), so only the new items are embedded; the other items'
   vectors and (without new interactions) the collaborative fit are taken from the served index in
-  memory, not read back from Chroma and disk (``CatalogIndex.previous``).
+  memory, not read back from Chroma and disk (``IndexBuilder(previous=...)``).
 * **Collaborative side**: its fit depends on the interactions only. New items without interactions
   keep it as it is; new interactions fit it again, into collections and a matrix file named by the
   new fit's generation, beside the old ones. That fit takes minutes on latest-small under load, so
@@ -60,7 +60,7 @@ def update(rec: Any, items: Iterable[Item] = (), interactions: Iterable[Interact
     the refit (it is carried over, marked for retraining); "wait" fits it here."""
     from mediarec.catalog.forgotten import drop_forgotten
     from mediarec.index.collab import CollabSettings
-    from mediarec.index.store import CatalogIndex, build_lock, chroma_errors
+    from mediarec.index.store import build_lock, chroma_errors
 
     old = rec._ready().catalog
     items, interactions = tuple(items), tuple(interactions)
@@ -75,22 +75,20 @@ def update(rec: Any, items: Iterable[Item] = (), interactions: Iterable[Interact
     with build_lock(home_settings, new.name, _server_url(idx)), \
             chroma_errors(f"updating the index of {new.name!r} failed (the previous index still serves; "
                           "run the update again)"):
-        fresh = CatalogIndex(new, idx.client, settings, embedder=idx._embedder, prefix=idx.prefix,
-                             matrix_dir=idx._matrix_dir)
+        builder = idx.builder(new, settings)  # beside the served index, reusing what still holds
         if (interactions or idx.collab_pending) and collab == "background" and idx.matrix_path is not None \
-                and fresh.collab_fingerprint() != idx.collab_fingerprint():  # (new items during a refit: still pending)
-            fresh.serve_fit(idx.collab_fingerprint(), idx.settings.collab, target=fresh.collab_fingerprint())
+                and builder.collab_fingerprint() != idx.collab_fingerprint():  # (new items during a refit: still pending)
+            builder.serve_fit(idx.collab_fingerprint(), idx.settings.collab, target=builder.collab_fingerprint())
             learned = "background"  # a model trained on the previous fit would be retrained at once
-        fresh.previous = idx
-        fresh.build(progress=rec.progress, prune=False)
+        fresh = builder.build(progress=rec.progress, prune=False)
+        builder.previous = None  # the old index can go once it stops serving
     if not interactions or learned == "background":  # a model still to be retrained stays so
         was_pending = bool(rec.stage and rec.stage.ranker and rec.stage.ranker.meta.get("retrain_pending"))
         carry_learned_over(rec, new, fresh, pending=bool(interactions) or was_pending)
     rec.serve(new, fresh, train=True)  # the retrain a background update leaves pending is started by its caller
-    fresh.previous = None  # the old index can go
     if prune:
         with build_lock(home_settings, new.name, _server_url(idx)):
-            fresh.prune()
+            fresh.builder().prune()
     return new
 
 
@@ -191,7 +189,7 @@ def _add_locked(name: str, paths: dict[str, Any], chroma_url: str | None, progre
         reg.interactions.append(copies["interactions"])
     reg.collab_pending = marker_of(rec.index)  # None after --wait: its own fit serves
     reg.save()
-    rec.index.prune()
+    rec.index.builder().prune()
     retrain_pid = None
     learned_pending = rec.stage is not None and rec.stage.ranker is not None \
         and rec.stage.ranker.meta.get("retrain_pending")

@@ -149,35 +149,28 @@ def build_lock(settings: Settings, catalog_name: str, chroma_url: str | None = N
 _HELD: dict[tuple[str, int], int] = {}  # (lock file, thread) held in this process, and how deeply (re-entrant)
 
 
-class CatalogIndex:
-    """Builds, validates and reads the Chroma collections of one catalog."""
+class _IndexPlace:
+    """What a builder and a built index share: where the index of one catalog lives (client,
+    prefix, matrix folder), what it is (fingerprints), and reading it back."""
 
-    def __init__(self, catalog: Catalog, client: Any, settings: IndexSettings | None = None,
-                 embedder: Any | None = None, prefix: str | None = None, matrix_dir: str | Path | None = None):
-        """``matrix_dir``: where the exact collaborative matrix is kept (default: the embedded
-        client's folder, or ``$MEDIAREC_HOME/index`` for a Chroma server)."""
-        self.catalog = catalog
-        self.client = client
-        self.settings = settings or IndexSettings(collab=CollabSettings.for_catalog(catalog))
-        self._embedder = embedder
-        self.prefix = _safe_name(prefix or catalog.name)
-        self.item_ids = list(catalog.items)
-        self._pos = {i: k for k, i in enumerate(self.item_ids)}
-        self.text_vectors: np.ndarray | None = None
-        self.collab: CollabModel | None = None
-        self._matrix_dir = Path(matrix_dir) if matrix_dir is not None else None
-        self.embedded = 0  # items embedded by the last build (an update embeds only its new items)
-        self.collab_refit = False  # whether the last build fitted the collaborative side again
-        # An update's previous index (app/update.py): its loaded text vectors and collaborative
-        # model are reused where they still hold, instead of being read back from Chroma and disk.
-        self.previous: CatalogIndex | None = None
-        self._new_vectors: dict[str, np.ndarray] = {}
+    def _place(self, catalog: Catalog, client: Any, settings: IndexSettings | None, embedder: Any | None,
+               prefix: str | None, matrix_dir: str | Path | None, serving_fit: str | None = None,
+               pending_fit: str | None = None) -> None:
+        init = object.__setattr__  # a built index is read-only: every field is set here, once
+        init(self, "catalog", catalog)
+        init(self, "client", client)
+        init(self, "settings", settings or IndexSettings(collab=CollabSettings.for_catalog(catalog)))
+        init(self, "_embedder", embedder)
+        init(self, "prefix", _safe_name(prefix or catalog.name))
+        init(self, "item_ids", list(catalog.items))
+        init(self, "_pos", {i: k for k, i in enumerate(self.item_ids)})
+        init(self, "_matrix_dir", Path(matrix_dir) if matrix_dir is not None else None)
         # A pending background refit (index/pending.py): the previous fit's fingerprint serves this
         # catalog while the fit a full build would make (``pending_fit``) is being fitted.
-        self.serving_fit: str | None = None
-        self.pending_fit: str | None = None
-        self.prefit: CollabModel | None = None  # a fit made outside the build lock (app/background.py)
-        self._fingerprints: dict[str, str] = {}  # the catalog is immutable: each is computed once
+        init(self, "serving_fit", serving_fit)
+        init(self, "pending_fit", pending_fit)
+        init(self, "_fingerprints", {})  # the catalog is immutable: each is computed once
+        init(self, "_hashes", None)
 
     # -- identity --------------------------------------------------------------------------
     @property
@@ -185,7 +178,7 @@ class CatalogIndex:
         if self._embedder is None:
             from mediarec.index.embeddings import MiniLMEmbeddingFunction
 
-            self._embedder = MiniLMEmbeddingFunction(model_name=self.settings.embedder)
+            object.__setattr__(self, "_embedder", MiniLMEmbeddingFunction(model_name=self.settings.embedder))
         return self._embedder
 
     def text_fingerprint(self) -> str:
@@ -214,14 +207,6 @@ class CatalogIndex:
         """Whether the previous fit serves while the catalog's own fit is made in the background."""
         return self.serving_fit is not None
 
-    def serve_fit(self, fingerprint: str | None, settings: CollabSettings | None = None,
-                  target: str | None = None) -> None:
-        """Serve the complete fit ``fingerprint`` (made with ``settings``) instead of this catalog's
-        own, ``target``, which a background process fits; None: serve the catalog's own fit again."""
-        if fingerprint is not None:
-            self.settings = self.settings.model_copy(update={"collab": settings})
-        self.serving_fit, self.pending_fit = fingerprint, (target if fingerprint is not None else None)
-
     def collab_generation(self) -> str:
         """The suffix of this fit's collections and matrix file: a new fit writes beside the old one,
         so an interrupted update leaves the previous index whole (:meth:`prune` removes old ones)."""
@@ -232,6 +217,158 @@ class CatalogIndex:
     def _collab_names(self) -> tuple[str, str]:
         g = self.collab_generation()
         return f"{self.prefix}-cb{g}", f"{self.prefix}-cq{g}"
+
+    # -- the exact matrix, a file beside the collections -------------------------------------
+    @property
+    def matrix_path(self) -> Path | None:
+        """``<folder>/<prefix>-collab-<generation>.npz``: M with its item ids and the collab fingerprint;
+        None for a Chroma server (the matrix is then fitted at load, see the module docstring)."""
+        folder = self._matrix_dir
+        if folder is None:
+            try:
+                cs = self.client.get_settings()
+                folder = Path(cs.persist_directory) if cs.is_persistent and cs.persist_directory else None
+            except Exception:  # noqa: BLE001 - not a Chroma client we know: keep it in memory
+                folder = None
+        return None if folder is None else Path(folder) / f"{self.prefix}-collab-{self.collab_generation()}.npz"
+
+    def _matrix_fingerprint(self) -> str | None:
+        """The stored matrix's fingerprint (reads only that member), None if unreadable."""
+        try:
+            with np.load(self.matrix_path, allow_pickle=False) as z:
+                return str(z["fingerprint"])
+        except Exception:  # noqa: BLE001 - missing, truncated, not a zip, no such member: all "no matrix"
+            return None
+
+    def _read_matrix(self) -> tuple[list[str], np.ndarray | None, np.ndarray | None]:
+        """(item ids, M, None) of the current fingerprint, or (item ids, None, ALS factors); or
+        IndexError_ naming the file and the fix."""
+        path, fp = self.matrix_path, self.collab_fingerprint()
+        if path is None:  # a Chroma server: fit it here (the factors in the server come from the same fit)
+            model = CollabModel.fit(self.catalog, self.settings.collab, factorise=False)
+            return model.item_ids, model.matrix, (model.item_vectors if model.kind == "als" else None)
+        fix = f"run `mediarec index --dataset {self.catalog.name}`"
+        if not path.exists():
+            raise IndexError_(f"the exact collaborative matrix {path} is missing; {fix}")
+        try:
+            with np.load(path, allow_pickle=False) as z:
+                stored, ids = str(z["fingerprint"]), [str(i) for i in z["item_ids"]]
+                factors = z["factors"] if "factors" in z.files else None
+                m = z["matrix"] if factors is None else None
+        except Exception as e:  # noqa: BLE001 - any failure to read it means it is corrupt
+            raise IndexError_(f"the exact collaborative matrix {path} is corrupt ({type(e).__name__}); {fix}") from None
+        if stored != fp:
+            raise IndexError_(f"the exact collaborative matrix {path} is stale (built from other data); {fix}")
+        got = m if factors is None else factors
+        if got.dtype != np.float32 or got.shape[0] != len(ids) or (factors is None and m.shape != (len(ids), len(ids))):
+            raise IndexError_(f"the exact collaborative matrix {path} is corrupt (shape {got.shape}); {fix}")
+        return ids, m, factors
+
+    def _item_hashes(self) -> dict[str, str]:
+        """Each item's :func:`item_hash` (computed once: the catalog is immutable)."""
+        if self._hashes is None:
+            n = self.settings.text_max_chars
+            object.__setattr__(self, "_hashes", {i: item_hash(it, n) for i, it in self.catalog.items.items()})
+        return self._hashes
+
+    @staticmethod
+    def _stored_hashes(col) -> dict[str, str | None]:
+        if not col.count():
+            return {}
+        got = get_all(col, ["metadatas"])
+        return {i: (m or {}).get("h") for i, m in zip(got["ids"], got["metadatas"])}
+
+    # -- reading ---------------------------------------------------------------------------
+    def is_current(self) -> bool:
+        """Every item of the catalog has its current text entry, and this fit's collaborative
+        collections and matrix are complete (entries of other items or fits do not matter)."""
+        try:
+            text = self.text_collection
+            cols = [self.client.get_collection(n) for n in self._collab_names()]
+        except Exception:  # noqa: BLE001
+            return False
+        if (text.metadata or {}).get("fingerprint") != self.text_space():
+            return False
+        stored = self._stored_hashes(text)
+        if any(stored.get(i) != h for i, h in self._item_hashes().items()):
+            return False
+        return self.collab_complete(cols)
+
+    def collab_complete(self, cols: list | None = None) -> bool:
+        """This fit's collaborative collections and matrix file are complete."""
+        if cols is None:
+            try:
+                cols = [self.client.get_collection(n) for n in self._collab_names()]
+            except Exception:  # noqa: BLE001
+                return False
+        fp = self.collab_fingerprint()
+        return all((c.metadata or {}).get("fingerprint") == fp and (c.metadata or {}).get("complete")
+                   for c in cols) and (self.matrix_path is None or self._matrix_fingerprint() == fp)
+
+    def _load_collab(self) -> CollabModel:
+        """The factors from Chroma and the exact matrix from its file, in the file's item order."""
+        ids, matrix, factors = self._read_matrix()
+        if factors is not None:
+            return CollabModel(ids, factors, factors, self.settings.collab, None, kind="als")
+        item_name, query_name = self._collab_names()
+        item = get_all(self.client.get_collection(item_name), ["embeddings"])
+        query = get_all(self.client.get_collection(query_name), ["embeddings"])
+        if not ids:
+            return CollabModel([], np.zeros((0, 1), np.float32), np.zeros((0, 1), np.float32), self.settings.collab,
+                               matrix)
+        ipos = {i: k for k, i in enumerate(item["ids"])}
+        qpos = {i: k for k, i in enumerate(query["ids"])}
+        if set(ipos) != set(ids) or set(qpos) != set(ids):
+            raise IndexError_(f"the exact collaborative matrix {self.matrix_path} does not match the collections "
+                              f"(other items); run `mediarec index --dataset {self.catalog.name}`")
+        iv = np.asarray(item["embeddings"], dtype=np.float32)[[ipos[i] for i in ids]]
+        qv = np.asarray(query["embeddings"], dtype=np.float32)[[qpos[i] for i in ids]]
+        return CollabModel(ids, qv, iv, self.settings.collab, matrix)
+
+    @property
+    def text_collection(self):
+        """Our embedding function is attached, so ``query_texts`` works on it too."""
+        return self.client.get_collection(f"{self.prefix}-text", embedding_function=self.embedder)
+
+    @property
+    def collab_collection(self):
+        return self.client.get_collection(self._collab_names()[0])
+
+    def position(self, item_id: str) -> int | None:
+        return self._pos.get(item_id)
+
+
+
+class IndexBuilder(_IndexPlace):
+    """Builds (or brings up to date) the Chroma collections and the exact matrix of one catalog,
+    then hands out the built :class:`CatalogIndex`; or loads an index that is already built.
+
+    ``previous``: the served index of the catalog this one grows (an update, app/update.py): its
+    loaded text vectors and collaborative model are reused where they still hold, instead of being
+    read back from Chroma and disk. ``prefit``: a collaborative fit made outside the build lock
+    (app/background.py), used when its settings match.
+    ``matrix_dir``: where the exact collaborative matrix is kept (default: the embedded client's
+    folder, or ``$MEDIAREC_HOME/index`` for a Chroma server)."""
+
+    def __init__(self, catalog: Catalog, client: Any, settings: IndexSettings | None = None,
+                 embedder: Any | None = None, prefix: str | None = None, matrix_dir: str | Path | None = None,
+                 previous: "CatalogIndex | None" = None, prefit: CollabModel | None = None):
+        self._place(catalog, client, settings, embedder, prefix, matrix_dir)
+        self.previous = previous
+        self.prefit = prefit
+        self.text_vectors: np.ndarray | None = None
+        self.collab: CollabModel | None = None
+        self.embedded = 0  # items embedded by the last build (an update embeds only its new items)
+        self.collab_refit = False  # whether the last build fitted the collaborative side again
+        self._new_vectors: dict[str, np.ndarray] = {}
+
+    def serve_fit(self, fingerprint: str | None, settings: CollabSettings | None = None,
+                  target: str | None = None) -> None:
+        """Serve the complete fit ``fingerprint`` (made with ``settings``) instead of this catalog's
+        own, ``target``, which a background process fits; None: serve the catalog's own fit again."""
+        if fingerprint is not None:
+            object.__setattr__(self, "settings", self.settings.model_copy(update={"collab": settings}))
+        self.serving_fit, self.pending_fit = fingerprint, (target if fingerprint is not None else None)
 
     # -- building --------------------------------------------------------------------------
     def build(self, progress: bool = False, rebuild: bool = True, prune: bool = True) -> "CatalogIndex":
@@ -245,13 +382,13 @@ class CatalogIndex:
         t1 = time.perf_counter()
         self._build_collab(progress, rebuild)
         t2 = time.perf_counter()
-        self.load(verify=False)  # just built: no need to read every entry back to check it
+        self._load(verify=False)  # just built: no need to read every entry back to check it
         log.info("index of %s: text side %.1fs (%d embedded), collaborative side %.1fs (%s, %d items%s), "
                  "loading %.1fs", self.catalog.name, t1 - t0, self.embedded, t2 - t1, self.collab.kind,
                  len(self.collab.item_ids), ", fitted" if self.collab_refit else "", time.perf_counter() - t2)
         if prune:
             self.prune()
-        return self
+        return self._snapshot()
 
     def prune(self) -> list[str]:
         """Delete the collaborative collections and matrix files of other fits and the text entries
@@ -344,20 +481,6 @@ class CatalogIndex:
         self.embedded = len(todo)
         col.modify(metadata={"fingerprint": self.text_space(), "complete": True})
 
-    def _item_hashes(self) -> dict[str, str]:
-        """Each item's :func:`item_hash` (computed once: the catalog is immutable)."""
-        if getattr(self, "_hashes", None) is None:
-            n = self.settings.text_max_chars
-            self._hashes = {i: item_hash(it, n) for i, it in self.catalog.items.items()}
-        return self._hashes
-
-    @staticmethod
-    def _stored_hashes(col) -> dict[str, str | None]:
-        if not col.count():
-            return {}
-        got = get_all(col, ["metadatas"])
-        return {i: (m or {}).get("h") for i, m in zip(got["ids"], got["metadatas"])}
-
     def _build_collab(self, progress: bool, rebuild: bool) -> None:
         fp = self.collab_fingerprint()
         item_name, query_name = self._collab_names()
@@ -402,20 +525,6 @@ class CatalogIndex:
                 col.modify(metadata={"fingerprint": fp, "complete": True})
         self.collab = model
 
-    # -- the exact matrix, a file beside the collections -------------------------------------
-    @property
-    def matrix_path(self) -> Path | None:
-        """``<folder>/<prefix>-collab-<generation>.npz``: M with its item ids and the collab fingerprint;
-        None for a Chroma server (the matrix is then fitted at load, see the module docstring)."""
-        folder = self._matrix_dir
-        if folder is None:
-            try:
-                cs = self.client.get_settings()
-                folder = Path(cs.persist_directory) if cs.is_persistent and cs.persist_directory else None
-            except Exception:  # noqa: BLE001 - not a Chroma client we know: keep it in memory
-                folder = None
-        return None if folder is None else Path(folder) / f"{self.prefix}-collab-{self.collab_generation()}.npz"
-
     def _write_matrix(self, model: CollabModel, fingerprint: str) -> None:
         """Atomically: a reader sees the old file or the whole new one, never half a matrix."""
         with atomic_open(self.matrix_path, "wb") as f:
@@ -426,68 +535,14 @@ class CatalogIndex:
                 np.savez(f, fingerprint=np.array(fingerprint), item_ids=np.array(model.item_ids, dtype=str),
                          matrix=model.matrix)
 
-    def _matrix_fingerprint(self) -> str | None:
-        """The stored matrix's fingerprint (reads only that member), None if unreadable."""
-        try:
-            with np.load(self.matrix_path, allow_pickle=False) as z:
-                return str(z["fingerprint"])
-        except Exception:  # noqa: BLE001 - missing, truncated, not a zip, no such member: all "no matrix"
-            return None
-
-    def _read_matrix(self) -> tuple[list[str], np.ndarray | None, np.ndarray | None]:
-        """(item ids, M, None) of the current fingerprint, or (item ids, None, ALS factors); or
-        IndexError_ naming the file and the fix."""
-        path, fp = self.matrix_path, self.collab_fingerprint()
-        if path is None:  # a Chroma server: fit it here (the factors in the server come from the same fit)
-            model = CollabModel.fit(self.catalog, self.settings.collab, factorise=False)
-            return model.item_ids, model.matrix, (model.item_vectors if model.kind == "als" else None)
-        fix = f"run `mediarec index --dataset {self.catalog.name}`"
-        if not path.exists():
-            raise IndexError_(f"the exact collaborative matrix {path} is missing; {fix}")
-        try:
-            with np.load(path, allow_pickle=False) as z:
-                stored, ids = str(z["fingerprint"]), [str(i) for i in z["item_ids"]]
-                factors = z["factors"] if "factors" in z.files else None
-                m = z["matrix"] if factors is None else None
-        except Exception as e:  # noqa: BLE001 - any failure to read it means it is corrupt
-            raise IndexError_(f"the exact collaborative matrix {path} is corrupt ({type(e).__name__}); {fix}") from None
-        if stored != fp:
-            raise IndexError_(f"the exact collaborative matrix {path} is stale (built from other data); {fix}")
-        got = m if factors is None else factors
-        if got.dtype != np.float32 or got.shape[0] != len(ids) or (factors is None and m.shape != (len(ids), len(ids))):
-            raise IndexError_(f"the exact collaborative matrix {path} is corrupt (shape {got.shape}); {fix}")
-        return ids, m, factors
-
-    # -- reading ---------------------------------------------------------------------------
-    def is_current(self) -> bool:
-        """Every item of the catalog has its current text entry, and this fit's collaborative
-        collections and matrix are complete (entries of other items or fits do not matter)."""
-        try:
-            text = self.text_collection
-            cols = [self.client.get_collection(n) for n in self._collab_names()]
-        except Exception:  # noqa: BLE001
-            return False
-        if (text.metadata or {}).get("fingerprint") != self.text_space():
-            return False
-        stored = self._stored_hashes(text)
-        if any(stored.get(i) != h for i, h in self._item_hashes().items()):
-            return False
-        return self.collab_complete(cols)
-
-    def collab_complete(self, cols: list | None = None) -> bool:
-        """This fit's collaborative collections and matrix file are complete."""
-        if cols is None:
-            try:
-                cols = [self.client.get_collection(n) for n in self._collab_names()]
-            except Exception:  # noqa: BLE001
-                return False
-        fp = self.collab_fingerprint()
-        return all((c.metadata or {}).get("fingerprint") == fp and (c.metadata or {}).get("complete")
-                   for c in cols) and (self.matrix_path is None or self._matrix_fingerprint() == fp)
-
     def load(self, verify: bool = True) -> "CatalogIndex":
-        """Read the vectors into memory (exact re-scoring of candidates needs them). ``verify=False``
-        (right after :meth:`build`): skip reading every entry's hash back."""
+        """The built index, its vectors read into memory (exact re-scoring of candidates needs
+        them); an error naming the fix when it is missing, incomplete or stale."""
+        self._load(verify)
+        return self._snapshot()
+
+    def _load(self, verify: bool) -> None:
+        """``verify=False`` (right after :meth:`build`): skip reading every entry's hash back."""
         if verify and not self.is_current():
             raise IndexError_(f"the index of {self.catalog.name!r} is missing, incomplete or stale; "
                               f"run `mediarec index --dataset {self.catalog.name}`")
@@ -502,7 +557,6 @@ class CatalogIndex:
             self.text_vectors = vecs
         if self.collab is None or self.collab.settings != self.settings.collab:
             self.collab = self._load_collab()
-        return self
 
     def _vectors_from_previous(self) -> np.ndarray | None:
         """The text vectors assembled from the previous index's (items whose entry did not change)
@@ -521,37 +575,40 @@ class CatalogIndex:
                 return None  # embedded by an earlier, interrupted build: read it back from Chroma
         return vecs
 
-    def _load_collab(self) -> CollabModel:
-        """The factors from Chroma and the exact matrix from its file, in the file's item order."""
-        ids, matrix, factors = self._read_matrix()
-        if factors is not None:
-            return CollabModel(ids, factors, factors, self.settings.collab, None, kind="als")
-        item_name, query_name = self._collab_names()
-        item = get_all(self.client.get_collection(item_name), ["embeddings"])
-        query = get_all(self.client.get_collection(query_name), ["embeddings"])
-        if not ids:
-            return CollabModel([], np.zeros((0, 1), np.float32), np.zeros((0, 1), np.float32), self.settings.collab,
-                               matrix)
-        ipos = {i: k for k, i in enumerate(item["ids"])}
-        qpos = {i: k for k, i in enumerate(query["ids"])}
-        if set(ipos) != set(ids) or set(qpos) != set(ids):
-            raise IndexError_(f"the exact collaborative matrix {self.matrix_path} does not match the collections "
-                              f"(other items); run `mediarec index --dataset {self.catalog.name}`")
-        iv = np.asarray(item["embeddings"], dtype=np.float32)[[ipos[i] for i in ids]]
-        qv = np.asarray(query["embeddings"], dtype=np.float32)[[qpos[i] for i in ids]]
-        return CollabModel(ids, qv, iv, self.settings.collab, matrix)
+    def _snapshot(self) -> "CatalogIndex":
+        return CatalogIndex(self)
 
-    @property
-    def text_collection(self):
-        """Our embedding function is attached, so ``query_texts`` works on it too."""
-        return self.client.get_collection(f"{self.prefix}-text", embedding_function=self.embedder)
 
-    @property
-    def collab_collection(self):
-        return self.client.get_collection(self._collab_names()[0])
+class CatalogIndex(_IndexPlace):
+    """A built index of one catalog, read-only: the vectors and the collaborative model in memory,
+    the collections to query. Made by :class:`IndexBuilder` (``build``, ``load``) or
+    :func:`open_index`; retrieval, the learned stage and the evidence read it."""
 
-    def position(self, item_id: str) -> int | None:
-        return self._pos.get(item_id)
+    def __init__(self, built: IndexBuilder):
+        self._place(built.catalog, built.client, built.settings, built._embedder, built.prefix, built._matrix_dir,
+                    built.serving_fit, built.pending_fit)
+        init = object.__setattr__
+        init(self, "_fingerprints", built._fingerprints)
+        init(self, "_hashes", built._hashes)
+        init(self, "text_vectors", built.text_vectors)
+        init(self, "collab", built.collab)
+        init(self, "embedded", built.embedded)  # what the build that made it did
+        init(self, "collab_refit", built.collab_refit)
+
+    def __setattr__(self, name: str, value: Any) -> None:
+        raise AttributeError(f"a built CatalogIndex is read-only (build a new one with IndexBuilder), cannot set {name!r}")
+
+    def builder(self, catalog: Catalog | None = None, settings: IndexSettings | None = None) -> IndexBuilder:
+        """A builder in this index's place (client, prefix, matrix folder, embedder): for ``catalog``
+        (a grown one, reusing this index's vectors and fit where they hold) or for the same one
+        (``builder().prune()`` after an update has committed)."""
+        if catalog is None:
+            b = IndexBuilder(self.catalog, self.client, self.settings, embedder=self._embedder, prefix=self.prefix,
+                             matrix_dir=self._matrix_dir)
+            b.serving_fit, b.pending_fit = self.serving_fit, self.pending_fit
+            return b
+        return IndexBuilder(catalog, self.client, settings or self.settings, embedder=self._embedder,
+                            prefix=self.prefix, matrix_dir=self._matrix_dir, previous=self)
 
 
 #: Rows per ``get`` of a whole collection: one unpaged ``get`` of ~33,000+ entries with their
@@ -614,7 +671,7 @@ def open_index(catalog: Catalog, settings: Settings | None = None, chroma_url: s
     where = chroma_url or settings.chroma_url or str(Path(settings.index_dir) / catalog.name)
     with build_lock(settings, catalog.name, chroma_url, shared=not build):
         client = make_client(settings, catalog.name, chroma_url)
-        idx = CatalogIndex(catalog, client, index_settings, embedder=embedder, prefix=prefix)
+        idx = IndexBuilder(catalog, client, index_settings, embedder=embedder, prefix=prefix)
         doing = "building" if build else "reading"
         with chroma_errors(f"{doing} the index of {catalog.name!r} in {where} failed (run `mediarec index "
                            f"--dataset {catalog.name}` again to resume)"):
@@ -622,8 +679,8 @@ def open_index(catalog: Catalog, settings: Settings | None = None, chroma_url: s
                 pending.serve_previous(idx, settings.home)
             if not build:
                 return idx.load()
-            idx.build(progress=progress, prune=not idx.collab_pending)
+            built = idx.build(progress=progress, prune=not idx.collab_pending)
             if not previous_fit:
-                pending.settle(idx, settings.home)
-            return idx
+                pending.settle(built, settings.home)
+            return built
 
