@@ -4,6 +4,7 @@ what serves when it cannot (real MovieLens 100k, real Chroma, the real embedder,
 from __future__ import annotations
 
 import json
+import os
 
 import numpy as np
 import pytest
@@ -166,3 +167,19 @@ def test_learned_path_is_per_catalog_and_key(module_home):
     a = learned_path(module_home, "movie lens", "abc")
     assert a.parent == module_home / "learned" and a.name == "movie-lens-abc.json"
     assert get_settings().home == module_home
+
+
+def test_the_label_features_do_not_depend_on_the_hash_seed(tmp_path):
+    """The genre and tag columns are numbered in one order in every process: with set order they
+    followed PYTHONHASHSEED, and the learned model (and whether it served) changed between runs."""
+    import subprocess
+    import sys
+
+    code = ("import hashlib, types; from mediarec.catalog import load_dataset; "
+            "from mediarec.rank.features import Signals; c = load_dataset('demo'); "
+            "me = types.SimpleNamespace(item_ids=list(c.items), catalog=c); "
+            "m = Signals._incidence(me, lambda it: it.tags); "
+            "print(hashlib.sha256(m.indices.tobytes() + m.indptr.tobytes()).hexdigest())")
+    out = {subprocess.run([sys.executable, "-c", code], env={**os.environ, "PYTHONHASHSEED": seed},
+                          capture_output=True, text=True, check=True, cwd=tmp_path).stdout for seed in ("1", "2", "3")}
+    assert len(out) == 1, out
