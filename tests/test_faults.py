@@ -270,11 +270,14 @@ def test_connection_cut_mid_response_is_retried_then_degrades():
 # Two LocalLLM objects over one loaded model, used from two threads
 # =============================================================================================
 def test_two_local_llms_of_one_model_in_two_threads(model_home):
-    """They share the loaded llama.cpp model; unserialised, concurrent use aborts the whole process
-    (GGML_ASSERT). Each answer must equal the serial one."""
+    """Given one ModelPool they share the loaded llama.cpp model; unserialised, concurrent use aborts
+    the whole process (GGML_ASSERT). Each answer must equal the serial one."""
+    from mediarec.llm.local import ModelPool
+
     path = str(models.resolve("smollm2-135m", Settings(home=model_home))["model"])
-    a = LocalLLM(path, n_ctx=1024, n_threads=1)
-    b = LocalLLM(path, n_ctx=1024, n_threads=1)
+    pool = ModelPool()
+    a = LocalLLM(path, n_ctx=1024, n_threads=1, pool=pool)
+    b = LocalLLM(path, n_ctx=1024, n_threads=1, pool=pool)
     assert a.llama is b.llama
     prompts = [[{"role": "user", "content": f"Film {i}: answer A, B, C or D. " + "space opera " * (3 * i)}]
                for i in range(6)]
