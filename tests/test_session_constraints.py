@@ -20,7 +20,7 @@ from mediarec.recommender import Recommender
 
 
 @pytest.fixture(scope="module")
-def plain(module_home) -> Recommender:
+def plain(demo_home) -> Recommender:
     return Recommender.from_catalog(load_dataset("demo"), llm="none")
 
 
