@@ -3,6 +3,9 @@
 
     python3 tasks.py demo    # install, pull the models, recommend for a demo user with the local LLM
     python3 tasks.py test    # install with the test and train extras and run the whole test suite
+    python3 tasks.py test --fast   # the same without the llm, slow and server tiers (the inner loop)
+
+Anything after `test` goes to pytest (`python3 tasks.py test --fast -x tests/test_cli.py`).
 
 llama-cpp-python is built from source. Its default build crashes on CPUs with AMX on the first
 decode (llama.cpp issue 20824), so it is built for AVX2/AVX-512 without AMX and without -march=native
@@ -11,6 +14,7 @@ decode (llama.cpp issue 20824), so it is built for AVX2/AVX-512 without AMX and 
 
 from __future__ import annotations
 
+import hashlib
 import os
 import subprocess
 import sys
@@ -35,8 +39,15 @@ def setup(extras: str = "") -> None:
         venv.EnvBuilder(with_pip=True).create(VENV)
     py = str(BIN / "python")
     env = {"CMAKE_ARGS": os.environ.get("CMAKE_ARGS", SAFE_CMAKE_ARGS)}
+    # The editable install follows the source by itself: pip runs again only when what it installs
+    # from changes (pyproject.toml, the extras, CMAKE_ARGS), not on every `tasks.py test`.
+    wanted = hashlib.sha256(f"{(ROOT / 'pyproject.toml').read_bytes()!r}|{extras}|{env['CMAKE_ARGS']}".encode()).hexdigest()
+    stamp = VENV / ".mediarec-installed"
+    if stamp.is_file() and stamp.read_text().strip() == wanted:
+        return
     run(py, "-m", "pip", "install", "--quiet", "--upgrade", "pip", env=env)
     run(py, "-m", "pip", "install", "--quiet", "-e", f".{extras}", env=env)
+    stamp.write_text(wanted + "\n")
 
 
 def main(argv: list[str]) -> int:
@@ -49,7 +60,10 @@ def main(argv: list[str]) -> int:
         setup("[test,train]")
         run(str(BIN / "mediarec"), "models", "pull", "minilm-l6-int8", "smollm2-135m", "--quiet",
             env={"MEDIAREC_HOME": str(ROOT / ".test-home")})
-        run(str(BIN / "python"), "-m", "pytest", "-q", *argv[1:], env={"MEDIAREC_TEST_HOME": str(ROOT / ".test-home")})
+        args = argv[1:]
+        if "--fast" in args:  # the tiers are markers (pyproject.toml, tests/conftest.py)
+            args = [a for a in args if a != "--fast"] + ["-m", "not llm and not slow and not server"]
+        run(str(BIN / "python"), "-m", "pytest", "-q", *args, env={"MEDIAREC_TEST_HOME": str(ROOT / ".test-home")})
     else:
         print(__doc__)
         return 0 if task == "help" else 2

@@ -1,13 +1,44 @@
-"""Shared fixtures: the real datasets beside the checkout and an isolated MEDIAREC_HOME."""
+"""Shared fixtures: the real datasets beside the checkout, isolated MEDIAREC_HOMEs, artefacts built
+once per session (the demo home with its index and learned model, the ml-100k index), the
+``mediarec`` command run in this process (``run_cli``), and the test tiers.
+
+Tiers (markers registered in pyproject.toml): ``llm`` loads a real llama.cpp model, ``slow`` takes
+more than about 20 s, ``server`` starts a server process on 127.0.0.1. ``python3 tasks.py test
+--fast`` deselects all three; ``python3 tasks.py test`` runs everything.
+
+Built once per session, everything real:
+
+* text embeddings: ``MiniLMEmbeddingFunction.embed`` answers each distinct text once per session
+  (keyed by model file, truncation length and text) and embeds the rest for real, so the many
+  indexes of the same catalogues built by different tests embed their texts once; tests of the
+  embedder itself opt out with ``@pytest.mark.no_embedding_cache``;
+* the learned stage: ``mediarec.rank.learned.train`` trains once per model fingerprint (catalogue,
+  index text and collaborative sides, fusion, learned settings: everything the model depends on)
+  and returns a fresh copy of that real model afterwards (what a stored model read back is);
+* the demo home: ``demo_home_template`` is built once (index and learned model, as ``mediarec
+  index --dataset demo`` leaves it); ``demo_home`` and ``copy_home`` give a module or a test its own
+  copy to change (a copy of a Chroma folder nothing writes any more opens like the original, and
+  costs milliseconds where a rebuild costs seconds).
+* llama.cpp models and embedded Chroma systems, which a process keeps for its lifetime, are let go
+  after each test module (memory).
+"""
 
 from __future__ import annotations
 
+import contextlib
+import io
 import json
+import logging
 import os
+import shutil
+import sys
 import threading
 import time
+import traceback
+import warnings
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
+from typing import NamedTuple
 
 import pytest
 
@@ -211,3 +242,258 @@ def scripted_openai_server():
     yield make
     for s in made:
         s.close()
+
+
+# =============================================================================================
+# The test tiers: a test that loads a real llama.cpp model must be marked ``llm``
+# =============================================================================================
+_LLAMA_LOADS = [0]
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _count_llama_loads():
+    """Count every real llama.cpp model this process loads (see ``pytest_runtest_*`` below)."""
+    try:
+        from llama_cpp import Llama
+    except ImportError:  # pragma: no cover - llama-cpp-python is a dependency
+        yield
+        return
+    original = Llama.__init__
+
+    def counting_init(self, *args, **kw):
+        original(self, *args, **kw)
+        _LLAMA_LOADS[0] += 1  # loaded (a file that fails to load loads nothing)
+
+    Llama.__init__ = counting_init
+    try:
+        yield
+    finally:
+        Llama.__init__ = original
+
+
+def _check_llm_marker(item, before: int) -> None:
+    if _LLAMA_LOADS[0] > before and item.get_closest_marker("llm") is None:
+        pytest.fail(f"{item.nodeid} loads a real llama.cpp model but is not marked `llm` "
+                    "(the fast tier, `tasks.py test --fast`, must not load one)", pytrace=False)
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_setup(item):
+    before = _LLAMA_LOADS[0]
+    result = yield
+    _check_llm_marker(item, before)
+    return result
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_call(item):
+    before = _LLAMA_LOADS[0]
+    result = yield
+    _check_llm_marker(item, before)
+    return result
+
+
+# =============================================================================================
+# Built once per session: text embeddings and learned models
+# =============================================================================================
+_EMBEDDING_CACHE_ON = [True]
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _embedding_cache():
+    """Each distinct text is embedded once per session (real MiniLM, real vectors): indexes of the
+    same catalogue built by different tests, and the splits of one catalogue, embed nothing twice.
+    ``@pytest.mark.no_embedding_cache`` turns it off for a test (tests of the embedder itself)."""
+    import numpy as np
+
+    from mediarec.index.embeddings import DIMENSION, MiniLMEmbeddingFunction
+
+    original = MiniLMEmbeddingFunction.embed
+    cache: dict[tuple[str, int, str], np.ndarray] = {}
+
+    def embed(self, texts):
+        texts = list(texts)
+        if not _EMBEDDING_CACHE_ON[0] or not texts:
+            return original(self, texts)
+        key = (self.model_path, self.max_length)
+        missing = [t for t in dict.fromkeys(texts) if (*key, t) not in cache]
+        if missing:
+            for t, v in zip(missing, original(self, missing)):
+                cache[(*key, t)] = v
+        out = np.empty((len(texts), DIMENSION), dtype=np.float32)
+        for r, t in enumerate(texts):
+            out[r] = cache[(*key, t)]
+        return out
+
+    MiniLMEmbeddingFunction.embed = embed
+    try:
+        yield cache
+    finally:
+        MiniLMEmbeddingFunction.embed = original
+
+
+@pytest.fixture(autouse=True)
+def _embedding_cache_switch(request):
+    if request.node.get_closest_marker("no_embedding_cache") is None:
+        yield
+        return
+    _EMBEDDING_CACHE_ON[0] = False
+    try:
+        yield
+    finally:
+        _EMBEDDING_CACHE_ON[0] = True
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _learned_models_trained_once():
+    """``mediarec.rank.learned.train`` runs once per model fingerprint (what the model depends on:
+    catalogue, index text and collaborative sides, fusion, settings; training is seeded and single
+    threaded) and later calls get a fresh copy of that real model, as reading a stored one gives."""
+    from mediarec.rank import learned
+
+    original = learned.train
+    trained: dict[str, str] = {}
+
+    def train(catalog, index, fusion=None, settings=None, progress=False):
+        key = learned.fingerprint(catalog, index, fusion, settings or learned.LearnedSettings())
+        if key not in trained:
+            trained[key] = original(catalog, index, fusion, settings, progress=progress).to_json()
+        return learned.LearnedRanker.from_json(trained[key])
+
+    learned.train = train
+    try:
+        yield trained
+    finally:
+        learned.train = original
+
+
+# =============================================================================================
+# The ``mediarec`` command in this process
+# =============================================================================================
+class CliResult(NamedTuple):
+    """What a ``mediarec`` run left: the exit status and its two output streams (the attribute
+    names of ``subprocess.CompletedProcess``)."""
+
+    returncode: int
+    stdout: str
+    stderr: str
+
+
+_DEFAULT_WARNING_FILTERS = (("ignore", DeprecationWarning), ("ignore", PendingDeprecationWarning),
+                            ("ignore", ImportWarning), ("ignore", ResourceWarning))
+
+
+def run_cli(*args: str, home: Path | str | None = None, env: dict[str, str] | None = None,
+            stdin: str | None = None) -> CliResult:
+    """``mediarec ARGS`` run in this process, as the command runs it: ``mediarec.cli.main`` with the
+    environment of a fresh shell (no MEDIAREC_* or OPENAI_* from the test run; MEDIAREC_HOME=``home``,
+    plus ``env``), its own stdout, stderr, stdin, logging and Python warnings, and the exit status
+    argparse, a user error or a crash would give. Use a real subprocess where the process boundary is
+    the subject (kill -9, background jobs, two processes at once, native-library output)."""
+    from mediarec.cli import main
+
+    saved_env, saved_argv, saved_stdin = os.environ.copy(), sys.argv, sys.stdin
+    root = logging.getLogger()
+    saved_handlers, saved_level = root.handlers[:], root.level
+    out, err = io.StringIO(), io.StringIO()
+    for k in [k for k in os.environ if k.startswith(("MEDIAREC_", "OPENAI_"))]:
+        del os.environ[k]
+    os.environ.update(ANONYMIZED_TELEMETRY="False", COLUMNS="200", NO_COLOR="1")
+    if home is not None:
+        os.environ["MEDIAREC_HOME"] = str(home)
+    os.environ.update(env or {})
+    sys.argv = ["mediarec", *args]
+    sys.stdin = io.StringIO(stdin or "")
+    root.handlers = []  # main()'s logging.basicConfig installs its handler on this run's stderr
+
+    def show(message, category, filename, lineno, file=None, line=None):
+        err.write(warnings.formatwarning(message, category, filename, lineno, line))
+
+    try:
+        with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err), warnings.catch_warnings():
+            warnings.resetwarnings()
+            warnings.simplefilter("default")
+            for action, category in _DEFAULT_WARNING_FILTERS:
+                warnings.filterwarnings(action, category=category)
+            warnings.showwarning = show
+            try:
+                rc = main(list(args))
+            except SystemExit as e:  # argparse: --help, usage errors
+                rc = e.code if isinstance(e.code, int) else (0 if e.code is None else 1)
+                if isinstance(e.code, str):
+                    err.write(e.code + "\n")
+            except Exception:  # noqa: BLE001 - a crash: the traceback a process would print, exit 1
+                traceback.print_exc(file=err)
+                rc = 1
+    finally:
+        for h in root.handlers:
+            if h not in saved_handlers:
+                h.close()
+        root.handlers, root.level = saved_handlers, saved_level
+        os.environ.clear()
+        os.environ.update(saved_env)
+        sys.argv, sys.stdin = saved_argv, saved_stdin
+    return CliResult(int(rc or 0), out.getvalue(), err.getvalue())
+
+
+def cli_command() -> list[str]:
+    """The installed ``mediarec`` command, for the tests that need a real process."""
+    exe = Path(sys.executable).parent / "mediarec"
+    if exe.is_file():
+        return [str(exe)]
+    found = shutil.which("mediarec")
+    return [found] if found else [sys.executable, "-m", "mediarec.cli"]
+
+
+# =============================================================================================
+# Homes built once per session, copied for the tests that change them
+# =============================================================================================
+def copy_home(template: Path, dest: Path) -> Path:
+    """A copy of a built MEDIAREC_HOME (its models/ stays a link to the shared model cache). The
+    template's Chroma folder is complete and nothing writes it, so the copy opens as the original."""
+    shutil.copytree(template, dest, symlinks=True)
+    return dest
+
+
+@pytest.fixture(scope="session")
+def demo_home_template(tmp_path_factory, model_home) -> Path:
+    """A home where the demo catalogue is indexed and its learned stage trained, as
+    ``mediarec index --dataset demo`` leaves it. Read-only: copy it (``copy_home``) to change it."""
+    home = make_home(tmp_path_factory.mktemp("demo-home-template"), model_home)
+    p = run_cli("index", "--dataset", "demo", "--quiet", home=home)
+    assert p.returncode == 0, p.stderr
+    assert "second stage: learned" in p.stdout, p.stdout
+    return home
+
+
+@pytest.fixture(scope="module")
+def demo_home(demo_home_template, tmp_path_factory) -> Path:
+    """A copy of the built demo home for one test module, set as MEDIAREC_HOME (embedded Chroma)."""
+    h = copy_home(demo_home_template, tmp_path_factory.mktemp("demo-home") / "home")
+    mp = pytest.MonkeyPatch()
+    mp.setenv("MEDIAREC_HOME", str(h))
+    mp.delenv("MEDIAREC_CHROMA_URL", raising=False)
+    yield h
+    mp.undo()
+
+
+# =============================================================================================
+# Memory: what one test module loaded is let go before the next one starts
+# =============================================================================================
+@pytest.fixture(scope="module", autouse=True)
+def _release_models_and_clients_after_each_module():
+    """llama.cpp models stay loaded while their ``ModelPool`` is open (``mediarec.llm.local``: one per
+    LocalLLM built without a shared pool) and so does every embedded Chroma system opened
+    (``SharedSystemClient``, one per folder): in the product that is one of each, in a test session it
+    is hundreds. After each module (whose own fixtures are gone by then) they are closed and dropped;
+    the next module loads what it uses again (a memory-mapped model loads in well under a second)."""
+    yield
+    import gc
+
+    from chromadb.api.shared_system_client import SharedSystemClient
+
+    from mediarec.llm import local
+
+    local._close_open_pools()
+    SharedSystemClient.clear_system_cache()
+    gc.collect()

@@ -22,10 +22,10 @@ import chromadb  # noqa: E402
 from mediarec.catalog.model import Catalog  # noqa: E402
 from mediarec.config import Settings  # noqa: E402
 from mediarec.catalog import load_dataset  # noqa: E402
-from mediarec.errors import CatalogError, ConfigError, IndexError_  # noqa: E402
+from mediarec.errors import ConfigError, IndexError_  # noqa: E402
 from mediarec.index.store import open_index  # noqa: E402
 from mediarec.index.retriever import Retriever  # noqa: E402
-from conftest import first_items  # noqa: E402
+from conftest import CliResult, first_items, run_cli  # noqa: E402
 from mediarec.app import add_interactions, add_items, from_catalog
 
 pytestmark = pytest.mark.server
@@ -178,19 +178,12 @@ def test_unreachable_server_is_a_clear_index_error(catalog, home):
         open_index(catalog, chroma_url="http://")
 
 
-def _cli(home: Path, *args: str) -> subprocess.CompletedProcess:
-    exe = BIN / "mediarec"
-    cmd = [str(exe)] if exe.is_file() else [sys.executable, "-m", "mediarec.cli"]
-    env = {k: v for k, v in os.environ.items() if not k.startswith("MEDIAREC_")}
-    env.update(MEDIAREC_HOME=str(home), ANONYMIZED_TELEMETRY="False")
-    return subprocess.run([*cmd, *args], capture_output=True, text=True, timeout=600, env=env)
+def _cli(home: Path, *args: str) -> CliResult:
+    return run_cli(*args, home=home)  # in this process: the server is the subject, not the command
 
 
 def test_cli_index_and_recommend_through_the_server(chroma_server, home):
-    try:
-        demo = load_dataset("demo")
-    except CatalogError as e:
-        pytest.skip(f"the bundled demo catalog is not in the package yet: {e}")
+    demo = load_dataset("demo")  # ships in the package: a missing demo fails here, it is not skipped
     p = _cli(home, "index", "--dataset", "demo", "--chroma-url", chroma_server, "--quiet")
     assert p.returncode == 0, p.stderr
     assert f"indexed demo: {len(demo.items)} items" in p.stdout

@@ -1,4 +1,5 @@
-"""The ``mediarec`` command, run as a real subprocess on real data (no LLM: ``--llm none``).
+"""The ``mediarec`` command on real data (no LLM: ``--llm none``), run in this process through
+``conftest.run_cli`` (``mediarec.cli.main`` with its own environment, output streams and exit status).
 
 MEDIAREC_HOME is a temporary folder shared by this module (the ml-100k index is built once)
 whose ``models`` is a link to the test model cache.
@@ -7,52 +8,33 @@ whose ``models`` is a link to the test model cache.
 from __future__ import annotations
 
 import json
-import os
 import re
-import shutil
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
+from conftest import CliResult, make_home, run_cli
 from mediarec.catalog import load_dataset
-from mediarec.errors import CatalogError
-
-BIN = Path(sys.executable).parent
-
-
-def _command() -> list[str]:
-    exe = BIN / "mediarec"
-    if exe.is_file():
-        return [str(exe)]
-    found = shutil.which("mediarec")
-    return [found] if found else [sys.executable, "-m", "mediarec.cli"]
 
 
 @pytest.fixture(scope="module")
 def cli_home(tmp_path_factory, model_home) -> Path:
-    home = tmp_path_factory.mktemp("cli-home")
-    (home / "models").symlink_to(model_home / "models", target_is_directory=True)
-    return home
+    return make_home(tmp_path_factory.mktemp("cli-home"), model_home)
 
 
 @pytest.fixture(scope="module")
 def run(cli_home):
-    env = {k: v for k, v in os.environ.items()
-           if not k.startswith(("MEDIAREC_", "OPENAI_"))}
-    env.update(MEDIAREC_HOME=str(cli_home), ANONYMIZED_TELEMETRY="False", COLUMNS="200", NO_COLOR="1")
-
-    def run_cli(*args: str, timeout: float = 600) -> subprocess.CompletedProcess:
-        return subprocess.run([*_command(), *args], env=env, capture_output=True, text=True, timeout=timeout)
-    return run_cli
+    def run_here(*args: str) -> CliResult:
+        return run_cli(*args, home=cli_home)
+    return run_here
 
 
 def _ml(shared_data, *args: str) -> list[str]:
     return ["recommend", "--dataset", "movielens-100k", "--data-dir", str(shared_data), *args]
 
 
-def _assert_user_error(p: subprocess.CompletedProcess, *fragments: str) -> str:
+def _assert_user_error(p: CliResult, *fragments: str) -> str:
     assert p.returncode == 2, (p.returncode, p.stdout, p.stderr)
     assert "Traceback" not in p.stderr and "Traceback" not in p.stdout
     lines = p.stderr.strip().splitlines()
@@ -156,10 +138,7 @@ def test_models_list(run):
 
 
 def test_demo_request_from_the_readme(run):
-    try:
-        load_dataset("demo")
-    except CatalogError as e:
-        pytest.skip(f"the bundled demo catalog is not in the package yet: {e}")
+    assert len(load_dataset("demo").items) > 0  # the demo catalog ships in the package
     p = run("recommend", "--dataset", "demo", "--query", "calm piano music for studying", "--llm", "none",
             "--json", "-k", "5")
     assert p.returncode == 0, p.stderr

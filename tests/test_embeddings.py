@@ -18,6 +18,9 @@ from mediarec.config import Settings  # noqa: E402
 from mediarec.catalog import load_dataset  # noqa: E402
 from mediarec.index.embeddings import DIMENSION, EMBEDDER_NAME, MiniLMEmbeddingFunction  # noqa: E402
 
+# The embedder itself is the subject: every call embeds for real (no session cache, see conftest.py).
+pytestmark = pytest.mark.no_embedding_cache
+
 
 @pytest.fixture(scope="module")
 def model_files(model_home):

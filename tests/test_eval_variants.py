@@ -125,6 +125,7 @@ def test_summaries_variant_without_stored_summaries_says_what_to_run(demo, provi
         system.fit(demo)
 
 
+@pytest.mark.llm
 def test_profile_queries_with_a_real_llm(demo, smol_path):
     llm = load_llm(f"local:{smol_path}")
     llm.n_threads = 1

@@ -146,7 +146,7 @@ def test_template_reasons_pass(checker, demo, ev):
 
 # -- real index: evidence, and every item explained without an LLM -------------------------------
 @pytest.fixture(scope="module")
-def plain(module_home, demo) -> Recommender:
+def plain(demo_home, demo) -> Recommender:
     return from_catalog(demo, llm="none")
 
 
@@ -280,6 +280,7 @@ def test_smollm_every_item_ends_up_with_a_checked_reason(plain, demo, smol_path)
             assert r.reason.startswith(r.item.title)
 
 
+@pytest.mark.llm
 def test_a_session_reuses_reasons_whose_facts_are_unchanged(plain, demo, smol_path):
     """A reason memo (a chat session's) answers for items whose facts are unchanged, checked again;
     a memo entry that fails the check is asked for anew; the LLM is asked only for the rest, and

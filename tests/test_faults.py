@@ -42,6 +42,7 @@ from mediarec.llm import LLMOptions, LLMUnavailable, LocalLLM, OpenAILLM  # noqa
 from mediarec.rank.reranker import Reranker, RerankSettings  # noqa: E402
 from mediarec.index.retriever import Candidate  # noqa: E402
 from mediarec.app import from_catalog
+from conftest import run_cli as run_in_process  # noqa: E402
 
 BIN = Path(sys.executable).parent
 FAKE_KEY = "sk-test-fake-key-123"
@@ -269,6 +270,7 @@ def test_connection_cut_mid_response_is_retried_then_degrades():
 # =============================================================================================
 # Two LocalLLM objects over one loaded model, used from two threads
 # =============================================================================================
+@pytest.mark.llm
 def test_two_local_llms_of_one_model_in_two_threads(model_home):
     """Given one ModelPool they share the loaded llama.cpp model; unserialised, concurrent use aborts
     the whole process (GGML_ASSERT). Each answer must equal the serial one."""
@@ -397,8 +399,8 @@ def test_server_down_during_recommendation(chroma, demo, home):
     chroma.stop()
     with pytest.raises(IndexError_, match="cannot be queried"):
         rec.recommend(user=user, k=5)
-    p = run_cli(home, "recommend", "--dataset", "demo", "--user", user, "--llm", "none", "-k", "5",
-                "--chroma-url", chroma.url)
+    p = run_in_process("recommend", "--dataset", "demo", "--user", user, "--llm", "none", "-k", "5",
+                       "--chroma-url", chroma.url, home=home)
     assert p.returncode == 2, (p.stdout, p.stderr)
     assert "Traceback" not in p.stderr
     assert p.stderr.strip().startswith(f"error: cannot reach the Chroma server at {chroma.url}")

@@ -4,11 +4,9 @@ generic format) with a real index, a feedback log, a saved chat session and an a
 from __future__ import annotations
 
 import json
-import os
 import subprocess
-import sys
 
-from conftest import first_items, make_home
+from conftest import CliResult, first_items, make_home, run_cli
 from mediarec.catalog import Interaction, load_dataset, write_generic
 from mediarec.chat.session import SessionState
 from mediarec.llm.cache import AnswerCache
@@ -25,12 +23,8 @@ def test_forget_leaves_no_trace_under_home(tmp_path, shared_data, model_home):
     own_rows = (mine / "interactions.jsonl").read_text().count(GONE)
     assert own_rows > 10
 
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("MEDIAREC_", "OPENAI_"))}
-    env.update(MEDIAREC_HOME=str(home), ANONYMIZED_TELEMETRY="False", COLUMNS="200", NO_COLOR="1")
-
-    def run(*args: str) -> subprocess.CompletedProcess:
-        return subprocess.run([sys.executable, "-m", "mediarec.cli", *args], env=env, capture_output=True,
-                              text=True, timeout=600)
+    def run(*args: str) -> CliResult:
+        return run_cli(*args, home=home)
 
     assert run("index", "--catalog", str(mine), "--name", "films", "--quiet").returncode == 0
     # what mediarec itself keeps about the person: the chat feedback log, a saved session, a cached answer

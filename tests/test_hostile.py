@@ -15,10 +15,7 @@ must not leave a partial index behind.
 
 from __future__ import annotations
 
-import os
 import shutil
-import subprocess
-import sys
 import unicodedata
 from pathlib import Path
 
@@ -34,7 +31,7 @@ from mediarec.llm.weights import resolve
 from mediarec.rank.prompts import compact_title
 from mediarec.rank.reranker import Reranker, RerankSettings
 from mediarec.index.retriever import Candidate
-from conftest import capturing_llm, make_home
+from conftest import CliResult, capturing_llm, make_home, run_cli
 from mediarec.app import from_catalog, from_dataset
 
 DEMO_IDS = ["m-alien-1979", "m-aliens-1986", "m-blade-runner-1982"]
@@ -198,15 +195,10 @@ def test_long_history_keeps_the_most_recent(local, catalog):
 # =============================================================================================
 # Broken files: skipped rows are counted, a failed load indexes nothing
 # =============================================================================================
-BIN = Path(sys.executable).parent
 
 
-def _cli(home: Path, *args: str) -> subprocess.CompletedProcess:
-    exe = BIN / "mediarec"
-    cmd = [str(exe)] if exe.is_file() else [sys.executable, "-m", "mediarec.cli"]
-    env = {k: v for k, v in os.environ.items() if not k.startswith("MEDIAREC_")}
-    env.update(MEDIAREC_HOME=str(home), ANONYMIZED_TELEMETRY="False")
-    return subprocess.run([*cmd, *args], capture_output=True, text=True, timeout=300, env=env)
+def _cli(home: Path, *args: str) -> CliResult:
+    return run_cli(*args, home=home)
 
 
 def _fresh_home(tmp_path: Path, model_home: Path) -> Path:

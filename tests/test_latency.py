@@ -36,6 +36,7 @@ def _common(a: list[int], b: list[int]) -> int:
     return n
 
 
+@pytest.mark.llm
 def test_prefix_reused_across_score_explain_and_turns_matches_cold(llm, demo):
     """Turn 1 scores and explains, turn 2 scores another request over other candidates: the
     explanation and turn 2 evaluate only what changed, and turn 2's label log-probabilities equal
@@ -70,13 +71,14 @@ def test_prefix_reused_across_score_explain_and_turns_matches_cold(llm, demo):
 
 
 @pytest.fixture(scope="module")
-def rec(module_home, demo, smol_path) -> Recommender:
+def rec(demo_home, demo, smol_path) -> Recommender:
     r = from_catalog(demo, llm=f"local:{smol_path}", second_stage=None)
     r.llm.n_threads = 1
     r.reranker.settings.explain_top = 2  # fewer tokens to generate on a shared machine
     return r
 
 
+@pytest.mark.llm
 def test_streamed_and_final_order_agree(rec):
     """The first update is the retrieval list (before any LLM call), the second the LLM's order,
     which the final result keeps; the final result's timing and tokens add up per stage."""
@@ -117,7 +119,7 @@ def test_streamed_and_final_order_agree(rec):
     assert doc["stage_usage"]["llm"]["prompt_tokens"] == llm_usage.prompt_tokens and doc["pending"] is None
 
 
-def test_chat_why_shows_the_timing(module_home, demo):
+def test_chat_why_shows_the_timing(demo_home, demo):
     plain = from_catalog(demo, llm="none", second_stage=None)
     session = ChatSession(plain, user="alice", k=3)
     reply = session.send("something funny")
@@ -157,6 +159,7 @@ def test_the_history_cut_moves_in_steps():
     assert min(shown) == 16 and max(shown) == 20
 
 
+@pytest.mark.llm
 def test_a_chat_turn_that_adds_an_item_keeps_the_history_prefix(llm, demo, rec):
     """With the chat's stepped cut, the score prompt after one more watched item starts with the
     previous prompt's history (its evaluated state is reused); with a cut of always the last 20,

@@ -135,6 +135,8 @@ def assert_complete(order: list[str]) -> None:
 
 
 # -- the real server --------------------------------------------------------------------------
+@pytest.mark.llm
+@pytest.mark.server
 def test_chat_returns_text(server_url):
     llm = hosted(server_url)
     comp = llm.chat([{"role": "user", "content": "Name one science fiction film."}], max_tokens=16)
@@ -143,6 +145,8 @@ def test_chat_returns_text(server_url):
     assert FAKE_KEY not in repr(llm)
 
 
+@pytest.mark.llm
+@pytest.mark.server
 def test_chat_with_schema_valid_answer_either_way(server_url):
     """llama_cpp.server refuses ``json_schema`` (HTTP 500, a validation error); the backend then
     asks for ``json_object`` and the answer is still JSON."""
@@ -156,6 +160,8 @@ def test_chat_with_schema_valid_answer_either_way(server_url):
     assert isinstance(data, dict) and data
 
 
+@pytest.mark.llm
+@pytest.mark.server
 def test_label_logprobs_through_top_logprobs(server_url, smol_path):
     """llama_cpp.server returns logprobs/top_logprobs for chat completions: single-pass scoring works."""
     labs = make_labels(5)
@@ -174,6 +180,8 @@ def test_label_logprobs_through_top_logprobs(server_url, smol_path):
     assert res.logprobs[best_server] == pytest.approx(local.logprobs[best_server], abs=0.05)
 
 
+@pytest.mark.llm
+@pytest.mark.server
 def test_reranker_list_mode_over_server(server_url):
     llm = hosted(server_url)
     rr = Reranker(llm, settings=RerankSettings(mode="list", max_attempts=2))
@@ -187,6 +195,8 @@ def test_reranker_list_mode_over_server(server_url):
         assert set(out.final_scores) == set(CAND_IDS)
 
 
+@pytest.mark.llm
+@pytest.mark.server
 def test_reranker_score_mode_over_server(server_url):
     rr = Reranker(hosted(server_url), settings=RerankSettings(mode="score"))
     out = rr.rerank(HISTORY, CANDIDATES, k=3, explain=False)
@@ -196,6 +206,8 @@ def test_reranker_score_mode_over_server(server_url):
 
 
 # -- a dead server ----------------------------------------------------------------------------
+@pytest.mark.llm
+@pytest.mark.server
 def test_server_killed_mid_run_degrades(smol_path, tmp_path):
     srv = LlamaServer(smol_path, tmp_path / "server.log")
     try:
@@ -346,6 +358,8 @@ def test_logprobs_labels_outside_top_list_get_a_floor(scripted):
 
 
 # -- the key stays secret ---------------------------------------------------------------------
+@pytest.mark.llm
+@pytest.mark.server
 def test_api_key_never_in_cache_files(server_url, tmp_home, monkeypatch):
     monkeypatch.setenv("OPENAI_BASE_URL", server_url)
     monkeypatch.setenv("OPENAI_API_KEY", FAKE_KEY)

@@ -49,6 +49,7 @@ def rank_messages(n: int = 5) -> list[dict[str, str]]:
 
 
 # -- single-pass label scoring ----------------------------------------------------------------
+@pytest.mark.llm
 def test_label_logprobs_finite_and_a_distribution(llm):
     res = llm.label_logprobs(score_messages(), LABELS)
     assert list(res.logprobs) == LABELS
@@ -58,6 +59,7 @@ def test_label_logprobs_finite_and_a_distribution(llm):
     assert res.usage.prompt_tokens > 0 and not res.usage.cached
 
 
+@pytest.mark.llm
 def test_label_logprobs_deterministic(llm):
     a = llm.label_logprobs(score_messages("(first)\n"), LABELS)
     b = llm.label_logprobs(score_messages("(first)\n"), LABELS)  # whole prompt in the KV cache now
@@ -65,6 +67,7 @@ def test_label_logprobs_deterministic(llm):
     assert b.usage.prompt_tokens <= 1  # only the last token was evaluated again
 
 
+@pytest.mark.llm
 def test_kv_prefix_reuse_equals_fresh_evaluation(llm):
     """A prompt that shares a prefix with the previous one reuses its KV cache: same numbers."""
     llm.label_logprobs(score_messages("Mood: tense.\n"), LABELS)
@@ -79,12 +82,14 @@ def test_kv_prefix_reuse_equals_fresh_evaluation(llm):
         assert reused.logprobs[lab] == pytest.approx(fresh.logprobs[lab], abs=1e-3)
 
 
+@pytest.mark.llm
 def test_labels_sharing_a_first_token_are_refused(llm):
     with pytest.raises(ValueError, match="share a first token"):
         llm.label_token_ids(["A", "A!"])
 
 
 # -- grammar-constrained chat -----------------------------------------------------------------
+@pytest.mark.llm
 def test_chat_with_ranking_schema_is_valid_json(llm):
     schema = ranking_json_schema(LABELS, n=5)
     comp = llm.chat(rank_messages(5), schema=schema, max_tokens=700)
@@ -102,6 +107,7 @@ def test_chat_with_ranking_schema_is_valid_json(llm):
     assert comp.usage.completion_tokens > 0
 
 
+@pytest.mark.llm
 def test_chat_without_schema_returns_text(llm):
     comp = llm.chat([{"role": "user", "content": "Name one science fiction film."}], max_tokens=16)
     assert isinstance(comp.text, str) and comp.text.strip()
@@ -109,6 +115,7 @@ def test_chat_without_schema_returns_text(llm):
 
 
 # -- answer cache -----------------------------------------------------------------------------
+@pytest.mark.llm
 def test_disk_cache_hit_and_permissions(smol_path, tmp_home):
     cached_llm = load_llm(f"local:{smol_path}", get_settings(), n_ctx=2048, n_threads=1)
     assert isinstance(cached_llm, LocalLLM)
@@ -231,6 +238,7 @@ def _assert_greedy(llm, messages, answer: str) -> None:
         assert logits[gen[k]] >= logits.max() - 0.05, (answer, k)
 
 
+@pytest.mark.llm
 def test_chat_many_decodes_together_what_one_at_a_time_gives(llm):
     """Answers decoded as parallel sequences over their shared prefix are greedy answers of each
     prompt alone; the shared prefix is evaluated once, and afterwards the context serves
@@ -251,6 +259,7 @@ def test_chat_many_decodes_together_what_one_at_a_time_gives(llm):
         assert warm.logprobs[lab] == pytest.approx(cold.logprobs[lab], abs=1e-3)
 
 
+@pytest.mark.llm
 def test_chat_many_beyond_the_parallel_sequences_keeps_the_order(llm):
     from mediarec.llm.local import PARALLEL_SEQUENCES
 
@@ -263,6 +272,7 @@ def test_chat_many_beyond_the_parallel_sequences_keeps_the_order(llm):
     assert all(m.text.startswith(f"Item {k} is") and len(m.text) > len(f"Item {k} is") for k, m in enumerate(many))
 
 
+@pytest.mark.llm
 def test_chat_many_answers_come_from_the_cache(smol_path, tmp_path):
     llm = LocalLLM(smol_path, n_ctx=2048, n_threads=1, cache=AnswerCache(tmp_path / "cache"))
     convs = _reason_prompts(2)

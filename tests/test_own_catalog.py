@@ -4,14 +4,11 @@ generic format), registered by ``mediarec index``, then served by name on every 
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
-from conftest import first_items, make_home
+from conftest import CliResult, first_items, make_home, run_cli
 from mediarec.catalog import load_dataset, load_generic, write_generic
 from mediarec.catalog.own import load_registered, registration
 
@@ -34,16 +31,12 @@ def home(tmp_path_factory, model_home) -> Path:
 
 @pytest.fixture(scope="module")
 def run(home):
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("MEDIAREC_", "OPENAI_"))}
-    env.update(MEDIAREC_HOME=str(home), ANONYMIZED_TELEMETRY="False", COLUMNS="200", NO_COLOR="1")
-
-    def run_cli(*args: str, stdin: str | None = None) -> subprocess.CompletedProcess:
-        return subprocess.run([sys.executable, "-m", "mediarec.cli", *args], env=env, capture_output=True,
-                              text=True, timeout=900, input=stdin)
-    return run_cli
+    def run_here(*args: str, stdin: str | None = None) -> CliResult:
+        return run_cli(*args, home=home, stdin=stdin)
+    return run_here
 
 
-def _ok(p: subprocess.CompletedProcess) -> str:
+def _ok(p: CliResult) -> str:
     assert p.returncode == 0, (p.stdout, p.stderr)
     return p.stdout
 

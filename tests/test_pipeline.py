@@ -61,6 +61,7 @@ def test_eval_top10_is_what_recommend_returns(name, demo, split, provider):
     assert checked >= USERS // 2
 
 
+@pytest.mark.llm
 def test_eval_and_recommend_agree_with_the_llm_stage(demo, split, provider, smol_path):
     llm = load_llm(f"local:{smol_path}")
     llm.n_threads = 1
@@ -81,6 +82,7 @@ def test_eval_and_recommend_agree_with_the_llm_stage(demo, split, provider, smol
     assert scores[pool].min() > np.max(np.delete(scores, pool)[np.isfinite(np.delete(scores, pool))])
 
 
+@pytest.mark.llm
 def test_sampled_candidates_are_what_the_llm_ranks(demo, split, provider, smol_path):
     """With a candidate list (the sampled protocol) the LLM ranks those candidates, not its own top."""
     llm = load_llm(f"local:{smol_path}")

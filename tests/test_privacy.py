@@ -17,8 +17,6 @@ import logging
 import os
 import re
 import stat
-import subprocess
-import sys
 from collections import Counter
 from pathlib import Path
 
@@ -34,12 +32,11 @@ from mediarec.rank.reranker import Reranker, RerankSettings  # noqa: E402
 from mediarec.rank.prompts import compact_title, fmt_rating, plain_list  # noqa: E402
 from mediarec.index.retriever import Candidate  # noqa: E402
 
-from conftest import openai_completion  # noqa: E402
+from conftest import openai_completion, run_cli  # noqa: E402
 from mediarec.app import from_catalog
 from mediarec.chat.session import ChatSession
 
 KEY = "sk-fake-known-key-XYZ"
-BIN = Path(sys.executable).parent
 LABEL_LINE = re.compile(r"^([A-Za-z]): ")
 DISTINCT_JOBS = {"programmer", "technician", "librarian", "healthcare", "engineer", "scientist", "lawyer",
                  "administrator", "educator", "executive", "marketing", "salesman", "homemaker"}
@@ -217,14 +214,10 @@ def test_api_key_is_never_written(home, tmp_path, wire, monkeypatch, caplog):
     chat.send("something funny")
     chat.save(session_file)
 
-    # an evaluation report, in a child process that has the key in its environment
+    # an evaluation report, from the command (verbose logging) with the key in its environment
     out = tmp_path / "eval-out"
-    env = {k: v for k, v in os.environ.items() if not k.startswith("MEDIAREC_")}
-    env.update(MEDIAREC_HOME=str(home), OPENAI_API_KEY=KEY, ANONYMIZED_TELEMETRY="False")
-    exe = BIN / "mediarec"
-    cmd = [str(exe)] if exe.is_file() else [sys.executable, "-m", "mediarec.cli"]
-    p = subprocess.run([*cmd, "-v", "eval", "--dataset", "demo", "--systems", "pop,hybrid", "--llm", "none",
-                        "--quiet", "--output", str(out)], capture_output=True, text=True, env=env, timeout=300)
+    p = run_cli("-v", "eval", "--dataset", "demo", "--systems", "pop,hybrid", "--llm", "none",
+                "--quiet", "--output", str(out), home=home, env={"OPENAI_API_KEY": KEY})
     assert p.returncode == 0, p.stderr
     assert (out / "metrics.json").is_file() and (out / "report.md").is_file()
     assert KEY not in p.stdout and KEY not in p.stderr

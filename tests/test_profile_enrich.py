@@ -77,6 +77,7 @@ def _valid(p: InterestProfile) -> None:
 
 
 # -- profiles ------------------------------------------------------------------------------------
+@pytest.mark.llm
 def test_build_profile_with_the_real_tiny_llm(smol, alice):
     p = build_profile(smol, PromptLibrary(), alice)
     _valid(p)
@@ -144,6 +145,7 @@ def _thin_catalog() -> Catalog:
     return Catalog("thin-five", THIN + [RICH])
 
 
+@pytest.mark.llm
 def test_enrich_writes_summaries_once(home, smol):
     cat = _thin_catalog()
     assert [is_thin(it) for it in cat.items.values()] == [True] * 5 + [False]
@@ -194,6 +196,7 @@ def test_apply_without_summaries_is_the_same_catalog(tmp_path, demo):
     assert apply_summaries(demo, path=tmp_path / "none.jsonl") is demo
 
 
+@pytest.mark.llm
 def test_enrich_command(home, smol, capsys):
     # The demo catalog has descriptions everywhere: nothing to write, no model call needed.
     assert main(["enrich", "--dataset", "demo", "--llm", smol.spec, "--limit", "1", "--quiet"]) == 0
@@ -202,6 +205,7 @@ def test_enrich_command(home, smol, capsys):
     assert "needs an LLM" in capsys.readouterr().err
 
 
+@pytest.mark.llm
 def test_enrich_command_counts_against_the_catalogs_own_text(home, smol, shared_data, capsys):
     """A resumed run reports what is already there; summarised items still count as thin."""
     path = enrich_path("movielens-100k")

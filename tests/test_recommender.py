@@ -47,8 +47,8 @@ def _ml100k_slice(shared_data) -> Catalog:
 
 
 @pytest.fixture(scope="module")
-def home(module_home):
-    return module_home
+def home(demo_home):
+    return demo_home  # the demo already indexed
 
 
 @pytest.fixture(scope="module")
@@ -82,6 +82,7 @@ def result(rec) -> RecommendationResult:
     return rec.recommend(history=HISTORY, k=5)
 
 
+@pytest.mark.llm
 def test_recommend_with_local_llm(rec, result, catalog, home):
     hist_ids = {catalog.resolve(t).id for t in HISTORY}
     assert len(result.items) == 5
@@ -109,6 +110,7 @@ def test_recommend_with_local_llm(rec, result, catalog, home):
     assert any((home / "cache" / "llm").rglob("*.json"))
 
 
+@pytest.mark.llm
 def test_second_call_is_served_from_the_cache(rec, result):
     again = rec.recommend(history=HISTORY, k=5)
     assert [r.item.id for r in again.items] == [r.item.id for r in result.items]
@@ -126,6 +128,7 @@ def test_retrieval_only(plain, catalog):
     assert not {r.item.id for r in res.items} & hist_ids
 
 
+@pytest.mark.llm
 def test_json_round_trip(result):
     text = result.model_dump_json()
     back = RecommendationResult.model_validate_json(text)
@@ -172,6 +175,7 @@ def _some_user(catalog: Catalog) -> str:
     return next(iter(catalog.by_user))
 
 
+@pytest.mark.llm
 def test_user_id_never_reaches_the_model(plain, rec, catalog):
     user = _some_user(catalog)
     cap = capturing_llm(rec.llm)

@@ -20,7 +20,7 @@ pexpect = pytest.importorskip("pexpect")
 
 from mediarec.config import get_settings  # noqa: E402
 from mediarec.llm.weights import resolve  # noqa: E402
-from conftest import make_home
+from conftest import copy_home
 
 PROMPT = "mediarec> "
 SLOW = 600  # seconds for one answer on a loaded machine
@@ -29,8 +29,8 @@ MEDIAREC = Path(sys.executable).with_name("mediarec")
 
 
 @pytest.fixture(scope="module")
-def env(tmp_path_factory, model_home):
-    h = make_home(tmp_path_factory.mktemp("repl-home"), model_home)
+def env(tmp_path_factory, demo_home_template):
+    h = copy_home(demo_home_template, tmp_path_factory.mktemp("repl-home") / "home")  # demo already indexed
     e = dict(os.environ)
     e.update(MEDIAREC_HOME=str(h), TERM="xterm", COLUMNS="200", LINES="50", OPENAI_API_KEY="sk-fake-test-key",
              ANONYMIZED_TELEMETRY="False",
@@ -89,6 +89,7 @@ def _titles(out: str) -> list[str]:
     return [r[1] for r in rows]
 
 
+@pytest.mark.llm
 def test_chat_session_in_a_terminal(env, smol, tmp_path):
     child = _spawn(env, smol, tmp_path)
     try:
@@ -155,6 +156,7 @@ def test_chat_session_in_a_terminal(env, smol, tmp_path):
     assert hist.is_file() and stat.S_IMODE(hist.stat().st_mode) == 0o600
 
 
+@pytest.mark.llm
 def test_the_retrieval_list_shows_before_the_llms(env, smol, tmp_path):
     """A chat turn draws the retrieval list while the LLM ranks, then the LLM's order (in place,
     under a spinner), then the final table; the final order is the LLM's."""
@@ -176,6 +178,7 @@ def test_the_retrieval_list_shows_before_the_llms(env, smol, tmp_path):
         child.close()
 
 
+@pytest.mark.llm
 def test_ctrl_c_cancels_and_ctrl_d_exits(env, smol, tmp_path):
     child = _spawn(env, smol, tmp_path, sigint_ignored=True)
     try:

@@ -47,6 +47,7 @@ def test_schema_enumerates_the_catalogues_words(demo):
     assert set(schema["required"]) == set(schema["properties"])
 
 
+@pytest.mark.llm
 def test_a_real_local_llm_reads_a_hostile_request_as_data(demo, smol_path, linked_home):
     llm = capturing_llm(load_llm(f"local:{smol_path}"))
     llm.inner.n_threads = 1
@@ -60,6 +61,7 @@ def test_a_real_local_llm_reads_a_hostile_request_as_data(demo, smol_path, linke
     assert "<<<REQUEST" in user and "Pirate" in user.split("<<<REQUEST", 1)[1]  # inside the data block
 
 
+@pytest.mark.llm
 def test_a_request_the_rules_read_whole_never_reaches_the_llm(demo, smol_path, linked_home):
     llm = capturing_llm(load_llm(f"local:{smol_path}"))
     c = llm_parse_request("a comedy from the 90s, no horror", demo, llm)

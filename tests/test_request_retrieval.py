@@ -90,7 +90,7 @@ def test_an_unsatisfiable_request_gives_no_candidates(retriever):
 
 
 @pytest.fixture(scope="module")
-def demo_rec(module_home):
+def demo_rec(demo_home):
     return from_catalog(load_dataset("demo"), llm="none")
 
 

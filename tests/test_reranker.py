@@ -58,10 +58,12 @@ def reranker(llm, **settings) -> Reranker:
 
 
 # -- real model: single-pass scoring ----------------------------------------------------------
+@pytest.mark.llm
 def test_auto_mode_is_score_for_local(smol):
     assert reranker(smol).resolved_mode() == "score"
 
 
+@pytest.mark.llm
 def test_score_mode(smol, history, candidates, ids):
     out = reranker(smol, mode="score").rerank(history, candidates, k=5, explain=False)
     assert out.mode == "score" and not out.degraded and out.attempts == 1
@@ -76,6 +78,7 @@ def test_score_mode(smol, history, candidates, ids):
     assert not out.reasons and out.explain_error is None
 
 
+@pytest.mark.llm
 def test_score_mode_with_explanations(smol, history, candidates, ids):
     out = reranker(smol, mode="score", explain_top=3).rerank(history, candidates, k=5, explain=True)
     assert not out.degraded
@@ -89,6 +92,7 @@ def test_score_mode_with_explanations(smol, history, candidates, ids):
     assert out.order[:3] == top  # explaining never reorders
 
 
+@pytest.mark.llm
 def test_permutations_deterministic(smol, history, candidates, ids):
     a = reranker(smol, mode="score", permutations=3).rerank(history, candidates, k=5, explain=False)
     b = reranker(smol, mode="score", permutations=3).rerank(history, candidates, k=5, explain=False)
@@ -100,6 +104,7 @@ def test_permutations_deterministic(smol, history, candidates, ids):
     assert a.llm_scores != pytest.approx(one.llm_scores, abs=1e-9)  # the shuffles were scored too
 
 
+@pytest.mark.llm
 def test_llm_weight_zero_keeps_retrieval_order(smol, history, candidates, ids):
     for mode in ("score", "list"):
         out = reranker(smol, mode=mode, llm_weight=0.0).rerank(history, candidates, k=5, explain=False)
@@ -108,6 +113,7 @@ def test_llm_weight_zero_keeps_retrieval_order(smol, history, candidates, ids):
 
 
 # -- real model: explained list ---------------------------------------------------------------
+@pytest.mark.llm
 def test_list_mode(smol, history, candidates, ids):
     out = reranker(smol, mode="list").rerank(history, candidates, k=4, explain=True)
     assert out.mode == "list" and not out.degraded, out.degraded_reason
@@ -122,6 +128,7 @@ def test_list_mode(smol, history, candidates, ids):
         assert out.explain_error.startswith("explanations unavailable")
 
 
+@pytest.mark.llm
 def test_request_reaches_the_prompt(smol, history, candidates, ids):
     out = reranker(smol, mode="score").rerank(history, candidates, k=3, request="something funny for kids",
                                                explain=False)

@@ -26,8 +26,8 @@ FAKE_KEY = "sk-fake-test-key"
 
 
 @pytest.fixture(scope="module")
-def home(module_home):
-    return module_home
+def home(demo_home):
+    return demo_home  # the demo already indexed
 
 
 @pytest.fixture(scope="module")
@@ -282,6 +282,7 @@ def test_save_load_round_trip(plain, tmp_path, monkeypatch):
         ChatSession.load(bad, plain)
 
 
+@pytest.mark.llm
 def test_session_with_the_real_tiny_llm(plain, home):
     smol = str(resolve("smollm2-135m", get_settings())["model"])
     rec = from_catalog(plain.catalog, llm=f"local:{smol}")

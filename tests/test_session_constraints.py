@@ -21,7 +21,7 @@ from mediarec.app import from_catalog
 
 
 @pytest.fixture(scope="module")
-def plain(module_home) -> Recommender:
+def plain(demo_home) -> Recommender:
     return from_catalog(load_dataset("demo"), llm="none")
 
 

@@ -2,7 +2,12 @@
 
 Real everything: SmolLM2-135M loaded by transformers from the same GGUF llama.cpp ranks with, real
 peft LoRA steps, the adapter written as GGUF and loaded by the real llama.cpp, the real demo
-catalog and Chroma index, the command run as a subprocess.
+catalog and Chroma index. ``mediarec train`` runs as a subprocess (torch and transformers stay out of
+the test process); the other commands run in this process (``conftest.run_cli``). The home is a copy
+of the demo home built once per session (``demo_home``).
+
+Markers: the tests that train or load the model are ``llm`` (and ``slow``); the example drawing,
+the prompt hash and the in-pool numbers are neither.
 """
 
 from __future__ import annotations
@@ -11,7 +16,6 @@ import json
 import os
 import shutil
 import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -23,16 +27,12 @@ from mediarec.rank.calibration import debias
 from mediarec.rank.prompts import PromptLibrary, compact_title, history_entries, labels
 from mediarec.rank.reranker import score_messages
 from mediarec.app import from_catalog
+from conftest import cli_command, run_cli
 
 pytest.importorskip("peft")
-pytestmark = pytest.mark.llm
-
-BIN = Path(sys.executable).parent
-
 
 def _cli() -> list[str]:
-    exe = BIN / "mediarec"
-    return [str(exe)] if exe.is_file() else [sys.executable, "-m", "mediarec.cli"]
+    return cli_command()
 
 
 @pytest.fixture(scope="module")
@@ -41,9 +41,9 @@ def demo():
 
 
 @pytest.fixture(scope="module")
-def env(module_home):
+def env(demo_home):
     e = {k: v for k, v in os.environ.items() if not k.startswith(("MEDIAREC_", "OPENAI_"))}
-    e.update(MEDIAREC_HOME=str(module_home), ANONYMIZED_TELEMETRY="False", COLUMNS="200", NO_COLOR="1")
+    e.update(MEDIAREC_HOME=str(demo_home), ANONYMIZED_TELEMETRY="False", COLUMNS="200", NO_COLOR="1")
     return e
 
 
@@ -63,7 +63,9 @@ def _log(out: Path) -> list[dict]:
     return [json.loads(line) for line in (out / "train_log.jsonl").read_text().splitlines()]
 
 
-def test_a_training_run_lowers_the_loss_and_writes_a_loadable_adapter(trained, demo, module_home, monkeypatch):
+@pytest.mark.llm
+@pytest.mark.slow
+def test_a_training_run_lowers_the_loss_and_writes_a_loadable_adapter(trained, demo, demo_home, monkeypatch):
     out, _, p = trained
     steps = [r for r in _log(out) if r["event"] == "step"]
     assert len(steps) == 8  # 8 prompts x 2 epochs / batch 2
@@ -81,7 +83,7 @@ def test_a_training_run_lowers_the_loss_and_writes_a_loadable_adapter(trained, d
     text = (out / "examples.jsonl").read_text() + (out / "validation.jsonl").read_text()
     assert '"user"' not in text and "alice" not in text
 
-    monkeypatch.setenv("MEDIAREC_HOME", str(module_home))
+    monkeypatch.setenv("MEDIAREC_HOME", str(demo_home))
 
     rec = from_catalog(demo, llm="local:smollm2-135m", adapter=out, second_stage=None)
     assert rec.llm.adapter is not None and rec.llm.adapter_error is None
@@ -92,6 +94,8 @@ def test_a_training_run_lowers_the_loss_and_writes_a_loadable_adapter(trained, d
     assert all(r.llm_score is not None for r in res.items)
 
 
+@pytest.mark.llm
+@pytest.mark.slow
 def test_the_same_command_resumes_instead_of_starting_over(trained, env):
     out, args, _ = trained
     before = [r for r in _log(out) if r["event"] == "step"]
@@ -135,7 +139,7 @@ def _drawn(demo, embedder, **settings):
     return split, hybrid, ex, trace, recording.sent, held_out
 
 
-def test_training_prompts_hold_no_validation_or_test_target(demo, module_home, embedder):
+def test_training_prompts_hold_no_validation_or_test_target(demo, demo_home, embedder):
     split, _, ex, trace, sent, _ = _drawn(demo, embedder, examples=60, positions_per_user=3)
     assert len(ex) == 60 == len(trace)
     assert len({u for u, _, _ in trace}) >= 20  # many people before anyone's second example
@@ -153,7 +157,7 @@ def test_training_prompts_hold_no_validation_or_test_target(demo, module_home, e
 
 
 
-def test_retrieval_order_examples_show_the_pool_as_ranking_does(demo, module_home, embedder):
+def test_retrieval_order_examples_show_the_pool_as_ranking_does(demo, demo_home, embedder):
     """--order retrieval: only targets the retriever found, the candidates in its order (the items
     consumed later skipped, as in the shuffled examples), and still no held-out item anywhere."""
     from mediarec.train.examples import _top
@@ -173,6 +177,8 @@ def test_retrieval_order_examples_show_the_pool_as_ranking_does(demo, module_hom
             for lab, r in zip(labels(10), rows)]
         assert not held_out[u] & {ids[r] for r in rows}
 
+@pytest.mark.llm
+@pytest.mark.slow
 def test_the_gguf_adapter_changes_llama_cpp_as_peft_changes_torch(smol_path, demo, tmp_path, monkeypatch,
                                                                   model_home):
     """Random LoRA weights on q only (the projection whose rows llama.cpp permutes): the label
@@ -224,9 +230,11 @@ def test_the_gguf_adapter_changes_llama_cpp_as_peft_changes_torch(smol_path, dem
     assert 0.7 < np.linalg.norm(d_llama) / np.linalg.norm(d_torch) < 1.4
 
 
-def test_a_mismatched_or_corrupt_adapter_is_never_applied(trained, demo, tmp_path, env, module_home, monkeypatch):
+@pytest.mark.llm
+@pytest.mark.slow
+def test_a_mismatched_or_corrupt_adapter_is_never_applied(trained, demo, tmp_path, env, demo_home, monkeypatch):
     out, _, _ = trained
-    monkeypatch.setenv("MEDIAREC_HOME", str(module_home))
+    monkeypatch.setenv("MEDIAREC_HOME", str(demo_home))
 
     cases = {}
     other_base = tmp_path / "other-base"
@@ -260,23 +268,23 @@ def test_a_mismatched_or_corrupt_adapter_is_never_applied(trained, demo, tmp_pat
     res = rec.recommend(user="alice", k=5, explain=False)
     assert res.degraded and "prompt" in res.degraded_reason, res.degraded_reason
     # Another catalog's adapter, from the command line: the list comes, marked degraded.
-    p = subprocess.run([*_cli(), "recommend", "--dataset", "demo", "--user", "alice", "-k", "3", "--llm",
-                        "local:smollm2-135m", "--adapter", str(other_base)], env=env, capture_output=True,
-                       text=True, timeout=600)
+    p = run_cli("recommend", "--dataset", "demo", "--user", "alice", "-k", "3", "--llm",
+                "local:smollm2-135m", "--adapter", str(other_base), home=demo_home)
     assert p.returncode == 0 and "degraded" in p.stdout + p.stderr and "Traceback" not in p.stderr
     # eval refuses outright: a measurement with a wrong adapter would be meaningless
-    p = subprocess.run([*_cli(), "eval", "--dataset", "demo", "--systems", "llm-ft", "--llm", "local:smollm2-135m",
-                        "--adapter", str(corrupt), "--users", "3"], env=env, capture_output=True, text=True,
-                       timeout=600)
+    p = run_cli("eval", "--dataset", "demo", "--systems", "llm-ft", "--llm", "local:smollm2-135m",
+                "--adapter", str(corrupt), "--users", "3", home=demo_home)
     assert p.returncode == 2 and "corrupt" in p.stderr and "Traceback" not in p.stderr
 
 
-def test_eval_runs_zero_shot_calibrated_and_fine_tuned_side_by_side(trained, env, tmp_path):
+@pytest.mark.llm
+@pytest.mark.slow
+def test_eval_runs_zero_shot_calibrated_and_fine_tuned_side_by_side(trained, demo_home, tmp_path):
     out, _, _ = trained
     res = tmp_path / "eval"
-    p = subprocess.run([*_cli(), "eval", "--dataset", "demo", "--systems", "hybrid,llm,llm-cal,llm-ft",
-                        "--llm", "local:smollm2-135m", "--adapter", str(out), "--users", "8", "--val-users", "4",
-                        "--output", str(res), "--quiet"], env=env, capture_output=True, text=True, timeout=1800)
+    p = run_cli("eval", "--dataset", "demo", "--systems", "hybrid,llm,llm-cal,llm-ft",
+                "--llm", "local:smollm2-135m", "--adapter", str(out), "--users", "4", "--val-users", "2",
+                "--output", str(res), "--quiet", home=demo_home)
     assert p.returncode == 0, p.stderr[-3000:]
     metrics = json.loads((res / "metrics.json").read_text())
     systems = metrics["systems"]

@@ -34,6 +34,7 @@ def test_a_stored_weight_serves_its_catalog_and_model_only(demo, linked_home):
     assert stored_llm_weight(demo, "local:a") is None  # unreadable: the default serves
 
 
+@pytest.mark.llm
 def test_recommend_uses_the_stored_weight_and_says_so(demo, linked_home, smol_path):
     spec = f"local:{smol_path}"
     plain = from_catalog(demo, llm=spec)
@@ -53,6 +54,7 @@ def test_recommend_uses_the_stored_weight_and_says_so(demo, linked_home, smol_pa
     assert "llm" not in none.settings and none.settings["collab"]["source"] == "defaults"
 
 
+@pytest.mark.llm
 def test_eval_stores_the_weight_it_chose(linked_home, smol_path, tmp_path, capsys):
     out = tmp_path / "r"
     rc = main(["eval", "--dataset", "demo", "--systems", "hybrid,llm", "--llm", f"local:{smol_path}",
@@ -67,6 +69,7 @@ def test_eval_stores_the_weight_it_chose(linked_home, smol_path, tmp_path, capsy
     assert stored_llm_weight(demo, spec)[0] == chosen  # what recommend will use for this catalog
 
 
+@pytest.mark.llm
 def test_eval_tunes_learned_llm_and_stores_its_weight_for_the_product(linked_home, smol_path, tmp_path, capsys):
     """learned+llm gets its own weight on validation users; the product (learned stage, then the
     LLM) uses that one, not llm's."""
@@ -97,6 +100,7 @@ def test_history_cut_choice_by_hand():
     assert choose({(0.0, 10): 0.2, (0.5, 10): 0.2}) == (0.5, 10)
 
 
+@pytest.mark.llm
 def test_eval_tunes_the_history_cut_and_recommend_uses_it(linked_home, smol_path, tmp_path, capsys):
     out = tmp_path / "r"
     rc = main(["eval", "--dataset", "demo", "--systems", "hybrid,llm", "--llm", f"local:{smol_path}",
