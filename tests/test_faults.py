@@ -422,6 +422,7 @@ def _two_builders(home: Path, *extra: str) -> list[subprocess.CompletedProcess]:
     return out
 
 
+@pytest.mark.slow
 def test_two_processes_index_the_same_embedded_path(home, demo):
     results = _two_builders(home)
     for r in results:
@@ -475,6 +476,7 @@ def _part_bytes(folder: Path) -> int:
     return total
 
 
+@pytest.mark.slow
 def test_models_pull_killed_then_pulled_again(tmp_path):
     home = tmp_path / "home"
     folder = home / "models" / "smollm2-135m"
@@ -535,6 +537,7 @@ _KILLABLE_INDEX = textwrap.dedent("""
 """)
 
 
+@pytest.mark.slow
 def test_index_killed_mid_build_then_completed(home, demo, tmp_path):
     marker = tmp_path / "marker"
     p = subprocess.Popen([sys.executable, "-c", _KILLABLE_INDEX, str(marker)], env=cli_env(home),
@@ -579,6 +582,7 @@ def _complete_outputs(out: Path) -> dict[str, bytes]:
     return files
 
 
+@pytest.mark.slow
 def test_eval_killed_mid_run_leaves_whole_files(home):
     out = home / "eval-out"
     args = ("eval", "--dataset", "demo", "--systems", "pop,itemknn,hybrid", "--llm", "none", "--quiet",

@@ -6,6 +6,8 @@ from __future__ import annotations
 import json
 import subprocess
 
+import pytest
+
 from conftest import CliResult, first_items, make_home, run_cli
 from mediarec.catalog import Interaction, load_dataset, write_generic
 from mediarec.chat.session import SessionState
@@ -14,6 +16,7 @@ from mediarec.llm.cache import AnswerCache
 GONE = "forget-me-7"
 
 
+@pytest.mark.slow
 def test_forget_leaves_no_trace_under_home(tmp_path, shared_data, model_home):
     home = make_home(tmp_path / "home", model_home)
     cat = first_items(load_dataset("ml-100k", shared_data), 150, "films")

@@ -22,6 +22,8 @@ from mediarec.config import Settings
 
 N, NEW = 300, 60
 
+pytestmark = pytest.mark.slow  # real processes: kill -9, background refits and retrains (minutes in all)
+
 
 @pytest.fixture(scope="module")
 def parts(shared_data):
