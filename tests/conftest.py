@@ -460,7 +460,7 @@ def demo_home_template(tmp_path_factory, model_home) -> Path:
     """A home where the demo catalogue is indexed and its learned stage trained, as
     ``mediarec index --dataset demo`` leaves it. Read-only: copy it (``copy_home``) to change it."""
     home = make_home(tmp_path_factory.mktemp("demo-home-template"), model_home)
-    p = run_cli("index", "--dataset", "demo", "--quiet", home=home)
+    p = run_cli("index", "--dataset", "demo", home=home)
     assert p.returncode == 0, p.stderr
     assert "second stage: learned" in p.stdout, p.stdout
     return home

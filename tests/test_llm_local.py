@@ -282,6 +282,7 @@ def test_chat_many_answers_come_from_the_cache(smol_path, tmp_path):
     assert all(c.usage.cached for c in again) and not any(c.usage.cached for c in first)
 
 
+@pytest.mark.llm
 def test_a_model_pool_shares_one_load_and_its_owner_frees_it(smol_path):
     """No process-global model cache: LocalLLMs given one pool share a load; the pool's owner frees
     it; an LLM built without a pool owns one of its own and frees it on close()."""
