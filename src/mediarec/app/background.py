@@ -21,8 +21,8 @@ per catalogue): the parent takes it before it starts the child and hands the ope
 lock is held from the first moment until the child exits (or is killed: the kernel drops it). A
 pending refit or model whose lock is free was left by an interrupted job: the previous fit and model
 keep serving, and the next process that opens the catalogue with training allowed (``mediarec
-recommend``, ``chat``, ``index``) starts the job again (:class:`~mediarec.rank.learned.SecondStage`,
-:func:`mediarec.app.compose.from_catalog`); the job itself opens it without.
+recommend``, ``chat``, ``index``) starts the job again (:func:`mediarec.app.compose.from_catalog`,
+through ``Recommender(retrain_job=...)``); the job itself opens it without.
 ``mediarec add --wait`` fits and trains in the foreground instead.
 """
 

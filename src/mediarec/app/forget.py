@@ -12,7 +12,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from mediarec.catalog.forgotten import _home, remember_forgotten
+from mediarec.catalog.forgotten import home_or_default, remember_forgotten
 from mediarec.infra.paths import Layout
 from mediarec.config import get_settings
 from mediarec.infra.atomic import atomic_write_text
@@ -39,7 +39,7 @@ def forget_user(user: str, home: Path | None = None, data_dir: Path | None = Non
     """
     from mediarec.catalog.own import load_registered, registered_names, registration
 
-    home = _home(home)
+    home = home_or_default(home)
     user = str(user)
     report: list[str] = []
     affected: list[str] = []

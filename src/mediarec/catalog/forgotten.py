@@ -19,7 +19,7 @@ from mediarec.infra.paths import Layout
 
 
 
-def _home(home: Path | None) -> Path:
+def home_or_default(home: Path | None) -> Path:
     return Path(home) if home is not None else get_settings().home
 
 
@@ -37,13 +37,13 @@ def _read(home: Path) -> tuple[str | None, set[str]]:
 
 
 def is_forgotten(user: str, home: Path | None = None) -> bool:
-    salt, digests = _read(_home(home))
+    salt, digests = _read(home_or_default(home))
     return salt is not None and _digest(salt, str(user)) in digests
 
 
 def remember_forgotten(user: str, home: Path | None = None) -> Path:
     """Add ``user`` (as a salted digest) to the people every load leaves out."""
-    home = _home(home)
+    home = home_or_default(home)
     salt, digests = _read(home)
     salt = salt or secrets.token_hex(16)
     digests.add(_digest(salt, str(user)))
@@ -53,7 +53,7 @@ def remember_forgotten(user: str, home: Path | None = None) -> Path:
 
 def drop_forgotten(catalog: Catalog, home: Path | None = None) -> Catalog:
     """``catalog`` without the interactions of forgotten people (itself when there are none)."""
-    salt, digests = _read(_home(home))
+    salt, digests = _read(home_or_default(home))
     if salt is None or not digests:
         return catalog
     gone = {u for u in catalog.by_user if _digest(salt, u) in digests}

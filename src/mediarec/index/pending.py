@@ -51,9 +51,9 @@ def marker_of(index: Any) -> dict[str, Any] | None:
 def serve_previous(index: Any, home: Path) -> bool:
     """Make ``index`` serve the pending refit's previous fit when the registration names one for
     exactly the fit ``index`` would build, and that fit is whole; whether it does."""
-    from mediarec.index.store import _safe_name
+    from mediarec.infra.paths import safe_collection_prefix
 
-    if index.matrix_path is None or index.prefix != _safe_name(index.catalog.name):
+    if index.matrix_path is None or index.prefix != safe_collection_prefix(index.catalog.name):
         return False  # a Chroma server fits at load anyway; another prefix is another index (eval)
     reg = _registration(index.catalog.name, home)
     mark = reg.collab_pending if reg is not None else None

@@ -123,7 +123,7 @@ def build_lock(settings: Settings, catalog_name: str, chroma_url: str | None = N
     root.mkdir(parents=True, exist_ok=True)
     import threading
 
-    path = (str(root / f"{_safe_name(catalog_name)}.lock"), threading.get_ident())
+    path = (str(root / f"{safe_collection_prefix(catalog_name)}.lock"), threading.get_ident())
     if _HELD.get(path):  # this process holds it already (a flock on a second descriptor would wait for itself)
         _HELD[path] += 1
         try:
@@ -153,24 +153,9 @@ class _IndexPlace:
     """What a builder and a built index share: where the index of one catalog lives (client,
     prefix, matrix folder), what it is (fingerprints), and reading it back."""
 
-    def _place(self, catalog: Catalog, client: Any, settings: IndexSettings | None, embedder: Any | None,
-               prefix: str | None, matrix_dir: str | Path | None, serving_fit: str | None = None,
-               pending_fit: str | None = None) -> None:
-        init = object.__setattr__  # a built index is read-only: every field is set here, once
-        init(self, "catalog", catalog)
-        init(self, "client", client)
-        init(self, "settings", settings or IndexSettings(collab=CollabSettings.for_catalog(catalog)))
-        init(self, "_embedder", embedder)
-        init(self, "prefix", _safe_name(prefix or catalog.name))
-        init(self, "item_ids", list(catalog.items))
-        init(self, "_pos", {i: k for k, i in enumerate(self.item_ids)})
-        init(self, "_matrix_dir", Path(matrix_dir) if matrix_dir is not None else None)
-        # A pending background refit (index/pending.py): the previous fit's fingerprint serves this
-        # catalog while the fit a full build would make (``pending_fit``) is being fitted.
-        init(self, "serving_fit", serving_fit)
-        init(self, "pending_fit", pending_fit)
-        init(self, "_fingerprints", {})  # the catalog is immutable: each is computed once
-        init(self, "_hashes", None)
+    #: Set by the builder, handed to the index it builds.
+    FIELDS = ("catalog", "client", "settings", "_embedder", "prefix", "item_ids", "_pos", "_matrix_dir",
+              "serving_fit", "pending_fit", "_fingerprints", "_hashes")
 
     # -- identity --------------------------------------------------------------------------
     @property
@@ -338,7 +323,6 @@ class _IndexPlace:
         return self._pos.get(item_id)
 
 
-
 class IndexBuilder(_IndexPlace):
     """Builds (or brings up to date) the Chroma collections and the exact matrix of one catalog,
     then hands out the built :class:`CatalogIndex`; or loads an index that is already built.
@@ -353,7 +337,20 @@ class IndexBuilder(_IndexPlace):
     def __init__(self, catalog: Catalog, client: Any, settings: IndexSettings | None = None,
                  embedder: Any | None = None, prefix: str | None = None, matrix_dir: str | Path | None = None,
                  previous: "CatalogIndex | None" = None, prefit: CollabModel | None = None):
-        self._place(catalog, client, settings, embedder, prefix, matrix_dir)
+        self.catalog = catalog
+        self.client = client
+        self.settings = settings or IndexSettings(collab=CollabSettings.for_catalog(catalog))
+        self._embedder = embedder
+        self.prefix = safe_collection_prefix(prefix or catalog.name)
+        self.item_ids = list(catalog.items)
+        self._pos = {i: k for k, i in enumerate(self.item_ids)}
+        self._matrix_dir = Path(matrix_dir) if matrix_dir is not None else None
+        # A pending background refit (index/pending.py): the previous fit's fingerprint serves this
+        # catalog while the fit a full build would make (``pending_fit``) is being fitted.
+        self.serving_fit: str | None = None
+        self.pending_fit: str | None = None
+        self._fingerprints: dict[str, str] = {}  # the catalog is immutable: each is computed once
+        self._hashes: dict[str, str] | None = None
         self.previous = previous
         self.prefit = prefit
         self.text_vectors: np.ndarray | None = None
@@ -367,7 +364,7 @@ class IndexBuilder(_IndexPlace):
         """Serve the complete fit ``fingerprint`` (made with ``settings``) instead of this catalog's
         own, ``target``, which a background process fits; None: serve the catalog's own fit again."""
         if fingerprint is not None:
-            object.__setattr__(self, "settings", self.settings.model_copy(update={"collab": settings}))
+            self.settings = self.settings.model_copy(update={"collab": settings})
         self.serving_fit, self.pending_fit = fingerprint, (target if fingerprint is not None else None)
 
     # -- building --------------------------------------------------------------------------
@@ -585,15 +582,10 @@ class CatalogIndex(_IndexPlace):
     :func:`open_index`; retrieval, the learned stage and the evidence read it."""
 
     def __init__(self, built: IndexBuilder):
-        self._place(built.catalog, built.client, built.settings, built._embedder, built.prefix, built._matrix_dir,
-                    built.serving_fit, built.pending_fit)
-        init = object.__setattr__
-        init(self, "_fingerprints", built._fingerprints)
-        init(self, "_hashes", built._hashes)
-        init(self, "text_vectors", built.text_vectors)
-        init(self, "collab", built.collab)
-        init(self, "embedded", built.embedded)  # what the build that made it did
-        init(self, "collab_refit", built.collab_refit)
+        # The builder's own fields, not computed again (item ids and positions, fingerprints, hashes);
+        # embedded and collab_refit say what the build that made it did.
+        for name in _IndexPlace.FIELDS + ("text_vectors", "collab", "embedded", "collab_refit"):
+            object.__setattr__(self, name, getattr(built, name))
 
     def __setattr__(self, name: str, value: Any) -> None:
         raise AttributeError(f"a built CatalogIndex is read-only (build a new one with IndexBuilder), cannot set {name!r}")
@@ -656,7 +648,6 @@ def _item_meta(item) -> dict[str, Any]:
     return meta
 
 
-_safe_name = safe_collection_prefix
 
 
 def open_index(catalog: Catalog, settings: Settings | None = None, chroma_url: str | None = None,

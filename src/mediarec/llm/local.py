@@ -20,6 +20,7 @@ from mediarec.llm.base import LLM, Completion, LabelScores, LLMOptions, LLMUnava
 PARALLEL_SEQUENCES = 8
 _PATCH_LOCK = threading.Lock()
 
+
 class ModelPool:
     """Loaded llama.cpp models, by (file, context, threads, adapter), shared by the LocalLLMs given
     this pool, each with the lock that serialises calls into its context (llama.cpp aborts the
