@@ -501,3 +501,31 @@ def _release_models_and_clients_after_each_module():
         import ctypes
 
         ctypes.CDLL("libc.so.6").malloc_trim(0)
+
+
+# =============================================================================================
+# Memory: which test raised the process's peak (MEDIAREC_TEST_MEMLOG=FILE; off by default)
+# =============================================================================================
+_MEMLOG = os.environ.get("MEDIAREC_TEST_MEMLOG")
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_protocol(item, nextitem):
+    """With MEDIAREC_TEST_MEMLOG set, one line per test: its id, the process's peak RSS before and
+    after it (setup, call and teardown) and the resident size after it, in MB, so the tests that
+    set the suite's peak can be found from one ordinary run."""
+    if not _MEMLOG:
+        return (yield)
+    import resource
+
+    def rss_mb() -> float:
+        with open("/proc/self/statm") as f:
+            return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE") / 2**20
+
+    peak_before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    t0 = time.perf_counter()
+    result = yield
+    peak_after = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    with open(_MEMLOG, "a") as f:
+        f.write(f"{item.nodeid}\t{peak_before:.0f}\t{peak_after:.0f}\t{rss_mb():.0f}\t{time.perf_counter() - t0:.1f}\n")
+    return result
