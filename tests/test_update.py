@@ -388,7 +388,7 @@ def test_killed_refit_restarts_and_forget_while_pending(parts, tmp_path, model_h
     _, pid = _add(env, files / "for-forget.csv")
     serving = _pending(home)["serving"]
     try:
-        p = subprocess.run([sys.executable, "-m", "mediarec.cli", "forget", "--user", gone], env=env,
+        p = subprocess.run([sys.executable, "-m", "mediarec.cli", "forget", "--dataset", "upd", "--user", gone], env=env,
                            capture_output=True, text=True, timeout=600)
         assert p.returncode == 0, p.stderr
         assert "refit was pending" in p.stdout and _pending(home) is None
