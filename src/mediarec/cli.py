@@ -184,7 +184,7 @@ def cmd_chat(args) -> int:
     if args.save_feedback:  # before loading anything: only a catalog of your own has a log to write
         from mediarec.catalog.feedback import feedback_log
 
-        feedback_log(args.dataset)
+        feedback_log(args.dataset, user=args.user or "me")  # ("me": the id a session without --user saves as)
     return run_repl(args, from_catalog)
 
 
