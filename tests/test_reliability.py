@@ -29,12 +29,16 @@ from conftest import copy_home, run_cli
 from test_forget import SAME_ID, _hashes, _of, _own_files, _rows, three_catalogs  # noqa: F401 - a fixture
 
 _STALL = textwrap.dedent("""
-    import importlib, sys, time
+    import importlib, importlib.util, sys, time
     from pathlib import Path
 
     marker, target = Path(sys.argv[1]), sys.argv[2]
-    module, name = target.rsplit(".", 1)
-    mod = importlib.import_module(module)
+    parts = target.split(".")
+    k = next(k for k in range(len(parts) - 1, 0, -1) if importlib.util.find_spec(".".join(parts[:k])))
+    mod = importlib.import_module(".".join(parts[:k]))
+    for attr in parts[k:-1]:  # a method: module.Class.name
+        mod = getattr(mod, attr)
+    name = parts[-1]
     real = getattr(mod, name)
     calls = {"n": 0}
     after = int(sys.argv[3])
@@ -258,3 +262,33 @@ def test_enrich_killed_mid_run_keeps_whole_summaries_and_resumes(tmp_path, model
         for k in env:
             os.environ.pop(k, None)
         server.shutdown()
+
+
+# -- train ----------------------------------------------------------------------------------------
+@pytest.mark.llm
+@pytest.mark.slow
+def test_train_killed_mid_run_resumes_with_whole_files(demo_home_template, tmp_path):
+    """Killed after its first checkpoint, mid-chunk: every file of the run is whole (run.json,
+    the log's lines, the checkpoint torch loads), no adapter is there, and the same command resumes
+    from the checkpoint and writes the adapter and its manifest."""
+    pytest.importorskip("peft")
+    import torch
+
+    home = copy_home(demo_home_template, tmp_path / "home")
+    out = tmp_path / "run"
+    args = ["train", "--dataset", "demo", "--llm", "local:smollm2-135m", "--output", str(out), "--examples", "8",
+            "--epochs", "1", "--batch", "2", "--chunk", "4", "--val-users", "2", "--quiet"]
+    # the log's rows: validation (base model), 2 steps, validation: the checkpoint is written; then step 3
+    _kill_at(home, tmp_path, "mediarec.train.lora.Trainer._append_log", *args, after=5)
+    json.loads((out / "run.json").read_text())
+    rows = [json.loads(ln) for ln in (out / "train_log.jsonl").read_text().splitlines()]
+    assert [r["event"] for r in rows].count("step") >= 2
+    state = torch.load(out / "checkpoint.pt", weights_only=False)["state"]
+    assert state["done"] == 4
+    assert not (out / "adapter.gguf").exists() and not list(out.glob("*.tmp"))
+
+    p = subprocess.run([sys.executable, "-m", "mediarec.cli", *args], env=_env(home), capture_output=True,
+                       text=True, timeout=900)
+    assert p.returncode == 0, p.stderr[-3000:]
+    assert "resuming after 4 examples" in p.stderr
+    assert (out / "adapter.gguf").stat().st_size > 0 and json.loads((out / "manifest.json").read_text())
