@@ -1,4 +1,4 @@
-"""``mediarec forget --user ID`` on a real registered catalog (a slice of MovieLens 100k in the
+"""``mediarec forget --dataset NAME --user ID`` on a real registered catalog (a slice of MovieLens 100k in the
 generic format) with a real index, a feedback log, a saved chat session and an answer cache entry."""
 
 from __future__ import annotations
@@ -150,8 +150,8 @@ def test_forget_in_one_catalog_leaves_every_other_catalog_byte_identical(three_c
     assert not any(p.startswith("learned/mine-") for p in after)  # its learned model is gone
 
     def users(name: str) -> set[str]:
-        q = subprocess.run([sys.executable, "-c", f"from mediarec.catalog import load_dataset; "
-                            f"print(' '.join(load_dataset({name!r}).by_user))"],
+        code = f"from mediarec.catalog import load_dataset; print(' '.join(load_dataset({name!r}).by_user))"
+        q = subprocess.run([sys.executable, "-c", code],
                            env={**os.environ, "MEDIAREC_HOME": str(home)}, capture_output=True, text=True, check=True)
         return set(q.stdout.split())
 
@@ -220,8 +220,9 @@ def _rows(name: str, home: Path):
     """The interactions of catalog ``name`` as a fresh process loads them from disk."""
     from mediarec.catalog import Interaction
 
-    q = subprocess.run([sys.executable, "-c", "import json; from mediarec.catalog import load_dataset; "
-                        f"print(json.dumps([x.model_dump() for x in load_dataset({name!r}).interactions]))"],
+    code = ("import json; from mediarec.catalog import load_dataset; "
+            f"print(json.dumps([x.model_dump() for x in load_dataset({name!r}).interactions]))")
+    q = subprocess.run([sys.executable, "-c", code],
                        env={**os.environ, "MEDIAREC_HOME": str(home)}, capture_output=True, text=True, check=True)
     return [Interaction(**x) for x in json.loads(q.stdout)]
 
@@ -237,3 +238,17 @@ def test_format_1_list_still_forgets_in_every_catalog(three_catalogs, tmp_path):
     for name in ("mine", "other", "demo"):
         assert SAME_ID not in {x.user for x in _rows(name, home)}
     assert "u01" in {x.user for x in _rows("mine", home)}
+
+
+def test_all_catalogs_overrides_a_readmission(tmp_path, monkeypatch):
+    """Readmitted in one catalog, then forgotten everywhere: left out there too."""
+    from mediarec.catalog.forgotten import entry, is_forgotten, readmit, remember_forgotten
+
+    home = tmp_path / "home"
+    remember_forgotten(SAME_ID, "mine", home, clean=True)
+    readmit(SAME_ID, "mine", home)
+    assert not is_forgotten(SAME_ID, "mine", home) and entry(SAME_ID, "mine", home)["readmitted"]
+    assert entry(SAME_ID, "demo", home) is None and entry(SAME_ID, "ml-100k", home) is None
+    remember_forgotten(SAME_ID, "*", home)
+    assert is_forgotten(SAME_ID, "mine", home) and is_forgotten(SAME_ID, "movielens-100k", home)
+    assert entry(SAME_ID, "ml-100k", home) == {"clean": False, "readmitted": False}  # an alias: the same catalog

@@ -212,7 +212,7 @@ class _Summaries(BaseHTTPRequestHandler):
     n = 0
     lock = threading.Lock()
 
-    def do_POST(self):  # noqa: N802 - the http.server API
+    def do_POST(self):  # the http.server API
         self.rfile.read(int(self.headers.get("Content-Length") or 0))
         with self.lock:
             type(self).n += 1

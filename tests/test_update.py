@@ -345,7 +345,7 @@ def test_add_interactions_refits_the_collaborative_side_in_the_background(parts,
 
 def test_killed_refit_restarts_and_forget_while_pending(parts, tmp_path, model_home, monkeypatch):
     """kill -9 of the background refit leaves the previous fit serving, and the next process that
-    may train starts it again; `forget --user` while a refit is pending leaves no fit with the person."""
+    may train starts it again; `forget --dataset upd --user` while a refit is pending leaves no fit with the person."""
     home, files, env = _registered(parts, tmp_path, model_home)
     first = parts[2][:len(parts[2]) // 2]
     user = next(x.user for x in first if x.user in parts[0].by_user)

@@ -100,8 +100,11 @@ def remember_forgotten(user: str, name: str, home: Path | None = None, clean: bo
     home = home_or_default(home)
     salt, scopes = _read(home)
     salt = salt or secrets.token_hex(16)
-    scope = ALL if name == ALL else scope_of(name)
-    scopes.setdefault(scope, {})[_digest(salt, str(user))] = {"clean": clean, "readmitted": False}
+    scope, d = (ALL if name == ALL else scope_of(name)), _digest(salt, str(user))
+    if scope == ALL:  # everywhere: a catalog's own entry (one readmitting them) would override it
+        for entries in scopes.values():
+            entries.pop(d, None)
+    scopes.setdefault(scope, {})[d] = {"clean": clean, "readmitted": False}
     return _write(home, salt, scopes)
 
 
