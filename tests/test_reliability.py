@@ -29,22 +29,27 @@ from conftest import copy_home, run_cli
 from test_forget import SAME_ID, _hashes, _of, _own_files, _rows, three_catalogs  # noqa: F401 - a fixture
 
 _STALL = textwrap.dedent("""
-    import importlib, importlib.util, sys, time
+    import importlib, sys, time
     from pathlib import Path
 
     marker, target = Path(sys.argv[1]), sys.argv[2]
     parts = target.split(".")
-    k = next(k for k in range(len(parts) - 1, 0, -1) if importlib.util.find_spec(".".join(parts[:k])))
-    mod = importlib.import_module(".".join(parts[:k]))
+    for k in range(len(parts) - 1, 0, -1):  # the longest importable prefix is the module
+        try:
+            mod = importlib.import_module(".".join(parts[:k]))
+            break
+        except ImportError:
+            continue
     for attr in parts[k:-1]:  # a method: module.Class.name
         mod = getattr(mod, attr)
     name = parts[-1]
     real = getattr(mod, name)
     calls = {"n": 0}
-    after = int(sys.argv[3])
+    after, when = int(sys.argv[3]), sys.argv[4]
 
     def stall(*args, **kwargs):
-        calls["n"] += 1
+        if eval(when):  # the calls that count (an expression of args and kwargs)
+            calls["n"] += 1
         if calls["n"] > after:  # the first `after` calls go through, then stop here to be killed
             marker.write_text(target)
             time.sleep(600)
@@ -52,7 +57,7 @@ _STALL = textwrap.dedent("""
 
     setattr(mod, name, stall)
     from mediarec.cli import main
-    sys.exit(main(sys.argv[4:]))
+    sys.exit(main(sys.argv[5:]))
 """)
 
 
@@ -61,11 +66,12 @@ def _env(home: Path) -> dict[str, str]:
     return env | {"MEDIAREC_HOME": str(home), "ANONYMIZED_TELEMETRY": "False"}
 
 
-def _kill_at(home: Path, tmp: Path, target: str, *args: str, after: int = 0) -> None:
-    """Run ``mediarec ARGS`` in a subprocess and SIGKILL it when it reaches ``target`` (module.function)
-    for the ``after+1``-th time."""
+def _kill_at(home: Path, tmp: Path, target: str, *args: str, after: int = 0, when: str = "True") -> None:
+    """Run ``mediarec ARGS`` in a subprocess and SIGKILL it when it reaches ``target`` (module.function
+    or module.Class.method) for the ``after+1``-th time (counting the calls whose ``args`` and
+    ``kwargs`` make the expression ``when`` true)."""
     marker = tmp / f"marker-{time.monotonic_ns()}"
-    p = subprocess.Popen([sys.executable, "-c", _STALL, str(marker), target, str(after), *args], env=_env(home),
+    p = subprocess.Popen([sys.executable, "-c", _STALL, str(marker), target, str(after), when, *args], env=_env(home),
                          stdout=subprocess.PIPE, stderr=subprocess.PIPE, start_new_session=True)
     deadline = time.monotonic() + 300
     try:
@@ -74,7 +80,10 @@ def _kill_at(home: Path, tmp: Path, target: str, *args: str, after: int = 0) -> 
             assert time.monotonic() < deadline, "the command did not reach the point within 300 s"
             time.sleep(0.02)
     finally:
-        os.killpg(p.pid, signal.SIGKILL)
+        try:
+            os.killpg(p.pid, signal.SIGKILL)
+        except ProcessLookupError:  # it had ended (the assertion above says how)
+            pass
         p.wait(timeout=30)
     assert p.returncode == -signal.SIGKILL
 
@@ -276,13 +285,14 @@ def test_train_killed_mid_run_resumes_with_whole_files(demo_home_template, tmp_p
 
     home = copy_home(demo_home_template, tmp_path / "home")
     out = tmp_path / "run"
-    args = ["train", "--dataset", "demo", "--llm", "local:smollm2-135m", "--output", str(out), "--examples", "8",
+    args = ["train", "--dataset", "demo", "--llm", "local:smollm2-135m", "--output", str(out), "--examples", "6",
             "--epochs", "1", "--batch", "2", "--chunk", "4", "--val-users", "2", "--quiet"]
-    # the log's rows: validation (base model), 2 steps, validation: the checkpoint is written; then step 3
-    _kill_at(home, tmp_path, "mediarec.train.lora.Trainer._append_log", *args, after=5)
+    # killed as it logs step 3: steps 1-2 (4 examples) are checkpointed, step 3 is trained but not
+    _kill_at(home, tmp_path, "mediarec.train.lora.Trainer._append_log", *args,
+             when="args[1].get('step') == 3")
     json.loads((out / "run.json").read_text())
     rows = [json.loads(ln) for ln in (out / "train_log.jsonl").read_text().splitlines()]
-    assert [r["event"] for r in rows].count("step") >= 2
+    assert [r["step"] for r in rows if r["event"] == "step"] == [1, 2]
     state = torch.load(out / "checkpoint.pt", weights_only=False)["state"]
     assert state["done"] == 4
     assert not (out / "adapter.gguf").exists() and not list(out.glob("*.tmp"))
