@@ -345,7 +345,7 @@ def test_add_interactions_refits_the_collaborative_side_in_the_background(parts,
 
 def test_killed_refit_restarts_and_forget_while_pending(parts, tmp_path, model_home, monkeypatch):
     """kill -9 of the background refit leaves the previous fit serving, and the next process that
-    may train starts it again; `forget --user` while a refit is pending leaves no fit with the person."""
+    may train starts it again; `forget --dataset upd --user` while a refit is pending leaves no fit with the person."""
     home, files, env = _registered(parts, tmp_path, model_home)
     first = parts[2][:len(parts[2]) // 2]
     user = next(x.user for x in first if x.user in parts[0].by_user)
@@ -388,7 +388,7 @@ def test_killed_refit_restarts_and_forget_while_pending(parts, tmp_path, model_h
     _, pid = _add(env, files / "for-forget.csv")
     serving = _pending(home)["serving"]
     try:
-        p = subprocess.run([sys.executable, "-m", "mediarec.cli", "forget", "--user", gone], env=env,
+        p = subprocess.run([sys.executable, "-m", "mediarec.cli", "forget", "--dataset", "upd", "--user", gone], env=env,
                            capture_output=True, text=True, timeout=600)
         assert p.returncode == 0, p.stderr
         assert "refit was pending" in p.stdout and _pending(home) is None

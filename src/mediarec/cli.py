@@ -184,7 +184,7 @@ def cmd_chat(args) -> int:
     if args.save_feedback:  # before loading anything: only a catalog of your own has a log to write
         from mediarec.catalog.feedback import feedback_log
 
-        feedback_log(args.dataset)
+        feedback_log(args.dataset, user=args.user or "me")  # ("me": the id a session without --user saves as)
     return run_repl(args, from_catalog)
 
 
@@ -244,8 +244,11 @@ def cmd_add(args) -> int:
     from mediarec.app.update import add_files
 
     out = add_files(args.dataset, args.items, args.interactions, chroma_url=args.chroma_url, progress=not args.quiet,
-                    wait=args.wait)
+                    wait=args.wait, readmit=args.readmit)
     cat = out["catalog"]
+    for user in out["readmitted"]:
+        print(f"readmitted {user} to {cat.name} (forgotten there before): their new rows count; their rows from "
+              "before the forget stay left out")
     print(f"added {out['items']} items and {out['interactions']} interactions to {cat.name} "
           f"(now {len(cat.items)} items, {len(cat.interactions)} interactions) in {out['seconds']:.1f}s: "
           f"{out['embedded']} items embedded, collaborative side "
@@ -268,10 +271,8 @@ def cmd_add(args) -> int:
 def cmd_forget(args) -> int:
     from mediarec.app.forget import forget_user
 
-    if not str(args.user).strip():
-        raise MediarecError("--user must name someone")
-    for line in forget_user(args.user.strip(), data_dir=Path(args.data_dir) if args.data_dir else None,
-                            chroma_url=args.chroma_url):
+    for line in forget_user(args.user, dataset=args.dataset, all_catalogs=args.all_catalogs,
+                            data_dir=Path(args.data_dir) if args.data_dir else None, chroma_url=args.chroma_url):
         print(line)
     return 0
 
@@ -470,13 +471,23 @@ def build_parser() -> argparse.ArgumentParser:
     a.add_argument("--chroma-url", help=CHROMA_HELP)
     a.add_argument("--wait", action="store_true", help="with new interactions, refit the collaborative side and retrain "
                    "the learned stage before returning (default: in the background, the previous ones serving meanwhile)")
+    a.add_argument("--readmit", action="store_true",
+                   help="admit again people forgotten in this catalog whose rows the file holds (without it, such "
+                        "rows are refused and nothing is added); their rows from before the forget stay left out")
     a.add_argument("--quiet", action="store_true",
-                   help="no progress or status; only the \"added ...\" line prints, and the lines that give the pid "
+                   help="no progress or status; only the \"added ...\" and \"readmitted ...\" lines print, and the lines that give the pid "
                         "of a refit or retrain started in the background")
     a.set_defaults(func=cmd_add)
 
-    fg = sub.add_parser("forget", help="remove one person's interactions from every store, cache, session and model")
-    fg.add_argument("--user", required=True, help="the person's user id")
+    fg = sub.add_parser("forget", help="remove one person's interactions from a catalog's stores, caches, sessions "
+                                       "and models (an id names a person within one catalog)")
+    fg.add_argument("--user", required=True, help="the person's user id in that catalog (an id it does not hold is an "
+                                                  "error, and nothing is deleted)")
+    where = fg.add_mutually_exclusive_group(required=True)
+    where.add_argument("--dataset", help="the catalog to forget them in; no other catalog is touched (default: none, "
+                                         "say --dataset or --all-catalogs)")
+    where.add_argument("--all-catalogs", action="store_true",
+                       help="forget the id in every catalog that holds it, and in any catalog loaded later")
     fg.add_argument("--data-dir", help="where the built-in datasets are (default $MEDIAREC_HOME/data)")
     fg.add_argument("--chroma-url", help="also delete their models from this Chroma server "
                                          "(default: $MEDIAREC_CHROMA_URL, else none: the embedded indexes)")

@@ -114,7 +114,8 @@ def _server_url(idx: Any) -> str | None:
 
 
 def add_files(name: str, items_file: str | None = None, interactions_file: str | None = None,
-              chroma_url: str | None = None, progress: bool = False, wait: bool = False) -> dict[str, Any]:
+              chroma_url: str | None = None, progress: bool = False, wait: bool = False,
+              readmit: bool = False) -> dict[str, Any]:
     """``mediarec add``: the rows of the given files join the registered catalog ``name``.
 
     Order, so that a kill at any point leaves the previous catalog and index usable: check the new
@@ -125,7 +126,13 @@ def add_files(name: str, items_file: str | None = None, interactions_file: str |
     interactions: the collaborative side is fitted again and the learned stage retrained in one
     background process started after the commit, the previous fit and model serving until then
     (:mod:`mediarec.index.pending`, :mod:`mediarec.app.background`); ``wait`` does both before the
-    commit instead."""
+    commit instead.
+
+    Rows of a person forgotten in this catalog (``mediarec forget``) are refused, and nothing is
+    added, unless ``readmit``: then the person is admitted again (``readmitted`` in the result), their
+    new rows count and their rows from before the forget stay left out
+    (:func:`mediarec.catalog.forgotten.readmit`). No row is ever dropped silently: every row of the
+    files is in the catalog, and the counts returned are the rows written."""
     from mediarec.catalog.own import registration
     from mediarec.config import get_settings
     from mediarec.index.store import build_lock
@@ -137,7 +144,8 @@ def add_files(name: str, items_file: str | None = None, interactions_file: str |
         raise MediarecError("give --items FILE and/or --interactions FILE")
     settings = get_settings(chroma_url=chroma_url)
     with build_lock(settings, name, chroma_url):  # re-entrant: the builds below take it too
-        return _add_locked(name, paths_of(items_file, interactions_file), chroma_url, progress, wait, settings)
+        return _add_locked(name, paths_of(items_file, interactions_file), chroma_url, progress, wait, settings,
+                           readmit)
 
 
 def paths_of(items_file: str | None, interactions_file: str | None) -> dict[str, Any]:
@@ -146,8 +154,40 @@ def paths_of(items_file: str | None, interactions_file: str | None) -> dict[str,
     return {k: Path(v).expanduser() for k, v in (("items", items_file), ("interactions", interactions_file)) if v}
 
 
+def _forgotten_rows(name: str, interactions: list[Interaction], home: Any) -> dict[str, tuple[int, dict]]:
+    """The people forgotten in catalog ``name`` (not readmitted) among the rows: user -> (rows, entry)."""
+    from mediarec.catalog.forgotten import entry
+
+    out: dict[str, tuple[int, dict]] = {}
+    for user in dict.fromkeys(x.user for x in interactions):
+        e = entry(user, name, home)
+        if e is not None and not e["readmitted"]:
+            out[user] = (sum(x.user == user for x in interactions), e)
+    return out
+
+
+def _readmit(name: str, path: Any, gone: dict[str, tuple[int, dict]], readmit: bool, home: Any) -> list[str]:
+    """Refuse the rows of forgotten people (nothing added), or with ``readmit`` admit them again."""
+    from mediarec.catalog.forgotten import readmit as admit_again
+
+    if not gone:
+        return []
+    who = ", ".join(f"{u} ({n} row(s))" for u, (n, _) in gone.items())
+    if not readmit:
+        raise MediarecError(f"{path} holds rows of people forgotten in {name} (`mediarec forget`): {who}; nothing "
+                            "was added. Remove those rows, or pass --readmit to admit them again (their rows from "
+                            "before the forget stay left out)")
+    unfinished = [u for u, (_, e) in gone.items() if not e["clean"]]
+    if unfinished:
+        raise MediarecError(f"the forget of {', '.join(unfinished)} in {name} did not finish; nothing was added. "
+                            f"Run `mediarec forget --dataset {name} --user ID` again first")
+    for user in gone:
+        admit_again(user, name, home)
+    return list(gone)
+
+
 def _add_locked(name: str, paths: dict[str, Any], chroma_url: str | None, progress: bool, wait: bool,
-                settings: Any) -> dict[str, Any]:
+                settings: Any, readmit: bool = False) -> dict[str, Any]:
     import shutil
     import time
 
@@ -168,6 +208,8 @@ def _add_locked(name: str, paths: dict[str, Any], chroma_url: str | None, progre
         if "interactions" in paths else []
     if not items and not interactions:
         raise MediarecError(f"nothing to add: {', '.join(map(str, paths.values()))} hold(s) no rows")
+    readmitted = _readmit(name, paths.get("interactions"), _forgotten_rows(name, interactions, settings.home),
+                          readmit, settings.home)  # before the build: its catalog then holds their new rows
     t_load = time.perf_counter()
     rec = from_catalog(catalog, llm="none", chroma_url=chroma_url, settings=settings, progress=progress)
     old_status = rec.stage.status if rec.stage else None
@@ -205,7 +247,7 @@ def _add_locked(name: str, paths: dict[str, Any], chroma_url: str | None, progre
             "collab_items": len(rec.index.collab.item_ids),
             "second_stage": rec.stage.status if rec.stage else None, "previous_second_stage": old_status,
             "seconds": time.perf_counter() - t0, "index_seconds": t_index - t0, "open_seconds": t0 - t_load,
-            "catalog": rec.catalog, "copies": copies}
+            "catalog": rec.catalog, "copies": copies, "readmitted": readmitted}
 
 
 def carry_learned_over(rec: Any, new: Catalog, index: Any, pending: bool = False) -> None:

@@ -44,8 +44,13 @@ class FeedbackLog:
             self.written += 1
 
 
-def feedback_log(catalog_name: str, home: Path | None = None) -> FeedbackLog:
-    """The log of a registered catalog; built-in datasets have none (their files are the publisher's)."""
+def feedback_log(catalog_name: str, home: Path | None = None, user: str | None = None) -> FeedbackLog:
+    """The log of a registered catalog; built-in datasets have none (their files are the publisher's).
+
+    ``user``: whose events it will hold; a person forgotten in the catalog (``mediarec forget``) is
+    refused, since every load would leave the saved events out (``mediarec add --readmit`` admits
+    them again)."""
+    from mediarec.catalog.forgotten import is_forgotten
     from mediarec.catalog.own import registration
 
     reg = registration(catalog_name, home)
@@ -53,4 +58,9 @@ def feedback_log(catalog_name: str, home: Path | None = None) -> FeedbackLog:
         raise MediarecError(f"--save-feedback writes to the interaction log of a catalog of your own, and "
                             f"{catalog_name!r} is not one: register your files with `mediarec index --items FILE "
                             "[--interactions FILE] --name NAME`")
+    if user is not None and is_forgotten(user, catalog_name, reg.home):
+        raise MediarecError(f"{user!r} was forgotten in {catalog_name} (`mediarec forget`): every load leaves their "
+                            "events out, so --save-feedback would save them for nothing. Admit them again with "
+                            f"`mediarec add --dataset {catalog_name} --interactions FILE --readmit`, or chat without "
+                            "--save-feedback")
     return FeedbackLog(reg.feedback_path)

@@ -63,6 +63,11 @@ class Registration:
         return self.folder / REGISTRATION
 
     @property
+    def home(self) -> Path:
+        """The ``$MEDIAREC_HOME`` the registration lives in (``HOME/catalogs/NAME``)."""
+        return self.folder.parent.parent
+
+    @property
     def feedback_path(self) -> Path:
         return self.folder / "feedback.jsonl"
 
@@ -164,8 +169,15 @@ def register(name: str, items: str | Path, interactions: str | Path | None = Non
     return reg, catalog
 
 
-def load_registered(reg: Registration) -> Catalog:
-    """The catalog of a registration: every items file, then every interaction file, all checked."""
+def load_registered(reg: Registration, forgotten: bool = True) -> Catalog:
+    """The catalog of a registration: every items file, then every interaction file, all checked.
+
+    Without the rows of people forgotten in this catalog (``forgotten=False``: with them, for
+    ``mediarec forget`` itself); a readmitted person's rows count only in the files mediarec wrote
+    (:func:`mediarec.catalog.forgotten.row_filter`)."""
+    from mediarec.catalog.forgotten import row_filter
+
+    keep = row_filter(reg.name, reg.home) if forgotten else None
     items: dict[str, Item] = {}
     for path in reg.items:
         if not Path(path).is_file():
@@ -179,7 +191,11 @@ def load_registered(reg: Registration) -> Catalog:
         if not path.is_file():
             raise CatalogError(f"the interactions file of catalog {reg.name!r} is gone (registered in "
                                f"{reg.path})", path)
-        interactions += load_interactions(path, items)
+        rows = load_interactions(path, items)
+        if keep is not None:
+            mine = reg.owned_by_mediarec(path)
+            rows = [x for x in rows if keep(x.user, mine)]
+        interactions += rows
     return Catalog(reg.name, items.values(), interactions, source=str(reg.path))
 
 

@@ -61,7 +61,9 @@ def run_train(args) -> int:
         changed = [k for k in identity if before.get("identity", {}).get(k) != identity[k]]
         if changed:
             raise ConfigError(f"{out} holds a training run with other {', '.join(changed)}; use another --output")
-    run_file.write_text(json.dumps({"identity": identity, "train": tr_settings.model_dump()}, indent=2) + "\n")
+    from mediarec.infra.atomic import atomic_write_text  # whole or not there: a resumed run reads it
+
+    atomic_write_text(run_file, json.dumps({"identity": identity, "train": tr_settings.model_dump()}, indent=2) + "\n")
 
     split = leave_last_out(catalog)
     train = split.train_catalog  # neither the validation nor the test targets
