@@ -299,7 +299,8 @@ class Recommender:
                 text_query = query
         else:
             constraints, text_query = self._read_request(query, bool(pairs)) if read_request else (None, query)
-        hist_items, profile_text = [it for it, _ in pairs], self._profile_for(pairs, profile)
+        # Interactions where there are some, so a dislike or a low rating stays a negative downstream.
+        hist_items, profile_text = [it if x is None else x for it, x in pairs], self._profile_for(pairs, profile)
         # The learned stage was trained on histories: with a request, the fused retrieval (which
         # lets the request lead and applies its filters) ranks.
         asked = any(q and q.strip() for q in (query, text_query))  # a chat's standing request counts too

@@ -11,7 +11,7 @@ import json
 import re
 from collections import defaultdict
 from types import MappingProxyType
-from typing import Any, Iterable, Literal, Mapping
+from typing import Any, Iterable, Literal, Mapping, Sequence
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
@@ -93,14 +93,53 @@ class Interaction(BaseModel):
 
     @property
     def is_positive(self) -> bool:
-        """Whether this says the user wants items like it: every event but ``dislike``.
+        """What the event alone says: every event but ``dislike`` may be liked.
 
-        The one rule for what models learn from and what a query vector is built from; a
-        disliked item is still "seen" (never recommended back)."""
+        Whether the user liked it also depends on their other ratings (a low rating is a weak
+        negative): that is :func:`liked_flags`, which :attr:`Catalog.positives` and
+        :meth:`Catalog.history_ids` apply. A disliked item is still "seen" (never recommended back)."""
         return self.event != "dislike"
 
 
 HistoryEntry = Interaction | Item | str
+
+#: How much a low rating pushes away, against a ``dislike`` (1): a weak negative.
+WEAK_NEGATIVE = 0.5
+#: Events that say "liked" whatever rating they carry.
+_LIKED_EVENTS = frozenset({"like", "favourite"})
+
+
+def rating_midpoint(ratings: Iterable[float]) -> float | None:
+    """Halfway between a user's lowest and highest rating: their own scale's middle (a 3 is low
+    for someone who rates 3 to 5, not for someone who rates 1 to 5). None without ratings."""
+    rs = [float(r) for r in ratings]
+    return (min(rs) + max(rs)) / 2 if rs else None
+
+
+def liked_flags(interactions: Sequence[Interaction]) -> list[bool]:
+    """Whether each interaction says the user liked the item: the one definition of "liked".
+
+    Not a ``dislike``, and not a low rating: a rating below the user's own midpoint
+    (:func:`rating_midpoint` over that user's ratings among ``interactions``) is a weak negative,
+    seen but not liked; ``like`` and ``favourite`` events are liked whatever their rating. Each
+    user's midpoint comes from the interactions given (a whole log, or one history), so a history
+    prefix never sees its own later ratings."""
+    ratings: dict[str, list[float]] = defaultdict(list)
+    for x in interactions:
+        if x.rating is not None and x.event not in _LIKED_EVENTS:
+            ratings[x.user].append(x.rating)
+    mid = {u: rating_midpoint(rs) for u, rs in ratings.items()}
+    return [x.is_positive and not (x.rating is not None and x.event not in _LIKED_EVENTS
+                                   and x.rating < mid[x.user])
+            for x in interactions]
+
+
+def negative_weight(x: Interaction, liked: bool) -> float:
+    """How strongly an interaction pushes away from its item: 1 for a ``dislike``,
+    :data:`WEAK_NEGATIVE` for a low rating, 0 for a liked one."""
+    if liked:
+        return 0.0
+    return 1.0 if x.event == "dislike" else WEAK_NEGATIVE
 _UNCHANGED: Any = object()
 
 
@@ -214,11 +253,17 @@ class Catalog:
 
     @property
     def positives(self) -> tuple[Interaction, ...]:
-        """The interactions that say "more like this" (see :attr:`Interaction.is_positive`): what
-        every model learns from."""
+        """The interactions that say "more like this" (:func:`liked_flags`: no dislike, no rating
+        below the user's midpoint): what every model learns from and every count of "liked" counts."""
         if self._positives is None:
-            self._cache("_positives", tuple(x for x in self.interactions if x.is_positive))
+            self._cache("_positives", tuple(x for x, ok in zip(self.interactions, liked_flags(self.interactions))
+                                            if ok))
         return self._positives
+
+    def liked_history(self, user: str) -> list[Interaction]:
+        """A user's liked interactions, oldest first (see :attr:`positives`)."""
+        hist = self.history(user)
+        return [x for x, ok in zip(hist, liked_flags(hist)) if ok]
 
     def users(self) -> list[str]:
         return list(self.by_user)
@@ -247,10 +292,27 @@ class Catalog:
     def history_ids(self, history: Iterable[HistoryEntry], *, positives_only: bool = False) -> list[str]:
         """Item ids of a history (see :meth:`history_pairs`).
 
-        ``positives_only``: leave out disliked items, for building what a user wants (a query
-        vector); the full list is what they have seen."""
-        return [it.id for it, x in self.history_pairs(history)
-                if not positives_only or x is None or x.is_positive]
+        ``positives_only``: only what the user liked (:func:`liked_flags`; an item or title
+        without an interaction counts as liked), for building what a user wants (a query vector);
+        the full list is what they have seen."""
+        pairs = self.history_pairs(history)
+        if not positives_only:
+            return [it.id for it, _ in pairs]
+        return [it.id for (it, _), ok in zip(pairs, self.pair_liked(pairs)) if ok]
+
+    @staticmethod
+    def pair_liked(pairs: Sequence[tuple[Item, Interaction | None]]) -> list[bool]:
+        """:func:`liked_flags` of (item, interaction or None) pairs; a bare item is liked."""
+        xs = [x for _, x in pairs if x is not None]
+        flags = iter(liked_flags(xs))
+        return [True if x is None else next(flags) for _, x in pairs]
+
+    def history_negatives(self, history: Iterable[HistoryEntry]) -> list[tuple[str, float]]:
+        """(item id, weight) of what a history pushes away from, oldest first: disliked items
+        (weight 1) and low-rated ones (:data:`WEAK_NEGATIVE`); see :func:`negative_weight`."""
+        pairs = self.history_pairs(history)
+        return [(it.id, negative_weight(x, ok)) for (it, x), ok in zip(pairs, self.pair_liked(pairs))
+                if x is not None and not ok]
 
     # -- items -----------------------------------------------------------------------------
     def item(self, item_id: str) -> Item:
