@@ -93,11 +93,10 @@ class Interaction(BaseModel):
 
     @property
     def is_positive(self) -> bool:
-        """What the event alone says: every event but ``dislike`` may be liked.
+        """What the event alone says: every event but ``dislike`` is consumption a model may learn from.
 
-        Whether the user liked it also depends on their other ratings (a low rating is a weak
-        negative): that is :func:`liked_flags`, which :attr:`Catalog.positives` and
-        :meth:`Catalog.history_ids` apply. A disliked item is still "seen" (never recommended back)."""
+        Whether the user *liked* it also depends on their other ratings (a low rating is a weak
+        negative): that is :func:`liked_flags`. A disliked item is still "seen" (never recommended back)."""
         return self.event != "dislike"
 
 
@@ -132,6 +131,36 @@ def liked_flags(interactions: Sequence[Interaction]) -> list[bool]:
     return [x.is_positive and not (x.rating is not None and x.event not in _LIKED_EVENTS
                                    and x.rating < mid[x.user])
             for x in interactions]
+
+
+#: Whether models (the collaborative fit, query vectors, the learned stage's targets) learn from low
+#: ratings as consumption. Measured on MovieLens 100k validation users (docs/architecture.md,
+#: "Negatives"): hybrid NDCG@10 0.1228 learning from them, 0.1103 without them; what a person rates
+#: low still says what they watch next. So they are "seen, not liked": models learn from them,
+#: every "liked" (evidence, profiles, counts, reasons) leaves them out, and the learned stage sees
+#: them as weak negatives (:meth:`Catalog.history_negatives`).
+MODELS_LEARN_FROM_LOW_RATINGS = True
+
+
+def model_flags(interactions: Sequence[Interaction]) -> list[bool]:
+    """Whether each interaction is one models learn from and build query vectors from: never a
+    ``dislike``; a low rating only while :data:`MODELS_LEARN_FROM_LOW_RATINGS`."""
+    if MODELS_LEARN_FROM_LOW_RATINGS:
+        return [x.is_positive for x in interactions]
+    return liked_flags(interactions)
+
+
+def pair_flags(pairs: Sequence[tuple[Item, Interaction | None]], *, liked: bool = True) -> list[bool]:
+    """:func:`liked_flags` (or, ``liked=False``, :func:`model_flags`) of (item, interaction or None)
+    pairs, as histories are given; a bare item counts as liked."""
+    xs = [x for _, x in pairs if x is not None]
+    flags = iter(liked_flags(xs) if liked else model_flags(xs))
+    return [True if x is None else next(flags) for _, x in pairs]
+
+
+def pair_liked(pairs: Sequence[tuple[Item, Interaction | None]]) -> list[bool]:
+    """Whether the user liked each (item, interaction or None) pair (:func:`liked_flags`)."""
+    return pair_flags(pairs, liked=True)
 
 
 def negative_weight(x: Interaction, liked: bool) -> float:
@@ -253,15 +282,20 @@ class Catalog:
 
     @property
     def positives(self) -> tuple[Interaction, ...]:
-        """The interactions that say "more like this" (:func:`liked_flags`: no dislike, no rating
-        below the user's midpoint): what every model learns from and every count of "liked" counts."""
+        """The interactions every model learns from (:func:`model_flags`: never a dislike)."""
         if self._positives is None:
-            self._cache("_positives", tuple(x for x, ok in zip(self.interactions, liked_flags(self.interactions))
+            self._cache("_positives", tuple(x for x, ok in zip(self.interactions, model_flags(self.interactions))
                                             if ok))
         return self._positives
 
+    @property
+    def liked(self) -> tuple[Interaction, ...]:
+        """The interactions that say the user liked the item (:func:`liked_flags`: no dislike, no
+        rating below the user's midpoint): what every count of "liked" counts."""
+        return tuple(x for x, ok in zip(self.interactions, liked_flags(self.interactions)) if ok)
+
     def liked_history(self, user: str) -> list[Interaction]:
-        """A user's liked interactions, oldest first (see :attr:`positives`)."""
+        """A user's liked interactions, oldest first (see :attr:`liked`)."""
         hist = self.history(user)
         return [x for x, ok in zip(hist, liked_flags(hist)) if ok]
 
@@ -292,27 +326,22 @@ class Catalog:
     def history_ids(self, history: Iterable[HistoryEntry], *, positives_only: bool = False) -> list[str]:
         """Item ids of a history (see :meth:`history_pairs`).
 
-        ``positives_only``: only what the user liked (:func:`liked_flags`; an item or title
-        without an interaction counts as liked), for building what a user wants (a query vector);
-        the full list is what they have seen."""
+        ``positives_only``: only what models build a query vector from (:func:`model_flags`: no
+        dislike; an item or title without an interaction counts); the full list is what they have seen."""
         pairs = self.history_pairs(history)
         if not positives_only:
             return [it.id for it, _ in pairs]
-        return [it.id for (it, _), ok in zip(pairs, self.pair_liked(pairs)) if ok]
+        return [it.id for (it, _), ok in zip(pairs, pair_flags(pairs, liked=False)) if ok]
 
-    @staticmethod
-    def pair_liked(pairs: Sequence[tuple[Item, Interaction | None]]) -> list[bool]:
-        """:func:`liked_flags` of (item, interaction or None) pairs; a bare item is liked."""
-        xs = [x for _, x in pairs if x is not None]
-        flags = iter(liked_flags(xs))
-        return [True if x is None else next(flags) for _, x in pairs]
 
-    def history_negatives(self, history: Iterable[HistoryEntry]) -> list[tuple[str, float]]:
+    def history_negatives(self, history: Iterable[HistoryEntry], weak: float = WEAK_NEGATIVE
+                          ) -> list[tuple[str, float]]:
         """(item id, weight) of what a history pushes away from, oldest first: disliked items
-        (weight 1) and low-rated ones (:data:`WEAK_NEGATIVE`); see :func:`negative_weight`."""
+        (weight 1) and low-rated ones (``weak``; 0 leaves them out); see :func:`negative_weight`."""
         pairs = self.history_pairs(history)
-        return [(it.id, negative_weight(x, ok)) for (it, x), ok in zip(pairs, self.pair_liked(pairs))
-                if x is not None and not ok]
+        out = [(it.id, negative_weight(x, ok)) for (it, x), ok in zip(pairs, pair_liked(pairs))
+               if x is not None and not ok]
+        return [(i, w if w == 1.0 else weak) for i, w in out if w == 1.0 or weak > 0]
 
     # -- items -----------------------------------------------------------------------------
     def item(self, item_id: str) -> Item:

@@ -35,7 +35,7 @@ from typing import Literal, Sequence
 import numpy as np
 from pydantic import BaseModel
 
-from mediarec.catalog.model import Catalog, liked_flags
+from mediarec.catalog.model import Catalog, model_flags
 
 TUNED_FIELDS = ("ease_lambda", "alpha", "window", "decay")
 LATER_FIELDS = ("model", "als_from_items", "als_factors", "als_regularization", "als_alpha", "als_iterations")
@@ -151,12 +151,12 @@ def modelled_items(catalog: Catalog, s: CollabSettings, cap: bool = True) -> lis
 
 def item_sequences(catalog: Catalog, item_ids: Sequence[str]) -> list[np.ndarray]:
     """Each user's positive history as positions into ``item_ids`` (oldest first; unmodelled dropped).
-    A dislike or a low rating is no co-occurrence: models learn from what was liked only
-    (:func:`~mediarec.catalog.model.liked_flags`, as :attr:`Catalog.positives`)."""
+    A dislike is no co-occurrence: models learn from :attr:`Catalog.positives` only
+    (:func:`~mediarec.catalog.model.model_flags`)."""
     pos = {i: k for k, i in enumerate(item_ids)}
     seqs = []
     for hist in catalog.by_user.values():
-        seq = np.fromiter((pos[x.item] for x, ok in zip(hist, liked_flags(hist)) if ok and x.item in pos),
+        seq = np.fromiter((pos[x.item] for x, ok in zip(hist, model_flags(hist)) if ok and x.item in pos),
                           dtype=np.int64)
         if len(seq):
             seqs.append(seq)

@@ -12,16 +12,17 @@ rises so the request leads). Each side is divided by its best score for this use
 the result does not depend on which pool of candidates was scored: the pool Chroma returns holds
 each side's best item. Already-consumed items are excluded.
 
-Negatives push away (issue 28): a disliked item (weight 1) and a rating below the user's own
-midpoint (weight 0.5; :meth:`Catalog.history_negatives`) are seen, not wanted, and each side
-subtracts them with ``FusionSettings.negative_weight`` β:
+Negatives push away (issue 28): a disliked item (weight 1; a rating below the user's own midpoint
+weighs ``FusionSettings.low_rating_push``, 0 by measurement) is seen, not wanted, and
+``FusionSettings.negative_weight`` β subtracts it on each side and from the fused score:
 
-    collab(j) = Σ_liked w_i M[i, j]  -  β · Σ_neg w_d M[d, j]
-    text query = unit(liked vector) - β · s · unit(negatives' vector),  s = the negatives' share of
-                 the history's weight
+    collab(j) = Σ_wanted w_i M[i, j]  -  β · max(0, Σ_neg w_d M[d, j])
+    text query = unit(wanted vector) - β · s · unit(negatives' vector)
+    fused(j)  -= β · s · genres(j),   genres(j) = the share of j's genres that a negative has
 
-so one dislike among fifty likes nudges the text query and a history of dislikes alone turns it
-around ("unlike X"). The learned stage also sees each candidate's similarity to the negatives
+with ``s`` the negatives' share of the history's (recency) weight, so one dislike among fifty likes
+nudges and a history of dislikes alone turns the list around ("unlike X"). The learned stage also
+sees each candidate's similarity to the negatives, low ratings included as weak ones
 (:mod:`mediarec.rank.features`, group ``negative``).
 
 ``candidates()`` asks Chroma for each side's nearest items (HNSW over the text embeddings and over
@@ -84,9 +85,13 @@ class FusionSettings(BaseModel):
     query_weight: float = 0.8
     profile_weight: float = 0.3
     pool_factor: int = 3
-    # β: how hard dislikes and low ratings push away (0: they are only excluded). 0.5 was the
-    # best of {0, 0.25, 0.5, 1} on ML-100k validation users (docs/architecture.md, "Negatives").
-    negative_weight: float = 0.5
+    # β: how hard a dislike pushes away (0: it is only excluded); 1: it weighs as much against its
+    # neighbours as a liked item for them. No public log has dislikes to tune it on.
+    negative_weight: float = 1.0
+    # A low rating's push relative to a dislike's. On ML-100k validation users any push hurt
+    # (hybrid NDCG@10 0.1103 at 0, 0.1079 at 0.25, 0.1060 at 0.5, 0.0994 at 1; docs/architecture.md,
+    # "Negatives"): for retrieval a low rating is "seen, not liked"; the learned stage weighs it.
+    low_rating_push: float = 0.0
 
 
 class Candidate(BaseModel):
@@ -118,6 +123,7 @@ class Retriever:
         # Where each modelled item sits in the catalogue: the exact scores are scattered there, so
         # scoring every item is one row sum of M, with zeros for items the model does not cover.
         self._collab_rows = np.array([index.position(i) for i in index.collab.item_ids], dtype=np.int64)
+        self._genres: list[frozenset[str]] | None = None  # each row's genres, for the genre penalty
 
     def _history_vector(self, hist: Sequence[str], weights: Sequence[float] | None = None
                         ) -> tuple[np.ndarray | None, float]:
@@ -169,13 +175,45 @@ class Retriever:
             collab[self._collab_rows] = exact
         return collab, self._text_query(wanted, query, profile, negatives)
 
+    def _negative_share(self, wanted: list[str], negatives: Sequence[tuple[str, float]]) -> float:
+        """The negatives' share of the history's recency weight (0 without negatives)."""
+        if not negatives:
+            return 0.0
+        _, w_pos = self._history_vector(wanted)
+        _, w_neg = self._history_vector([i for i, _ in negatives], [w for _, w in negatives])
+        return w_neg / (w_pos + w_neg) if w_neg > 0 else 0.0
+
+    def genre_penalty(self, wanted: list[str], negatives: Sequence[tuple[str, float]]) -> np.ndarray | None:
+        """β · s · (the share of each item's genres that a negative item has, weighted): what the
+        fused score loses for resembling what was disliked (None without negatives)."""
+        beta = self.fusion.negative_weight
+        if not negatives or beta <= 0:
+            return None
+        weight: dict[str, float] = {}
+        for i, w in negatives:
+            it = self.catalog.items.get(i)
+            for g in (it.genres if it is not None else ()):
+                weight[g.lower()] = max(weight.get(g.lower(), 0.0), w)
+        if not weight:
+            return None
+        if self._genres is None:
+            items = self.catalog.items
+            self._genres = [frozenset(g.lower() for g in items[i].genres) if i in items else frozenset()
+                            for i in self.index.item_ids]
+        share = np.zeros(len(self.index.item_ids), dtype=np.float64)
+        for j, gs in enumerate(self._genres):
+            if gs and not gs.isdisjoint(weight):
+                share[j] = sum(weight.get(g, 0.0) for g in gs) / len(gs)
+        return beta * self._negative_share(wanted, negatives) * share
+
     def _negative_collab(self, negatives: Sequence[tuple[str, float]]) -> np.ndarray | None:
-        """β · Σ w_d M[d, :] over the modelled items (None without modelled negatives or with β 0)."""
+        """β · max(0, Σ w_d M[d, :]) over the modelled items (None without modelled negatives or with
+        β 0): a dislike takes from its neighbours; an item that merely does not go with it gains nothing."""
         beta = self.fusion.negative_weight
         if not negatives or beta <= 0 or not len(self.index.collab.item_ids):
             return None
         exact = self.index.collab.exact_scores([i for i, _ in negatives], weights=[w for _, w in negatives])
-        return None if exact is None else beta * exact
+        return None if exact is None else beta * np.maximum(exact, 0.0)
 
     def _user_vector(self, wanted: list[str], negatives: Sequence[tuple[str, float]]) -> np.ndarray | None:
         """The collaborative query vector for Chroma: the liked items' minus β times the negatives'."""
@@ -232,7 +270,7 @@ class Retriever:
         history = list(history)
         hist = self.catalog.history_ids(history)
         wanted = self.catalog.history_ids(history, positives_only=True)
-        negatives = self.catalog.history_negatives(history)
+        negatives = self.catalog.history_negatives(history, weak=self.fusion.low_rating_push)
         ref = constraints.reference if constraints is not None else None
         if ref and ref in self.catalog.items:
             hist = hist + [ref] if ref not in hist else hist
@@ -246,10 +284,17 @@ class Retriever:
         """Fused scores of every catalog item (aligned with ``index.item_ids``), consumed items and
         items that break a hard constraint -inf."""
         hist, wanted, negatives = self._with_reference(history, constraints)
-        collab, text = self._side_scores(*self._query(wanted, query, profile, negatives))
-        sides = set(sides)
+        collab_all, tvec = self._query(wanted, query, profile, negatives)
+        return self._score_all(collab_all, tvec, hist, self.allowed(constraints), query, set(sides),
+                               self.genre_penalty(wanted, negatives))
+
+    def _score_all(self, collab_all, tvec, hist: Iterable[str], mask: np.ndarray | None, query: str | None,
+                   sides: set[str], penalty: np.ndarray | None) -> np.ndarray:
+        """:meth:`score_all` from the built query: every row fused, seen and disallowed rows -inf."""
+        collab, text = self._side_scores(collab_all, tvec)
+        if collab is not None:
+            collab = collab.copy()
         seen = [p for p in (self.index.position(i) for i in hist) if p is not None]
-        mask = self.allowed(constraints)
         if mask is not None:
             seen = sorted(set(seen) | set(np.flatnonzero(~mask).tolist()))
         for raw in (collab, text):
@@ -257,6 +302,8 @@ class Retriever:
                 raw[seen] = -np.inf  # consumed items take no part in the per-side maxima either
         fused = self._fuse(collab if "collab" in sides else None, text if "text" in sides else None,
                            len(self.index.item_ids), query)
+        if penalty is not None:
+            fused -= penalty
         fused[seen] = -np.inf
         return fused
 
@@ -293,10 +340,15 @@ class Retriever:
                     pool.setdefault(i, set()).add("text")
                 if mask is not None or negatives:
                     # Filters Chroma cannot evaluate (genres), or a query turned away from the
-                    # negatives (an approximate search near its antipode is unreliable): the exact best.
+                    # negatives (a search near an antipode is unreliable): the exact best allowed.
                     for i in self._exact_best(self.index.text_vectors @ tvec, banned, pool_n, mask,
                                                 modelled_only=False):
                         pool.setdefault(i, set()).add("text")
+            penalty = self.genre_penalty(wanted, negatives)
+            if negatives:  # and a genre penalty no index knows: the exact best of the full score
+                full = self._score_all(collab_all, tvec, banned, mask, query, {"collab", "text"}, penalty)
+                for i in self._exact_best(full, banned, pool_n, mask, modelled_only=False):
+                    pool.setdefault(i, set()).add("text" if tvec is not None else "collab")
         ids = [i for i in pool if i not in banned and i in self.catalog.items]
         if mask is not None:
             ids = [i for i in ids if mask[self.index.position(i)]]
@@ -307,6 +359,8 @@ class Retriever:
         # Each side is normalised by its best unconsumed item; the pool holds each side's top hits
         # (the collaborative ones exactly), so these maxima equal the catalogue-wide ones of score_all().
         fused = self._fuse(collab, text, len(ids), query)
+        if penalty is not None:
+            fused -= penalty[rows]
         order = np.argsort(-fused, kind="stable")[:k]
         return [Candidate(item=self.catalog.items[ids[j]], score=float(fused[j]),
                           collab_score=None if collab is None else float(collab[j]),

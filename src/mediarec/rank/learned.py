@@ -32,7 +32,7 @@ from typing import Any, Sequence
 import numpy as np
 from pydantic import BaseModel
 
-from mediarec.catalog.model import Catalog, Interaction, liked_flags
+from mediarec.catalog.model import Catalog, Interaction, model_flags
 from mediarec.index.collab import CollabModel
 from mediarec.index.retriever import FusionSettings
 from mediarec.infra import jobs
@@ -97,7 +97,7 @@ def holdout(catalog: Catalog, s: LearnedSettings) -> tuple[Catalog, list[Example
     """(the catalogue without the held-out positions, the examples): each sampled user's last
     ``positions_per_user`` positive interactions, each with the history before it."""
     rng = np.random.default_rng(s.seed)
-    users = [u for u, h in catalog.by_user.items() if sum(liked_flags(h)) >= s.min_history]
+    users = [u for u, h in catalog.by_user.items() if sum(model_flags(h)) >= s.min_history]
     cap = min(s.max_users, max(1, s.max_scored // max(1, len(catalog.items) * s.positions_per_user)))
     if len(users) > cap:
         users = sorted(rng.choice(users, cap, replace=False).tolist())
@@ -105,7 +105,7 @@ def holdout(catalog: Catalog, s: LearnedSettings) -> tuple[Catalog, list[Example
     examples: list[Example] = []
     for u in users:
         hist = list(catalog.by_user[u])
-        positives = [k for k, ok in enumerate(liked_flags(hist)) if ok]
+        positives = [k for k, ok in enumerate(model_flags(hist)) if ok]
         for k in positives[max(1, len(positives) - s.positions_per_user):]:  # each with a positive before it
             held.add(id(hist[k]))
             examples.append(Example(u, hist[:k], hist[k].item))
