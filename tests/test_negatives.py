@@ -39,14 +39,17 @@ def test_a_rating_below_the_users_own_midpoint_is_not_liked():
            _r("c", "i1", 1, 4), _r("c", "i2", 2, 4),  # one value: nothing is below it
            _r("d", "i1", 1, 1),  # a single rating: nothing to compare with
            _r("e", "i1", 1, 1, "like"), _r("e", "i2", 2, 5), _r("e", "i3", 3, 3),  # a like is liked at any rating
-           _r("f", "i1", 1, None, "dislike"), _r("f", "i2", 2, None, "watch")]
-    assert rating_midpoint([1, 2, 5]) == 3 and rating_midpoint([]) is None
+           _r("f", "i1", 1, None, "dislike"), _r("f", "i2", 2, None, "watch"),
+           _r("g", "i1", 1, 4), _r("g", "i2", 2, 5), _r("g", "i3", 3, 5)]  # 4s and 5s: all liked (too little spread)
+    assert rating_midpoint([1, 2, 5]) == 3 and rating_midpoint([]) is None and rating_midpoint([4, 5]) is None
+    assert rating_midpoint([6, 10]) == 8 and rating_midpoint([8, 9, 10]) is None  # a 10-point scale
     assert liked_flags(log) == [False, False, True, True,
                                 False, True, True,
                                 True, True,
                                 True,
                                 True, True, False,
-                                False, True]
+                                False, True,
+                                True, True, True]
 
 
 def test_catalog_liked_positives_history_ids_and_negatives_agree():

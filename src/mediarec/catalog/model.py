@@ -108,11 +108,19 @@ WEAK_NEGATIVE = 0.5
 _LIKED_EVENTS = frozenset({"like", "favourite"})
 
 
+#: A user's ratings must span at least this share of their highest rating to have a midpoint:
+#: someone who rates only 4s and 5s (of 5) liked all of it, and a 4 is no negative.
+MIN_SPREAD = 0.4
+
+
 def rating_midpoint(ratings: Iterable[float]) -> float | None:
     """Halfway between a user's lowest and highest rating: their own scale's middle (a 3 is low
-    for someone who rates 3 to 5, not for someone who rates 1 to 5). None without ratings."""
+    for someone who rates 3 to 5, not for someone who rates 1 to 5). None without ratings, or when
+    they span less than :data:`MIN_SPREAD` of the highest (then nothing they rated is low)."""
     rs = [float(r) for r in ratings]
-    return (min(rs) + max(rs)) / 2 if rs else None
+    if not rs or max(rs) - min(rs) < MIN_SPREAD * abs(max(rs)):
+        return None
+    return (min(rs) + max(rs)) / 2
 
 
 def liked_flags(interactions: Sequence[Interaction]) -> list[bool]:
@@ -120,7 +128,8 @@ def liked_flags(interactions: Sequence[Interaction]) -> list[bool]:
 
     Not a ``dislike``, and not a low rating: a rating below the user's own midpoint
     (:func:`rating_midpoint` over that user's ratings among ``interactions``) is a weak negative,
-    seen but not liked; ``like`` and ``favourite`` events are liked whatever their rating. Each
+    seen but not liked (a user whose ratings barely spread has none); ``like`` and ``favourite``
+    events are liked whatever their rating. Each
     user's midpoint comes from the interactions given (a whole log, or one history), so a history
     prefix never sees its own later ratings."""
     ratings: dict[str, list[float]] = defaultdict(list)
@@ -129,7 +138,7 @@ def liked_flags(interactions: Sequence[Interaction]) -> list[bool]:
             ratings[x.user].append(x.rating)
     mid = {u: rating_midpoint(rs) for u, rs in ratings.items()}
     return [x.is_positive and not (x.rating is not None and x.event not in _LIKED_EVENTS
-                                   and x.rating < mid[x.user])
+                                   and mid[x.user] is not None and x.rating < mid[x.user])
             for x in interactions]
 
 

@@ -170,7 +170,7 @@ def fallback_profile(history_items: Iterable[Any]) -> InterestProfile:
         if not ok:
             continue
         w = 1.0 + pos / max(n, 1)  # newer counts a little more
-        if x is not None and (x.event in ("like", "favourite") or (x.rating is not None and x.rating > mid)):
+        if x is not None and (x.event in ("like", "favourite") or (x.rating is not None and mid is not None and x.rating > mid)):
             w += 0.5  # above the user's own midpoint: well rated
         for g in it.genres:
             genres[g] += w
