@@ -108,6 +108,10 @@ WEAK_NEGATIVE = 0.5
 _LIKED_EVENTS = frozenset({"like", "favourite"})
 
 
+#: Names the definition of "liked" below: stored models whose features depend on it (the learned
+#: stage's) are retrained when it changes.
+LIKED_RULE = "not a dislike; rating >= own midpoint when ratings spread over 40% of the highest"
+
 #: A user's ratings must span at least this share of their highest rating to have a midpoint:
 #: someone who rates only 4s and 5s (of 5) liked all of it, and a 4 is no negative.
 MIN_SPREAD = 0.4

@@ -32,7 +32,7 @@ from typing import Any, Sequence
 import numpy as np
 from pydantic import BaseModel
 
-from mediarec.catalog.model import Catalog, Interaction, model_flags
+from mediarec.catalog.model import LIKED_RULE, Catalog, Interaction, model_flags
 from mediarec.index.collab import CollabModel
 from mediarec.index.retriever import FusionSettings
 from mediarec.infra import jobs
@@ -175,9 +175,10 @@ class LearnedRanker:
 def fingerprint(catalog: Catalog, index: Any, fusion: FusionSettings | None, s: LearnedSettings) -> str:
     """What the model depends on: the catalogue, the index's text and collaborative sides, the
     fusion that orders the pool, the learned settings and the features this version computes (a
-    model from before a new feature is retrained with it)."""
+    model from before a new feature is retrained with it) and the definition of "liked" they use."""
     parts = [catalog.fingerprint(), index.text_fingerprint(), index.collab_fingerprint(),
-             (fusion or FusionSettings()).model_dump_json(), s.key(), ",".join(feature_names(s.dropped_groups))]
+             (fusion or FusionSettings()).model_dump_json(), s.key(), ",".join(feature_names(s.dropped_groups)),
+             LIKED_RULE]
     return hashlib.sha256("|".join(parts).encode()).hexdigest()[:24]
 
 
@@ -220,6 +221,11 @@ def train(catalog: Catalog, index: Any, fusion: FusionSettings | None = None,
             xs[is_aside].append(sig.features(e.history, rows, fused))
             ys[is_aside].append(y)
     names = feature_names(s.dropped_groups)
+    neg = [ALL_FEATURES.index(f) for f in FEATURE_GROUPS["negative"]]
+    if not any(x[:, neg].any() for part in xs.values() for x in part):
+        # No history here pushes away from anything (no dislikes, no low ratings): the group is left
+        # out, so the model is the one this catalogue had before the group existed.
+        names = [f for f in names if f not in FEATURE_GROUPS["negative"]]
     cols = [ALL_FEATURES.index(f) for f in names]
     meta: dict[str, Any] = {
         "settings": s.model_dump(), "features": names, "examples": len(examples),
