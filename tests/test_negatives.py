@@ -2,7 +2,7 @@
 
 One definition of "liked" (``catalog.model.liked_flags``: no dislike, no rating below the user's own
 midpoint) for every count, profile and piece of evidence; models learn from low ratings as
-consumption (``model_flags``, measured) and the learned stage sees them as weak negatives;
+consumption (``model_flags``, measured) and, as measured too, only dislikes push away;
 retrieval and the learned stage push away from what was disliked; a dislike-only user on the real
 demo index gets items unlike the disliked one, and the result says the history held only dislikes.
 """
@@ -93,7 +93,7 @@ def test_low_rated_items_are_never_counted_as_liked(monkeypatch):
     ev = EvidenceBuilder(with_low, index).build([items[0], items[4]], pairs)
     assert all(link.id != "i6" for e in ev.values() for link in (*e.because, *e.similar))
     assert any(e.because for e in ev.values())  # the liked items do give evidence
-    # the learned stage's negative features see it (weight 0.5), its targets follow the models' switch
+    # the learned stage's targets follow the models' switch
     _, examples = holdout(with_low, LearnedSettings(positions_per_user=10, min_history=2))
     assert any(e.target == "i6" for e in examples)  # consumption: what eval's targets are too
     monkeypatch.setattr(model, "MODELS_LEARN_FROM_LOW_RATINGS", False)
@@ -133,11 +133,15 @@ def test_negative_features_on_a_hand_made_case():
     raw = np.array([collab.matrix[pos["i1"], pos[j]] + 0.5 * collab.matrix[pos["i2"], pos[j]] for j in ("i3", "i4", "i5")])
     np.testing.assert_allclose(neg_collab, raw / np.abs(raw).max(), atol=1e-5)
     assert np.abs(raw).max() > 0
-    # the same columns come out of features(), and a history without negatives has zeros there
-    fused = sig.fused(hist)
-    x = sig.features(hist, rows, fused)
+    # features() computes the same columns from a history (a low rating takes no part there: measured)
+    both = [_r("z", "i1", 1, None, "dislike"), _r("z", "i2", 2, None, "dislike"), _r("z", "i6", 3, 5)]
+    x = sig.features(both, rows, sig.fused(both))
     cols = [ALL_FEATURES.index(f) for f in ("neg_text", "neg_collab", "neg_genre")]
-    np.testing.assert_allclose(x[:, cols], np.stack([neg_text, neg_collab, neg_genre], axis=1), atol=1e-6)
+    expect = np.stack(sig.negative_features([("i1", 1.0), ("i2", 1.0)], rows), axis=1)
+    np.testing.assert_allclose(x[:, cols], expect, atol=1e-6)
+    np.testing.assert_allclose(x[:, cols[0]], [0.8, 0.0, 0.8], atol=1e-6)  # i3: max(0.6, 0.8) now
+    x_low = sig.features(hist, rows, sig.fused(hist))
+    np.testing.assert_allclose(x_low[:, cols], np.stack(sig.negative_features([("i1", 1.0)], rows), axis=1), atol=1e-6)
     x_liked = sig.features(hist[2:], rows, sig.fused(hist[2:]))
     assert not x_liked[:, cols].any()
 

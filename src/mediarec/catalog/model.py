@@ -150,8 +150,9 @@ def liked_flags(interactions: Sequence[Interaction]) -> list[bool]:
 #: ratings as consumption. Measured on MovieLens 100k validation users (docs/architecture.md,
 #: "Negatives"): hybrid NDCG@10 0.1228 learning from them, 0.1103 without them; what a person rates
 #: low still says what they watch next. So they are "seen, not liked": models learn from them,
-#: every "liked" (evidence, profiles, counts, reasons) leaves them out, and the learned stage sees
-#: them as weak negatives (:meth:`Catalog.history_negatives`).
+#: every "liked" (evidence, profiles, counts, reasons) leaves them out. As negatives they pushed
+#: nothing measurable either way (retrieval's ``low_rating_push``, the learned stage's
+#: ``LOW_RATING_FEATURE_WEIGHT``: both 0), so only dislikes push away.
 MODELS_LEARN_FROM_LOW_RATINGS = True
 
 

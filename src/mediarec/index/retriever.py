@@ -22,7 +22,7 @@ weighs ``FusionSettings.low_rating_push``, 0 by measurement) is seen, not wanted
 
 with ``s`` the negatives' share of the history's (recency) weight, so one dislike among fifty likes
 nudges and a history of dislikes alone turns the list around ("unlike X"). The learned stage also
-sees each candidate's similarity to the negatives, low ratings included as weak ones
+sees each candidate's similarity to the disliked items
 (:mod:`mediarec.rank.features`, group ``negative``).
 
 ``candidates()`` asks Chroma for each side's nearest items (HNSW over the text embeddings and over

@@ -39,7 +39,7 @@ from mediarec.infra import jobs
 from mediarec.infra.atomic import atomic_write_text
 from mediarec.infra.progress import counting
 from mediarec.infra.threads import single_threaded_blas
-from mediarec.rank.features import ALL_FEATURES, FEATURE_GROUPS, Signals, feature_names
+from mediarec.rank.features import ALL_FEATURES, FEATURE_GROUPS, LOW_RATING_FEATURE_WEIGHT, Signals, feature_names
 
 log = logging.getLogger(__name__)
 FORMAT = 1
@@ -178,7 +178,7 @@ def fingerprint(catalog: Catalog, index: Any, fusion: FusionSettings | None, s: 
     model from before a new feature is retrained with it) and the definition of "liked" they use."""
     parts = [catalog.fingerprint(), index.text_fingerprint(), index.collab_fingerprint(),
              (fusion or FusionSettings()).model_dump_json(), s.key(), ",".join(feature_names(s.dropped_groups)),
-             LIKED_RULE]
+             LIKED_RULE, f"low ratings in the features: {LOW_RATING_FEATURE_WEIGHT}"]
     return hashlib.sha256("|".join(parts).encode()).hexdigest()[:24]
 
 
