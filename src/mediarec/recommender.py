@@ -21,6 +21,7 @@ from typing import Any, Callable, Iterable, Sequence
 import numpy as np
 
 from mediarec.catalog import Catalog, Interaction, Item
+from mediarec.catalog.model import pair_liked
 from mediarec.errors import ConfigError, MediarecError
 from mediarec.index.retriever import Candidate, FusionSettings, Retriever
 from mediarec.index.store import CatalogIndex
@@ -29,7 +30,7 @@ from mediarec.rank.explanations import HistoryPairs, ReasonMemo, explain_result
 from mediarec.rank.learned import LearnedSettings, SecondStage
 from mediarec.rank.prompts import MAX_LABELS, PromptLibrary
 from mediarec.rank.reranker import Reranker, RerankOutcome, RerankSettings
-from mediarec.rank.result import RankedItem, RecommendationResult
+from mediarec.rank.result import HistoryBasis, RankedItem, RecommendationResult
 
 #: History (item, interaction) pairs -> interest-profile text for the retriever (see ``profile_source``).
 ProfileSource = Callable[[HistoryPairs], str | None]
@@ -299,11 +300,14 @@ class Recommender:
                 text_query = query
         else:
             constraints, text_query = self._read_request(query, bool(pairs)) if read_request else (None, query)
-        hist_items, profile_text = [it for it, _ in pairs], self._profile_for(pairs, profile)
-        # The learned stage was trained on histories: with a request, the fused retrieval (which
-        # lets the request lead and applies its filters) ranks.
+        # Interactions where there are some, so a dislike or a low rating stays a negative downstream.
+        hist_items, profile_text = [it if x is None else x for it, x in pairs], self._profile_for(pairs, profile)
+        # The learned stage was trained on histories of items consumed: with a request (the fused
+        # retrieval lets it lead and applies its filters), or with nothing but dislikes to go on (its
+        # features are built from the wanted items), the fused retrieval ranks.
         asked = any(q and q.strip() for q in (query, text_query))  # a chat's standing request counts too
-        learned = self.stage is not None and self.stage.active and not asked
+        basis = history_basis(pairs)
+        learned = self.stage is not None and self.stage.active and not asked and not basis.only_negatives
         n_pool = max(n_cands, self.stage.settings.pool) if learned else n_cands
         cands = rec.retriever.candidates(hist_items, k=n_pool, query=text_query, exclude=exclude,
                                          profile=profile_text, constraints=constraints)
@@ -326,10 +330,18 @@ class Recommender:
         cands = cands[:n_cands]
         result = RecommendationResult(items=[], candidates=cands, stages=stages, request=query,
                                       llm=self.llm.spec if self.llm else None, seconds=seconds,
-                                      settings=self.settings_report(), constraints=constraints)
+                                      settings=self.settings_report(), constraints=constraints,
+                                      basis=basis)
+        if result.basis.only_negatives:
+            b = result.basis
+            what = " and ".join(w for w, ids in (("dislikes", b.disliked), ("low ratings", b.low_rated)) if ids)
+            names = ", ".join(rec.catalog.items[i].label for i in (b.disliked + b.low_rated)[:3])
+            result.notes.append(f"the history holds only {what} ({names}): these items are chosen to be unlike them")
         if self.stage is not None and not learned:
             result.notes.append(self.stage.status if not self.stage.active else
-                                "a request: the fused retrieval ranks (the learned stage is trained on histories)")
+                                "a request: the fused retrieval ranks (the learned stage is trained on histories)"
+                                if asked else "only negatives to go on: the fused retrieval ranks (the learned stage "
+                                "is trained on histories of items consumed)")
         if relaxed is not None:
             result.notes.append(f"nothing left satisfies the request ({constraints.describe()}): "
                                 "these are the closest items without its filters")
@@ -433,6 +445,16 @@ class Recommender:
         cands = [Candidate(item=self.catalog.items[ids[j]], score=float(scores[j])) for j in pool]
         out = self._rerank(pairs, cands, k=len(cands), explain=False)
         return place_on_top(scores, [self.index.position(i) for i in out.order])
+
+
+def history_basis(pairs: HistoryPairs) -> HistoryBasis:
+    """The result's :class:`HistoryBasis`: which history items were liked, disliked, rated low."""
+    basis = HistoryBasis()
+    for (it, x), ok in zip(pairs, pair_liked(pairs)):
+        bucket = basis.liked if ok else basis.disliked if x is not None and x.event == "dislike" else basis.low_rated
+        if it.id not in bucket:
+            bucket.append(it.id)
+    return basis
 
 
 def place_on_top(scores: np.ndarray, rows: Sequence[int]) -> np.ndarray:

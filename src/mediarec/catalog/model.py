@@ -11,7 +11,7 @@ import json
 import re
 from collections import defaultdict
 from types import MappingProxyType
-from typing import Any, Iterable, Literal, Mapping
+from typing import Any, Iterable, Literal, Mapping, Sequence
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
@@ -93,14 +93,96 @@ class Interaction(BaseModel):
 
     @property
     def is_positive(self) -> bool:
-        """Whether this says the user wants items like it: every event but ``dislike``.
+        """What the event alone says: every event but ``dislike`` is consumption a model may learn from.
 
-        The one rule for what models learn from and what a query vector is built from; a
-        disliked item is still "seen" (never recommended back)."""
+        Whether the user *liked* it also depends on their other ratings (a low rating is a weak
+        negative): that is :func:`liked_flags`. A disliked item is still "seen" (never recommended back)."""
         return self.event != "dislike"
 
 
 HistoryEntry = Interaction | Item | str
+
+#: How much a low rating pushes away, against a ``dislike`` (1): a weak negative.
+WEAK_NEGATIVE = 0.5
+#: Events that say "liked" whatever rating they carry.
+_LIKED_EVENTS = frozenset({"like", "favourite"})
+
+
+#: Names the definition of "liked" below: stored models whose features depend on it (the learned
+#: stage's) are retrained when it changes.
+LIKED_RULE = "not a dislike; rating >= own midpoint when ratings spread over 40% of the highest"
+
+#: A user's ratings must span at least this share of their highest rating to have a midpoint:
+#: someone who rates only 4s and 5s (of 5) liked all of it, and a 4 is no negative.
+MIN_SPREAD = 0.4
+
+
+def rating_midpoint(ratings: Iterable[float]) -> float | None:
+    """Halfway between a user's lowest and highest rating: their own scale's middle (a 3 is low
+    for someone who rates 3 to 5, not for someone who rates 1 to 5). None without ratings, or when
+    they span less than :data:`MIN_SPREAD` of the highest (then nothing they rated is low)."""
+    rs = [float(r) for r in ratings]
+    if not rs or max(rs) - min(rs) < MIN_SPREAD * abs(max(rs)):
+        return None
+    return (min(rs) + max(rs)) / 2
+
+
+def liked_flags(interactions: Sequence[Interaction]) -> list[bool]:
+    """Whether each interaction says the user liked the item: the one definition of "liked".
+
+    Not a ``dislike``, and not a low rating: a rating below the user's own midpoint
+    (:func:`rating_midpoint` over that user's ratings among ``interactions``) is a weak negative,
+    seen but not liked (a user whose ratings barely spread has none); ``like`` and ``favourite``
+    events are liked whatever their rating. Each
+    user's midpoint comes from the interactions given (a whole log, or one history), so a history
+    prefix never sees its own later ratings."""
+    ratings: dict[str, list[float]] = defaultdict(list)
+    for x in interactions:
+        if x.rating is not None and x.event not in _LIKED_EVENTS:
+            ratings[x.user].append(x.rating)
+    mid = {u: rating_midpoint(rs) for u, rs in ratings.items()}
+    return [x.is_positive and not (x.rating is not None and x.event not in _LIKED_EVENTS
+                                   and mid[x.user] is not None and x.rating < mid[x.user])
+            for x in interactions]
+
+
+#: Whether models (the collaborative fit, query vectors, the learned stage's targets) learn from low
+#: ratings as consumption. Measured on MovieLens 100k validation users (docs/architecture.md,
+#: "Negatives"): hybrid NDCG@10 0.1228 learning from them, 0.1103 without them; what a person rates
+#: low still says what they watch next. So they are "seen, not liked": models learn from them,
+#: every "liked" (evidence, profiles, counts, reasons) leaves them out. As negatives they pushed
+#: nothing measurable either way (retrieval's ``low_rating_push``, the learned stage's
+#: ``LOW_RATING_FEATURE_WEIGHT``: both 0), so only dislikes push away.
+MODELS_LEARN_FROM_LOW_RATINGS = True
+
+
+def model_flags(interactions: Sequence[Interaction]) -> list[bool]:
+    """Whether each interaction is one models learn from and build query vectors from: never a
+    ``dislike``; a low rating only while :data:`MODELS_LEARN_FROM_LOW_RATINGS`."""
+    if MODELS_LEARN_FROM_LOW_RATINGS:
+        return [x.is_positive for x in interactions]
+    return liked_flags(interactions)
+
+
+def pair_flags(pairs: Sequence[tuple[Item, Interaction | None]], *, liked: bool = True) -> list[bool]:
+    """:func:`liked_flags` (or, ``liked=False``, :func:`model_flags`) of (item, interaction or None)
+    pairs, as histories are given; a bare item counts as liked."""
+    xs = [x for _, x in pairs if x is not None]
+    flags = iter(liked_flags(xs) if liked else model_flags(xs))
+    return [True if x is None else next(flags) for _, x in pairs]
+
+
+def pair_liked(pairs: Sequence[tuple[Item, Interaction | None]]) -> list[bool]:
+    """Whether the user liked each (item, interaction or None) pair (:func:`liked_flags`)."""
+    return pair_flags(pairs, liked=True)
+
+
+def negative_weight(x: Interaction, liked: bool) -> float:
+    """How strongly an interaction pushes away from its item: 1 for a ``dislike``,
+    :data:`WEAK_NEGATIVE` for a low rating, 0 for a liked one."""
+    if liked:
+        return 0.0
+    return 1.0 if x.event == "dislike" else WEAK_NEGATIVE
 _UNCHANGED: Any = object()
 
 
@@ -214,11 +296,22 @@ class Catalog:
 
     @property
     def positives(self) -> tuple[Interaction, ...]:
-        """The interactions that say "more like this" (see :attr:`Interaction.is_positive`): what
-        every model learns from."""
+        """The interactions every model learns from (:func:`model_flags`: never a dislike)."""
         if self._positives is None:
-            self._cache("_positives", tuple(x for x in self.interactions if x.is_positive))
+            self._cache("_positives", tuple(x for x, ok in zip(self.interactions, model_flags(self.interactions))
+                                            if ok))
         return self._positives
+
+    @property
+    def liked(self) -> tuple[Interaction, ...]:
+        """The interactions that say the user liked the item (:func:`liked_flags`: no dislike, no
+        rating below the user's midpoint): what every count of "liked" counts."""
+        return tuple(x for x, ok in zip(self.interactions, liked_flags(self.interactions)) if ok)
+
+    def liked_history(self, user: str) -> list[Interaction]:
+        """A user's liked interactions, oldest first (see :attr:`liked`)."""
+        hist = self.history(user)
+        return [x for x, ok in zip(hist, liked_flags(hist)) if ok]
 
     def users(self) -> list[str]:
         return list(self.by_user)
@@ -247,10 +340,22 @@ class Catalog:
     def history_ids(self, history: Iterable[HistoryEntry], *, positives_only: bool = False) -> list[str]:
         """Item ids of a history (see :meth:`history_pairs`).
 
-        ``positives_only``: leave out disliked items, for building what a user wants (a query
-        vector); the full list is what they have seen."""
-        return [it.id for it, x in self.history_pairs(history)
-                if not positives_only or x is None or x.is_positive]
+        ``positives_only``: only what models build a query vector from (:func:`model_flags`: no
+        dislike; an item or title without an interaction counts); the full list is what they have seen."""
+        pairs = self.history_pairs(history)
+        if not positives_only:
+            return [it.id for it, _ in pairs]
+        return [it.id for (it, _), ok in zip(pairs, pair_flags(pairs, liked=False)) if ok]
+
+
+    def history_negatives(self, history: Iterable[HistoryEntry], weak: float = WEAK_NEGATIVE
+                          ) -> list[tuple[str, float]]:
+        """(item id, weight) of what a history pushes away from, oldest first: disliked items
+        (weight 1) and low-rated ones (``weak``; 0 leaves them out); see :func:`negative_weight`."""
+        pairs = self.history_pairs(history)
+        out = [(it.id, negative_weight(x, ok)) for (it, x), ok in zip(pairs, pair_liked(pairs))
+               if x is not None and not ok]
+        return [(i, w if w == 1.0 else weak) for i, w in out if w == 1.0 or weak > 0]
 
     # -- items -----------------------------------------------------------------------------
     def item(self, item_id: str) -> Item:

@@ -35,7 +35,7 @@ from typing import Literal, Sequence
 import numpy as np
 from pydantic import BaseModel
 
-from mediarec.catalog.model import Catalog
+from mediarec.catalog.model import Catalog, model_flags
 
 TUNED_FIELDS = ("ease_lambda", "alpha", "window", "decay")
 LATER_FIELDS = ("model", "als_from_items", "als_factors", "als_regularization", "als_alpha", "als_iterations")
@@ -151,11 +151,13 @@ def modelled_items(catalog: Catalog, s: CollabSettings, cap: bool = True) -> lis
 
 def item_sequences(catalog: Catalog, item_ids: Sequence[str]) -> list[np.ndarray]:
     """Each user's positive history as positions into ``item_ids`` (oldest first; unmodelled dropped).
-    A dislike is no co-occurrence: models learn from :attr:`Catalog.positives` only."""
+    A dislike is no co-occurrence: models learn from :attr:`Catalog.positives` only
+    (:func:`~mediarec.catalog.model.model_flags`)."""
     pos = {i: k for k, i in enumerate(item_ids)}
     seqs = []
     for hist in catalog.by_user.values():
-        seq = np.fromiter((pos[x.item] for x in hist if x.is_positive and x.item in pos), dtype=np.int64)
+        seq = np.fromiter((pos[x.item] for x, ok in zip(hist, model_flags(hist)) if ok and x.item in pos),
+                          dtype=np.int64)
         if len(seq):
             seqs.append(seq)
     return seqs

@@ -25,7 +25,7 @@ from typing import TYPE_CHECKING, Sequence
 import numpy as np
 from pydantic import BaseModel
 
-from mediarec.catalog.model import Interaction, Item
+from mediarec.catalog.model import Interaction, Item, pair_liked
 
 if TYPE_CHECKING:
     from mediarec.catalog.model import Catalog
@@ -126,7 +126,7 @@ class EvidenceBuilder:
     def build(self, items: Sequence[Item], history: Sequence[tuple[Item, Interaction | None]],
               request: str | None = None) -> dict[str, Evidence]:
         """Evidence for each of ``items`` (by id) given the history pairs, oldest first."""
-        wanted = [it for it, x in history if x is None or x.is_positive]
+        wanted = [it for (it, _), ok in zip(history, pair_liked(history)) if ok]  # no dislike, no low rating
         wanted_ids = [it.id for it in wanted]
         req_vec = None
         if request and request.strip():

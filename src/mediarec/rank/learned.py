@@ -32,14 +32,14 @@ from typing import Any, Sequence
 import numpy as np
 from pydantic import BaseModel
 
-from mediarec.catalog.model import Catalog, Interaction
+from mediarec.catalog.model import LIKED_RULE, Catalog, Interaction, model_flags
 from mediarec.index.collab import CollabModel
 from mediarec.index.retriever import FusionSettings
 from mediarec.infra import jobs
 from mediarec.infra.atomic import atomic_write_text
 from mediarec.infra.progress import counting
 from mediarec.infra.threads import single_threaded_blas
-from mediarec.rank.features import ALL_FEATURES, FEATURE_GROUPS, Signals, feature_names
+from mediarec.rank.features import ALL_FEATURES, FEATURE_GROUPS, LOW_RATING_FEATURE_WEIGHT, Signals, feature_names
 
 log = logging.getLogger(__name__)
 FORMAT = 1
@@ -97,7 +97,7 @@ def holdout(catalog: Catalog, s: LearnedSettings) -> tuple[Catalog, list[Example
     """(the catalogue without the held-out positions, the examples): each sampled user's last
     ``positions_per_user`` positive interactions, each with the history before it."""
     rng = np.random.default_rng(s.seed)
-    users = [u for u, h in catalog.by_user.items() if sum(x.is_positive for x in h) >= s.min_history]
+    users = [u for u, h in catalog.by_user.items() if sum(model_flags(h)) >= s.min_history]
     cap = min(s.max_users, max(1, s.max_scored // max(1, len(catalog.items) * s.positions_per_user)))
     if len(users) > cap:
         users = sorted(rng.choice(users, cap, replace=False).tolist())
@@ -105,7 +105,7 @@ def holdout(catalog: Catalog, s: LearnedSettings) -> tuple[Catalog, list[Example
     examples: list[Example] = []
     for u in users:
         hist = list(catalog.by_user[u])
-        positives = [k for k, x in enumerate(hist) if x.is_positive]
+        positives = [k for k, ok in enumerate(model_flags(hist)) if ok]
         for k in positives[max(1, len(positives) - s.positions_per_user):]:  # each with a positive before it
             held.add(id(hist[k]))
             examples.append(Example(u, hist[:k], hist[k].item))
@@ -174,9 +174,11 @@ class LearnedRanker:
 
 def fingerprint(catalog: Catalog, index: Any, fusion: FusionSettings | None, s: LearnedSettings) -> str:
     """What the model depends on: the catalogue, the index's text and collaborative sides, the
-    fusion that orders the pool, and the learned settings."""
+    fusion that orders the pool, the learned settings and the features this version computes (a
+    model from before a new feature is retrained with it) and the definition of "liked" they use."""
     parts = [catalog.fingerprint(), index.text_fingerprint(), index.collab_fingerprint(),
-             (fusion or FusionSettings()).model_dump_json(), s.key()]
+             (fusion or FusionSettings()).model_dump_json(), s.key(), ",".join(feature_names(s.dropped_groups)),
+             LIKED_RULE, f"low ratings in the features: {LOW_RATING_FEATURE_WEIGHT}"]
     return hashlib.sha256("|".join(parts).encode()).hexdigest()[:24]
 
 
@@ -219,6 +221,11 @@ def train(catalog: Catalog, index: Any, fusion: FusionSettings | None = None,
             xs[is_aside].append(sig.features(e.history, rows, fused))
             ys[is_aside].append(y)
     names = feature_names(s.dropped_groups)
+    neg = [ALL_FEATURES.index(f) for f in FEATURE_GROUPS["negative"]]
+    if not any(x[:, neg].any() for part in xs.values() for x in part):
+        # No history here pushes away from anything (no dislikes, no low ratings): the group is left
+        # out, so the model is the one this catalogue had before the group existed.
+        names = [f for f in names if f not in FEATURE_GROUPS["negative"]]
     cols = [ALL_FEATURES.index(f) for f in names]
     meta: dict[str, Any] = {
         "settings": s.model_dump(), "features": names, "examples": len(examples),

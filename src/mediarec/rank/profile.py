@@ -16,7 +16,7 @@ from typing import Any, Iterable, Literal, Sequence
 
 from pydantic import ValidationError, field_validator
 
-from mediarec.catalog.model import Interaction, Item
+from mediarec.catalog.model import Interaction, Item, pair_liked, rating_midpoint
 from mediarec.llm.base import LLM, LLMUnavailable
 from mediarec.rank.prompts import PromptLibrary, history_entries
 from mediarec.rank.lenient_json import first_json_object
@@ -155,20 +155,23 @@ def _decade(year: int | None) -> str | None:
 def fallback_profile(history_items: Iterable[Any]) -> InterestProfile:
     """A deterministic profile: the most frequent genres, tags and decades of the history.
 
-    Recent and well-rated items weigh more; disliked ones (event "dislike" or a low rating) not at all.
+    Recent and well-rated items weigh more; what the user did not like (a dislike, or a rating below
+    their midpoint: :func:`~mediarec.catalog.model.pair_liked`, the one definition) not at all.
     """
     pairs = _items_of(history_items)
+    liked = pair_liked(pairs)
+    mid = rating_midpoint(x.rating for _, x in pairs if x is not None and x.rating is not None)
     genres: Counter[str] = Counter()
     tags: Counter[str] = Counter()
     eras: Counter[str] = Counter()
     first_seen: dict[str, int] = {}
     n = len(pairs)
-    for pos, (it, x) in enumerate(pairs):
-        if x is not None and (x.event == "dislike" or (x.rating is not None and x.rating <= 2)):
+    for pos, ((it, x), ok) in enumerate(zip(pairs, liked)):
+        if not ok:
             continue
         w = 1.0 + pos / max(n, 1)  # newer counts a little more
-        if x is not None and (x.event in ("like", "favourite") or (x.rating is not None and x.rating >= 4)):
-            w += 0.5
+        if x is not None and (x.event in ("like", "favourite") or (x.rating is not None and mid is not None and x.rating > mid)):
+            w += 0.5  # above the user's own midpoint: well rated
         for g in it.genres:
             genres[g] += w
             first_seen.setdefault(g, pos)

@@ -26,6 +26,20 @@ class RankedItem(BaseModel):
     reason_source: Literal["llm", "template"] | None = None  # who wrote ``reason`` (both pass the checker)
 
 
+class HistoryBasis(BaseModel):
+    """What the history gave the list to go on (:func:`~mediarec.catalog.model.pair_liked`, the one definition of
+    "liked"): so a reason can say honestly "unlike X, which you disliked" when nothing was liked."""
+
+    liked: list[str] = []  # item ids the user liked (the lists are built towards them)
+    disliked: list[str] = []  # item ids with a ``dislike`` (pushed away, never recommended back)
+    low_rated: list[str] = []  # item ids rated below the user's own midpoint (pushed away, weakly)
+
+    @property
+    def only_negatives(self) -> bool:
+        """Nothing liked, something disliked or rated low: the list is built *away* from those."""
+        return not self.liked and bool(self.disliked or self.low_rated)
+
+
 class RecommendationResult(BaseModel):
     """What ``recommend`` returns, also printed as JSON by ``mediarec recommend --json``."""
 
@@ -47,6 +61,7 @@ class RecommendationResult(BaseModel):
     settings: dict[str, Any] = {}  # what ranked, and where each setting came from (defaults, validation)
     constraints: Constraints | None = None  # how the request was read (None without a request)
     pending: str | None = None  # in a provisional result (``recommend(on_update=...)``): what is still running
+    basis: HistoryBasis = HistoryBasis()  # what the history held: liked, disliked and low-rated item ids
 
     def timing_lines(self) -> list[str]:
         """Where this list's time went, one stage a line (chat's ``:why``): seconds, and the LLM's
