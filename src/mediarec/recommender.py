@@ -298,15 +298,18 @@ class Recommender:
             if text_query is None and not pairs and constraints.reference is None:
                 text_query = query
         else:
-            constraints, text_query = self._read_request(query, bool(pairs)) if read_request else (None, query)
+            liked = [it for it, x in pairs if x.event != "dislike"]  # what "older" compares to
+            constraints, text_query = self._read_request(query, bool(pairs), liked) if read_request else (None, query)
         hist_items, profile_text = [it for it, _ in pairs], self._profile_for(pairs, profile)
         # The learned stage was trained on histories: with a request, the fused retrieval (which
         # lets the request lead and applies its filters) ranks.
         asked = any(q and q.strip() for q in (query, text_query))  # a chat's standing request counts too
         learned = self.stage is not None and self.stage.active and not asked
         n_pool = max(n_cands, self.stage.settings.pool) if learned else n_cands
-        cands = rec.retriever.candidates(hist_items, k=n_pool, query=text_query, exclude=exclude,
-                                         profile=profile_text, constraints=constraints)
+        from mediarec.rank.request import tiered_candidates  # "like X but Y": X's character first
+
+        cands = tiered_candidates(rec.retriever, hist_items, k=n_pool, query=text_query, exclude=list(exclude),
+                                  profile=profile_text, constraints=constraints)
         relaxed = None
         if not cands and constraints is not None and constraints.is_hard:
             # Nothing is left that satisfies the request (it contradicts a ban, or the catalogue has
@@ -377,7 +380,8 @@ class Recommender:
         """How many retrieved items the LLM ranks: one label each, so at most MAX_LABELS."""
         return min(n, MAX_LABELS)
 
-    def _read_request(self, query: str | None, has_history: bool):
+    def _read_request(self, query: str | None, has_history: bool, anchors: Sequence[Item] = (),
+                      anchor_name: str = "your history"):
         """(parsed request or None, the text the retriever embeds): the soft part of the request,
         or the whole request when nothing else gives retrieval something to start from."""
         from mediarec.rank.request import retrieval_inputs
@@ -388,7 +392,8 @@ class Recommender:
             return llm_parse_request(text, catalog, self.llm, self.prompts)
 
         use_llm = self.llm_requests and self.llm is not None
-        return retrieval_inputs(query, self.catalog, has_history, parse=by_llm if use_llm else None)
+        return retrieval_inputs(query, self.catalog, has_history, parse=by_llm if use_llm else None,
+                                anchors=anchors, anchor_name=anchor_name)
 
     def _profile_for(self, pairs: HistoryPairs, profile: Any | None) -> str | None:
         if profile is None and self.profile_source is not None and pairs:
