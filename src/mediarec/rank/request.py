@@ -303,8 +303,7 @@ def parse_request(text: str | None, catalog: Catalog, anchors: Sequence[Item] | 
         lst[:] = list(dict.fromkeys(lst))
     c.exclude_genres = [g for g in c.exclude_genres if g not in c.genres]
     c.exclude_tags = [t for t in c.exclude_tags if t not in c.tags]
-    if c.reference is not None and (c.genres or c.relative_tags or c.exclude_genres or c.relative):
-        _keep_character(c, catalog.items[c.reference], vocab)
+    keep_character(c, catalog)
     if c.reference is not None or anchors is not None:
         c = resolve_relative(c, catalog, anchors or (), anchor_name)
     return c
@@ -322,12 +321,20 @@ _NEAR_GENRES: dict[str, tuple[str, ...]] = {
 }
 
 
-def _keep_character(c: Constraints, ref: Item, vocab: Vocabulary) -> None:
-    """"like X but Y": X's genres (those Y neither asks for nor leaves out) rank first, then near ones."""
+def keep_character(c: Constraints, catalog: Catalog) -> Constraints:
+    """"like X but Y": X's genres (those Y neither asks for nor leaves out) rank first, then near
+    ones; a plain "like X" (no Y) ranks as the retriever does. Sets ``c``'s tiers, returns ``c``."""
+    ref = catalog.items.get(c.reference) if c.reference else None
+    if ref is None or not (c.genres or c.relative_tags or c.exclude_genres or c.relative or c.applied
+                           or c.year_min is not None or c.year_max is not None or c.kinds):
+        c.prefer_genres, c.near_genres = [], []
+        return c
+    vocab = vocabulary(catalog)
     asked = {g.lower() for g in c.genres + c.exclude_genres}
     c.prefer_genres = [g for g in ref.genres if g.lower() not in asked]
     near = [vocab.genres[n] for g in ref.genres for n in _NEAR_GENRES.get(_norm(g), ()) if n in vocab.genres]
     c.near_genres = list(dict.fromkeys(g for g in near if g.lower() not in asked and g not in c.prefer_genres))
+    return c
 
 
 def tiered_candidates(retriever: Any, history: Sequence[Any], k: int, query: str | None = None,
@@ -416,7 +423,7 @@ def resolve_relative(c: Constraints, catalog: Catalog, anchors: Sequence[Item] =
             c.year_min = year + 1 if c.year_min is None else max(c.year_min, year + 1)
             c.year_max = None if c.year_max is not None and c.year_max < c.year_min else c.year_max
             c.applied.append(f"newer than {name}" + ("" if ref is not None else f" (median {year})"))
-    return c
+    return keep_character(c, catalog)
 
 
 def _take_relative(s: str, c: Constraints, vocab: Vocabulary) -> str:
