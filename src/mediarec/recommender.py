@@ -298,7 +298,7 @@ class Recommender:
             if text_query is None and not pairs and constraints.reference is None:
                 text_query = query
         else:
-            liked = [it for it, x in pairs if x.event != "dislike"]  # what "older" compares to
+            liked = [it for it, x in pairs if x is None or x.event != "dislike"]  # what "older" compares to
             constraints, text_query = self._read_request(query, bool(pairs), liked) if read_request else (None, query)
         hist_items, profile_text = [it for it, _ in pairs], self._profile_for(pairs, profile)
         # The learned stage was trained on histories: with a request, the fused retrieval (which

@@ -470,7 +470,7 @@ _NEG_CUE = re.compile(
     r"without any|without|not|no|none of the|none|avoid|skip|never|exclude|ban|drop|hide|free of|less|unlike|"
     r"(?:i )?(?:hate|dislike|can't stand|cannot stand)|(?:i )?(?:don't|do not|dont) (?:want|like|need)|"
     r"(?:i'm )?(?:not into|sick of|tired of|done with)|spare me)"
-    r"(?:\s+(?:too|so|very|overly|any|really|particularly|of|with|about|the|a|an|another|more|that|is|are|"
+    r"(?:\s+(?:too|so|very|overly|any|anything|really|particularly|of|with|about|the|a|an|another|more|that|is|are|"
     r"involving|featuring|containing|having|has))*(?![\w'-])")
 _SCOPE_END = re.compile(r"[,;.!?()]|(?<![\w'-])(?:but|though|although|yet|instead|rather|something|anything|"
                         r"someone|just|only|please|pls|thanks|want|give|show|i'd|i|like|similar|prefer|maybe)(?![\w'-])")
@@ -690,7 +690,7 @@ def _only_kind_word(s: str, m: re.Match, scopes: list[tuple[int, int]]) -> bool:
         if a <= m.start() and m.end() <= b:
             cue = _NEG_CUE.match(s, a)
             between = s[cue.end() if cue else a: m.start()]
-            return bool(re.search(r"\w", between))
+            return bool(re.search(r"\w", re.sub(r"(?<![\w'-])(?:or|and|nor|neither)(?![\w'-])", " ", between)))
     return False
 
 
