@@ -392,8 +392,10 @@ class Recommender:
             return llm_parse_request(text, catalog, self.llm, self.prompts)
 
         use_llm = self.llm_requests and self.llm is not None
+        embedder = getattr(getattr(self.retriever, "index", None), "embedder", None)
         return retrieval_inputs(query, self.catalog, has_history, parse=by_llm if use_llm else None,
-                                anchors=anchors, anchor_name=anchor_name)
+                                anchors=anchors, anchor_name=anchor_name,
+                                embed=embedder.embed if embedder is not None else None)
 
     def _profile_for(self, pairs: HistoryPairs, profile: Any | None) -> str | None:
         if profile is None and self.profile_source is not None and pairs:

@@ -246,6 +246,7 @@ class Vocabulary:
                 if v not in _FILLER and v not in self.genre_phrases and v not in KIND_WORDS:
                     self.tag_phrases.setdefault(v, t)
         self.tag_counts = tag_counts
+        self.genre_vectors: dict[int, Any] = {}  # embedder id -> (genre names, label vectors)
         self.kinds = {it.kind for it in items}
         years = [it.year for it in items if it.year]
         self.max_year = max(years) if years else None
@@ -335,6 +336,24 @@ def keep_character(c: Constraints, catalog: Catalog) -> Constraints:
     near = [vocab.genres[n] for g in ref.genres for n in _NEAR_GENRES.get(_norm(g), ()) if n in vocab.genres]
     c.near_genres = list(dict.fromkeys(g for g in near if g.lower() not in asked and g not in c.prefer_genres))
     return c
+
+
+def character_tiers(c: Constraints | None, catalog: Catalog, item_ids: Sequence[str]):
+    """What :func:`tiered_candidates` adds to each item's fused score (aligned with ``item_ids``):
+    10 per tier above the last, so a full ranking (the request benchmark) orders as it does."""
+    import numpy as np
+
+    out = np.zeros(len(item_ids), dtype=np.float64)
+    if c is None or not (c.prefer_genres or c.near_genres):
+        return out
+    tiers = [t for t in (c.prefer_genres, c.near_genres) if t]
+    for j, i in enumerate(item_ids):
+        genres = {g.lower() for g in catalog.items[i].genres} if i in catalog.items else set()
+        for n, tier in enumerate(tiers):
+            if genres & {g.lower() for g in tier}:
+                out[j] = 10.0 * (len(tiers) - n)
+                break
+    return out
 
 
 def tiered_candidates(retriever: Any, history: Sequence[Any], k: int, query: str | None = None,
@@ -491,20 +510,67 @@ def _negated(scopes: list[tuple[int, int]], m: re.Match, group: int = 0) -> bool
     return any(a <= m.start(group) and m.end(group) <= b for a, b in scopes)
 
 
+SIMILAR_MIN = 0.30  # cosine of the best genre label to the unread words, at least
+SIMILAR_MARGIN = 0.06  # and ahead of the second best by this much (MiniLM; measured on eval PARAPHRASES)
+
+
+def read_by_similarity(c: Constraints, catalog: Catalog, embed: Callable[[list[str]], Any]) -> Constraints:
+    """Without an LLM: words the rules left unread, read as the catalogue genre whose name they are
+    nearest to by embedding ("something to make me laugh" is Comedy), only when that genre is
+    clearly nearest; else they stay unread. Only when the rules read no genre."""
+    if not c.unread or c.genres:
+        return c
+    import numpy as np
+
+    vocab = vocabulary(catalog)
+    names = [g for g in vocab.genres.values() if _WORDLIKE.match(g) and g.lower() not in _TOO_GENERIC]
+    if len(names) < 2:
+        return c
+    key = id(embed)
+    labels = vocab.genre_vectors.get(key)
+    if labels is None:
+        vecs = np.asarray(embed(names + [f"a {g.lower()} film" for g in names]), dtype=np.float32)
+        vecs /= np.maximum(np.linalg.norm(vecs, axis=1, keepdims=True), 1e-12)
+        labels = vocab.genre_vectors[key] = (names, vecs)
+    names, vecs = labels
+    alone = not (c.is_hard or c.tags or c.reference or c.relative_tags or c.applied)
+    phrase = c.request if alone else " ".join(c.unread)
+    q = np.asarray(embed([phrase]), dtype=np.float32)[0]
+    q /= max(float(np.linalg.norm(q)), 1e-12)
+    sims = (vecs @ q).reshape(2, len(names)).max(axis=0)
+    order = np.argsort(-sims)
+    best, second = float(sims[order[0]]), float(sims[order[1]])
+    if best < SIMILAR_MIN or best - second < SIMILAR_MARGIN:
+        return c
+    g = names[int(order[0])]
+    if g in c.exclude_genres:
+        return c
+    out = c.model_copy(deep=True)
+    out.genres = [g]
+    out.applied.append(f"{' '.join(c.unread)!r} read as {g} by similarity")
+    out.unread = []
+    out.parser = c.parser + "+similarity"
+    return keep_character(out, catalog)
+
+
 def retrieval_inputs(query: str | None, catalog: Catalog, has_history: bool,
                      parse: Callable[[str, Catalog], Constraints] | None = None,
-                     anchors: Sequence[Item] = (), anchor_name: str = "your history"
+                     anchors: Sequence[Item] = (), anchor_name: str = "your history",
+                     embed: Callable[[list[str]], Any] | None = None
                      ) -> tuple[Constraints | None, str | None]:
     """(parsed request or None, the text the retriever embeds): the read part of the request (the
     reference's character, tags), or the whole request when nothing else (history, reference item,
     a constraint) gives retrieval a start; unread words never steer it otherwise. Relative words are
     read against ``anchors`` (the history, for ``mediarec recommend``). The one rule for
     :meth:`Recommender.recommend` and the request benchmark (:mod:`mediarec.eval.requests`).
-    ``parse``: the reader (default the rules; :mod:`mediarec.rank.request_llm` adds the LLM)."""
+    ``parse``: the reader (default the rules; :mod:`mediarec.rank.request_llm` adds the LLM);
+    ``embed``: an embedder for :func:`read_by_similarity` (words the reader left unread)."""
     if not (query and query.strip()):
         return None, query
     c = (parse or parse_request)(query, catalog)
     c = resolve_relative(c, catalog, anchors, anchor_name)
+    if embed is not None:
+        c = read_by_similarity(c, catalog, embed)
     text = c.text_query()
     if text is None and not has_history and c.reference is None:
         text = query
