@@ -141,9 +141,9 @@ def test_empty_and_retrieval_inputs(demo):
     c, text = retrieval_inputs("a comedy", demo, has_history=True)
     assert c.genres == ["Comedy"] and text is None
     assert retrieval_inputs("a comedy", demo, has_history=False)[1] == "a comedy"
-    # Alien leads: its character (genres, tags), not its title, is the text the retriever embeds
-    assert retrieval_inputs("something like Alien but funnier", demo, has_history=False)[1] == \
-        "Sci-Fi, Horror, space, creature, claustrophobic, 1970s, suspense, corporate"
+    assert retrieval_inputs("something like Alien but funnier", demo, has_history=False)[1] is None  # Alien leads
+    c = parse_request("something like Alien but funnier", demo)  # keeping Alien's character: by its genres
+    assert c.prefer_genres == ["Sci-Fi", "Horror"] and "Fantasy" in c.near_genres and "Comedy" not in c.near_genres
 
 
 def test_punctuation_a_hostile_catalogue_made_a_genre_is_not_a_word():

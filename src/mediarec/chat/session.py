@@ -272,11 +272,10 @@ class ChatSession(References, FeedbackActions):
         except _NotFound as e:
             return SessionReply(kind="error", text=e.message)
         text = f"like {item.label} {intent.rest}"  # what the LLM reads: the title, never a rank
-        from mediarec.rank.request import keep_character, reference_character, resolve_relative
+        from mediarec.rank.request import keep_character, resolve_relative
 
         turn = self._read(intent.rest, [item], item.label)
-        turn = turn.model_copy(update={"reference": item.id, "reference_title": item.label, "request": text,
-                                       "reference_text": reference_character(item)})
+        turn = turn.model_copy(update={"reference": item.id, "reference_title": item.label, "request": text})
         turn = keep_character(resolve_relative(turn, self.catalog, [item], item.label), self.catalog)
         self.last_mentioned = item.id
         return self._request(text, turn)

@@ -42,7 +42,6 @@ def merge(standing: Constraints, turn: Constraints, catalog: Catalog | None = No
         m.kinds = list(turn.kinds)
     if has_subject(turn):
         m.reference, m.reference_title = turn.reference, turn.reference_title
-        m.reference_text = turn.reference_text
         m.tags, m.soft = list(turn.tags), turn.soft
         m.request = turn.request
     elif not m.request:

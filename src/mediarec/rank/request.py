@@ -5,8 +5,8 @@
 exclusions) filter the candidates exactly (:meth:`Constraints.allows`, and
 :meth:`Constraints.where` for what Chroma stores). Tags asked for stay soft: tagging is sparse
 (a sixth of MovieLens latest-small) and "tense 80s sci-fi" should not mean "only items someone
-tagged tense"; they go to the text query, with the reference item's character (its genres and
-tags), so "like Alien but funnier" keeps Alien's horror and space and adds Comedy.
+tagged tense"; they go to the text query. "like Alien but funnier" keeps Alien's character by its
+genres: comedies with Sci-Fi or Horror rank first, then those with a near genre (:func:`tiered_candidates`).
 
 Negation has a scope: "nothing with zombies or vampires, something older" excludes both tags up to
 the comma, and a negated kind ("no series") or title ("anything but Alien") is excluded too. Relative
@@ -107,7 +107,6 @@ class Constraints(BaseModel):
     exclude_years: list[tuple[int, int]] = Field(default_factory=list)  # "nothing from the 80s"
     reference: str | None = None  # an item id the request compares to ("like Alien but ...")
     reference_title: str | None = None
-    reference_text: str = ""  # the reference's character (genres, tags): it leads the text side
     # "like X but Y": items sharing one of X's genres rank first, then those sharing a near genre
     prefer_genres: list[str] = Field(default_factory=list)
     near_genres: list[str] = Field(default_factory=list)
@@ -182,9 +181,10 @@ class Constraints(BaseModel):
         return clauses[0] if len(clauses) == 1 else {"$and": clauses}
 
     def text_query(self) -> str | None:
-        """The soft part for the text side: the reference's character, the tags asked for (by the
-        request or a relative word) and the words read as search text."""
-        parts = [self.reference_text] + self.tags + self.relative_tags + [self.soft]
+        """The soft part for the text side: the tags asked for (by the request or a relative word)
+        and the words read as search text. A reference's character is kept by its genres
+        (:func:`tiered_candidates`), not by text: MiniLM places "Sci-Fi, Horror" near any film."""
+        parts = self.tags + self.relative_tags + [self.soft]
         text = " ".join(p for p in parts if p).strip()
         return text or None
 
@@ -586,12 +586,6 @@ _NOT_LIKE = re.compile(r"(?:\bnothing|\bnot|\bno(?:thing)? more|\bnone|\banythin
 MAX_TITLE_WORDS = 12
 
 
-def reference_character(item: Item) -> str:
-    """What a reference item is like, as search text: its genres and tags (not its title, which
-    would find other items of the same name)."""
-    return ", ".join(list(item.genres) + list(item.tags[:10]))
-
-
 def _title_at(s: str, start: int, catalog: Catalog, end_limit: int | None = None,
               allow_common: bool = False) -> tuple[list[Item], int] | None:
     """The longest run of words from ``start`` that is a catalogue title: (its items, where it ends)."""
@@ -630,7 +624,6 @@ def _take_reference(s: str, original: str, c: Constraints, catalog: Catalog) -> 
             return s[: neg.start()] + " " * (end - neg.start()) + s[end:]
         best = hits[0]  # a remake and its original share a key: the first listed
         c.reference, c.reference_title = best.id, best.label
-        c.reference_text = reference_character(best)
         return s[: m.start()] + " " * (end - m.start()) + s[end:]
     return s
 
