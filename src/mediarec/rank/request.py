@@ -517,7 +517,7 @@ SIMILAR_MARGIN = 0.06  # and ahead of the second best by this much (MiniLM; meas
 def read_by_similarity(c: Constraints, catalog: Catalog, embed: Callable[[list[str]], Any]) -> Constraints:
     """Without an LLM: words the rules left unread, read as the catalogue genre whose name they are
     nearest to by embedding ("something to make me laugh" is Comedy), only when that genre is
-    clearly nearest; else they stay unread. Only when the rules read no genre."""
+    clearly nearest; else they stay unread. Only when the rules read nothing else."""
     if not c.unread or c.genres:
         return c
     import numpy as np
@@ -533,8 +533,9 @@ def read_by_similarity(c: Constraints, catalog: Catalog, embed: Callable[[list[s
         vecs /= np.maximum(np.linalg.norm(vecs, axis=1, keepdims=True), 1e-12)
         labels = vocab.genre_vectors[key] = (names, vecs)
     names, vecs = labels
-    alone = not (c.is_hard or c.tags or c.reference or c.relative_tags or c.applied)
-    phrase = c.request if alone else " ".join(c.unread)
+    if c.is_hard or c.tags or c.reference or c.relative_tags or c.applied or c.unmet:
+        return c  # beside what was read, unread words are modifiers ("for studying"), not a genre
+    phrase = c.request
     q = np.asarray(embed([phrase]), dtype=np.float32)[0]
     q /= max(float(np.linalg.norm(q)), 1e-12)
     sims = (vecs @ q).reshape(2, len(names)).max(axis=0)
