@@ -28,6 +28,7 @@ from mediarec.llm import LLM
 from mediarec.rank.explanations import HistoryPairs, ReasonMemo, explain_result
 from mediarec.rank.learned import LearnedSettings, SecondStage
 from mediarec.rank.prompts import MAX_LABELS, PromptLibrary
+from mediarec.rank.request import tiered_candidates
 from mediarec.rank.reranker import Reranker, RerankOutcome, RerankSettings
 from mediarec.rank.result import RankedItem, RecommendationResult
 
@@ -306,8 +307,7 @@ class Recommender:
         asked = any(q and q.strip() for q in (query, text_query))  # a chat's standing request counts too
         learned = self.stage is not None and self.stage.active and not asked
         n_pool = max(n_cands, self.stage.settings.pool) if learned else n_cands
-        from mediarec.rank.request import tiered_candidates  # "like X but Y": X's character first
-
+        # "like X but Y": X's character (genres) first
         cands = tiered_candidates(rec.retriever, hist_items, k=n_pool, query=text_query, exclude=list(exclude),
                                   profile=profile_text, constraints=constraints)
         relaxed = None

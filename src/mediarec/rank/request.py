@@ -338,6 +338,9 @@ def keep_character(c: Constraints, catalog: Catalog) -> Constraints:
     return c
 
 
+TIER_BONUS = 10.0  # per tier: above any fused score, so a tier ranks wholly before the next
+
+
 def character_tiers(c: Constraints | None, catalog: Catalog, item_ids: Sequence[str]):
     """What :func:`tiered_candidates` adds to each item's fused score (aligned with ``item_ids``):
     10 per tier above the last, so a full ranking (the request benchmark) orders as it does."""
@@ -351,7 +354,7 @@ def character_tiers(c: Constraints | None, catalog: Catalog, item_ids: Sequence[
         genres = {g.lower() for g in catalog.items[i].genres} if i in catalog.items else set()
         for n, tier in enumerate(tiers):
             if genres & {g.lower() for g in tier}:
-                out[j] = 10.0 * (len(tiers) - n)
+                out[j] = TIER_BONUS * (len(tiers) - n)
                 break
     return out
 
@@ -370,7 +373,7 @@ def tiered_candidates(retriever: Any, history: Sequence[Any], k: int, query: str
     seen = set(exclude)
     for n, tier in enumerate(tiers):
         c = constraints.model_copy(update={"any_genres": list(tier)})
-        bonus = 10.0 * (len(tiers) - 1 - n)
+        bonus = TIER_BONUS * (len(tiers) - 1 - n)
         for cand in retriever.candidates(history, k=k, query=query, exclude=list(seen), profile=profile,
                                          constraints=c):
             out.append(cand.model_copy(update={"score": cand.score + bonus}))
