@@ -378,9 +378,7 @@ def tiered_candidates(retriever: Any, history: Sequence[Any], k: int, query: str
                                          constraints=c):
             out.append(cand.model_copy(update={"score": cand.score + bonus}))
             seen.add(cand.item.id)
-        if len(out) >= k:
-            break
-    return out[:k]
+    return sorted(out, key=lambda cand: -cand.score)[:k]
 
 
 # relative words: phrase -> operation (read against an anchor, or on their own)
