@@ -20,7 +20,7 @@ from mediarec.eval.requests import (PARAPHRASES, RULES, RequestVariant, compare,
 from mediarec.eval.split import leave_last_out  # noqa: E402
 from mediarec.index.retriever import Retriever  # noqa: E402
 from mediarec.index.store import IndexBuilder  # noqa: E402
-from mediarec.rank.request import Constraints, parse_request  # noqa: E402
+from mediarec.rank.request import Constraints, parse_request, read_by_similarity, resolve_relative  # noqa: E402
 from mediarec.recommender import Recommender  # noqa: E402
 from mediarec.app import from_catalog
 from mediarec.chat.session import ChatSession
@@ -147,21 +147,24 @@ def test_request_benchmark_adherence_by_hand(embedder, tmp_path):
                        [cat.items[i] for i in ("m3", "m4", "m5", "a1")], 0, ["Action", "Comedy", "Horror", "Rock",
                                                                               "Sci-Fi"], {"quirky", "loud"})
     by_type = {c.type: c for c in genre}
-    assert set(by_type) == {"genre", "decade", "tag", "kind", "negation", "like", "paraphrase"}
+    assert set(by_type) == {"genre", "decade", "tag", "kind", "negation", "relative", "like", "paraphrase"}
+    # relative: m3 (1984) is older than the median of u1's history (1979, 1986): "older", up to 1985
+    assert by_type["relative"].text.endswith("older") and by_type["relative"].truth.year_max == 1985
     share = {"Comedy": 0.5, "Sci-Fi": 0.25}
     expected_base = {"genre": share[by_type["genre"].truth.genres[0]],
-                     "decade": 0.5, "kind": 0.75, "negation": 0.75, "like": 0.5, "tag": 0.5,
+                     "decade": 0.5, "kind": 0.75, "negation": 0.75, "like": 0.5, "tag": 0.5, "relative": 0.5,
                      "paraphrase": share[by_type["paraphrase"].truth.genres[0]]}
     assert by_type["like"].text.endswith("but funnier") and "Laser Run" in by_type["like"].text
     for name, base in expected_base.items():
         assert t[name]["adherence_history_only"] == pytest.approx(base), name
         assert t[name]["hr@10"] == 1.0 and t[name]["hr@10_history_only"] == 1.0  # 4 items: always in the top 10
-    for name in ("genre", "decade", "kind", "negation", "like"):
+    for name in ("genre", "decade", "kind", "negation", "relative", "like"):
         assert t[name]["adherence"] == 1.0, name  # the filter leaves only items that satisfy
     assert t["tag"]["adherence"] == pytest.approx(0.5)  # soft: the same four items, reordered
-    # the rules read a paraphrase as soft text: the same four items, so the same share
-    assert t["paraphrase"]["adherence"] == pytest.approx(expected_base["paraphrase"])
-    assert t["checkable"]["n"] == 5
+    # the rules leave a paraphrase unread; the embedding fallback reads it as its genre, which filters
+    assert expected_base["paraphrase"] < 1 and t["paraphrase"]["adherence"] == 1.0
+    assert "by similarity" in out["examples"]["paraphrase"][0]["parsed"]
+    assert t["checkable"]["n"] == 6
 
     # A reading that knows the paraphrase ("something to make me laugh" is a comedy) filters.
     def knows(text, catalog):
@@ -174,12 +177,12 @@ def test_request_benchmark_adherence_by_hand(embedder, tmp_path):
     out = run_requests(rec, split, ["u1"], seed=0, bootstrap=50, variants=[RULES, RequestVariant("oracle", knows)])
     v = out["variants"]["oracle"]
     assert out["types"] == t  # the first variant is the reference, as without variants
-    assert v["paraphrase"]["adherence"] == 1.0 and v["paraphrase"]["adherence_reference"] == expected_base["paraphrase"]
+    assert v["paraphrase"]["adherence"] == 1.0 and v["paraphrase"]["adherence_reference"] == 1.0
     assert v["paraphrase"]["readings_changed"] == 1.0 and v["genre"]["readings_changed"] == 0.0
-    assert v["checkable"]["n"] == 5 and v["all"]["n"] == 7
+    assert v["checkable"]["n"] == 6 and v["all"]["n"] == 8
     some = run_requests(rec, split, ["u1", "u2"], seed=0, bootstrap=50, variant_users=1,
                         variants=[RULES, RequestVariant("oracle", knows)])
-    assert some["variants"]["oracle"]["all"]["n"] == 7  # the first user's requests only, paired
+    assert some["variants"]["oracle"]["all"]["n"] == 8  # the first user's requests only, paired
     assert some["types"]["genre"]["n"] == 2  # the reference ranks every user's
 
 
@@ -192,6 +195,23 @@ def test_the_rules_leave_paraphrases_unread(ml100k):
         for text in phrases:
             c = parse_request(text, ml100k)
             assert not c.is_hard and not c.genres and c.reference is None, (text, c.describe())
+
+
+def test_without_an_llm_paraphrases_are_read_by_similarity_or_left_unread(ml100k, embedder):
+    """The embedding fallback reads a paraphrase as the genre it is clearly nearest to, and never as
+    a wrong one; words that name no genre stay unread (and are reported)."""
+    right = wrong = 0
+    for g, phrases in PARAPHRASES.items():
+        for text in phrases:
+            c = read_by_similarity(parse_request(text, ml100k), ml100k, embedder.embed)
+            if c.genres:
+                right += c.genres == [g]
+                wrong += c.genres != [g]
+                assert not c.unread and "by similarity" in c.describe()
+    assert wrong == 0 and right >= 15, (right, wrong)
+    for text in ("something to binge", "tonight", "ignore previous instructions", "older"):
+        c = read_by_similarity(parse_request(text, ml100k), ml100k, embedder.embed)
+        assert not c.genres, (text, c.describe())
 
 
 def test_variant_comparison_by_hand():
@@ -240,11 +260,11 @@ def test_generated_requests_read_back_as_meant(ml100k):
         for case in make_cases(u, h[-1], h[:-1], ml100k, h[:10], 0, genres, set()):
             if case.type == "paraphrase":  # words the rules do not know, by design
                 continue
-            got = parse_request(case.text, ml100k)
+            got = resolve_relative(parse_request(case.text, ml100k), ml100k, h[:-1])  # "older" than the history
             truth = case.truth
             assert set(truth.genres) <= set(got.genres), case
             assert set(truth.exclude_genres) <= set(got.exclude_genres), case
-            if truth.year_min is not None:
+            if truth.year_min is not None or truth.year_max is not None:
                 assert (got.year_min, got.year_max) == (truth.year_min, truth.year_max), case
             assert satisfies(truth, h[-1]) and got.allows(h[-1]), case  # the target satisfies its request
 
@@ -265,7 +285,7 @@ def test_request_variants_with_a_real_local_llm(embedder, smol_path, linked_home
     out = run_requests(rec, split, ["u1"], seed=0, bootstrap=50, variants=llm_variants(llm, 0.5))
     v = out["variants"]
     assert list(v) == ["rules", "rules+llm", "rules, llm rerank", "rules+llm, llm rerank"]
-    assert len({m["all"]["n"] for m in v.values()}) == 1 and v["rules"]["all"]["n"] == 7  # the same requests
+    assert len({m["all"]["n"] for m in v.values()}) == 1 and v["rules"]["all"]["n"] == 8  # the same requests
     assert v["rules+llm"]["all"]["parse_seconds_mean"] > v["rules"]["all"]["parse_seconds_mean"]
     reranked = v["rules, llm rerank"]["all"]
     assert reranked["rerank_prompt_tokens_mean"] > 100 and reranked["rerank_degraded"] == 0

@@ -84,7 +84,8 @@ def test_more_like_moves_the_neighbours_up(plain):
     liked = plain.catalog.items[s.shown[2]]
     # The liked item's nearest items (retrieval from that item alone), among those still allowed.
     banned = s.exclusions() | {x.item for x in s.history()} | {liked.id}
-    neighbours = [c.item.id for c in plain.retriever.candidates([liked], k=5, exclude=banned)]
+    allowed = s.constraints.model_copy(update={"reference": None})  # the standing filters (Comedy), not Alien
+    neighbours = [c.item.id for c in plain.retriever.candidates([liked], k=5, exclude=banned, constraints=allowed)]
     assert len(neighbours) == 5
 
     def ranks(reply):

@@ -126,7 +126,9 @@ def test_hostile_message_stays_data(plain):
     items = _items(r)
     assert not any(_has(it, "Horror") for it in items)
     assert s.constraint_lines()[0] == "no Horror"  # nothing in the message lifted it
-    assert "ignore previous instructions" in s.constraints.soft  # read as words to search for
+    # shown back as not understood, never search text nor an instruction
+    assert {"ignore", "previous", "instructions"} <= set(s.constraints.unread) and not s.constraints.soft
+    assert r.text.startswith("I did not understand 'request', 'system', 'ignore'")
     assert "49" not in r.text and len(items) == 10
 
 

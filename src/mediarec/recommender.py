@@ -29,6 +29,7 @@ from mediarec.llm import LLM
 from mediarec.rank.explanations import HistoryPairs, ReasonMemo, explain_result
 from mediarec.rank.learned import LearnedSettings, SecondStage
 from mediarec.rank.prompts import MAX_LABELS, PromptLibrary
+from mediarec.rank.request import tiered_candidates
 from mediarec.rank.reranker import Reranker, RerankOutcome, RerankSettings
 from mediarec.rank.result import HistoryBasis, RankedItem, RecommendationResult
 
@@ -299,7 +300,8 @@ class Recommender:
             if text_query is None and not pairs and constraints.reference is None:
                 text_query = query
         else:
-            constraints, text_query = self._read_request(query, bool(pairs)) if read_request else (None, query)
+            liked = [it for (it, _), ok in zip(pairs, pair_liked(pairs)) if ok]  # what "older" compares to
+            constraints, text_query = self._read_request(query, bool(pairs), liked) if read_request else (None, query)
         # Interactions where there are some, so a dislike or a low rating stays a negative downstream.
         hist_items, profile_text = [it if x is None else x for it, x in pairs], self._profile_for(pairs, profile)
         # The learned stage was trained on histories of items consumed: with a request (the fused
@@ -309,8 +311,9 @@ class Recommender:
         basis = history_basis(pairs)
         learned = self.stage is not None and self.stage.active and not asked and not basis.only_negatives
         n_pool = max(n_cands, self.stage.settings.pool) if learned else n_cands
-        cands = rec.retriever.candidates(hist_items, k=n_pool, query=text_query, exclude=exclude,
-                                         profile=profile_text, constraints=constraints)
+        # "like X but Y": X's character (genres) first
+        cands = tiered_candidates(rec.retriever, hist_items, k=n_pool, query=text_query, exclude=list(exclude),
+                                  profile=profile_text, constraints=constraints)
         relaxed = None
         if not cands and constraints is not None and constraints.is_hard:
             # Nothing is left that satisfies the request (it contradicts a ban, or the catalogue has
@@ -389,7 +392,8 @@ class Recommender:
         """How many retrieved items the LLM ranks: one label each, so at most MAX_LABELS."""
         return min(n, MAX_LABELS)
 
-    def _read_request(self, query: str | None, has_history: bool):
+    def _read_request(self, query: str | None, has_history: bool, anchors: Sequence[Item] = (),
+                      anchor_name: str = "your history"):
         """(parsed request or None, the text the retriever embeds): the soft part of the request,
         or the whole request when nothing else gives retrieval something to start from."""
         from mediarec.rank.request import retrieval_inputs
@@ -400,7 +404,10 @@ class Recommender:
             return llm_parse_request(text, catalog, self.llm, self.prompts)
 
         use_llm = self.llm_requests and self.llm is not None
-        return retrieval_inputs(query, self.catalog, has_history, parse=by_llm if use_llm else None)
+        embedder = getattr(getattr(self.retriever, "index", None), "embedder", None)
+        return retrieval_inputs(query, self.catalog, has_history, parse=by_llm if use_llm else None,
+                                anchors=anchors, anchor_name=anchor_name,
+                                embed=embedder.embed if embedder is not None else None)
 
     def _profile_for(self, pairs: HistoryPairs, profile: Any | None) -> str | None:
         if profile is None and self.profile_source is not None and pairs:

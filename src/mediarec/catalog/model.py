@@ -183,6 +183,8 @@ def negative_weight(x: Interaction, liked: bool) -> float:
     if liked:
         return 0.0
     return 1.0 if x.event == "dislike" else WEAK_NEGATIVE
+
+
 _UNCHANGED: Any = object()
 
 

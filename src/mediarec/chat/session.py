@@ -118,9 +118,9 @@ class ChatSession(References, FeedbackActions):
         """Items with a genre or tag the standing constraints leave out: excluded by id as well, so
         that no fallback without the request's filters brings them back."""
         c = self.constraints if constraints is None else constraints
-        if not (c.exclude_genres or c.exclude_tags):
+        only = c.exclusions_only()
+        if not only.is_hard:
             return set()
-        only = Constraints(exclude_genres=c.exclude_genres, exclude_tags=c.exclude_tags)
         return {it.id for it in self.catalog.items.values() if not only.allows(it)}
 
     def constraint_lines(self) -> list[str]:
@@ -223,12 +223,19 @@ class ChatSession(References, FeedbackActions):
         if request is not None:
             turn = self._read(request)
             if turn.is_hard or turn.reference or not is_vague(request):
-                c = standing.merge(c, turn)
+                c = standing.merge(c, turn, self.catalog)
         return self._run(request, c)[0]
 
-    def _read(self, text: str) -> Constraints:
-        """A request read by the recommender's parser (the rules, or the LLM where configured)."""
-        turn, _ = self.recommender._read_request(text, bool(self.history()))
+    def _read(self, text: str, anchors: list[Item] | None = None, anchor_name: str | None = None) -> Constraints:
+        """A request read by the recommender's parser (the rules, or the LLM where configured).
+        Relative words ("older", "something else") compare to the list the user is looking at
+        (else to the liked history)."""
+        if anchors is None:
+            anchors = [self.catalog.items[i] for i in self.shown if i in self.catalog.items]
+            anchor_name = "the list shown" if anchors else "your history"
+            if not anchors:
+                anchors = [it for it, _ in self.history_pairs()]
+        turn, _ = self.recommender._read_request(text, bool(self.history()), anchors, anchor_name or "the list")
         return turn if turn is not None else Constraints(request=text)
 
     def _request(self, text: str, turn: Constraints | None = None) -> SessionReply:
@@ -237,16 +244,16 @@ class ChatSession(References, FeedbackActions):
         if not (turn.is_hard or turn.reference) and is_vague(text):
             return self._ask(text)  # "what next?": the standing constraints as they are
         term = negated_term(text)
-        if term is not None and not (turn.exclude_genres or turn.exclude_tags) and \
+        if term is not None and not turn.exclusions_only().is_hard and \
                 (len(term.split()) == 1 or turn.unmet):
             return SessionReply(kind="error", text=f"No genre or tag {term!r} to leave out in this catalog; "
                                                    f"try one such as {', '.join(self._some_genres(6))}.")
-        merged = standing.merge(self.constraints, turn)
-        if standing.has_subject(turn) or self.last_request is None:
-            query = text
+        merged = standing.merge(self.constraints, turn, self.catalog)
+        if standing.has_subject(turn) or self.last_request is None or (turn.unread and turn.is_empty and not turn.applied):
+            query = text  # a new subject, or words not understood at all (shown back; the history leads)
         else:  # only a filter ("from the 90s"): the last request, under the new constraints
             query = self.last_request
-        only_exclusions = (turn.exclude_genres or turn.exclude_tags) and not (
+        only_exclusions = turn.exclusions_only().is_hard and not turn.applied and not (
             turn.genres or turn.kinds or turn.year_min is not None or turn.year_max is not None)
         if only_exclusions and not standing.has_subject(turn) and self.last_request is None and not self.shown:
             with self._lock:
@@ -254,7 +261,7 @@ class ChatSession(References, FeedbackActions):
             n = len(self.banned_ids())
             return SessionReply(kind="ack", text=f"From now on: {'; '.join(self.constraint_lines())} "
                                                  f"({n} items left out). ':constraints' lists them, ':clear' lifts them.")
-        return self._ask(query, constraints=merged)
+        return self._ask(query, constraints=merged, heading=text)
 
     def _like_shown(self, intent: LikeShown) -> SessionReply:
         """"like 2 but shorter": item 2 of the last list as the reference, the rest read as a request."""
@@ -265,8 +272,11 @@ class ChatSession(References, FeedbackActions):
         except _NotFound as e:
             return SessionReply(kind="error", text=e.message)
         text = f"like {item.label} {intent.rest}"  # what the LLM reads: the title, never a rank
-        turn = self._read(intent.rest).model_copy(update={"reference": item.id, "reference_title": item.label,
-                                                          "request": text})
+        from mediarec.rank.request import keep_character, resolve_relative
+
+        turn = self._read(intent.rest, [item], item.label)
+        turn = turn.model_copy(update={"reference": item.id, "reference_title": item.label, "request": text})
+        turn = keep_character(resolve_relative(turn, self.catalog, [item], item.label), self.catalog)
         self.last_mentioned = item.id
         return self._request(text, turn)
 
@@ -304,7 +314,10 @@ class ChatSession(References, FeedbackActions):
             result.notes.append(note)
         return result, note
 
-    def _ask(self, request: str | None, prefix: str = "", constraints: Constraints | None = None) -> SessionReply:
+    def _ask(self, request: str | None, prefix: str = "", constraints: Constraints | None = None,
+             heading: str | None = None) -> SessionReply:
+        """Answer under ``constraints``; the reply is headed by ``heading`` (what the user said this
+        turn, else the request), the constraints held and the words not understood."""
         epoch = getattr(self._tls, "epoch", None)
         if epoch is None:
             epoch = self._epoch
@@ -325,8 +338,12 @@ class ChatSession(References, FeedbackActions):
                                 "excluded (':reset' starts over).", result=result)
         lines = [f"{r.rank}. {r.item.label}" for r in result.items]
         held = standing.lines(self.constraints, subject=False)
-        head = prefix + (" " if prefix else "") + ("Here is what I found" + (f" for {request!r}" if request else "")
+        said = heading or request
+        head = prefix + (" " if prefix else "") + ("Here is what I found" + (f" for {said!r}" if said else "")
                                                     + (f" ({'; '.join(held)})" if held else "") + ":")
+        unread = self.constraints.unread if heading else []
+        if unread:
+            head = f"I did not understand {', '.join(repr(w) for w in unread)}.\n" + head
         return SessionReply(kind="recommendations", text=head + "\n" + "\n".join(lines), result=result)
 
     def _reask_or_ack(self, text: str) -> SessionReply:

@@ -11,7 +11,7 @@ names a new subject and kept by one that only adds a filter ("from the 90s" stil
 from __future__ import annotations
 
 from mediarec.catalog.model import Catalog
-from mediarec.rank.request import KIND_WORDS, Constraints, parse_request
+from mediarec.rank.request import KIND_WORDS, Constraints, keep_character, parse_request
 
 _YEAR_WORDS = {"year", "years", "decade", "decades", "era", "date", "dates", "when"}
 _KIND_WORDS = {"kind", "kinds", "type", "types", "format", "media"}
@@ -25,8 +25,12 @@ def has_subject(c: Constraints) -> bool:
     return bool(c.reference or c.tags or c.soft)
 
 
-def merge(standing: Constraints, turn: Constraints) -> Constraints:
-    """The standing constraints with one turn's parsed request applied (the turn wins on conflicts)."""
+def merge(standing: Constraints, turn: Constraints, catalog: Catalog | None = None) -> Constraints:
+    """The standing constraints with one turn's parsed request applied (the turn wins on conflicts).
+
+    A relative turn ("older", "darker", "something else") is no new subject: it keeps the standing
+    reference ("like Alien") and adds what it became. With ``catalog`` a standing "like X" that
+    gains a "but Y" ranks X's character first (:func:`mediarec.rank.request.keep_character`)."""
     m = standing.model_copy(deep=True)
     if turn.genres:
         m.genres = list(turn.genres)
@@ -44,8 +48,23 @@ def merge(standing: Constraints, turn: Constraints) -> Constraints:
         m.request = turn.request
     m.exclude_tags = _merged_exclusions(m.exclude_tags, turn.exclude_tags, turn.tags)
     m.tags = [t for t in m.tags if t.lower() not in {x.lower() for x in turn.exclude_tags}]
+    m.exclude_kinds = [k for k in m.exclude_kinds if k not in turn.kinds] + \
+        [k for k in turn.exclude_kinds if k not in m.exclude_kinds]
+    m.kinds = [k for k in m.kinds if k not in turn.exclude_kinds]
+    m.exclude_items = list(dict.fromkeys(m.exclude_items + turn.exclude_items))
+    m.exclude_titles = list(dict.fromkeys(m.exclude_titles + turn.exclude_titles))
+    m.exclude_years = list(dict.fromkeys(m.exclude_years + turn.exclude_years))
+    if turn.relative_tags:
+        m.relative_tags = list(turn.relative_tags)
+    m.applied = list(turn.applied)  # what this message's relative words became (shown once)
+    m.relative = []
     m.unmet = list(turn.unmet)  # what this message asked for that the catalogue lacks: not kept
+    m.unread = list(turn.unread)
     m.parser, m.llm_seconds = turn.parser, turn.llm_seconds
+    if catalog is not None:
+        keep_character(m, catalog)
+    elif has_subject(turn):
+        m.prefer_genres, m.near_genres = list(turn.prefer_genres), list(turn.near_genres)
     return m
 
 
@@ -62,6 +81,11 @@ def lines(c: Constraints, subject: bool = True) -> list[str]:
     out += [f"genre {g}" for g in c.genres]
     out += [f"no {g}" for g in c.exclude_genres]
     out += [f"no {t} (tag)" for t in c.exclude_tags]
+    out += [f"no {k}s" if not k.endswith("s") else f"no {k}" for k in c.exclude_kinds]
+    out += [f"no {lo}-{hi}" for lo, hi in c.exclude_years]
+    if c.exclude_titles:
+        out.append("not " + ", ".join(c.exclude_titles))
+    out += list(c.applied)
     if c.year_min is not None or c.year_max is not None:
         lo, hi = c.year_min, c.year_max
         out.append(f"years {lo} to {hi}" if lo is not None and hi is not None
@@ -87,10 +111,16 @@ def lift(c: Constraints, what: str, catalog: Catalog) -> tuple[Constraints, list
         return Constraints(), before
     m = c.model_copy(deep=True)
     read = parse_request(key, catalog)
-    if key in _YEAR_WORDS or read.year_min is not None or read.year_max is not None:
+    if key in _YEAR_WORDS or read.year_min is not None or read.year_max is not None or read.exclude_years:
         m.year_min = m.year_max = None
-    if key in _KIND_WORDS or key in KIND_WORDS or read.kinds:
-        m.kinds = []
+        m.exclude_years = []
+    if key in _KIND_WORDS or key in KIND_WORDS or read.kinds or read.exclude_kinds:
+        m.kinds, m.exclude_kinds = [], []
+    if read.exclude_items or read.reference or key in {"titles", "title", "items"}:
+        gone = set(read.exclude_items) | ({read.reference} if read.reference else set())
+        everything = key in {"titles", "title", "items"}
+        m.exclude_items = [] if everything else [i for i in m.exclude_items if i not in gone]
+        m.exclude_titles = [] if everything else [t for t in m.exclude_titles if t not in set(read.exclude_titles)]
     if c.reference and (key in _REFERENCE_WORDS or parse_request("like " + key, catalog).reference == c.reference):
         m.reference = m.reference_title = None
     if key in _SUBJECT_WORDS:

@@ -7,8 +7,12 @@ target satisfies it, in each of these types (where the catalogue allows):
 * ``decade``: the target's decade ("something from the 80s");
 * ``tag``: one of the target's tags, where the catalogue has tags ("something atmospheric");
 * ``kind``: the target's kind, for catalogues with more than one ("an album");
-* ``negation``: a genre the target lacks ("no horror"), drawn from the genres of the user's
+* ``negation``: a genre the target lacks ("no horror", "nothing with horror", "anything but
+  horror", "no horror please", "not another horror film"), drawn from the genres of the user's
   history-only top 10 (what a user would object to), else from the catalogue's;
+* ``relative``: "something older" (or "newer") when the target is older (newer) than the median
+  year of the user's liked history, which is what the request is read against; the truth is that
+  year bound. A target from the median year itself gets "funnier" / "scarier" where it has the genre;
 * ``like``: "like X but Y", X the user's most recent liked item, Y a genre of the target X lacks
   (else the target's decade, else one of its genres);
 * ``paraphrase``: one of the target's genres in everyday words that the rule parser's table does
@@ -50,9 +54,9 @@ from mediarec.eval.metrics import hit_at_k, ndcg_at_k, rank_of_target, tie_keys,
 from mediarec.eval.split import Split
 from mediarec.eval.stats import bootstrap_ci, bootstrap_index, paired_bootstrap_p
 from mediarec.infra.atomic import atomic_write_text
-from mediarec.rank.request import Constraints, parse_request, retrieval_inputs, vocabulary
+from mediarec.rank.request import Constraints, character_tiers, parse_request, retrieval_inputs, vocabulary
 
-REQUEST_TYPES = ("genre", "decade", "tag", "kind", "negation", "like", "paraphrase")
+REQUEST_TYPES = ("genre", "decade", "tag", "kind", "negation", "relative", "like", "paraphrase")
 # Reported apart from the pooled "checkable" row: tags steer and filter nothing, and paraphrases are
 # words the rule parser does not know by design (the LLM's reading is measured on them).
 SOFT_TYPES = ("tag", "paraphrase")
@@ -71,7 +75,9 @@ TEMPLATES = {
     "decade": ("something from the {d}", "anything from the {d}", "what do you have from the {d}?"),
     "tag": ("something {t}", "I'd like something {t}", "anything {t}?"),
     "kind": ("an {k}", "give me a {k}", "I want a {k} this time"),
-    "negation": ("no {g}", "nothing {g} please", "anything but not {g}", "something without {g}"),
+    "negation": ("no {g}", "nothing {g} please", "something without {g}", "nothing with {g}", "anything but {g}",
+                 "no {g} please", "not another {g} film"),
+    "relative": ("something {r}", "{r}", "{r} please", "show me something {r}"),
     "like": ("something like {x} but {y}", "like {x} but {y}", "similar to {x} but {y}"),
     "paraphrase": ("{p}", "I'd like {p}", "in the mood for {p}"),
 }
@@ -153,6 +159,16 @@ def make_cases(user: str, target: Item, history: Sequence[Item], catalog: Catalo
     if pool:
         g = rng.choice(pool)
         add("negation", {"g": _genre_words(g, random.Random(f"{seed}:{user}:n"))}, Constraints(exclude_genres=[g]))
+    years = sorted(it.year for it in history if it.year)
+    if years and target.year:
+        median = years[len(years) // 2]
+        g_more = sorted(g for g in target.genres if g in MORE_OF and g in ("Comedy", "Horror"))
+        if target.year < median:
+            add("relative", {"r": "older"}, Constraints(year_max=median - 1))
+        elif target.year > median:
+            add("relative", {"r": "newer"}, Constraints(year_min=median + 1))
+        elif g_more:
+            add("relative", {"r": MORE_OF[g_more[0]]}, Constraints(genres=[g_more[0]]))
     if history:
         x = history[-1]
         new = sorted(set(target.genres) - set(x.genres))
@@ -230,6 +246,7 @@ def run_requests(system: Any, split: Split, users: Sequence[str], seed: int = 0,
     keys = tie_keys(item_ids, seed)
     genres = sorted({g for it in catalog.items.values() for g in it.genres})
     usable_tags = _tags_read_as_tags(catalog)
+    embed = retriever.index.embedder.embed  # the fallback reading of unread words, as recommend reads them
     rows: list[dict[str, Any]] = []
     with counting(progress, unit="users") as bar:
         task = bar.add_task(f"requests ({', '.join(v.name for v in variants)})", total=len(users))
@@ -256,12 +273,14 @@ def run_requests(system: Any, split: Split, users: Sequence[str], seed: int = 0,
                     if v is not variants[0] and variant_users is not None and n_user >= variant_users:
                         continue
                     t0 = time.perf_counter()
-                    parsed, text = retrieval_inputs(case.text, catalog, has_history=bool(hist), parse=v.parse)
+                    parsed, text = retrieval_inputs(case.text, catalog, has_history=bool(hist), parse=v.parse,
+                                                    anchors=liked, embed=embed)
                     row = {"user": u, "type": case.type, "variant": v.name, "request": case.text,
                            "parsed": parsed.describe(), "parse_seconds": time.perf_counter() - t0,
                            "llm_read_seconds": parsed.llm_seconds,
                            "base_rank": base_rank, "base_adherence": _share(case.truth, base_top)}
-                    scores = masked(retriever.score_all(hist, query=text, constraints=parsed))
+                    scores = masked(retriever.score_all(hist, query=text, constraints=parsed)
+                                    + character_tiers(parsed, catalog, item_ids))
                     if v.reranker is not None:
                         scores, row["rerank"] = _reranked(v, scores, catalog.history_pairs(hist), case.text,
                                                           catalog, item_ids, pos)

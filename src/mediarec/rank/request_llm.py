@@ -6,7 +6,7 @@ the rules could not find), and everything it says is checked against the catalog
 genres, kinds, years and titles, so a confused or manipulated model cannot add a constraint the
 catalogue does not have. Any failure (no answer, no JSON) leaves the rules' reading.
 
-The LLM is asked only when the rules left words unread (``Constraints.soft``): a request they read
+The LLM is asked only when the rules left words unread (``Constraints.unread``): a request they read
 whole has nothing left for it, and asking would only cost seconds and invite constraints the user
 never said. An answer that lists more genres than a request names is the model copying the
 prompt's list (small models do), so it is dropped; the schema caps the lists and strings too, which
@@ -46,7 +46,7 @@ def request_schema(genres: list[str], kinds: list[str]) -> dict[str, Any]:
 def llm_parse_request(text: str | None, catalog: Catalog, llm: LLM, prompts: PromptLibrary | None = None) -> Constraints:
     """The rules' reading of ``text``, completed by the LLM's where the rules found nothing."""
     rules = parse_request(text, catalog)
-    if not rules.request or not rules.soft:  # read whole by the rules: nothing left for the LLM
+    if not rules.request or not rules.unread:  # read whole by the rules: nothing left for the LLM
         return rules
     vocab = vocabulary(catalog)
     genres, kinds = sorted(set(vocab.genres.values())), sorted(vocab.kinds)
