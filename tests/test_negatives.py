@@ -189,3 +189,18 @@ def test_a_liked_history_has_no_negatives_note(demo_rec):
     res = demo_rec.recommend(history=["Alien (1979)"], k=5)
     assert res.basis.liked == ["m-alien-1979"] and not res.basis.only_negatives
     assert not any("only dislikes" in n for n in res.notes)
+
+
+def test_a_dislike_said_in_chat_pushes_away_too(demo_rec):
+    """In chat, "I didn't like Alien" is a dislike event the recommender sees, not only an exclusion:
+    with nothing else to go on, the next list has none of Alien's genres."""
+    from mediarec.chat.session import ChatSession
+
+    s = ChatSession(demo_rec)
+    ack = s.send("I didn't like Alien")
+    assert ack.kind == "ack", ack.text
+    alien = demo_rec.catalog.item("m-alien-1979")
+    reply = s.send("what should I watch next?")
+    items = [r.item for r in reply.result.items]
+    assert items and alien.id not in {it.id for it in items}
+    assert not [(it.label, it.genres) for it in items if set(it.genres) & set(alien.genres)]

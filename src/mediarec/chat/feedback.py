@@ -100,8 +100,8 @@ class FeedbackActions:
                 self.excluded.append(item.id)
             self._profile_cache = None
             self._record(Interaction(user=self.session_user, item=item.id, timestamp=time.time(), event="dislike"))
-        return SessionReply(kind="ack", text=f"Noted: not {item.label}. It won't be recommended or used as "
-                                             "a guide to your taste.")
+        return SessionReply(kind="ack", text=f"Noted: not {item.label}. It won't be recommended again, and "
+                                             "what is like it moves down.")
 
 
 def feedback_session(rec, user: str | None, use_profile: bool = False, home: Path | None = None):

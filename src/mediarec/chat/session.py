@@ -287,6 +287,8 @@ class ChatSession(References, FeedbackActions):
         if is_vague(request):
             if not self.history() and (constraints.is_hard or constraints.reference):
                 return request, None  # "an album" with nothing else: the filters do the work
+            if not self.history() and self.disliked:
+                return None, "a vague request: going by what you disliked"
             if not self.history():
                 raise MediarecError("Tell me a bit more: a title you liked ('I watched Heat') or what you are "
                                     "in the mood for ('calm piano music for studying').")
@@ -299,7 +301,9 @@ class ChatSession(References, FeedbackActions):
              ) -> tuple[RecommendationResult, str | None]:
         c = self.constraints if constraints is None else constraints
         query, note = self._query_for(request, c)
-        hist = self.history()
+        # The dislikes go along as dislike events: the recommender pushes away from their neighbours.
+        hist = self.history() + [Interaction(user=self.session_user, item=i, event="dislike")
+                                 for i in self.disliked if i in self.catalog.items]
         if not hist and not query and not c.reference:
             raise MediarecError("Nothing to go on yet: ask for something ('tense 80s sci-fi') or tell me "
                                 "what you watched or listened to ('I watched Heat').")
