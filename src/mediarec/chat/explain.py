@@ -39,6 +39,7 @@ def _llm_explanation(recommender, item, history, request, last, ranked, detail, 
     if recommender.reranker is not None:
         from mediarec.index.retriever import Candidate
         from mediarec.llm.base import LLMUnavailable
+        from mediarec.rank.evidence import split_history
         from mediarec.rank.parse import RankingParseError
 
         cand = next((c for c in (last.candidates if last else []) if c.item.id == item.id), None) \
@@ -48,7 +49,7 @@ def _llm_explanation(recommender, item, history, request, last, ranked, detail, 
             reasons, _ = recommender.reranker.explain(hist, [cand], request, detail=detail,
                                                       evidence={item.id: evidence})
             others = [c.item for c in (last.candidates if last else [])]
-            if checker.check(reasons.get(item.id), item, evidence, [it for it, _ in history], others).passed:
+            if checker.check(reasons.get(item.id), item, evidence, split_history(history)[0], others).passed:
                 return reasons[item.id]
         except (LLMUnavailable, RankingParseError, ValueError):
             pass

@@ -18,7 +18,7 @@ import weakref
 from typing import TYPE_CHECKING, Any, Callable, Protocol
 
 from mediarec.rank.checker import EMPTY, ReasonChecker, template_reason
-from mediarec.rank.evidence import Evidence, EvidenceBuilder
+from mediarec.rank.evidence import Evidence, EvidenceBuilder, split_history
 from mediarec.rank.reranker import ExplainLog
 
 if TYPE_CHECKING:
@@ -89,7 +89,7 @@ def explain_result(recommender: "Served", result: "RecommendationResult", pairs:
     t0 = time.perf_counter()
     evidence = builder.build([r.item for r in result.items], pairs, request)
     result.seconds["evidence"] = time.perf_counter() - t0
-    history = [it for it, _ in pairs]
+    history, _ = split_history(pairs)  # what the checker holds "you liked" to: liked items only
     passed: dict[str, str] = {}
     summary: dict[str, Any] = {"asked": 0}
     reranker = recommender.reranker
@@ -130,6 +130,7 @@ def explain_result(recommender: "Served", result: "RecommendationResult", pairs:
         summary = {"asked": len(chosen), "reused": len(reused), "llm_passed": len(passed), "checks": len(log.checks),
                    "checks_passed": sum(c.passed for c in log.checks),
                    "first_try_passed": sum(c.passed for c, t in zip(log.checks, log.tries) if t == 1),
+                   "trimmed": sum(c.passed and c.trimmed for c in log.checks),
                    "written": sum(c.problems != [EMPTY] for c in log.checks),  # non-empty LLM reasons
                    "foreign_titles": sum(len(c.foreign_titles) for c in log.checks),
                    "other_candidates": sum(len(c.other_candidates) for c in log.checks),
@@ -142,7 +143,7 @@ def explain_result(recommender: "Served", result: "RecommendationResult", pairs:
         if r.item.id in passed:
             r.reason, r.reason_source = passed[r.item.id], "llm"
         else:
-            r.reason, r.reason_source = template_reason(ev), "template"
+            r.reason, r.reason_source = template_reason(ev, r.item), "template"
     summary["template"] = sum(r.reason_source == "template" for r in result.items)
     summary["items"] = len(result.items)
     result.explanations = summary

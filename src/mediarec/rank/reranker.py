@@ -42,6 +42,10 @@ def score_messages(prompts: PromptLibrary, hist: list[dict], items: Sequence[Ite
     return prompts.render("score", history=hist, request=request, candidates=candidate_entries(items))
 
 
+#: What follows the prefilled title in a reason's answer: the subject is closed, the claim begins.
+SUBJECT_VERB = " is"
+
+
 class RerankSettings(BaseModel):
     """How the LLM ranks; ``llm_weight`` is the fusion weight (1 = LLM only, 0 = retrieval only)."""
 
@@ -220,12 +224,13 @@ class Reranker:
         """One short reason per chosen item, each from its own prompt (reason.user.j2), all asked
         at once (:meth:`LLM.chat_many`); ``on_reason(item_id, reason)`` as each one is written."""
         s = self.settings
-        # Each answer starts with the item's title (a local model continues it): the reason is
-        # then about this item, not about a history title the prompt also names.
+        # Each answer starts with the item's title and " is" (a local model continues it): the
+        # reason is then about this item, not about a history title the prompt also names, and the
+        # model cannot continue the title into a longer one ("Dune" into "Dune: Part Two").
         convs = [self.prompts.render("reason", history=hist, request=request, item=c.item,
                                      evidence=(evidence or {}).get(c.item.id), problem=(problems or {}).get(c.item.id),
                                      reason_words=s.reason_words)
-                 + [{"role": "assistant", "content": answer_start(c.item.title)}] for c in chosen]
+                 + [{"role": "assistant", "content": answer_start(c.item.title) + SUBJECT_VERB}] for c in chosen]
         reasons: dict[str, str] = {}
         max_tokens = s.reason_words * 2 + 10
 
@@ -295,15 +300,34 @@ class Reranker:
     def _keep_passing(got, pending, evidence, checker, history, others, passed, problems, log) -> list[Candidate]:
         still = []
         for c in pending:
-            res = checker.check(got.get(c.item.id), c.item, evidence[c.item.id], history, others)
+            reason = got.get(c.item.id)
+            res = checker.check(reason, c.item, evidence[c.item.id], history, others)
+            if not res.passed and res.false_claims and reason:
+                # a false claim in the last clause ("…, like Y" where Y does not share it): the
+                # reason without that clause, when what is left passes on its own
+                cut = drop_last_clause(reason)
+                again = checker.check(cut, c.item, evidence[c.item.id], history, others) if cut else None
+                if again is not None and again.passed:
+                    reason, res = cut, again.model_copy(update={"trimmed": True})
             log.checks.append(res)
             log.tries.append(2 if c.item.id in problems else 1)  # before this check records its problem
             if res.passed:
-                passed[c.item.id] = got[c.item.id]
+                passed[c.item.id] = reason
             else:
                 problems[c.item.id] = "; ".join(res.problems)
                 still.append(c)
         return still
+
+
+def drop_last_clause(reason: str) -> str | None:
+    """``reason`` without its last clause (from its last ", " or " and "), ended with a full stop;
+    None when too little (under five words) would be left."""
+    body = reason.rstrip(" .!")
+    cut = max(body.rfind(", "), body.rfind(" and "), body.rfind("; "))
+    if cut <= 0:
+        return None
+    short = body[:cut].rstrip(" ,;") + "."
+    return short if len(short.split()) >= 5 else None
 
 
 _LEAD_RE = re.compile(r"^\s*(?:[-*•]\s*|(?:reason|answer|sentence)\s*:\s*)", re.I)
