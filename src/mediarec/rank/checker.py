@@ -276,6 +276,21 @@ class ReasonChecker:
             return False
         return claim in {f.lower() for f in _era_forms(f"{year // 10 * 10}s")} | {str(year)}
 
+    def _unlike_claimed(self, y: Item, item: Item, genres: list[str], kinds: list[str], eras: list[str]) -> str:
+        """Why liked item ``y`` does not share what a "…, like Y" clause claims ("" when it does)."""
+        y_genres = {g.lower() for g in y.genres}
+        missing = [g for g in genres if g not in y_genres]
+        why = []
+        if missing:
+            why.append(f"{y.title} is not {', '.join(missing)}")
+        if any(not self._era_ok(e, y.year) for e in eras):
+            why.append(f"{y.title} is not from the {', '.join(eras)}")
+        if kinds and y.kind not in kinds:
+            why.append(f"{y.title} is not a {kinds[0]}")
+        if not genres and not eras and not ({g.lower() for g in item.genres} & y_genres):
+            why.append(f"{y.title} shares no genre with {item.title}")
+        return "; ".join(why)
+
     def check(self, reason: str | None, item: Item, evidence: Evidence, history: Sequence[Item],
               others: Iterable[Item] = ()) -> ReasonCheck:
         """Whether ``reason`` may be shown for ``item``: ``history`` is the user's liked items
@@ -368,26 +383,17 @@ class ReasonChecker:
                     claims.append(Claim(kind="liked", text=h.text, true=True))
                 continue
             compared.append(h)
-            y = next((liked[i] for i in h.ids if i in liked), None)
-            if y is None:
+            ys = [liked[i] for i in h.ids if i in liked]  # "The Thing": 1982 or 2011, whichever is liked
+            if not ys:
                 claim("like", h.text, False, f"{h.text} is not an item you liked")
                 continue
             _, clause = clause_of(h.start)
             genres, kinds = self._phrase_claims(clause)
             genres += [g for g in self._genres_in(clause, self.claimable_genres) if g not in genres]
             eras = [e.group(1) for e in _FROM_ERA_RE.finditer(clause)]
-            y_genres = {g.lower() for g in y.genres}
-            missing = [g for g in genres if g not in y_genres]
-            why = []
-            if missing:
-                why.append(f"{y.title} is not {', '.join(missing)}")
-            if any(not self._era_ok(e, y.year) for e in eras):
-                why.append(f"{y.title} is not from the {', '.join(eras)}")
-            if kinds and y.kind not in kinds:
-                why.append(f"{y.title} is not a {kinds[0]}")
-            if not genres and not eras and not ({g.lower() for g in item.genres} & y_genres):
-                why.append(f"{y.title} shares no genre with {item.title}")
-            claim("like", h.text, not why, "; ".join(why), problem=("false comparison: " + "; ".join(why)) if why else None)
+            whys = [self._unlike_claimed(y, item, genres, kinds, eras) for y in ys]
+            why = "" if "" in whys else whys[0]
+            claim("like", h.text, not why, why, problem=f"false comparison: {why}" if why else None)
         if wrong:
             claim("title", "; ".join(wrong), False, problem="names another candidate: " + "; ".join(wrong))
         if foreign:
@@ -406,7 +412,7 @@ class ReasonChecker:
         for g in said_genres:
             claim("genre", g, g in own_genres, problem=None if g in own_genres else f"{NOT_ITS_GENRE}: {g}")
         for k in said_kinds:
-            claim("kind", k, k == item.kind, f"{item.title} is a {item.kind}, not a {k}")
+            claim("kind", k, k == item.kind, "" if k == item.kind else f"{item.title} is a {item.kind}, not a {k}")
         for g in self._genres_in(blanked_low, self.claimable_genres):
             if g in said_genres:
                 continue
