@@ -54,12 +54,9 @@ def check(checker, case, reason):
     "Because you liked Blade Runner (1982), another sci-fi film with a dark future.",
     "A science fiction pick for someone who enjoyed Alien.",
     "Blade Runner fans get more machines and more rain here.",
-    "The Matrix is a Sci-Fi movie from the 1990s, like Blade Runner and Alien.",
-    "The Matrix is a sci-fi film from the late '90s, like Alien.",
-    "The Matrix is a sci-fi film from 1999, like Alien.",
-    "The Matrix is an Action, Sci-Fi movie from the 1990s, like Alien, a horror film.",
 ])
 def test_good_reasons_pass(checker, case, reason):
+    """(Comparisons that share less than the clause claims are false now: tests/test_claims.py.)"""
     res = check(checker, case, reason)
     assert res.passed, res.problems
     assert res.cited
@@ -88,6 +85,9 @@ def test_good_reasons_pass(checker, case, reason):
     ("The Matrix is a horror movie from the 1990s, like Alien.", "calls the item a genre it does not have"),
     ("The Matrix is a Sci-Fi, Neo-Noir film, like Blade Runner.", "calls the item a genre it does not have"),
     ("The Matrix is a sci-fi film, like Alien and the matrix.", "compares the item with itself"),
+    ("The Matrix is a Sci-Fi movie from the 1990s, like Blade Runner and Alien.", "false comparison"),
+    ("The Matrix is a sci-fi film from the late '90s, like Alien.", "false comparison"),
+    ("The Matrix is an Action, Sci-Fi movie from the 1990s, like Alien, a horror film.", "false comparison"),
 ])
 def test_bad_reasons_fail(checker, case, reason, problem):
     res = check(checker, case, reason)
@@ -133,7 +133,6 @@ def test_history_titles_are_not_read_as_claims(checker, demo):
     Evidence(item_id="m-the-matrix-1999", similar=[HistoryLink(id="m-blade-runner-1982", title="Blade Runner",
                                                                year=1982, weight=0.5)]),
     Evidence(item_id="m-the-matrix-1999", shared_genres=["Sci-Fi"]),
-    Evidence(item_id="m-the-matrix-1999", era="1990s", era_count=3),
     Evidence(item_id="m-the-matrix-1999", request_match=0.5),
 ])
 def test_template_reasons_pass(checker, demo, ev):

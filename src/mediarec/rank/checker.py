@@ -171,8 +171,9 @@ KIND_WORDS: dict[str, tuple[str, ...]] = {
 _KIND_OF_WORD = {w: k for k, ws in KIND_WORDS.items() for w in ws}
 _KIND_RE = re.compile(r"\b(" + "|".join(sorted(map(re.escape, _KIND_OF_WORD), key=len, reverse=True)) + r")\b", re.I)
 # "X is a dark sci-fi horror movie", "X is a horror drama": what follows "is a" up to a clause break
-_IS_PHRASE_RE = re.compile(r"\b(?:is|was|are)\s+(?:an?|another|also an?)\s+([^.;:!?,]{0,80}?)"
-                           r"(?=\s+(?:from|like|with|that|which|about|for|by|in|where|and you|you)\b|[.;:!?,]|$)", re.I)
+_IS_PHRASE_RE = re.compile(r"\b(?:is|was|are)\s+(?:an?|another|also an?)\s+([^.;:!?]{0,80}?)"
+                           r"(?=,?\s+(?:from|like|with|that|which|about|for|by|in|where|and you|you|liked|just)\b"
+                           r"|,\s+(?:an?|the|it|its|one)\b|[.;:!?]|$)", re.I)
 _IT_IS_RE = re.compile(r"\b(?:it|this one) is\s+(?!an?\b|not\b|from\b|liked\b|one\b|also\b)([^.;:!?,]{0,60}?)"
                        r"(?=\s+(?:from|like|with|that|which|and)\b|[.;:!?,]|$)", re.I)
 _SUBJECT_RE = re.compile(r"^(.{1,200}?)\s+(?:is|was|are|has been|stays|remains)\b")
@@ -337,13 +338,16 @@ class ReasonChecker:
 
         # 1. the subject is exactly the item
         first = hits[0] if hits else None
-        m = _SUBJECT_RE.match(blanked)
+        end = _SENTENCE_END.search(blanked)
+        m = _SUBJECT_RE.match(blanked[: end.start() if end else len(blanked)])
         if m:
             phrase = text[: m.end(1)].rsplit(", ", 1)[-1].strip(" \"“”'")
-            if phrase and phrase[0].isupper() and phrase.lower() not in _PRONOUNS and len(phrase.split()) <= 16:
+            named = "§" in blanked[: m.end(1)] or _key(phrase) == _key(item.title)  # a title, not "Its description"
+            if named and phrase and phrase[0].isupper() and phrase.lower() not in _PRONOUNS and len(phrase.split()) <= 16:
                 ok = _key(phrase) in {_key(item.title), _key(item.label)} and bool(_key(phrase))
                 claim("subject", phrase, ok, "" if ok else f"the sentence is about {phrase!r}, not {item.label}")
-        elif first is not None and first.start == 0 and item.id not in first.ids:
+        elif first is not None and first.start == 0 and item.id not in first.ids \
+                and _key(first.text).startswith(_key(item.title)):  # the prefilled title continued
             claim("subject", first.text, False, f"the sentence starts with {first.text!r}, not {item.label}")
         # 2. titles: the item, a liked or disliked item of the history; each comparison true
         compared: list[TitleHit] = []
@@ -394,6 +398,14 @@ class ReasonChecker:
             whys = [self._unlike_claimed(y, item, genres, kinds, eras) for y in ys]
             why = "" if "" in whys else whys[0]
             claim("like", h.text, not why, why, problem=f"false comparison: {why}" if why else None)
+        own_title = _one_line(item.title)
+        longer = text  # "Batman …, like Batman Returns" names a history title, not the item
+        for h in sorted(liked.values(), key=lambda h: -len(h.title)):
+            if own_title.lower() in h.title.lower() and h.title.lower() != own_title.lower():
+                longer = re.sub(re.escape(_one_line(h.title)), " ", longer, flags=re.I)
+        if len(own_title) >= 4 and SELF_LIKE not in problems and \
+                re.search(r"\b(?:like|and|or)\s+[\"“'‘]?" + re.escape(own_title) + r"\b", longer, re.I):
+            claim("like", own_title, False, problem=SELF_LIKE)
         if wrong:
             claim("title", "; ".join(wrong), False, problem="names another candidate: " + "; ".join(wrong))
         if foreign:
@@ -518,7 +530,7 @@ def template_reason(evidence: Evidence, item: Item | None = None) -> str:
     if counts:
         g = max(counts, key=lambda g: counts[g])
         out.append(f"It is {_one_line(g).lower()}, like {_items(counts[g])}.")
-    if evidence.era and evidence.era_count > 1:
+    if evidence.era and evidence.era_count >= 1:
         out.append(f"It is from the {evidence.era}, like {_items(evidence.era_count)}.")
     if evidence.no_liked_history:
         unlike = _unlike(evidence, item)

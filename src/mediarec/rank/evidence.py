@@ -95,7 +95,9 @@ class Evidence(BaseModel):
 
     @property
     def no_liked_history(self) -> bool:
-        return self.liked_count == 0
+        """Nothing liked to rest a reason on (evidence made by hand may leave ``liked_count`` out)."""
+        return self.liked_count == 0 and not (self.history_titles() or self.shared_genres or self.shared_tags
+                                              or self.era or self.like)
 
     def history_titles(self) -> list[HistoryLink]:
         """The history items cited, collaborative ones first, each once."""
