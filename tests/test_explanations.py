@@ -269,14 +269,17 @@ def test_smollm_every_item_ends_up_with_a_checked_reason(plain, demo, smol_path)
     reason_prompts = [m for m in rec.llm.sent if "<<<RECOMMENDED" in m[-2]["content"]]
     assert len(reason_prompts) >= 5
     for m in reason_prompts[:5]:
-        assert m[-1]["role"] == "assistant" and f'Recommended title: "{m[-1]["content"]}"' in m[-2]["content"]
-        assert "Title they liked: " in m[-2]["content"]
-    assert {m[-1]["content"] for m in reason_prompts[:5]} == {r.item.title for r in res.items[:5]}
+        # the prefilled title is closed with " is": the model cannot continue it into another title
+        title = m[-1]["content"].removesuffix(" is")
+        assert m[-1]["role"] == "assistant" and m[-1]["content"] == title + " is"
+        assert f'Recommended title: "{title}"' in m[-2]["content"]
+    assert any("Title they liked: " in m[-2]["content"] for m in reason_prompts[:5])
+    assert {m[-1]["content"].removesuffix(" is") for m in reason_prompts[:5]} == {r.item.title for r in res.items[:5]}
     if ex["calls"] == 2:
         assert all("Your previous sentence was rejected" in m[-2]["content"] for m in reason_prompts[5:])
     for r in res.items:
         if r.reason_source == "llm":
-            assert r.reason.startswith(r.item.title)
+            assert r.reason.startswith(r.item.title + " is")
 
 
 @pytest.mark.llm
@@ -303,7 +306,7 @@ def test_a_session_reuses_reasons_whose_facts_are_unchanged(plain, demo, smol_pa
     ex = res.explanations
     assert ex["reused"] == 1 and ex["asked"] == 4, ex
     assert res.items[0].reason == template_reason(ev[a.id]) and res.items[0].reason_source == "llm"
-    asked = {m[-1]["content"] for m in rec.llm.sent if "<<<RECOMMENDED" in m[-2]["content"]}
+    asked = {m[-1]["content"].removesuffix(" is") for m in rec.llm.sent if "<<<RECOMMENDED" in m[-2]["content"]}
     assert a.title not in asked and b.title in asked  # the failing memo entry was asked for anew
     written = {facts_key(r.item.id, r.evidence): r.reason for r in res.items[1:] if r.reason_source == "llm"}
     assert written.items() <= memo.items() and len(memo) == 3 + len(written) - (facts_key(b.id, ev[b.id]) in written)
