@@ -325,3 +325,23 @@ def test_the_memo_forgets_its_oldest_entries():
     for i in range(ReasonMemo.MAX + 3):
         memo[(str(i),)] = "x"
     assert len(memo) == ReasonMemo.MAX and ("0",) not in memo and (str(ReasonMemo.MAX + 2),) in memo
+
+
+def test_the_explanation_report_counts_claims_by_source_and_kind():
+    from mediarec.eval.explanations import _claim_table, markdown
+
+    table = _claim_table({("llm", "like"): [4, 3], ("llm", "genre"): [6, 6], ("template", "count"): [5, 5]})
+    assert table["all"] == {"checked": 15, "true": 14, "share_true": 14 / 15}
+    assert table["by_source"]["llm"]["checked"] == 10 and table["by_source"]["template"]["share_true"] == 1.0
+    assert table["by_kind"]["like"] == {"checked": 4, "true": 3, "share_true": 0.75}
+    m = {"llm": "local:x", "users": 2, "k": 5, "llm_pass_share": 0.5, "llm_asked": 10, "first_try_pass_share": 0.4,
+         "hallucinated_titles_per_100": 0.0, "other_candidate_titles_per_100": 0.0, "llm_reasons_nonempty": 10,
+         "llm_reasons_checked": 12, "shown_pass_share": 1.0, "reason_source": {"llm": 5, "template": 5},
+         "evidence_coverage": {"any": 1, "collab": 1, "history_title": 1, "genre": 1, "mean_elements": 3},
+         "prompt_tokens_per_user": 1, "completion_tokens_per_user": 1, "explain_seconds_per_user": 1.0,
+         "explain_calls_per_user": 1, "problems": {}, "llm_share_of_asked": 0.5, "llm_trimmed": 1,
+         "explain_seconds_median": 1.0, "explain_seconds_max": 2.0, "claims": table,
+         "false_claims": [{"source": "llm", "kind": "like", "reason": "X is a Y, like Z.", "item": "X", "why": "no"}]}
+    text = markdown(m, "mediarec eval")
+    assert "| all | 15 | 14 | 93.3% |" in text and "| source: llm | 10 | 9 | 90.0% |" in text
+    assert "| kind: like | 4 | 3 | 75.0% |" in text and "- llm / like: X:" in text
