@@ -279,3 +279,15 @@ def test_reasons_one_prompt_per_item_for_local_models(history, candidates):
     assert got[candidates[0].item.id] == UNFINISHED
     hosted = Scripted(["x"])
     assert not reranker(hosted).uses_each() and reranker(hosted, reasons="each").uses_each()
+
+
+@pytest.mark.parametrize("raw, expected", [
+    ("Metropolis is a Sci-Fi movie from the 1920s, like Dune: Part Two.", "Metropolis is a Sci-Fi movie from the 1920s."),
+    ("Alien is a horror movie and a sci-fi film.", "Alien is a horror movie."),
+    ("Alien is horror, like Aliens.", None),  # too little would be left
+    ("Alien is a horror movie.", None),
+])
+def test_drop_last_clause(raw, expected):
+    from mediarec.rank.reranker import drop_last_clause
+
+    assert drop_last_clause(raw) == expected
