@@ -37,9 +37,11 @@ from mediarec.rank.evidence import split_history
 
 def explanation_metric(split: Split, llm: Any, provider: Any, n_users: int, seed: int = 0, k: int = 5,
                        n_candidates: int = 20, llm_weight: float | None = None, progress: bool = False,
-                       phase: str = "test") -> dict:
+                       phase: str = "test", partial: Path | None = None) -> dict:
     """Reason statistics over ``n_users`` sampled test users (see the module docstring);
-    ``phase="valid"``: validation users, for working on the prompts without looking at test users."""
+    ``phase="valid"``: validation users, for working on the prompts without looking at test users;
+    ``partial``: a JSON file rewritten after each user with the numbers so far (a long run on a
+    busy machine still leaves what it measured)."""
     from mediarec.eval.systems import llm_system
     from mediarec.rank.explanations import tools_for
 
@@ -55,6 +57,7 @@ def explanation_metric(split: Split, llm: Any, provider: Any, n_users: int, seed
     elements = 0
     claims: dict[tuple[str, str], list[int]] = defaultdict(lambda: [0, 0])  # (source, kind) -> [checked, true]
     false_examples: list[dict] = []
+    shown_reasons: list[dict] = []  # every shown reason, for reading them
     explain_seconds: list[float] = []
     started = time.perf_counter()
     for n, u in enumerate(users, 1):
@@ -73,6 +76,8 @@ def explanation_metric(split: Split, llm: Any, provider: Any, n_users: int, seed
             tot["shown"] += 1
             res_check = checker.check(r.reason, r.item, r.evidence, history, others)
             tot["shown_passed"] += res_check.passed
+            shown_reasons.append({"user": u, "item": r.item.label, "source": r.reason_source, "reason": r.reason,
+                                  "claims": len(res_check.claims), "false": len(res_check.false_claims)})
             for c in res_check.claims:
                 claims[(r.reason_source, c.kind)][0] += 1
                 claims[(r.reason_source, c.kind)][1] += c.true
@@ -84,10 +89,21 @@ def explanation_metric(split: Split, llm: Any, provider: Any, n_users: int, seed
             cover["genre"] += bool(r.evidence.shared_genres)
             cover["any"] += bool(r.evidence.elements())
             elements += len(r.evidence.elements())
+        if partial is not None:
+            partial.parent.mkdir(parents=True, exist_ok=True)
+            partial.write_text(json.dumps(_summary(llm, phase, users[:n], k, tot, sources, problems, cover, elements,
+                                                   claims, false_examples, explain_seconds, started)
+                                       | {"shown_reasons": shown_reasons}, indent=2) + "\n")
         if progress:
             print(f"\rexplanations: {n}/{len(users)} users", end="", flush=True)
     if progress:
         print()
+    return _summary(llm, phase, users, k, tot, sources, problems, cover, elements, claims, false_examples,
+                    explain_seconds, started) | {"shown_reasons": shown_reasons}
+
+
+def _summary(llm, phase, users, k, tot, sources, problems, cover, elements, claims, false_examples,
+             explain_seconds, started) -> dict:
     n_u, shown = max(len(users), 1), max(tot["shown"], 1)
     return {
         "llm": llm.spec, "phase": phase, "users": len(users), "k": k, "items_shown": tot["shown"],
