@@ -52,12 +52,15 @@ def tools_for(recommender: "Served") -> tuple[EvidenceBuilder, ReasonChecker]:
 
 
 def facts_key(item_id: str, ev: "Evidence") -> tuple:
-    """What one item's reason prompt says about it (``reason_facts`` in ``_macros.j2``: the first
-    liked title, the first shared genre or tag, whether it matches the request; the era is the
-    item's own): two turns with the same key ask the LLM the same question about the item."""
-    titles = ev.history_titles()
-    shared = ev.shared_genres + ev.shared_tags
-    return (item_id, titles[0].id if titles else None, shared[0].lower() if shared else None,
+    """What one item's reason prompt says about it (``reason_facts`` and ``reason_form`` in
+    ``_macros.j2``: the liked title (co-liked or compared), the genre shown, the form, whether it
+    matches the request; the era is the item's own): two turns with the same key ask the LLM the
+    same question about the item."""
+    liked = ev.cowatched or ev.like
+    genres = ev.like_genres if ev.like is not None and ev.cowatched is None and ev.like_genres \
+        else ev.shared_genres + ev.shared_tags
+    form = "co-liked" if ev.cowatched else "like-era" if ev.like and ev.like_era else "like" if ev.like else "plain"
+    return (item_id, liked.id if liked else None, genres[0].lower() if genres else None, form,
             "request" in ev.elements())
 
 
