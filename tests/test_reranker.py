@@ -291,3 +291,22 @@ def test_drop_last_clause(raw, expected):
     from mediarec.rank.reranker import drop_last_clause
 
     assert drop_last_clause(raw) == expected
+
+
+@pytest.mark.parametrize("raw, genres, expected", [
+    ("Another Round is a horror drama movie from the 2020s.", ["horror"], "Another Round is a drama movie from the 2020s."),
+    ("Persepolis is an action, animation movie.", ["action"], "Persepolis is an animation movie."),
+    ("Schitt's Creek is a family series.", ["family"], "Schitt's Creek is a series."),
+    ("Alien is a horror movie.", ["comedy"], None),
+])
+def test_drop_genres(raw, genres, expected):
+    from mediarec.rank.reranker import drop_genres
+
+    assert drop_genres(raw, genres) == expected
+
+
+def test_fix_articles():
+    from mediarec.rank.reranker import fix_articles
+
+    assert fix_articles("Music for 18 Musicians is a ensemble album") == "Music for 18 Musicians is an ensemble album"
+    assert fix_articles("It is an drama, a unique one") == "It is a drama, a unique one"

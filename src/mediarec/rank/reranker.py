@@ -303,12 +303,16 @@ class Reranker:
             reason = got.get(c.item.id)
             res = checker.check(reason, c.item, evidence[c.item.id], history, others)
             if not res.passed and res.false_claims and reason:
-                # a false claim in the last clause ("…, like Y" where Y does not share it): the
-                # reason without that clause, when what is left passes on its own
-                cut = drop_last_clause(reason)
-                again = checker.check(cut, c.item, evidence[c.item.id], history, others) if cut else None
-                if again is not None and again.passed:
-                    reason, res = cut, again.model_copy(update={"trimmed": True})
+                # false claims dropped, when what is left passes on its own: a genre the item does
+                # not have ("a horror animation movie"), then the last clause ("…, like Y" where Y
+                # does not share what it claims)
+                unwrong = drop_genres(reason, [x.text for x in res.false_claims if x.kind == "genre"])
+                for cut in dict.fromkeys(x for x in (unwrong, drop_last_clause(reason),
+                                                     unwrong and drop_last_clause(unwrong)) if x and x != reason):
+                    again = checker.check(cut, c.item, evidence[c.item.id], history, others)
+                    if again.passed:
+                        reason, res = cut, again.model_copy(update={"trimmed": True})
+                        break
             log.checks.append(res)
             log.tries.append(2 if c.item.id in problems else 1)  # before this check records its problem
             if res.passed:
@@ -317,6 +321,28 @@ class Reranker:
                 problems[c.item.id] = "; ".join(res.problems)
                 still.append(c)
         return still
+
+
+def drop_genres(reason: str, genres: Sequence[str]) -> str | None:
+    """``reason`` without the genre words ``genres`` (as the checker names them, lower case) where
+    they describe the item ("is a horror drama" -> "is a drama"); None when none was there."""
+    from mediarec.rank.checker import genre_forms
+
+    out = reason
+    for g in genres:
+        for f in sorted(genre_forms(g), key=len, reverse=True):
+            out = re.sub(r"(?<![\w-])" + re.escape(f) + r"(?![\w-])(?:,?\s+and\b|,)?\s*", "", out, count=1, flags=re.I)
+    if out == reason:
+        return None
+    out = re.sub(r"\b(an?)\s+(?=[,.]|from\b|like\b|liked\b)", "", out)  # "is a from the …": nothing left to say
+    return fix_articles(" ".join(out.split()))
+
+
+def fix_articles(text: str) -> str:
+    """"a ensemble album" -> "an ensemble album", "an drama" -> "a drama" (a small model's slips
+    and what dropping a word leaves)."""
+    text = re.sub(r"\b([Aa]) (?=[aeioAEIO])", r"\1n ", text)
+    return re.sub(r"\b([Aa])n (?=[^aeiouAEIOU\W])", r"\1 ", text)
 
 
 def drop_last_clause(reason: str) -> str | None:
@@ -338,7 +364,7 @@ def clean_reason(text: str, max_chars: int, title: str | None = None) -> str:
     cut after the last whole sentence (or word) that fits in ``max_chars``. With the item's
     ``title``, a closing "…, like <title>." is cut off: where no liked title is given, a small
     model fills the form's slot with the item itself (the checker rejects what is left unfixed)."""
-    t = _LEAD_RE.sub("", " ".join(text.split()))
+    t = fix_articles(_LEAD_RE.sub("", " ".join(text.split())))
     if len(t) > 1 and t[0] == t[-1] and t[0] in "\"'“”":
         t = t[1:-1].strip()
     if title:
