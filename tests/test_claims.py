@@ -167,3 +167,11 @@ def test_template_reasons_for_every_demo_user_have_only_true_claims(demo, checke
             res = checker.check(reason, ev_item, ev, liked)
             assert all(c.true for c in res.claims), (user, reason, res.problems)
             assert res.passed or res.problems == ["cites none of the evidence"], (user, reason, res.problems)
+
+
+def test_an_era_is_not_what_the_item_is(checker, demo):
+    res = verdict(checker, demo, "The Shining is a 1980s from the 1980s, liked by people who liked Oldboy.",
+                  "The Shining", ["Oldboy"])
+    assert not res.passed and "says what the item is with an era alone" in res.problems
+    ok = verdict(checker, demo, "The Shining is a 1980s horror movie.", "The Shining", ["Oldboy"])
+    assert "says what the item is with an era alone" not in ok.problems

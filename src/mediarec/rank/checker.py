@@ -90,6 +90,7 @@ EMPTY = "empty or too short"
 UNFINISHED = "(unfinished)"
 TOO_LONG = "unfinished: longer than the word limit"
 SELF_LIKE = "compares the item with itself"
+NO_NOUN = "says what the item is with an era alone"
 NOT_ITS_GENRE = "calls the item a genre it does not have"
 # "is a dark sci-fi horror movie": the words between "is a" and the kind word describe the item
 _IS_A_RE = re.compile(r"\bis an?\s+([^.;:!?]{0,80}?)\s*\b(?:movie|film|series|show|track|song|album|artist|band|video)s?\b")
@@ -421,6 +422,9 @@ class ReasonChecker:
         own_genres = {g.lower() for g in item.genres}
         liked_genres = {g.lower() for h in liked.values() for g in h.genres}
         said_genres, said_kinds = self._phrase_claims(blanked_low)
+        if any(re.fullmatch(r"(?:early |late |mid-?)?(?:1[89]|20)?\d0s", m.group(1).strip())
+               for m in _IS_PHRASE_RE.finditer(blanked_low)):
+            problems.append(NO_NOUN)  # "The Shining is a 1980s from the 1980s": not a sentence
         for g in said_genres:
             claim("genre", g, g in own_genres, problem=None if g in own_genres else f"{NOT_ITS_GENRE}: {g}")
         for k in said_kinds:
