@@ -175,3 +175,17 @@ def test_an_era_is_not_what_the_item_is(checker, demo):
     assert not res.passed and "says what the item is with an era alone" in res.problems
     ok = verdict(checker, demo, "The Shining is a 1980s horror movie.", "The Shining", ["Oldboy"])
     assert "says what the item is with an era alone" not in ok.problems
+
+
+def test_with_nothing_liked_a_request_reason_says_what_was_asked(demo, checker):
+    builder = _evidence_for(demo, [])
+    target = demo.resolve("Alien")
+    ev = builder.build([target], [])[target.id].with_request(target, ["Horror", "Comedy"])
+    assert ev.asked == ["Horror"] and "request" in ev.elements()
+    reason = template_reason(ev, target)
+    assert reason.startswith("It is horror, as you asked.") and "history" not in reason
+    res = checker.check(reason, target, ev, [])
+    assert res.passed and {c.kind for c in res.claims} >= {"genre", "request"} and all(c.true for c in res.claims)
+    other = demo.resolve("Another Round")  # not horror: the request claim would be false
+    res = checker.check("It is horror, as you asked.", other, builder.build([other], [])[other.id], [])
+    assert {c.kind for c in res.false_claims} >= {"genre", "request"}

@@ -522,7 +522,9 @@ def template_reason(evidence: Evidence, item: Item | None = None) -> str:
     out: list[str] = []
     if evidence.cowatched is not None:
         out.append(f"People who liked {_one_line(evidence.cowatched.label)} also liked it.")
-    if "request" in evidence.elements():
+    if evidence.asked:
+        out.append(f"It is {_list([_one_line(g).lower() for g in evidence.asked[:2]])}, as you asked.")
+    elif "request" in evidence.elements():
         out.append("It matches your request.")
     if evidence.like is not None and evidence.like_genres and (
             evidence.cowatched is None or evidence.like.id != evidence.cowatched.id):

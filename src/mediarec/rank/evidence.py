@@ -92,12 +92,18 @@ class Evidence(BaseModel):
     like_era: bool = False  # ``like`` comes from the item's decade too
     cowatched: HistoryLink | None = None  # a liked item whose fans also liked this one (collaborative)
     disliked: list[HistoryLink] = []  # distinct disliked items, most recent first
+    asked: list[str] = []  # the request's genres the item has ("horror" for "a tense space horror")
 
     @property
     def no_liked_history(self) -> bool:
         """Nothing liked to rest a reason on (evidence made by hand may leave ``liked_count`` out)."""
         return self.liked_count == 0 and not (self.history_titles() or self.shared_genres or self.shared_tags
                                               or self.era or self.like)
+
+    def with_request(self, item: Item, genres: Sequence[str]) -> "Evidence":
+        """This evidence with ``asked``: the request's ``genres`` that ``item`` has."""
+        own = {g.lower(): g for g in item.genres}
+        return self.model_copy(update={"asked": [own[g.lower()] for g in genres if g.lower() in own]})
 
     def history_titles(self) -> list[HistoryLink]:
         """The history items cited, collaborative ones first, each once."""
@@ -110,7 +116,7 @@ class Evidence(BaseModel):
         out = [h.title for h in self.history_titles()] + self.shared_genres + self.shared_tags
         if self.era:
             out.append(self.era)
-        if self.request_match is not None and self.request_match > REQUEST_MATCH_MIN:
+        if self.asked or (self.request_match is not None and self.request_match > REQUEST_MATCH_MIN):
             out.append("request")
         if self.popularity:
             out.append("popular")
@@ -201,8 +207,9 @@ class EvidenceBuilder:
                     if t_items[j].id != item.id:
                         ev.similar.append(HistoryLink(id=t_items[j].id, title=t_items[j].title,
                                                       year=t_items[j].year, weight=float(cos[j])))
-                if req_vec is not None:
-                    ev.request_match = float(v @ req_vec / max(float(np.linalg.norm(v)), 1e-12))
+            if p is not None and req_vec is not None:  # with an empty history too
+                v = self.index.text_vectors[p]
+                ev.request_match = float(v @ req_vec / max(float(np.linalg.norm(v)), 1e-12))
             ev.shared_genres = sorted((g for g in item.genres if genre_counts[g.lower()]),
                                       key=lambda g: -genre_counts[g.lower()])
             ev.shared_tags = sorted((t for t in item.tags if tag_counts[t.lower()]),

@@ -91,6 +91,9 @@ def explain_result(recommender: "Served", result: "RecommendationResult", pairs:
     builder, checker = tools_for(recommender)
     t0 = time.perf_counter()
     evidence = builder.build([r.item for r in result.items], pairs, request)
+    asked = list(getattr(result.constraints, "genres", None) or [])  # the genres the request asked for
+    if asked:
+        evidence = {r.item.id: evidence[r.item.id].with_request(r.item, asked) for r in result.items}
     result.seconds["evidence"] = time.perf_counter() - t0
     history, _ = split_history(pairs)  # what the checker holds "you liked" to: liked items only
     passed: dict[str, str] = {}
