@@ -36,6 +36,7 @@ FALSE = [
     ("Dune: Part Two is a Sci-Fi movie from the 1980s.", "Dune (1984)", ["Dune: Part Two"], [],
      "subject", "not Dune (1984)"),
     ("Another Round is a horror drama.", "Another Round", ["Alien"], [], "genre", "horror"),
+    ("Kid An is a rock album from the 2000s.", "Kid A", ["Alien"], [], "subject", "not Kid A (2000)"),
     ("Schitt's Creek is a family series.", "Schitt's Creek", ["Alien"], [], "genre", "family"),
     ("Dr. Strangelove or: How I Learned to Stop Worrying and Love the Bomb is a comedy movie from the 1960s, "
      "like Dune: Part Two.", "Dr. Strangelove", ["Dune: Part Two"], [], "like", "Dune: Part Two is not comedy"),

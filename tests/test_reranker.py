@@ -310,3 +310,10 @@ def test_fix_articles():
 
     assert fix_articles("Music for 18 Musicians is a ensemble album") == "Music for 18 Musicians is an ensemble album"
     assert fix_articles("It is an drama, a unique one") == "It is a drama, a unique one"
+
+
+def test_articles_are_fixed_after_the_title_never_in_it():
+    from mediarec.rank.reranker import clean_reason
+
+    assert clean_reason("Kid A is a rock album.", 160, "Kid A") == "Kid A is a rock album."
+    assert clean_reason("Kid A is a ensemble album.", 160, "Kid A") == "Kid A is an ensemble album."

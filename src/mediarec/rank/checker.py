@@ -343,7 +343,9 @@ class ReasonChecker:
         m = _SUBJECT_RE.match(blanked[: end.start() if end else len(blanked)])
         if m:
             phrase = text[: m.end(1)].rsplit(", ", 1)[-1].strip(" \"“”'")
-            named = "§" in blanked[: m.end(1)] or _key(phrase) == _key(item.title)  # a title, not "Its description"
+            first_word = item.title.split()[0] if item.title.split() else ""
+            named = "§" in blanked[: m.end(1)] or _key(phrase) == _key(item.title) or \
+                (len(first_word) > 1 and phrase.split()[0] == first_word)  # a title ("Kid An"), not "Its description"
             if named and phrase and phrase[0].isupper() and phrase.lower() not in _PRONOUNS and len(phrase.split()) <= 16:
                 ok = _key(phrase) in {_key(item.title), _key(item.label)} and bool(_key(phrase))
                 claim("subject", phrase, ok, "" if ok else f"the sentence is about {phrase!r}, not {item.label}")

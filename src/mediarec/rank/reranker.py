@@ -341,8 +341,8 @@ def drop_genres(reason: str, genres: Sequence[str]) -> str | None:
 def fix_articles(text: str) -> str:
     """"a ensemble album" -> "an ensemble album", "an drama" -> "a drama" (a small model's slips
     and what dropping a word leaves)."""
-    text = re.sub(r"\b([Aa]) (?=[aeioAEIO])", r"\1n ", text)
-    return re.sub(r"\b([Aa])n (?=[^aeiouAEIOU\W])", r"\1 ", text)
+    text = re.sub(r"(?<![\w.])a (?=[aeioAEIO])", "an ", text)  # lower case only: "Kid A is" is a title
+    return re.sub(r"(?<![\w.])an (?=[^aeiouAEIOU\W])", "a ", text)
 
 
 def drop_last_clause(reason: str) -> str | None:
@@ -364,7 +364,9 @@ def clean_reason(text: str, max_chars: int, title: str | None = None) -> str:
     cut after the last whole sentence (or word) that fits in ``max_chars``. With the item's
     ``title``, a closing "…, like <title>." is cut off: where no liked title is given, a small
     model fills the form's slot with the item itself (the checker rejects what is left unfixed)."""
-    t = fix_articles(_LEAD_RE.sub("", " ".join(text.split())))
+    t = _LEAD_RE.sub("", " ".join(text.split()))
+    lead = " ".join(title.split()) if title and t.startswith(" ".join(title.split())) else ""
+    t = lead + fix_articles(t[len(lead):])  # the title as it is ("Kid A is", never "Kid An is")
     if len(t) > 1 and t[0] == t[-1] and t[0] in "\"'“”":
         t = t[1:-1].strip()
     if title:
