@@ -54,12 +54,9 @@ def check(checker, case, reason):
     "Because you liked Blade Runner (1982), another sci-fi film with a dark future.",
     "A science fiction pick for someone who enjoyed Alien.",
     "Blade Runner fans get more machines and more rain here.",
-    "The Matrix is a Sci-Fi movie from the 1990s, like Blade Runner and Alien.",
-    "The Matrix is a sci-fi film from the late '90s, like Alien.",
-    "The Matrix is a sci-fi film from 1999, like Alien.",
-    "The Matrix is an Action, Sci-Fi movie from the 1990s, like Alien, a horror film.",
 ])
 def test_good_reasons_pass(checker, case, reason):
+    """(Comparisons that share less than the clause claims are false now: tests/test_claims.py.)"""
     res = check(checker, case, reason)
     assert res.passed, res.problems
     assert res.cited
@@ -88,6 +85,9 @@ def test_good_reasons_pass(checker, case, reason):
     ("The Matrix is a horror movie from the 1990s, like Alien.", "calls the item a genre it does not have"),
     ("The Matrix is a Sci-Fi, Neo-Noir film, like Blade Runner.", "calls the item a genre it does not have"),
     ("The Matrix is a sci-fi film, like Alien and the matrix.", "compares the item with itself"),
+    ("The Matrix is a Sci-Fi movie from the 1990s, like Blade Runner and Alien.", "false comparison"),
+    ("The Matrix is a sci-fi film from the late '90s, like Alien.", "false comparison"),
+    ("The Matrix is an Action, Sci-Fi movie from the 1990s, like Alien, a horror film.", "false comparison"),
 ])
 def test_bad_reasons_fail(checker, case, reason, problem):
     res = check(checker, case, reason)
@@ -133,7 +133,6 @@ def test_history_titles_are_not_read_as_claims(checker, demo):
     Evidence(item_id="m-the-matrix-1999", similar=[HistoryLink(id="m-blade-runner-1982", title="Blade Runner",
                                                                year=1982, weight=0.5)]),
     Evidence(item_id="m-the-matrix-1999", shared_genres=["Sci-Fi"]),
-    Evidence(item_id="m-the-matrix-1999", era="1990s", era_count=3),
     Evidence(item_id="m-the-matrix-1999", request_match=0.5),
 ])
 def test_template_reasons_pass(checker, demo, ev):
@@ -270,14 +269,17 @@ def test_smollm_every_item_ends_up_with_a_checked_reason(plain, demo, smol_path)
     reason_prompts = [m for m in rec.llm.sent if "<<<RECOMMENDED" in m[-2]["content"]]
     assert len(reason_prompts) >= 5
     for m in reason_prompts[:5]:
-        assert m[-1]["role"] == "assistant" and f'Recommended title: "{m[-1]["content"]}"' in m[-2]["content"]
-        assert "Title they liked: " in m[-2]["content"]
-    assert {m[-1]["content"] for m in reason_prompts[:5]} == {r.item.title for r in res.items[:5]}
+        # the prefilled title is closed with " is": the model cannot continue it into another title
+        title = m[-1]["content"].removesuffix(" is")
+        assert m[-1]["role"] == "assistant" and m[-1]["content"] == title + " is"
+        assert f'Recommended title: "{title}"' in m[-2]["content"]
+    assert any("Title they liked: " in m[-2]["content"] for m in reason_prompts[:5])
+    assert {m[-1]["content"].removesuffix(" is") for m in reason_prompts[:5]} == {r.item.title for r in res.items[:5]}
     if ex["calls"] == 2:
         assert all("Your previous sentence was rejected" in m[-2]["content"] for m in reason_prompts[5:])
     for r in res.items:
         if r.reason_source == "llm":
-            assert r.reason.startswith(r.item.title)
+            assert r.reason.startswith(r.item.title + " is")
 
 
 @pytest.mark.llm
@@ -304,7 +306,7 @@ def test_a_session_reuses_reasons_whose_facts_are_unchanged(plain, demo, smol_pa
     ex = res.explanations
     assert ex["reused"] == 1 and ex["asked"] == 4, ex
     assert res.items[0].reason == template_reason(ev[a.id]) and res.items[0].reason_source == "llm"
-    asked = {m[-1]["content"] for m in rec.llm.sent if "<<<RECOMMENDED" in m[-2]["content"]}
+    asked = {m[-1]["content"].removesuffix(" is") for m in rec.llm.sent if "<<<RECOMMENDED" in m[-2]["content"]}
     assert a.title not in asked and b.title in asked  # the failing memo entry was asked for anew
     written = {facts_key(r.item.id, r.evidence): r.reason for r in res.items[1:] if r.reason_source == "llm"}
     assert written.items() <= memo.items() and len(memo) == 3 + len(written) - (facts_key(b.id, ev[b.id]) in written)
@@ -323,3 +325,23 @@ def test_the_memo_forgets_its_oldest_entries():
     for i in range(ReasonMemo.MAX + 3):
         memo[(str(i),)] = "x"
     assert len(memo) == ReasonMemo.MAX and ("0",) not in memo and (str(ReasonMemo.MAX + 2),) in memo
+
+
+def test_the_explanation_report_counts_claims_by_source_and_kind():
+    from mediarec.eval.explanations import _claim_table, markdown
+
+    table = _claim_table({("llm", "like"): [4, 3], ("llm", "genre"): [6, 6], ("template", "count"): [5, 5]})
+    assert table["all"] == {"checked": 15, "true": 14, "share_true": 14 / 15}
+    assert table["by_source"]["llm"]["checked"] == 10 and table["by_source"]["template"]["share_true"] == 1.0
+    assert table["by_kind"]["like"] == {"checked": 4, "true": 3, "share_true": 0.75}
+    m = {"llm": "local:x", "users": 2, "k": 5, "llm_pass_share": 0.5, "llm_asked": 10, "first_try_pass_share": 0.4,
+         "hallucinated_titles_per_100": 0.0, "other_candidate_titles_per_100": 0.0, "llm_reasons_nonempty": 10,
+         "llm_reasons_checked": 12, "shown_pass_share": 1.0, "reason_source": {"llm": 5, "template": 5},
+         "evidence_coverage": {"any": 1, "collab": 1, "history_title": 1, "genre": 1, "mean_elements": 3},
+         "prompt_tokens_per_user": 1, "completion_tokens_per_user": 1, "explain_seconds_per_user": 1.0,
+         "explain_calls_per_user": 1, "problems": {}, "llm_share_of_asked": 0.5, "llm_trimmed": 1,
+         "explain_seconds_median": 1.0, "explain_seconds_max": 2.0, "claims": table,
+         "false_claims": [{"source": "llm", "kind": "like", "reason": "X is a Y, like Z.", "item": "X", "why": "no"}]}
+    text = markdown(m, "mediarec eval")
+    assert "| all | 15 | 14 | 93.3% |" in text and "| source: llm | 10 | 9 | 90.0% |" in text
+    assert "| kind: like | 4 | 3 | 75.0% |" in text and "- llm / like: X:" in text

@@ -319,3 +319,24 @@ def test_quote_always_gives_one_safe_field(text, max_len):
     assert "\n" not in q and "<" not in inner and ">" not in inner and "`" not in inner and "|" not in inner
     assert not re.search(r"\s{2,}", inner) and inner == inner.strip()
     assert not any(unicodedata.category(ch) in ("Cc", "Cf") and ch != "\u200d" for ch in inner)
+
+
+def test_reason_prompt_gives_facts_true_together_and_a_form_they_make_true(lib):
+    """The liked title shown shares the genre shown; "from the <era>, like <title>" only when the
+    liked title is from the item's decade; "liked by people who liked" when fans liked both."""
+    from mediarec.rank.evidence import Evidence, HistoryLink
+
+    item = Item(id="m", title="Metropolis", year=1927, genres=("Sci-Fi", "Drama"))
+    dune = HistoryLink(id="d", title="Dune: Part Two", year=2024, weight=1.0, genres=("Sci-Fi",))
+    ev = Evidence(item_id="m", because=[dune], shared_genres=["Drama", "Sci-Fi"], like=dune, like_genres=["Sci-Fi"])
+    user = lib.render("reason", history=[], item=item, evidence=ev)[-1]["content"]
+    assert 'Title they liked: "Dune: Part Two"' in user and 'Genre: "Sci-Fi"' in user
+    assert "<genre> movie, like <the title they liked>." in user and "from the <era>, like" not in user
+    same_era = ev.model_copy(update={"like_era": True})
+    assert "from the <era>, like <the title they liked>." in lib.render("reason", history=[], item=item,
+                                                                        evidence=same_era)[-1]["content"]
+    fans = ev.model_copy(update={"cowatched": dune})
+    assert "liked by people who liked <the title they liked>." in lib.render("reason", history=[], item=item,
+                                                                             evidence=fans)[-1]["content"]
+    alone = Evidence(item_id="m")
+    assert "<genre> movie from the <era>." in lib.render("reason", history=[], item=item, evidence=alone)[-1]["content"]

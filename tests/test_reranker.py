@@ -279,3 +279,41 @@ def test_reasons_one_prompt_per_item_for_local_models(history, candidates):
     assert got[candidates[0].item.id] == UNFINISHED
     hosted = Scripted(["x"])
     assert not reranker(hosted).uses_each() and reranker(hosted, reasons="each").uses_each()
+
+
+@pytest.mark.parametrize("raw, expected", [
+    ("Metropolis is a Sci-Fi movie from the 1920s, like Dune: Part Two.", "Metropolis is a Sci-Fi movie from the 1920s."),
+    ("Alien is a horror movie and a sci-fi film.", "Alien is a horror movie."),
+    ("Alien is horror, like Aliens.", None),  # too little would be left
+    ("Alien is a horror movie.", None),
+])
+def test_drop_last_clause(raw, expected):
+    from mediarec.rank.reranker import drop_last_clause
+
+    assert drop_last_clause(raw) == expected
+
+
+@pytest.mark.parametrize("raw, genres, expected", [
+    ("Another Round is a horror drama movie from the 2020s.", ["horror"], "Another Round is a drama movie from the 2020s."),
+    ("Persepolis is an action, animation movie.", ["action"], "Persepolis is an animation movie."),
+    ("Schitt's Creek is a family series.", ["family"], "Schitt's Creek is a series."),
+    ("Alien is a horror movie.", ["comedy"], None),
+])
+def test_drop_genres(raw, genres, expected):
+    from mediarec.rank.reranker import drop_genres
+
+    assert drop_genres(raw, genres) == expected
+
+
+def test_fix_articles():
+    from mediarec.rank.reranker import fix_articles
+
+    assert fix_articles("Music for 18 Musicians is a ensemble album") == "Music for 18 Musicians is an ensemble album"
+    assert fix_articles("It is an drama, a unique one") == "It is a drama, a unique one"
+
+
+def test_articles_are_fixed_after_the_title_never_in_it():
+    from mediarec.rank.reranker import clean_reason
+
+    assert clean_reason("Kid A is a rock album.", 160, "Kid A") == "Kid A is a rock album."
+    assert clean_reason("Kid A is a ensemble album.", 160, "Kid A") == "Kid A is an ensemble album."

@@ -12,6 +12,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Sequence
 
 from mediarec.catalog.model import Interaction, Item
+from mediarec.rank.evidence import split_history
 from mediarec.rank.result import RankedItem, RecommendationResult
 
 if TYPE_CHECKING:
@@ -30,7 +31,7 @@ def explain_item(recommender: "Recommender", item: Item, history: Sequence[tuple
         builder.build([item], history, request)[item.id]
     text = _llm_explanation(recommender, item, history, request, last, ranked, detail, evidence, checker)
     if text is None:
-        text = data_explanation(item, [it for it, _ in history], request, ranked)
+        text = data_explanation(item, split_history(history)[0], request, ranked)  # liked items only
     return text + "\nEvidence (from the models):\n" + "\n".join(f"- {x}" for x in evidence.lines() or ["none"])
 
 
@@ -48,7 +49,7 @@ def _llm_explanation(recommender, item, history, request, last, ranked, detail, 
             reasons, _ = recommender.reranker.explain(hist, [cand], request, detail=detail,
                                                       evidence={item.id: evidence})
             others = [c.item for c in (last.candidates if last else [])]
-            if checker.check(reasons.get(item.id), item, evidence, [it for it, _ in history], others).passed:
+            if checker.check(reasons.get(item.id), item, evidence, split_history(history)[0], others).passed:
                 return reasons[item.id]
         except (LLMUnavailable, RankingParseError, ValueError):
             pass
@@ -56,7 +57,8 @@ def _llm_explanation(recommender, item, history, request, last, ranked, detail, 
 
 
 def data_explanation(item: Item, history: Sequence[Item], request: str | None, ranked: RankedItem | None) -> str:
-    """An explanation from the data alone: what the item shares with the history, and how it was found."""
+    """An explanation from the data alone: what the item shares with the liked ``history``, and how it
+    was found (with nothing liked, it says so rather than citing a history)."""
     g = {x.lower() for it in history for x in it.genres}
     t = {x.lower() for it in history for x in it.tags}
     shared_g = [x for x in item.genres if x.lower() in g]
@@ -68,8 +70,10 @@ def data_explanation(item: Item, history: Sequence[Item], request: str | None, r
     if shared_g or shared_t:
         parts.append("It shares " + ", ".join(filter(None, [
             ("genres " + ", ".join(shared_g[:4])) if shared_g else "",
-            ("tags " + ", ".join(shared_t[:5])) if shared_t else ""])) + " with your history"
+            ("tags " + ", ".join(shared_t[:5])) if shared_t else ""])) + " with items you liked"
                      + (f" (e.g. {'; '.join(close)})" if close else "") + ".")
+    elif not history:
+        parts.append("You have no liked items yet: it rests on the request and on what other users liked.")
     if request:
         parts.append(f"It was retrieved for your request {request!r}.")
     if ranked is not None:

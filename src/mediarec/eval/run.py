@@ -147,7 +147,8 @@ def run_eval(args) -> int:
 
         weight = next(iter(tuned.values()))[0] if tuned else 0.5
         m = explanations.explanation_metric(split, llm, provider, n_explain, seed=protocol.seed,
-                                            n_candidates=args.candidates, llm_weight=weight, progress=not args.quiet)
+                                            n_candidates=args.candidates, llm_weight=weight, progress=not args.quiet,
+                                            partial=out / "explanations.partial.json")
         explanations.write(m, out, command)
         con.print(explanations.markdown(m, command))
     con.print(f"wrote {out / 'metrics.json'} and {out / 'report.md'}")

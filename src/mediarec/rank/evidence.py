@@ -42,10 +42,25 @@ class HistoryLink(BaseModel):
     title: str
     year: int | None = None
     weight: float  # collaborative: share of the positive contributions; text: cosine
+    genres: tuple[str, ...] = ()
 
     @property
     def label(self) -> str:
         return Item(id=self.id, title=self.title, year=self.year).label
+
+
+def split_history(pairs: Sequence[tuple[Item, Interaction | None]]) -> tuple[list[Item], list[Item]]:
+    """(liked, not liked) distinct items of a history, each in the order of its last event, oldest
+    first. Liked is the catalog's one rule (:func:`mediarec.catalog.model.pair_liked`: no dislike, no
+    rating below the user's own midpoint; a bare title is liked); an item liked and later disliked
+    counts as not liked (the last word wins)."""
+    last: dict[str, tuple[Item, bool]] = {}
+    for (it, _), ok in zip(pairs, pair_liked(pairs)):
+        last.pop(it.id, None)
+        last[it.id] = (it, ok)
+    liked = [it for it, ok in last.values() if ok]
+    disliked = [it for it, ok in last.values() if not ok]
+    return liked, disliked
 
 
 class Evidence(BaseModel):
@@ -61,6 +76,29 @@ class Evidence(BaseModel):
     request_match: float | None = None  # cosine with the request (None without one)
     popularity: float | None = None  # share of similar users who consumed it
     overall_popularity: float | None = None  # share of all users who consumed it
+    users: int = 0  # how many users of the catalog liked it
+    catalog_users: int = 0  # how many users the catalog has
+    liked_count: int = 0  # distinct liked items in the history (not plays)
+    genre_counts: dict[str, int] = {}  # per shared genre: distinct liked items that have it
+    #: The liked item a reason may compare with: it shares ``like_genres`` with the item (the
+    #: strongest collaborative contributor that shares a genre, else the nearest by text, else any).
+    like: HistoryLink | None = None
+    like_genres: list[str] = []
+    like_era: bool = False  # ``like`` comes from the item's decade too
+    cowatched: HistoryLink | None = None  # a liked item whose fans also liked this one (collaborative)
+    disliked: list[HistoryLink] = []  # distinct disliked items, most recent first
+    asked: list[str] = []  # the request's genres the item has ("horror" for "a tense space horror")
+
+    @property
+    def no_liked_history(self) -> bool:
+        """Nothing liked to rest a reason on (evidence made by hand may leave ``liked_count`` out)."""
+        return self.liked_count == 0 and not (self.history_titles() or self.shared_genres or self.shared_tags
+                                              or self.era or self.like)
+
+    def with_request(self, item: Item, genres: Sequence[str]) -> "Evidence":
+        """This evidence with ``asked``: the request's ``genres`` that ``item`` has."""
+        own = {g.lower(): g for g in item.genres}
+        return self.model_copy(update={"asked": [own[g.lower()] for g in genres if g.lower() in own]})
 
     def history_titles(self) -> list[HistoryLink]:
         """The history items cited, collaborative ones first, each once."""
@@ -73,7 +111,7 @@ class Evidence(BaseModel):
         out = [h.title for h in self.history_titles()] + self.shared_genres + self.shared_tags
         if self.era:
             out.append(self.era)
-        if self.request_match is not None and self.request_match > REQUEST_MATCH_MIN:
+        if self.asked or (self.request_match is not None and self.request_match > REQUEST_MATCH_MIN):
             out.append("request")
         if self.popularity:
             out.append("popular")
@@ -93,14 +131,13 @@ class Evidence(BaseModel):
         if self.shared_tags:
             out.append("shared tags: " + ", ".join(self.shared_tags))
         if self.era:
-            out.append(f"era: the {self.era}, like {self.era_count} item(s) of your history")
+            out.append(f"era: the {self.era}, like {self.era_count} item(s) you liked")
         if self.request_match is not None:
             out.append(f"match with your request: cosine {self.request_match:.2f}")
         if self.popularity is not None:
             out.append(f"consumed by {self.popularity:.0%} of users who liked the same items"
                        + (f" ({self.overall_popularity:.0%} of all users)" if self.overall_popularity is not None else ""))
         return out
-
 
 def decade(year: int | None) -> str | None:
     return f"{(int(year) // 10) * 10}s" if year else None
@@ -126,7 +163,7 @@ class EvidenceBuilder:
     def build(self, items: Sequence[Item], history: Sequence[tuple[Item, Interaction | None]],
               request: str | None = None) -> dict[str, Evidence]:
         """Evidence for each of ``items`` (by id) given the history pairs, oldest first."""
-        wanted = [it for (it, _), ok in zip(history, pair_liked(history)) if ok]  # no dislike, no low rating
+        wanted, unwanted = split_history(history)  # distinct items: counts are of items, not plays
         wanted_ids = [it.id for it in wanted]
         req_vec = None
         if request and request.strip():
@@ -165,8 +202,9 @@ class EvidenceBuilder:
                     if t_items[j].id != item.id:
                         ev.similar.append(HistoryLink(id=t_items[j].id, title=t_items[j].title,
                                                       year=t_items[j].year, weight=float(cos[j])))
-                if req_vec is not None:
-                    ev.request_match = float(v @ req_vec / max(float(np.linalg.norm(v)), 1e-12))
+            if p is not None and req_vec is not None:  # with an empty history too
+                v = self.index.text_vectors[p]
+                ev.request_match = float(v @ req_vec / max(float(np.linalg.norm(v)), 1e-12))
             ev.shared_genres = sorted((g for g in item.genres if genre_counts[g.lower()]),
                                       key=lambda g: -genre_counts[g.lower()])
             ev.shared_tags = sorted((t for t in item.tags if tag_counts[t.lower()]),
@@ -176,8 +214,36 @@ class EvidenceBuilder:
                 ev.era, ev.era_count = era, decades[era]
             users = self.users_of(item.id)
             ev.overall_popularity = len(users) / n_users
+            ev.users, ev.catalog_users = len(users), len(self.catalog.by_user)
             similar_users = set().union(*(self.users_of(h.id) for h in ev.because)) if ev.because else set()
             if similar_users:
                 ev.popularity = len(users & similar_users) / len(similar_users)
+            ev.liked_count = len(wanted)
+            ev.genre_counts = {g: genre_counts[g.lower()] for g in ev.shared_genres}
+            self._compare(item, ev, wanted, users)
+            ev.disliked = [HistoryLink(id=h.id, title=h.title, year=h.year, weight=1.0, genres=h.genres)
+                           for h in reversed(unwanted) if h.id != item.id][:TOP_HISTORY]
             out[item.id] = ev
         return out
+
+    def _compare(self, item: Item, ev: Evidence, liked: Sequence[Item], users: set[str]) -> None:
+        """``like``/``like_genres``/``like_era``: a liked item sharing a genre with ``item``,
+        preferring the ones the models link to it; ``cowatched``: the strongest collaborative
+        contributor that users also liked together with the item."""
+        by_id = {it.id: it for it in liked}
+        own = {g.lower(): g for g in item.genres}
+        order = [h.id for h in ev.history_titles()] + [it.id for it in reversed(liked)]
+        for hid in dict.fromkeys(order):
+            h = by_id.get(hid)
+            if h is None or h.id == item.id:
+                continue
+            common = [own[g.lower()] for g in h.genres if g.lower() in own]
+            if common:
+                ev.like = HistoryLink(id=h.id, title=h.title, year=h.year, weight=1.0, genres=h.genres)
+                ev.like_genres = sorted(common, key=lambda g: -ev.genre_counts.get(g, 0))
+                ev.like_era = bool(item.year and h.year and decade(item.year) == decade(h.year))
+                break
+        for h in ev.because:
+            if h.id in by_id and users & self.users_of(h.id):
+                ev.cowatched = h
+                break

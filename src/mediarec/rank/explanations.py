@@ -18,7 +18,7 @@ import weakref
 from typing import TYPE_CHECKING, Any, Callable, Protocol
 
 from mediarec.rank.checker import EMPTY, ReasonChecker, template_reason
-from mediarec.rank.evidence import Evidence, EvidenceBuilder
+from mediarec.rank.evidence import Evidence, EvidenceBuilder, split_history
 from mediarec.rank.reranker import ExplainLog
 
 if TYPE_CHECKING:
@@ -52,12 +52,15 @@ def tools_for(recommender: "Served") -> tuple[EvidenceBuilder, ReasonChecker]:
 
 
 def facts_key(item_id: str, ev: "Evidence") -> tuple:
-    """What one item's reason prompt says about it (``reason_facts`` in ``_macros.j2``: the first
-    liked title, the first shared genre or tag, whether it matches the request; the era is the
-    item's own): two turns with the same key ask the LLM the same question about the item."""
-    titles = ev.history_titles()
-    shared = ev.shared_genres + ev.shared_tags
-    return (item_id, titles[0].id if titles else None, shared[0].lower() if shared else None,
+    """What one item's reason prompt says about it (``reason_facts`` and ``reason_form`` in
+    ``_macros.j2``: the liked title (co-liked or compared), the genre shown, the form, whether it
+    matches the request; the era is the item's own): two turns with the same key ask the LLM the
+    same question about the item."""
+    liked = ev.cowatched or ev.like
+    genres = ev.like_genres if ev.like is not None and ev.cowatched is None and ev.like_genres \
+        else ev.shared_genres + ev.shared_tags
+    form = "co-liked" if ev.cowatched else "like-era" if ev.like and ev.like_era else "like" if ev.like else "plain"
+    return (item_id, liked.id if liked else None, genres[0].lower() if genres else None, form,
             "request" in ev.elements())
 
 
@@ -88,8 +91,11 @@ def explain_result(recommender: "Served", result: "RecommendationResult", pairs:
     builder, checker = tools_for(recommender)
     t0 = time.perf_counter()
     evidence = builder.build([r.item for r in result.items], pairs, request)
+    asked = list(getattr(result.constraints, "genres", None) or [])  # the genres the request asked for
+    if asked:
+        evidence = {r.item.id: evidence[r.item.id].with_request(r.item, asked) for r in result.items}
     result.seconds["evidence"] = time.perf_counter() - t0
-    history = [it for it, _ in pairs]
+    history, _ = split_history(pairs)  # what the checker holds "you liked" to: liked items only
     passed: dict[str, str] = {}
     summary: dict[str, Any] = {"asked": 0}
     reranker = recommender.reranker
@@ -130,6 +136,7 @@ def explain_result(recommender: "Served", result: "RecommendationResult", pairs:
         summary = {"asked": len(chosen), "reused": len(reused), "llm_passed": len(passed), "checks": len(log.checks),
                    "checks_passed": sum(c.passed for c in log.checks),
                    "first_try_passed": sum(c.passed for c, t in zip(log.checks, log.tries) if t == 1),
+                   "trimmed": sum(c.passed and c.trimmed for c in log.checks),
                    "written": sum(c.problems != [EMPTY] for c in log.checks),  # non-empty LLM reasons
                    "foreign_titles": sum(len(c.foreign_titles) for c in log.checks),
                    "other_candidates": sum(len(c.other_candidates) for c in log.checks),
@@ -142,7 +149,7 @@ def explain_result(recommender: "Served", result: "RecommendationResult", pairs:
         if r.item.id in passed:
             r.reason, r.reason_source = passed[r.item.id], "llm"
         else:
-            r.reason, r.reason_source = template_reason(ev), "template"
+            r.reason, r.reason_source = template_reason(ev, r.item), "template"
     summary["template"] = sum(r.reason_source == "template" for r in result.items)
     summary["items"] = len(result.items)
     result.explanations = summary

@@ -42,6 +42,10 @@ def score_messages(prompts: PromptLibrary, hist: list[dict], items: Sequence[Ite
     return prompts.render("score", history=hist, request=request, candidates=candidate_entries(items))
 
 
+#: What follows the prefilled title in a reason's answer: the subject is closed, the claim begins.
+SUBJECT_VERB = " is"
+
+
 class RerankSettings(BaseModel):
     """How the LLM ranks; ``llm_weight`` is the fusion weight (1 = LLM only, 0 = retrieval only)."""
 
@@ -220,12 +224,13 @@ class Reranker:
         """One short reason per chosen item, each from its own prompt (reason.user.j2), all asked
         at once (:meth:`LLM.chat_many`); ``on_reason(item_id, reason)`` as each one is written."""
         s = self.settings
-        # Each answer starts with the item's title (a local model continues it): the reason is
-        # then about this item, not about a history title the prompt also names.
+        # Each answer starts with the item's title and " is" (a local model continues it): the
+        # reason is then about this item, not about a history title the prompt also names, and the
+        # model cannot continue the title into a longer one ("Dune" into "Dune: Part Two").
         convs = [self.prompts.render("reason", history=hist, request=request, item=c.item,
                                      evidence=(evidence or {}).get(c.item.id), problem=(problems or {}).get(c.item.id),
                                      reason_words=s.reason_words)
-                 + [{"role": "assistant", "content": answer_start(c.item.title)}] for c in chosen]
+                 + [{"role": "assistant", "content": answer_start(c.item.title) + SUBJECT_VERB}] for c in chosen]
         reasons: dict[str, str] = {}
         max_tokens = s.reason_words * 2 + 10
 
@@ -295,15 +300,60 @@ class Reranker:
     def _keep_passing(got, pending, evidence, checker, history, others, passed, problems, log) -> list[Candidate]:
         still = []
         for c in pending:
-            res = checker.check(got.get(c.item.id), c.item, evidence[c.item.id], history, others)
+            reason = got.get(c.item.id)
+            res = checker.check(reason, c.item, evidence[c.item.id], history, others)
+            if not res.passed and res.false_claims and reason:
+                # false claims dropped, when what is left passes on its own: a genre the item does
+                # not have ("a horror animation movie"), then the last clause ("…, like Y" where Y
+                # does not share what it claims)
+                unwrong = drop_genres(reason, [x.text for x in res.false_claims if x.kind == "genre"])
+                for cut in dict.fromkeys(x for x in (unwrong, drop_last_clause(reason),
+                                                     unwrong and drop_last_clause(unwrong)) if x and x != reason):
+                    again = checker.check(cut, c.item, evidence[c.item.id], history, others)
+                    if again.passed:
+                        reason, res = cut, again.model_copy(update={"trimmed": True})
+                        break
             log.checks.append(res)
             log.tries.append(2 if c.item.id in problems else 1)  # before this check records its problem
             if res.passed:
-                passed[c.item.id] = got[c.item.id]
+                passed[c.item.id] = reason
             else:
                 problems[c.item.id] = "; ".join(res.problems)
                 still.append(c)
         return still
+
+
+def drop_genres(reason: str, genres: Sequence[str]) -> str | None:
+    """``reason`` without the genre words ``genres`` (as the checker names them, lower case) where
+    they describe the item ("is a horror drama" -> "is a drama"); None when none was there."""
+    from mediarec.rank.checker import genre_forms
+
+    out = reason
+    for g in genres:
+        for f in sorted(genre_forms(g), key=len, reverse=True):
+            out = re.sub(r"(?<![\w-])" + re.escape(f) + r"(?![\w-])(?:,?\s+and\b|,)?\s*", "", out, count=1, flags=re.I)
+    if out == reason:
+        return None
+    out = re.sub(r"\b(an?)\s+(?=[,.]|from\b|like\b|liked\b)", "", out)  # "is a from the …": nothing left to say
+    return fix_articles(" ".join(out.split()))
+
+
+def fix_articles(text: str) -> str:
+    """"a ensemble album" -> "an ensemble album", "an drama" -> "a drama" (a small model's slips
+    and what dropping a word leaves)."""
+    text = re.sub(r"(?<![\w.])a (?=[aeioAEIO])", "an ", text)  # lower case only: "Kid A is" is a title
+    return re.sub(r"(?<![\w.])an (?=[^aeiouAEIOU\W])", "a ", text)
+
+
+def drop_last_clause(reason: str) -> str | None:
+    """``reason`` without its last clause (from its last ", " or " and "), ended with a full stop;
+    None when too little (under five words) would be left."""
+    body = reason.rstrip(" .!")
+    cut = max(body.rfind(", "), body.rfind(" and "), body.rfind("; "))
+    if cut <= 0:
+        return None
+    short = body[:cut].rstrip(" ,;") + "."
+    return short if len(short.split()) >= 5 else None
 
 
 _LEAD_RE = re.compile(r"^\s*(?:[-*•]\s*|(?:reason|answer|sentence)\s*:\s*)", re.I)
@@ -315,6 +365,8 @@ def clean_reason(text: str, max_chars: int, title: str | None = None) -> str:
     ``title``, a closing "…, like <title>." is cut off: where no liked title is given, a small
     model fills the form's slot with the item itself (the checker rejects what is left unfixed)."""
     t = _LEAD_RE.sub("", " ".join(text.split()))
+    lead = " ".join(title.split()) if title and t.startswith(" ".join(title.split())) else ""
+    t = lead + fix_articles(t[len(lead):])  # the title as it is ("Kid A is", never "Kid An is")
     if len(t) > 1 and t[0] == t[-1] and t[0] in "\"'“”":
         t = t[1:-1].strip()
     if title:

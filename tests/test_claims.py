@@ -1,0 +1,192 @@
+"""Every claim a reason makes is checked against the catalog and the user's liked history
+(issue 27 item 2): each false reason the issue quotes fails on the claim that is false, true ones
+pass, and template reasons are true by construction, also for a user with no liked items."""
+
+from __future__ import annotations
+
+import pytest
+
+from mediarec.catalog import load_dataset
+from mediarec.catalog.model import Catalog, Interaction, Item
+from mediarec.rank.checker import ReasonChecker, template_reason
+from mediarec.rank.evidence import Evidence, HistoryLink, split_history
+
+
+@pytest.fixture(scope="module")
+def demo() -> Catalog:
+    return load_dataset("demo")
+
+
+@pytest.fixture(scope="module")
+def checker(demo) -> ReasonChecker:
+    return ReasonChecker(demo)
+
+
+def verdict(checker, demo, reason, item, liked=(), disliked=()):
+    it = demo.resolve(item)
+    ev = Evidence(item_id=it.id, disliked=[HistoryLink(id=demo.resolve(d).id, title=demo.resolve(d).title,
+                                                       weight=1.0, genres=demo.resolve(d).genres) for d in disliked])
+    return checker.check(reason, it, ev, [demo.resolve(t) for t in liked], [])
+
+
+# (reason, item, liked history, disliked, the kind of the false claim, what the problem says)
+FALSE = [
+    ("Metropolis is a Sci-Fi movie from the 1920s, like Dune: Part Two.", "Metropolis", ["Dune: Part Two"], [],
+     "like", "Dune: Part Two is not from the 1920s"),
+    ("Dune: Part Two is a Sci-Fi movie from the 1980s.", "Dune (1984)", ["Dune: Part Two"], [],
+     "subject", "not Dune (1984)"),
+    ("Another Round is a horror drama.", "Another Round", ["Alien"], [], "genre", "horror"),
+    ("Kid An is a rock album from the 2000s.", "Kid A", ["Alien"], [], "subject", "not Kid A (2000)"),
+    ("Schitt's Creek is a family series.", "Schitt's Creek", ["Alien"], [], "genre", "family"),
+    ("Dr. Strangelove or: How I Learned to Stop Worrying and Love the Bomb is a comedy movie from the 1960s, "
+     "like Dune: Part Two.", "Dr. Strangelove", ["Dune: Part Two"], [], "like", "Dune: Part Two is not comedy"),
+    ("It comes from the 2020s, like 190 items you liked.", "Dune: Part Two", ["Arrival", "Alien"], [],
+     "count", "not 190"),
+    ("It was found from your history.", "Arrival", [], [], "liked", "no liked items"),
+    ("It was found from your history.", "Arrival", [], ["Alien"], "liked", "no liked items"),
+    ("Arrival is a Sci-Fi series, like Alien.", "Arrival", ["Alien"], [], "kind", "not a series"),
+    ("Another Round is a comedy movie, like Schitt's Creek.", "Another Round", ["Schitt's Creek"], [], "like",
+     "Schitt's Creek is not a movie"),
+    ("Arrival is a Sci-Fi movie, like Alien.", "Arrival", [], ["Alien"], "like", "not an item you liked"),
+    ("People who liked Alien also liked it.", "Arrival", [], ["Alien"], "co-liked", "not an item you liked"),
+    ("Unlike Arrival, which you disliked, it is not comedy.", "Alien", ["Arrival"], [], "disliked",
+     "not an item you disliked"),
+    ("Unlike Arrival, which you disliked, it is not sci-fi.", "Alien", [], ["Arrival"], "genre", "Alien is sci-fi"),
+    ("It is horror, like Arrival, which you liked.", "Alien", ["Arrival"], [], "like", "Arrival is not horror"),
+    ("12 of the catalog's 3 users liked it.", "Alien", [], [], "popularity", "users liked it"),
+]
+
+
+@pytest.mark.parametrize("reason, item, liked, disliked, kind, why", FALSE)
+def test_every_false_reason_of_the_issue_fails_on_its_false_claim(checker, demo, reason, item, liked, disliked,
+                                                                 kind, why):
+    res = verdict(checker, demo, reason, item, liked, disliked)
+    assert not res.passed
+    bad = [c for c in res.claims if not c.true]
+    assert any(c.kind == kind for c in bad), res.claims
+    assert any(why in p for p in res.problems), res.problems
+
+
+TRUE = [
+    ("Metropolis is a Sci-Fi movie, like Dune: Part Two.", "Metropolis", ["Dune: Part Two"], []),
+    ("Dune is a Sci-Fi movie from the 1980s, like Blade Runner.", "Dune (1984)", ["Blade Runner"], []),
+    ("Another Round is a comedy, like Schitt's Creek.", "Another Round", ["Schitt's Creek"], []),
+    ("Unlike Alien, which you disliked, it is not horror.", "Another Round", [], ["Alien"]),
+    ("It is sci-fi, like 2 items you liked.", "Arrival", ["Alien", "Blade Runner", "Another Round"], []),
+    ("Alien is a horror movie from the 1970s.", "Alien", ["The Thing (1982)"], []),
+]
+
+
+@pytest.mark.parametrize("reason, item, liked, disliked", TRUE)
+def test_true_reasons_pass_with_every_claim_true(checker, demo, reason, item, liked, disliked):
+    res = verdict(checker, demo, reason, item, liked, disliked)
+    assert res.claims and all(c.true for c in res.claims), res.claims
+    assert [p for p in res.problems if not p.startswith("cites none")] == []  # these have no evidence to cite
+
+
+def test_a_continued_title_is_a_false_subject_even_without_a_verb(checker, demo):
+    res = verdict(checker, demo, "Dune: Part Two, a Sci-Fi movie from the 1980s.", "Dune (1984)", ["Dune: Part Two"])
+    assert [c.kind for c in res.false_claims] == ["subject"]
+
+
+def test_co_liked_is_read_from_the_log():
+    """"People who liked Y also liked it": true exactly when some user liked both."""
+    items = [Item(id=i, title=t, year=2000, genres=("Drama",)) for i, t in
+             (("a", "Quiet Harbour"), ("b", "Long Winter"), ("c", "Paper Moons"))]
+    log = [Interaction(user="u1", item="a"), Interaction(user="u1", item="b"), Interaction(user="u2", item="c")]
+    cat = Catalog("coliked", items, log)
+    chk = ReasonChecker(cat)
+    assert chk.check("People who liked Quiet Harbour also liked it.", cat.item("b"), Evidence(item_id="b"),
+                     [cat.item("a")]).passed
+    res = chk.check("People who liked Paper Moons also liked it.", cat.item("b"), Evidence(item_id="b"),
+                    [cat.item("c")])
+    assert [c.kind for c in res.false_claims] == ["co-liked"]
+
+
+# -- templates, true by construction ------------------------------------------------------------
+def _evidence_for(demo, user_log):
+    """Evidence built as the product does, without an index: shared genres, counts, the comparison."""
+    from mediarec.rank.evidence import EvidenceBuilder
+
+    class NoIndex:
+        collab = None
+        text_vectors = None
+
+        @staticmethod
+        def position(_):
+            return None
+
+    return EvidenceBuilder(demo, NoIndex())
+
+
+def test_counts_are_of_distinct_liked_items_not_plays(demo, checker):
+    """190 plays of two items, and one item rated then disliked: "like 2 items you liked"."""
+    alien, aliens, thing = demo.item("m-alien-1979"), demo.item("m-aliens-1986"), demo.item("m-the-thing-1982")
+    plays = [(alien, Interaction(user="x", item=alien.id, event="play"))] * 150 + \
+            [(aliens, Interaction(user="x", item=aliens.id, event="play"))] * 40 + \
+            [(thing, Interaction(user="x", item=thing.id, rating=5, event="rating")),
+             (thing, Interaction(user="x", item=thing.id, event="dislike"))]
+    liked, disliked = split_history(plays)
+    assert [it.id for it in liked] == [alien.id, aliens.id] and [it.id for it in disliked] == [thing.id]
+    target = demo.resolve("Arrival")
+    ev = _evidence_for(demo, plays).build([target], plays)[target.id]
+    assert ev.liked_count == 2 and ev.genre_counts.get("Sci-Fi") == 2
+    reason = template_reason(ev, target)
+    assert "190" not in reason
+    res = checker.check(reason, target, ev, liked)
+    assert res.passed and all(c.true for c in res.claims), (reason, res.problems)
+
+
+@pytest.mark.parametrize("history", ["empty", "dislike-only"])
+def test_no_liked_history_never_says_your_history(demo, checker, history):
+    alien = demo.item("m-alien-1979")
+    pairs = [] if history == "empty" else [(alien, Interaction(user="x", item=alien.id, event="dislike"))]
+    builder = _evidence_for(demo, pairs)
+    for target in [demo.resolve("Another Round"), demo.resolve("Arrival"), demo.resolve("Toy Story")]:
+        ev = builder.build([target], pairs)[target.id]
+        reason = template_reason(ev, target)
+        assert "history" not in reason and "you liked" not in reason, reason
+        res = checker.check(reason, target, ev, [])
+        assert res.passed and res.claims and all(c.true for c in res.claims), (reason, res.problems)
+        if history == "dislike-only" and not set(target.genres) & set(alien.genres):
+            assert reason.startswith("Unlike Alien (1979), which you disliked, it is not ")
+
+
+def test_template_reasons_for_every_demo_user_have_only_true_claims(demo, checker):
+    """The product's evidence (no index: genres, eras, comparisons) for each demo user and 30 items."""
+    builder = _evidence_for(demo, [])
+    items = list(demo.items.values())[::11]
+    for user in demo.users():
+        pairs = demo.history_pairs(demo.history(user))
+        liked, _ = split_history(pairs)
+        seen = {it.id for it, _ in pairs}
+        for ev_item in items:
+            if ev_item.id in seen:
+                continue
+            ev = builder.build([ev_item], pairs)[ev_item.id]
+            reason = template_reason(ev, ev_item)
+            res = checker.check(reason, ev_item, ev, liked)
+            assert all(c.true for c in res.claims), (user, reason, res.problems)
+            assert res.passed or res.problems == ["cites none of the evidence"], (user, reason, res.problems)
+
+
+def test_an_era_is_not_what_the_item_is(checker, demo):
+    res = verdict(checker, demo, "The Shining is a 1980s from the 1980s, liked by people who liked Oldboy.",
+                  "The Shining", ["Oldboy"])
+    assert not res.passed and "says what the item is with an era alone" in res.problems
+    ok = verdict(checker, demo, "The Shining is a 1980s horror movie.", "The Shining", ["Oldboy"])
+    assert "says what the item is with an era alone" not in ok.problems
+
+
+def test_with_nothing_liked_a_request_reason_says_what_was_asked(demo, checker):
+    builder = _evidence_for(demo, [])
+    target = demo.resolve("Alien")
+    ev = builder.build([target], [])[target.id].with_request(target, ["Horror", "Comedy"])
+    assert ev.asked == ["Horror"] and "request" in ev.elements()
+    reason = template_reason(ev, target)
+    assert reason.startswith("It is horror, as you asked.") and "history" not in reason
+    res = checker.check(reason, target, ev, [])
+    assert res.passed and {c.kind for c in res.claims} >= {"genre", "request"} and all(c.true for c in res.claims)
+    other = demo.resolve("Another Round")  # not horror: the request claim would be false
+    res = checker.check("It is horror, as you asked.", other, builder.build([other], [])[other.id], [])
+    assert {c.kind for c in res.false_claims} >= {"genre", "request"}
