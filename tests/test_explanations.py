@@ -192,12 +192,13 @@ def test_every_item_has_a_checked_reason_without_an_llm(plain, demo):
 
 
 def test_template_reasons_pass_for_real_users(plain, demo):
+    from mediarec.rank.evidence import split_history
     from mediarec.rank.explanations import tools_for
 
     _, chk = tools_for(plain)
     for user in demo.users()[:8]:
         res = plain.recommend(user=user, k=10)
-        history = [demo.item(x.item) for x in demo.history(user)]
+        history = split_history(demo.history_pairs(demo.history(user)))[0]  # what "you liked" means
         for r in res.items:
             assert chk.check(r.reason, r.item, r.evidence, history, [c.item for c in res.candidates]).passed, \
                 (r.reason, r.evidence)

@@ -216,10 +216,10 @@ class ReasonChecker:
         self._users_of: dict[str, set[str]] | None = None
 
     def users_of(self, item_id: str) -> set[str]:
-        """Users who liked ``item_id`` (the catalog's positive events)."""
+        """Users who liked ``item_id`` (:attr:`Catalog.liked`)."""
         if self._users_of is None:
             users: dict[str, set[str]] = {}
-            for x in self.catalog.positives:
+            for x in self.catalog.liked:  # "people who liked", "N users liked it": the one rule of liked
                 users.setdefault(x.item, set()).add(x.user)
             self._users_of = users
         return self._users_of.get(item_id, set())
