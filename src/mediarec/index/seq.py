@@ -70,8 +70,18 @@ def torch_or_error():
     try:
         return importlib.import_module("torch")
     except ImportError:
-        raise ConfigError("the sequential model needs torch: pip install 'mediarec[train]' "
+        raise ConfigError("the sequential model needs torch: pip install 'mediarec[seq]' "
                           "(torch==2.13.0 pinned)") from None
+
+
+def check_device(device: str):
+    """torch, after checking that ``device`` ("cpu", "cuda", "cuda:N") is usable here."""
+    torch = torch_or_error()
+    if device != "cpu" and not device.startswith("cuda"):
+        raise ConfigError(f"--device {device}: use cpu or cuda")
+    if device.startswith("cuda") and not torch.cuda.is_available():
+        raise ConfigError(f"--device {device}: no CUDA device is available to torch here")
+    return torch
 
 
 def data_fingerprint(n_items: int, histories: Sequence[Sequence[int]], settings: SeqSettings) -> str:
@@ -214,12 +224,10 @@ def train(n_items: int, histories: Sequence[Sequence[int]], settings: SeqSetting
     """Train on ``histories`` (item indices, oldest first) only; ``val_targets[i]`` (or -1) is the
     item after ``histories[i]``, read only for early stopping. ``workdir`` holds ``checkpoint.pt``
     (written every epoch, resumed from when present) and ``model.pt`` (the best weights)."""
-    torch = torch_or_error()
     s = settings
+    torch = check_device(s.device)
     if s.dim % s.heads:
         raise ConfigError(f"seq: dim {s.dim} is not a multiple of heads {s.heads}")
-    if s.device.startswith("cuda") and not torch.cuda.is_available():
-        raise ConfigError("--device cuda: no CUDA device is available to torch here")
     if s.threads:
         torch.set_num_threads(s.threads)
     device = torch.device(s.device)
@@ -328,7 +336,7 @@ def save(model: SeqModel, path: Path, result: TrainResult | None = None) -> None
 
 
 def load(path: str | Path, device: str = "cpu") -> SeqModel:
-    torch = torch_or_error()
+    torch = check_device(device)
     ck = torch.load(Path(path), map_location=device, weights_only=False)
     if ck.get("format") != FORMAT:
         raise ModelError(f"{path}: a sequential model of another format; retrain it")
