@@ -6,8 +6,8 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-
 from conftest import run_cli
+
 from mediarec.catalog import load_dataset
 from mediarec.catalog.loaders.movielens import load_movielens_1m
 from mediarec.catalog.loaders.sequences import load_sequences, read_sequences

@@ -8,12 +8,12 @@ import pytest
 
 torch = pytest.importorskip("torch")
 
-from mediarec.catalog.loaders.sequences import sequence_catalog  # noqa: E402
-from mediarec.errors import ConfigError  # noqa: E402
-from mediarec.eval.protocol import EvalProtocol  # noqa: E402
-from mediarec.eval.split import leave_last_out  # noqa: E402
-from mediarec.index import seq as seqmod  # noqa: E402
-from mediarec.index.seq import SeqScorer, SeqSettings, ndcg_hr_at, train  # noqa: E402
+from mediarec.catalog.loaders.sequences import sequence_catalog
+from mediarec.errors import ConfigError
+from mediarec.eval.protocol import EvalProtocol
+from mediarec.eval.split import leave_last_out
+from mediarec.index import seq as seqmod
+from mediarec.index.seq import SeqScorer, SeqSettings, ndcg_hr_at, train
 
 N_ITEMS = 30
 TINY = SeqSettings(dim=16, layers=1, heads=1, max_len=12, dropout=0.1, lr=5e-3, batch=16, epochs=30, patience=30)
@@ -33,7 +33,7 @@ def test_a_tiny_catalog_trains_and_learns_the_next_item():
     assert r.epochs_run >= 1 and len(r.history) == r.epochs_run
     assert r.history[-1]["loss"] < r.history[0]["loss"]  # real steps that reduce the loss
     scores = model.score_histories([h[:-1] for h in full])
-    nd, hr = ndcg_hr_at(scores, np.array([h[-1] for h in full]), [h[:-1] for h in full])
+    _, hr = ndcg_hr_at(scores, np.array([h[-1] for h in full]), [h[:-1] for h in full])
     assert hr.mean() > 0.8, hr.mean()  # chance is 10 / 21 unseen items ≈ 0.48
 
 
@@ -57,7 +57,7 @@ def test_resume_equals_an_uninterrupted_run(tmp_path):
     h = cyclic_histories(40)
     hist, val = [x[:-2] for x in h], [x[-2] for x in h]
     s4 = SeqSettings(**{**TINY.__dict__, "epochs": 4})
-    _, whole = train(N_ITEMS, hist, s4, val_targets=val, workdir=tmp_path / "whole")
+    train(N_ITEMS, hist, s4, val_targets=val, workdir=tmp_path / "whole")
     # interrupted after epoch 2 (the checkpoint is what a killed run leaves), then resumed to 4
     _, first = train(N_ITEMS, hist, SeqSettings(**{**TINY.__dict__, "epochs": 2}), val_targets=val,
                      workdir=tmp_path / "parts")

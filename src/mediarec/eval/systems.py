@@ -116,7 +116,7 @@ def seq_system(provider: IndexProvider, device: str = "cpu", name: str = "seq"):
     check_device(device)
     log = (lambda m: print(m, file=sys.stderr, flush=True)) if provider.progress else None
     return SeqScorer(provider.settings.home, SeqSettings(device=device), name=name, progress=provider.progress,
-                     log=log)
+                     summary=log)
 
 
 def parse_learned_name(name: str) -> tuple[tuple[str, ...], bool] | None:

@@ -12,11 +12,18 @@ stamps each user's interactions 0, 1, 2, … so every split that sorts by time k
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from pathlib import Path
-from typing import Mapping
 
 from mediarec.catalog.model import Catalog, Item
-from mediarec.catalog.validate import PathLike, decode_lenient, lines, make_item, new_interaction, read_bytes
+from mediarec.catalog.validate import (
+    PathLike,
+    decode_lenient,
+    lines,
+    make_item,
+    new_interaction,
+    read_bytes,
+)
 from mediarec.errors import CatalogError
 
 
