@@ -154,6 +154,24 @@ def test_stored_by_fingerprint_and_reused(tmp_path):
     assert c.extra["fingerprint"] != a.extra["fingerprint"] and c.extra["trained"] is True
 
 
+def test_without_torch_the_error_names_the_pinned_extra(monkeypatch):
+    import sys
+
+    monkeypatch.setitem(sys.modules, "torch", None)  # what an install without torch looks like
+    with pytest.raises(ConfigError, match=r"mediarec\[seq\].*torch==2\.13\.0"):
+        seqmod.torch_or_error()
+
+
+def test_eval_seq_without_torch_is_one_line_and_exit_2(monkeypatch, tmp_home):
+    import sys
+
+    from conftest import run_cli
+
+    monkeypatch.setitem(sys.modules, "torch", None)
+    r = run_cli("eval", "--dataset", "demo", "--systems", "pop,seq", "--users", "5", home=tmp_home)
+    assert r.returncode == 2 and "mediarec[seq]" in r.stderr and "Traceback" not in r.stderr
+
+
 def test_cuda_is_a_clear_error_without_a_gpu():
     if torch.cuda.is_available():
         pytest.skip("a GPU is here")
