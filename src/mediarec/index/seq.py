@@ -388,7 +388,16 @@ def main(argv: Sequence[str] | None = None) -> int:
     rows = [i for i, h in enumerate(full) if len(h) >= 3]
     sc = model.score_histories([full[i][:-1] for i in rows])
     nd, hr = ndcg_hr_at(sc, np.asarray([full[i][-1] for i in rows]), [full[i][:-1] for i in rows])
+    lat = []
+    for i in rows[:200]:  # one user at a time, as a recommendation scores them
+        t = time.perf_counter()
+        model.score_histories([full[i][:-1]])
+        lat.append(time.perf_counter() - t)
+    import resource
+
     out = {"fingerprint": fp, "users": len(rows), "test_ndcg10": float(nd.mean()), "test_hr10": float(hr.mean()),
+           "score_ms_p50": round(1000 * float(np.median(lat)), 2),
+           "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024),
            **{k: v for k, v in asdict(r).items() if k != "history"}}
     print(json.dumps(out))
     return 0
