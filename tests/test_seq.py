@@ -191,3 +191,12 @@ def test_eval_system_seq_runs_in_the_harness(tmp_path):
     rep = evaluate(cat, [PopularityScorer(), scorer], EvalProtocol(bootstrap=0), progress=False)
     assert rep.n_users == 50
     assert rep.systems["seq"]["hr@10"] > rep.systems["pop"]["hr@10"]
+
+
+def test_metric_excludes_seen_items_but_never_the_target():
+    scores = np.array([[5.0, 4.0, 3.0, 2.0], [5.0, 4.0, 3.0, 2.0]])
+    # row 0: item 0 seen (excluded) -> target 2 ranks second; row 1: the target was seen before too
+    nd, hr = ndcg_hr_at(scores, np.array([2, 0]), [[0], [0, 1]], k=1)
+    assert list(hr) == [0.0, 1.0]
+    nd, hr = ndcg_hr_at(scores, np.array([2, 0]), [[0], [0, 1]], k=2)
+    assert list(hr) == [1.0, 1.0] and nd[0] == pytest.approx(1 / np.log2(3))

@@ -207,12 +207,15 @@ class SeqModel:
 
 
 def ndcg_hr_at(scores: np.ndarray, targets: np.ndarray, seen: Sequence[Sequence[int]], k: int = 10):
-    """Per-row NDCG@k and HR@k with seen items excluded (full ranking; ties count against us)."""
+    """Per-row NDCG@k and HR@k with seen items other than the target excluded (full ranking, as the
+    harness's full mode; ties count against us)."""
+    rows = np.arange(len(targets))
+    t = scores[rows, targets].copy()
     scores = scores.copy()
     for i, s in enumerate(seen):
         if len(s):
             scores[i, np.asarray(s, dtype=np.int64)] = -np.inf
-    t = scores[np.arange(len(targets)), targets]
+    scores[rows, targets] = t
     rank = (scores >= t[:, None]).sum(axis=1) - 1  # 0 = top; a tie is ranked above the target
     rank = np.where(np.isfinite(t), rank, scores.shape[1])
     hit = rank < k
