@@ -200,3 +200,12 @@ def test_metric_excludes_seen_items_but_never_the_target():
     assert list(hr) == [0.0, 1.0]
     nd, hr = ndcg_hr_at(scores, np.array([2, 0]), [[0], [0, 1]], k=2)
     assert list(hr) == [1.0, 1.0] and nd[0] == pytest.approx(1 / np.log2(3))
+
+
+def test_a_checkpoint_of_other_settings_is_not_resumed(tmp_path):
+    from mediarec.errors import ModelError
+
+    h = cyclic_histories(20)
+    train(N_ITEMS, h, SeqSettings(**{**TINY.__dict__, "epochs": 1}), workdir=tmp_path)
+    with pytest.raises(ModelError, match="other data or settings"):
+        train(N_ITEMS, h, SeqSettings(**{**TINY.__dict__, "epochs": 2, "lr": 1e-2}), workdir=tmp_path)

@@ -255,8 +255,12 @@ def train(n_items: int, histories: Sequence[Sequence[int]], settings: SeqSetting
     start_epoch, best, best_epoch, bad, hist_log = 0, -1.0, 0, 0, []
     best_state = None
     ck_path = workdir / "checkpoint.pt" if workdir else None
+    fp = data_fingerprint(n_items, histories, s)
     if ck_path and ck_path.exists():
         ck = torch.load(ck_path, map_location=device, weights_only=False)
+        if ck.get("fingerprint", fp) != fp:
+            raise ModelError(f"{ck_path}: this checkpoint was trained on other data or settings; "
+                             "remove it or use another folder")
         net.load_state_dict(ck["model"])
         opt.load_state_dict(ck["opt"])
         start_epoch, best, best_epoch, bad, hist_log = (ck["epoch"], ck["best"], ck["best_epoch"],
@@ -321,7 +325,8 @@ def train(n_items: int, histories: Sequence[Sequence[int]], settings: SeqSetting
                 from mediarec.infra.atomic import atomic_open
 
                 with atomic_open(ck_path, "wb") as f:
-                    torch.save({"model": net.state_dict(), "opt": opt.state_dict(), "epoch": epoch, "best": best,
+                    torch.save({"fingerprint": fp, "model": net.state_dict(), "opt": opt.state_dict(),
+                                "epoch": epoch, "best": best,
                                 "best_epoch": best_epoch, "bad": bad, "history": hist_log,
                                 "best_state": best_state}, f)
     if best_state is not None:
