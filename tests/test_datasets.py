@@ -415,8 +415,9 @@ def test_generic_bad_rating_and_event(tmp_path):
 # ------------------------------------------------------------------------------------------
 
 def test_registry_names_and_aliases():
-    assert set(DATASETS) == {"demo", "movielens-100k", "movielens-latest-small", "lastfm-2k"}
+    assert set(DATASETS) == {"demo", "movielens-100k", "movielens-1m", "movielens-latest-small", "lastfm-2k"}
     assert resolve_dataset_name("ml-100k").name == "movielens-100k"
+    assert resolve_dataset_name("ML-1M").name == "movielens-1m"
     assert resolve_dataset_name("ML-Latest-Small").name == "movielens-latest-small"
     assert resolve_dataset_name("hetrec2011-lastfm-2k").name == "lastfm-2k"
     assert DATASETS["movielens-latest-small"].sha256 == LATEST_SHA

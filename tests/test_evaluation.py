@@ -156,7 +156,8 @@ def test_coverage_and_popularity():
 # ----------------------------------------------------------------------------------------------
 def test_protocol_files_load(tmp_path, monkeypatch):
     names = builtin_protocols()
-    assert {"ml-100k-full", "ml-100k-sampled", "ml-latest-small-full", "lastfm-2k-full"} <= set(names)
+    assert {"ml-100k-full", "ml-100k-sampled", "ml-latest-small-full", "lastfm-2k-full", "ml-1m-lrurec"} <= set(names)
+    assert EvalProtocol.load("lrurec").name == "ml-1m-lrurec"  # the alias
     monkeypatch.chdir(tmp_path)  # built-in names are package data, found from any folder
     for n in names:
         p = EvalProtocol.load(n)

@@ -370,10 +370,13 @@ def build_parser() -> argparse.ArgumentParser:
     e = sub.add_parser("eval", help="evaluate systems on held-out users")
     dataset_args(e)
     e.add_argument("--systems", default="pop,itemknn,text,collab,hybrid,learned",
-                   help="comma-separated: pop, itemknn, text, collab, hybrid, learned, llm, learned+llm (these two also "
+                   help="comma-separated: pop, itemknn, seq (the sequential model; needs torch), text, collab, hybrid, "
+                        "learned, llm, learned+llm (these two also "
                         "-cal: label prior divided out, -ft: with --adapter); retrieval ones also with "
                         "+summaries (stored `mediarec enrich` summaries) and/or +profile[@SHARE] (interest profile)")
-    e.add_argument("--protocol", default="full", help="full | sampled | a built-in protocol (llamarec, ml-100k-full, ...) | a protocol JSON file")
+    e.add_argument("--protocol", default="full",
+                   help="full | sampled | a built-in protocol (llamarec, lrurec, ml-100k-full, ...) | a protocol JSON file")
+    e.add_argument("--device", default="cpu", help="where the seq system trains and scores: cpu or cuda (default cpu)")
     e.add_argument("--users", type=int, default=None,
                    help="test users, a seeded sample (default: all with --protocol full, 200 with sampled, "
                         "else the protocol's own)")

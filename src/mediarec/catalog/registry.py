@@ -9,7 +9,7 @@ from typing import Callable
 
 from mediarec.catalog.loaders.demo import demo_dir, load_demo
 from mediarec.catalog.loaders.lastfm import load_lastfm_2k
-from mediarec.catalog.loaders.movielens import load_movielens_100k, load_movielens_latest_small
+from mediarec.catalog.loaders.movielens import load_movielens_1m, load_movielens_100k, load_movielens_latest_small
 from mediarec.catalog.model import Catalog
 from mediarec.catalog.validate import PathLike
 from mediarec.config import get_settings
@@ -56,6 +56,14 @@ DATASETS: dict[str, DatasetInfo] = {
         url=f"{_GL}/movielens/ml-100k.zip", sha256=None, aliases=("ml-100k",),
         present=_has("u.data", "u.item"),
         description="MovieLens 100k: 100,000 ratings by 943 users of 1,682 movies (1998)",
+        licence="GroupLens research licence; no redistribution"),
+    "movielens-1m": DatasetInfo(
+        name="movielens-1m", loader=load_movielens_1m, folder="ml-1m",
+        url=f"{_GL}/movielens/ml-1m.zip", sha256=None, aliases=("ml-1m",),
+        present=lambda p: (p / "movies.dat").is_file() and any(
+            (p / n).is_file() for n in ("ratings.dat", "lrurec-sequences.tsv")),
+        description="MovieLens 1M: 1,000,209 ratings by 6,040 users of 3,706 movies (ratings.dat), or "
+                    "LRURec's preprocessed sequences (lrurec-sequences.tsv: 999,611 of 3,416 movies)",
         licence="GroupLens research licence; no redistribution"),
     "movielens-latest-small": DatasetInfo(
         name="movielens-latest-small", loader=load_movielens_latest_small, folder="ml-latest-small",

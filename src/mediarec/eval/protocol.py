@@ -24,8 +24,8 @@ def _protocols_folder():
     return files("mediarec.eval") / "protocols"
 
 
-# Short names for built-in protocols: "llamarec" is the anchor paper's own setting.
-ALIASES = {"llamarec": "ml-latest-small-llamarec"}
+# Short names for built-in protocols: "llamarec" and "lrurec" are the anchor papers' own settings.
+ALIASES = {"llamarec": "ml-latest-small-llamarec", "lrurec": "ml-1m-lrurec"}
 
 
 def builtin_protocols() -> list[str]:

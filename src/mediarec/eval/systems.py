@@ -16,6 +16,10 @@ embeds the stored ``mediarec enrich`` summaries of thin items (a second index, p
 each split's training catalogue; ``learned+llm`` adds the LLM stage over its order;
 ``learned-<group>`` drops a feature group (an ablation, tested against ``learned``);
 ``--ablation`` on ``mediarec eval`` adds one per group.
+
+``seq`` is the sequential model alone (:mod:`mediarec.index.seq`): a causal transformer over the
+history, trained on the split's training catalogue (its last item per user held out for early
+stopping) and stored under the home by fingerprint, so the next run reuses it.
 """
 
 from __future__ import annotations
@@ -99,8 +103,20 @@ RETRIEVAL_BASES = {
     "collab": {"text_weight": 0.0},
 }
 MODIFIERS = ("summaries", "profile")
-ALL_SYSTEMS = ("pop", "itemknn", "text", "collab", "hybrid", "llm", "learned", "learned+llm", "llm-cal", "llm-ft",
+ALL_SYSTEMS = ("pop", "itemknn", "seq", "text", "collab", "hybrid", "llm", "learned", "learned+llm", "llm-cal", "llm-ft",
                "learned+llm-cal", "learned+llm-ft")
+
+
+def seq_system(provider: IndexProvider, device: str = "cpu", name: str = "seq"):
+    """The sequential model as an evaluation system (needs torch: a one-line error without it)."""
+    import sys
+
+    from mediarec.index.seq import SeqScorer, SeqSettings, check_device
+
+    check_device(device)
+    log = (lambda m: print(m, file=sys.stderr, flush=True)) if provider.progress else None
+    return SeqScorer(provider.settings.home, SeqSettings(device=device), name=name, progress=provider.progress,
+                     summary=log)
 
 
 def parse_learned_name(name: str) -> tuple[tuple[str, ...], bool] | None:
@@ -194,12 +210,15 @@ def _rerank_at(llm_weight: float | None) -> RerankSettings:
 
 
 def build_systems(names: list[str], provider: IndexProvider, llm: LLM | None = None, n_candidates: int = 20,
-                  llm_weight: float | None = None, profile_llm: LLM | None = None) -> list[Any]:
+                  llm_weight: float | None = None, profile_llm: LLM | None = None,
+                  seq_device: str = "cpu") -> list[Any]:
     """The named systems, in order; an unknown name is an error that lists the known ones."""
     systems: list[Any] = []
     for n in names:
         if n in BASELINES:
             systems.append(BASELINES[n]())
+        elif n == "seq":
+            systems.append(seq_system(provider, seq_device))
         elif parse_retrieval_name(n) is not None:
             systems.append(retrieval_system(n, provider, profile_llm))
         elif parse_learned_name(n) is not None:

@@ -247,3 +247,70 @@ def load_movielens_latest_small(path: PathLike) -> Catalog:
                    load_stats={"items": len(items), "interactions": len(interactions),
                                "tags_on_unknown_movies_skipped": tags_skipped})
 
+
+
+def _ml1m_movies(path: Path) -> dict[str, Item]:
+    """``movies.dat``: ``MovieID::Title::Genres`` (latin-1), titles as people say them."""
+    where = str(path)
+    items: dict[str, Item] = {}
+    for n, line in lines(read_bytes(path).decode("latin-1")):
+        if not line.strip():
+            continue
+        f = line.split("::")
+        if len(f) != 3:
+            raise CatalogError(f"movie line: expected 3 '::'-separated fields, found {len(f)}", where, n)
+        item_id = Checks.ident(f[0], "item", where, n)
+        if item_id in items:
+            raise CatalogError(f"duplicate item id {item_id!r}", where, n)
+        if not f[1].strip():
+            raise CatalogError(f"empty title for item {item_id!r}", where, n)
+        title, year = clean_title(f[1])
+        genres = tuple(g for g in f[2].strip().split("|") if g and g != "(no genres listed)")
+        items[item_id] = make_item(where, n, id=item_id, title=title, kind="movie", year=year, genres=genres)
+    return items
+
+
+def load_movielens_1m(path: PathLike) -> Catalog:
+    """MovieLens 1M from its folder: ``ratings.dat`` (``UserID::MovieID::Rating::Timestamp``) where
+    present, else LRURec's preprocessed ``lrurec-sequences.tsv`` (one user a line, oldest first;
+    see :mod:`mediarec.catalog.loaders.sequences`), with ``movies.dat`` for titles and genres.
+
+    From the sequences, the catalog holds only the movies they name (the preprocessed item set,
+    which full ranking is over) and each interaction's timestamp is its position in the sequence.
+    """
+    from mediarec.catalog.loaders.sequences import read_sequences, sequence_catalog
+
+    folder = Path(path)
+    if not folder.is_dir():
+        raise CatalogError("not a folder (expected the ml-1m folder with movies.dat and ratings.dat "
+                           "or lrurec-sequences.tsv)", folder)
+    movies_path = folder / "movies.dat"
+    if not movies_path.is_file():
+        raise CatalogError("movies.dat is missing", folder)
+    items = _ml1m_movies(movies_path)
+    ratings = folder / "ratings.dat"
+    if not ratings.is_file():
+        seq_path = folder / "lrurec-sequences.tsv"
+        if not seq_path.is_file():
+            raise CatalogError("neither ratings.dat nor lrurec-sequences.tsv is here", folder)
+        cat = sequence_catalog("movielens-1m", read_sequences(seq_path), items, source=str(seq_path))
+        return cat.replace(source=str(folder), load_stats={**cat.load_stats, "from": seq_path.name})
+    checks = Checks()
+    where = str(ratings)
+    log: list[Interaction] = []
+    for n, line in lines(decode_lenient(read_bytes(ratings))):
+        if not line.strip():
+            continue
+        f = line.split("::")
+        if len(f) != 4:
+            raise CatalogError(f"rating line: expected 4 '::'-separated fields, found {len(f)}", where, n)
+        user, item = f[0].strip(), f[1].strip()
+        if not user or not item:
+            raise CatalogError("empty user or item id", where, n)
+        if item not in items:
+            raise CatalogError(f"unknown item {item!r} (not in movies.dat)", where, n)
+        log.append(new_interaction(user=user, item=item, timestamp=checks.timestamp(f[3], where, n),
+                                   rating=Checks.number(f[2], "rating", where, n, 0.0, 5.0), weight=1.0,
+                                   event="rating"))
+    return Catalog("movielens-1m", items.values(), log, source=str(folder),
+                   load_stats={"items": len(items), "interactions": len(log), "from": ratings.name})
