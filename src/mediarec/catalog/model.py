@@ -198,7 +198,7 @@ class Catalog:
     """
 
     __slots__ = ("name", "source", "items", "interactions", "load_stats", "summarised_items",
-                 "_by_user", "_title_index", "_fingerprint", "_positives", "__weakref__")
+                 "_by_user", "_title_index", "_fingerprint", "_positives", "_liked_by", "__weakref__")
 
     name: str
     source: str
@@ -231,7 +231,7 @@ class Catalog:
         init(self, "interactions", log)
         init(self, "load_stats", MappingProxyType(dict(load_stats or {})))
         init(self, "summarised_items", int(summarised_items))
-        for cache in ("_by_user", "_title_index", "_fingerprint", "_positives"):
+        for cache in ("_by_user", "_title_index", "_fingerprint", "_positives", "_liked_by"):
             init(self, cache, None)
 
     def __setattr__(self, name: str, value: Any) -> None:
@@ -309,6 +309,16 @@ class Catalog:
         """The interactions that say the user liked the item (:func:`liked_flags`: no dislike, no
         rating below the user's midpoint): what every count of "liked" counts."""
         return tuple(x for x, ok in zip(self.interactions, liked_flags(self.interactions)) if ok)
+
+    def liked_by(self, item_id: str) -> frozenset[str]:
+        """The users who liked ``item_id`` (:attr:`liked`): what "people who liked Y" and "N users
+        liked it" count. The map is built once per catalog."""
+        if self._liked_by is None:
+            users: dict[str, set[str]] = {}
+            for x in self.liked:
+                users.setdefault(x.item, set()).add(x.user)
+            self._cache("_liked_by", MappingProxyType({i: frozenset(u) for i, u in users.items()}))
+        return self._liked_by.get(item_id, frozenset())
 
     def liked_history(self, user: str) -> list[Interaction]:
         """A user's liked interactions, oldest first (see :attr:`liked`)."""

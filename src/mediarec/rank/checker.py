@@ -213,16 +213,10 @@ class ReasonChecker:
         self.claimable_genres = self.genres - PLAIN_WORD_GENRES if len(self.genres) <= 80 else set()
         # After "is a", every genre of such a list is a claim ("a family series", "a war film").
         self.phrase_genres = self.genres if len(self.genres) <= 80 else set()
-        self._users_of: dict[str, set[str]] | None = None
 
-    def users_of(self, item_id: str) -> set[str]:
-        """Users who liked ``item_id`` (:attr:`Catalog.liked`)."""
-        if self._users_of is None:
-            users: dict[str, set[str]] = {}
-            for x in self.catalog.liked:  # "people who liked", "N users liked it": the one rule of liked
-                users.setdefault(x.item, set()).add(x.user)
-            self._users_of = users
-        return self._users_of.get(item_id, set())
+    def users_of(self, item_id: str) -> frozenset[str]:
+        """Users who liked ``item_id`` (:meth:`Catalog.liked_by`)."""
+        return self.catalog.liked_by(item_id)
 
     def titles_in(self, text: str) -> list[TitleHit]:
         """Catalog titles named in ``text`` (longest match first, left to right)."""

@@ -149,16 +149,10 @@ class EvidenceBuilder:
 
     def __init__(self, catalog: "Catalog", index: "CatalogIndex"):
         self.catalog, self.index = catalog, index
-        self._users_of: dict[str, set[str]] | None = None
 
-    def users_of(self, item_id: str) -> set[str]:
-        """Users who liked ``item_id`` (built once per catalog)."""
-        if self._users_of is None:
-            users: dict[str, set[str]] = {}
-            for x in self.catalog.liked:  # "people who liked", "N users liked it": the one rule of liked
-                users.setdefault(x.item, set()).add(x.user)
-            self._users_of = users
-        return self._users_of.get(item_id, set())
+    def users_of(self, item_id: str) -> frozenset[str]:
+        """Users who liked ``item_id`` (:meth:`Catalog.liked_by`)."""
+        return self.catalog.liked_by(item_id)
 
     def build(self, items: Sequence[Item], history: Sequence[tuple[Item, Interaction | None]],
               request: str | None = None) -> dict[str, Evidence]:

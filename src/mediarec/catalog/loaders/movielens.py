@@ -6,6 +6,7 @@ from __future__ import annotations
 import re
 import zipfile
 from collections import Counter, defaultdict
+from collections.abc import Mapping
 from pathlib import Path
 
 from mediarec.catalog.model import Catalog, Interaction, Item
@@ -18,6 +19,19 @@ from mediarec.errors import CatalogError
 _ML100K_GENRES = ("unknown", "Action", "Adventure", "Animation", "Children's", "Comedy", "Crime",
                   "Documentary", "Drama", "Fantasy", "Film-Noir", "Horror", "Musical", "Mystery",
                   "Romance", "Sci-Fi", "Thriller", "War", "Western")
+
+
+def _id_and_title(raw_id: str, raw_title: str, seen: Mapping[str, object], noun: str, where: str,
+                  n: int) -> tuple[str, str, int | None]:
+    """(id, title, year) of one movie line: the id checked and new, the title not empty and read as
+    people say it ("Matrix, The (1999)" -> "The Matrix", 1999). Errors name ``where`` and line ``n``."""
+    item_id = Checks.ident(raw_id, noun, where, n)
+    if item_id in seen:
+        raise CatalogError(f"duplicate {noun} id {item_id!r}", where, n)
+    if not raw_title.strip():
+        raise CatalogError(f"empty title for {noun} {item_id!r}", where, n)
+    title, year = clean_title(raw_title)
+    return item_id, title, year
 
 
 def _ml100k_genres(folder: Path) -> list[str]:
@@ -60,12 +74,7 @@ def load_movielens_100k(path: PathLike) -> Catalog:
         if not line.strip():
             continue
         f = split_fields(line, "|", 5 + len(genres), where, n, "item line")
-        item_id = Checks.ident(f[0], "item", where, n)
-        if item_id in items:
-            raise CatalogError(f"duplicate item id {item_id!r}", where, n)
-        if not f[1].strip():
-            raise CatalogError(f"empty title for item {item_id!r}", where, n)
-        title, year = clean_title(f[1])
+        item_id, title, year = _id_and_title(f[0], f[1], items, "item", where, n)
         release = f[2].strip()
         if year is None and release:
             m = re.search(r"(\d{4})$", release)
@@ -175,12 +184,7 @@ def load_movielens_latest_small(path: PathLike) -> Catalog:
     i_id, i_title, i_genres = header.index("movieId"), header.index("title"), header.index("genres")
     raw_items: dict[str, tuple[int, str, int | None, tuple[str, ...]]] = {}
     for n, row in rows:
-        item_id = Checks.ident(row[i_id], "movie", where, n)
-        if item_id in raw_items:
-            raise CatalogError(f"duplicate movie id {item_id!r}", where, n)
-        if not row[i_title].strip():
-            raise CatalogError(f"empty title for movie {item_id!r}", where, n)
-        title, year = clean_title(row[i_title])
+        item_id, title, year = _id_and_title(row[i_id], row[i_title], raw_items, "movie", where, n)
         g = row[i_genres].strip()
         genres = () if g in ("", "(no genres listed)") else tuple(
             dict.fromkeys(x.strip() for x in g.split("|") if x.strip()))
@@ -259,12 +263,7 @@ def _ml1m_movies(path: Path) -> dict[str, Item]:
         f = line.split("::")
         if len(f) != 3:
             raise CatalogError(f"movie line: expected 3 '::'-separated fields, found {len(f)}", where, n)
-        item_id = Checks.ident(f[0], "item", where, n)
-        if item_id in items:
-            raise CatalogError(f"duplicate item id {item_id!r}", where, n)
-        if not f[1].strip():
-            raise CatalogError(f"empty title for item {item_id!r}", where, n)
-        title, year = clean_title(f[1])
+        item_id, title, year = _id_and_title(f[0], f[1], items, "item", where, n)
         genres = tuple(g for g in f[2].strip().split("|") if g and g != "(no genres listed)")
         items[item_id] = make_item(where, n, id=item_id, title=title, kind="movie", year=year, genres=genres)
     return items
