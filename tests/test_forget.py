@@ -14,6 +14,7 @@ import pytest
 from conftest import CliResult, copy_home, first_items, make_home, run_cli
 from mediarec.catalog import Interaction, load_dataset, write_generic
 from mediarec.chat.session import SessionState
+from mediarec.infra.paths import Layout
 from mediarec.llm.cache import AnswerCache
 
 GONE = "forget-me-7"
@@ -125,14 +126,21 @@ def _of(name: str, rel: str) -> bool:
     parts = Path(rel).parts
     return (parts[0] == "catalogs" and parts[1] == name) or (parts[0] == "index" and (
         parts[1] in (name, f"{name}-eval", f"{name}-eval-enriched", f"{name}.lock"))) or \
-        (parts[0] == "learned" and parts[1].startswith(f"{name}-"))
+        (parts[0] == "learned" and parts[1].startswith(f"{name}-")) or \
+        rel == f"chat/{name}.history" or parts[:4] == ("cache", "llm", "catalogs", name)
 
 
 def test_forget_in_one_catalog_leaves_every_other_catalog_byte_identical(three_catalogs, tmp_path):
     home = copy_home(three_catalogs, tmp_path / "home")
+    layout = Layout(home)
+    for name in ("mine", "demo", "other"):  # each catalog's LLM answers and chat line history are its own
+        AnswerCache(layout.llm_cache_of(name)).put("a" * 64, {"text": f"ranked for {SAME_ID}'s history in {name}"})
+        layout.chat.mkdir(exist_ok=True)
+        layout.chat_history(name).write_text(f"something like Alien\nI am {SAME_ID}\n")
     before = _hashes(home)
     others = {p: h for p, h in before.items() if _of("demo", p) or _of("other", p)}
     assert any(p.startswith("learned/demo-") for p in others) and any(p.startswith("learned/other-") for p in others)
+    assert "chat/demo.history" in others and any(p.startswith("cache/llm/catalogs/other/") for p in others)
     assert any(p.endswith(".npz") and "/demo/" in f"/{p}" for p in others)
 
     p = run_cli("forget", "--dataset", "mine", "--user", SAME_ID, home=home)
@@ -148,6 +156,8 @@ def test_forget_in_one_catalog_leaves_every_other_catalog_byte_identical(three_c
     changed = {p for p in before.keys() | after.keys() if before.get(p) != after.get(p)}
     assert changed and all(_of("mine", p) or p == "forgotten.json" for p in changed), changed
     assert not any(p.startswith("learned/mine-") for p in after)  # its learned model is gone
+    assert not any(p.startswith("cache/llm/catalogs/mine/") for p in after) and "cleared the LLM answer cache" in out
+    assert layout.chat_history("mine").read_text() == "something like Alien\n"  # the line naming them is gone
 
     def users(name: str) -> set[str]:
         code = f"from mediarec.catalog import load_dataset; print(' '.join(load_dataset({name!r}).by_user))"

@@ -131,6 +131,7 @@ def test_disk_cache_hit_and_permissions(smol_path, tmp_home):
     assert not cached_llm.chat(msgs, max_tokens=13).usage.cached
 
     root = tmp_home / "cache" / "llm"
+    assert (root / "unscoped").is_dir()  # no catalog named: its own folder, apart from every catalog's
     files = [p for p in root.rglob("*") if p.is_file()]
     assert len(files) == 3
     assert not [p for p in files if p.suffix != ".json"]  # no temporary files left behind

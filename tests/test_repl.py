@@ -152,7 +152,7 @@ def test_chat_session_in_a_terminal(env, smol, tmp_path):
     finally:
         child.close()
     assert child.exitstatus == 0, child.signalstatus
-    hist = Path(env["MEDIAREC_HOME"]) / "chat_history"
+    hist = Path(env["MEDIAREC_HOME"]) / "chat" / "demo.history"  # one line history per catalog
     assert hist.is_file() and stat.S_IMODE(hist.stat().st_mode) == 0o600
 
 

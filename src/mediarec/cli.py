@@ -222,7 +222,7 @@ def cmd_enrich(args) -> int:
 
     if args.limit is not None and args.limit < 0:
         raise MediarecError("--limit must be 0 or more")
-    llm = load_llm(args.llm)
+    llm = load_llm(args.llm, cache_scope=args.dataset)
     if llm is None:
         raise MediarecError("enrich needs an LLM: --llm local:NAME, local:/path.gguf or openai:MODEL")
     from mediarec.catalog import load_dataset

@@ -44,7 +44,7 @@ def from_catalog(catalog: Catalog, llm: str | None = None, chroma_url: str | Non
             raise ConfigError("--adapter needs a local model (--llm local:NAME)")
         backend = load_llm(spec, settings, adapter=adapter, catalog=catalog.name, prompt_hash=prompt_hash(prompts))
     else:
-        backend = load_llm(spec, settings)
+        backend = load_llm(spec, settings, cache_scope=catalog.name)
     if backend is not None:
         backend.prepare()  # a model that is missing is pulled (or fails) here, not in the first answer
     index = open_index(catalog, settings, chroma_url=chroma_url, build=True, progress=progress,

@@ -58,8 +58,8 @@ def forget_user(user: str, dataset: str | None = None, all_catalogs: bool = Fals
       of that catalog only; the next command that needs them rebuilds them without the person; a
       collaborative refit pending in the background (``mediarec add``) is called off;
     * ``files``: saved chat sessions under ``$MEDIAREC_HOME`` of that catalog and user are deleted,
-      lines naming them leave the chat's line history, and the LLM answer cache is cleared (answers
-      are keyed by prompt, and a prompt carries a history);
+      lines naming them leave that catalog's chat line history, and that catalog's LLM answers are
+      cleared (answers are keyed by prompt, and a prompt carries a history); other catalogs' stay;
     * finally the catalog's files under ``$MEDIAREC_HOME`` are searched for the id; what still holds
       it is reported, never hidden.
 
@@ -91,7 +91,7 @@ def forget_user(user: str, dataset: str | None = None, all_catalogs: bool = Fals
         report += _delete_models(t.name, home, chroma_url)
         report += _call_off_pending_refit(t.name, home, chroma_url)
     report += _forget_sessions(user, home, None if all_catalogs else {t.name for t in known})
-    report += _clear_answer_cache(home)
+    report += _clear_answer_cache(home, None if all_catalogs else {t.name for t in known})
     mark_clean(user, ALL if all_catalogs else known[0].name, home)
     left = [p for t in known for p in _still_holding(user, home, t.name)]
     report += [f"left: still holds the id: {p}" for p in left] or \
@@ -289,27 +289,37 @@ def _forget_sessions(user: str, home: Path, catalogs: set[str] | None) -> list[s
                                                 for x in data.get("interactions") or [])):
             path.unlink()
             out.append(f"files: deleted the saved chat session {path}")
-    hist = Layout(home).chat_history
-    if hist.is_file():
-        lines = hist.read_text(encoding="utf-8", errors="replace").splitlines(keepends=True)
-        kept = [ln for ln in lines if not _mentions(ln.encode(), user)]
-        if len(kept) != len(lines):
-            atomic_write_text(hist, "".join(kept), private=True)
-            out.append(f"files: removed {len(lines) - len(kept)} line(s) naming {user} from {hist} (the chat's line "
-                       "history is not kept per catalog)")
+    lay = Layout(home)
+    histories = sorted(lay.chat.glob("*.history")) if catalogs is None and lay.chat.is_dir() else \
+        [lay.chat_history(name) for name in sorted(catalogs or ())]
+    for hist in [*histories, lay.legacy_chat_history]:
+        if hist.is_file():
+            lines = hist.read_text(encoding="utf-8", errors="replace").splitlines(keepends=True)
+            kept = [ln for ln in lines if not _mentions(ln.encode(), user)]
+            if len(kept) != len(lines):
+                atomic_write_text(hist, "".join(kept), private=True)
+                out.append(f"files: removed {len(lines) - len(kept)} line(s) naming {user} from the chat's line "
+                           f"history {hist}")
     return out
 
 
-def _clear_answer_cache(home: Path) -> list[str]:
+def _clear_answer_cache(home: Path, catalogs: set[str] | None) -> list[str]:
+    """The LLM answers of ``catalogs`` (None: all): answers are keyed by prompt, and a prompt may
+    carry the person's history. Other catalogs' answers stay; answers written before the cache was
+    kept per catalog (and those of no catalog) cannot be told apart, so they go too."""
     import shutil
 
-    root = Layout(home).llm_cache
-    n = sum(1 for _ in root.rglob("*.json")) if root.is_dir() else 0
-    if n:
-        shutil.rmtree(root)
-        return [(f"files: cleared the LLM answer cache ({n} answers in {root}): answers are keyed by prompt, "
-                 "and a prompt may carry the person's history")]
-    return []
+    lay = Layout(home)
+    roots = [lay.llm_cache] if catalogs is None else \
+        [*(lay.llm_cache_of(name) for name in sorted(catalogs)), *lay.legacy_llm_caches()]
+    out = []
+    for root in roots:
+        n = sum(1 for _ in root.rglob("*.json")) if root.is_dir() else 0
+        if n:
+            shutil.rmtree(root)
+            out.append(f"files: cleared the LLM answer cache {root} ({n} answers): answers are keyed by prompt, "
+                       "and a prompt may carry the person's history")
+    return out
 
 
 def _mentions(data: bytes, user: str) -> bool:
@@ -323,7 +333,8 @@ def _catalog_paths(name: str, home: Path) -> list[Path]:
     tuned = [p for p in lay.tuned.glob(f"{safe_file_name(name)}*.json")
              if p.stem == safe_file_name(name) or p.stem.startswith(f"{safe_file_name(name)}@")]
     return [lay.catalogs / name, *_index_dirs(name, home), *_model_files(name, home), *tuned,
-            lay.summaries(name), lay.chat_history, lay.llm_cache]
+            lay.summaries(name), lay.chat_history(name), lay.llm_cache_of(name), lay.legacy_chat_history,
+            *lay.legacy_llm_caches()]
 
 
 def _still_holding(user: str, home: Path, name: str) -> list[Path]:

@@ -1,7 +1,7 @@
 """``mediarec chat``: an interactive session in the terminal.
 
 Line editing and history come from the standard library's ``readline`` (the history is kept in
-``$MEDIAREC_HOME/chat_history``, readable by its owner only). Answers are computed in a worker
+``$MEDIAREC_HOME/chat/<catalog>.history``, one per catalog, readable by its owner only). Answers are computed in a worker
 thread under a spinner; Ctrl-C abandons the answer and returns to the prompt, Ctrl-D or ``:quit``
 leaves. Any bad input gets a one-line hint, never a traceback.
 """
@@ -351,7 +351,7 @@ def run_repl(args: Any, build: Callable[..., Any]) -> int:
     who = f", user {args.user} ({len(session.history())} items in the history)" if getattr(args, "user", None) else ""
     console.print(Text(f"mediarec chat: {catalog.name}, LLM {rec.llm.spec if rec.llm else 'none'}{who}. "
                        "Ask for something, or :help.", style="bold"))
-    repl = Repl(session, console, history_file=settings.layout.chat_history)
+    repl = Repl(session, console, history_file=settings.layout.chat_history(catalog.name))
     rc = repl.run()
     if repl.abandoned:
         # An abandoned answer may still be inside the model's native code: finalising the

@@ -78,7 +78,7 @@ def load_families(names: Sequence[str], args, catalog, provider) -> LLMFamilies 
         raise ConfigError("--adapter ranks the -ft systems: add llm-ft or learned+llm-ft to --systems")
     if not parts:
         return None
-    llm = load_llm(args.llm)
+    llm = load_llm(args.llm, cache_scope=catalog.name)
     if llm is None:
         raise ConfigError("the llm systems need --llm (local:NAME, openai:MODEL)")
     fam = LLMFamilies(llm=llm, provider=provider, candidates=args.candidates)

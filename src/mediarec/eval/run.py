@@ -70,11 +70,11 @@ def run_eval(args) -> int:
     build_systems([n for n in names if not llm_parts(n)], provider, seq_device=seq_device)
     n_explain = getattr(args, "explanations", None)
     fam = load_families(names, args, catalog, provider)
-    llm = fam.llm if fam is not None else load_llm(args.llm) if n_explain else None
+    llm = fam.llm if fam is not None else load_llm(args.llm, cache_scope=catalog.name) if n_explain else None
     profile_spec = getattr(args, "profile_llm", None)
     profile_llm = None
     if profile_spec:
-        profile_llm = llm if llm is not None and profile_spec == args.llm else load_llm(profile_spec)
+        profile_llm = llm if llm is not None and profile_spec == args.llm else load_llm(profile_spec, cache_scope=catalog.name)
     split = leave_last_out(catalog)
     if any(llm_parts(n)[1] == "-cal" for n in llm_names):
         con.print("estimating the LLM's label prior on validation users' shuffled prompts (no targets)")
@@ -184,7 +184,7 @@ def _request_variants(args, fam, tuned: dict, catalog, cut_of: dict[str, int]):
 
     if not getattr(args, "request_llm", False):
         return [RULES], {}
-    llm = fam.llm if fam is not None else load_llm(args.llm)
+    llm = fam.llm if fam is not None else load_llm(args.llm, cache_scope=catalog.name)
     if llm is None:
         raise ConfigError("--request-llm compares readings and rankings with an LLM: give --llm")
     stored = stored_llm_choice(catalog, llm.spec)

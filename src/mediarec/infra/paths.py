@@ -2,10 +2,11 @@
 name: the one module that names the folders, so every store (and ``mediarec forget``) agrees.
 
     models/       pinned model files            index/<catalog>/    Chroma and the item-item matrix
-    cache/llm/    LLM answers by prompt         learned/            learned-stage models, job locks
-    tuned/        choices made on validation    catalogs/<name>/    your own catalogs, registered
-    enrich/       LLM item summaries            forgotten.json      people forgotten (digests)
-    data/         fetched public datasets       chat_history        the REPL's line history
+    cache/llm/catalogs/<catalog>/  LLM answers by prompt, one folder per catalog (a prompt carries a history)
+    learned/      learned-stage models, locks   tuned/              choices made on validation
+    catalogs/<name>/  your own catalogs         enrich/             LLM item summaries
+    forgotten.json    people forgotten (digests) data/              fetched public datasets
+    chat/<catalog>.history  the REPL's line history, one file per catalog
 """
 
 from __future__ import annotations
@@ -43,7 +44,24 @@ class Layout:
     catalogs = property(lambda self: self.home / "catalogs")
     enrich = property(lambda self: self.home / "enrich")
     forgotten = property(lambda self: self.home / FORGOTTEN)
-    chat_history = property(lambda self: self.home / "chat_history")
+    #: before answers and line histories were kept per catalog: still read by ``forget``, never written
+    legacy_chat_history = property(lambda self: self.home / "chat_history")
+    chat = property(lambda self: self.home / "chat")
+
+    def chat_history(self, catalog_name: str) -> Path:
+        """The REPL's line history for one catalog: what was typed about one catalog stays with it."""
+        return self.chat / f"{safe_file_name(catalog_name)}.history"
+
+    def llm_cache_of(self, catalog_name: str | None) -> Path:
+        """The LLM answers of one catalog's prompts (None: prompts that belong to no catalog)."""
+        if not catalog_name:
+            return self.llm_cache / "unscoped"
+        return self.llm_cache / "catalogs" / safe_file_name(catalog_name)
+
+    def legacy_llm_caches(self) -> list[Path]:
+        """Answer folders written before the cache was kept per catalog (and the unscoped one): any catalog's."""
+        root = self.llm_cache
+        return sorted(p for p in root.iterdir() if p.name != "catalogs") if root.is_dir() else []
 
     def learned_model(self, catalog_name: str, key: str) -> Path:
         return self.learned / f"{safe_file_name(catalog_name)}-{key}.json"

@@ -38,7 +38,9 @@ class AnswerCache:
         if not self.enabled:
             return
         path = self._path(key)
-        path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+        for d in reversed([path.parent, *path.parent.parents]):  # every folder it creates is owner-only
+            if not d.exists():
+                d.mkdir(exist_ok=True, mode=0o700)
         with contextlib.suppress(OSError):
             os.chmod(self.root, 0o700)
         atomic_write_text(path, json.dumps(value), private=True)

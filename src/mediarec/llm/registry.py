@@ -20,8 +20,11 @@ BACKENDS: dict[str, type[LLM]] = {cls.scheme: cls for cls in (LocalLLM, OpenAILL
 
 
 def load_llm(spec: str | None, settings: Settings | None = None, options: LLMOptions | None = None,
-             cache: bool = True, **kw) -> LLM | None:
-    """An LLM from a spec string; ``none`` (or empty) gives None. Configuration errors raise ConfigError."""
+             cache: bool = True, cache_scope: str | None = None, **kw) -> LLM | None:
+    """An LLM from a spec string; ``none`` (or empty) gives None. Configuration errors raise ConfigError.
+
+    Its answers are cached per catalog (``cache_scope``, else the ``catalog`` keyword): a prompt
+    carries a person's history, and that stays with the catalog it came from (``forget`` clears one)."""
     settings = settings or get_settings()
     spec = (spec or settings.llm).strip()
     if spec.lower() in ("none", "off", ""):
@@ -33,5 +36,5 @@ def load_llm(spec: str | None, settings: Settings | None = None, options: LLMOpt
     if backend is None or not name:
         forms = ", ".join(cls.spec_forms for cls in BACKENDS.values())
         raise ConfigError(f"unknown LLM spec {spec!r}: use {forms} or none")
-    answer_cache = AnswerCache(settings.cache_dir / "llm", enabled=cache)
+    answer_cache = AnswerCache(settings.layout.llm_cache_of(cache_scope or kw.get("catalog")), enabled=cache)
     return backend.from_spec(name, settings, options=options, cache=answer_cache, **kw)
