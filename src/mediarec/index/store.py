@@ -586,6 +586,9 @@ class CatalogIndex(_IndexPlace):
         # embedded and collab_refit say what the build that made it did.
         for name in _IndexPlace.FIELDS + ("text_vectors", "collab", "embedded", "collab_refit"):
             object.__setattr__(self, name, getattr(built, name))
+        # Tables the layers above derive from this snapshot (the explanations' evidence and checker):
+        # built once, and gone with the snapshot (a module-level cache kept every index alive).
+        object.__setattr__(self, "derived", {})
 
     def __setattr__(self, name: str, value: Any) -> None:
         raise AttributeError(f"a built CatalogIndex is read-only (build a new one with IndexBuilder), cannot set {name!r}")

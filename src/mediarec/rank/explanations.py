@@ -14,7 +14,6 @@ import contextlib
 import json
 import re
 import time
-import weakref
 from typing import TYPE_CHECKING, Any, Callable, Protocol
 
 from mediarec.rank.checker import EMPTY, ReasonChecker, template_reason
@@ -38,16 +37,16 @@ class Served(Protocol):
     index: "CatalogIndex"
     reranker: "Reranker | None"
 
-# One builder and checker per served index: their catalog-wide tables are built once.
-_TOOLS: "weakref.WeakKeyDictionary[Any, tuple[EvidenceBuilder, ReasonChecker]]" = weakref.WeakKeyDictionary()
-
-
 def tools_for(recommender: "Served") -> tuple[EvidenceBuilder, ReasonChecker]:
+    """One builder and checker per served index (their catalog-wide tables are built once), kept
+    in the index snapshot's ``derived`` tables so that they go with it."""
     index = recommender.index
-    got = _TOOLS.get(index)
+    memo = getattr(index, "derived", None)
+    got = memo.get("explain_tools") if memo is not None else None
     if got is None or got[0].catalog is not recommender.catalog:
         got = (EvidenceBuilder(recommender.catalog, index), ReasonChecker(recommender.catalog))
-        _TOOLS[index] = got
+        if memo is not None:
+            memo["explain_tools"] = got
     return got
 
 
