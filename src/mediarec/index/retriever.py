@@ -126,6 +126,8 @@ class SeqLike(Protocol):
 
     def score_array(self, history: Sequence[str]) -> np.ndarray: ...
 
+    def score_many(self, histories: Sequence[Sequence[str]]) -> np.ndarray: ...
+
 
 def seq_share(raw: np.ndarray) -> np.ndarray:
     """exp(s - max s) over the finite scores, 0 elsewhere: the model's softmax divided by its best
@@ -155,10 +157,23 @@ class Retriever:
         self._genres: list[frozenset[str]] | None = None  # each row's genres, for the genre penalty
         self.seq = seq
         self._seq_cache: tuple[tuple[str, ...], np.ndarray | None] | None = None
+        self._seq_primed: dict[tuple[str, ...], np.ndarray | None] = {}
         if seq is not None:
             pos = [(k, index.position(i)) for k, i in enumerate(seq.item_ids)]
             self._seq_cols = np.array([k for k, p in pos if p is not None], dtype=np.int64)
             self._seq_rows = np.array([p for _, p in pos if p is not None], dtype=np.int64)
+
+    def prime_seq(self, wanted: Sequence[Sequence[str]], raw: np.ndarray) -> None:
+        """Keep the scores ``raw[k]`` (in the model's item order) of the histories ``wanted[k]``,
+        scored together in one batch, for :meth:`seq_scores` to read."""
+        self._seq_primed = {}
+        for w, r in zip(wanted, raw):
+            key = tuple(w)
+            out = None
+            if any(self.index.position(i) is not None for i in w):
+                out = np.full(len(self.index.item_ids), -np.inf, dtype=np.float64)
+                out[self._seq_rows] = r[self._seq_cols]
+            self._seq_primed[key] = out
 
     def seq_scores(self, wanted: Sequence[str]) -> np.ndarray | None:
         """The sequential model's raw score of every catalogue row for the positive history
@@ -169,6 +184,8 @@ class Retriever:
         key = tuple(wanted)
         if self._seq_cache is not None and self._seq_cache[0] == key:
             return self._seq_cache[1]
+        if key in self._seq_primed:
+            return self._seq_primed[key]
         out = None
         if any(self.index.position(i) is not None for i in wanted):
             raw = self.seq.score_array(list(wanted))

@@ -494,6 +494,12 @@ class SeqScorer:
             raise RuntimeError(f"{self.name}: call fit() first")
         return self.model.score_histories([self._indices(history)])[0].astype(np.float64)
 
+    def score_many(self, histories) -> np.ndarray:
+        """(len(histories), len(item_ids)) scores, in batches (the learned stage's training)."""
+        if self.model is None:
+            raise RuntimeError(f"{self.name}: call fit() first")
+        return self.model.score_histories([self._indices(h) for h in histories])
+
     def score(self, history, candidates: list[str] | None = None) -> dict[str, float]:
         s = self.score_array(history)
         if candidates is None:

@@ -43,6 +43,7 @@ from mediarec.rank.features import ALL_FEATURES, FEATURE_GROUPS, LOW_RATING_FEAT
 
 log = logging.getLogger(__name__)
 FORMAT = 1
+SEQ_BATCH = 512  # training examples the sequential model scores in one pass (fewer on a large catalogue)
 
 
 class LearnedSettings(BaseModel):
@@ -212,10 +213,13 @@ def train(catalog: Catalog, index: Any, fusion: FusionSettings | None = None,
     ys: dict[bool, list[np.ndarray]] = {False: [], True: []}
     fused_ranks: list[float] = []  # the target's rank under the fused order, users set aside
     n_aside = 0
+    seq_batch = max(16, min(SEQ_BATCH, 20_000_000 // max(1, len(index.item_ids))))  # ≤ 20M scores held
     with single_threaded_blas(), counting(progress, unit="examples") as bar:
         task = bar.add_task(f"learned stage {catalog.name}: examples", total=len(examples))
-        for e in examples:
+        for k, e in enumerate(examples):
             bar.advance(task)
+            if seq is not None and k % seq_batch == 0:  # one batched forward pass per batch of examples
+                sig.prime_seq([e.history for e in examples[k:k + seq_batch]])
             fused = sig.fused(e.history)
             rows = _pool(fused, s.pool)
             t = index.position(e.target)
