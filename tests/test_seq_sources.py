@@ -106,3 +106,23 @@ def test_index_skips_the_demo_with_the_message(linked_home):
     line = [x for x in r.stdout.splitlines() if x.startswith("sequential model")]
     assert len(line) == 1 and "interactions < 200,000" in line[0], r.stdout
     assert not (linked_home / "seq").exists()
+
+
+def test_batched_scores_equal_one_at_a_time(walk, tmp_path):
+    """The learned stage scores its training examples in batches: the same numbers as one by one."""
+    from mediarec.rank.features import ALL_FEATURES, Signals
+
+    cat, index = walk
+    model = SeqSource(tmp_path, mode="on", settings=TINY).model_for(cat, train=True)
+    histories = [cat.history(u)[:n] for u, n in (("u1", 3), ("u2", 9), ("u3", 14), ("u4", 1))]
+    one = Signals(cat, index, index.collab, seq=model)
+    batched = Signals(cat, index, index.collab, seq=model)
+    batched.prime_seq(histories)
+    cols = [ALL_FEATURES.index(f) for f in FEATURE_GROUPS["seq"]]
+    for h in histories:
+        f1, f2 = one.fused(h), batched.fused(h)
+        np.testing.assert_allclose(f1, f2, rtol=1e-5, atol=1e-6)
+        rows = np.flatnonzero(np.isfinite(f1))[:20]
+        x1, x2 = one.features(h, rows, f1), batched.features(h, rows, f2)
+        np.testing.assert_allclose(x1[:, cols], x2[:, cols], rtol=1e-4, atol=1e-5)
+        assert x1[:, cols[0]].max() == pytest.approx(1.0)  # the pool's best has exp(0)
