@@ -179,7 +179,7 @@ class Retriever:
         """The sequential model's raw score of every catalogue row for the positive history
         ``wanted`` (-inf for rows it does not know); None without a model or a known item. The
         last history's scores are kept: the learned stage asks again for its features."""
-        if self.seq is None or not self.fusion.seq_weight:
+        if self.seq is None:
             return None
         key = tuple(wanted)
         if self._seq_cache is not None and self._seq_cache[0] == key:
@@ -419,7 +419,7 @@ class Retriever:
                     for i in self._exact_best(self.index.text_vectors @ tvec, banned, pool_n, mask,
                                                 modelled_only=False):
                         pool.setdefault(i, set()).add("text")
-            if seq_all is not None:
+            if seq_all is not None and self.fusion.seq_weight:
                 for i in self._exact_best(seq_all, banned, pool_n, mask, modelled_only=False):
                     pool.setdefault(i, set()).add("seq")
             penalty = self.genre_penalty(wanted, negatives)
