@@ -126,3 +126,13 @@ def test_batched_scores_equal_one_at_a_time(walk, tmp_path):
         x1, x2 = one.features(h, rows, f1), batched.features(h, rows, f2)
         np.testing.assert_allclose(x1[:, cols], x2[:, cols], rtol=1e-4, atol=1e-5)
         assert x1[:, cols[0]].max() == pytest.approx(1.0)  # the pool's best has exp(0)
+
+
+def test_a_model_stored_with_on_serves_under_auto(walk, tmp_path):
+    """`mediarec index --seq on` on a small catalog, then `recommend` (auto): the stored model serves."""
+    cat, _ = walk
+    SeqSource(tmp_path, mode="on", settings=TINY).model_for(cat, train=True)
+    auto = SeqSource(tmp_path, mode="auto", settings=TINY, may_train=False)
+    got = auto.model_for(cat, train=True)
+    assert got is not None and got.extra["trained"] is False
+    assert auto.status.startswith("sequential model: stored")

@@ -560,17 +560,19 @@ class SeqSource:
         """The catalog's model, stored or (``train``) trained now; None when skipped or not trained
         yet. ``check_size`` False: the size was checked on the catalog this one is part of (the
         learned stage's held-out training catalog)."""
-        reason = self.skip_reason(catalog) if check_size else (
-            "sequential model off" if self.mode == "off" or not torch_available() else None)
-        if reason is not None:
+        reason = self.skip_reason(catalog) if check_size else None
+        if self.mode == "off" or not torch_available():
             if check_size:
                 self.status = reason
             return None
+        # Too small for "auto": no training, but a model stored by `--seq on` still serves (its
+        # learned model was trained with it).
         scorer = SeqScorer(self.home, self.settings, progress=self.progress, log=self.log, summary=self.summary)
-        if not scorer.fit(catalog, may_train=train and self.may_train):
+        if not scorer.fit(catalog, may_train=train and self.may_train and reason is None):
             if check_size:
-                self.status = "sequential model not trained yet (`mediarec index` trains it)"
+                self.status = reason or "sequential model not trained yet (`mediarec index` trains it)"
             return None
         if check_size:
-            self.status = f"sequential model {scorer.extra['model']}"
+            self.status = (f"sequential model: {'trained' if scorer.extra['trained'] else 'stored'}, "
+                           f"{scorer.extra['model']}")
         return scorer
