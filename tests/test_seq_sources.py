@@ -136,3 +136,16 @@ def test_a_model_stored_with_on_serves_under_auto(walk, tmp_path):
     got = auto.model_for(cat, train=True)
     assert got is not None and got.extra["trained"] is False
     assert auto.status.startswith("sequential model: stored")
+
+
+def test_eval_names_choose_the_sequential_model(tmp_path):
+    from mediarec.config import Settings
+    from mediarec.eval.systems import IndexProvider, build_systems, split_seq
+
+    assert split_seq("learned+seq+llm") == ("learned+llm", "on")
+    assert split_seq("hybrid+noseq") == ("hybrid", "off")
+    assert split_seq("hybrid+summaries") == ("hybrid+summaries", "auto")
+    provider = IndexProvider(Settings(home=tmp_path))
+    systems = build_systems(["hybrid", "hybrid+seq", "collab", "learned+noseq", "learned+seq"], provider)
+    assert [s.name for s in systems] == ["hybrid", "hybrid+seq", "collab", "learned+noseq", "learned+seq"]
+    assert [s.seq.mode if s.seq is not None else None for s in systems] == ["auto", "on", None, "off", "on"]

@@ -224,11 +224,13 @@ def retrieval_system(name: str, provider: IndexProvider, profile_llm: LLM | None
     update = dict(RETRIEVAL_BASES[base])
     if weight is not None:
         update["profile_weight"] = weight
-    if base != "hybrid":
-        mode = "off"
+    if base != "hybrid":  # one side alone
+        seq = None
+    elif seq is None:
+        seq = seq_source(provider, mode)
     return Recommender(name=label, index_source=provider.get, fusion=FusionSettings(**update) if update else None,
                        summaries=summaries, profile_source=ProfileQueries(profile_llm) if profile else None,
-                       home=provider.settings.home, seq=seq if seq is not None else seq_source(provider, mode))
+                       home=provider.settings.home, seq=seq)
 
 
 def llm_system(llm: LLM, provider: IndexProvider, n_candidates: int = 20, llm_weight: float | None = None,
