@@ -128,7 +128,7 @@ def seq_source(provider: IndexProvider, mode: str, device: str = "cpu", epochs: 
     log = (lambda m: print(m, file=sys.stderr, flush=True)) if provider.progress else None
     settings = SeqSettings(device=device, **({"epochs": epochs} if epochs else {}))
     return SeqSource(provider.settings.home, mode=mode, settings=settings, progress=provider.progress,
-                     summary=log)
+                     summary=log, log=log)  # a line per epoch: a run of an hour is followed in its log
 
 
 def seq_system(provider: IndexProvider, device: str = "cpu", name: str = "seq"):
