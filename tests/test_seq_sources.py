@@ -11,16 +11,16 @@ import pytest
 
 torch = pytest.importorskip("torch")
 
-import chromadb  # noqa: E402
+import chromadb
 
-from mediarec.catalog.loaders.sequences import sequence_catalog  # noqa: E402
-from mediarec.index import seq as seqmod  # noqa: E402
-from mediarec.index.retriever import Retriever  # noqa: E402
-from mediarec.index.seq import SeqSettings, SeqSource  # noqa: E402
-from mediarec.index.store import IndexBuilder  # noqa: E402
-from mediarec.rank.features import FEATURE_GROUPS  # noqa: E402
-from mediarec.rank.learned import LearnedSettings  # noqa: E402
-from mediarec.recommender import Recommender  # noqa: E402
+from mediarec.catalog.loaders.sequences import sequence_catalog
+from mediarec.index import seq as seqmod
+from mediarec.index.retriever import Retriever
+from mediarec.index.seq import SeqSettings, SeqSource
+from mediarec.index.store import IndexBuilder
+from mediarec.rank.features import FEATURE_GROUPS
+from mediarec.rank.learned import LearnedSettings
+from mediarec.recommender import Recommender
 
 N_ITEMS = 30
 TINY = SeqSettings(dim=16, layers=1, heads=1, max_len=12, dropout=0.1, lr=5e-3, batch=16, epochs=25, patience=25)
@@ -74,7 +74,7 @@ def test_seq_feature_group_in_the_learned_model_when_available(walk, tmp_path):
 
 
 def test_a_stored_model_serves_without_training(walk, tmp_path):
-    cat, index = walk
+    cat, _ = walk
     assert SeqSource(tmp_path, mode="on", settings=TINY, may_train=False).model_for(cat, train=True) is None
     SeqSource(tmp_path, mode="on", settings=TINY).model_for(cat, train=True)
     reader = SeqSource(tmp_path, mode="on", settings=TINY, may_train=False)
@@ -91,7 +91,7 @@ def test_auto_skips_a_small_catalog_and_says_why(walk, tmp_path):
 
 
 def test_without_torch_the_product_goes_on(walk, tmp_path, monkeypatch):
-    cat, index = walk
+    cat, _ = walk
     monkeypatch.setattr(seqmod, "torch_available", lambda: False)
     src = SeqSource(tmp_path, mode="on", settings=TINY)
     assert src.model_for(cat, train=True) is None

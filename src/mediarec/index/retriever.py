@@ -142,7 +142,7 @@ def seq_share(raw: np.ndarray) -> np.ndarray:
 class Retriever:
     """Hybrid text + collaborative candidate generation over a built CatalogIndex."""
 
-    def __init__(self, index: CatalogIndex, fusion: FusionSettings | None = None, seq: "SeqLike | None" = None):
+    def __init__(self, index: CatalogIndex, fusion: FusionSettings | None = None, seq: SeqLike | None = None):
         """``seq``: a trained sequential model of this catalog (``item_ids`` and ``score_array``), or None."""
         if index.text_vectors is None:
             index.load()

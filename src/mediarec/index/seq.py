@@ -556,7 +556,7 @@ class SeqSource:
             return f"sequential model skipped: {users:,} users with two or more items < {MIN_USERS:,}"
         return None
 
-    def model_for(self, catalog, train: bool, check_size: bool = True) -> "SeqScorer | None":
+    def model_for(self, catalog, train: bool, check_size: bool = True) -> SeqScorer | None:
         """The catalog's model, stored or (``train``) trained now; None when skipped or not trained
         yet. ``check_size`` False: the size was checked on the catalog this one is part of (the
         learned stage's held-out training catalog)."""
