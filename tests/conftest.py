@@ -354,7 +354,9 @@ def _learned_models_trained_once():
     original = learned.train
     trained: dict[str, str] = {}
 
-    def train(catalog, index, fusion=None, settings=None, progress=False):
+    def train(catalog, index, fusion=None, settings=None, progress=False, seq_source=None):
+        if seq_source is not None:  # with a sequential model: not keyed here, trained each time
+            return original(catalog, index, fusion, settings, progress=progress, seq_source=seq_source)
         key = learned.fingerprint(catalog, index, fusion, settings or learned.LearnedSettings())
         if key not in trained:
             trained[key] = original(catalog, index, fusion, settings, progress=progress).to_json()

@@ -104,6 +104,7 @@ def cmd_index(args) -> int:
     # The product as recommend and chat build it: the index, then the learned stage trained on it.
     rec = from_catalog(catalog, llm="none", chroma_url=args.chroma_url, settings=_settings(args),
                                    progress=not args.quiet, previous_fit=False,  # a full build: fits here
+                                   seq=args.seq, train_seq=True,
                                    **({"second_stage": None} if args.no_learned else {}))
     idx = rec.index
     print(f"indexed {catalog.name}: {len(idx.item_ids)} items, {len(idx.collab.item_ids)} with collaborative "
@@ -111,6 +112,7 @@ def cmd_index(args) -> int:
     if args.quiet:  # the one result line (documented in --help)
         return 0
     print(f"second stage: {rec.stage.status if rec.stage else 'off (--no-learned)'}")
+    print(rec.seq.status)
     _collab_capacity_note(catalog, idx)
     return 0
 
@@ -347,6 +349,10 @@ def build_parser() -> argparse.ArgumentParser:
     dataset_args(i)
     own_files_args(i)
     i.add_argument("--no-learned", action="store_true", help="do not train the learned second stage")
+    i.add_argument("--seq", choices=("auto", "on", "off"), default="auto",
+                   help="the sequential model (a retrieval side and learned-stage features; needs torch, the "
+                        "[seq] extra): auto trains it where the catalog has 200,000 interactions and 1,000 "
+                        "users or more (default auto)")
     i.add_argument("--quiet", action="store_true",
                    help="no progress, notes or second-stage status; only the \"indexed ...\" line prints")
     i.set_defaults(func=cmd_index)
@@ -376,6 +382,9 @@ def build_parser() -> argparse.ArgumentParser:
                         "+summaries (stored `mediarec enrich` summaries) and/or +profile[@SHARE] (interest profile)")
     e.add_argument("--protocol", default="full",
                    help="full | sampled | a built-in protocol (llamarec, lrurec, ml-100k-full, ...) | a protocol JSON file")
+    e.add_argument("--seq-epochs", type=int, default=None,
+                   help="at most this many epochs for a sequential model trained by this run (default 200, "
+                        "early stopping after 20 without gain); a stored model is reused whatever it says")
     e.add_argument("--device", default="cpu", help="where the seq system trains and scores: cpu or cuda (default cpu)")
     e.add_argument("--users", type=int, default=None,
                    help="test users, a seeded sample (default: all with --protocol full, 200 with sampled, "

@@ -24,6 +24,7 @@ from mediarec.catalog import Catalog, Interaction, Item
 from mediarec.catalog.model import pair_liked
 from mediarec.errors import ConfigError, MediarecError
 from mediarec.index.retriever import Candidate, FusionSettings, Retriever
+from mediarec.index.seq import SeqSource
 from mediarec.index.store import CatalogIndex
 from mediarec.llm import LLM
 from mediarec.rank.explanations import HistoryPairs, ReasonMemo, explain_result
@@ -100,7 +101,7 @@ class Recommender:
                  summaries: bool | str | Path = False, profile_source: ProfileSource | None = None,
                  sources: dict[str, str] | None = None, second_stage: LearnedSettings | None = None,
                  home: str | Path | None = None, train_second_stage: bool = True, progress: bool = False,
-                 retrain_job: Callable[[str], int | None] | None = None):
+                 retrain_job: Callable[[str], int | None] | None = None, seq: SeqSource | None = None):
         if not 1 <= n_candidates <= MAX_LABELS:
             raise ConfigError(f"n_candidates must be from 1 to {MAX_LABELS} (one label per candidate)")
         if second_stage is not None and home is None:
@@ -121,6 +122,7 @@ class Recommender:
         self.train_second_stage = train_second_stage
         self.progress = progress  # bars on stderr while the learned stage trains
         self.retrain_job = retrain_job  # starts a catalog's background retrain; its pid, None if one runs
+        self.seq = seq  # where the catalog's sequential model comes from (a third retrieval side, features)
         self.stage: SecondStage | None = None
         self.sources = dict(sources or {})  # where settings came from, for RecommendationResult.settings
         self.catalog: Catalog | None = None
@@ -148,6 +150,7 @@ class Recommender:
             "collab": {k: getattr(collab, k) for k in ("ease_lambda", "alpha", "window", "decay")}
             | {"source": self.sources.get("collab", "defaults")},
             "fusion": rec.retriever.fusion.model_dump(), "n_candidates": self.n_candidates,
+            "seq": self.seq.status if self.seq is not None else "sequential model off",
             "second_stage": {"active": bool(self.stage and self.stage.active),
                              "status": self.stage.status if self.stage else "off (the fused retrieval ranks)"}
             | ({"model": str(self.stage.path), "pool": self.stage.settings.pool} if self.stage else {})}
@@ -165,11 +168,16 @@ class Recommender:
         ``train``: train the learned stage when no stored model fits (``train_second_stage`` allows it);
         ``restart_retrain``: start a carried-over model's interrupted background retrain again
         (through ``retrain_job``, which the composition root gives)."""
-        retriever = Retriever(index, self.fusion)
+        may_train = train and self.train_second_stage
+        seq_model = self.seq.model_for(catalog, train=may_train) if self.seq is not None else None
+        retriever = Retriever(index, self.fusion, seq=seq_model)
         stage = None
         if self.second_stage is not None:
+            src = self.seq
             stage = SecondStage(catalog, index, retriever.fusion, self.second_stage, self.home,
-                                progress=self.progress)
+                                progress=self.progress, seq=seq_model,
+                                seq_source=None if src is None else
+                                (lambda c: src.model_for(c, train=may_train, check_size=False)))
             if train and self.train_second_stage:
                 stage.train_missing()
             if restart_retrain and self.train_second_stage and stage.retrain_interrupted \

@@ -137,7 +137,10 @@ def retrain(catalog_name: str, chroma_url: str | None = None) -> tuple[str, bool
             rec.index.collab_pending
     if rec.index.collab_pending:  # another add came in meanwhile: its refit first
         return f"{catalog_name}: another collaborative refit became pending; not retrained yet", True
-    ranker = train(catalog, rec.index, rec.retriever.fusion, stage.settings)
+    # With the stored sequential model of this catalogue (and its held-out copy, when stored) the
+    # features include it; a grown catalogue has none until the next `mediarec index` trains it.
+    ranker = train(catalog, rec.index, rec.retriever.fusion, stage.settings,
+                   seq_source=stage.seq_source if stage.seq is not None else None)
     ranker.meta["fingerprint"] = stage.fingerprint
     atomic_write_text(stage.path, ranker.to_json())
     return f"{catalog_name}: learned model retrained ({stage.path})", True

@@ -15,6 +15,7 @@ from mediarec.catalog import Catalog, load_dataset
 from mediarec.catalog.enrich import apply_summaries
 from mediarec.config import Settings, get_settings
 from mediarec.errors import ConfigError
+from mediarec.index.seq import SeqSource
 from mediarec.index.store import IndexSettings, open_index
 from mediarec.index.tuning import stored_choice, tuned_path
 from mediarec.llm import load_llm
@@ -28,12 +29,16 @@ from mediarec.recommender import Recommender
 def from_catalog(catalog: Catalog, llm: str | None = None, chroma_url: str | None = None,
                  settings: Settings | None = None, progress: bool = False,
                  prompts_dir: str | Path | None = None, index_settings: IndexSettings | None = None,
-                 adapter: str | Path | None = None, previous_fit: bool = True, **kw: Any) -> Recommender:
+                 adapter: str | Path | None = None, previous_fit: bool = True, seq: str = "auto",
+                 train_seq: bool = False, **kw: Any) -> Recommender:
     """The product over ``catalog``: its index (built when missing), the stored validation choices,
     the learned stage (trained when missing, unless ``train_second_stage=False``), and the LLM
     ``llm`` (a spec), with a ``mediarec train`` adapter if given. ``previous_fit``: while a
     background collaborative refit is pending, the previous fit serves (:mod:`mediarec.index.pending`);
-    False fits in the foreground (``mediarec index``). Other keywords go to :class:`Recommender`."""
+    False fits in the foreground (``mediarec index``). ``seq``: the sequential model, "auto" (where
+    the catalog is large enough, :data:`mediarec.index.seq.MIN_INTERACTIONS`), "on" or "off";
+    ``train_seq``: train it when none is stored (``mediarec index``), else only a stored one serves.
+    Other keywords go to :class:`Recommender`."""
     from mediarec.app.background import start
 
     settings = settings or get_settings()
@@ -60,6 +65,11 @@ def from_catalog(catalog: Catalog, llm: str | None = None, chroma_url: str | Non
     kw.setdefault("home", settings.home)
     kw.setdefault("progress", progress)
     kw.setdefault("retrain_job", lambda name: start(name, settings.home))
+    if "seq" not in kw:
+        import sys
+
+        note = (lambda m: print(m, file=sys.stderr, flush=True)) if progress else None
+        kw["seq"] = SeqSource(settings.home, mode=seq, progress=progress, summary=note, may_train=train_seq)
     if backend is not None:
         hit = stored_llm_choice(catalog, backend.spec, settings.home) if "rerank" not in kw else None
         if hit is not None:

@@ -20,6 +20,11 @@ each split's training catalogue; ``learned+llm`` adds the LLM stage over its ord
 ``seq`` is the sequential model alone (:mod:`mediarec.index.seq`): a causal transformer over the
 history, trained on the split's training catalogue (its last item per user held out for early
 stopping) and stored under the home by fingerprint, so the next run reuses it.
+
+The product's retrieval and learned systems use the sequential model as the product does
+(:class:`mediarec.index.seq.SeqSource`, "auto": where the training catalogue is large enough, as a
+third retrieval side and the learned stage's ``seq`` features); ``+seq`` on a name forces it on
+(``hybrid+seq``, ``learned+seq``), ``+noseq`` off, so one run compares them paired.
 """
 
 from __future__ import annotations
@@ -107,6 +112,25 @@ ALL_SYSTEMS = ("pop", "itemknn", "seq", "text", "collab", "hybrid", "llm", "lear
                "learned+llm-cal", "learned+llm-ft")
 
 
+def split_seq(name: str) -> tuple[str, str]:
+    """``learned+seq+llm`` -> ("learned+llm", "on"); ``hybrid+noseq`` -> ("hybrid", "off"); else "auto"."""
+    parts = name.split("+")
+    mode = "on" if "seq" in parts[1:] else "off" if "noseq" in parts[1:] else "auto"
+    return "+".join(p for k, p in enumerate(parts) if k == 0 or p not in ("seq", "noseq")), mode
+
+
+def seq_source(provider: IndexProvider, mode: str, device: str = "cpu", epochs: int | None = None):
+    """The product's sequential-model source for an evaluation system (training allowed)."""
+    import sys
+
+    from mediarec.index.seq import SeqSettings, SeqSource
+
+    log = (lambda m: print(m, file=sys.stderr, flush=True)) if provider.progress else None
+    settings = SeqSettings(device=device, **({"epochs": epochs} if epochs else {}))
+    return SeqSource(provider.settings.home, mode=mode, settings=settings, progress=provider.progress,
+                     summary=log, log=log)  # a line per epoch: a run of an hour is followed in its log
+
+
 def seq_system(provider: IndexProvider, device: str = "cpu", name: str = "seq"):
     """The sequential model as an evaluation system (needs torch: a one-line error without it)."""
     import sys
@@ -140,19 +164,22 @@ def ablation_names() -> list[str]:
 
 def learned_system(name: str, provider: IndexProvider, llm: LLM | None = None, n_candidates: int = 20,
                    llm_weight: float | None = None, settings: LearnedSettings | None = None,
-                   label: str | None = None, rerank: RerankSettings | None = None) -> Recommender:
+                   label: str | None = None, rerank: RerankSettings | None = None, seq: Any | None = None
+                   ) -> Recommender:
     """The hybrid with the learned second stage, trained on the split's training catalogue (stored
     under the provider's home by fingerprint, so the next run reuses it), with the LLM stage on
     top for ``learned+llm`` (``rerank``: its settings, else the defaults at ``llm_weight``)."""
+    label = label or name
+    name, mode = split_seq(name)
     dropped, with_llm = parse_learned_name(name)
     if with_llm and llm is None:
         raise ConfigError(f"{name} needs --llm (local:NAME, openai:MODEL)")
     # An ablation compares models: its model serves even where the product's gate would not.
     stage = (settings or LearnedSettings()).model_copy(update={"dropped_groups": dropped, "gate": not dropped})
     rerank = None if not with_llm else rerank or _rerank_at(llm_weight)
-    return Recommender(name=label or name, index_source=provider.get, llm=llm if with_llm else None, rerank=rerank,
+    return Recommender(name=label, index_source=provider.get, llm=llm if with_llm else None, rerank=rerank,
                        n_candidates=n_candidates, second_stage=stage, home=provider.settings.home,
-                       progress=provider.progress)
+                       progress=provider.progress, seq=seq if seq is not None else seq_source(provider, mode))
 
 
 def parse_retrieval_name(name: str) -> tuple[str, bool, float | None, bool] | None:
@@ -183,9 +210,13 @@ def parse_retrieval_name(name: str) -> tuple[str, bool, float | None, bool] | No
     return base, summaries, weight, profile
 
 
-def retrieval_system(name: str, provider: IndexProvider, profile_llm: LLM | None = None) -> Recommender:
-    """``text``, ``collab``, ``hybrid`` and their ``+summaries`` / ``+profile[@W]`` variants: the
-    Recommender without an LLM, with that side's fusion weights."""
+def retrieval_system(name: str, provider: IndexProvider, profile_llm: LLM | None = None,
+                     seq: Any | None = None) -> Recommender:
+    """``text``, ``collab``, ``hybrid`` and their ``+summaries`` / ``+profile[@W]`` / ``+seq``
+    variants: the Recommender without an LLM, with that side's fusion weights (``text`` and
+    ``collab`` never use the sequential model)."""
+    label = name
+    name, mode = split_seq(name)
     parsed = parse_retrieval_name(name)
     if parsed is None:
         raise ConfigError(f"{name!r} is not a retrieval system")
@@ -193,8 +224,13 @@ def retrieval_system(name: str, provider: IndexProvider, profile_llm: LLM | None
     update = dict(RETRIEVAL_BASES[base])
     if weight is not None:
         update["profile_weight"] = weight
-    return Recommender(name=name, index_source=provider.get, fusion=FusionSettings(**update) if update else None,
-                       summaries=summaries, profile_source=ProfileQueries(profile_llm) if profile else None)
+    if base != "hybrid":  # one side alone
+        seq = None
+    elif seq is None:
+        seq = seq_source(provider, mode)
+    return Recommender(name=label, index_source=provider.get, fusion=FusionSettings(**update) if update else None,
+                       summaries=summaries, profile_source=ProfileQueries(profile_llm) if profile else None,
+                       home=provider.settings.home, seq=seq)
 
 
 def llm_system(llm: LLM, provider: IndexProvider, n_candidates: int = 20, llm_weight: float | None = None,
@@ -211,7 +247,7 @@ def _rerank_at(llm_weight: float | None) -> RerankSettings:
 
 def build_systems(names: list[str], provider: IndexProvider, llm: LLM | None = None, n_candidates: int = 20,
                   llm_weight: float | None = None, profile_llm: LLM | None = None,
-                  seq_device: str = "cpu") -> list[Any]:
+                  seq_device: str = "cpu", seq_epochs: int | None = None) -> list[Any]:
     """The named systems, in order; an unknown name is an error that lists the known ones."""
     systems: list[Any] = []
     for n in names:
@@ -219,10 +255,12 @@ def build_systems(names: list[str], provider: IndexProvider, llm: LLM | None = N
             systems.append(BASELINES[n]())
         elif n == "seq":
             systems.append(seq_system(provider, seq_device))
-        elif parse_retrieval_name(n) is not None:
-            systems.append(retrieval_system(n, provider, profile_llm))
-        elif parse_learned_name(n) is not None:
-            systems.append(learned_system(n, provider, llm, n_candidates, llm_weight))
+        elif parse_retrieval_name(split_seq(n)[0]) is not None:
+            systems.append(retrieval_system(n, provider, profile_llm,
+                                            seq=seq_source(provider, split_seq(n)[1], seq_device, seq_epochs)))
+        elif parse_learned_name(split_seq(n)[0]) is not None:
+            systems.append(learned_system(n, provider, llm, n_candidates, llm_weight,
+                                          seq=seq_source(provider, split_seq(n)[1], seq_device, seq_epochs)))
         elif n == "llm":
             if llm is None:
                 raise ConfigError("the llm system needs --llm (local:NAME, openai:MODEL)")

@@ -37,6 +37,11 @@ items that break a hard constraint take no part (they are -inf, and the per-side
 over the allowed items), Chroma's text search gets the ``where`` filter the index can evaluate
 (kind, year), and the pool gains each side's exact best allowed items, so the two still agree. A
 reference item ("like Alien but ...") joins the history's query and is not recommended.
+
+A trained sequential model (:mod:`mediarec.index.seq`, given as ``seq``) is a third side: its
+scores over every item for the positive history become ``exp(s(j) - max s)`` (its softmax over the
+unconsumed items, divided by the best one's, so its best item is 1 like the other sides'), weighed
+``FusionSettings.seq_weight``; its exact best items join the pool (source ``"seq"``).
 """
 
 from __future__ import annotations
@@ -92,6 +97,10 @@ class FusionSettings(BaseModel):
     # (hybrid NDCG@10 0.1103 at 0, 0.1079 at 0.25, 0.1060 at 0.5, 0.0994 at 1; docs/architecture.md,
     # "Negatives"): for retrieval a low rating is "seen, not liked"; the learned stage weighs it.
     low_rating_push: float = 0.0
+    # The sequential model's side, when the served catalog has one (issue 29): 1 weighs its best
+    # item as the collaborative side's best. Not tuned on validation users; the learned stage
+    # (which sees it as the "seq" feature group) decides per candidate how much to trust it.
+    seq_weight: float = 1.0
 
 
 class Candidate(BaseModel):
@@ -103,16 +112,38 @@ class Candidate(BaseModel):
     score: float
     collab_score: float | None = None
     text_score: float | None = None
+    seq_score: float | None = None
     sources: tuple[str, ...] = ()
 
 
 HistoryLike = Sequence[Interaction | str | Item]
 
 
+class SeqLike(Protocol):
+    """What retrieval needs of a sequential model (:class:`mediarec.index.seq.SeqScorer`)."""
+
+    item_ids: list[str]
+
+    def score_array(self, history: Sequence[str]) -> np.ndarray: ...
+
+    def score_many(self, histories: Sequence[Sequence[str]]) -> np.ndarray: ...
+
+
+def seq_share(raw: np.ndarray) -> np.ndarray:
+    """exp(s - max s) over the finite scores, 0 elsewhere: the model's softmax divided by its best
+    item's, so its best is 1 (as each other side's best after scaling) and a poor item is ~0."""
+    finite = np.isfinite(raw)
+    if not finite.any():
+        return np.zeros(len(raw))
+    top = float(raw[finite].max())
+    return np.where(finite, np.exp(np.where(finite, raw, top) - top), 0.0)
+
+
 class Retriever:
     """Hybrid text + collaborative candidate generation over a built CatalogIndex."""
 
-    def __init__(self, index: CatalogIndex, fusion: FusionSettings | None = None):
+    def __init__(self, index: CatalogIndex, fusion: FusionSettings | None = None, seq: SeqLike | None = None):
+        """``seq``: a trained sequential model of this catalog (``item_ids`` and ``score_array``), or None."""
         if index.text_vectors is None:
             index.load()
         self.index = index
@@ -124,6 +155,44 @@ class Retriever:
         # scoring every item is one row sum of M, with zeros for items the model does not cover.
         self._collab_rows = np.array([index.position(i) for i in index.collab.item_ids], dtype=np.int64)
         self._genres: list[frozenset[str]] | None = None  # each row's genres, for the genre penalty
+        self.seq = seq
+        self._seq_cache: tuple[tuple[str, ...], np.ndarray | None] | None = None
+        self._seq_primed: dict[tuple[str, ...], np.ndarray | None] = {}
+        if seq is not None:
+            pos = [(k, index.position(i)) for k, i in enumerate(seq.item_ids)]
+            self._seq_cols = np.array([k for k, p in pos if p is not None], dtype=np.int64)
+            self._seq_rows = np.array([p for _, p in pos if p is not None], dtype=np.int64)
+
+    def prime_seq(self, wanted: Sequence[Sequence[str]], raw: np.ndarray) -> None:
+        """Keep the scores ``raw[k]`` (in the model's item order) of the histories ``wanted[k]``,
+        scored together in one batch, for :meth:`seq_scores` to read."""
+        self._seq_primed = {}
+        for w, r in zip(wanted, raw):
+            key = tuple(w)
+            out = None
+            if any(self.index.position(i) is not None for i in w):
+                out = np.full(len(self.index.item_ids), -np.inf, dtype=np.float64)
+                out[self._seq_rows] = r[self._seq_cols]
+            self._seq_primed[key] = out
+
+    def seq_scores(self, wanted: Sequence[str]) -> np.ndarray | None:
+        """The sequential model's raw score of every catalogue row for the positive history
+        ``wanted`` (-inf for rows it does not know); None without a model or a known item. The
+        last history's scores are kept: the learned stage asks again for its features."""
+        if self.seq is None:
+            return None
+        key = tuple(wanted)
+        if self._seq_cache is not None and self._seq_cache[0] == key:
+            return self._seq_cache[1]
+        if key in self._seq_primed:
+            return self._seq_primed[key]
+        out = None
+        if any(self.index.position(i) is not None for i in wanted):
+            raw = self.seq.score_array(list(wanted))
+            out = np.full(len(self.index.item_ids), -np.inf, dtype=np.float64)
+            out[self._seq_rows] = raw[self._seq_cols]
+        self._seq_cache = (key, out)
+        return out
 
     def _history_vector(self, hist: Sequence[str], weights: Sequence[float] | None = None
                         ) -> tuple[np.ndarray | None, float]:
@@ -241,10 +310,12 @@ class Retriever:
             text = tv @ tvec
         return collab, text
 
-    def _fuse(self, collab, text, n: int, query: str | None = None) -> np.ndarray:
+    def _fuse(self, collab, text, n: int, query: str | None = None, seq: np.ndarray | None = None) -> np.ndarray:
         f = self.fusion
         text_weight = f.request_text_weight if query and query.strip() else f.text_weight
         fused = np.zeros(n, dtype=np.float64)
+        if seq is not None and f.seq_weight:
+            fused += f.seq_weight * seq_share(seq)
         for raw, w in ((collab, f.collab_weight), (text, text_weight)):
             if raw is not None and w:
                 finite = raw[np.isfinite(raw)]
@@ -286,22 +357,25 @@ class Retriever:
         hist, wanted, negatives = self._with_reference(history, constraints)
         collab_all, tvec = self._query(wanted, query, profile, negatives)
         return self._score_all(collab_all, tvec, hist, self.allowed(constraints), query, set(sides),
-                               self.genre_penalty(wanted, negatives))
+                               self.genre_penalty(wanted, negatives),
+                               self.seq_scores(wanted) if "seq" in sides or "collab" in sides else None)
 
     def _score_all(self, collab_all, tvec, hist: Iterable[str], mask: np.ndarray | None, query: str | None,
-                   sides: set[str], penalty: np.ndarray | None) -> np.ndarray:
+                   sides: set[str], penalty: np.ndarray | None, seq: np.ndarray | None = None) -> np.ndarray:
         """:meth:`score_all` from the built query: every row fused, seen and disallowed rows -inf."""
         collab, text = self._side_scores(collab_all, tvec)
         if collab is not None:
             collab = collab.copy()
+        if seq is not None:
+            seq = seq.copy()
         seen = [p for p in (self.index.position(i) for i in hist) if p is not None]
         if mask is not None:
             seen = sorted(set(seen) | set(np.flatnonzero(~mask).tolist()))
-        for raw in (collab, text):
+        for raw in (collab, text, seq):
             if raw is not None:
                 raw[seen] = -np.inf  # consumed items take no part in the per-side maxima either
         fused = self._fuse(collab if "collab" in sides else None, text if "text" in sides else None,
-                           len(self.index.item_ids), query)
+                           len(self.index.item_ids), query, seq)
         if penalty is not None:
             fused -= penalty
         fused[seen] = -np.inf
@@ -321,6 +395,7 @@ class Retriever:
         pool: dict[str, set[str]] = {}
         # built once: the pool and the re-scoring share them
         collab_all, tvec = self._query(wanted, query, profile, negatives)
+        seq_all = self.seq_scores(wanted)
         with chroma_errors(f"the index of {self.catalog.name!r} cannot be queried"):
             if collab_all is not None and self.fusion.collab_weight:
                 uvec = self._user_vector(wanted, negatives)
@@ -344,9 +419,12 @@ class Retriever:
                     for i in self._exact_best(self.index.text_vectors @ tvec, banned, pool_n, mask,
                                                 modelled_only=False):
                         pool.setdefault(i, set()).add("text")
+            if seq_all is not None and self.fusion.seq_weight:
+                for i in self._exact_best(seq_all, banned, pool_n, mask, modelled_only=False):
+                    pool.setdefault(i, set()).add("seq")
             penalty = self.genre_penalty(wanted, negatives)
             if negatives:  # and a genre penalty no index knows: the exact best of the full score
-                full = self._score_all(collab_all, tvec, banned, mask, query, {"collab", "text"}, penalty)
+                full = self._score_all(collab_all, tvec, banned, mask, query, {"collab", "text"}, penalty, seq_all)
                 for i in self._exact_best(full, banned, pool_n, mask, modelled_only=False):
                     pool.setdefault(i, set()).add("text" if tvec is not None else "collab")
         ids = [i for i in pool if i not in banned and i in self.catalog.items]
@@ -356,15 +434,17 @@ class Retriever:
             return []
         rows = np.array([self.index.position(i) for i in ids], dtype=np.int64)
         collab, text = self._side_scores(collab_all, tvec, rows)
+        seq = None if seq_all is None else seq_all[rows]
         # Each side is normalised by its best unconsumed item; the pool holds each side's top hits
         # (the collaborative ones exactly), so these maxima equal the catalogue-wide ones of score_all().
-        fused = self._fuse(collab, text, len(ids), query)
+        fused = self._fuse(collab, text, len(ids), query, seq)
         if penalty is not None:
             fused -= penalty[rows]
         order = np.argsort(-fused, kind="stable")[:k]
         return [Candidate(item=self.catalog.items[ids[j]], score=float(fused[j]),
                           collab_score=None if collab is None else float(collab[j]),
                           text_score=None if text is None else float(text[j]),
+                          seq_score=None if seq is None else float(seq[j]),
                           sources=tuple(sorted(pool[ids[j]]))) for j in order]
 
     def _exact_best(self, side: np.ndarray, banned: set[str], n: int, mask: np.ndarray | None = None,

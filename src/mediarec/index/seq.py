@@ -446,7 +446,8 @@ class SeqScorer:
         self.model: SeqModel | None = None
         self.extra: dict = {}
 
-    def fit(self, catalog) -> None:
+    def fit(self, catalog, may_train: bool = True) -> bool:
+        """Reuse the stored model of ``catalog`` or (``may_train``) train one; whether one is ready."""
         self.item_ids = list(catalog.items)
         self._index = {i: k for k, i in enumerate(self.item_ids)}
         hists = _positive_histories(catalog)
@@ -462,7 +463,11 @@ class SeqScorer:
             self.extra = {"fingerprint": fp, "trained": False, "model": str(stored)}
             if self.summary:
                 self.summary(f"{self.name}: reusing the model trained on this catalog ({stored})")
-            return
+            return True
+        if not may_train:
+            self.model = None
+            self.extra = {"fingerprint": fp, "trained": False, "model": None}
+            return False
         self.model, r = train(len(self.item_ids), train_h, self.settings, val_targets=val_t, workdir=where,
                               progress=self.progress, log=self.log)
         self.extra = {"fingerprint": fp, "trained": True, "model": str(stored), "epochs": r.epochs_run,
@@ -472,6 +477,7 @@ class SeqScorer:
                          + (f" (resumed after {r.resumed_from})" if r.resumed_from else "")
                          + f" in {r.seconds:.0f} s, best validation NDCG@10 {r.best_val_ndcg10:.4f} at epoch "
                          f"{r.best_epoch}" + (", stopped early" if r.stopped_early else "") + f"; stored in {where}")
+        return True
 
     def _indices(self, history) -> list[int]:
         out = []
@@ -488,8 +494,85 @@ class SeqScorer:
             raise RuntimeError(f"{self.name}: call fit() first")
         return self.model.score_histories([self._indices(history)])[0].astype(np.float64)
 
+    def score_many(self, histories) -> np.ndarray:
+        """(len(histories), len(item_ids)) scores, in batches (the learned stage's training)."""
+        if self.model is None:
+            raise RuntimeError(f"{self.name}: call fit() first")
+        return self.model.score_histories([self._indices(h) for h in histories])
+
     def score(self, history, candidates: list[str] | None = None) -> dict[str, float]:
         s = self.score_array(history)
         if candidates is None:
             return dict(zip(self.item_ids, s.tolist()))
         return {c: float(s[self._index[c]]) for c in candidates if c in self._index}
+
+
+# -- the model as a source of candidates and features for the product --------------------------
+# Train by default from this many positive interactions on. Measured: on MovieLens-1M (1M
+# interactions, 6,040 users) the model alone is far ahead of the learned stage (NDCG@10 0.1751 vs
+# 0.1556, eval/results/ml-1m-lrurec-seq-79ep); ML-100k (100k interactions) is below the line (see
+# eval/README.md, "The sequential model as a source"), and the demo's few hundred rows cannot
+# train a transformer. Users with a history of at least two items must also number MIN_USERS.
+MIN_INTERACTIONS = 200_000
+MIN_USERS = 1_000
+
+
+def torch_available() -> bool:
+    import importlib.util
+
+    return importlib.util.find_spec("torch") is not None
+
+
+class SeqSource:
+    """Where a served catalog's sequential model comes from (:class:`mediarec.recommender.Recommender`
+    asks it): ``mode`` "auto" trains it where the catalog is large enough (``MIN_INTERACTIONS``,
+    ``MIN_USERS``), "on" always, "off" never. Without torch it gives none and says so once.
+    ``status`` is one line for the result and ``mediarec index``."""
+
+    def __init__(self, home: str | Path, mode: str = "auto", settings: SeqSettings | None = None,
+                 progress: bool = False, log: Callable[[str], None] | None = None,
+                 summary: Callable[[str], None] | None = None, may_train: bool = True):
+        """``may_train`` False: only a stored model serves (``recommend`` and ``chat`` never spend
+        the minutes a training takes; ``mediarec index`` trains)."""
+        if mode not in ("auto", "on", "off"):
+            raise ConfigError(f"sequential model: {mode!r}; use auto, on or off")
+        self.home, self.mode, self.settings = Path(home), mode, settings or SeqSettings()
+        self.progress, self.log, self.summary, self.may_train = progress, log, summary, may_train
+        self.status = "sequential model off"
+
+    def skip_reason(self, catalog) -> str | None:
+        """Why ``catalog`` gets no sequential model (None: it gets one)."""
+        if self.mode == "off":
+            return "sequential model off"
+        if not torch_available():
+            return "sequential model skipped: torch is not installed (pip install 'mediarec[seq]')"
+        if self.mode == "on":
+            return None
+        n = len(catalog.positives)
+        if n < MIN_INTERACTIONS:
+            return f"sequential model skipped: {n:,} interactions < {MIN_INTERACTIONS:,}"
+        users = sum(1 for h in _positive_histories(catalog).values() if len(h) >= 2)
+        if users < MIN_USERS:
+            return f"sequential model skipped: {users:,} users with two or more items < {MIN_USERS:,}"
+        return None
+
+    def model_for(self, catalog, train: bool, check_size: bool = True) -> SeqScorer | None:
+        """The catalog's model, stored or (``train``) trained now; None when skipped or not trained
+        yet. ``check_size`` False: the size was checked on the catalog this one is part of (the
+        learned stage's held-out training catalog)."""
+        reason = self.skip_reason(catalog) if check_size else None
+        if self.mode == "off" or not torch_available():
+            if check_size:
+                self.status = reason
+            return None
+        # Too small for "auto": no training, but a model stored by `--seq on` still serves (its
+        # learned model was trained with it).
+        scorer = SeqScorer(self.home, self.settings, progress=self.progress, log=self.log, summary=self.summary)
+        if not scorer.fit(catalog, may_train=train and self.may_train and reason is None):
+            if check_size:
+                self.status = reason or "sequential model not trained yet (`mediarec index` trains it)"
+            return None
+        if check_size:
+            self.status = (f"sequential model: {'trained' if scorer.extra['trained'] else 'stored'}, "
+                           f"{scorer.extra['model']}")
+        return scorer

@@ -18,6 +18,9 @@ negative       what the history pushes away from (its dislikes; low ratings weig
                negative item's text, Σ w·M[d, j] / the pool's largest, weighted genre overlap
                with the negatives (each 0 without negatives)
 user           log history length, mean log popularity of the history
+seq            the sequential model's score as exp(s - the pool's best s), its rank in the pool
+               (the catalogue's trained model, :mod:`mediarec.index.seq`; left out of a model
+               trained where the catalogue has none)
 =============  ===============================================================================
 
 :class:`Signals` computes them over a catalogue and a collaborative model: at serving time the
@@ -35,7 +38,7 @@ from scipy import sparse
 
 from mediarec.catalog.model import Catalog, Interaction
 from mediarec.index.collab import CollabModel, item_sequences
-from mediarec.index.retriever import FusionSettings, Retriever
+from mediarec.index.retriever import FusionSettings, Retriever, seq_share
 
 FEATURE_GROUPS: dict[str, tuple[str, ...]] = {
     "retrieval": ("fused", "fused_rank"),
@@ -46,6 +49,7 @@ FEATURE_GROUPS: dict[str, tuple[str, ...]] = {
     "overlap": ("genre_overlap", "tag_overlap", "decade_overlap"),
     "negative": ("neg_text", "neg_collab", "neg_genre"),
     "user": ("history_len", "history_pop"),
+    "seq": ("seq", "seq_rank"),
 }
 ALL_FEATURES: tuple[str, ...] = tuple(f for names in FEATURE_GROUPS.values() for f in names)
 RECENT_ITEMS = 10  # the "recent history" of the overlap features
@@ -116,10 +120,12 @@ def _scaled(x: np.ndarray) -> np.ndarray:
 class Signals:
     """Per-item signals of one catalogue (popularity, genres, ...) and per-history scores."""
 
-    def __init__(self, catalog: Catalog, index: Any, collab: CollabModel, fusion: FusionSettings | None = None):
+    def __init__(self, catalog: Catalog, index: Any, collab: CollabModel, fusion: FusionSettings | None = None,
+                 seq: Any | None = None):
+        """``seq``: the sequential model of ``catalog`` (None: the ``seq`` group is all zeros)."""
         self.catalog = catalog
         self.view = IndexView(catalog, collab, index.text_vectors, list(index.item_ids), index.embedder)
-        self.retriever = Retriever(self.view, fusion)
+        self.retriever = Retriever(self.view, fusion, seq=seq)
         self.collab = collab
         self.item_ids = self.view.item_ids
         n = len(self.item_ids)
@@ -161,6 +167,13 @@ class Signals:
         return sparse.csr_matrix((np.ones(len(rows), np.float32), (rows, cols)),
                                  shape=(len(self.item_ids), max(len(vocab), 1)))
 
+    def prime_seq(self, histories: Sequence[Sequence[Interaction | str]]) -> None:
+        """Score these histories with the sequential model in one batch (many times faster than
+        one at a time); :meth:`fused` and :meth:`features` of each then read its scores."""
+        if self.retriever.seq is not None:
+            wanted = [self.catalog.history_ids(h, positives_only=True) for h in histories]
+            self.retriever.prime_seq(wanted, self.retriever.seq.score_many(wanted))
+
     # -- per history --------------------------------------------------------------------------
     def fused(self, history: Sequence[Interaction | str], query: str | None = None,
               profile: str | None = None) -> np.ndarray:
@@ -194,6 +207,12 @@ class Signals:
             cat.history_negatives(history, weak=LOW_RATING_FEATURE_WEIGHT), rows)
         hist_pos = [p for p in (self.view.position(i) for i in wanted) if p is not None]
         recent = hist_pos[-RECENT_ITEMS:]
+        seq_all = self.retriever.seq_scores(wanted)  # the fused order's call, cached
+        if seq_all is not None:
+            s_pool = seq_all[rows]
+            seq_col, seq_rank = seq_share(s_pool), _rank_in_pool(np.where(np.isfinite(s_pool), s_pool, -1e30))
+        else:
+            seq_col, seq_rank = np.zeros(len(rows)), np.zeros(len(rows))
         out = np.empty((len(rows), len(ALL_FEATURES)), dtype=np.float32)
         cols = {
             "fused": _scaled(f_pool), "fused_rank": _rank_in_pool(f_pool),
@@ -210,6 +229,7 @@ class Signals:
             "neg_text": neg_text, "neg_collab": neg_collab, "neg_genre": neg_genre,
             "history_len": np.full(len(rows), np.log1p(len(wanted))),
             "history_pop": np.full(len(rows), float(np.mean(self.pop[hist_pos])) if hist_pos else 0.0),
+            "seq": seq_col, "seq_rank": seq_rank,
         }
         for k, name in enumerate(ALL_FEATURES):
             out[:, k] = cols[name]

@@ -27,7 +27,7 @@ import time
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any, Callable, Sequence
 
 import numpy as np
 from pydantic import BaseModel
@@ -43,6 +43,7 @@ from mediarec.rank.features import ALL_FEATURES, FEATURE_GROUPS, LOW_RATING_FEAT
 
 log = logging.getLogger(__name__)
 FORMAT = 1
+SEQ_BATCH = 512  # training examples the sequential model scores in one pass (fewer on a large catalogue)
 
 
 class LearnedSettings(BaseModel):
@@ -172,19 +173,28 @@ class LearnedRanker:
         return cls(booster, meta)
 
 
-def fingerprint(catalog: Catalog, index: Any, fusion: FusionSettings | None, s: LearnedSettings) -> str:
+def fingerprint(catalog: Catalog, index: Any, fusion: FusionSettings | None, s: LearnedSettings,
+                seq_key: str | None = None) -> str:
     """What the model depends on: the catalogue, the index's text and collaborative sides, the
     fusion that orders the pool, the learned settings and the features this version computes (a
-    model from before a new feature is retrained with it) and the definition of "liked" they use."""
+    model from before a new feature is retrained with it) and the definition of "liked" they use;
+    ``seq_key``, the served sequential model's fingerprint (None: none, and the key is the one a
+    catalogue had before the ``seq`` group existed)."""
+    names = [f for f in feature_names(s.dropped_groups) if seq_key is not None or f not in FEATURE_GROUPS["seq"]]
+    fusion_json = (fusion or FusionSettings()).model_dump_json(exclude=None if seq_key else {"seq_weight"})
     parts = [catalog.fingerprint(), index.text_fingerprint(), index.collab_fingerprint(),
-             (fusion or FusionSettings()).model_dump_json(), s.key(), ",".join(feature_names(s.dropped_groups)),
-             LIKED_RULE, f"low ratings in the features: {LOW_RATING_FEATURE_WEIGHT}"]
+             fusion_json, s.key(), ",".join(names),
+             LIKED_RULE, f"low ratings in the features: {LOW_RATING_FEATURE_WEIGHT}"] + \
+        ([f"seq {seq_key}"] if seq_key else [])
     return hashlib.sha256("|".join(parts).encode()).hexdigest()[:24]
 
 
 def train(catalog: Catalog, index: Any, fusion: FusionSettings | None = None,
-          settings: LearnedSettings | None = None, progress: bool = False) -> LearnedRanker:
-    """Train on held-out positions of ``catalog``'s histories (see the module docstring)."""
+          settings: LearnedSettings | None = None, progress: bool = False,
+          seq_source: Callable[[Catalog], Any] | None = None) -> LearnedRanker:
+    """Train on held-out positions of ``catalog``'s histories (see the module docstring).
+    ``seq_source``: held-out catalogue -> its sequential model (trained without the held-out
+    positions, as the collaborative model is), or None; without one the ``seq`` group is left out."""
     import lightgbm as lgb
 
     s = settings or LearnedSettings()
@@ -194,7 +204,8 @@ def train(catalog: Catalog, index: Any, fusion: FusionSettings | None = None,
     t0 = time.perf_counter()
     inner, examples = holdout(catalog, s)
     collab = CollabModel.fit(inner, index.collab.settings, factorise=False)
-    sig = Signals(inner, index, collab, fusion)
+    seq = seq_source(inner) if seq_source is not None else None
+    sig = Signals(inner, index, collab, fusion, seq=seq)
     rng = np.random.default_rng(s.seed)
     users = sorted({e.user for e in examples})
     aside = set(rng.choice(users, int(len(users) * s.holdout_share), replace=False).tolist()) if users else set()
@@ -202,10 +213,13 @@ def train(catalog: Catalog, index: Any, fusion: FusionSettings | None = None,
     ys: dict[bool, list[np.ndarray]] = {False: [], True: []}
     fused_ranks: list[float] = []  # the target's rank under the fused order, users set aside
     n_aside = 0
+    seq_batch = max(16, min(SEQ_BATCH, 20_000_000 // max(1, len(index.item_ids))))  # ≤ 20M scores held
     with single_threaded_blas(), counting(progress, unit="examples") as bar:
         task = bar.add_task(f"learned stage {catalog.name}: examples", total=len(examples))
-        for e in examples:
+        for k, e in enumerate(examples):
             bar.advance(task)
+            if seq is not None and k % seq_batch == 0:  # one batched forward pass per batch of examples
+                sig.prime_seq([e.history for e in examples[k:k + seq_batch]])
             fused = sig.fused(e.history)
             rows = _pool(fused, s.pool)
             t = index.position(e.target)
@@ -226,12 +240,16 @@ def train(catalog: Catalog, index: Any, fusion: FusionSettings | None = None,
         # No history here pushes away from anything (no dislikes, no low ratings): the group is left
         # out, so the model is the one this catalogue had before the group existed.
         names = [f for f in names if f not in FEATURE_GROUPS["negative"]]
+    if seq is None:
+        names = [f for f in names if f not in FEATURE_GROUPS["seq"]]
     cols = [ALL_FEATURES.index(f) for f in names]
     meta: dict[str, Any] = {
         "settings": s.model_dump(), "features": names, "examples": len(examples),
         "examples_in_pool": len(xs[False]) + len(xs[True]), "holdout_examples": n_aside,
         "trained_on": catalog.name, "catalog_fingerprint": catalog.fingerprint(), "date": datetime.now(timezone.utc).isoformat(timespec="seconds"),
         "lightgbm": lgb.__version__}
+    if seq is not None:
+        meta["seq_model"] = seq.extra.get("model")
     if len(xs[False]) < s.min_examples:
         meta.update(serves=False, reason=f"only {len(xs[False])} training histories have their held-out item "
                     f"in the top {s.pool} (needs {s.min_examples}): the fused retrieval serves",
@@ -291,12 +309,17 @@ class SecondStage:
     background retrain is the caller's (the composition root, :mod:`mediarec.app`)."""
 
     def __init__(self, catalog: Catalog, index: Any, fusion: FusionSettings | None, settings: LearnedSettings,
-                 home: Path, key: str | None = None, progress: bool = False):
+                 home: Path, key: str | None = None, progress: bool = False, seq: Any | None = None,
+                 seq_source: Callable[[Catalog], Any] | None = None):
+        """``seq``: the served sequential model (its features and the key depend on it);
+        ``seq_source``: trains or reads the one of the held-out training catalogue."""
         self.settings = settings
+        self.seq, self.seq_source = seq, seq_source
         self.home = Path(home)
         self.progress = progress
         self.catalog_name = catalog.name
-        self.fingerprint = fingerprint(catalog, index, fusion, settings)
+        self.fingerprint = fingerprint(catalog, index, fusion, settings,
+                                       seq.extra["fingerprint"] if seq is not None else None)
         self.path = learned_path(home, catalog.name, key or self.fingerprint)
         self.ranker: LearnedRanker | None = None
         self._problem: str | None = None
@@ -319,7 +342,8 @@ class SecondStage:
             return False
         catalog, index, fusion = self._signal_sources
         t0 = time.perf_counter()
-        ranker = train(catalog, index, fusion, self.settings, progress=self.progress)
+        ranker = train(catalog, index, fusion, self.settings, progress=self.progress,
+                       seq_source=self.seq_source if self.seq is not None else None)
         log.info("learned stage of %s trained in %.1fs", catalog.name, time.perf_counter() - t0)
         ranker.meta["fingerprint"] = self.fingerprint
         atomic_write_text(self.path, ranker.to_json())
@@ -349,7 +373,7 @@ class SecondStage:
         update that only carries the model over never needs them)."""
         if self._signals is None and self.active:
             catalog, index, fusion = self._signal_sources
-            self._signals = Signals(catalog, index, index.collab, fusion)
+            self._signals = Signals(catalog, index, index.collab, fusion, seq=self.seq)
         return self._signals
 
     def _pending_retrain(self) -> str | None:
