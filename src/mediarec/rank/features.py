@@ -18,6 +18,11 @@ negative       what the history pushes away from (its dislikes; low ratings weig
                negative item's text, Σ w·M[d, j] / the pool's largest, weighted genre overlap
                with the negatives (each 0 without negatives)
 user           log history length, mean log popularity of the history
+repeat         only where seen items may come back (``include_seen``, issue 28): log of the
+               candidate's plays in the history, log of the events since its last play (NaN if
+               never played), its share of the history, and the user's repeat share (how many of
+               their events replay an item played before); left out of every other model, so a
+               catalogue without ``include_seen`` trains exactly as before
 =============  ===============================================================================
 
 :class:`Signals` computes them over a catalogue and a collaborative model: at serving time the
@@ -47,7 +52,11 @@ FEATURE_GROUPS: dict[str, tuple[str, ...]] = {
     "negative": ("neg_text", "neg_collab", "neg_genre"),
     "user": ("history_len", "history_pop"),
 }
-ALL_FEATURES: tuple[str, ...] = tuple(f for names in FEATURE_GROUPS.values() for f in names)
+# Re-consumption (issue 28): a separate group, computed always but used only by a model trained with
+# include_seen (see feature_names), so no other model's features, fingerprint or columns change.
+REPEAT_GROUP = "repeat"
+REPEAT_FEATURES: tuple[str, ...] = ("play_count", "since_last", "play_share", "user_repeat_share")
+ALL_FEATURES: tuple[str, ...] = tuple(f for names in FEATURE_GROUPS.values() for f in names) + REPEAT_FEATURES
 RECENT_ITEMS = 10  # the "recent history" of the overlap features
 # A low rating's weight in the negative features, against a dislike's 1. At 0.5 (WEAK_NEGATIVE):
 # ML-100k validation NDCG@10 0.1336 against 0.1349 without the group (paired p 0.66), and the demo's
@@ -56,9 +65,31 @@ LOW_RATING_FEATURE_WEIGHT = 0.0
 DAY = 86_400.0
 
 
-def feature_names(dropped: Sequence[str] = ()) -> list[str]:
-    """The features kept when the groups in ``dropped`` are removed (an ablation)."""
-    return [f for g, names in FEATURE_GROUPS.items() if g not in dropped for f in names]
+def feature_names(dropped: Sequence[str] = (), repeats: bool = False) -> list[str]:
+    """The features kept when the groups in ``dropped`` are removed (an ablation); ``repeats``: with
+    the re-consumption group (a model that may rank seen items)."""
+    kept = [f for g, names in FEATURE_GROUPS.items() if g not in dropped for f in names]
+    return kept + (list(REPEAT_FEATURES) if repeats and REPEAT_GROUP not in dropped else [])
+
+
+def repeat_features(history_items: Sequence[str], positions: Sequence[int | None], rows: np.ndarray
+                    ) -> dict[str, np.ndarray]:
+    """The re-consumption group for candidate ``rows``: ``history_items`` are the history's liked item
+    ids oldest first, ``positions`` their catalogue rows (None: not indexed)."""
+    n = len(history_items)
+    count: dict[int, int] = {}
+    last: dict[int, int] = {}
+    repeats = 0
+    for k, p in enumerate(positions):
+        if p is None:
+            continue
+        repeats += p in count
+        count[p] = count.get(p, 0) + 1
+        last[p] = k
+    c = np.array([count.get(int(r), 0) for r in rows], dtype=np.float32)
+    since = np.array([np.log1p(n - 1 - last[int(r)]) if int(r) in last else np.nan for r in rows], dtype=np.float32)
+    return {"play_count": np.log1p(c), "since_last": since, "play_share": c / max(n, 1),
+            "user_repeat_share": np.full(len(rows), repeats / max(n, 1), dtype=np.float32)}
 
 
 @dataclass
@@ -163,9 +194,10 @@ class Signals:
 
     # -- per history --------------------------------------------------------------------------
     def fused(self, history: Sequence[Interaction | str], query: str | None = None,
-              profile: str | None = None) -> np.ndarray:
-        """The first stage's fused score of every item (consumed ones -inf): the pool's order."""
-        return self.retriever.score_all(history, query=query, profile=profile)
+              profile: str | None = None, include_seen: bool = False) -> np.ndarray:
+        """The first stage's fused score of every item (consumed ones -inf unless ``include_seen``,
+        which keeps liked ones): the pool's order."""
+        return self.retriever.score_all(history, query=query, profile=profile, include_seen=include_seen)
 
     def features(self, history: Sequence[Interaction | str], rows: np.ndarray, fused: np.ndarray,
                  query: str | None = None, profile: str | None = None) -> np.ndarray:
@@ -210,6 +242,7 @@ class Signals:
             "neg_text": neg_text, "neg_collab": neg_collab, "neg_genre": neg_genre,
             "history_len": np.full(len(rows), np.log1p(len(wanted))),
             "history_pop": np.full(len(rows), float(np.mean(self.pop[hist_pos])) if hist_pos else 0.0),
+            **repeat_features(wanted, [self.view.position(i) for i in wanted], rows),
         }
         for k, name in enumerate(ALL_FEATURES):
             out[:, k] = cols[name]
