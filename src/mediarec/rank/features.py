@@ -38,7 +38,7 @@ from typing import Any, Sequence
 import numpy as np
 from scipy import sparse
 
-from mediarec.catalog.model import Catalog, Interaction
+from mediarec.catalog.model import Catalog, Interaction, pair_flags
 from mediarec.index.collab import CollabModel, item_sequences
 from mediarec.index.retriever import FusionSettings, Retriever
 
@@ -72,24 +72,27 @@ def feature_names(dropped: Sequence[str] = (), repeats: bool = False) -> list[st
     return kept + (list(REPEAT_FEATURES) if repeats and REPEAT_GROUP not in dropped else [])
 
 
-def repeat_features(history_items: Sequence[str], positions: Sequence[int | None], rows: np.ndarray
-                    ) -> dict[str, np.ndarray]:
+def repeat_features(history_items: Sequence[str], positions: Sequence[int | None], rows: np.ndarray,
+                    weights: Sequence[float] | None = None) -> dict[str, np.ndarray]:
     """The re-consumption group for candidate ``rows``: ``history_items`` are the history's liked item
-    ids oldest first, ``positions`` their catalogue rows (None: not indexed)."""
+    ids oldest first, ``positions`` their catalogue rows (None: not indexed), ``weights`` their plays
+    (an interaction's weight: 1 per event in a log of events, the play count in a play-count log such
+    as Last.fm hetrec). A user's plays beyond the first of each item are their replays."""
     n = len(history_items)
-    count: dict[int, int] = {}
+    w = [1.0] * n if weights is None else [max(float(x), 0.0) for x in weights]
+    plays: dict[int, float] = {}
     last: dict[int, int] = {}
-    repeats = 0
     for k, p in enumerate(positions):
         if p is None:
             continue
-        repeats += p in count
-        count[p] = count.get(p, 0) + 1
+        plays[p] = plays.get(p, 0.0) + w[k]
         last[p] = k
-    c = np.array([count.get(int(r), 0) for r in rows], dtype=np.float32)
+    total = sum(plays.values())
+    replays = sum(max(v - 1.0, 0.0) for v in plays.values())
+    c = np.array([plays.get(int(r), 0.0) for r in rows], dtype=np.float32)
     since = np.array([np.log1p(n - 1 - last[int(r)]) if int(r) in last else np.nan for r in rows], dtype=np.float32)
-    return {"play_count": np.log1p(c), "since_last": since, "play_share": c / max(n, 1),
-            "user_repeat_share": np.full(len(rows), repeats / max(n, 1), dtype=np.float32)}
+    return {"play_count": np.log1p(c), "since_last": since, "play_share": c / max(total, 1e-12) if total else c * 0,
+            "user_repeat_share": np.full(len(rows), replays / total if total else 0.0, dtype=np.float32)}
 
 
 @dataclass
@@ -242,11 +245,17 @@ class Signals:
             "neg_text": neg_text, "neg_collab": neg_collab, "neg_genre": neg_genre,
             "history_len": np.full(len(rows), np.log1p(len(wanted))),
             "history_pop": np.full(len(rows), float(np.mean(self.pop[hist_pos])) if hist_pos else 0.0),
-            **repeat_features(wanted, [self.view.position(i) for i in wanted], rows),
+            **repeat_features(wanted, [self.view.position(i) for i in wanted], rows, self._plays(history)),
         }
         for k, name in enumerate(ALL_FEATURES):
             out[:, k] = cols[name]
         return out
+
+    def _plays(self, history: Sequence[Interaction | str]) -> list[float]:
+        """The weight of each entry of ``history_ids(history, positives_only=True)`` (1 without an interaction)."""
+        pairs = self.catalog.history_pairs(history)
+        return [x.weight if x is not None else 1.0
+                for (_, x), ok in zip(pairs, pair_flags(pairs, liked=False)) if ok]
 
     def negative_features(self, negatives: Sequence[tuple[str, float]], rows: np.ndarray
                           ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
