@@ -193,3 +193,23 @@ def test_all_targets_eval_of_today_against_repeat_aware_systems(music, module_ho
     assert by["hybrid"]["hr@10"] == 0.0  # a replay is never in today's list
     assert by["hybrid+seen"]["hr@10"] > 0.0 and by["learned+seen"]["hr@10"] > 0.0
     assert set(REPEAT_FEATURES) <= set(learned.stage.ranker.meta["features"])
+
+
+def test_a_log_that_replays_allows_repeats_by_default_in_recommend(files, module_home, capsys):
+    """`mediarec recommend` on the replaying log: its repeat policy lets u9's albums come back, never
+    the disliked one; --include-seen says the same explicitly."""
+    from mediarec.cli import main
+
+    for extra in ([], ["--include-seen"]):
+        assert main(["recommend", "--catalog", str(files), "--name", "replays-cli", "--user", DISLIKER, "-k", "12",
+                     "--llm", "none", "--json", *extra]) == 0
+        out = capsys.readouterr().out
+        result = json.loads(out[out.index("{"):])
+        ids = [r["item"]["id"] for r in result["items"]]
+        assert {"r1", "r3"} <= set(ids) and DISLIKED not in ids
+        assert any("include-seen" in n for n in result["notes"])
+    assert main(["recommend", "--dataset", "replays-cli", "--user", DISLIKER, "-k", "12", "--llm", "none", "--json",
+                 "--no-include-seen"]) == 0
+    out = capsys.readouterr().out
+    ids = [r["item"]["id"] for r in json.loads(out[out.index("{"):])["items"]]
+    assert ids and not {"r1", "r2", "r3"} & set(ids)  # asked: nothing seen comes back

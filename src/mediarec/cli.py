@@ -366,9 +366,9 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--json", action="store_true", help="print the full result as JSON")
     r.add_argument("--llm-requests", action="store_true",
                    help="read --query with the LLM as well as the rules (filling what the rules miss)")
-    r.add_argument("--include-seen", action="store_true", default=None,
+    r.add_argument("--include-seen", action=argparse.BooleanOptionalAction, default=None,
                    help="liked items already in the history may come back (play again); disliked ones never do "
-                        "(default: the catalog's repeat policy, on for a log that replays its items)")
+                        "(default: the catalog's repeat policy, on for a log where over 10%% of plays are replays)")
     r.set_defaults(func=cmd_recommend)
 
     e = sub.add_parser("eval", help="evaluate systems on held-out users")
