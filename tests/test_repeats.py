@@ -165,10 +165,14 @@ def test_include_seen_brings_a_replay_back_never_a_dislike(music, index):
     default = rec.recommend(user=DISLIKER, k=12, explain=False)
     shown = [r.item.id for r in default.items]
     assert not {"r1", "r3", DISLIKED} & set(shown)  # the default: nothing seen comes back
-    seen = rec.recommend(user=DISLIKER, k=12, explain=False, include_seen=True)
+    seen = rec.recommend(user=DISLIKER, k=12, include_seen=True)
     ids = [r.item.id for r in seen.items]
     assert {"r1", "r3"} <= set(ids)  # the replayed albums come back
     assert DISLIKED not in ids  # the disliked one never does
+    reasons = {r.item.id: r.reason for r in seen.items}
+    assert reasons["r1"].startswith("You played it 2 times before.")  # u9 played r1 twice: said, not hidden
+    assert "Rock Album 1 also" not in reasons["r1"]  # an item is never its own evidence
+    assert not any(r.startswith("You played") for i, r in reasons.items() if i not in ("r1", "r3"))
     assert any("include-seen" in n for n in seen.notes)
     # the same through the harness's scorer path
     scores = Recommender(music, index, include_seen=True).score_array(music.history(DISLIKER))
