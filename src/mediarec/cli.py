@@ -160,7 +160,8 @@ def cmd_recommend(args) -> int:
     rec = from_catalog(_catalog(args), llm=args.llm, chroma_url=args.chroma_url,
                                    progress=not args.json, prompts_dir=args.prompts_dir, adapter=args.adapter)
     rec.llm_requests = args.llm_requests
-    ask = dict(history=history, user=args.user, k=args.k, query=args.query)
+    ask = dict(history=history, user=args.user, k=args.k, query=args.query,
+               include_seen=getattr(args, "include_seen", None))
     if args.json or not sys.stdout.isatty():
         result = rec.recommend(**ask)  # one final document
     else:  # the first stages' list at once, updated in place while the LLM ranks and explains
@@ -371,6 +372,9 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--json", action="store_true", help="print the full result as JSON")
     r.add_argument("--llm-requests", action="store_true",
                    help="read --query with the LLM as well as the rules (filling what the rules miss)")
+    r.add_argument("--include-seen", action=argparse.BooleanOptionalAction, default=None,
+                   help="liked items already in the history may come back (play again); disliked ones never do "
+                        "(default: the catalog's repeat policy, on for a log where over 10%% of plays are replays)")
     r.set_defaults(func=cmd_recommend)
 
     e = sub.add_parser("eval", help="evaluate systems on held-out users")
@@ -409,6 +413,10 @@ def build_parser() -> argparse.ArgumentParser:
                    help="LLM writing the interest profiles of +profile systems (default: the fallback profile "
                         "from the history's genres, tags and decades)")
     e.add_argument("--seed", type=int, default=0, help="seed of the user samples")
+    e.add_argument("--targets", choices=("new", "all"), default=None,
+                   help="new: only targets the user had not consumed before (the default; comparable with "
+                        "published numbers); all: every target, repeats allowed as candidates (use the +seen "
+                        "systems, e.g. learned+seen, and replay)"),
     e.add_argument("--ablation", action="store_true",
                    help="add the learned stage without each feature group (learned-<group>), tested against learned")
     e.add_argument("--requests", action="store_true",

@@ -101,12 +101,17 @@ class Recommender:
                  summaries: bool | str | Path = False, profile_source: ProfileSource | None = None,
                  sources: dict[str, str] | None = None, second_stage: LearnedSettings | None = None,
                  home: str | Path | None = None, train_second_stage: bool = True, progress: bool = False,
-                 retrain_job: Callable[[str], int | None] | None = None, seq: SeqSource | None = None):
+                 retrain_job: Callable[[str], int | None] | None = None, seq: SeqSource | None = None,
+                 include_seen: bool = False):
         if not 1 <= n_candidates <= MAX_LABELS:
             raise ConfigError(f"n_candidates must be from 1 to {MAX_LABELS} (one label per candidate)")
         if second_stage is not None and home is None:
             raise ConfigError("a learned second stage is stored under a home: pass home= (Settings.home)")
         self.name = name
+        # Liked items already consumed may come back (a replay; issue 28): the catalogue's repeat
+        # policy or the caller's choice; recommend(include_seen=...) overrides it per request.
+        # Disliked and low-rated items never come back.
+        self.include_seen = include_seen
         self.use_profile = use_profile  # chat sessions mix the interest profile into retrieval
         self.fusion = fusion
         self.llm = llm
@@ -238,7 +243,8 @@ class Recommender:
             return np.zeros(len(rec.index.item_ids))
         pairs = rec.catalog.history_pairs(history)
         profile = self._profile_for(pairs, None)
-        scores = self._learned(history, rec.retriever.score_all(history, profile=profile), profile)
+        scores = self._learned(history, rec.retriever.score_all(history, profile=profile,
+                                                                include_seen=self.include_seen), profile)
         if self.reranker is None:
             return scores
         top = np.argsort(-scores, kind="stable")[: self._pool_size(self.n_candidates)]
@@ -254,7 +260,7 @@ class Recommender:
             return {rec.index.item_ids[r]: 0.0 for r in rows}
         pairs = rec.catalog.history_pairs(history)
         profile = self._profile_for(pairs, None)
-        scores = rec.retriever.score_all(history, profile=profile)
+        scores = rec.retriever.score_all(history, profile=profile, include_seen=self.include_seen)
         if self.stage is not None and self.stage.active:  # the learned stage orders these candidates only
             masked = np.full(len(scores), -np.inf)
             masked[rows] = scores[rows]
@@ -274,7 +280,7 @@ class Recommender:
                   profile: Any | None = None, read_request: bool = True,
                   constraints: Any | None = None,
                   on_update: Callable[[RecommendationResult], None] | None = None,
-                  reasons: ReasonMemo | None = None) -> RecommendationResult:
+                  reasons: ReasonMemo | None = None, include_seen: bool | None = None) -> RecommendationResult:
         """A ranked, explained list for a history (titles, ids, items) and/or a known user.
 
         ``profile``: an :class:`~mediarec.rank.profile.InterestProfile` (or its retrieval text) mixed
@@ -288,6 +294,8 @@ class Recommender:
         shows a list at once and updates it; the returned result is the final one.
         ``reasons``: the LLM reasons written earlier in a session (a chat's :class:`ReasonMemo`),
         reused for items whose facts are unchanged; this call's reasons are added to it.
+        ``include_seen``: liked items of the history may come back (None: this recommender's
+        ``include_seen``, the catalogue's repeat policy); disliked and low-rated ones never do.
 
         User errors (unknown user or title, nothing to go on) raise MediarecError; LLM failures
         never do: the result falls back to the retrieval ranking and says so.
@@ -318,17 +326,21 @@ class Recommender:
         asked = any(q and q.strip() for q in (query, text_query))  # a chat's standing request counts too
         basis = history_basis(pairs)
         learned = self.stage is not None and self.stage.active and not asked and not basis.only_negatives
+        seen = self.include_seen if include_seen is None else bool(include_seen)
         n_pool = max(n_cands, self.stage.settings.pool) if learned else n_cands
+        if seen and learned:
+            n_pool += self.stage.settings.repeat_pool  # room for the replays the learned stage reads
         # "like X but Y": X's character (genres) first
         cands = tiered_candidates(rec.retriever, hist_items, k=n_pool, query=text_query, exclude=list(exclude),
-                                  profile=profile_text, constraints=constraints)
+                                  profile=profile_text, constraints=constraints, include_seen=seen)
         relaxed = None
         if not cands and constraints is not None and constraints.is_hard:
             # Nothing is left that satisfies the request (it contradicts a ban, or the catalogue has
             # none): the closest items without its filters, and the result says so.
             relaxed = constraints.without_filters()
             cands = rec.retriever.candidates(hist_items, k=n_cands, query=relaxed.text_query() or text_query,
-                                             exclude=exclude, profile=profile_text, constraints=relaxed)
+                                             exclude=exclude, profile=profile_text, constraints=relaxed,
+                                             include_seen=seen)
         seconds["retrieval"] = time.perf_counter() - t0
         stages = ["retrieval"]
         first_stage = {c.item.id: c.score for c in cands}
@@ -356,6 +368,8 @@ class Recommender:
         if relaxed is not None:
             result.notes.append(f"nothing left satisfies the request ({constraints.describe()}): "
                                 "these are the closest items without its filters")
+        if seen:
+            result.notes.append("items you consumed before may come back (include-seen); disliked ones never do")
         if not cands:
             result.notes.append("no candidates: every retrievable item is already in the history or excluded")
             return result

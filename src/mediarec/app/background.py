@@ -102,6 +102,7 @@ def _switch(catalog, reg, model, settings, chroma_url, client) -> None:
     from mediarec.index.pending import serve_previous
     from mediarec.index.store import IndexBuilder
     from mediarec.app.update import carry_learned_over
+    from mediarec.catalog.model import repeat_policy
     from mediarec.rank.learned import LearnedSettings
     from mediarec.recommender import Recommender
 
@@ -109,8 +110,9 @@ def _switch(catalog, reg, model, settings, chroma_url, client) -> None:
     built = fresh.build(prune=False)
     served = IndexBuilder(catalog, client)
     if serve_previous(served, settings.home):
-        rec = Recommender(catalog, served.load(), second_stage=LearnedSettings(), home=settings.home,
-                          train_second_stage=False)
+        allow = repeat_policy(catalog) == "allow"  # the served model's settings, as compose chose them
+        rec = Recommender(catalog, served.load(), second_stage=LearnedSettings(include_seen=allow), home=settings.home,
+                          train_second_stage=False, include_seen=allow)
         carry_learned_over(rec, catalog, built, pending=True)
     reg.collab_pending = None
     reg.save()

@@ -19,6 +19,7 @@ from mediarec.index.seq import SeqSource
 from mediarec.index.store import IndexSettings, open_index
 from mediarec.index.tuning import stored_choice, tuned_path
 from mediarec.llm import load_llm
+from mediarec.catalog.model import repeat_policy
 from mediarec.rank.learned import LearnedSettings
 from mediarec.rank.prompts import PromptLibrary
 from mediarec.rank.reranker import RerankSettings, prompt_hash
@@ -61,7 +62,10 @@ def from_catalog(catalog: Catalog, llm: str | None = None, chroma_url: str | Non
     sources = {"collab": "given" if index_settings is not None else
                f"tuned on validation users ({tuned_path(catalog.name, settings.home)})"
                if stored_choice(catalog, settings.home) else "defaults"}
-    kw.setdefault("second_stage", LearnedSettings())
+    # A log that replays its items (music, series) allows them back by default (issue 28): the
+    # learned stage is then trained that way, with the re-consumption features.
+    kw.setdefault("include_seen", repeat_policy(catalog) == "allow")
+    kw.setdefault("second_stage", LearnedSettings(include_seen=kw["include_seen"]))
     kw.setdefault("home", settings.home)
     kw.setdefault("progress", progress)
     kw.setdefault("retrain_job", lambda name: start(name, settings.home))

@@ -188,6 +188,35 @@ def negative_weight(x: Interaction, liked: bool) -> float:
 _UNCHANGED: Any = object()
 
 
+#: A catalogue whose log replays items this often (events of an item the user had before, of all
+#: events) allows them back by default (issue 28): a music or series log. The same share makes
+#: ``eval`` warn that its targets are repeats.
+REPEAT_POLICY_SHARE = 0.10
+
+
+def repeat_share(catalog: "Catalog") -> float:
+    """The share of a log's events that replay an item the same user had before (0 for an empty log)."""
+    n = repeats = 0
+    for hist in catalog.by_user.values():
+        had: set[str] = set()
+        for x in hist:
+            repeats += x.item in had
+            had.add(x.item)
+        n += len(hist)
+    return repeats / n if n else 0.0
+
+
+def repeat_policy(catalog: "Catalog") -> Literal["allow", "exclude"]:
+    """Whether liked items already consumed may come back by default: a loader's choice
+    (``load_stats["repeat_policy"]``), else "allow" where the log itself replays (more than
+    :data:`REPEAT_POLICY_SHARE` of its events). A play-count log with one row per user and item (Last.fm
+    hetrec) shows no replays, so it excludes: nothing in it says when people play an artist again."""
+    given = catalog.load_stats.get("repeat_policy")
+    if given in ("allow", "exclude"):
+        return given
+    return "allow" if repeat_share(catalog) > REPEAT_POLICY_SHARE else "exclude"
+
+
 class Catalog:
     """Items by id plus the interaction log, validated together.
 

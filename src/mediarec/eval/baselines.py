@@ -62,6 +62,25 @@ class PopularityScorer(_IndexedScorer):
         return self.counts.copy()
 
 
+class ReplayScorer(PopularityScorer):
+    """The user's own most played items first (plays in the history, ties to the most recent), then
+    popularity: what a "play again" list is without any model, the floor a repeat-aware system must
+    beat where targets may be repeats (issue 28). Disliked items are left out."""
+
+    def __init__(self, name: str = "replay") -> None:
+        super().__init__(name)
+
+    def score_array(self, history: Sequence[Interaction | str]) -> np.ndarray:
+        s = super().score_array(history)
+        s = s / (s.max() + 1.0) if s.size else s  # popularity below 1: any replay ranks first
+        ids = self.catalog.history_ids(history, positives_only=True)
+        for age, i in enumerate(reversed(ids)):
+            k = self._index.get(i)
+            if k is not None:
+                s[k] = (s[k] if s[k] >= 1.0 else 1.0) + 1.0 + 1.0 / (len(ids) + age + 1)
+        return s
+
+
 class ItemKNNScorer(_IndexedScorer):
     """Item-item cosine kNN on the binary user-item matrix of the training log's positives.
 

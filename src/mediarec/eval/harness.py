@@ -30,7 +30,10 @@ from mediarec.eval.split import Split, checked_phase, sample_negatives, sample_u
 from mediarec.eval.stats import bootstrap_ci, bootstrap_index, paired_bootstrap_p
 from mediarec.infra.progress import counting
 
-__all__ = ["Scorer", "ArrayScorer", "EvalReport", "evaluate"]
+__all__ = ["Scorer", "ArrayScorer", "EvalReport", "evaluate", "REPEAT_WARNING"]
+
+#: eval warns when more than this share of the targets are repeats (items consumed before).
+REPEAT_WARNING = 0.10
 
 
 # ----------------------------------------------------------------------------------------------
@@ -85,12 +88,17 @@ class EvalReport(BaseModel):
     partial: bool = False
     users_done: int | None = None
     interrupted_system: str | None = None
+    # Issue 28: what was evaluated ("new": targets not consumed before; "all": repeats too) and how
+    # many of the eligible users' targets are repeats (targets, repeats, share, warning).
+    targets: Literal["new", "all"] = "new"
+    repeats: dict[str, Any] = Field(default_factory=dict)
     systems: dict[str, dict[str, Any]] = Field(default_factory=dict)
 
     _users: list[str] = PrivateAttr(default_factory=list)
     _ranks: dict[str, np.ndarray] = PrivateAttr(default_factory=dict)
     _top: dict[str, list[list[str]]] = PrivateAttr(default_factory=dict)
     _extra_full: dict[str, dict[str, Any]] = PrivateAttr(default_factory=dict)
+    _repeat_flags: np.ndarray | None = PrivateAttr(default=None)
 
     @property
     def users(self) -> list[str]:
@@ -118,6 +126,8 @@ class EvalReport(BaseModel):
             "partial": self.partial,
             "users_done": self.users_done,
             "interrupted_system": self.interrupted_system,
+            "targets": self.targets,
+            "repeats": self.repeats,
             "systems": self.systems,
         })
 
@@ -172,6 +182,12 @@ def _summarise(report: EvalReport, catalog_items: int, popularity: Mapping[str, 
         m["unranked"] = int(r.size - ranked.size)
         m.update(timings[n])
         m["n_users"] = int(r.size)
+        if report.targets == "all" and report._repeat_flags is not None:
+            # The same ranks split by what the target was: a replay, or an item new to the user.
+            flags = report._repeat_flags[: r.size]
+            m["by_target"] = {kind: {"users": int(sel.sum()), **{key: float(pu[key][sel].mean()) if sel.any()
+                                                                  else math.nan for key in (f"hr@{k0}", f"ndcg@{k0}")}}
+                              for kind, sel in (("repeat", flags), ("new", ~flags))}
         extra = dict(report._extra_full.get(n, {}))
         if "position_pairs" in extra:
             extra["position_pairs"] = len(extra["position_pairs"])
@@ -196,8 +212,12 @@ class _Prepared:
         self.target = np.array([self.index[targets[u]] for u in users], dtype=np.int64)
         self.exclude: list[np.ndarray] = []
         self.cands: list[np.ndarray] | None = [] if protocol.mode == "sampled" else None
-        for u, t in zip(users, self.target):
-            ex = np.array(sorted(self.index[i] for i in split.seen[u]), dtype=np.int64)
+        for u, t, h in zip(users, self.target, self.history):
+            # new targets: every item the user interacted with is out (but the target); all targets
+            # (repeats allowed): only what they disliked or rated low, as the product's include-seen.
+            out = split.seen[u] if protocol.targets == "new" else \
+                {i for i, _ in cat.history_negatives(h, weak=1.0)}
+            ex = np.array(sorted(self.index[i] for i in out), dtype=np.int64)
             self.exclude.append(ex[ex != t])
             if self.cands is not None:
                 neg = sample_negatives(u, split.seen[u], self.item_ids, protocol.n_negatives,
@@ -266,14 +286,26 @@ def evaluate(catalog: Catalog, systems: Sequence[Scorer], protocol: EvalProtocol
     split = split or split_for(catalog, protocol)  # the protocol decides the filter and the tie rule
     targets = split.targets(phase)
     eligible = [u for u in targets if split.n_interactions[u] >= protocol.min_history]
+    is_repeat = split.repeats(phase)
+    n_repeat = sum(is_repeat[u] for u in eligible)
+    repeats = {"targets": len(eligible), "repeats": n_repeat, "share": n_repeat / len(eligible) if eligible else 0.0}
+    if repeats["share"] > REPEAT_WARNING:
+        repeats["warning"] = (f"{n_repeat} of {len(eligible)} {phase} targets ({repeats['share']:.0%}) are items the "
+                              "user consumed before (repeats): " + (
+                                  "they are left out here (targets new), and the product does not recommend them "
+                                  "unless include-seen is on; --targets all evaluates them too"
+                                  if protocol.targets == "new" else "they are evaluated here (targets all)"))
+    if protocol.targets == "new":
+        eligible = [u for u in eligible if not is_repeat[u]]
     n_sample = protocol.users if phase == "test" else (protocol.validation_users or protocol.users)
     users = sample_users(eligible, n_sample, protocol.seed)
     prep = _Prepared(split, users, protocol, phase)
     n_items = len(prep.item_ids)
     kmax = max(protocol.ks)
     report = EvalReport(dataset=catalog.name, protocol=protocol, phase=phase, n_users=len(users),
-                        seed=protocol.seed)
+                        seed=protocol.seed, targets=protocol.targets, repeats=repeats)
     report._users = users
+    report._repeat_flags = np.array([is_repeat[u] for u in users], dtype=bool)
     fit_cat = split.fit_catalog(phase)
     counts: dict[str, float] = {}
     for x in fit_cat.interactions:

@@ -58,6 +58,10 @@ class EvalProtocol(BaseModel):
     filtering iteratively as LlamaRec does (0 = no filter). ``ties``: how equal timestamps are
     ordered, ``log-order`` (position in the log) or ``dense-id`` (LlamaRec's dense item ids); see
     :mod:`mediarec.eval.split`. ``anchors``: published numbers printed beside ours.
+    ``targets``: ``new`` (the default, and the only one comparable with the anchors) evaluates the
+    users whose target they had not consumed before, among the items they have not consumed;
+    ``all`` evaluates every user, a repeat target included, among every item but their disliked
+    and low-rated ones (repeats allowed: issue 28).
     """
 
     model_config = ConfigDict(extra="forbid", frozen=True)
@@ -76,6 +80,7 @@ class EvalProtocol(BaseModel):
     core: int = Field(0, ge=0)
     ties: Literal["log-order", "dense-id"] = "log-order"
     anchors: tuple[Anchor, ...] = ()
+    targets: Literal["new", "all"] = "new"
 
     @field_validator("ks")
     @classmethod

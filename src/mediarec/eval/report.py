@@ -84,6 +84,25 @@ def _catalog_lines(cat: dict[str, Any] | None) -> list[str]:
     return [line]
 
 
+def _target_lines(data: dict[str, Any]) -> list[str]:
+    """What was evaluated, new items or all targets, the share of repeats, and the warning (issue 28)."""
+    rep = data.get("repeats") or {}
+    if data.get("targets", "new") == "all":
+        what = ("- evaluated: **all targets, repeats allowed** (a target the user consumed before counts; not "
+                "comparable with published numbers, which are new items)")
+    else:
+        what = ("- evaluated: **new items** (targets the user had not consumed before"
+                + (f"; {rep['repeats']} users whose target is a repeat are left out" if rep.get("repeats") else "")
+                + ")")
+    out = [what]
+    if rep:
+        out.append(f"- repeat targets: {rep['repeats']:,} of {rep['targets']:,} ({rep['share']:.1%}; a repeat is an "
+                   "item the user's history before the target already holds)")
+    if rep.get("warning"):
+        out += ["", f"> **Warning:** {rep['warning']}."]
+    return out
+
+
 def _report_md(data: dict[str, Any]) -> str:
     proto = data["protocol"]
     ks = proto["ks"]
@@ -93,12 +112,14 @@ def _report_md(data: dict[str, Any]) -> str:
     if data.get("partial"):
         lines += [f"**Partial run** (interrupted): {data['interrupted_system']} finished "
                   f"{data['users_done']} of {data['n_users']} users; later systems were not run.", ""]
+    all_targets = data.get("targets", "new") == "all"
     mode = proto["mode"] + (f", target + {proto['n_negatives']} sampled negatives" if proto["mode"] == "sampled"
+                            else ", target among every item but the user's disliked and low-rated ones" if all_targets
                             else ", target among all unseen items")
     lines += [f"- split: {_split_text(proto)}; ranking: {mode}", *_catalog_lines(data.get("catalog")),
               f"- users: {data['n_users']} (seed {data['seed']}); 95% percentile bootstrap CI over users "
               f"({proto['bootstrap']} resamples)",
-              f"- reference for paired bootstrap p-values: {data.get('reference')}", "",
+              f"- reference for paired bootstrap p-values: {data.get('reference')}", *_target_lines(data), "",
               "| system | " + " | ".join(c.upper() for c in cols)
               + f" | coverage@{k0} | mean pop@{k0} | p vs ref (NDCG@{k0}) | users | seconds | users/s |",
               "|---|" + "---|" * (len(cols) + 6)]
@@ -119,6 +140,14 @@ def _report_md(data: dict[str, Any]) -> str:
     if proto.get("anchors"):
         lines += ["", "Rows marked *(paper)* are published numbers, copied from the protocol file, not measured "
                   "here: " + "; ".join(sorted({a["source"] for a in proto["anchors"]})) + "."]
+    by_target = {n: m["by_target"] for n, m in data["systems"].items() if m.get("by_target")}
+    if by_target:
+        lines += ["", "## All targets, split by what the target was (same ranks)", "",
+                  f"| system | repeat targets HR@{k0} | NDCG@{k0} | users | new targets HR@{k0} | NDCG@{k0} | users |",
+                  "|---|---|---|---|---|---|---|"]
+        for n, b in by_target.items():
+            lines.append(f"| {n} | " + " | ".join(f"{_fmt(b[kind].get(f'hr@{k0}'))} | {_fmt(b[kind].get(f'ndcg@{k0}'))}"
+                                                  f" | {b[kind]['users']}" for kind in ("repeat", "new")) + " |")
     variants = {n: m for n, m in data["systems"].items() if m.get("p_vs_base")}
     if variants:
         lines += ["", "## Variants against their base (paired bootstrap, same users)", "",

@@ -25,8 +25,11 @@ def make_protocol(args, dataset: str):
     if args.protocol in ("full", "sampled"):
         users = args.users if args.users is not None else (200 if args.protocol == "sampled" else None)
         return EvalProtocol(name=f"{dataset}-{args.protocol}", dataset=dataset, mode=args.protocol, users=users,
-                            seed=args.seed, validation_users=getattr(args, "val_users", None))
+                            seed=args.seed, validation_users=getattr(args, "val_users", None),
+                            targets=getattr(args, "targets", None) or "new")
     proto = EvalProtocol.load(args.protocol)
+    if getattr(args, "targets", None):
+        proto = proto.model_copy(update={"targets": args.targets})
     if args.users is not None:
         proto = proto.model_copy(update={"users": args.users})
     if getattr(args, "val_users", None) is not None:
@@ -145,6 +148,12 @@ def run_eval(args) -> int:
                        command, variants=variants, progress=not args.quiet, facts=facts,
                        variant_users=getattr(args, "request_llm_users", None))
     _print_table(con, report)
+    rep = report.repeats
+    con.print(("evaluated: all targets, repeats allowed" if report.targets == "all" else
+               "evaluated: new items (targets not consumed before)")
+              + (f"; repeat targets {rep['repeats']} of {rep['targets']} ({rep['share']:.1%})" if rep else ""))
+    if rep.get("warning"):
+        con.print(f"[yellow]warning:[/] {rep['warning']}")
     if n_explain:
         from mediarec.eval import explanations
 

@@ -23,6 +23,12 @@ Catalog preparation (:func:`protocol_catalog`, before the split)
     with metadata", holds by construction: a catalog rejects interactions with unknown items and
     every item has a title. :func:`split_for` does both steps.
 
+Repeats
+    A target is a *repeat* when the user's history before it already holds the item (any
+    interaction: a replay of an album, a second watch). :meth:`Split.repeats` says which; the
+    protocol's ``targets`` decides what is evaluated: ``new`` (the default) only users whose target
+    is not a repeat, ``all`` every user with repeats allowed as candidates.
+
 Candidates
     ``full`` mode ranks the target among every catalog item the user has *not* interacted with
     (anywhere in their log) plus the target itself: known positives other than the target are
@@ -78,6 +84,11 @@ class Split:
 
     def fit_catalog(self, phase: str = "test") -> Catalog:
         return self.train_val_catalog if checked_phase(phase) == "test" else self.train_catalog
+
+    def repeats(self, phase: str = "test") -> dict[str, bool]:
+        """Per user with a target in ``phase``: whether their history before it holds the item."""
+        targets, hists = self.targets(phase), self.histories(phase)
+        return {u: any(x.item == t for x in hists[u]) for u, t in targets.items()}
 
 
 def checked_phase(phase: str) -> str:

@@ -17,6 +17,11 @@ each split's training catalogue; ``learned+llm`` adds the LLM stage over its ord
 ``learned-<group>`` drops a feature group (an ablation, tested against ``learned``);
 ``--ablation`` on ``mediarec eval`` adds one per group.
 
+``+seen`` (``hybrid+seen``, ``learned+seen``) lets liked items the user consumed before come
+back (``include_seen``, issue 28); ``learned+seen`` trains its model with repeats allowed and the
+re-consumption features. ``replay`` is the user's most played items, then popularity. Both are
+meant for ``--targets all``.
+
 ``seq`` is the sequential model alone (:mod:`mediarec.index.seq`): a causal transformer over the
 history, trained on the split's training catalogue (its last item per user held out for early
 stopping) and stored under the home by fingerprint, so the next run reuses it.
@@ -36,7 +41,7 @@ from mediarec.catalog.model import Catalog
 from mediarec.config import Settings, get_settings
 from mediarec.errors import ConfigError
 from mediarec.index.store import CatalogIndex, IndexBuilder, IndexSettings, build_lock, chroma_errors, make_client
-from mediarec.eval.baselines import ItemKNNScorer, PopularityScorer
+from mediarec.eval.baselines import ItemKNNScorer, PopularityScorer, ReplayScorer
 from mediarec.index.retriever import FusionSettings
 from mediarec.llm.base import LLM
 from mediarec.rank.features import FEATURE_GROUPS
@@ -101,14 +106,15 @@ class ProfileQueries:
                 "profiles_by_llm_rate": self.stats["by_llm"] / n, "profile_seconds_per_user": self.stats["seconds"] / n}
 
 
-BASELINES = {"pop": PopularityScorer, "itemknn": ItemKNNScorer}
+BASELINES = {"pop": PopularityScorer, "itemknn": ItemKNNScorer, "replay": ReplayScorer}
+SEEN = "+seen"  # a system name's suffix: seen items may come back (include_seen)
 RETRIEVAL_BASES = {
     "hybrid": {},  # the product's fusion
     "text": {"collab_weight": 0.0, "text_weight": 1.0},
     "collab": {"text_weight": 0.0},
 }
 MODIFIERS = ("summaries", "profile")
-ALL_SYSTEMS = ("pop", "itemknn", "seq", "text", "collab", "hybrid", "llm", "learned", "learned+llm", "llm-cal", "llm-ft",
+ALL_SYSTEMS = ("pop", "itemknn", "replay", "seq", "text", "collab", "hybrid", "llm", "learned", "learned+llm", "llm-cal", "llm-ft",
                "learned+llm-cal", "learned+llm-ft")
 
 
@@ -245,13 +251,30 @@ def _rerank_at(llm_weight: float | None) -> RerankSettings:
     return RerankSettings() if llm_weight is None else RerankSettings(llm_weight=llm_weight)
 
 
+def seen_system(name: str, provider: IndexProvider, n_candidates: int = 20) -> Recommender:
+    """``hybrid+seen`` (any retrieval system) or ``learned+seen``: the system with liked consumed
+    items allowed back; the learned one trained that way, with the re-consumption features."""
+    base = name[: -len(SEEN)]
+    if base == "learned":
+        rec = learned_system(base, provider, n_candidates=n_candidates, label=name,
+                             settings=LearnedSettings(include_seen=True))
+    else:
+        rec = retrieval_system(base, provider)
+        rec.name = name
+    rec.include_seen = True
+    return rec
+
+
 def build_systems(names: list[str], provider: IndexProvider, llm: LLM | None = None, n_candidates: int = 20,
                   llm_weight: float | None = None, profile_llm: LLM | None = None,
                   seq_device: str = "cpu", seq_epochs: int | None = None) -> list[Any]:
     """The named systems, in order; an unknown name is an error that lists the known ones."""
     systems: list[Any] = []
     for n in names:
-        if n in BASELINES:
+        if n.endswith(SEEN) and (parse_retrieval_name(n[: -len(SEEN)]) is not None
+                                 or parse_learned_name(n[: -len(SEEN)]) == ((), False)):
+            systems.append(seen_system(n, provider, n_candidates))
+        elif n in BASELINES:
             systems.append(BASELINES[n]())
         elif n == "seq":
             systems.append(seq_system(provider, seq_device))

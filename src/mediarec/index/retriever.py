@@ -10,7 +10,8 @@ recency-weighted mean of the history's text embeddings (mixed with the embedded 
 when one is given, and with a free-text request when there is one; the text side's weight then
 rises so the request leads). Each side is divided by its best score for this user, so the two are on one scale and
 the result does not depend on which pool of candidates was scored: the pool Chroma returns holds
-each side's best item. Already-consumed items are excluded.
+each side's best item. Already-consumed items are excluded, unless ``include_seen`` (a
+catalogue or request that allows replays, issue 28): then only disliked and low-rated ones are.
 
 Negatives push away (issue 28): a disliked item (weight 1; a rating below the user's own midpoint
 weighs ``FusionSettings.low_rating_push``, 0 by measurement) is seen, not wanted, and
@@ -349,12 +350,22 @@ class Retriever:
             negatives = [(i, w) for i, w in negatives if i != ref]
         return hist, wanted, negatives
 
+    def _unliked(self, history: HistoryLike, constraints: "ItemFilter | None") -> list[str]:
+        """What stays out when seen items may come back: disliked and low-rated items (never
+        recommended back), and a request's reference item."""
+        out = [i for i, _ in self.catalog.history_negatives(list(history), weak=1.0)]
+        ref = constraints.reference if constraints is not None else None
+        return out + [ref] if ref and ref in self.catalog.items else out
+
     def score_all(self, history: HistoryLike, query: str | None = None,
                   sides: Iterable[str] = ("collab", "text"), profile: str | None = None,
-                  constraints: "ItemFilter | None" = None) -> np.ndarray:
+                  constraints: "ItemFilter | None" = None, include_seen: bool = False) -> np.ndarray:
         """Fused scores of every catalog item (aligned with ``index.item_ids``), consumed items and
-        items that break a hard constraint -inf."""
+        items that break a hard constraint -inf (``include_seen``: only the disliked and low-rated
+        consumed items)."""
         hist, wanted, negatives = self._with_reference(history, constraints)
+        if include_seen:
+            hist = self._unliked(history, constraints)
         collab_all, tvec = self._query(wanted, query, profile, negatives)
         return self._score_all(collab_all, tvec, hist, self.allowed(constraints), query, set(sides),
                                self.genre_penalty(wanted, negatives),
@@ -383,16 +394,21 @@ class Retriever:
 
     def candidates(self, history: HistoryLike, k: int = 20, query: str | None = None,
                    exclude: Iterable[str] = (), profile: str | None = None,
-                   constraints: "ItemFilter | None" = None) -> list[Candidate]:
+                   constraints: "ItemFilter | None" = None, include_seen: bool = False) -> list[Candidate]:
         """The k best items for a history (and optional free-text request, interest-profile text
-        and parsed request), best first."""
+        and parsed request), best first; ``include_seen``: liked history items may come back."""
         hist, wanted, negatives = self._with_reference(history, constraints)
         if not wanted and not negatives and not (query and query.strip()):
             raise MediarecError("nothing to recommend from: give a history (items the user consumed) or a request")
+        if include_seen:
+            hist = self._unliked(history, constraints)
         banned = set(hist) | set(exclude)
         mask = self.allowed(constraints)
         pool_n = min(len(self.index.item_ids), max(k, 1) * self.fusion.pool_factor + len(banned))
         pool: dict[str, set[str]] = {}
+        if include_seen:  # the liked history items are candidates too (a replay), scored as any other
+            for i in wanted:
+                pool.setdefault(i, set()).add("history")
         # built once: the pool and the re-scoring share them
         collab_all, tvec = self._query(wanted, query, profile, negatives)
         seq_all = self.seq_scores(wanted)

@@ -516,6 +516,11 @@ def template_reason(evidence: Evidence, item: Item | None = None) -> str:
     era). A user with no liked items gets what the reason rests on instead: the request, an item
     they disliked that it is unlike, or how many users liked it; never "your history"."""
     out: list[str] = []
+    if evidence.plays:  # a replay (include-seen): say so first, it is the strongest true fact
+        n = int(round(evidence.plays))
+        out.append(("You played it once before." if n == 1 else f"You played it {n} times before.")
+                   if evidence.replay_event == "play"
+                   else "You have had it before, and liked it.")
     if evidence.cowatched is not None:
         out.append(f"People who liked {_one_line(evidence.cowatched.label)} also liked it.")
     if evidence.asked:

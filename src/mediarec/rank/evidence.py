@@ -88,6 +88,10 @@ class Evidence(BaseModel):
     cowatched: HistoryLink | None = None  # a liked item whose fans also liked this one (collaborative)
     disliked: list[HistoryLink] = []  # distinct disliked items, most recent first
     asked: list[str] = []  # the request's genres the item has ("horror" for "a tense space horror")
+    #: A replay (include-seen, issue 28): the item's plays in the history (weights: a play count
+    #: in a play-count log), 0 when it is new to the user; ``replay_event`` the event it had there.
+    plays: float = 0.0
+    replay_event: str | None = None
 
     @property
     def no_liked_history(self) -> bool:
@@ -175,6 +179,12 @@ class EvidenceBuilder:
         tag_counts = Counter(t.lower() for it in wanted for t in set(it.tags))
         decades = Counter(decade(it.year) for it in wanted if it.year)
         n_users = max(len(self.catalog.by_user), 1)
+        plays: Counter = Counter()
+        events: dict[str, str] = {}
+        for it, x in history:
+            if x is None or x.is_positive:
+                plays[it.id] += x.weight if x is not None else 1.0
+                events[it.id] = x.event if x is not None else "watch"
         out: dict[str, Evidence] = {}
         for item in items:
             ev = Evidence(item_id=item.id)
@@ -183,7 +193,7 @@ class EvidenceBuilder:
                 contrib = ws * collab.matrix[rows, col]
                 pos_total = float(contrib[contrib > 0].sum())
                 for j in np.argsort(-contrib, kind="stable")[:TOP_HISTORY]:
-                    if contrib[j] > 0 and pos_total > 0:
+                    if contrib[j] > 0 and pos_total > 0 and by_row[rows[j]].id != item.id:  # not itself (a replay)
                         h = by_row[rows[j]]
                         ev.because.append(HistoryLink(id=h.id, title=h.title, year=h.year,
                                                       weight=float(contrib[j]) / pos_total))
@@ -213,6 +223,8 @@ class EvidenceBuilder:
             if similar_users:
                 ev.popularity = len(users & similar_users) / len(similar_users)
             ev.liked_count = len(wanted)
+            if plays.get(item.id):
+                ev.plays, ev.replay_event = float(plays[item.id]), events[item.id]
             ev.genre_counts = {g: genre_counts[g.lower()] for g in ev.shared_genres}
             self._compare(item, ev, wanted, users)
             ev.disliked = [HistoryLink(id=h.id, title=h.title, year=h.year, weight=1.0, genres=h.genres)

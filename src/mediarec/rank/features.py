@@ -21,6 +21,11 @@ user           log history length, mean log popularity of the history
 seq            the sequential model's score as exp(s - the pool's best s), its rank in the pool
                (the catalogue's trained model, :mod:`mediarec.index.seq`; left out of a model
                trained where the catalogue has none)
+repeat         only where seen items may come back (``include_seen``, issue 28): log of the
+               candidate's plays in the history, log of the events since its last play (NaN if
+               never played), its share of the history, and the user's repeat share (how many of
+               their events replay an item played before); left out of every other model, so a
+               catalogue without ``include_seen`` trains exactly as before
 =============  ===============================================================================
 
 :class:`Signals` computes them over a catalogue and a collaborative model: at serving time the
@@ -36,7 +41,7 @@ from typing import Any, Sequence
 import numpy as np
 from scipy import sparse
 
-from mediarec.catalog.model import Catalog, Interaction
+from mediarec.catalog.model import Catalog, Interaction, pair_flags
 from mediarec.index.collab import CollabModel, item_sequences
 from mediarec.index.retriever import FusionSettings, Retriever, seq_share
 
@@ -51,7 +56,11 @@ FEATURE_GROUPS: dict[str, tuple[str, ...]] = {
     "user": ("history_len", "history_pop"),
     "seq": ("seq", "seq_rank"),
 }
-ALL_FEATURES: tuple[str, ...] = tuple(f for names in FEATURE_GROUPS.values() for f in names)
+# Re-consumption (issue 28): a separate group, computed always but used only by a model trained with
+# include_seen (see feature_names), so no other model's features, fingerprint or columns change.
+REPEAT_GROUP = "repeat"
+REPEAT_FEATURES: tuple[str, ...] = ("play_count", "since_last", "play_share", "user_repeat_share")
+ALL_FEATURES: tuple[str, ...] = tuple(f for names in FEATURE_GROUPS.values() for f in names) + REPEAT_FEATURES
 RECENT_ITEMS = 10  # the "recent history" of the overlap features
 # A low rating's weight in the negative features, against a dislike's 1. At 0.5 (WEAK_NEGATIVE):
 # ML-100k validation NDCG@10 0.1336 against 0.1349 without the group (paired p 0.66), and the demo's
@@ -60,9 +69,34 @@ LOW_RATING_FEATURE_WEIGHT = 0.0
 DAY = 86_400.0
 
 
-def feature_names(dropped: Sequence[str] = ()) -> list[str]:
-    """The features kept when the groups in ``dropped`` are removed (an ablation)."""
-    return [f for g, names in FEATURE_GROUPS.items() if g not in dropped for f in names]
+def feature_names(dropped: Sequence[str] = (), repeats: bool = False) -> list[str]:
+    """The features kept when the groups in ``dropped`` are removed (an ablation); ``repeats``: with
+    the re-consumption group (a model that may rank seen items)."""
+    kept = [f for g, names in FEATURE_GROUPS.items() if g not in dropped for f in names]
+    return kept + (list(REPEAT_FEATURES) if repeats and REPEAT_GROUP not in dropped else [])
+
+
+def repeat_features(history_items: Sequence[str], positions: Sequence[int | None], rows: np.ndarray,
+                    weights: Sequence[float] | None = None) -> dict[str, np.ndarray]:
+    """The re-consumption group for candidate ``rows``: ``history_items`` are the history's liked item
+    ids oldest first, ``positions`` their catalogue rows (None: not indexed), ``weights`` their plays
+    (an interaction's weight: 1 per event in a log of events, the play count in a play-count log such
+    as Last.fm hetrec). A user's plays beyond the first of each item are their replays."""
+    n = len(history_items)
+    w = [1.0] * n if weights is None else [max(float(x), 0.0) for x in weights]
+    plays: dict[int, float] = {}
+    last: dict[int, int] = {}
+    for k, p in enumerate(positions):
+        if p is None:
+            continue
+        plays[p] = plays.get(p, 0.0) + w[k]
+        last[p] = k
+    total = sum(plays.values())
+    replays = sum(max(v - 1.0, 0.0) for v in plays.values())
+    c = np.array([plays.get(int(r), 0.0) for r in rows], dtype=np.float32)
+    since = np.array([np.log1p(n - 1 - last[int(r)]) if int(r) in last else np.nan for r in rows], dtype=np.float32)
+    return {"play_count": np.log1p(c), "since_last": since, "play_share": c / max(total, 1e-12) if total else c * 0,
+            "user_repeat_share": np.full(len(rows), replays / total if total else 0.0, dtype=np.float32)}
 
 
 @dataclass
@@ -176,9 +210,10 @@ class Signals:
 
     # -- per history --------------------------------------------------------------------------
     def fused(self, history: Sequence[Interaction | str], query: str | None = None,
-              profile: str | None = None) -> np.ndarray:
-        """The first stage's fused score of every item (consumed ones -inf): the pool's order."""
-        return self.retriever.score_all(history, query=query, profile=profile)
+              profile: str | None = None, include_seen: bool = False) -> np.ndarray:
+        """The first stage's fused score of every item (consumed ones -inf unless ``include_seen``,
+        which keeps liked ones): the pool's order."""
+        return self.retriever.score_all(history, query=query, profile=profile, include_seen=include_seen)
 
     def features(self, history: Sequence[Interaction | str], rows: np.ndarray, fused: np.ndarray,
                  query: str | None = None, profile: str | None = None) -> np.ndarray:
@@ -230,10 +265,17 @@ class Signals:
             "history_len": np.full(len(rows), np.log1p(len(wanted))),
             "history_pop": np.full(len(rows), float(np.mean(self.pop[hist_pos])) if hist_pos else 0.0),
             "seq": seq_col, "seq_rank": seq_rank,
+            **repeat_features(wanted, [self.view.position(i) for i in wanted], rows, self._plays(history)),
         }
         for k, name in enumerate(ALL_FEATURES):
             out[:, k] = cols[name]
         return out
+
+    def _plays(self, history: Sequence[Interaction | str]) -> list[float]:
+        """The weight of each entry of ``history_ids(history, positives_only=True)`` (1 without an interaction)."""
+        pairs = self.catalog.history_pairs(history)
+        return [x.weight if x is not None else 1.0
+                for (_, x), ok in zip(pairs, pair_flags(pairs, liked=False)) if ok]
 
     def negative_features(self, negatives: Sequence[tuple[str, float]], rows: np.ndarray
                           ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:

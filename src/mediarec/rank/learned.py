@@ -70,6 +70,11 @@ class LearnedSettings(BaseModel):
     holdout_share: float = 0.1
     early_stopping: int = 0  # rounds without gain on the set-aside examples; 0 = off
     dropped_groups: tuple[str, ...] = ()  # an ablation: these feature groups are not used
+    # Seen items may come back (issue 28, a replay): the pool keeps liked history items (the fused
+    # top ``pool`` plus up to ``repeat_pool`` of the history's most recent distinct liked items) and
+    # the model reads the re-consumption features. Left out of the key while off.
+    include_seen: bool = False
+    repeat_pool: int = 50
     seed: int = 0
     # Serve only a model not worse than the fusion on held-out positions. Off for the ablation's
     # models, which are compared as models (it does not change the model: not in the key).
@@ -77,6 +82,8 @@ class LearnedSettings(BaseModel):
 
     def key(self) -> str:
         later = {"max_scored"} if self.max_scored == LearnedSettings.model_fields["max_scored"].default else set()
+        if not self.include_seen:
+            later |= {"include_seen", "repeat_pool"}
         return hashlib.sha256(json.dumps(self.model_dump(exclude={"gate"} | later), sort_keys=True).encode()
                               ).hexdigest()[:16]
 
@@ -114,11 +121,29 @@ def holdout(catalog: Catalog, s: LearnedSettings) -> tuple[Catalog, list[Example
     return catalog.replace(interactions=[x for x in catalog.interactions if id(x) not in held]), examples
 
 
-def _pool(fused: np.ndarray, n: int) -> np.ndarray:
+def _pool(fused: np.ndarray, n: int, also: Sequence[int] = ()) -> np.ndarray:
+    """The top ``n`` finite rows of ``fused``, best first, then the rows of ``also`` (finite, not yet in)."""
     finite = np.flatnonzero(np.isfinite(fused))
     if len(finite) > n:
         finite = finite[np.argpartition(-fused[finite], n - 1)[:n]]
-    return finite[np.argsort(-fused[finite], kind="stable")]
+    top = finite[np.argsort(-fused[finite], kind="stable")]
+    if not len(also):
+        return top
+    have = set(top.tolist())
+    extra = [r for r in dict.fromkeys(int(a) for a in also) if r not in have and np.isfinite(fused[r])]
+    return np.concatenate([top, np.array(extra, dtype=top.dtype)]) if extra else top
+
+
+def _replay_rows(catalog: Catalog, index: Any, history: Sequence[Any], n: int) -> list[int]:
+    """Rows of the history's ``n`` most recently liked distinct items (the replay candidates)."""
+    out: list[int] = []
+    for i in reversed(catalog.history_ids(history, positives_only=True)):
+        p = index.position(i)
+        if p is not None and p not in out:
+            out.append(p)
+            if len(out) >= n:
+                break
+    return out
 
 
 def _gains(ranks: Sequence[float]) -> np.ndarray:
@@ -186,6 +211,8 @@ def fingerprint(catalog: Catalog, index: Any, fusion: FusionSettings | None, s: 
              fusion_json, s.key(), ",".join(names),
              LIKED_RULE, f"low ratings in the features: {LOW_RATING_FEATURE_WEIGHT}"] + \
         ([f"seq {seq_key}"] if seq_key else [])
+    if s.include_seen:  # only then: every other model keeps its fingerprint
+        parts.append(",".join(feature_names(s.dropped_groups, repeats=True)))
     return hashlib.sha256("|".join(parts).encode()).hexdigest()[:24]
 
 
@@ -220,8 +247,9 @@ def train(catalog: Catalog, index: Any, fusion: FusionSettings | None = None,
             bar.advance(task)
             if seq is not None and k % seq_batch == 0:  # one batched forward pass per batch of examples
                 sig.prime_seq([e.history for e in examples[k:k + seq_batch]])
-            fused = sig.fused(e.history)
-            rows = _pool(fused, s.pool)
+            fused = sig.fused(e.history, include_seen=s.include_seen)
+            also = _replay_rows(inner, index, e.history, s.repeat_pool) if s.include_seen else ()
+            rows = _pool(fused, s.pool, also)
             t = index.position(e.target)
             hit = np.flatnonzero(rows == t)
             is_aside = e.user in aside
@@ -234,7 +262,7 @@ def train(catalog: Catalog, index: Any, fusion: FusionSettings | None = None,
             y[hit[0]] = 1
             xs[is_aside].append(sig.features(e.history, rows, fused))
             ys[is_aside].append(y)
-    names = feature_names(s.dropped_groups)
+    names = feature_names(s.dropped_groups, repeats=s.include_seen)
     neg = [ALL_FEATURES.index(f) for f in FEATURE_GROUPS["negative"]]
     if not any(x[:, neg].any() for part in xs.values() for x in part):
         # No history here pushes away from anything (no dislikes, no low ratings): the group is left
@@ -405,7 +433,10 @@ class SecondStage:
         """(the pool's catalogue rows best first, their model scores): the top ``pool`` rows of
         ``fused`` (the first stage's score of every row, -inf for rows out of the running, as
         :meth:`Retriever.score_all` returns them) reordered by the learned model."""
-        rows = _pool(fused, self.settings.pool)
+        s = self.settings
+        also = _replay_rows(self._signal_sources[0], self._signal_sources[1], history, s.repeat_pool) \
+            if s.include_seen else ()
+        rows = _pool(fused, s.pool, also)
         if not len(rows):
             return rows, np.zeros(0)
         with single_threaded_blas():

@@ -364,13 +364,13 @@ def character_tiers(c: Constraints | None, catalog: Catalog, item_ids: Sequence[
 
 def tiered_candidates(retriever: Any, history: Sequence[Any], k: int, query: str | None = None,
                       exclude: Sequence[str] = (), profile: str | None = None,
-                      constraints: Constraints | None = None) -> list[Any]:
-    """The retriever's candidates, those that keep a reference's character ranked up ("like Alien but
+                      constraints: Constraints | None = None, include_seen: bool = False) -> list[Any]:
+    """The retriever's candidates (``include_seen``: liked history items may come back), those that keep a reference's character ranked up ("like Alien but
     funnier": comedies with Alien's Sci-Fi or Horror, then with a near genre, then the rest). A
     candidate's score is its fused score within its tier plus TIER_BONUS per tier above the last."""
     if constraints is None or not (constraints.prefer_genres or constraints.near_genres):
         return retriever.candidates(history, k=k, query=query, exclude=exclude, profile=profile,
-                                    constraints=constraints)
+                                    constraints=constraints, include_seen=include_seen)
     tiers = [t for t in (constraints.prefer_genres, constraints.near_genres) if t] + [[]]
     out: list[Any] = []
     seen = set(exclude)
@@ -378,7 +378,7 @@ def tiered_candidates(retriever: Any, history: Sequence[Any], k: int, query: str
         c = constraints.model_copy(update={"any_genres": list(tier)})
         bonus = TIER_BONUS * (len(tiers) - 1 - n)
         for cand in retriever.candidates(history, k=k, query=query, exclude=list(seen), profile=profile,
-                                         constraints=c):
+                                         constraints=c, include_seen=include_seen):
             out.append(cand.model_copy(update={"score": cand.score + bonus}))
             seen.add(cand.item.id)
     return sorted(out, key=lambda cand: -cand.score)[:k]
