@@ -47,7 +47,7 @@ from typing import Any, Callable, Sequence
 import numpy as np
 from pydantic import BaseModel
 
-from mediarec.catalog.model import Catalog, Item
+from mediarec.catalog.model import Catalog, Item, liked_flags
 from mediarec.errors import ConfigError
 from mediarec.eval.report import json_safe
 from mediarec.eval.metrics import hit_at_k, ndcg_at_k, rank_of_target, tie_keys, top_k
@@ -102,6 +102,36 @@ PARAPHRASES = {
     "Animation": ("something hand-drawn or made by Pixar", "a cartoon-style picture"),
     "Children's": ("something my six-year-old can watch", "something for a kid's birthday party"),
 }
+
+# The tuning set for reading paraphrases (the similarity thresholds, the LLM's score threshold):
+# other everyday words for the same genres, in other framings, never used by the benchmark, so what
+# is tuned on them is measured on PARAPHRASES above. tests/test_request_scoring.py checks they too
+# are words the rules leave unread.
+DEV_PARAPHRASES = {
+    "Comedy": ("a real laugh riot", "jokes and gags from start to finish"),
+    "Horror": ("ghosts, demons and haunted houses", "a film that makes me jump out of my seat"),
+    "Sci-Fi": ("spaceships and time travel", "a story about the distant future of humanity"),
+    "Romance": ("a love affair between two strangers", "something sweet for Valentine's day"),
+    "Action": ("car chases and big explosions", "a hero fighting off an army of bad guys"),
+    "Thriller": ("a tense cat-and-mouse chase", "something full of suspense and twists"),
+    "Drama": ("a tearjerker about loss and grief", "a powerful story about ordinary people's struggles"),
+    "War": ("a story about the second world war", "soldiers in combat"),
+    "Western": ("gunslingers in the wild west", "a sheriff and outlaws in a dusty town"),
+    "Musical": ("a story told through songs", "Broadway-style song and dance numbers"),
+    "Crime": ("a bank robbery gone wrong", "drug lords and corrupt cops"),
+    "Mystery": ("an unsolved murder and a sleuth", "clues for the viewer to piece together"),
+    "Fantasy": ("elves, quests and enchanted kingdoms", "a sword and sorcery epic"),
+    "Adventure": ("treasure hunting in the jungle", "explorers on a daring journey"),
+    "Documentary": ("a true story filmed with real footage", "interviews with experts about history"),
+    "Animation": ("stop-motion puppets or drawn characters", "something from Studio Ghibli"),
+    "Children's": ("something suitable for toddlers", "a film for my little nephew"),
+}
+DEV_TEMPLATES = ("{p}", "could you find me {p}", "looking for {p} tonight")
+
+
+def dev_paraphrase_cases() -> list[tuple[str, str]]:
+    """(genre, request) for every tuning paraphrase in every tuning framing."""
+    return [(g, t.format(p=p)) for g, ps in DEV_PARAPHRASES.items() for p in ps for t in DEV_TEMPLATES]
 
 
 class RequestCase(BaseModel):
@@ -265,7 +295,8 @@ def run_requests(system: Any, split: Split, users: Sequence[str], seed: int = 0,
                 return rank_of_target(s, keys, pos[target_id]) if target_id in pos else math.inf, top
 
             base_rank, base_top = ranked(masked(retriever.score_all(hist)))
-            liked = [catalog.items[x.item] for x in hist if x.is_positive and x.item in catalog.items]
+            # the one definition of liked (no dislike, no rating below the user's midpoint)
+            liked = [catalog.items[x.item] for x, ok in zip(hist, liked_flags(hist)) if ok and x.item in catalog.items]
             for case in make_cases(u, catalog.items[target_id], liked, catalog, base_top, seed, genres, usable_tags):
                 if case.type not in types:
                     continue
