@@ -407,8 +407,12 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--request-llm", action="store_true",
                    help="with --requests: also read requests with the LLM and rerank with it (needs --llm), "
                         "each variant paired against the rules alone")
+    e.add_argument("--request-reading", action="store_true",
+                   help="with --requests: compare readers by retrieval (rules, MiniLM fallback, the LLM scoring "
+                        "the catalogue's words; needs --llm), paired against the default reading")
     e.add_argument("--request-llm-users", type=int, default=None, metavar="N",
-                   help="with --request-llm: run the LLM variants for the first N evaluated users only "
+                   help="with --request-llm or --request-reading: run the other variants for the first N evaluated "
+                        "users only "
                         "(the rules for all; default: all)")
     e.add_argument("--output", default="results/eval", help="folder for metrics.json and report.md")
     e.add_argument("--quiet", action="store_true",

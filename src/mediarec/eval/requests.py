@@ -231,6 +231,8 @@ class RequestVariant:
     parse: Callable[[str, Catalog], Constraints] | None = None
     reranker: Any = None
     pool: int = 20
+    similarity: bool = True  # words left unread go to the MiniLM fallback (as recommend reads them)
+    parse_with_embed: bool = False  # ``parse(embed)`` gives the reader (one that uses the embedder itself)
 
 
 RULES = RequestVariant("rules")
@@ -251,6 +253,29 @@ def llm_variants(llm: Any, llm_weight: float, pool: int = 20, prompts: Any = Non
     return [RULES, RequestVariant("rules+llm", parse=by_llm),
             RequestVariant("rules, llm rerank", reranker=rerank, pool=pool),
             RequestVariant("rules+llm, llm rerank", parse=by_llm, reranker=rerank, pool=pool)]
+
+
+def reading_variants(llm: Any, prompts: Any = None) -> list[RequestVariant]:
+    """Ways to read a request, ranked by retrieval alone: the rules with the MiniLM fallback (the
+    default, the reference), the rules alone, the rules plus the LLM scoring the catalogue's words
+    (:func:`~mediarec.rank.request_llm.llm_score_request`), and the rules, then the fallback, then
+    the LLM for what both left unread."""
+    from mediarec.rank.request import read_by_similarity
+    from mediarec.rank.request_llm import llm_score_request
+
+    def by_score(text: str, catalog: Catalog) -> Constraints:
+        return llm_score_request(text, catalog, llm, prompts)
+
+    def similarity_then_score(embed: Callable) -> Callable[[str, Catalog], Constraints]:
+        def read(text: str, catalog: Catalog) -> Constraints:
+            c = read_by_similarity(parse_request(text, catalog), catalog, embed)
+            return llm_score_request(text, catalog, llm, prompts, read=c) if c.unread else c
+        return read
+
+    return [RULES, RequestVariant("rules only", similarity=False),
+            RequestVariant("rules+llm-score", parse=by_score, similarity=False),
+            RequestVariant("rules+similarity+llm-score", parse=similarity_then_score, similarity=False,
+                           parse_with_embed=True)]
 
 
 def run_requests(system: Any, split: Split, users: Sequence[str], seed: int = 0, bootstrap: int = 1000,
@@ -304,8 +329,9 @@ def run_requests(system: Any, split: Split, users: Sequence[str], seed: int = 0,
                     if v is not variants[0] and variant_users is not None and n_user >= variant_users:
                         continue
                     t0 = time.perf_counter()
-                    parsed, text = retrieval_inputs(case.text, catalog, has_history=bool(hist), parse=v.parse,
-                                                    anchors=liked, embed=embed)
+                    parse = v.parse(embed) if v.parse_with_embed else v.parse
+                    parsed, text = retrieval_inputs(case.text, catalog, has_history=bool(hist), parse=parse,
+                                                    anchors=liked, embed=embed if v.similarity else None)
                     row = {"user": u, "type": case.type, "variant": v.name, "request": case.text,
                            "parsed": parsed.describe(), "parse_seconds": time.perf_counter() - t0,
                            "llm_read_seconds": parsed.llm_seconds,
@@ -475,7 +501,7 @@ def variants_markdown(variants: dict[str, dict[str, Any]]) -> list[str]:
              "| LLM readings | reading s (p95) | rerank s | degraded |",
              "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
     for name, groups in variants.items():
-        for group in ("checkable", "paraphrase", "tag", "all"):
+        for group in (*REQUEST_TYPES, "checkable", "all"):
             m = groups.get(group)
             if m is None:
                 continue
