@@ -78,10 +78,10 @@ def test_tuning_paraphrases_are_unread_by_rules_and_apart_from_the_benchmarks(sh
 
 def test_framing_is_not_content():
     assert _content("could you find me a sword and sorcery epic") == "a sword and sorcery epic"
-    assert _content("I'd like something to make me laugh") == "to make me laugh"
+    assert _content("I'd like something to make me laugh") == "something to make me laugh"
     assert _content("looking for a bank robbery gone wrong tonight") == "a bank robbery gone wrong"
-    assert _content("something after dark") == "after dark"
-    assert _content("something") == "something"  # nothing left: the request itself
+    assert _content("something after dark") == "something after dark"
+    assert _content("please, tonight") == "please, tonight"  # nothing left: the request itself
 
 
 def test_i_would_like_is_a_wish_not_a_reference(shared_data):
@@ -92,7 +92,7 @@ def test_i_would_like_is_a_wish_not_a_reference(shared_data):
 
 def test_minilm_fallback_on_the_tuning_paraphrases(shared_data, embedder):
     """The embedding fallback, at the thresholds chosen on DEV_PARAPHRASES: most read right, few
-    wrong (57 and 3 of 102 when chosen)."""
+    wrong (54 and 3 of 102 when chosen)."""
     ml = load_dataset("movielens-100k", shared_data)
     right = wrong = 0
     for g, text in dev_paraphrase_cases():
