@@ -364,7 +364,8 @@ def build_parser() -> argparse.ArgumentParser:
                                          "(default: the shipped ones)")
     r.add_argument("--json", action="store_true", help="print the full result as JSON")
     r.add_argument("--llm-requests", action="store_true",
-                   help="read --query with the LLM as well as the rules (filling what the rules miss)")
+                   help="read --query with the LLM as well as the rules (it scores the catalog's words for what "
+                        "the rules and the embedding fallback left unread)")
     r.set_defaults(func=cmd_recommend)
 
     e = sub.add_parser("eval", help="evaluate systems on held-out users")
