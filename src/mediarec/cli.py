@@ -371,7 +371,8 @@ def build_parser() -> argparse.ArgumentParser:
                                          "(default: the shipped ones)")
     r.add_argument("--json", action="store_true", help="print the full result as JSON")
     r.add_argument("--llm-requests", action="store_true",
-                   help="read --query with the LLM as well as the rules (filling what the rules miss)")
+                   help="read --query with the LLM as well as the rules (it scores the catalog's words for what "
+                        "the rules and the embedding fallback left unread)")
     r.add_argument("--include-seen", action=argparse.BooleanOptionalAction, default=None,
                    help="liked items already in the history may come back (play again); disliked ones never do "
                         "(default: the catalog's repeat policy, on for a log where over 10%% of plays are replays)")
@@ -424,8 +425,12 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--request-llm", action="store_true",
                    help="with --requests: also read requests with the LLM and rerank with it (needs --llm), "
                         "each variant paired against the rules alone")
+    e.add_argument("--request-reading", action="store_true",
+                   help="with --requests: compare readers by retrieval (rules, MiniLM fallback, the LLM scoring "
+                        "the catalogue's words; needs --llm), paired against the default reading")
     e.add_argument("--request-llm-users", type=int, default=None, metavar="N",
-                   help="with --request-llm: run the LLM variants for the first N evaluated users only "
+                   help="with --request-llm or --request-reading: run the other variants for the first N evaluated "
+                        "users only "
                         "(the rules for all; default: all)")
     e.add_argument("--output", default="results/eval", help="folder for metrics.json and report.md")
     e.add_argument("--quiet", action="store_true",

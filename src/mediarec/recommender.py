@@ -91,7 +91,8 @@ class Recommender:
     profile from the history, mixed into the text query of every request that brings none.
     """
 
-    #: Read requests with the LLM too (:mod:`mediarec.rank.request_llm`); the rules alone by default.
+    #: Read requests with the LLM too (:mod:`mediarec.rank.request_llm`, by scoring the catalogue's
+    #: words); the rules and the MiniLM fallback alone by default.
     llm_requests: bool = False
 
     def __init__(self, catalog: Catalog | None = None, index: CatalogIndex | None = None, llm: LLM | None = None,
@@ -420,13 +421,20 @@ class Recommender:
         or the whole request when nothing else gives retrieval something to start from."""
         from mediarec.rank.request import retrieval_inputs
 
-        def by_llm(text, catalog):
-            from mediarec.rank.request_llm import llm_parse_request
+        embedder = getattr(getattr(self.retriever, "index", None), "embedder", None)
 
-            return llm_parse_request(text, catalog, self.llm, self.prompts)
+        def by_llm(text, catalog):
+            """The rules, then the MiniLM fallback, then the LLM scoring the catalogue's words for
+            what both left unread (:func:`~mediarec.rank.request_llm.llm_score_request`)."""
+            from mediarec.rank.request import parse_request, read_by_similarity
+            from mediarec.rank.request_llm import llm_score_request
+
+            c = parse_request(text, catalog)
+            if embedder is not None:
+                c = read_by_similarity(c, catalog, embedder.embed)
+            return llm_score_request(text, catalog, self.llm, self.prompts, read=c) if c.unread else c
 
         use_llm = self.llm_requests and self.llm is not None
-        embedder = getattr(getattr(self.retriever, "index", None), "embedder", None)
         return retrieval_inputs(query, self.catalog, has_history, parse=by_llm if use_llm else None,
                                 anchors=anchors, anchor_name=anchor_name,
                                 embed=embedder.embed if embedder is not None else None)

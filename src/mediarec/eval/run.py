@@ -60,8 +60,9 @@ def run_eval(args) -> int:
     # one run says what they change (the llm system reranks the plain hybrid).
     loaded = load_dataset(args.dataset, args.data_dir)
     protocol = make_protocol(args, loaded.name)
-    if getattr(args, "request_llm", False) and not getattr(args, "requests", False):
-        raise ConfigError("--request-llm is part of the request benchmark: add --requests")
+    if (getattr(args, "request_llm", False) or getattr(args, "request_reading", False)) \
+            and not getattr(args, "requests", False):
+        raise ConfigError("--request-llm and --request-reading are part of the request benchmark: add --requests")
     if getattr(args, "requests", False) and protocol.mode != "full":
         raise ConfigError("--requests ranks every item: use a full-ranking protocol")
     # The protocol decides what is evaluated: a core filter and a tie rule make a new catalog,
@@ -192,11 +193,16 @@ def _request_variants(args, fam, tuned: dict, catalog, cut_of: dict[str, int]):
     from mediarec.rank.reranker import RerankSettings
     from mediarec.rank.tuned import stored_llm_choice
 
-    if not getattr(args, "request_llm", False):
+    reading = getattr(args, "request_reading", False)
+    if not getattr(args, "request_llm", False) and not reading:
         return [RULES], {}
     llm = fam.llm if fam is not None else load_llm(args.llm, cache_scope=catalog.name)
     if llm is None:
-        raise ConfigError("--request-llm compares readings and rankings with an LLM: give --llm")
+        raise ConfigError("--request-llm and --request-reading compare readings with an LLM: give --llm")
+    if reading:  # the readers alone (rules, MiniLM fallback, LLM scoring), ranked by retrieval
+        from mediarec.eval.requests import reading_variants
+
+        return reading_variants(llm), {"llm": llm.spec}
     stored = stored_llm_choice(catalog, llm.spec)
     default = RerankSettings()
     weight, history, source = ((tuned["llm"][0], cut_of.get("llm"), "tuned in this run") if "llm" in tuned else

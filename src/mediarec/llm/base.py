@@ -58,6 +58,16 @@ class LabelScores(BaseModel):
     usage: Usage = Usage()
 
 
+class Choice(BaseModel):
+    """Which of several answers (words, possibly several tokens each) the model would write, and
+    its probability among them (constrained to the options, token by token)."""
+
+    option: str
+    probability: float
+    first: dict[str, float] = {}  # each option's share at the first token (options sharing it share it)
+    usage: Usage = Usage()
+
+
 def split_prefill(messages: Messages) -> tuple[Messages, str]:
     """The messages without a final ``assistant`` message, and that message's text (the start
     of the answer the model is to continue; "" when there is none)."""
@@ -189,6 +199,23 @@ class LLM(ABC):
         s = self._label_logprobs(messages, labels)
         self.cache.put(key, s.model_dump())
         return s
+
+    def choose(self, messages: Messages, options: list[str]) -> Choice:
+        """The option the model would answer with, read from its logits restricted to the options
+        (no sampling, no JSON): one forward pass of the prompt, then one token for each token on
+        which the options still differ."""
+        key = self.cache.key("choose", self.spec, messages, options)
+        hit = self.cache.get(key)
+        if hit is not None:
+            c = Choice.model_validate(hit)
+            c.usage.cached = True
+            return c
+        c = self._choose(messages, options)
+        self.cache.put(key, c.model_dump())
+        return c
+
+    def _choose(self, messages: Messages, options: list[str]) -> Choice:
+        raise NotImplementedError(f"{self.spec} cannot choose among options by their logits")
 
     @abstractmethod
     def _chat(self, messages: Messages, schema: dict | None, opts: LLMOptions) -> Completion: ...

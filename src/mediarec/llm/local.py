@@ -14,7 +14,7 @@ from typing import Any
 
 from mediarec.config import Settings
 from mediarec.errors import ConfigError, ModelError
-from mediarec.llm.base import LLM, Completion, LabelScores, LLMOptions, LLMUnavailable, Messages, Usage, cut_at_stop, split_prefill
+from mediarec.llm.base import LLM, Choice, Completion, LabelScores, LLMOptions, LLMUnavailable, Messages, Usage, cut_at_stop, split_prefill
 
 #: How many answers ``LocalLLM._chat_many`` decodes at once (sequences 1..N beside sequence 0).
 PARALLEL_SEQUENCES = 8
@@ -274,6 +274,53 @@ class LocalLLM(LLM):
         logz = m + math.log(float(np.exp(logits - m).sum()))
         lp = {lab: float(logits[t] - logz) for lab, t in zip(labels, label_tokens)}
         return LabelScores(logprobs=lp, usage=Usage(prompt_tokens=len(tokens) - reused, reused_tokens=reused, seconds=time.perf_counter() - t0))
+
+    def _choose(self, messages: Messages, options: list[str]) -> Choice:
+        """Walk the options' tokens as a trie: at each point where they differ, the next token is the
+        one the model rates highest among those the remaining options continue with (its share
+        among them multiplies into the probability); a point where they agree costs nothing. The
+        prompt is evaluated once (its prefix reused from the last prompt), then one token per step."""
+        import numpy as np
+
+        if not options:
+            raise ValueError("nothing to choose from")
+        t0 = time.perf_counter()
+        with self._lock:
+            prompt = self.tokenize(self.format_prompt(messages))
+            seqs = [self.llama.tokenize(o.encode(), add_bos=False, special=False) for o in options]
+            logits, reused = self.eval_prompt(prompt)
+            evaluated = len(prompt) - reused
+            alive, path, prob, first = list(range(len(options))), [], 1.0, {}
+            while len(alive) > 1:
+                pos = len(path)
+                ended = [i for i in alive if len(seqs[i]) <= pos]
+                if ended:  # an option that is a prefix of the others: the shortest wins
+                    alive = ended[:1]
+                    break
+                groups: dict[int, list[int]] = {}
+                for i in alive:
+                    groups.setdefault(seqs[i][pos], []).append(i)
+                if len(groups) > 1:
+                    toks = list(groups)
+                    z = logits[toks].astype(np.float64)
+                    share = np.exp(z - z.max())
+                    share /= share.sum()
+                    best = int(np.argmax(share))
+                    if not first:
+                        first = {options[i]: float(share[k]) for k, t in enumerate(toks) for i in groups[t]}
+                    prob *= float(share[best])
+                    alive = groups[toks[best]]
+                    if len(alive) == 1:
+                        break
+                    path.append(toks[best])
+                else:
+                    path.append(next(iter(groups)))
+                logits, r = self.eval_prompt(prompt + path)
+                evaluated += len(prompt) + len(path) - r
+        if not first:
+            first = {options[alive[0]]: 1.0}
+        return Choice(option=options[alive[0]], probability=prob, first=first,
+                      usage=Usage(prompt_tokens=evaluated, reused_tokens=reused, seconds=time.perf_counter() - t0))
 
     def label_token_ids(self, labels: list[str]) -> list[int]:
         """The first token of each label as the model would write it; labels must not share one."""
