@@ -1,0 +1,96 @@
+"""Feedback posted to ``POST /events``: durable before it is acknowledged, and served at once.
+
+A catalog of your own writes to its feedback log (:mod:`mediarec.catalog.feedback`, the log ``chat
+--save-feedback`` writes and every load of the catalog reads): the next refit and retrain (``mediarec
+index``, or the background job an ``add`` starts) learn from it, and the loaded fit serves until then.
+A built-in dataset's files are the publisher's, so its events go to a log of the server's own,
+``$MEDIAREC_HOME/serve/NAME/events.jsonl``, read back at start but never fitted on.
+
+Either way a batch is one ``write`` on an ``O_APPEND`` descriptor followed by ``fsync`` (whole lines
+only after a crash), and only then is it acknowledged; until a refit the events count through the
+history (:meth:`EventLog.history`), so a dislike takes its item out of the next list at once.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import threading
+from collections import defaultdict
+from pathlib import Path
+from typing import Iterable, Sequence
+
+from mediarec.catalog.feedback import FeedbackLog, _write_lock
+from mediarec.catalog.model import Interaction
+from mediarec.infra.paths import safe_file_name
+
+
+class BatchLog(FeedbackLog):
+    """The feedback log's format and lock, a batch per write and per fsync."""
+
+    def append_many(self, rows: Sequence[Interaction]) -> None:
+        if not rows:
+            return
+        data = "".join(json.dumps({"user": x.user, "item": x.item, "timestamp": x.timestamp, "rating": x.rating,
+                                   "weight": x.weight, "event": x.event}, ensure_ascii=False) + "\n"
+                       for x in rows).encode("utf-8")
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        with _write_lock:
+            fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
+            try:
+                view = memoryview(data)
+                while view:
+                    view = view[os.write(fd, view):]
+                os.fsync(fd)
+            finally:
+                os.close(fd)
+            self.written += len(rows)
+
+
+def read_log(path: Path) -> list[Interaction]:
+    """The events of a log; a line a crash cut short (never acknowledged) is skipped."""
+    out: list[Interaction] = []
+    if not path.is_file():
+        return out
+    with open(path, encoding="utf-8") as f:
+        for line in f:
+            try:
+                out.append(Interaction.model_validate_json(line))
+            except ValueError:
+                continue
+    return out
+
+
+class EventLog:
+    """Where a served catalog's events go, and the ones this process knows beyond its loaded catalog."""
+
+    def __init__(self, catalog_name: str, home: Path, registered_feedback: Path | None):
+        self.own = registered_feedback is not None
+        path = registered_feedback or Path(home) / "serve" / safe_file_name(catalog_name) / "events.jsonl"
+        self.log = BatchLog(path)
+        self._extra: dict[str, list[Interaction]] = defaultdict(list)
+        self._lock = threading.Lock()
+        if not self.own:  # the loaded catalog holds a registered catalog's log already
+            for x in read_log(path):
+                self._extra[x.user].append(x)
+
+    @property
+    def path(self) -> Path:
+        return self.log.path
+
+    def append(self, rows: Iterable[Interaction]) -> int:
+        """Write durably, then count them in the users' histories; how many were written."""
+        rows = list(rows)
+        self.log.append_many(rows)
+        with self._lock:
+            for x in rows:
+                self._extra[x.user].append(x)
+        return len(rows)
+
+    def history(self, user: str) -> list[Interaction]:
+        with self._lock:
+            return list(self._extra.get(user, ()))
+
+    def knows(self, user: str) -> bool:
+        with self._lock:
+            return user in self._extra
