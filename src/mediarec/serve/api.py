@@ -377,7 +377,6 @@ def create_app(service: Service) -> FastAPI:
     async def page():
         return HTMLResponse(resources.files("mediarec.serve").joinpath("static/index.html").read_text("utf-8"))
 
-    app.router.add_event_handler("shutdown", service.close)
     return app
 
 

@@ -50,8 +50,12 @@ def run(args: Any) -> int:
           f"{rec.llm.spec if rec.llm else 'none'}; events: "
           f"{'the catalog feedback log' if service.events.own else 'the server event log'}) on "
           f"http://{args.host}:{args.port}", flush=True)
-    uvicorn.run(create_app(service), host=args.host, port=args.port, log_level="warning", access_log=False,
-                timeout_keep_alive=5, timeout_graceful_shutdown=5)
+    try:
+        uvicorn.run(create_app(service), host=args.host, port=args.port, log_level="warning", access_log=False,
+                    timeout_keep_alive=5, timeout_graceful_shutdown=5)
+    finally:
+        service.close()
+        rec.close()
     return 0
 
 
