@@ -262,7 +262,7 @@ def test_llm_queue_full_answers_429_or_degraded_and_chat_streams(demo_home, key,
         with TestClient(create_app(s)) as c:
             c.headers["X-API-Key"] = key
             # the SSE stream: the retrieval list first, then the LLM's order, then the reply
-            with c.stream("POST", "/chat/llm", json={"message": "tense 80s sci-fi"}) as r:
+            with c.stream("POST", "/chat/llm", json={"message": "tense 80s sci-fi", "k": 3}) as r:
                 events = _sse(r.iter_lines())
             kinds = [k for k, _ in events]
             assert kinds[0] == "list" and kinds[-1] == "reply" and kinds.count("list") >= 2, kinds
@@ -270,15 +270,16 @@ def test_llm_queue_full_answers_429_or_degraded_and_chat_streams(demo_home, key,
             assert any(st.startswith("llm") for st in events[-1][1]["result"]["stages"])
             # one LLM request admitted; the next is refused or degraded, the fast path still answers
             done = {}
-            t = threading.Thread(target=lambda: done.setdefault("r", c.post("/recommend", json={"user": "alice"})))
+            ask = {"user": "alice", "k": 3, "explain": False}
+            t = threading.Thread(target=lambda: done.setdefault("r", c.post("/recommend", json=ask)))
             t.start()
             deadline = time.monotonic() + 30
             while s.gate.admitted == 0 and time.monotonic() < deadline:
                 time.sleep(0.005)
             assert s.gate.admitted == 1
-            busy = c.post("/recommend", json={"user": "alice"})
-            degraded = c.post("/recommend", json={"user": "alice", "on_overload": "degrade"})
-            fast = c.post("/recommend", json={"user": "alice", "llm": False})
+            busy = c.post("/recommend", json=ask)
+            degraded = c.post("/recommend", json={**ask, "on_overload": "degrade"})
+            fast = c.post("/recommend", json={**ask, "llm": False})
             t.join(120)
             assert busy.status_code == 429 and int(busy.headers["retry-after"]) >= 1, busy.text
             assert degraded.status_code == 200 and degraded.json()["degraded"] is True
@@ -384,5 +385,55 @@ def test_serve_binds_loopback_and_refuses_without_a_key(demo_home_template, tmp_
         text = log.read_text()
         assert "no API keys" in text and f"http://127.0.0.1:{port}" in text
     finally:
+        proc.terminate()
+        proc.wait(20)
+
+
+@pytest.mark.server
+def test_web_page_in_headless_chromium(demo_home_template, tmp_path):
+    """Type a request, wait for the list, dislike an item: it is gone, and the dislike is on disk."""
+    import shutil
+
+    webdriver = pytest.importorskip("selenium.webdriver", reason="selenium is not installed (the test extra)")
+    chromium, driver_path = shutil.which("chromium") or shutil.which("chromium-browser"), shutil.which("chromedriver")
+    if not chromium or not driver_path:
+        pytest.skip("headless Chromium is not installed (Debian: apt-get install chromium chromium-driver)")
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    home = copy_home(demo_home_template, tmp_path / "home")
+    _, key = KeyStore(home).add("browser", rate=1000)
+    port, log = _free_port(), tmp_path / "serve.log"
+    proc = _start(home, port, log)
+    opts = webdriver.ChromeOptions()
+    opts.binary_location = chromium
+    for a in ("--headless=new", "--no-sandbox", "--disable-dev-shm-usage", "--disable-gpu"):
+        opts.add_argument(a)
+    browser = webdriver.Chrome(service=webdriver.ChromeService(executable_path=driver_path), options=opts)
+    try:
+        browser.get(f"http://127.0.0.1:{port}/")
+        browser.find_element(By.ID, "key").send_keys(key)
+        browser.find_element(By.ID, "message").send_keys("tense 80s sci-fi")
+        browser.find_element(By.ID, "send").click()
+        wait = WebDriverWait(browser, 60)
+        wait.until(lambda b: len(b.find_elements(By.CSS_SELECTOR, "#list li .reason")) >= 5)
+        first = browser.find_elements(By.CSS_SELECTOR, "#list li")[0]
+        gone = first.get_attribute("data-item")
+        assert first.find_element(By.CSS_SELECTOR, ".meta").text.startswith("(198")  # the year and genres
+        n0 = len(browser.find_elements(By.CSS_SELECTOR, "#list li"))
+        first.find_element(By.CSS_SELECTOR, "button.dislike").click()
+
+        def relisted(b) -> bool:  # removed at once, then the session's new list ("not 1") is drawn
+            ids = [li.get_attribute("data-item") for li in b.find_elements(By.CSS_SELECTOR, "#list li")]
+            return len(ids) >= n0 and gone not in ids
+
+        wait.until(relisted)
+        shown = [li.get_attribute("data-item") for li in browser.find_elements(By.CSS_SELECTOR, "#list li")]
+        assert gone not in shown
+        logged = [json.loads(x) for x in (home / "serve" / "demo" / "events.jsonl").read_text().splitlines()]
+        assert any(x["item"] == gone and x["event"] == "dislike" for x in logged)
+        assert key not in browser.current_url
+    finally:
+        browser.quit()
         proc.terminate()
         proc.wait(20)

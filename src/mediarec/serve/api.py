@@ -92,6 +92,7 @@ class ChatRequest(BaseModel):
     model_config = ConfigDict(extra="forbid")
     message: str = Field(min_length=1, max_length=2000)
     user: str | None = Field(None, min_length=1, max_length=200, description="whose history the session starts from")
+    k: int = Field(10, ge=1, le=MAX_K, description="how many items the session's lists hold (set by its first message)")
 
 
 # -- the service ----------------------------------------------------------------------------------
@@ -143,7 +144,7 @@ class Service:
 
     def close(self) -> None:
         self.gate.close()
-        self.pool.shutdown(wait=False, cancel_futures=True)
+        self.pool.shutdown(wait=True, cancel_futures=True)
 
 
 def _error(status: int, message: str, headers: dict[str, str] | None = None) -> JSONResponse:
@@ -173,9 +174,12 @@ class BodyGuard:
             return await _send(send, 413, f"the body is over {self.limit} bytes")
         seen = 0
         started = False
+        body_done = False
 
         async def guarded():
-            nonlocal seen
+            nonlocal seen, body_done
+            if body_done:  # afterwards a route waits here for the disconnect (a stream): no timeout
+                return await receive()
             try:
                 msg = await asyncio.wait_for(receive(), self.timeout)
             except asyncio.TimeoutError:
@@ -184,6 +188,7 @@ class BodyGuard:
                 seen += len(msg.get("body", b""))
                 if seen > self.limit:
                     raise _TooBig()
+                body_done = not msg.get("more_body", False)
             return msg
 
         async def watch(msg):
@@ -334,7 +339,7 @@ def create_app(service: Service) -> FastAPI:
               response_class=StreamingResponse)
     async def chat(body: ChatRequest, request: Request,
                    session: str = PathParam(pattern=r"^[A-Za-z0-9_-]{1,64}$")):
-        sess = _session(service, f"{request.state.key_id}:{session}", body.user)
+        sess = _session(service, f"{request.state.key_id}:{session}", body.user, body.k)
         loop = asyncio.get_running_loop()
         queue: asyncio.Queue = asyncio.Queue()
 
@@ -458,7 +463,7 @@ class _Session:
         self.lock = threading.Lock()
 
 
-def _session(service: Service, key: str, user: str | None) -> _Session:
+def _session(service: Service, key: str, user: str | None, k: int) -> _Session:
     from mediarec.chat.session import ChatSession
 
     sess = service.sessions.get(key)
@@ -468,7 +473,7 @@ def _session(service: Service, key: str, user: str | None) -> _Session:
     if user is not None and user not in service.rec.catalog.by_user:
         raise HTTPException(404, "unknown user")
     rec = service.rec if service.has_llm else service.fast()
-    sess = _Session(ChatSession(rec, user=user))
+    sess = _Session(ChatSession(rec, user=user, k=k))
     if user is not None:
         sess.chat.interactions += service.events.history(user)
     service.sessions[key] = sess

@@ -79,4 +79,5 @@ class LLMGate:
             raise Full(1)
 
     def close(self) -> None:
-        self._pool.shutdown(wait=False, cancel_futures=True)
+        """Drop the queued work and wait for the running one (the model must outlive it)."""
+        self._pool.shutdown(wait=True, cancel_futures=True)
