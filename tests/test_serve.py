@@ -420,14 +420,14 @@ def test_web_page_in_headless_chromium(demo_home_template, tmp_path):
         first = browser.find_elements(By.CSS_SELECTOR, "#list li")[0]
         gone = first.get_attribute("data-item")
         assert first.find_element(By.CSS_SELECTOR, ".meta").text.startswith("(198")  # the year and genres
-        n0 = len(browser.find_elements(By.CSS_SELECTOR, "#list li"))
+        wait.until(lambda b: b.find_element(By.ID, "list").get_attribute("data-turn") == "1")
         first.find_element(By.CSS_SELECTOR, "button.dislike").click()
-
-        def relisted(b) -> bool:  # removed at once, then the session's new list ("not 1") is drawn
-            ids = [li.get_attribute("data-item") for li in b.find_elements(By.CSS_SELECTOR, "#list li")]
-            return len(ids) >= n0 and gone not in ids
-
-        wait.until(relisted)
+        # removed at once, then the session's new list ("not 1") is drawn: the second reply
+        try:
+            wait.until(lambda b: b.find_element(By.ID, "list").get_attribute("data-turn") == "2")
+        except Exception:
+            pytest.fail(f"no second list; status: {browser.find_element(By.ID, 'status').text!r}")
+        assert browser.find_elements(By.CSS_SELECTOR, "#list li")
         shown = [li.get_attribute("data-item") for li in browser.find_elements(By.CSS_SELECTOR, "#list li")]
         assert gone not in shown
         logged = [json.loads(x) for x in (home / "serve" / "demo" / "events.jsonl").read_text().splitlines()]
