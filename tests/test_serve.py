@@ -151,6 +151,9 @@ def test_bad_requests_get_a_clear_4xx_and_the_server_keeps_serving(client, servi
          "carries a rating"),
         (client.post("/events", json={"user": "u", "item": "m-alien-1979", "event": "shrug"}), 422, "invalid"),
         (client.post("/events", json={"events": []}), 422, "invalid"),
+        (client.post("/events", json={"user": "u", "item": "m-alien-1979", "event": "like",
+                                      "timestamp": time.time() + 86400 * 365}), 422, "in the future"),
+        (client.post("/events", json={"user": "  ", "item": "m-alien-1979", "event": "like"}), 422, "empty user"),
         (client.post("/chat/bad%20id", json={"message": "hi"}), 422, "invalid"),
     ]
     for r, status, words in cases:
@@ -437,3 +440,32 @@ def test_web_page_in_headless_chromium(demo_home_template, tmp_path):
         browser.quit()
         proc.terminate()
         proc.wait(20)
+
+
+@pytest.mark.slow
+def test_events_of_your_own_catalog_go_to_its_feedback_log(tmp_path, model_home):
+    """A registered catalog's events land in the log every load reads: the next load (a restart, an index
+    build, the background refit) has them in the histories."""
+    from conftest import make_home
+    from mediarec.catalog import load_dataset
+    from mediarec.catalog.own import registration
+
+    home = make_home(tmp_path / "home", model_home)
+    demo = Path(__file__).resolve().parents[1] / "src" / "mediarec" / "catalog" / "demo"
+    p = run_cli("index", "--items", str(demo / "items.jsonl"), "--interactions", str(demo / "interactions.jsonl"),
+                "--name", "mine", "--quiet", home=home)
+    assert p.returncode == 0, p.stderr
+    mp = pytest.MonkeyPatch()
+    mp.setenv("MEDIAREC_HOME", str(home))
+    try:
+        s = build_service("mine", llm="none")
+        assert s.events.own and s.events.path == registration("mine", home).feedback_path
+        _, key = KeyStore(home).add("t")
+        with TestClient(create_app(s), headers={"X-API-Key": key}) as c:
+            r = c.post("/events", json={"user": "alice", "item": "m-heat-1995", "event": "like", "timestamp": 1.7e9})
+            assert r.status_code == 200 and r.json()["written"] == 1
+        s.close()
+        again = load_dataset("mine")
+        assert any(x.item == "m-heat-1995" and x.event == "like" for x in again.history("alice"))
+    finally:
+        mp.undo()

@@ -41,6 +41,7 @@ log = logging.getLogger(__name__)
 MAX_K = 100
 MAX_BODY = 64 * 1024  # bytes: a request, a history of hundreds of titles or a batch of 1,000 events fits
 BODY_TIMEOUT = 10.0  # seconds a client may take between two parts of its body
+FUTURE_SKEW = 60.0  # seconds a client's clock may run ahead (the loader allows a day: stricter here)
 OPEN_PATHS = {"/healthz", "/", "/docs", "/openapi.json", "/docs/oauth2-redirect"}  # no data behind them
 
 
@@ -73,8 +74,14 @@ class Event(BaseModel):
 
     @model_validator(mode="after")
     def _rating(self) -> "Event":
+        """What every later load of the catalog accepts (:mod:`mediarec.catalog.validate`), checked before
+        the event is written: a line the loader refuses would break the catalog's next load."""
         if (self.event == "rating") != (self.rating is not None):
             raise ValueError("a rating event carries a rating, and only a rating event does")
+        if not self.user.strip() or not self.item.strip():
+            raise ValueError("empty user or item id")
+        if self.timestamp is not None and self.timestamp > time.time() + FUTURE_SKEW:
+            raise ValueError("the timestamp is in the future")
         return self
 
 
@@ -445,7 +452,7 @@ def _interactions(service: Service, batch: list[Event]) -> list[Interaction]:
     now = time.time()
     rows = []
     for n, e in enumerate(batch):
-        if e.item not in catalog.items:
+        if e.item.strip() not in catalog.items:
             raise HTTPException(404, f"events[{n}]: unknown item")
         if is_forgotten(e.user, catalog.name, service.home):
             raise HTTPException(409, f"events[{n}]: this user was forgotten in this catalog (`mediarec forget`); "
