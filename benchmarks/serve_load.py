@@ -29,6 +29,7 @@ import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 from pathlib import Path
@@ -76,7 +77,8 @@ def pct(xs: list[float], q: float) -> float:
     return xs[min(len(xs) - 1, int(q * len(xs)))] if xs else float("nan")
 
 
-async def level(url: str, key: str, users: list[str], clients: int, seconds: float, pid: int, k: int) -> dict:
+async def level(url: str, key: str, users: list[str], clients: int, seconds: float, pid: int, k: int,
+                explain: bool = True) -> dict:
     lat: list[float] = []
     codes: dict[int, int] = {}
     stop = time.monotonic() + seconds
@@ -85,7 +87,7 @@ async def level(url: str, key: str, users: list[str], clients: int, seconds: flo
         async def one(rng: random.Random) -> None:
             while time.monotonic() < stop:
                 t0 = time.perf_counter()
-                r = await c.post("/recommend", json={"user": rng.choice(users), "k": k})
+                r = await c.post("/recommend", json={"user": rng.choice(users), "k": k, "explain": explain})
                 dt = time.perf_counter() - t0
                 codes[r.status_code] = codes.get(r.status_code, 0) + 1
                 if r.status_code == 200:
@@ -177,6 +179,7 @@ def main() -> int:
     ap.add_argument("--seconds", type=float, default=20.0, help="per concurrency level")
     ap.add_argument("--workers", type=int, default=2, help="the server's --workers")
     ap.add_argument("-k", type=int, default=10)
+    ap.add_argument("--no-explain", action="store_true", help="ask without reasons (\"explain\": false)")
     ap.add_argument("--kill-restarts", type=int, default=0, help="also: N kill -9 restarts under event load")
     ap.add_argument("--output", default=str(ROOT / "benchmarks" / "results"))
     args = ap.parse_args()
@@ -193,7 +196,7 @@ def main() -> int:
     _, key = KeyStore(home).add("serve_load benchmark", rate=1e6)
     out = {"machine": machine(), "dataset": args.dataset, "items": len(catalog.items), "users": len(users),
            "seconds_per_level": args.seconds, "server_workers": args.workers, "levels": []}
-    log = Path(args.output) / f"serve_load-{args.dataset}.server.log"
+    log = Path(tempfile.gettempdir()) / f"serve_load-{args.dataset}.server.log"
     log.parent.mkdir(parents=True, exist_ok=True)
     port = free_port()
     proc = start_server(home, args.dataset, port, log, args.workers)
@@ -201,7 +204,7 @@ def main() -> int:
     try:
         asyncio.run(level(url, key, users, 4, min(5.0, args.seconds), proc.pid, args.k))  # warm-up
         for c in (int(x) for x in args.clients.split(",")):
-            res = asyncio.run(level(url, key, users, c, args.seconds, proc.pid, args.k))
+            res = asyncio.run(level(url, key, users, c, args.seconds, proc.pid, args.k, not args.no_explain))
             out["levels"].append(res)
             print(f"{c:4d} clients: {res['throughput']:7.1f} req/s  p50 {res['p50_ms']:7.1f} ms  "
                   f"p99 {res['p99_ms']:7.1f} ms  CPU {1000 * res['cpu_s_per_request']:.1f} ms/req  "
@@ -215,7 +218,7 @@ def main() -> int:
                                              args.workers)
         print(f"kill -9 restarts: {out['kill_restarts']}", flush=True)
     out["machine"]["loadavg_after"] = os.getloadavg()
-    stem = Path(args.output) / f"serve_load-{args.dataset}"
+    stem = Path(args.output) / f"serve_load-{args.dataset}{'-no-explain' if args.no_explain else ''}"
     stem.with_suffix(".json").write_text(json.dumps(out, indent=2) + "\n")
     m = out["machine"]
     lines = [f"# serve_load: {args.dataset} ({out['items']} items, {out['users']} users)", "",
@@ -223,8 +226,8 @@ def main() -> int:
              f"load average before {m['loadavg_before'][0]:.1f}, after {m['loadavg_after'][0]:.1f} "
              "(the machine is shared: other jobs ran too).", "",
              f"`python benchmarks/serve_load.py --dataset {args.dataset} --home HOME --seconds {args.seconds:g}"
-             f"{' --kill-restarts %d' % args.kill_restarts if args.kill_restarts else ''}`: `POST /recommend` "
-             f"(user, k={args.k}; retrieval + learned stage, `--llm none`), server `--workers {args.workers}`.", "",
+             f"{' --kill-restarts %d' % args.kill_restarts if args.kill_restarts else ''}{' --no-explain' if args.no_explain else ''}`: `POST /recommend` "
+             f"(user, k={args.k}{', explain false' if args.no_explain else ''}; retrieval + learned stage, `--llm none`), server `--workers {args.workers}`.", "",
              "| clients | req/s | p50 ms | p99 ms | server CPU ms/req | CPU bound req/s | share of bound | statuses |",
              "|---|---|---|---|---|---|---|---|"]
     for r in out["levels"]:

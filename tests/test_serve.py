@@ -387,6 +387,9 @@ def test_serve_binds_loopback_and_refuses_without_a_key(demo_home_template, tmp_
             assert f"127.0.0.1:{port}" in out and f"0.0.0.0:{port}" not in out
         text = log.read_text()
         assert "no API keys" in text and f"http://127.0.0.1:{port}" in text
+        taken = run_cli("serve", "--dataset", "demo", "--llm", "none", "--port", str(port), home=home)
+        assert taken.returncode == 2 and f"cannot listen on 127.0.0.1:{port}" in taken.stderr, taken.stderr
+        assert "Traceback" not in taken.stderr
     finally:
         proc.terminate()
         proc.wait(20)

@@ -36,6 +36,7 @@ def run(args: Any) -> int:
         raise MediarecError("--port must be from 0 to 65535")
     if args.llm_queue < 1 or args.workers < 1:
         raise MediarecError("--llm-queue and --workers must be at least 1")
+    _check_bind(args.host, args.port)  # before minutes of loading, not after
     service = build_service(args.dataset, llm=args.llm, data_dir=args.data_dir, chroma_url=args.chroma_url,
                             llm_queue=args.llm_queue, workers=args.workers, progress=False)
     keys = [k for k in service.keystore.list() if k.revoked is None]
@@ -57,6 +58,23 @@ def run(args: Any) -> int:
         service.close()
         rec.close()
     return 0
+
+
+def _check_bind(host: str, port: int) -> None:
+    import socket
+
+    try:
+        infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
+    except socket.gaierror:
+        raise MediarecError(f"--host {host!r} is not an address of this machine") from None
+    family, _, _, _, addr = infos[0]
+    with socket.socket(family, socket.SOCK_STREAM) as sock:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            sock.bind(addr)
+        except OSError as e:
+            raise MediarecError(f"cannot listen on {host}:{port} ({e.strerror or e}); is another server there? "
+                                "Give another --port") from None
 
 
 def _loopback(host: str) -> bool:
