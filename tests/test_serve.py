@@ -461,14 +461,26 @@ def test_events_of_your_own_catalog_go_to_its_feedback_log(tmp_path, model_home)
     mp = pytest.MonkeyPatch()
     mp.setenv("MEDIAREC_HOME", str(home))
     try:
-        s = build_service("mine", llm="none")
+        s = build_service("mine", llm="none", refit_every=0.5)
         assert s.events.own and s.events.path == registration("mine", home).feedback_path
+        assert "newcomer" not in s.rec.catalog.by_user
         _, key = KeyStore(home).add("t")
         with TestClient(create_app(s), headers={"X-API-Key": key}) as c:
-            r = c.post("/events", json={"user": "alice", "item": "m-heat-1995", "event": "like", "timestamp": 1.7e9})
-            assert r.status_code == 200 and r.json()["written"] == 1
+            r = c.post("/events", json={"events": [
+                {"user": "alice", "item": "m-heat-1995", "event": "like", "timestamp": 1.7e9},
+                {"user": "newcomer", "item": "m-alien-1979", "event": "like", "timestamp": 1.7e9}]})
+            assert r.status_code == 200 and r.json()["written"] == 2
+            assert c.post("/recommend", json={"user": "newcomer", "k": 3}).status_code == 200  # at once
+            deadline = time.monotonic() + 300
+            while s.refits == 0 and time.monotonic() < deadline:  # the refit folds them into the served fit
+                time.sleep(0.2)
+            assert s.refits == 1 and "newcomer" in s.rec.catalog.by_user and not s.events.pending()
+            assert s.events.history("newcomer") == []  # counted once: in the catalog now
+            assert c.post("/recommend", json={"user": "newcomer", "k": 3}).status_code == 200
+            assert "mediarec_refits 1.0" in c.get("/metrics").text
         s.close()
-        again = load_dataset("mine")
+        again = load_dataset("mine")  # the next load (a restart) has them too
         assert any(x.item == "m-heat-1995" and x.event == "like" for x in again.history("alice"))
+        assert again.fingerprint() == s.rec.catalog.fingerprint()  # the same catalog as the refit served
     finally:
         mp.undo()

@@ -17,6 +17,7 @@ import copy
 import json
 import logging
 import os
+import threading
 import time
 from collections import OrderedDict
 from concurrent.futures import ThreadPoolExecutor
@@ -119,6 +120,10 @@ class Service:
         self.pool = ThreadPoolExecutor(max_workers=max(1, workers), thread_name_prefix="mediarec-fast")
         self.sessions: OrderedDict[str, Any] = OrderedDict()
         self.max_sessions = max_sessions
+        self._closing = threading.Event()
+        self._refitter: threading.Thread | None = None
+        self._refit_lock = threading.Lock()
+        self.refits, self.refit_seconds = 0, 0.0
         self._home_strings = {json.dumps(str(self.home))[1:-1], json.dumps(str(self.home.resolve()))[1:-1]}
 
     @property
@@ -149,7 +154,41 @@ class Service:
             text = text.replace(s, "$MEDIAREC_HOME")
         return text
 
+    def start_refit(self, every: float) -> None:
+        """For a catalog of your own: every ``every`` seconds, the events written meanwhile join the
+        served catalog through :func:`mediarec.app.update.update` (the collaborative side refitted and
+        the learned stage retrained beside the served ones, which answer until the new ones replace
+        them in one step). Built-in datasets never refit on their events."""
+        if every <= 0 or not self.events.own or self._refitter is not None:
+            return
+        self._refitter = threading.Thread(target=self._refit_loop, args=(every,), name="mediarec-refit", daemon=True)
+        self._refitter.start()
+
+    def _refit_loop(self, every: float) -> None:
+        while not self._closing.wait(every):
+            self.refit_now()
+
+    def refit_now(self) -> int:
+        """Fold the pending events into the served catalog now; how many were folded in."""
+        from mediarec.app.update import update
+
+        with self._refit_lock:
+            rows = self.events.pending()
+            if not rows:
+                return 0
+            t0 = time.perf_counter()
+            try:
+                update(self.rec, interactions=rows, prune=True, collab="wait", learned="wait")
+            except Exception:  # noqa: BLE001 - the served fit stays; the events stay pending and in the log
+                log.exception("refit on %d events failed; the previous fit keeps serving", len(rows))
+                return 0
+            self.events.folded(rows)
+            self.refits += 1
+            self.refit_seconds = time.perf_counter() - t0
+            return len(rows)
+
     def close(self) -> None:
+        self._closing.set()
         self.gate.close()
         self.pool.shutdown(wait=True, cancel_futures=True)
 
@@ -238,6 +277,10 @@ def create_app(service: Service) -> FastAPI:
     Gauge("mediarec_llm_queue_depth", "LLM requests admitted at most", registry=registry).set(service.gate.depth)
     Gauge("mediarec_catalog_items", "items served", registry=registry).set_function(
         lambda: len(service.rec.catalog.items))
+    Gauge("mediarec_events_pending", "events written, not yet in the served fit", registry=registry).set_function(
+        lambda: len(service.events.pending()))
+    Gauge("mediarec_refits", "refits on events done by this process", registry=registry).set_function(
+        lambda: service.refits)
 
     app = FastAPI(title="mediarec", version=_version(),
                   description="Recommendations for films, series and music: retrieval, a learned stage, an "

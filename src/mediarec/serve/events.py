@@ -69,6 +69,7 @@ class EventLog:
         path = registered_feedback or Path(home) / "serve" / safe_file_name(catalog_name) / "events.jsonl"
         self.log = BatchLog(path)
         self._extra: dict[str, list[Interaction]] = defaultdict(list)
+        self._pending: list[Interaction] = []  # written, not yet in the served catalog (own catalogs: refit)
         self._lock = threading.Lock()
         if not self.own:  # the loaded catalog holds a registered catalog's log already
             for x in read_log(path):
@@ -85,7 +86,26 @@ class EventLog:
         with self._lock:
             for x in rows:
                 self._extra[x.user].append(x)
+            if self.own:
+                self._pending += rows
         return len(rows)
+
+    def pending(self) -> list[Interaction]:
+        """The events written since the last refit took them in (a catalog of your own)."""
+        with self._lock:
+            return list(self._pending)
+
+    def folded(self, rows: Sequence[Interaction]) -> None:
+        """``rows`` are in the served catalog now: they stop counting as extra history."""
+        with self._lock:
+            done = set(map(id, rows))
+            self._pending = [x for x in self._pending if id(x) not in done]
+            for user in {x.user for x in rows}:
+                left = [x for x in self._extra.get(user, ()) if id(x) not in done]
+                if left:
+                    self._extra[user] = left
+                else:
+                    self._extra.pop(user, None)
 
     def history(self, user: str) -> list[Interaction]:
         with self._lock:

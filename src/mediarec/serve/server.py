@@ -11,7 +11,7 @@ from mediarec.errors import MediarecError
 
 def build_service(dataset: str, *, llm: str | None = None, data_dir: str | None = None,
                   chroma_url: str | None = None, llm_queue: int = 4, workers: int = 2, progress: bool = False,
-                  auth: bool = True) -> Any:
+                  auth: bool = True, refit_every: float = 0.0) -> Any:
     """The served recommender of ``dataset`` (:func:`mediarec.app.from_dataset`) wrapped as a service."""
     from mediarec.app import from_dataset
     from mediarec.catalog.own import registration
@@ -22,8 +22,10 @@ def build_service(dataset: str, *, llm: str | None = None, data_dir: str | None 
     rec = from_dataset(dataset, data_dir=data_dir, settings=settings, llm=llm, chroma_url=chroma_url,
                        progress=progress)
     reg = registration(dataset, settings.home)
-    return Service(rec, settings.home, llm_depth=llm_queue, workers=workers, auth=auth,
-                   registered_feedback=reg.feedback_path if reg is not None else None)
+    service = Service(rec, settings.home, llm_depth=llm_queue, workers=workers, auth=auth,
+                      registered_feedback=reg.feedback_path if reg is not None else None)
+    service.start_refit(refit_every)
+    return service
 
 
 def run(args: Any) -> int:
@@ -38,7 +40,8 @@ def run(args: Any) -> int:
         raise MediarecError("--llm-queue and --workers must be at least 1")
     _check_bind(args.host, args.port)  # before minutes of loading, not after
     service = build_service(args.dataset, llm=args.llm, data_dir=args.data_dir, chroma_url=args.chroma_url,
-                            llm_queue=args.llm_queue, workers=args.workers, progress=False)
+                            llm_queue=args.llm_queue, workers=args.workers, progress=False,
+                            refit_every=args.refit_every)
     keys = [k for k in service.keystore.list() if k.revoked is None]
     if not keys:
         print("warning: no API keys, so only /healthz answers; create one with `mediarec keys add --name APP`",
