@@ -46,17 +46,24 @@ def free_port() -> int:
 
 
 def cpu_seconds(pid: int) -> float:
-    """utime + stime of a process, from /proc (clock ticks)."""
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    """utime + stime of the server and its worker processes (``--processes``), from /proc (clock ticks)."""
+    pids = [pid] + [int(p) for p in Path(f"/proc/{pid}/task/{pid}/children").read_text().split()]
+    total = 0.0
+    for p in pids:
+        try:
+            fields = Path(f"/proc/{p}/stat").read_text().rsplit(")", 1)[1].split()
+        except FileNotFoundError:
+            continue
+        total += (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    return total
 
 
-def start_server(home: Path, dataset: str, port: int, log: Path, workers: int) -> subprocess.Popen:
+def start_server(home: Path, dataset: str, port: int, log: Path, workers: int, processes: int = 1) -> subprocess.Popen:
     env = {k: v for k, v in os.environ.items() if not k.startswith("MEDIAREC_")}
     env.update(MEDIAREC_HOME=str(home), ANONYMIZED_TELEMETRY="False",
                PYTHONPATH=str(ROOT / "src") + os.pathsep + env.get("PYTHONPATH", ""))
     proc = subprocess.Popen([sys.executable, "-m", "mediarec.cli", "serve", "--dataset", dataset, "--llm", "none",
-                             "--port", str(port), "--workers", str(workers)],
+                             "--port", str(port), "--workers", str(workers), "--processes", str(processes)],
                             env=env, stdout=open(log, "ab"), stderr=subprocess.STDOUT)
     deadline = time.monotonic() + 300
     while time.monotonic() < deadline:
@@ -178,6 +185,7 @@ def main() -> int:
     ap.add_argument("--clients", default="1,8,32,128")
     ap.add_argument("--seconds", type=float, default=20.0, help="per concurrency level")
     ap.add_argument("--workers", type=int, default=2, help="the server's --workers")
+    ap.add_argument("--processes", type=int, default=1, help="the server's --processes")
     ap.add_argument("-k", type=int, default=10)
     ap.add_argument("--no-explain", action="store_true", help="ask without reasons (\"explain\": false)")
     ap.add_argument("--kill-restarts", type=int, default=0, help="also: N kill -9 restarts under event load")
@@ -195,11 +203,11 @@ def main() -> int:
     items = sorted(catalog.items)[:50]
     _, key = KeyStore(home).add("serve_load benchmark", rate=1e6)
     out = {"machine": machine(), "dataset": args.dataset, "items": len(catalog.items), "users": len(users),
-           "seconds_per_level": args.seconds, "server_workers": args.workers, "levels": []}
+           "seconds_per_level": args.seconds, "server_workers": args.workers, "server_processes": args.processes, "levels": []}
     log = Path(tempfile.gettempdir()) / f"serve_load-{args.dataset}.server.log"
     log.parent.mkdir(parents=True, exist_ok=True)
     port = free_port()
-    proc = start_server(home, args.dataset, port, log, args.workers)
+    proc = start_server(home, args.dataset, port, log, args.workers, args.processes)
     url = f"http://127.0.0.1:{port}"
     try:
         asyncio.run(level(url, key, users, 4, min(5.0, args.seconds), proc.pid, args.k))  # warm-up
@@ -218,7 +226,8 @@ def main() -> int:
                                              args.workers)
         print(f"kill -9 restarts: {out['kill_restarts']}", flush=True)
     out["machine"]["loadavg_after"] = os.getloadavg()
-    stem = Path(args.output) / f"serve_load-{args.dataset}{'-no-explain' if args.no_explain else ''}"
+    stem = Path(args.output) / (f"serve_load-{args.dataset}{'-no-explain' if args.no_explain else ''}"
+                                f"{f'-p{args.processes}' if args.processes > 1 else ''}")
     stem.with_suffix(".json").write_text(json.dumps(out, indent=2) + "\n")
     m = out["machine"]
     lines = [f"# serve_load: {args.dataset} ({out['items']} items, {out['users']} users)", "",
@@ -227,7 +236,7 @@ def main() -> int:
              "(the machine is shared: other jobs ran too).", "",
              f"`python benchmarks/serve_load.py --dataset {args.dataset} --home HOME --seconds {args.seconds:g}"
              f"{' --kill-restarts %d' % args.kill_restarts if args.kill_restarts else ''}{' --no-explain' if args.no_explain else ''}`: `POST /recommend` "
-             f"(user, k={args.k}{', explain false' if args.no_explain else ''}; retrieval + learned stage, `--llm none`), server `--workers {args.workers}`.", "",
+             f"(user, k={args.k}{', explain false' if args.no_explain else ''}; retrieval + learned stage, `--llm none`), server `--workers {args.workers} --processes {args.processes}`.", "",
              "| clients | req/s | p50 ms | p99 ms | server CPU ms/req | CPU bound req/s | share of bound | statuses |",
              "|---|---|---|---|---|---|---|---|"]
     for r in out["levels"]:

@@ -271,27 +271,29 @@ def test_llm_queue_full_answers_429_or_degraded_and_chat_streams(demo_home, key,
             assert kinds[0] == "list" and kinds[-1] == "reply" and kinds.count("list") >= 2, kinds
             assert events[0][1]["stages"] == ["retrieval"] and events[0][1]["pending"] == "the LLM is ranking"
             assert any(st.startswith("llm") for st in events[-1][1]["result"]["stages"])
-            # one LLM request admitted; the next is refused or degraded, the fast path still answers
-            done = {}
+            # the queue full (depth 1, held by a job that waits): refused or degraded, the fast path answers
+            release = threading.Event()
+            held = s.gate.submit(release.wait)
             ask = {"user": "alice", "k": 3, "explain": False}
-            t = threading.Thread(target=lambda: done.setdefault("r", c.post("/recommend", json=ask)))
-            t.start()
-            deadline = time.monotonic() + 30
-            while s.gate.admitted == 0 and time.monotonic() < deadline:
-                time.sleep(0.005)
-            assert s.gate.admitted == 1
             busy = c.post("/recommend", json=ask)
             degraded = c.post("/recommend", json={**ask, "on_overload": "degrade"})
             fast = c.post("/recommend", json={**ask, "llm": False})
-            t.join(120)
+            chat_busy = c.post("/chat/llm2", json={"message": "sci-fi", "k": 3})
+            with c.stream("POST", "/chat/llm2", json={"message": "sci-fi", "k": 3, "on_overload": "degrade"}) as r:
+                chat_degraded = _sse(r.iter_lines())
+            release.set()
+            held.result(timeout=30)
+            full = c.post("/recommend", json=ask)  # the queue free again: the LLM ranks
             assert busy.status_code == 429 and int(busy.headers["retry-after"]) >= 1, busy.text
             assert degraded.status_code == 200 and degraded.json()["degraded"] is True
             assert "LLM queue is full" in degraded.json()["degraded_reason"]
             assert not any(st.startswith("llm") for st in degraded.json()["stages"])
             assert fast.status_code == 200 and fast.json()["degraded"] is False
-            full = done["r"]
+            assert chat_busy.status_code == 429 and "on_overload" in chat_busy.text
+            assert chat_degraded[-1][0] == "reply" and chat_degraded[-1][1]["result"]["degraded"] is True
+            assert not any(st.startswith("llm") for st in chat_degraded[-1][1]["result"]["stages"])
             assert full.status_code == 200 and any(st.startswith("llm") for st in full.json()["stages"])
-            assert 'mediarec_llm_overload_total{action="reject"} 1.0' in c.get("/metrics").text
+            assert 'mediarec_llm_overload_total{action="reject"} 2.0' in c.get("/metrics").text
     finally:
         s.close()
         s.rec.close()
@@ -304,10 +306,10 @@ def _free_port() -> int:
         return sock.getsockname()[1]
 
 
-def _start(home: Path, port: int, log: Path) -> subprocess.Popen:
+def _start(home: Path, port: int, log: Path, *extra: str) -> subprocess.Popen:
     env = {k: v for k, v in os.environ.items() if not k.startswith(("MEDIAREC_", "OPENAI_"))}
     env.update(MEDIAREC_HOME=str(home), ANONYMIZED_TELEMETRY="False")
-    proc = subprocess.Popen([*cli_command(), "serve", "--dataset", "demo", "--llm", "none", "--port", str(port)],
+    proc = subprocess.Popen([*cli_command(), "serve", "--dataset", "demo", "--llm", "none", "--port", str(port), *extra],
                             env=env, stdout=open(log, "ab"), stderr=subprocess.STDOUT)
     deadline = time.monotonic() + 120
     while time.monotonic() < deadline:
@@ -484,3 +486,31 @@ def test_events_of_your_own_catalog_go_to_its_feedback_log(tmp_path, model_home)
         assert again.fingerprint() == s.rec.catalog.fingerprint()  # the same catalog as the refit served
     finally:
         mp.undo()
+
+
+@pytest.mark.server
+def test_several_processes_share_the_event_log(demo_home_template, tmp_path):
+    """``--processes 2``: an event posted to one process counts in the other's answers (each tails the log)."""
+    home = copy_home(demo_home_template, tmp_path / "home")
+    _, key = KeyStore(home).add("p", rate=1000)
+    port, log = _free_port(), tmp_path / "serve.log"
+    proc = _start(home, port, log, "--processes", "2")
+    url, headers = f"http://127.0.0.1:{port}", {"X-API-Key": key}
+    try:
+        deadline = time.monotonic() + 120  # /healthz answers once the first worker is up; wait for both
+        pids = set()
+        while len(pids) < 2 and time.monotonic() < deadline:
+            pids = {int(p) for p in Path(f"/proc/{proc.pid}/task/{proc.pid}/children").read_text().split()}
+            time.sleep(0.5)
+        r = httpx.post(f"{url}/events", json={"user": "roamer", "item": "m-alien-1979", "event": "dislike"},
+                       headers=headers, timeout=30)
+        assert r.status_code == 200
+        time.sleep(20)  # (both workers up)
+        for _ in range(8):  # new connections: either process answers
+            with httpx.Client(base_url=url, headers=headers, timeout=60) as c:
+                rec = c.post("/recommend", json={"user": "roamer", "k": 5})
+            assert rec.status_code == 200, rec.text
+            assert rec.json()["basis"]["disliked"] == ["m-alien-1979"]
+    finally:
+        proc.terminate()
+        proc.wait(30)

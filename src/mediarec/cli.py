@@ -516,6 +516,9 @@ def build_parser() -> argparse.ArgumentParser:
     sv.add_argument("--llm-queue", type=int, default=4,
                     help="LLM requests admitted at once (one runs, the rest wait); beyond it: 429 or degraded")
     sv.add_argument("--workers", type=int, default=2, help="threads for retrieval and the learned stage")
+    sv.add_argument("--processes", type=int, default=1,
+                    help="server processes on one socket, each with its own copy of the models (GIL: one process "
+                         "uses about one core); >1: chat sessions and rate limits are per process, no in-server refit")
     sv.add_argument("--refit-every", type=float, default=300.0, metavar="SECONDS",
                     help="a catalog of your own: fold the events posted meanwhile into the models this often "
                          "(0: only at the next start)")

@@ -42,6 +42,7 @@ log = logging.getLogger(__name__)
 MAX_K = 100
 MAX_BODY = 64 * 1024  # bytes: a request, a history of hundreds of titles or a batch of 1,000 events fits
 BODY_TIMEOUT = 10.0  # seconds a client may take between two parts of its body
+OVERLOAD_REASON = "the LLM queue is full ({} requests): the retrieval and learned ranking, without the LLM"
 FUTURE_SKEW = 60.0  # seconds a client's clock may run ahead (the loader allows a day: stricter here)
 OPEN_PATHS = {"/healthz", "/", "/docs", "/openapi.json", "/docs/oauth2-redirect"}  # no data behind them
 
@@ -101,6 +102,8 @@ class ChatRequest(BaseModel):
     message: str = Field(min_length=1, max_length=2000)
     user: str | None = Field(None, min_length=1, max_length=200, description="whose history the session starts from")
     k: int = Field(10, ge=1, le=MAX_K, description="how many items the session's lists hold (set by its first message)")
+    on_overload: Literal["reject", "degrade"] = Field(
+        "reject", description="LLM queue full: 429 with Retry-After (reject), or this turn without the LLM, marked degraded")
 
 
 # -- the service ----------------------------------------------------------------------------------
@@ -108,10 +111,11 @@ class Service:
     """What the routes share: the recommender, the event log, the keys, the queues."""
 
     def __init__(self, rec: Any, home: Path, *, llm_depth: int = 4, workers: int = 2, auth: bool = True,
-                 max_sessions: int = 256, registered_feedback: Path | None = None):
+                 max_sessions: int = 256, registered_feedback: Path | None = None, shared: bool = False,
+                 log_start: int = 0):
         self.rec = rec
         self.home = Path(home)
-        self.events = EventLog(rec.catalog.name, self.home, registered_feedback)
+        self.events = EventLog(rec.catalog.name, self.home, registered_feedback, shared=shared, start=log_start)
         self.keystore = KeyStore(self.home)
         self.auth = auth
         self._keys: tuple[float, KeyChecker] | None = None
@@ -159,7 +163,7 @@ class Service:
         served catalog through :func:`mediarec.app.update.update` (the collaborative side refitted and
         the learned stage retrained beside the served ones, which answer until the new ones replace
         them in one step). Built-in datasets never refit on their events."""
-        if every <= 0 or not self.events.own or self._refitter is not None:
+        if every <= 0 or not self.events.own or self.events.shared or self._refitter is not None:
             return
         self._refitter = threading.Thread(target=self._refit_loop, args=(every,), name="mediarec-refit", daemon=True)
         self._refitter.start()
@@ -366,9 +370,7 @@ def create_app(service: Service) -> FastAPI:
                     return _error(429, "the LLM queue is full; retry later, or ask with \"on_overload\": "
                                        "\"degrade\" for the retrieval list", {"Retry-After": str(full.retry_after)})
                 result = await _run_fast(service, args)
-                result.degraded = True
-                result.degraded_reason = f"the LLM queue is full ({service.gate.depth} requests): the retrieval " \
-                                         "and learned ranking, without the LLM"
+                result.degraded, result.degraded_reason = True, OVERLOAD_REASON.format(service.gate.depth)
                 return _json(service, result)
             result = await _wrap(asyncio.wrap_future(fut))
         else:
@@ -396,25 +398,41 @@ def create_app(service: Service) -> FastAPI:
         def push(kind: str | None, data: str | None) -> None:
             loop.call_soon_threadsafe(queue.put_nowait, (kind, data))
 
+        degrade = {"on": False}
+
+        def mark(result: RecommendationResult | None) -> RecommendationResult | None:
+            if result is not None and degrade["on"]:
+                result.degraded, result.degraded_reason = True, OVERLOAD_REASON.format(service.gate.depth)
+            return result
+
         def work() -> None:
             with sess.lock:
-                sess.chat.on_update = lambda r: push("list", service.public(r.model_dump_json()))
+                saved = sess.chat.recommender
+                if degrade["on"]:  # this turn only: retrieval and the learned stage
+                    sess.chat.recommender = service.fast()
+                sess.chat.on_update = lambda r: push("list", service.public(mark(r).model_dump_json()))
                 try:
                     reply = sess.chat.send(body.message)
+                    mark(reply.result)
                     push("reply", service.public(reply.model_dump_json()))
                 except Exception:  # noqa: BLE001
                     log.exception("chat turn failed")
                     push("error", json.dumps({"error": "internal error"}))
                 finally:
                     sess.chat.on_update = None
+                    sess.chat.recommender = saved
                     push(None, None)
 
         if service.has_llm:
             try:
                 service.gate.submit(work)
             except Full as full:
-                m_overload.labels("reject").inc()
-                return _error(429, "the LLM queue is full; retry later", {"Retry-After": str(full.retry_after)})
+                m_overload.labels(body.on_overload).inc()
+                if body.on_overload == "reject":
+                    return _error(429, "the LLM queue is full; retry later, or send \"on_overload\": \"degrade\"",
+                                  {"Retry-After": str(full.retry_after)})
+                degrade["on"] = True
+                service.pool.submit(work)
         else:
             service.pool.submit(work)
 

@@ -64,16 +64,45 @@ def read_log(path: Path) -> list[Interaction]:
 class EventLog:
     """Where a served catalog's events go, and the ones this process knows beyond its loaded catalog."""
 
-    def __init__(self, catalog_name: str, home: Path, registered_feedback: Path | None):
+    def __init__(self, catalog_name: str, home: Path, registered_feedback: Path | None, shared: bool = False,
+                 start: int = 0):
+        """``shared``: several server processes write the log (``serve --processes N``), so each one
+        learns the events from the log itself, tailing it from ``start`` (the log's size before the
+        catalog was loaded; 0 for a built-in dataset) before it answers, instead of from its own posts."""
         self.own = registered_feedback is not None
+        self.shared = shared
         path = registered_feedback or Path(home) / "serve" / safe_file_name(catalog_name) / "events.jsonl"
         self.log = BatchLog(path)
         self._extra: dict[str, list[Interaction]] = defaultdict(list)
         self._pending: list[Interaction] = []  # written, not yet in the served catalog (own catalogs: refit)
         self._lock = threading.Lock()
-        if not self.own:  # the loaded catalog holds a registered catalog's log already
+        self._offset = start if self.own else 0
+        if not self.own and not shared:  # the loaded catalog holds a registered catalog's log already
             for x in read_log(path):
                 self._extra[x.user].append(x)
+
+    def catch_up(self) -> None:
+        """(``shared``) Read the whole lines other processes (and this one) appended since the last look."""
+        if not self.shared:
+            return
+        with self._lock:
+            try:
+                size = os.path.getsize(self.path)
+            except FileNotFoundError:
+                return
+            if size <= self._offset:
+                return
+            with open(self.path, "rb") as f:
+                f.seek(self._offset)
+                data = f.read(size - self._offset)
+            end = data.rfind(b"\n") + 1  # a line being written is read next time
+            for line in data[:end].splitlines():
+                try:
+                    x = Interaction.model_validate_json(line)
+                except ValueError:
+                    continue
+                self._extra[x.user].append(x)
+            self._offset += end
 
     @property
     def path(self) -> Path:
@@ -83,6 +112,9 @@ class EventLog:
         """Write durably, then count them in the users' histories; how many were written."""
         rows = list(rows)
         self.log.append_many(rows)
+        if self.shared:
+            self.catch_up()
+            return len(rows)
         with self._lock:
             for x in rows:
                 self._extra[x.user].append(x)
@@ -108,9 +140,11 @@ class EventLog:
                     self._extra.pop(user, None)
 
     def history(self, user: str) -> list[Interaction]:
+        self.catch_up()
         with self._lock:
             return list(self._extra.get(user, ()))
 
     def knows(self, user: str) -> bool:
+        self.catch_up()
         with self._lock:
             return user in self._extra

@@ -11,7 +11,7 @@ from mediarec.errors import MediarecError
 
 def build_service(dataset: str, *, llm: str | None = None, data_dir: str | None = None,
                   chroma_url: str | None = None, llm_queue: int = 4, workers: int = 2, progress: bool = False,
-                  auth: bool = True, refit_every: float = 0.0) -> Any:
+                  auth: bool = True, refit_every: float = 0.0, shared: bool = False) -> Any:
     """The served recommender of ``dataset`` (:func:`mediarec.app.from_dataset`) wrapped as a service."""
     from mediarec.app import from_dataset
     from mediarec.catalog.own import registration
@@ -19,11 +19,14 @@ def build_service(dataset: str, *, llm: str | None = None, data_dir: str | None 
     from mediarec.serve.api import Service
 
     settings = get_settings(chroma_url=chroma_url)
+    reg = registration(dataset, settings.home)
+    start = reg.feedback_path.stat().st_size if reg is not None and reg.feedback_path.is_file() else 0
     rec = from_dataset(dataset, data_dir=data_dir, settings=settings, llm=llm, chroma_url=chroma_url,
                        progress=progress)
     reg = registration(dataset, settings.home)
     service = Service(rec, settings.home, llm_depth=llm_queue, workers=workers, auth=auth,
-                      registered_feedback=reg.feedback_path if reg is not None else None)
+                      registered_feedback=reg.feedback_path if reg is not None else None, shared=shared,
+                      log_start=start)
     service.start_refit(refit_every)
     return service
 
@@ -36,9 +39,11 @@ def run(args: Any) -> int:
 
     if args.port < 0 or args.port > 65535:
         raise MediarecError("--port must be from 0 to 65535")
-    if args.llm_queue < 1 or args.workers < 1:
-        raise MediarecError("--llm-queue and --workers must be at least 1")
+    if args.llm_queue < 1 or args.workers < 1 or args.processes < 1:
+        raise MediarecError("--llm-queue, --workers and --processes must be at least 1")
     _check_bind(args.host, args.port)  # before minutes of loading, not after
+    if args.processes > 1:
+        return _run_processes(args)
     service = build_service(args.dataset, llm=args.llm, data_dir=args.data_dir, chroma_url=args.chroma_url,
                             llm_queue=args.llm_queue, workers=args.workers, progress=False,
                             refit_every=args.refit_every)
@@ -61,6 +66,47 @@ def run(args: Any) -> int:
         service.close()
         rec.close()
     return 0
+
+
+_CONFIG_ENV = "MEDIAREC_SERVE_CONFIG"
+
+
+def _run_processes(args: Any) -> int:
+    """``--processes N``: N uvicorn worker processes on one socket, each with its own recommender (one
+    Python process answers with one core at a time: the GIL). The event log is shared (each process
+    tails it); chat sessions, rate limits and the LLM queue are per process; no in-server refit."""
+    import json
+    import os
+
+    import uvicorn
+
+    from mediarec.serve.keys import KeyStore
+    from mediarec.config import get_settings
+
+    os.environ[_CONFIG_ENV] = json.dumps({k: getattr(args, k) for k in (
+        "dataset", "llm", "data_dir", "chroma_url", "llm_queue", "workers")})
+    if not [k for k in KeyStore(get_settings().home).list() if k.revoked is None]:
+        print("warning: no API keys, so only /healthz answers; create one with `mediarec keys add --name APP`",
+              file=sys.stderr)
+    print(f"serving {args.dataset} with {args.processes} processes on http://{args.host}:{args.port} "
+          "(each loads the catalog; /healthz answers once one has)", flush=True)
+    uvicorn.run("mediarec.serve.server:worker_app", factory=True, workers=args.processes, host=args.host,
+                port=args.port, log_level="warning", access_log=False, timeout_keep_alive=5,
+                timeout_graceful_shutdown=5)
+    return 0
+
+
+def worker_app() -> Any:
+    """The application of one ``--processes`` worker (uvicorn calls it in each process)."""
+    import json
+    import os
+
+    from mediarec.serve.api import create_app
+
+    cfg = json.loads(os.environ[_CONFIG_ENV])
+    service = build_service(cfg["dataset"], llm=cfg["llm"], data_dir=cfg["data_dir"], chroma_url=cfg["chroma_url"],
+                            llm_queue=cfg["llm_queue"], workers=cfg["workers"], shared=True)
+    return create_app(service)
 
 
 def _check_bind(host: str, port: int) -> None:
