@@ -1,4 +1,4 @@
-"""The ``mediarec`` command: models, data, index, tune, recommend, eval, chat.
+"""The ``mediarec`` command: models, data, index, tune, recommend, eval, chat, serve, keys.
 
 User errors (MediarecError) print one line and exit 2; there is no traceback for them.
 """
@@ -271,6 +271,18 @@ def cmd_add(args) -> int:
     return 0
 
 
+def cmd_serve(args) -> int:
+    from mediarec.serve.server import run
+
+    return run(args)
+
+
+def cmd_keys(args) -> int:
+    from mediarec.serve.server import keys
+
+    return keys(args)
+
+
 def cmd_forget(args) -> int:
     from mediarec.app.forget import forget_user
 
@@ -517,6 +529,29 @@ def build_parser() -> argparse.ArgumentParser:
     fg.add_argument("--chroma-url", help="also delete their models from this Chroma server "
                                          "(default: $MEDIAREC_CHROMA_URL, else none: the embedded indexes)")
     fg.set_defaults(func=cmd_forget)
+
+    sv = sub.add_parser("serve", help="serve recommendations over HTTP (the [serve] extra; docs/serve.md)")
+    dataset_args(sv)
+    sv.add_argument("--host", default="127.0.0.1", help="address to listen on")
+    sv.add_argument("--port", type=int, default=8000, help="port to listen on")
+    sv.add_argument("--llm", default=None, help=LLM_HELP)
+    sv.add_argument("--llm-queue", type=int, default=4,
+                    help="LLM requests admitted at once (one runs, the rest wait); beyond it: 429 or degraded")
+    sv.add_argument("--workers", type=int, default=2, help="threads for retrieval and the learned stage")
+    sv.add_argument("--processes", type=int, default=1,
+                    help="server processes on one socket, each with its own copy of the models (GIL: one process "
+                         "uses about one core); >1: chat sessions and rate limits are per process, no in-server refit")
+    sv.add_argument("--refit-every", type=float, default=300.0, metavar="SECONDS",
+                    help="a catalog of your own: fold the events posted meanwhile into the models this often "
+                         "(0: only at the next start)")
+    sv.set_defaults(func=cmd_serve)
+
+    ks = sub.add_parser("keys", help="API keys of `mediarec serve`: add (shown once), list, revoke")
+    ks.add_argument("action", choices=["add", "list", "revoke"], help="add: a new key; list; revoke ID")
+    ks.add_argument("id", nargs="?", help="with revoke: the key's id (default: none)")
+    ks.add_argument("--name", help="with add: who uses the key (default: none; required for add)")
+    ks.add_argument("--rate", type=float, default=20.0, help="with add: requests per second the key may make")
+    ks.set_defaults(func=cmd_keys)
     return p
 
 
