@@ -405,7 +405,9 @@ def test_web_page_in_headless_chromium(demo_home_template, tmp_path):
     webdriver = pytest.importorskip("selenium.webdriver", reason="selenium is not installed (the test extra)")
     chromium, driver_path = shutil.which("chromium") or shutil.which("chromium-browser"), shutil.which("chromedriver")
     if not chromium or not driver_path:
-        pytest.skip("headless Chromium is not installed (Debian: apt-get install chromium chromium-driver)")
+        # .ci/run installs them: in CI a missing browser is a failure, not a silent skip
+        (pytest.fail if os.environ.get("CI") else pytest.skip)(
+            "headless Chromium is not installed (Debian: apt-get install chromium chromium-driver)")
     from selenium.webdriver.common.by import By
     from selenium.webdriver.support.ui import WebDriverWait
 
