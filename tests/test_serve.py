@@ -516,3 +516,43 @@ def test_several_processes_share_the_event_log(demo_home_template, tmp_path):
     finally:
         proc.terminate()
         proc.wait(30)
+
+
+def test_forget_removes_what_the_server_took_and_the_server_refuses_them(demo_home_template, tmp_path, model_home):
+    """Events posted for a built-in dataset live in the server's own log: `forget` rewrites it without
+    the person (someone known through those events alone is known to forget), and a server started
+    afterwards neither serves nor accepts them."""
+    home = copy_home(demo_home_template, tmp_path / "home")
+    _, k = KeyStore(home).add("tests", rate=1000)
+    mp = pytest.MonkeyPatch()
+    mp.setenv("MEDIAREC_HOME", str(home))
+    try:
+        s = build_service("demo", llm="none")
+        try:
+            with TestClient(create_app(s)) as c:
+                c.headers["Authorization"] = f"Bearer {k}"
+                rows = [{"user": "visitor-7", "item": "m-alien-1979", "event": "like"},
+                        {"user": "visitor-7", "item": "m-aliens-1986", "event": "watch"},
+                        {"user": "alice", "item": "m-alien-1979", "event": "like"}]
+                assert c.post("/events", json={"events": rows}).json()["written"] == 3
+                log = s.events.path
+        finally:
+            s.close()
+        p = run_cli("forget", "--dataset", "demo", "--user", "visitor-7", home=home)
+        assert p.returncode == 0, p.stderr
+        assert f"removed 2 row(s) of visitor-7 from {log}" in p.stdout
+        kept = [json.loads(x) for x in log.read_text().splitlines()]
+        assert [x["user"] for x in kept] == ["alice"]  # other people's events stay
+        assert "visitor-7" not in p.stdout.split("left:")[-1] or "no file of demo" in p.stdout
+
+        s = build_service("demo", llm="none")
+        try:
+            with TestClient(create_app(s)) as c:
+                c.headers["Authorization"] = f"Bearer {k}"
+                assert c.post("/recommend", json={"user": "visitor-7", "k": 3}).status_code == 404
+                r = c.post("/events", json={"user": "visitor-7", "item": "m-alien-1979", "event": "like"})
+                assert r.status_code == 409 and "forgotten" in r.text
+        finally:
+            s.close()
+    finally:
+        mp.undo()

@@ -42,6 +42,7 @@ class _Target:
     users: int                  # how many people its files hold
     rows: int                   # the person's rows in its files
     prior: dict | None          # the person's entry there from an earlier forget
+    served: int = 0             # their rows in the events `mediarec serve` took for a built-in dataset
 
 
 # -- the command --------------------------------------------------------------------------------
@@ -72,7 +73,7 @@ def forget_user(user: str, dataset: str | None = None, all_catalogs: bool = Fals
     if (dataset is None) == (not all_catalogs):
         raise MediarecError("say where to forget: --dataset NAME (that catalog only) or --all-catalogs")
     targets, notes = _targets(user, dataset, home, data_dir)
-    known = [t for t in targets if t.rows or t.prior is not None]
+    known = [t for t in targets if t.rows or t.served or t.prior is not None]
     if not known:
         where = f"in catalog {targets[0].name!r} ({targets[0].users} users)" if dataset is not None else \
             f"in any catalog ({', '.join(t.name for t in targets) or 'none found'})"
@@ -84,7 +85,7 @@ def forget_user(user: str, dataset: str | None = None, all_catalogs: bool = Fals
         report.append(f"forgot {user} in {t.name}: {t.rows} event(s) in its files"
                       + ("" if t.prior is None else " (readmitted after an earlier forget)" if t.prior["readmitted"]
                          else " (forgotten there before; checked again)"))
-        report += _forget_events(user, t)
+        report += _forget_events(user, t, home)
     report.append(f"events: every load of {'every catalog' if all_catalogs else known[0].name} leaves {user}'s "
                   f"interactions out from now on ({Layout(home).forgotten}, a salted digest)")
     for t in known:
@@ -125,7 +126,9 @@ def _raw(name: str, home: Path, data_dir: Path | None):
 def _target(user: str, name: str, home: Path, data_dir: Path | None) -> _Target:
     catalog, reg = _raw(name, home, data_dir)
     name = scope_of(catalog.name) if reg is None else reg.name
-    return _Target(name, reg, len(catalog.by_user), len(catalog.by_user.get(user, ())), entry(user, name, home))
+    served = Layout(home).served_events(name)
+    return _Target(name, reg, len(catalog.by_user), len(catalog.by_user.get(user, ())), entry(user, name, home),
+                   served=_rows_of(served, user) if reg is None and served.is_file() else 0)
 
 
 def _targets(user: str, dataset: str | None, home: Path, data_dir: Path | None) -> tuple[list[_Target], list[str]]:
@@ -147,13 +150,19 @@ def _targets(user: str, dataset: str | None, home: Path, data_dir: Path | None) 
     return out, notes
 
 
-def _forget_events(user: str, t: _Target) -> list[str]:
+def _forget_events(user: str, t: _Target, home: Path) -> list[str]:
     """Rewrite the files mediarec wrote without the person's rows; name the others that hold them."""
     if t.reg is None:
-        return [(f"events: {t.name}: the publisher's files hold {t.rows} row(s) of {user}; they are not rewritten "
-                 "(left out from now on)")] if t.rows else []
+        out = [(f"events: {t.name}: the publisher's files hold {t.rows} row(s) of {user}; they are not rewritten "
+                "(left out from now on)")] if t.rows else []
+        if t.served:
+            path = Layout(home).served_events(t.name)
+            _rewrite_without(path, user)
+            out.append(f"events: {t.name}: removed {t.served} row(s) of {user} from {path} (posted to `mediarec "
+                       "serve`; a server running now still holds them until it restarts)")
+        return out
     out = []
-    for path in t.reg.interaction_files():
+    for path in t.reg.interaction_files() if t.reg is not None else ():
         n = _rows_of(path, user)
         if not n:
             continue
@@ -332,7 +341,7 @@ def _catalog_paths(name: str, home: Path) -> list[Path]:
     lay = Layout(home)
     tuned = [p for p in lay.tuned.glob(f"{safe_file_name(name)}*.json")
              if p.stem == safe_file_name(name) or p.stem.startswith(f"{safe_file_name(name)}@")]
-    return [lay.catalogs / name, *_index_dirs(name, home), *_model_files(name, home), *tuned,
+    return [lay.catalogs / name, lay.served_events(name).parent, *_index_dirs(name, home), *_model_files(name, home), *tuned,
             lay.summaries(name), lay.chat_history(name), lay.llm_cache_of(name), lay.legacy_chat_history,
             *lay.legacy_llm_caches()]
 

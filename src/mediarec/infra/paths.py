@@ -7,6 +7,7 @@ name: the one module that names the folders, so every store (and ``mediarec forg
     catalogs/<name>/  your own catalogs         enrich/             LLM item summaries
     forgotten.json    people forgotten (digests) data/              fetched public datasets
     chat/<catalog>.history  the REPL's line history, one file per catalog
+    serve/<catalog>/events.jsonl  events `mediarec serve` took for a built-in dataset
 """
 
 from __future__ import annotations
@@ -72,6 +73,10 @@ class Layout:
     def tuned_choice(self, catalog_name: str, variant: str | None = None) -> Path:
         suffix = f"@{safe_file_name(variant)}" if variant else ""
         return self.tuned / f"{safe_file_name(catalog_name)}{suffix}.json"
+
+    def served_events(self, catalog_name: str) -> Path:
+        """Events ``mediarec serve`` took for a built-in dataset (whose files are the publisher's)."""
+        return self.home / "serve" / safe_file_name(catalog_name) / "events.jsonl"
 
     def summaries(self, catalog_name: str) -> Path:
         return self.enrich / f"{safe_file_name(catalog_name)}.jsonl"

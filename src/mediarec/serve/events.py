@@ -22,7 +22,7 @@ from typing import Iterable, Sequence
 
 from mediarec.catalog.feedback import FeedbackLog, _write_lock
 from mediarec.catalog.model import Interaction
-from mediarec.infra.paths import safe_file_name
+from mediarec.infra.paths import Layout
 
 
 class BatchLog(FeedbackLog):
@@ -71,7 +71,7 @@ class EventLog:
         catalog was loaded; 0 for a built-in dataset) before it answers, instead of from its own posts."""
         self.own = registered_feedback is not None
         self.shared = shared
-        path = registered_feedback or Path(home) / "serve" / safe_file_name(catalog_name) / "events.jsonl"
+        path = registered_feedback or Layout(home).served_events(catalog_name)
         self.log = BatchLog(path)
         self._extra: dict[str, list[Interaction]] = defaultdict(list)
         self._pending: list[Interaction] = []  # written, not yet in the served catalog (own catalogs: refit)
