@@ -90,10 +90,13 @@ def test_a_continued_title_is_a_false_subject_even_without_a_verb(checker, demo)
 
 
 def test_co_liked_is_read_from_the_log():
-    """"People who liked Y also liked it": true exactly when some user liked both."""
+    """"People who liked Y also liked it": true exactly when at least two users liked both (people,
+    not one coincidence)."""
     items = [Item(id=i, title=t, year=2000, genres=("Drama",)) for i, t in
-             (("a", "Quiet Harbour"), ("b", "Long Winter"), ("c", "Paper Moons"))]
-    log = [Interaction(user="u1", item="a"), Interaction(user="u1", item="b"), Interaction(user="u2", item="c")]
+             (("a", "Quiet Harbour"), ("b", "Long Winter"), ("c", "Paper Moons"), ("d", "Salt Road"))]
+    log = [Interaction(user="u1", item="a"), Interaction(user="u1", item="b"), Interaction(user="u3", item="a"),
+           Interaction(user="u3", item="b"), Interaction(user="u2", item="c"),
+           Interaction(user="u4", item="d"), Interaction(user="u4", item="b")]
     cat = Catalog("coliked", items, log)
     chk = ReasonChecker(cat)
     assert chk.check("People who liked Quiet Harbour also liked it.", cat.item("b"), Evidence(item_id="b"),
@@ -101,6 +104,8 @@ def test_co_liked_is_read_from_the_log():
     res = chk.check("People who liked Paper Moons also liked it.", cat.item("b"), Evidence(item_id="b"),
                     [cat.item("c")])
     assert [c.kind for c in res.false_claims] == ["co-liked"]
+    one = chk.check("People who liked Salt Road also liked it.", cat.item("b"), Evidence(item_id="b"), [cat.item("d")])
+    assert [c.kind for c in one.false_claims] == ["co-liked"] and "only 1 user" in one.false_claims[0].why
 
 
 # -- templates, true by construction ------------------------------------------------------------

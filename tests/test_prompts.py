@@ -30,7 +30,7 @@ from mediarec.rank.prompts import (
 )
 
 USER_ID = "user-8472-secret"
-SHIPPED = ["explain", "profile", "rank", "reason", "repair", "request", "score", "summary"]
+SHIPPED = ["explain", "profile", "rank", "reason", "repair", "request", "request_score", "score", "summary"]
 
 
 def _item(i: int, **kw) -> Item:
@@ -98,6 +98,9 @@ def test_each_template_renders(lib, toy, name):
                user_id=USER_ID)
     if name in ("summary", "reason"):
         ctx["item"] = _item(3, tags=("heist",))
+    if name == "request_score":
+        ctx.update(entries=[{"name": "Drama", "what": "genre"}, {"name": "the 1980s", "what": "decade"}],
+                   question="Which word is the request about?")
     if name == "repair":
         ctx.update(previous='{"ranking": [{"id": "Q"}]}', error="None of the ids is a label ('Q').",
                    labels=[c["label"] for c in cands])

@@ -18,7 +18,8 @@ is true. The claims (:class:`Claim`, kinds :data:`CLAIM_KINDS`):
   claims (not plays);
 * **liked** / **disliked**: "you liked", "your history" need a liked history; a history title
   named is liked unless the reason says it was disliked ("unlike X, which you disliked"), and then it is;
-* **co-liked**: "people who liked Y" (Y liked) also liked the item, in the catalog's log;
+* **co-liked**: "people who liked Y" (Y liked) also liked the item, in the catalog's log: at least
+  ``MIN_CO_LIKED`` (2) other users liked both;
 * **request**, **popularity**: the request matches; "N of the catalog's M users", "N%" hold;
 * **title**: no other candidate, no title outside the history, no comparison with itself;
 * **praise**, **awards**, **cast**, **plot**: words of :data:`CLAIM_WORDS` only when the item's
@@ -41,7 +42,7 @@ from pydantic import BaseModel
 
 from mediarec.catalog.model import Catalog, Item
 from mediarec.catalog.titles import normalize_title
-from mediarec.rank.evidence import Evidence
+from mediarec.rank.evidence import MIN_CO_LIKED, Evidence
 
 #: Words that claim facts the catalog rarely holds, by kind; a reason may use one only when the
 #: item's own catalog text (title, genres, tags, description) has it.
@@ -373,9 +374,11 @@ class ReasonChecker:
                 continue
             if _COLIKED_RE.search(before):
                 ys = ids & set(liked)
-                ok = bool(ys) and any(self.users_of(y) & self.users_of(item.id) for y in ys)
+                both = max((len(self.users_of(y) & self.users_of(item.id)) for y in ys), default=0)
+                ok = both >= MIN_CO_LIKED
                 claim("co-liked", h.text, ok, "" if ok else
-                      (f"{h.text} is not an item you liked" if not ys else f"no user liked both {h.text} and {item.title}"))
+                      (f"{h.text} is not an item you liked" if not ys else
+                       f"{'no user' if not both else f'only {both} user'} liked both {h.text} and {item.title}"))
                 continue
             if not compare:
                 if ids & set(disliked) and not ids & set(liked):

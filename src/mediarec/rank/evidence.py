@@ -35,6 +35,11 @@ TOP_HISTORY = 3  # history items named per kind of evidence
 REQUEST_MATCH_MIN = 0.2  # a text cosine above this is a match a reason may cite
 
 
+#: "People who liked Y also liked it" says people: at least this many other users liked both (one
+#: shared fan is a coincidence, not a pattern). The reason checker holds LLM reasons to the same bar.
+MIN_CO_LIKED = 2
+
+
 class HistoryLink(BaseModel):
     """A history item that links to the recommended one, and how strongly."""
 
@@ -235,7 +240,7 @@ class EvidenceBuilder:
     def _compare(self, item: Item, ev: Evidence, liked: Sequence[Item], users: set[str]) -> None:
         """``like``/``like_genres``/``like_era``: a liked item sharing a genre with ``item``,
         preferring the ones the models link to it; ``cowatched``: the strongest collaborative
-        contributor that users also liked together with the item."""
+        contributor that at least :data:`MIN_CO_LIKED` users also liked together with the item."""
         by_id = {it.id: it for it in liked}
         own = {g.lower(): g for g in item.genres}
         order = [h.id for h in ev.history_titles()] + [it.id for it in reversed(liked)]
@@ -250,6 +255,6 @@ class EvidenceBuilder:
                 ev.like_era = bool(item.year and h.year and decade(item.year) == decade(h.year))
                 break
         for h in ev.because:
-            if h.id in by_id and users & self.users_of(h.id):
+            if h.id in by_id and len(users & self.users_of(h.id)) >= MIN_CO_LIKED:
                 ev.cowatched = h
                 break

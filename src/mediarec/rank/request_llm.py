@@ -16,6 +16,7 @@ also bounds the tokens a local model generates under its grammar.
 from __future__ import annotations
 
 import time
+import weakref
 from typing import Any
 
 from mediarec.catalog.model import Catalog
@@ -137,17 +138,20 @@ def score_entries(catalog: Catalog) -> list[dict[str, Any]]:
 
 
 CONTENT_FREE = "N/A"  # the request whose answer is the model's bias alone (contextual calibration)
-_PRIORS: dict[tuple[str, int, int], dict[str, float]] = {}
+# Per catalogue (weakly: it goes with the catalogue; an id() key could be reused by the next one),
+# then per model and vocabulary. The values never refer to the catalogue.
+_PRIORS: "weakref.WeakKeyDictionary[Catalog, dict[tuple[str, int], dict[str, float]]]" = weakref.WeakKeyDictionary()
 
 
 def _prior(llm: LLM, prompts: PromptLibrary, entries: list[dict[str, Any]], catalog: Catalog) -> dict[str, float]:
     """What the model answers to a content-free request: its bias toward each word (small models
     favour the first listed and the commonest), asked once per model and vocabulary."""
-    key = (llm.spec, id(catalog), hash(tuple(e["name"] for e in entries)))
-    if key not in _PRIORS:
-        _PRIORS[key] = llm.choose(prompts.render("request_score", entries=entries, request=CONTENT_FREE,
-                                                 question=WANT_QUESTION), [e["name"] for e in entries]).first
-    return _PRIORS[key]
+    key = (llm.spec, hash(tuple(e["name"] for e in entries)))
+    known = _PRIORS.setdefault(catalog, {})
+    if key not in known:
+        known[key] = llm.choose(prompts.render("request_score", entries=entries, request=CONTENT_FREE,
+                                               question=WANT_QUESTION), [e["name"] for e in entries]).first
+    return known[key]
 
 
 def calibrated(first: dict[str, float], prior: dict[str, float], chosen: str) -> tuple[str, float]:
