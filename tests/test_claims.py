@@ -104,6 +104,9 @@ def test_co_liked_is_read_from_the_log():
     res = chk.check("People who liked Paper Moons also liked it.", cat.item("b"), Evidence(item_id="b"),
                     [cat.item("c")])
     assert [c.kind for c in res.false_claims] == ["co-liked"]
+    itself = chk.check("Long Winter is a drama movie, liked by people who liked Long Winter.", cat.item("b"),
+                       Evidence(item_id="b"), [cat.item("a")])
+    assert [c.kind for c in itself.false_claims] == ["co-liked"]  # an item is never its own co-liked title
     one = chk.check("People who liked Salt Road also liked it.", cat.item("b"), Evidence(item_id="b"), [cat.item("d")])
     assert [c.kind for c in one.false_claims] == ["co-liked"] and "only 1 user" in one.false_claims[0].why
 

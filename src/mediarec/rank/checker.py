@@ -369,7 +369,9 @@ class ReasonChecker:
             compare = _COMPARE_RE.search(before) or (compared and compared[-1].end <= h.start
                                                      and _AND_RE.match(text[compared[-1].end: h.start]))
             if item.id in ids and not (ids & set(liked)):
-                if compare and not is_subject:
+                if _COLIKED_RE.search(before) and not is_subject:  # "liked by people who liked <itself>"
+                    claim("co-liked", h.text, False, problem=SELF_LIKE)
+                elif compare and not is_subject:
                     claim("like", h.text, False, problem=SELF_LIKE)
                 continue
             if _COLIKED_RE.search(before):

@@ -55,10 +55,11 @@ def facts_key(item_id: str, ev: "Evidence") -> tuple:
     ``_macros.j2``: the liked title (co-liked or compared), the genre shown, the form, whether it
     matches the request; the era is the item's own): two turns with the same key ask the LLM the
     same question about the item."""
-    liked = ev.cowatched or ev.like
-    genres = ev.like_genres if ev.like is not None and ev.cowatched is None and ev.like_genres \
-        else ev.shared_genres + ev.shared_tags
-    form = "co-liked" if ev.cowatched else "like-era" if ev.like and ev.like_era else "like" if ev.like else "plain"
+    liked = ev.cowatched or (ev.like if not ev.asked else None)
+    genres = list(ev.asked) if ev.asked else ev.like_genres if ev.like is not None and ev.cowatched is None \
+        and ev.like_genres else ev.shared_genres + ev.shared_tags
+    form = ("asked-" if ev.asked else "") + ("co-liked" if ev.cowatched else "plain" if ev.asked else
+                                             "like-era" if ev.like and ev.like_era else "like" if ev.like else "plain")
     return (item_id, liked.id if liked else None, genres[0].lower() if genres else None, form,
             "request" in ev.elements())
 
