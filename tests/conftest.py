@@ -245,7 +245,8 @@ def scripted_openai_server():
 
 
 # =============================================================================================
-# The test tiers: a test that loads a real llama.cpp model must be marked ``llm``
+# The test tiers: a test that loads a real llama.cpp model must be marked ``llm``, one that starts
+# a server process ``server`` (both checked as the tests run)
 # =============================================================================================
 _LLAMA_LOADS = [0]
 
@@ -271,25 +272,69 @@ def _count_llama_loads():
         Llama.__init__ = original
 
 
-def _check_llm_marker(item, before: int) -> None:
-    if _LLAMA_LOADS[0] > before and item.get_closest_marker("llm") is None:
+# ... and a test that starts a server process must be marked ``server``
+_SERVERS_STARTED: list[str] = []
+
+
+def _server_command(args) -> str | None:
+    """What server ``args`` (a Popen argument list) starts, or None: ``chroma run``,
+    ``python -m llama_cpp.server`` or ``mediarec serve``."""
+    if args is None or isinstance(args, (str, bytes, os.PathLike)):
+        return None
+    argv = [os.fspath(a) if not isinstance(a, bytes) else a.decode() for a in args]
+    names = [Path(a).name for a in argv]
+    if "llama_cpp.server" in argv:
+        return "llama_cpp.server"
+    if names and names[0] == "chroma" and "run" in argv:
+        return "chroma run"
+    for k, (n, a) in enumerate(zip(names, argv)):
+        if (n == "mediarec" or a == "mediarec.cli") and argv[k + 1:k + 2] == ["serve"]:
+            return "mediarec serve"
+    return None
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _count_server_starts():
+    """Record every server process this process starts (see ``pytest_runtest_*`` below)."""
+    import subprocess
+
+    original = subprocess.Popen.__init__
+
+    def recording_init(self, *args, **kw):
+        what = _server_command(args[0] if args else kw.get("args"))
+        if what is not None:
+            _SERVERS_STARTED.append(what)
+        original(self, *args, **kw)
+
+    subprocess.Popen.__init__ = recording_init
+    try:
+        yield
+    finally:
+        subprocess.Popen.__init__ = original
+
+
+def _check_tier_markers(item, before: tuple[int, int]) -> None:
+    if _LLAMA_LOADS[0] > before[0] and item.get_closest_marker("llm") is None:
         pytest.fail(f"{item.nodeid} loads a real llama.cpp model but is not marked `llm` "
                     "(the fast tier, `tasks.py test --fast`, must not load one)", pytrace=False)
+    if len(_SERVERS_STARTED) > before[1] and item.get_closest_marker("server") is None:
+        pytest.fail(f"{item.nodeid} starts a server process ({_SERVERS_STARTED[-1]}) but is not marked "
+                    "`server` (the fast tier, `tasks.py test --fast`, must not start one)", pytrace=False)
 
 
 @pytest.hookimpl(wrapper=True)
 def pytest_runtest_setup(item):
-    before = _LLAMA_LOADS[0]
+    before = (_LLAMA_LOADS[0], len(_SERVERS_STARTED))
     result = yield
-    _check_llm_marker(item, before)
+    _check_tier_markers(item, before)
     return result
 
 
 @pytest.hookimpl(wrapper=True)
 def pytest_runtest_call(item):
-    before = _LLAMA_LOADS[0]
+    before = (_LLAMA_LOADS[0], len(_SERVERS_STARTED))
     result = yield
-    _check_llm_marker(item, before)
+    _check_tier_markers(item, before)
     return result
 
 
