@@ -525,27 +525,37 @@ def demo_home(demo_home_template, tmp_path_factory) -> Path:
 # =============================================================================================
 # Memory: what one test module loaded is let go before the next one starts
 # =============================================================================================
-@pytest.fixture(scope="module", autouse=True)
-def _release_models_and_clients_after_each_module():
-    """llama.cpp models stay loaded while their ``ModelPool`` is open (``mediarec.llm.local``: one per
-    LocalLLM built without a shared pool) and so does every embedded Chroma system opened
-    (``SharedSystemClient``, one per folder): in the product that is one of each, in a test session it
-    is hundreds. After each module (whose own fixtures are gone by then) they are closed and dropped;
-    the next module loads what it uses again (a memory-mapped model loads in well under a second)."""
-    yield
+def release_process_caches() -> None:
+    """Close and drop what this process keeps for its lifetime (see the fixture below)."""
     import gc
 
     from chromadb.api.shared_system_client import SharedSystemClient
 
     from mediarec.llm import local
+    from mediarec.rank import explanations
 
     local._close_open_pools()
     SharedSystemClient.clear_system_cache()
+    # Its keys are weak, but each value (an EvidenceBuilder) holds its key, the index, so every index
+    # that ever explained stays alive with its catalogue, vectors and Chroma client until cleared.
+    explanations._TOOLS.clear()
     gc.collect()
     with contextlib.suppress(OSError, AttributeError):  # glibc: hand the freed heap back to the system
         import ctypes
 
         ctypes.CDLL("libc.so.6").malloc_trim(0)
+
+
+@pytest.fixture(scope="module", autouse=True)
+def _release_models_and_clients_after_each_module():
+    """llama.cpp models stay loaded while their ``ModelPool`` is open (``mediarec.llm.local``: one per
+    LocalLLM built without a shared pool) and so does every embedded Chroma system opened
+    (``SharedSystemClient``, one per folder): in the product that is one of each, in a test session it
+    is hundreds. So are the explanation tools cached per index (``rank.explanations._TOOLS``), which
+    keep their index alive. After each module (whose own fixtures are gone by then) they are closed and dropped;
+    the next module loads what it uses again (a memory-mapped model loads in well under a second)."""
+    yield
+    release_process_caches()
 
 
 # =============================================================================================
