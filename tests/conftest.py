@@ -481,13 +481,30 @@ def run_cli(*args: str, home: Path | str | None = None, env: dict[str, str] | No
     return CliResult(int(rc or 0), out.getvalue(), err.getvalue())
 
 
-def cli_command() -> list[str]:
-    """The installed ``mediarec`` command, for the tests that need a real process."""
+def cli_command(*args: str) -> list[str]:
+    """``mediarec ARGS`` as the installed command, for the tests that need a real process."""
     exe = Path(sys.executable).parent / "mediarec"
     if exe.is_file():
-        return [str(exe)]
+        return [str(exe), *args]
     found = shutil.which("mediarec")
-    return [found] if found else [sys.executable, "-m", "mediarec.cli"]
+    return [found, *args] if found else [sys.executable, "-m", "mediarec.cli", *args]
+
+
+def cli_env(home: Path | str, **extra: str) -> dict[str, str]:
+    """The environment of a ``mediarec`` process in a fresh shell (as ``run_cli`` gives in this
+    process): no MEDIAREC_* or OPENAI_* from the test run, MEDIAREC_HOME=``home``, plus ``extra``."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("MEDIAREC_", "OPENAI_"))}
+    env.update(MEDIAREC_HOME=str(home), ANONYMIZED_TELEMETRY="False", COLUMNS="200", NO_COLOR="1", **extra)
+    return env
+
+
+def run_process(*args: str, home: Path | str, timeout: float = 600, **extra_env: str):
+    """``mediarec ARGS`` in a real process (``cli_command``, ``cli_env``): for the tests where the
+    process boundary is the subject; everything else uses ``run_cli``."""
+    import subprocess
+
+    return subprocess.run(cli_command(*args), capture_output=True, text=True, timeout=timeout,
+                          env=cli_env(home, **extra_env))
 
 
 # =============================================================================================

@@ -25,7 +25,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from conftest import copy_home, run_cli
+from conftest import cli_command, cli_env, copy_home, run_cli
 from test_forget import SAME_ID, _hashes, _of, _own_files, _rows, three_catalogs  # noqa: F401 - a fixture
 
 _STALL = textwrap.dedent("""
@@ -61,17 +61,12 @@ _STALL = textwrap.dedent("""
 """)
 
 
-def _env(home: Path) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("MEDIAREC_")}
-    return env | {"MEDIAREC_HOME": str(home), "ANONYMIZED_TELEMETRY": "False"}
-
-
 def _kill_at(home: Path, tmp: Path, target: str, *args: str, after: int = 0, when: str = "True") -> None:
     """Run ``mediarec ARGS`` in a subprocess and SIGKILL it when it reaches ``target`` (module.function
     or module.Class.method) for the ``after+1``-th time (counting the calls whose ``args`` and
     ``kwargs`` make the expression ``when`` true)."""
     marker = tmp / f"marker-{time.monotonic_ns()}"
-    p = subprocess.Popen([sys.executable, "-c", _STALL, str(marker), target, str(after), when, *args], env=_env(home),
+    p = subprocess.Popen([sys.executable, "-c", _STALL, str(marker), target, str(after), when, *args], env=cli_env(home),
                          stdout=subprocess.PIPE, stderr=subprocess.PIPE, start_new_session=True)
     deadline = time.monotonic() + 300
     try:
@@ -163,7 +158,7 @@ def test_feedback_log_killed_while_appending_keeps_every_acknowledged_event(thre
     """Each event is one write on an O_APPEND descriptor, fsynced before it is acknowledged: a kill
     leaves whole lines, every acknowledged event among them, and the catalog loads."""
     home = copy_home(three_catalogs, tmp_path / "home")
-    p = subprocess.Popen([sys.executable, "-c", _APPEND], env=_env(home), stdout=subprocess.PIPE,
+    p = subprocess.Popen([sys.executable, "-c", _APPEND], env=cli_env(home), stdout=subprocess.PIPE,
                          stderr=subprocess.PIPE, text=True, start_new_session=True)
     acked = 0
     try:
@@ -297,7 +292,7 @@ def test_train_killed_mid_run_resumes_with_whole_files(demo_home_template, tmp_p
     assert state["done"] == 4
     assert not (out / "adapter.gguf").exists() and not list(out.glob("*.tmp"))
 
-    p = subprocess.run([sys.executable, "-m", "mediarec.cli", *args], env=_env(home), capture_output=True,
+    p = subprocess.run(cli_command(*args), env=cli_env(home), capture_output=True,
                        text=True, timeout=900)
     assert p.returncode == 0, p.stderr[-3000:]
     assert "resuming after 4 examples" in p.stderr
