@@ -31,7 +31,10 @@ import json
 import logging
 import os
 import shutil
+import signal
+import subprocess
 import sys
+import textwrap
 import threading
 import time
 import traceback
@@ -296,8 +299,6 @@ def _server_command(args) -> str | None:
 @pytest.fixture(scope="session", autouse=True)
 def _count_server_starts():
     """Record every server process this process starts (see ``pytest_runtest_*`` below)."""
-    import subprocess
-
     original = subprocess.Popen.__init__
 
     def recording_init(self, *args, **kw):
@@ -501,10 +502,63 @@ def cli_env(home: Path | str, **extra: str) -> dict[str, str]:
 def run_process(*args: str, home: Path | str, timeout: float = 600, **extra_env: str):
     """``mediarec ARGS`` in a real process (``cli_command``, ``cli_env``): for the tests where the
     process boundary is the subject; everything else uses ``run_cli``."""
-    import subprocess
-
     return subprocess.run(cli_command(*args), capture_output=True, text=True, timeout=timeout,
                           env=cli_env(home, **extra_env))
+
+
+_STALL_AT = textwrap.dedent("""
+    import importlib, sys, time
+    from pathlib import Path
+
+    marker, target = Path(sys.argv[1]), sys.argv[2]
+    parts = target.split(".")
+    for k in range(len(parts) - 1, 0, -1):  # the longest importable prefix is the module
+        try:
+            mod = importlib.import_module(".".join(parts[:k]))
+            break
+        except ImportError:
+            continue
+    for attr in parts[k:-1]:  # a method: module.Class.name
+        mod = getattr(mod, attr)
+    name = parts[-1]
+    real = getattr(mod, name)
+    calls = {"n": 0}
+    after, when = int(sys.argv[3]), sys.argv[4]
+
+    def stall(*args, **kwargs):
+        if eval(when):  # the calls that count (an expression of args and kwargs)
+            calls["n"] += 1
+        if calls["n"] > after:  # the first `after` calls go through, then stop here to be killed
+            marker.write_text(target)
+            time.sleep(600)
+        return real(*args, **kwargs)
+
+    setattr(mod, name, stall)
+    from mediarec.cli import main
+    sys.exit(main(sys.argv[5:]))
+""")
+
+
+def kill_at(home: Path, tmp: Path, target: str, *args: str, after: int = 0, when: str = "True") -> None:
+    """Run ``mediarec ARGS`` in a subprocess and SIGKILL it when it reaches ``target`` (module.function
+    or module.Class.method) for the ``after+1``-th time (counting the calls whose ``args`` and
+    ``kwargs`` make the expression ``when`` true)."""
+    marker = tmp / f"marker-{time.monotonic_ns()}"
+    p = subprocess.Popen([sys.executable, "-c", _STALL_AT, str(marker), target, str(after), when, *args], env=cli_env(home),
+                         stdout=subprocess.PIPE, stderr=subprocess.PIPE, start_new_session=True)
+    deadline = time.monotonic() + 300
+    try:
+        while not marker.exists():
+            assert p.poll() is None, p.communicate()
+            assert time.monotonic() < deadline, "the command did not reach the point within 300 s"
+            time.sleep(0.02)
+    finally:
+        try:
+            os.killpg(p.pid, signal.SIGKILL)
+        except ProcessLookupError:  # it had ended (the assertion above says how)
+            pass
+        p.wait(timeout=30)
+    assert p.returncode == -signal.SIGKILL
 
 
 # =============================================================================================

@@ -42,7 +42,7 @@ from mediarec.llm import LLMOptions, LLMUnavailable, LocalLLM, OpenAILLM  # noqa
 from mediarec.rank.reranker import Reranker, RerankSettings  # noqa: E402
 from mediarec.index.retriever import Candidate  # noqa: E402
 from mediarec.app import from_catalog
-from conftest import cli_command, cli_env, run_process  # noqa: E402
+from conftest import cli_command, cli_env, kill_at, run_process  # noqa: E402
 from conftest import run_cli as run_in_process  # noqa: E402
 
 BIN = Path(sys.executable).parent
@@ -569,7 +569,7 @@ def _complete_outputs(out: Path) -> dict[str, bytes]:
 
 
 @pytest.mark.slow
-def test_eval_killed_mid_run_leaves_whole_files(home):
+def test_eval_killed_mid_run_leaves_whole_files(home, tmp_path):
     out = home / "eval-out"
     args = ("eval", "--dataset", "demo", "--systems", "pop,itemknn,hybrid", "--llm", "none", "--quiet",
             "--output", str(out))
@@ -581,19 +581,17 @@ def test_eval_killed_mid_run_leaves_whole_files(home):
     run_process(*args, "--seed", "1", home=home)
     full_run = time.perf_counter() - t0
 
-    # SIGKILL at several points of a run with other settings: the old report stays whole
-    killed: list[bool] = []
-    for frac in (0.3, 0.6, 0.9):
-        p = subprocess.Popen(cli_command(*args, "--seed", "2"), env=cli_env(home), stdout=subprocess.DEVNULL,
-                             stderr=subprocess.DEVNULL, start_new_session=True)
-        time.sleep(full_run * frac)
-        _kill_group(p)
-        killed.append(p.returncode == -signal.SIGKILL)
+    # SIGKILL at several points of a run with other settings (kill_at: the process is stopped at the
+    # point and killed there, whatever the machine's load): the old report stays whole
+    harness, report = "mediarec.eval.harness._scores_for", "mediarec.eval.report.atomic_write_text"
+    for point, when in ((harness, "True"),  # ranking the first user of the first system
+                        (harness, "args[0].name == 'hybrid'"),  # the last system's first user
+                        (report, "True"),  # all ranked, nothing written yet
+                        (report, "Path(args[0]).name == 'report.md'")):  # the new metrics.json written
+        kill_at(home, tmp_path, point, *args, "--seed", "2", when=when)
         files = _complete_outputs(out)
         metrics = json.loads(files["metrics.json"])
-        assert metrics["partial"] is False and metrics["seed"] in (1, 2)
-
-    assert killed[:2] == [True, True], (killed, full_run)  # killed mid-run, not after it ended
+        assert metrics["partial"] is False and metrics["seed"] in (1, 2), point
 
     # Ctrl-C: a whole report marked partial, or nothing new if it came before any ranking
     p = subprocess.Popen(cli_command(*args, "--seed", "3"), env=cli_env(home), stdout=subprocess.PIPE,
