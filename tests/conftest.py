@@ -31,7 +31,10 @@ import json
 import logging
 import os
 import shutil
+import signal
+import subprocess
 import sys
+import textwrap
 import threading
 import time
 import traceback
@@ -245,7 +248,8 @@ def scripted_openai_server():
 
 
 # =============================================================================================
-# The test tiers: a test that loads a real llama.cpp model must be marked ``llm``
+# The test tiers: a test that loads a real llama.cpp model must be marked ``llm``, one that starts
+# a server process ``server`` (both checked as the tests run)
 # =============================================================================================
 _LLAMA_LOADS = [0]
 
@@ -271,25 +275,67 @@ def _count_llama_loads():
         Llama.__init__ = original
 
 
-def _check_llm_marker(item, before: int) -> None:
-    if _LLAMA_LOADS[0] > before and item.get_closest_marker("llm") is None:
+# ... and a test that starts a server process must be marked ``server``
+_SERVERS_STARTED: list[str] = []
+
+
+def _server_command(args) -> str | None:
+    """What server ``args`` (a Popen argument list) starts, or None: ``chroma run``,
+    ``python -m llama_cpp.server`` or ``mediarec serve``."""
+    if args is None or isinstance(args, (str, bytes, os.PathLike)):
+        return None
+    argv = [os.fspath(a) if not isinstance(a, bytes) else a.decode() for a in args]
+    names = [Path(a).name for a in argv]
+    if "llama_cpp.server" in argv:
+        return "llama_cpp.server"
+    if names and names[0] == "chroma" and "run" in argv:
+        return "chroma run"
+    for k, (n, a) in enumerate(zip(names, argv)):
+        if (n == "mediarec" or a == "mediarec.cli") and argv[k + 1:k + 2] == ["serve"]:
+            return "mediarec serve"
+    return None
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _count_server_starts():
+    """Record every server process this process starts (see ``pytest_runtest_*`` below)."""
+    original = subprocess.Popen.__init__
+
+    def recording_init(self, *args, **kw):
+        what = _server_command(args[0] if args else kw.get("args"))
+        if what is not None:
+            _SERVERS_STARTED.append(what)
+        original(self, *args, **kw)
+
+    subprocess.Popen.__init__ = recording_init
+    try:
+        yield
+    finally:
+        subprocess.Popen.__init__ = original
+
+
+def _check_tier_markers(item, before: tuple[int, int]) -> None:
+    if _LLAMA_LOADS[0] > before[0] and item.get_closest_marker("llm") is None:
         pytest.fail(f"{item.nodeid} loads a real llama.cpp model but is not marked `llm` "
                     "(the fast tier, `tasks.py test --fast`, must not load one)", pytrace=False)
+    if len(_SERVERS_STARTED) > before[1] and item.get_closest_marker("server") is None:
+        pytest.fail(f"{item.nodeid} starts a server process ({_SERVERS_STARTED[-1]}) but is not marked "
+                    "`server` (the fast tier, `tasks.py test --fast`, must not start one)", pytrace=False)
 
 
 @pytest.hookimpl(wrapper=True)
 def pytest_runtest_setup(item):
-    before = _LLAMA_LOADS[0]
+    before = (_LLAMA_LOADS[0], len(_SERVERS_STARTED))
     result = yield
-    _check_llm_marker(item, before)
+    _check_tier_markers(item, before)
     return result
 
 
 @pytest.hookimpl(wrapper=True)
 def pytest_runtest_call(item):
-    before = _LLAMA_LOADS[0]
+    before = (_LLAMA_LOADS[0], len(_SERVERS_STARTED))
     result = yield
-    _check_llm_marker(item, before)
+    _check_tier_markers(item, before)
     return result
 
 
@@ -438,13 +484,83 @@ def run_cli(*args: str, home: Path | str | None = None, env: dict[str, str] | No
     return CliResult(int(rc or 0), out.getvalue(), err.getvalue())
 
 
-def cli_command() -> list[str]:
-    """The installed ``mediarec`` command, for the tests that need a real process."""
+def cli_command(*args: str) -> list[str]:
+    """``mediarec ARGS`` as the installed command, for the tests that need a real process."""
     exe = Path(sys.executable).parent / "mediarec"
     if exe.is_file():
-        return [str(exe)]
+        return [str(exe), *args]
     found = shutil.which("mediarec")
-    return [found] if found else [sys.executable, "-m", "mediarec.cli"]
+    return [found, *args] if found else [sys.executable, "-m", "mediarec.cli", *args]
+
+
+def cli_env(home: Path | str, **extra: str) -> dict[str, str]:
+    """The environment of a ``mediarec`` process in a fresh shell (as ``run_cli`` gives in this
+    process): no MEDIAREC_* or OPENAI_* from the test run, MEDIAREC_HOME=``home``, plus ``extra``."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("MEDIAREC_", "OPENAI_"))}
+    env.update(MEDIAREC_HOME=str(home), ANONYMIZED_TELEMETRY="False", COLUMNS="200", NO_COLOR="1", **extra)
+    return env
+
+
+def run_process(*args: str, home: Path | str, timeout: float = 600, **extra_env: str):
+    """``mediarec ARGS`` in a real process (``cli_command``, ``cli_env``): for the tests where the
+    process boundary is the subject; everything else uses ``run_cli``."""
+    return subprocess.run(cli_command(*args), capture_output=True, text=True, timeout=timeout,
+                          env=cli_env(home, **extra_env))
+
+
+_STALL_AT = textwrap.dedent("""
+    import importlib, sys, time
+    from pathlib import Path
+
+    marker, target = Path(sys.argv[1]), sys.argv[2]
+    parts = target.split(".")
+    for k in range(len(parts) - 1, 0, -1):  # the longest importable prefix is the module
+        try:
+            mod = importlib.import_module(".".join(parts[:k]))
+            break
+        except ImportError:
+            continue
+    for attr in parts[k:-1]:  # a method: module.Class.name
+        mod = getattr(mod, attr)
+    name = parts[-1]
+    real = getattr(mod, name)
+    calls = {"n": 0}
+    after, when = int(sys.argv[3]), sys.argv[4]
+
+    def stall(*args, **kwargs):
+        if eval(when):  # the calls that count (an expression of args and kwargs)
+            calls["n"] += 1
+        if calls["n"] > after:  # the first `after` calls go through, then stop here to be killed
+            marker.write_text(target)
+            time.sleep(600)
+        return real(*args, **kwargs)
+
+    setattr(mod, name, stall)
+    from mediarec.cli import main
+    sys.exit(main(sys.argv[5:]))
+""")
+
+
+def kill_at(home: Path, tmp: Path, target: str, *args: str, after: int = 0, when: str = "True") -> None:
+    """Run ``mediarec ARGS`` in a subprocess and SIGKILL it when it reaches ``target`` (module.function
+    or module.Class.method) for the ``after+1``-th time (counting the calls whose ``args`` and
+    ``kwargs`` make the expression ``when`` true)."""
+    marker = tmp / f"marker-{time.monotonic_ns()}"
+    p = subprocess.Popen([sys.executable, "-c", _STALL_AT, str(marker), target, str(after), when, *args], env=cli_env(home),
+                         stdout=subprocess.PIPE, stderr=subprocess.PIPE, start_new_session=True)
+    deadline = time.monotonic() + 300
+    try:
+        while not marker.exists():
+            assert p.poll() is None, p.communicate()
+            assert time.monotonic() < deadline, "the command did not reach the point within 300 s"
+            time.sleep(0.02)
+    finally:
+        try:
+            os.killpg(p.pid, signal.SIGKILL)
+        except ProcessLookupError:  # it had ended (the assertion above says how)
+            pass
+        p.wait(timeout=30)
+    assert p.returncode == -signal.SIGKILL
 
 
 # =============================================================================================
@@ -482,27 +598,37 @@ def demo_home(demo_home_template, tmp_path_factory) -> Path:
 # =============================================================================================
 # Memory: what one test module loaded is let go before the next one starts
 # =============================================================================================
-@pytest.fixture(scope="module", autouse=True)
-def _release_models_and_clients_after_each_module():
-    """llama.cpp models stay loaded while their ``ModelPool`` is open (``mediarec.llm.local``: one per
-    LocalLLM built without a shared pool) and so does every embedded Chroma system opened
-    (``SharedSystemClient``, one per folder): in the product that is one of each, in a test session it
-    is hundreds. After each module (whose own fixtures are gone by then) they are closed and dropped;
-    the next module loads what it uses again (a memory-mapped model loads in well under a second)."""
-    yield
+def release_process_caches() -> None:
+    """Close and drop what this process keeps for its lifetime (see the fixture below)."""
     import gc
 
     from chromadb.api.shared_system_client import SharedSystemClient
 
     from mediarec.llm import local
+    from mediarec.rank import explanations
 
     local._close_open_pools()
     SharedSystemClient.clear_system_cache()
+    # Its keys are weak, but each value (an EvidenceBuilder) holds its key, the index, so every index
+    # that ever explained stays alive with its catalogue, vectors and Chroma client until cleared.
+    explanations._TOOLS.clear()
     gc.collect()
     with contextlib.suppress(OSError, AttributeError):  # glibc: hand the freed heap back to the system
         import ctypes
 
         ctypes.CDLL("libc.so.6").malloc_trim(0)
+
+
+@pytest.fixture(scope="module", autouse=True)
+def _release_models_and_clients_after_each_module():
+    """llama.cpp models stay loaded while their ``ModelPool`` is open (``mediarec.llm.local``: one per
+    LocalLLM built without a shared pool) and so does every embedded Chroma system opened
+    (``SharedSystemClient``, one per folder): in the product that is one of each, in a test session it
+    is hundreds. So are the explanation tools cached per index (``rank.explanations._TOOLS``), which
+    keep their index alive. After each module (whose own fixtures are gone by then) they are closed and dropped;
+    the next module loads what it uses again (a memory-mapped model loads in well under a second)."""
+    yield
+    release_process_caches()
 
 
 # =============================================================================================

