@@ -605,13 +605,9 @@ def release_process_caches() -> None:
     from chromadb.api.shared_system_client import SharedSystemClient
 
     from mediarec.llm import local
-    from mediarec.rank import explanations
 
     local._close_open_pools()
     SharedSystemClient.clear_system_cache()
-    # Its keys are weak, but each value (an EvidenceBuilder) holds its key, the index, so every index
-    # that ever explained stays alive with its catalogue, vectors and Chroma client until cleared.
-    explanations._TOOLS.clear()
     gc.collect()
     with contextlib.suppress(OSError, AttributeError):  # glibc: hand the freed heap back to the system
         import ctypes
@@ -624,8 +620,8 @@ def _release_models_and_clients_after_each_module():
     """llama.cpp models stay loaded while their ``ModelPool`` is open (``mediarec.llm.local``: one per
     LocalLLM built without a shared pool) and so does every embedded Chroma system opened
     (``SharedSystemClient``, one per folder): in the product that is one of each, in a test session it
-    is hundreds. So are the explanation tools cached per index (``rank.explanations._TOOLS``), which
-    keep their index alive. After each module (whose own fixtures are gone by then) they are closed and dropped;
+    is hundreds. (The explanation tools live in their index snapshot and go with it:
+    tests/test_lifetimes.py.) After each module (whose own fixtures are gone by then) they are closed and dropped;
     the next module loads what it uses again (a memory-mapped model loads in well under a second)."""
     yield
     release_process_caches()

@@ -35,27 +35,3 @@ def test_a_real_child_process_is_recorded_only_if_it_is_a_server():
     p = subprocess.run([sys.executable, "-c", "print('not a server')"], capture_output=True, text=True)
     assert p.stdout == "not a server\n"
     assert len(conftest._SERVERS_STARTED) == before
-
-
-def test_what_a_module_built_is_let_go_after_it(model_home, tmp_path):
-    """An index that explained (its catalogue, vectors and Chroma client with it) is freed by the
-    release that runs after each module; without it, the explanation tools kept it for the whole run."""
-    import gc
-    import weakref
-
-    from conftest import make_home, release_process_caches
-    from mediarec.app import from_catalog
-    from mediarec.catalog import load_dataset
-    from mediarec.config import Settings
-    from mediarec.rank import explanations
-
-    cat = load_dataset("demo")
-    rec = from_catalog(cat, llm="none", settings=Settings(home=make_home(tmp_path / "home", model_home)),
-                       second_stage=None)
-    assert rec.recommend(user=cat.users()[0], k=5, explain=True).items
-    index, catalog = weakref.ref(rec.index), weakref.ref(rec.catalog)
-    del rec, cat
-    gc.collect()
-    assert index() is not None and index() in explanations._TOOLS  # what the release is for
-    release_process_caches()
-    assert index() is None and catalog() is None
