@@ -157,8 +157,13 @@ def cmd_recommend(args) -> int:
     history = [h.strip() for h in (args.history or "").split(";") if h.strip()]
     if args.user is None and not history and not args.query:
         raise MediarecError("give --user ID, --history \"title; title\" or --query TEXT")
-    rec = from_catalog(_catalog(args), llm=args.llm, chroma_url=args.chroma_url,
-                                   progress=not args.json, prompts_dir=args.prompts_dir, adapter=args.adapter)
+    catalog = _catalog(args)
+    if args.user is not None:  # before building anything: an unknown user is not worth a model's training
+        catalog.history(args.user)
+    if args.k < 1:
+        raise MediarecError("k must be at least 1")
+    rec = from_catalog(catalog, llm=args.llm, chroma_url=args.chroma_url,
+                       progress=not args.json, prompts_dir=args.prompts_dir, adapter=args.adapter)
     rec.llm_requests = args.llm_requests
     ask = dict(history=history, user=args.user, k=args.k, query=args.query,
                include_seen=getattr(args, "include_seen", None))
