@@ -541,12 +541,14 @@ _STALL_AT = textwrap.dedent("""
 """)
 
 
-def kill_at(home: Path, tmp: Path, target: str, *args: str, after: int = 0, when: str = "True") -> None:
+def kill_at(home: Path, tmp: Path, target: str, *args: str, after: int = 0, when: str = "True",
+            env: dict[str, str] | None = None) -> None:
     """Run ``mediarec ARGS`` in a subprocess and SIGKILL it when it reaches ``target`` (module.function
     or module.Class.method) for the ``after+1``-th time (counting the calls whose ``args`` and
-    ``kwargs`` make the expression ``when`` true)."""
+    ``kwargs`` make the expression ``when`` true). ``env``: added to its environment (``cli_env``)."""
     marker = tmp / f"marker-{time.monotonic_ns()}"
-    p = subprocess.Popen([sys.executable, "-c", _STALL_AT, str(marker), target, str(after), when, *args], env=cli_env(home),
+    p = subprocess.Popen([sys.executable, "-c", _STALL_AT, str(marker), target, str(after), when, *args],
+                         env=cli_env(home, **(env or {})),
                          stdout=subprocess.PIPE, stderr=subprocess.PIPE, start_new_session=True)
     deadline = time.monotonic() + 300
     try:

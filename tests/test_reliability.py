@@ -195,9 +195,8 @@ def test_enrich_killed_mid_run_keeps_whole_summaries_and_resumes(tmp_path, model
     threading.Thread(target=server.serve_forever, daemon=True).start()
     env = {"OPENAI_BASE_URL": f"http://127.0.0.1:{server.server_port}/v1", "OPENAI_API_KEY": "test"}
     try:
-        os.environ.update(env)  # the subprocess's environment (removed below)
         kill_at(home, tmp_path, "mediarec.rank.enrich.clean_summary", "enrich", "--dataset", "thin",
-                 "--llm", "openai:fake", "--quiet", after=3)
+                "--llm", "openai:fake", "--quiet", after=3, env=env)
         path = home / "enrich" / "thin.jsonl"
         lines = path.read_text().splitlines()
         assert len(lines) == 3 and all(json.loads(ln)["summary"] for ln in lines)
@@ -206,8 +205,6 @@ def test_enrich_killed_mid_run_keeps_whole_summaries_and_resumes(tmp_path, model
         assert p.stdout.startswith("5 new summaries (0 failed, 3 already there, 8 thin items)")
         assert len(path.read_text().splitlines()) == 8
     finally:
-        for k in env:
-            os.environ.pop(k, None)
         server.shutdown()
 
 
