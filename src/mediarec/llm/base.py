@@ -12,7 +12,7 @@ from __future__ import annotations
 import contextlib
 import threading
 from abc import ABC, abstractmethod
-from typing import Callable, Iterator
+from typing import Any, Callable, Iterator
 
 from pydantic import BaseModel
 
@@ -190,29 +190,25 @@ class LLM(ABC):
 
     def label_logprobs(self, messages: Messages, labels: list[str]) -> LabelScores:
         """Log-probability of each label as the first answer token, from one forward pass."""
-        key = self.cache.key("labels", self.spec, messages, labels)
-        hit = self.cache.get(key)
-        if hit is not None:
-            s = LabelScores.model_validate(hit)
-            s.usage.cached = True
-            return s
-        s = self._label_logprobs(messages, labels)
-        self.cache.put(key, s.model_dump())
-        return s
+        return self._cached(LabelScores, lambda: self._label_logprobs(messages, labels), "labels", messages, labels)
 
     def choose(self, messages: Messages, options: list[str]) -> Choice:
         """The option the model would answer with, read from its logits restricted to the options
         (no sampling, no JSON): one forward pass of the prompt, then one token for each token on
         which the options still differ."""
-        key = self.cache.key("choose", self.spec, messages, options)
+        return self._cached(Choice, lambda: self._choose(messages, options), "choose", messages, options)
+
+    def _cached(self, model: Any, compute: Any, *key_parts: Any) -> Any:
+        """An answer (a Pydantic model with ``usage``) from the answer cache, else computed and stored."""
+        key = self.cache.key(key_parts[0], self.spec, *key_parts[1:])
         hit = self.cache.get(key)
         if hit is not None:
-            c = Choice.model_validate(hit)
-            c.usage.cached = True
-            return c
-        c = self._choose(messages, options)
-        self.cache.put(key, c.model_dump())
-        return c
+            out = model.model_validate(hit)
+            out.usage.cached = True
+            return out
+        out = compute()
+        self.cache.put(key, out.model_dump())
+        return out
 
     def _choose(self, messages: Messages, options: list[str]) -> Choice:
         raise NotImplementedError(f"{self.spec} cannot choose among options by their logits")
