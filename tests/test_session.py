@@ -310,3 +310,81 @@ def test_session_with_the_real_tiny_llm(plain, home):
             assert x.reason_source == "llm"
     text = s.explain(1)
     assert isinstance(text, str) and text.strip()
+
+
+# -- replays in chat (issue 28): a per-message request and a standing ":seen" toggle ----------------
+@pytest.mark.parametrize("text,rest", [
+    ("something to rewatch", "something"),
+    ("an album I have heard before", "an album"),
+    ("a comedy I've already seen", "a comedy"),
+    ("rewatch something from the 90s", "something from the 90s"),
+    ("one of my old favourites", "something"),
+])
+def test_replay_phrases_are_read_and_removed(text, rest):
+    from mediarec.chat.intents import replay_request
+
+    assert replay_request(text) == (True, rest)
+
+
+@pytest.mark.parametrize("text", ["a thriller", "something like Alien but funnier", "seen it all, surprise me"])
+def test_other_requests_are_no_replay_request(text):
+    from mediarec.chat.intents import replay_request
+
+    assert replay_request(text)[0] is False
+
+
+def _liked_ids(plain, user):
+    from mediarec.catalog.model import pair_liked
+
+    pairs = plain.catalog.history_pairs(plain.catalog.history(user))
+    return {it.id for (it, _), ok in zip(pairs, pair_liked(pairs)) if ok}
+
+
+def test_a_rewatch_request_answers_from_the_liked_history_only_for_that_turn(plain):
+    s = ChatSession(plain, user="alice")
+    liked = _liked_ids(plain, "alice")
+    r = s.send("a horror film I have seen before")
+    assert r.kind == "recommendations", r.text
+    ids = _ids(r)
+    assert ids and set(ids) <= liked
+    assert all(_horror(plain.catalog.items[i]) for i in ids)
+    assert "I did not understand" not in r.text  # "seen before" is read, not left over
+    after = s.send("a horror film")  # the next turn is back to new items
+    consumed = {x.item for x in plain.catalog.history("alice")}
+    assert not set(_ids(after)) & consumed
+
+
+def test_a_rewatch_request_with_nothing_matching_says_so(plain):
+    s = ChatSession(plain, user="alice")
+    liked = [plain.catalog.items[i] for i in _liked_ids(plain, "alice")]
+    genre = next(g for g in ("Comedy", "Animation", "Documentary", "Jazz")
+                 if not any(g.lower() in (x.lower() for x in it.genres) for it in liked))
+    r = s.send(f"a {genre.lower()} I have seen before")
+    assert r.kind == "info" and r.text.startswith("Nothing you liked before matches"), r.text
+    assert r.result is None
+
+
+def test_seen_on_caps_replays_at_half_where_the_catalog_rarely_replays(plain):
+    s = ChatSession(plain, user="alice")
+    consumed = {x.item for x in plain.catalog.history("alice")}
+    assert "Replays allowed" in s.set_include_seen(True)
+    r = s.send("a sci-fi film")
+    ids = _ids(r)
+    replays = [i for i in ids if i in consumed]
+    assert len(ids) == 10 and 1 <= len(replays) <= 5, replays
+    assert any(n.startswith("replays are at most half") for n in r.result.notes)
+    s.set_include_seen(False)
+    assert not set(_ids(s.send("a sci-fi film"))) & consumed
+    assert "as this catalog does" in s.set_include_seen(None)
+
+
+def test_the_seen_command_in_the_chat_command(home):
+    from conftest import run_cli
+
+    p = run_cli("chat", "--dataset", "demo", "--user", "alice", "--llm", "none", home=home,
+                stdin=":seen\n:seen on\n:seen maybe\n:seen off\n:quit\n")
+    assert p.returncode == 0, p.stderr
+    out = " ".join(p.stdout.split())
+    assert "Replays: as the catalog does (auto)" in out
+    assert "Replays allowed" in out and "No replays" in out
+    assert "usage: :seen on | :seen off | :seen auto" in " ".join((p.stdout + p.stderr).split())

@@ -21,7 +21,7 @@ from typing import Any, Callable, Iterable, Sequence
 import numpy as np
 
 from mediarec.catalog import Catalog, Interaction, Item
-from mediarec.catalog.model import pair_liked
+from mediarec.catalog.model import pair_liked, repeat_policy
 from mediarec.errors import ConfigError, MediarecError
 from mediarec.index.retriever import Candidate, FusionSettings, Retriever
 from mediarec.index.seq import SeqSource
@@ -113,6 +113,7 @@ class Recommender:
         # policy or the caller's choice; recommend(include_seen=...) overrides it per request.
         # Disliked and low-rated items never come back.
         self.include_seen = include_seen
+        self._replay_policy: str | None = None  # the catalog's, read once when replays are first asked for
         self.use_profile = use_profile  # chat sessions mix the interest profile into retrieval
         self.fusion = fusion
         self.llm = llm
@@ -331,6 +332,9 @@ class Recommender:
         n_pool = max(n_cands, self.stage.settings.pool) if learned else n_cands
         if seen and learned:
             n_pool += self.stage.settings.repeat_pool  # room for the replays the learned stage reads
+        cap = seen and not (learned and self.stage.settings.include_seen) and self._policy() != "allow"
+        if cap:
+            n_pool += min(len(pairs), 500)  # room for new items below the replays that will be capped
         # "like X but Y": X's character (genres) first
         cands = tiered_candidates(rec.retriever, hist_items, k=n_pool, query=text_query, exclude=list(exclude),
                                   profile=profile_text, constraints=constraints, include_seen=seen)
@@ -351,6 +355,9 @@ class Recommender:
             cands, learned_scores = self._learned_candidates(hist_items, cands, profile_text)
             seconds["learned"] = time.perf_counter() - t1
             stages.append("learned")
+        replays_capped = False
+        if cap and cands:
+            cands, replays_capped = self._cap_replays(cands, {it.id for it, _ in pairs}, k)
         cands = cands[:n_cands]
         result = RecommendationResult(items=[], candidates=cands, stages=stages, request=query,
                                       llm=self.llm.spec if self.llm else None, seconds=seconds,
@@ -371,6 +378,9 @@ class Recommender:
                                 "these are the closest items without its filters")
         if seen:
             result.notes.append("items you consumed before may come back (include-seen); disliked ones never do")
+        if replays_capped:
+            result.notes.append("replays are at most half of the list: this catalog's log rarely replays an item, "
+                                "and no model here has learned when people do")
         if not cands:
             result.notes.append("no candidates: every retrievable item is already in the history or excluded")
             return result
@@ -404,6 +414,32 @@ class Recommender:
         explain_result(self, result, pairs, query, explain, on_update=on_update, memo=reasons)
         result.seconds["total"] = time.perf_counter() - t0
         return result
+
+    def _cap_replays(self, cands: list[Candidate], consumed: set[str], k: int) -> tuple[list[Candidate], bool]:
+        """Where the catalog's repeat policy excludes replays (its log rarely replays) and no learned
+        stage with replay features ranks, a consumed item would win on similarity alone (it *is* the
+        taste): the top k keep at most half replays, the rest move down in order. With only replays
+        to rank there is nothing to cap. Returns (candidates, whether the top k changed)."""
+        limit = (k + 1) // 2
+        head: list[Candidate] = []
+        moved: list[Candidate] = []
+        n_replays = 0
+        for c in cands:
+            if c.item.id in consumed:
+                if n_replays >= limit and len(head) < k:
+                    moved.append(c)
+                    continue
+                n_replays += 1
+            head.append(c)
+        out = head[:k] + moved + head[k:]
+        changed = [c.item.id for c in out[:k]] != [c.item.id for c in cands[:k]]
+        return out, changed
+
+    def _policy(self) -> str:
+        """The catalog's repeat policy, read once (it scans the log)."""
+        if self._replay_policy is None:
+            self._replay_policy = repeat_policy(self.catalog)
+        return self._replay_policy
 
     # -- the shared steps -----------------------------------------------------------------------
     def _ready(self) -> "Recommender":

@@ -44,6 +44,12 @@ _BARE_DISLIKE = {"didn't like it", "didnt like it", "did not like it", "i didn't
                  "i did not like it", "hated it", "i hated it", "not for me", "meh", "disliked it", "i disliked it",
                  "thumbs down", "-1", "i don't like it", "i dont like it", "don't like it", "dont like it"}
 _AGAIN = {"again", "more", "refresh", "try again", "show again", "more please", "again please"}
+# "something to rewatch", "an album I have heard before": replays allowed for this turn (issue 28)
+_REPLAY_RE = re.compile(
+    r"\b(?:re-?watch(?:ing)?|re-?listen(?:ing)?(?: to)?|watch(?:ed)? again|listen(?:ed)? (?:to )?again|"
+    r"hear again|see again|play again|(?:i|i have|i've)?\s*(?:already|before)\s+(?:seen|watched|heard|played)|"
+    r"(?:i have|i've)?\s*(?:seen|watched|heard|played|listened to) before|one of my (?:old )?favou?rites|"
+    r"(?:an? )?old favou?rites?)\b")
 _RANK_RE = re.compile(r"(?:number\s+)?#?(\d+)")
 
 #: Words that point at the item mentioned last ("I liked it").
@@ -188,6 +194,18 @@ def shown_rank(ref: str) -> int | None:
     """The rank a reference names ("2", "#2", "number 2"), or None when it names none."""
     m = _RANK_RE.fullmatch(ref.strip().lower())
     return int(m.group(1)) if m else None
+
+
+def replay_request(text: str) -> tuple[bool, str]:
+    """(does the message ask for something already consumed, the message without those words):
+    "something to rewatch" allows replays for that answer, and "rewatch" is not left unread."""
+    msg = clean_message(text)
+    stripped, n = _REPLAY_RE.subn(" ", msg.lower())
+    if not n:
+        return False, msg
+    rest = " ".join(stripped.split()).strip(" ,")
+    rest = re.sub(r"\b(?:to|that|which|i|i have|have)$", "", rest).strip(" ,")
+    return True, rest or "something"
 
 
 def negated_term(text: str) -> str | None:

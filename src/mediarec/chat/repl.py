@@ -35,6 +35,8 @@ Tell me what you consumed:  I watched Heat | I listened to Kind of Blue (and lik
 Commands:
   :constraints   the constraints every list honours, one a line
   :clear [WHAT]  lift one constraint (:clear horror, :clear years, :clear kind, :clear like) or all
+  :seen [on|off|auto]  whether lists may bring back what you liked before (auto: as the catalog does);
+                 "something to rewatch" allows it for one answer
   :history       your history in this session, exclusions and constraints
   :profile       your interest profile (and the search text made from it)
   :why N         a longer explanation of item N of the last list, and where the list's time went
@@ -65,7 +67,7 @@ class Repl:
         try:
             readline.set_history_length(1000)
             readline.parse_and_bind("tab: complete")
-            cmds = [":constraints", ":clear", ":history", ":profile", ":why ", ":reset", ":save ", ":load ", ":help", ":quit"]
+            cmds = [":constraints", ":clear", ":seen", ":history", ":profile", ":why ", ":reset", ":save ", ":load ", ":help", ":quit"]
 
             def complete(text: str, state: int):
                 hits = [c for c in cmds if c.startswith(text)] if text.startswith(":") else []
@@ -208,6 +210,17 @@ class Repl:
             self.say("\n".join(held) if held else "No constraints: ask e.g. 'no horror' or 'from the 90s'.")
         elif name == ":clear":
             self.say(self.session.clear(arg))
+        elif name == ":seen":
+            choice = {"on": True, "yes": True, "off": False, "no": False, "auto": None, "": "show"}.get(arg.lower(), "bad")
+            if choice == "bad":
+                self.hint("usage: :seen on | :seen off | :seen auto")
+                return None
+            if choice == "show":
+                now = self.session.include_seen
+                self.say("Replays: " + ("allowed" if now else "not shown" if now is False else "as the catalog does (auto)")
+                         + " (':seen on', ':seen off' or ':seen auto' to change).")
+            else:
+                self.say(self.session.set_include_seen(choice))
         elif name == ":profile":
             prof = self.work(self.session.profile, "building your profile…")
             if prof is not _CANCELLED:

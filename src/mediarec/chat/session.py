@@ -34,7 +34,7 @@ from mediarec.catalog.model import Interaction, Item
 from mediarec.chat.explain import explain_item
 from mediarec.chat import standing
 from mediarec.chat.feedback import FeedbackActions
-from mediarec.chat.intents import (Again, Consumed, Feedback, Intent, LikeShown, MoreLike, NotShown, clean_message, is_vague,
+from mediarec.chat.intents import (Again, Consumed, Feedback, Intent, LikeShown, MoreLike, NotShown, clean_message, is_vague, replay_request,
                                     negated_term, parse_intent)
 from mediarec.chat.references import References, _NotFound
 from mediarec.chat.state import SESSION_FORMAT, ReplyKind, SessionReply, SessionState, Turn, read_state
@@ -87,6 +87,9 @@ class ChatSession(References, FeedbackActions):
         #: Called with each provisional list of an answer in progress (see ``Recommender.recommend``).
         self.on_update: Callable[[RecommendationResult], None] | None = None
         self.on_event: Any = None  # called with each like, dislike and watch the user gives
+        #: Whether lists may bring back what the user already liked (":seen on|off|auto"); None follows
+        #: the recommender (the catalog's repeat policy or the command's --include-seen).
+        self.include_seen: bool | None = None
         self.reset()
 
     # -- state -----------------------------------------------------------------------------
@@ -238,8 +241,24 @@ class ChatSession(References, FeedbackActions):
         turn, _ = self.recommender._read_request(text, bool(self.history()), anchors, anchor_name or "the list")
         return turn if turn is not None else Constraints(request=text)
 
+    def set_include_seen(self, value: bool | None) -> str:
+        """Replays for every later list: True allows liked items to come back, False never, None as
+        the catalog's policy says."""
+        with self._lock:
+            self.include_seen = value
+        if value is None:
+            allowed = bool(getattr(self.recommender, "include_seen", False))
+            return f"Replays as this catalog does: {'allowed' if allowed else 'not shown'} (':seen on' or ':seen off' to choose)."
+        return ("Replays allowed: lists may bring back what you liked before." if value else
+                "No replays: lists show only what you have not consumed yet.")
+
     def _request(self, text: str, turn: Constraints | None = None) -> SessionReply:
-        """A request: read, merged into the standing constraints, and answered under them all."""
+        """A request: read, merged into the standing constraints, and answered under them all.
+        "something to rewatch" allows replays for this answer only."""
+        if turn is None:
+            replay, rest = replay_request(text)
+            if replay:
+                return self._replay_request(text, rest)
         turn = self._read(text) if turn is None else turn
         if not (turn.is_hard or turn.reference) and is_vague(text):
             return self._ask(text)  # "what next?": the standing constraints as they are
@@ -262,6 +281,30 @@ class ChatSession(References, FeedbackActions):
             return SessionReply(kind="ack", text=f"From now on: {'; '.join(self.constraint_lines())} "
                                                  f"({n} items left out). ':constraints' lists them, ':clear' lifts them.")
         return self._ask(query, constraints=merged, heading=text)
+
+    def _replay_request(self, text: str, rest: str) -> SessionReply:
+        """"a comedy I have seen before": the rest read as any request, answered from what the user
+        liked before (replays only, this answer only)."""
+        from mediarec.catalog.model import pair_liked
+
+        pairs = self.history_pairs()
+        liked = {it.id for (it, _), ok in zip(pairs, pair_liked(pairs)) if ok}
+        if not liked:
+            return SessionReply(kind="info", text="Nothing to replay yet: you have not liked anything here. "
+                                                  "Tell me what you enjoyed ('I watched Heat and loved it').")
+        self._tls.include_seen = True
+        self._tls.only = liked
+        try:
+            reply = self._request(rest, self._read(rest)) if not is_vague(rest) else self._ask(None, heading=text)
+        finally:
+            self._tls.include_seen = self._tls.only = None
+        nothing = reply.result is not None and (not reply.result.items or any(
+            n.startswith("nothing left satisfies") for n in reply.result.notes))
+        if reply.kind in ("info", "recommendations") and nothing:
+            return SessionReply(kind="info", text=f"Nothing you liked before matches {rest!r}.")
+        if reply.kind == "recommendations":
+            reply = reply.model_copy(update={"text": reply.text.replace(repr(rest), repr(text), 1)})
+        return reply
 
     def _like_shown(self, intent: LikeShown) -> SessionReply:
         """"like 2 but shorter": item 2 of the last list as the reference, the rest read as a request."""
@@ -309,9 +352,14 @@ class ChatSession(References, FeedbackActions):
                                 "what you watched or listened to ('I watched Heat').")
         profile = self.profile() if self.use_profile and hist and not note else None
         # the session reads requests itself (a rank such as "like 2" means nothing to the recommender)
-        result = self.recommender.recommend(history=hist, query=query, exclude=self.exclusions(c), k=self.k,
+        seen, only = getattr(self._tls, "include_seen", None), getattr(self._tls, "only", None)
+        exclude = self.exclusions(c)
+        if only:  # replays only: everything else is left out
+            exclude = list(exclude) + [i for i in self.catalog.items if i not in only]
+        result = self.recommender.recommend(history=hist, query=query, exclude=exclude, k=self.k,
                                             profile=profile, read_request=note is None, constraints=c,
-                                            on_update=self.on_update, reasons=self.reasons)
+                                            on_update=self.on_update, reasons=self.reasons,
+                                            include_seen=self.include_seen if seen is None else seen)
         if request is not None and query != request:
             result.request = request
         if note:
