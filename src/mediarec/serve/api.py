@@ -269,7 +269,7 @@ async def _send(send, status: int, message: str) -> None:
 class Access:
     """Keys, rate limits, metrics and the last-resort 500, as plain ASGI: Starlette's ``@middleware("http")``
     (BaseHTTPMiddleware) runs each request through a task group and memory streams, a cost every
-    served request paid (docs/serve.md, the load benchmark)."""
+    served request paid (benchmarks/serve_load.py)."""
 
     def __init__(self, app, service: "Service", requests: Any, seconds: Any):
         self.app, self.service, self.m_requests, self.m_seconds = app, service, requests, seconds
