@@ -189,6 +189,7 @@ def main() -> int:
     ap.add_argument("-k", type=int, default=10)
     ap.add_argument("--no-explain", action="store_true", help="ask without reasons (\"explain\": false)")
     ap.add_argument("--kill-restarts", type=int, default=0, help="also: N kill -9 restarts under event load")
+    ap.add_argument("--tag", default="", help="a suffix for the result files (before/after runs side by side)")
     ap.add_argument("--output", default=str(ROOT / "benchmarks" / "results"))
     args = ap.parse_args()
 
@@ -203,7 +204,7 @@ def main() -> int:
     items = sorted(catalog.items)[:50]
     _, key = KeyStore(home).add("serve_load benchmark", rate=1e6)
     out = {"machine": machine(), "dataset": args.dataset, "items": len(catalog.items), "users": len(users),
-           "seconds_per_level": args.seconds, "server_workers": args.workers, "server_processes": args.processes, "levels": []}
+           "command": "python benchmarks/serve_load.py " + " ".join(sys.argv[1:]), "seconds_per_level": args.seconds, "server_workers": args.workers, "server_processes": args.processes, "levels": []}
     log = Path(tempfile.gettempdir()) / f"serve_load-{args.dataset}.server.log"
     log.parent.mkdir(parents=True, exist_ok=True)
     port = free_port()
@@ -216,7 +217,8 @@ def main() -> int:
             out["levels"].append(res)
             print(f"{c:4d} clients: {res['throughput']:7.1f} req/s  p50 {res['p50_ms']:7.1f} ms  "
                   f"p99 {res['p99_ms']:7.1f} ms  CPU {1000 * res['cpu_s_per_request']:.1f} ms/req  "
-                  f"bound {res['cpu_bound_rps']:.1f} req/s ({100 * res['share_of_bound']:.0f}%)  {res['codes']}",
+                  f"bound {res['cpu_bound_rps']:.1f} req/s ({100 * res['share_of_bound']:.0f}%)  "
+                  f"loadgen CPU {1000 * res['loadgen_cpu_s'] / max(res['requests'], 1):.1f} ms/req  {res['codes']}",
                   flush=True)
     finally:
         proc.terminate()
@@ -227,22 +229,22 @@ def main() -> int:
         print(f"kill -9 restarts: {out['kill_restarts']}", flush=True)
     out["machine"]["loadavg_after"] = os.getloadavg()
     stem = Path(args.output) / (f"serve_load-{args.dataset}{'-no-explain' if args.no_explain else ''}"
-                                f"{f'-p{args.processes}' if args.processes > 1 else ''}")
+                                f"{f'-p{args.processes}' if args.processes > 1 else ''}{f'-{args.tag}' if args.tag else ''}")
     stem.with_suffix(".json").write_text(json.dumps(out, indent=2) + "\n")
     m = out["machine"]
     lines = [f"# serve_load: {args.dataset} ({out['items']} items, {out['users']} users)", "",
              f"{m['date']}, commit {m['commit']}, {m['cpu']}, {m['cores']} cores, Python {m['python']}; "
              f"load average before {m['loadavg_before'][0]:.1f}, after {m['loadavg_after'][0]:.1f} "
              "(the machine is shared: other jobs ran too).", "",
-             f"`python benchmarks/serve_load.py --dataset {args.dataset} --home HOME --seconds {args.seconds:g}"
-             f"{' --kill-restarts %d' % args.kill_restarts if args.kill_restarts else ''}{' --no-explain' if args.no_explain else ''}`: `POST /recommend` "
+             f"`python benchmarks/serve_load.py {' '.join('HOME' if a == args.home else a for a in sys.argv[1:])}`: "
+             "`POST /recommend` "
              f"(user, k={args.k}{', explain false' if args.no_explain else ''}; retrieval + learned stage, `--llm none`), server `--workers {args.workers} --processes {args.processes}`.", "",
-             "| clients | req/s | p50 ms | p99 ms | server CPU ms/req | CPU bound req/s | share of bound | statuses |",
-             "|---|---|---|---|---|---|---|---|"]
+             "| clients | req/s | p50 ms | p99 ms | server CPU ms/req | CPU bound req/s | share of bound | load generator CPU ms/req | statuses |",
+             "|---|---|---|---|---|---|---|---|---|"]
     for r in out["levels"]:
         lines.append(f"| {r['clients']} | {r['throughput']:.1f} | {r['p50_ms']:.1f} | {r['p99_ms']:.1f} | "
                      f"{1000 * r['cpu_s_per_request']:.1f} | {r['cpu_bound_rps']:.1f} | {100 * r['share_of_bound']:.0f}% | "
-                     f"{r['codes']} |")
+                     f"{1000 * r['loadgen_cpu_s'] / max(r['requests'], 1):.1f} | {r['codes']} |")
     if "kill_restarts" in out:
         kr = out["kill_restarts"]
         lines += ["", f"kill -9 restarts under event load: {kr['restarts']} restarts, {kr['acknowledged']} events "

@@ -29,6 +29,7 @@ from fastapi import FastAPI, HTTPException, Path as PathParam, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import HTMLResponse, JSONResponse, Response, StreamingResponse
 from pydantic import BaseModel, ConfigDict, Field, model_validator
+from starlette.datastructures import Headers
 
 from mediarec.catalog.model import Interaction, Item
 from mediarec.errors import MediarecError, UnknownItemError, UnknownUserError
@@ -265,6 +266,58 @@ async def _send(send, status: int, message: str) -> None:
     await send({"type": "http.response.body", "body": body})
 
 
+class Access:
+    """Keys, rate limits, metrics and the last-resort 500, as plain ASGI: Starlette's ``@middleware("http")``
+    (BaseHTTPMiddleware) runs each request through a task group and memory streams, a cost every
+    served request paid (benchmarks/serve_load.py)."""
+
+    def __init__(self, app, service: "Service", requests: Any, seconds: Any):
+        self.app, self.service, self.m_requests, self.m_seconds = app, service, requests, seconds
+
+    async def __call__(self, scope, receive, send):
+        if scope["type"] != "http":
+            return await self.app(scope, receive, send)
+        t0 = time.perf_counter()
+        service, path = self.service, scope["path"]
+        state = scope.setdefault("state", {})
+        if service.auth and path not in OPEN_PATHS:
+            headers = Headers(scope=scope)
+            presented = headers.get("x-api-key")
+            auth = headers.get("authorization", "")
+            if presented is None and auth[:7].lower() == "bearer ":
+                presented = auth[7:].strip()
+            key = service.keys().check(presented)
+            if key is None:
+                self.m_requests.labels("unauthorized", "401").inc()
+                return await _error(401, "a valid API key is needed (Authorization: Bearer KEY; `mediarec keys add`)",
+                                    {"WWW-Authenticate": "Bearer"})(scope, receive, send)
+            wait = service.limiter.take(key.id, key.rate)
+            if wait > 0:
+                self.m_requests.labels("rate_limited", "429").inc()
+                return await _error(429, f"rate limit of this key ({key.rate:g} requests/s) reached",
+                                    {"Retry-After": str(max(1, round(wait + 0.5)))})(scope, receive, send)
+            state["key_id"] = key.id
+        else:
+            state["key_id"] = "open"
+        status = [500, False]  # the status sent, whether a response started
+
+        async def watch(msg):
+            if msg["type"] == "http.response.start":
+                status[0], status[1] = msg["status"], True
+            await send(msg)
+
+        try:
+            await self.app(scope, receive, watch)
+        except Exception:  # noqa: BLE001 - logged here, the client gets no internals
+            log.exception("internal error on %s", path)
+            status[0] = 500
+            if not status[1]:
+                await _error(500, "internal error (the server log has the details)")(scope, receive, send)
+        route = getattr(scope.get("route"), "path", "unmatched")
+        self.m_requests.labels(route, str(status[0])).inc()
+        self.m_seconds.labels(route).observe(time.perf_counter() - t0)
+
+
 def create_app(service: Service) -> FastAPI:
     """The FastAPI application over ``service`` (uvicorn serves it; tests call it in process too)."""
     from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Gauge, Histogram, generate_latest
@@ -293,37 +346,7 @@ def create_app(service: Service) -> FastAPI:
     app.state.service = service
     app.add_middleware(BodyGuard)
 
-    @app.middleware("http")
-    async def access(request: Request, call_next):
-        t0 = time.perf_counter()
-        path = request.url.path
-        if service.auth and path not in OPEN_PATHS:
-            presented = request.headers.get("x-api-key")
-            auth = request.headers.get("authorization", "")
-            if presented is None and auth[:7].lower() == "bearer ":
-                presented = auth[7:].strip()
-            key = service.keys().check(presented)
-            if key is None:
-                m_requests.labels("unauthorized", "401").inc()
-                return _error(401, "a valid API key is needed (Authorization: Bearer KEY; `mediarec keys add`)",
-                              {"WWW-Authenticate": "Bearer"})
-            wait = service.limiter.take(key.id, key.rate)
-            if wait > 0:
-                m_requests.labels("rate_limited", "429").inc()
-                return _error(429, f"rate limit of this key ({key.rate:g} requests/s) reached",
-                              {"Retry-After": str(max(1, round(wait + 0.5)))})
-            request.state.key_id = key.id
-        else:
-            request.state.key_id = "open"
-        try:
-            response = await call_next(request)
-        except Exception:  # noqa: BLE001 - logged here, the client gets no internals
-            log.exception("internal error on %s", path)
-            response = _error(500, "internal error (the server log has the details)")
-        route = getattr(request.scope.get("route"), "path", "unmatched")
-        m_requests.labels(route, str(response.status_code)).inc()
-        m_seconds.labels(route).observe(time.perf_counter() - t0)
-        return response
+    app.add_middleware(Access, service=service, requests=m_requests, seconds=m_seconds)
 
     @app.exception_handler(RequestValidationError)
     async def invalid(request: Request, exc: RequestValidationError):
