@@ -180,6 +180,7 @@ class EvidenceBuilder:
         tpos = [self.index.position(it.id) for it in wanted]
         t_items = [it for it, p in zip(wanted, tpos) if p is not None]
         t_vecs = self.index.text_vectors[[p for p in tpos if p is not None]] if t_items else None
+        t_norms = np.linalg.norm(t_vecs, axis=1) if t_vecs is not None else None  # once, not per item
         genre_counts = Counter(g.lower() for it in wanted for g in set(it.genres))
         tag_counts = Counter(t.lower() for it in wanted for t in set(it.tags))
         decades = Counter(decade(it.year) for it in wanted if it.year)
@@ -205,8 +206,7 @@ class EvidenceBuilder:
             p = self.index.position(item.id)
             if p is not None and t_vecs is not None:
                 v = self.index.text_vectors[p]
-                cos = (t_vecs @ v) / np.maximum(np.linalg.norm(t_vecs, axis=1) * max(float(np.linalg.norm(v)), 1e-12),
-                                                1e-12)
+                cos = (t_vecs @ v) / np.maximum(t_norms * max(float(np.linalg.norm(v)), 1e-12), 1e-12)
                 for j in np.argsort(-cos, kind="stable")[:TOP_HISTORY]:
                     if t_items[j].id != item.id:
                         ev.similar.append(HistoryLink(id=t_items[j].id, title=t_items[j].title,
