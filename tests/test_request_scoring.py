@@ -91,15 +91,16 @@ def test_i_would_like_is_a_wish_not_a_reference(shared_data):
 
 
 def test_minilm_fallback_on_the_tuning_paraphrases(shared_data, embedder):
-    """The embedding fallback, at the thresholds chosen on DEV_PARAPHRASES: most read right, few
-    wrong (54 and 3 of 102 when chosen)."""
+    """The embedding fallback, at the thresholds chosen on DEV_PARAPHRASES, with the genres'
+    descriptions: most read right, none wrong (87 and 0 of 102 when chosen; 54 and 3 by the genre
+    names alone)."""
     ml = load_dataset("movielens-100k", shared_data)
     right = wrong = 0
     for g, text in dev_paraphrase_cases():
         c = read_by_similarity(parse_request(text, ml), ml, embedder.embed)
         right += c.genres == [g]
         wrong += bool(c.genres) and c.genres != [g]
-    assert right >= 50 and wrong <= 5, (right, wrong)
+    assert right >= 80 and wrong <= 2, (right, wrong)
 
 
 @pytest.mark.llm
