@@ -129,3 +129,31 @@ def test_scoring_with_a_real_local_llm(demo, smol_path):
     assert sum(got.first.values()) > 0.99 or len(set(got.first.values())) < len(got.first)
     # a read request (nothing unread) never asks the model
     assert llm_score_request("a comedy from the 80s", demo, llm).llm_seconds is None
+
+
+def test_a_close_call_is_left_for_the_llm_with_its_two_nearest_genres(shared_data, embedder):
+    """Where two genres are nearly as near (a DEV_PARAPHRASES case), the fallback applies neither: the
+    words stay unread and the two go to the LLM; words said against are never read as wanted."""
+    ml = load_dataset("movielens-100k", shared_data)
+    c = read_by_similarity(parse_request("a tense cat-and-mouse chase", ml), ml, embedder.embed)
+    assert not c.genres and c.unread and len(c.close_genres) == 2 and "Thriller" in c.close_genres
+    c = read_by_similarity(parse_request("not another superhero movie", ml), ml, embedder.embed)
+    assert not c.genres and not c.close_genres and "superhero" in c.unread
+    assert read_by_similarity(parse_request("a sheriff and outlaws in a dusty town", ml), ml,
+                              embedder.embed).genres == ["Western"]
+
+
+@pytest.mark.llm
+def test_a_close_call_offers_the_real_llm_only_its_nearest_genres(demo, smol_path):
+    """Real llama.cpp: given a close call, the LLM's reading is one of its genres or nothing."""
+    from mediarec.llm import load_llm
+
+    llm = load_llm(f"local:{smol_path}", cache=False)
+    llm.n_threads = 1
+    rules = parse_request("a film that makes me jump out of my seat", demo)
+    assert rules.unread and not rules.genres
+    out = llm_score_request(rules.request, demo, llm, read=rules.model_copy(update={"close_genres": ["Horror",
+                                                                                                     "Action"]}))
+    assert out.llm_seconds is not None and out.close_genres == []
+    assert set(out.genres) <= {"Horror", "Action"} and not out.tags and not out.kinds and out.year_min is None
+    assert bool(out.genres) != bool(out.unread)  # read as one of the two, or shown back as unread
