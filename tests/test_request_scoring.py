@@ -155,5 +155,5 @@ def test_a_close_call_offers_the_real_llm_only_its_nearest_genres(demo, smol_pat
     out = llm_score_request(rules.request, demo, llm, read=rules.model_copy(update={"close_genres": ["Horror",
                                                                                                      "Action"]}))
     assert out.llm_seconds is not None and out.close_genres == []
-    assert set(out.genres) <= {"Horror", "Action"} and not out.tags and not out.kinds and out.year_min is None
+    assert set(out.genres) <= {"Horror", "Action"} and not out.tags and out.kinds == rules.kinds and out.year_min is None
     assert bool(out.genres) != bool(out.unread)  # read as one of the two, or shown back as unread
