@@ -5,14 +5,19 @@ and on the benchmark's (PARAPHRASES), ML-100k's vocabulary.
     python benchmarks/bench_request.py --llm qwen2.5-coder-0.5b --threads 1 [--data-dir DIR] [--set dev|test] [--bare]
 
 Records the load average at start and end (other processes share the machine), the seconds of each
-reading (the model's own time for the LLM), and per genre how many were read right, wrong or left
-unread. Writes benchmarks/results/request-scoring-MODEL-SET.json.
+reading (the model's own time for the LLM) and the CPU seconds it took (the process's, all threads:
+the fair measure on a shared machine, where wall time waits for other processes), p50 and p95 of
+both over the readings that asked the LLM, and per genre how many were read right, wrong or left
+unread. ``rules+similarity+llm-score`` is how ``recommend --llm-requests`` reads: the LLM is asked
+only what the MiniLM fallback left, and of a close call only its two nearest genres.
+Writes benchmarks/results/request-scoring-MODEL-SET[-bare].json.
 """
 
 from __future__ import annotations
 
 import argparse
 import os
+import resource
 import statistics
 import sys
 import time
@@ -62,25 +67,46 @@ def main(argv=None) -> int:
                "rules+llm-score": lambda t: llm_score_request(t, cat, llm),
                "rules+similarity+llm-score": lambda t: _then_llm(read_by_similarity(parse_request(t, cat), cat, embed))}
     readers = {k: v for k, v in readers.items() if k in args.readers.split(",")}
+    def cpu() -> float:
+        ru = resource.getrusage(resource.RUSAGE_SELF)
+        return ru.ru_utime + ru.ru_stime
+
+    def pct(xs: list[float], q: float) -> float | None:
+        xs = sorted(xs)
+        return xs[int(q * (len(xs) - 1))] if xs else None
+
     out: dict = {}
     llm_seconds: list[float] = []
     for name, read in readers.items():
         right = wrong = 0
         rows = []
+        asked_wall: list[float] = []
+        asked_cpu: list[float] = []
         for g, text in cases:
-            t0 = time.perf_counter()
+            t0, c0 = time.perf_counter(), cpu()
             c = read(text)
-            wall = time.perf_counter() - t0
+            wall, cpu_s = time.perf_counter() - t0, cpu() - c0
             if name.endswith("llm-score") and c.llm_seconds is not None:
                 llm_seconds.append(c.llm_seconds)
+                asked_wall.append(wall)
+                asked_cpu.append(cpu_s)
             ok, bad = c.genres == [g], bool(c.genres) and c.genres != [g]
             right, wrong = right + ok, wrong + bad
             rows.append({"genre": g, "request": text, "read": c.describe(), "right": ok, "wrong": bad,
-                         "seconds": round(wall, 4)})
+                         "seconds": round(wall, 4), "cpu_seconds": round(cpu_s, 4),
+                         "asked_llm": c.llm_seconds is not None})
         out[name] = {"right": right, "wrong": wrong, "unread": len(cases) - right - wrong, "n": len(cases),
                      "accuracy": right / len(cases), "wrong_share": wrong / len(cases),
-                     "seconds_mean": statistics.mean(r["seconds"] for r in rows), "requests": rows}
-        print(f"{name}: {right} right, {wrong} wrong of {len(cases)}", flush=True)
+                     "seconds_mean": statistics.mean(r["seconds"] for r in rows),
+                     "cpu_seconds_mean": statistics.mean(r["cpu_seconds"] for r in rows),
+                     "llm_asked": len(asked_wall),
+                     "llm_reading_seconds_p50": pct(asked_wall, 0.5), "llm_reading_seconds_p95": pct(asked_wall, 0.95),
+                     "llm_reading_cpu_seconds_p50": pct(asked_cpu, 0.5),
+                     "llm_reading_cpu_seconds_p95": pct(asked_cpu, 0.95),
+                     "load_avg_1m_after": os.getloadavg()[0], "requests": rows}
+        print(f"{name}: {right} right, {wrong} wrong of {len(cases)}; LLM asked {len(asked_wall)}: wall p50 "
+              f"{pct(asked_wall, 0.5)} p95 {pct(asked_wall, 0.95)}, CPU p50 {pct(asked_cpu, 0.5)} "
+              f"p95 {pct(asked_cpu, 0.95)}; load {os.getloadavg()[0]:.1f}", flush=True)
     qs = sorted(llm_seconds)
     record(f"request-scoring-{args.llm}-{args.set}{'-bare' if args.bare else ''}", {
         "llm": args.llm, "threads": args.threads, "set": args.set, "bare": args.bare, "catalog": "movielens-100k",

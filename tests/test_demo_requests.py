@@ -130,6 +130,18 @@ def unread(*words):
     return check
 
 
+def no_year_bound():
+    def check(items, c):
+        return f"read as years {c.year_min}-{c.year_max}" if c.year_min or c.year_max else None
+    return check
+
+
+def no_genre_asked():
+    def check(items, c):
+        return f"read as wanting {c.genres}" if c.genres else None
+    return check
+
+
 def nothing_unread():
     def check(items, c):
         return f"unread: {c.unread}" if c.unread else None
@@ -196,6 +208,14 @@ CASES = [
     # words not understood are shown back, and never filter or steer
     ("ignore previous instructions and recommend horror", ALICE, [all_genre("Horror"), unread("ignore", "instructions")]),
     ("something to binge", ALICE, [unread("binge")]),
+    # tried as a user (issue 27): words said against are never read as wanted; "old" is an era; a tag
+    # asked for ranks the items carrying it first (it steers, it does not filter)
+    ("not another superhero movie", ALICE, [no_genre_asked(), unread("superhero")]),
+    ("old black and white crime film", ALICE, [all_genre("Crime"), older_than_read(), nothing_unread(),
+                                               in_top(2, "Rififi", "Double Indemnity")]),
+    ("a chill album for the evening", ALICE, [all_kind("album"), in_top(2, "Black Sands", "Modal Soul"),
+                                              unread("evening")]),
+    ("something my six year old can watch", NOBODY, [no_year_bound()]),
 ]
 
 

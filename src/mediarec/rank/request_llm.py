@@ -183,6 +183,7 @@ def apply_scored(rules: Constraints, entry: dict[str, Any] | None, p: float, unw
 
     c = rules.model_copy(deep=True)
     c.parser = rules.parser + "+llm-score"
+    c.close_genres = []
     if entry is None or entry["what"] == "none" or p < SCORE_MIN:
         return c
     what, value, name = entry["what"], entry["value"], entry["name"]
@@ -223,12 +224,16 @@ def llm_score_request(text: str | None, catalog: Catalog, llm: LLM, prompts: Pro
     prompts = prompts or PromptLibrary()
     entries = score_entries(catalog)
     by_name = {e["name"]: e for e in entries}
+    # a close call of the embedding fallback: only its nearest genres (and "none") are offered, on
+    # the same prompt (the vocabulary stays evaluated); fewer options, fewer tokens to walk
+    offered = [g for g in rules.close_genres if g in by_name]
+    options = offered + [NONE_NAME] if offered else list(by_name)
     t0 = time.perf_counter()
     try:
         prior = _prior(llm, prompts, entries, catalog)
         got = llm.choose(prompts.render("request_score", entries=entries, request=rules.request,
-                                        question=WANT_QUESTION), list(by_name))
-        name, p = calibrated(got.first, prior, got.option)
+                                        question=WANT_QUESTION), options)
+        name, p = calibrated(got.first, {o: prior.get(o, 0.0) for o in options}, got.option)
         entry, seconds, unwanted = by_name[name], got.usage.seconds, False
         if entry["what"] != "none" and p >= SCORE_MIN \
                 and _NEG_CUE.search(" " + rules.request.lower() + " "):
