@@ -90,7 +90,12 @@ def explain_result(recommender: "Served", result: "RecommendationResult", pairs:
         return
     builder, checker = tools_for(recommender)
     t0 = time.perf_counter()
-    evidence = builder.build([r.item for r in result.items], pairs, request)
+    # "It matches your request" is measured against what the request was read as searching for
+    # (its soft words and tags), never the raw words: "not another superhero movie" is close to
+    # superhero films in text, and a request read only as filters or exclusions searches nothing.
+    read = result.constraints
+    searched = read.text_query() if read is not None and hasattr(read, "text_query") else request
+    evidence = builder.build([r.item for r in result.items], pairs, searched)
     asked = list(getattr(result.constraints, "genres", None) or [])  # the genres the request asked for
     if asked:
         evidence = {r.item.id: evidence[r.item.id].with_request(r.item, asked) for r in result.items}
