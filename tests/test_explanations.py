@@ -191,6 +191,15 @@ def test_every_item_has_a_checked_reason_without_an_llm(plain, demo):
         assert res.explanations["template"] == 10
 
 
+def test_a_request_read_as_nothing_to_search_is_never_matched(plain):
+    """False reason seen on the demo: "not another superhero movie" searched nothing (the words
+    were not understood), yet films close in text to the raw words were said to match it."""
+    res = plain.recommend(user="alice", k=10, query="not another superhero movie")
+    assert res.constraints is not None and res.constraints.text_query() is None
+    for r in res.items:
+        assert r.evidence.request_match is None and "matches your request" not in r.reason, r.reason
+
+
 def test_template_reasons_pass_for_real_users(plain, demo):
     from mediarec.rank.evidence import split_history
     from mediarec.rank.explanations import tools_for
