@@ -425,6 +425,11 @@ class IndexBuilder(_IndexPlace):
             col = self.client.get_collection(name, embedding_function=embedding_function)
         except Exception:  # noqa: BLE001 - chroma raises different types for "not found" across versions
             col = None
+            if embedding_function is not None:
+                # Chroma refuses a collection made with another embedding function (another
+                # embedder): open it without one, so the fingerprint below finds it stale
+                with contextlib.suppress(Exception):
+                    col = self.client.get_collection(name)
         if col is not None and (col.metadata or {}).get("fingerprint") != fingerprint:
             if not rebuild:
                 raise IndexError_(f"index collection {name!r} is stale (built from other data); "
