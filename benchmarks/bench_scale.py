@@ -131,9 +131,13 @@ def main() -> None:
     ap.add_argument("--embedder", default=None, help="the index's embedder (default: the configured one)")
     ap.add_argument("--quality", default=None, metavar="OLD,NEW", help="compare two embedders on ML-100k instead")
     ap.add_argument("--data-dir", default="/work/shared/data")
+    ap.add_argument("--embed-only", action="store_true",
+                    help="only embed the generated items with --embedder (batches of 256, in this process): the text side's model cost")
     args = ap.parse_args()
     if args.quality:
         return quality(args)
+    if args.embed_only:
+        return embed_only(args)
 
     work = Path(args.work or tempfile.mkdtemp(prefix="bench-scale-"))
     work.mkdir(parents=True, exist_ok=True)
@@ -171,6 +175,35 @@ def main() -> None:
     record(args.result, out)  # the index's numbers are kept even if what follows fails
     out["candidates"] = time_candidates(home, args.queries)
     record(args.result, out)
+
+
+def embed_only(args) -> None:
+    """CPU and wall seconds of embedding the catalog's item texts alone (no Chroma, no collab)."""
+    import resource
+
+    from mediarec.catalog.model import Item
+    from mediarec.config import Settings
+    from mediarec.index.embeddings import make_embedder
+
+    work = Path(args.work or tempfile.mkdtemp(prefix="bench-scale-"))
+    work.mkdir(parents=True, exist_ok=True)
+    if not (work / "items.jsonl").exists():
+        generate(work, args.items, args.interactions, args.users, args.topics, args.seed)
+    home = work / "home"
+    models_home(home, args.models)
+    name = args.embedder or "minilm-l6-int8"
+    distill = prepare_embedder(name, home)
+    embedder = make_embedder(name, Settings(home=home))
+    with open(work / "items.jsonl", encoding="utf-8") as f:
+        texts = [Item(**json.loads(line)).text() for _, line in zip(range(args.items), f)]
+    r0, t, load = resource.getrusage(resource.RUSAGE_SELF), time.perf_counter(), os.getloadavg()
+    for start in range(0, len(texts), 256):
+        embedder.embed(texts[start:start + 256])
+    r1, wall = resource.getrusage(resource.RUSAGE_SELF), time.perf_counter() - t
+    cpu = r1.ru_utime + r1.ru_stime - r0.ru_utime - r0.ru_stime
+    record(args.result, {"embedder": name, "items": len(texts), "distill": distill, "cpu_seconds": round(cpu, 1),
+                         "wall_seconds": round(wall, 1), "items_per_cpu_second": round(len(texts) / cpu),
+                         "load_avg_1m_5m_15m_before": [round(x, 2) for x in load]})
 
 
 def models_home(home: Path, models: str) -> None:
