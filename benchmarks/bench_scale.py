@@ -131,6 +131,8 @@ def main() -> None:
     ap.add_argument("--embedder", default=None, help="the index's embedder (default: the configured one)")
     ap.add_argument("--quality", default=None, metavar="OLD,NEW", help="compare two embedders on ML-100k instead")
     ap.add_argument("--data-dir", default="/work/shared/data")
+    ap.add_argument("--candidates-only", action="store_true",
+                    help="time candidates() on the index --work already holds and add it to results/<--result>.json")
     ap.add_argument("--embed-only", action="store_true",
                     help="only embed the generated items with --embedder (batches of 256, in this process): the text side's model cost")
     args = ap.parse_args()
@@ -138,6 +140,15 @@ def main() -> None:
         return quality(args)
     if args.embed_only:
         return embed_only(args)
+    if args.embedder:  # this process opens the index too (candidates): the same embedder, or it reads as stale
+        os.environ["MEDIAREC_EMBEDDER"] = args.embedder
+    if args.candidates_only:
+        out = json.loads((Path(__file__).resolve().parent / "results" / f"{args.result}.json").read_text())
+        out = {"index_run": {k: out[k] for k in ("date", "machine", "command", "commit") if k in out}} | {
+            k: v for k, v in out.items() if k not in ("benchmark", "date", "machine", "command", "commit", "index_run")}
+        out["candidates"] = time_candidates(Path(args.work) / "home", args.queries)
+        record(args.result, out)
+        return None
 
     work = Path(args.work or tempfile.mkdtemp(prefix="bench-scale-"))
     work.mkdir(parents=True, exist_ok=True)
