@@ -15,7 +15,12 @@ machine the wall clock depends on the neighbours: the CPU seconds (user + system
 costs, and on two otherwise idle cores the wall clock is about CPU seconds / the parallelism it got. Then ``candidates()`` is
 timed in this process on the built index (``--queries`` users' histories, k=20).
 
-    PYTHONPATH=src nice -n 10 python benchmarks/bench_scale.py
+    PYTHONPATH=src nice -n 10 python benchmarks/bench_scale.py [--embedder minilm-l6-int8-static]
+
+``--embedder`` (MEDIAREC_EMBEDDER for the index command): a static embedder is distilled into the
+work folder's models/ before the timed index (a one-time cost per machine, reported apart as
+``distill``). ``--quality`` instead compares two embedders on ML-100k (text and hybrid retrieval,
+test and validation users; the request benchmark on the hybrid system), paired by user.
 """
 
 from __future__ import annotations
@@ -123,7 +128,27 @@ def main() -> None:
     ap.add_argument("--models", default=os.environ.get("MEDIAREC_TEST_HOME", "/work/main/.test-home") + "/models")
     ap.add_argument("--work", default=None, help="folder for the files and the home (default: a new temp folder)")
     ap.add_argument("--result", default="scale", help="results/<NAME>.json")
+    ap.add_argument("--embedder", default=None, help="the index's embedder (default: the configured one)")
+    ap.add_argument("--quality", default=None, metavar="OLD,NEW", help="compare two embedders on ML-100k instead")
+    ap.add_argument("--data-dir", default="/work/shared/data")
+    ap.add_argument("--candidates-only", action="store_true",
+                    help="time candidates() on the index --work already holds and add it to results/<--result>.json")
+    ap.add_argument("--embed-only", action="store_true",
+                    help="only embed the generated items with --embedder (batches of 256, in this process): the text side's model cost")
     args = ap.parse_args()
+    if args.quality:
+        return quality(args)
+    if args.embed_only:
+        return embed_only(args)
+    if args.embedder:  # this process opens the index too (candidates): the same embedder, or it reads as stale
+        os.environ["MEDIAREC_EMBEDDER"] = args.embedder
+    if args.candidates_only:
+        out = json.loads((Path(__file__).resolve().parent / "results" / f"{args.result}.json").read_text())
+        out = {"index_run": {k: out[k] for k in ("date", "machine", "command", "commit") if k in out}} | {
+            k: v for k, v in out.items() if k not in ("benchmark", "date", "machine", "command", "commit", "index_run")}
+        out["candidates"] = time_candidates(Path(args.work) / "home", args.queries)
+        record(args.result, out)
+        return None
 
     work = Path(args.work or tempfile.mkdtemp(prefix="bench-scale-"))
     work.mkdir(parents=True, exist_ok=True)
@@ -132,10 +157,12 @@ def main() -> None:
     generated["seconds"] = round(time.perf_counter() - t, 1)
     generated["tokens_per_item"] = tokens_per_item(work / "items.jsonl", args.models)
     home = work / "home"
-    home.mkdir(exist_ok=True)
-    if not (home / "models").exists():
-        (home / "models").symlink_to(args.models, target_is_directory=True)
+    models_home(home, args.models)
     env = {**os.environ, "MEDIAREC_HOME": str(home), "ANONYMIZED_TELEMETRY": "False"}
+    distill = None
+    if args.embedder:
+        env["MEDIAREC_EMBEDDER"] = args.embedder
+        distill = prepare_embedder(args.embedder, home)
     cmd = ["/usr/bin/time", "-v", sys.executable, "-m", "mediarec.cli", "-v", "index", "--items",
            str(work / "items.jsonl"), "--interactions", str(work / "interactions.csv"), "--name", "scale",
            "--quiet"]
@@ -153,10 +180,129 @@ def main() -> None:
            "index_cpu_percent": re.search(r"Percent of CPU this job got: (\d+)%", p.stderr).group(1), "index_peak_rss_gb": round(peak_kb / 1024**2, 2),
            "load_avg_1m_5m_15m_before_index": [round(x, 2) for x in load_before],
            "load_avg_1m_5m_15m_after_index": [round(x, 2) for x in os.getloadavg()],
+           "embedder": args.embedder or "default", "distill": distill,
            "cli_output": p.stdout.strip().splitlines(), "where_the_time_went": log,
            "targets": {"index_seconds": 600, "peak_rss_gb": 4.0, "candidates_p50_ms": 50}}
     record(args.result, out)  # the index's numbers are kept even if what follows fails
     out["candidates"] = time_candidates(home, args.queries)
+    record(args.result, out)
+
+
+def embed_only(args) -> None:
+    """CPU and wall seconds of embedding the catalog's item texts alone (no Chroma, no collab)."""
+    import resource
+
+    from mediarec.catalog.model import Item
+    from mediarec.config import Settings
+    from mediarec.index.embeddings import make_embedder
+
+    work = Path(args.work or tempfile.mkdtemp(prefix="bench-scale-"))
+    work.mkdir(parents=True, exist_ok=True)
+    if not (work / "items.jsonl").exists():
+        generate(work, args.items, args.interactions, args.users, args.topics, args.seed)
+    home = work / "home"
+    models_home(home, args.models)
+    name = args.embedder or "minilm-l6-int8"
+    distill = prepare_embedder(name, home)
+    embedder = make_embedder(name, Settings(home=home))
+    with open(work / "items.jsonl", encoding="utf-8") as f:
+        texts = [Item(**json.loads(line)).text() for _, line in zip(range(args.items), f)]
+    r0, t, load = resource.getrusage(resource.RUSAGE_SELF), time.perf_counter(), os.getloadavg()
+    for start in range(0, len(texts), 256):
+        embedder.embed(texts[start:start + 256])
+    r1, wall = resource.getrusage(resource.RUSAGE_SELF), time.perf_counter() - t
+    cpu = r1.ru_utime + r1.ru_stime - r0.ru_utime - r0.ru_stime
+    record(args.result, {"embedder": name, "items": len(texts), "distill": distill, "cpu_seconds": round(cpu, 1),
+                         "wall_seconds": round(wall, 1), "items_per_cpu_second": round(len(texts) / cpu),
+                         "load_avg_1m_5m_15m_before": [round(x, 2) for x in load]})
+
+
+def models_home(home: Path, models: str) -> None:
+    """``home/models`` holding links to each shared model folder: a distilled model is written
+    here, never into the shared folder."""
+    (home / "models").mkdir(parents=True, exist_ok=True)
+    for m in Path(models).iterdir():
+        if not (home / "models" / m.name).exists():
+            (home / "models" / m.name).symlink_to(m.resolve(), target_is_directory=m.is_dir())
+
+
+def prepare_embedder(name: str, home: Path) -> dict | None:
+    """Distil a static embedder into ``home`` before the timed index: wall and CPU seconds."""
+    import resource
+
+    from mediarec.config import Settings
+    from mediarec.index.embeddings import STATIC_SUFFIX, make_embedder
+
+    if not name.endswith(STATIC_SUFFIX):
+        return None
+    r0, t = resource.getrusage(resource.RUSAGE_SELF), time.perf_counter()
+    make_embedder(name, Settings(home=home))
+    r1 = resource.getrusage(resource.RUSAGE_SELF)
+    return {"wall_seconds": round(time.perf_counter() - t, 1),
+            "cpu_seconds": round(r1.ru_utime + r1.ru_stime - r0.ru_utime - r0.ru_stime, 1)}
+
+
+def quality(args) -> None:
+    """OLD vs NEW embedder on ML-100k, same users, paired: text and hybrid HR/NDCG@10 (test and
+    validation users) and the request benchmark (test users: the only phase it has). Nothing is
+    tuned here: both embedders are fixed before the run."""
+    from mediarec.catalog import load_dataset
+    from mediarec.config import Settings
+    from mediarec.eval import requests
+    from mediarec.eval.harness import evaluate
+    from mediarec.eval.metrics import hit_at_k, ndcg_at_k
+    from mediarec.eval.protocol import EvalProtocol
+    from mediarec.eval.split import leave_last_out, protocol_catalog
+    from mediarec.eval.stats import paired_bootstrap_p
+    from mediarec.eval.systems import IndexProvider, build_systems
+
+    old, new = args.quality.split(",")
+    work = Path(args.work or tempfile.mkdtemp(prefix="bench-quality-"))
+    captured: list = []
+    summarise = requests.summarise
+    requests.summarise = lambda rows, *a, **k: (captured.append(rows), summarise(rows, *a, **k))[1]
+    loaded = load_dataset("movielens-100k", args.data_dir)
+    # as `mediarec eval --dataset movielens-100k` (--protocol full, all users, seed 0)
+    protocol = EvalProtocol(name="movielens-100k-full", dataset="movielens-100k", mode="full", seed=0)
+    catalog = protocol_catalog(loaded, protocol)
+    split = leave_last_out(catalog)
+    ranks: dict = {}
+    req_rows: dict = {}
+    seconds: dict = {}
+    for emb in (old, new):
+        home = work / emb
+        models_home(home, args.models)
+        os.environ.update(MEDIAREC_HOME=str(home), MEDIAREC_EMBEDDER=emb, ANONYMIZED_TELEMETRY="False")
+        prepare_embedder(emb, home)
+        t = time.perf_counter()
+        provider = IndexProvider(settings=Settings(home=home))
+        for phase in ("test", "valid"):
+            systems = build_systems(["text", "hybrid"], provider)
+            rep = evaluate(catalog, systems, protocol, phase=phase, split=split, progress=False)
+            for name in ("text", "hybrid"):
+                ranks[(emb, phase, name)] = dict(zip(rep.users, rep._ranks[name]))
+            if phase == "test":
+                hybrid = next(s for s in systems if s.name == "hybrid")
+                captured.clear()
+                requests.run_requests(hybrid, split, rep.users, seed=protocol.seed, bootstrap=protocol.bootstrap)
+                req_rows[emb] = captured[0]
+        seconds[emb] = round(time.perf_counter() - t, 1)
+    out: dict = {"old": old, "new": new, "dataset": "movielens-100k", "protocol": "full (all users, seed 0)",
+                 "seconds_per_embedder": seconds, "retrieval": {}, "requests": {}}
+    for phase in ("test", "valid"):
+        for name in ("text", "hybrid"):
+            a, b = ranks[(old, phase, name)], ranks[(new, phase, name)]
+            users = [u for u in a if u in b]
+            ra, rb = (np.array([r[u] for u in users], float) for r in (a, b))
+            row = {"users": len(users)}
+            for m, f in (("hr@10", hit_at_k), ("ndcg@10", ndcg_at_k)):
+                xa, xb = f(ra, 10), f(rb, 10)
+                row[m] = {"old": round(float(xa.mean()), 4), "new": round(float(xb.mean()), 4),
+                          "paired_p": round(paired_bootstrap_p(xb, xa, n=protocol.bootstrap, seed=protocol.seed), 4)}
+            out["retrieval"][f"{name}/{phase}"] = row
+    rows = [r | {"variant": "old"} for r in req_rows[old]] + [r | {"variant": "new"} for r in req_rows[new]]
+    cmp = requests.compare(rows, "new", "old", protocol.bootstrap, protocol.seed)
+    out["requests"] = requests.json_safe(cmp) if hasattr(requests, "json_safe") else cmp
     record(args.result, out)
 
 

@@ -176,3 +176,78 @@ def test_chroma_rebuilds_the_function_from_a_persisted_collection(embedder, home
     expected = {k: 1.0 - float(v @ q) for k, v in zip(docs, embedder.embed(list(docs.values())))}
     for i, d in zip(res["ids"][0], res["distances"][0]):
         assert d == pytest.approx(expected[i], abs=1e-4)
+
+
+# -- the static embedder distilled from the same model (issue 30, Scale) ----------------------------
+def test_distilled_token_vectors_are_the_models_own_output(embedder):
+    """What the static embedding is distilled from: token t's vector is the transformer's mean-pooled
+    output for ``[CLS] t [SEP]``, so normalised it equals embedding the word t alone."""
+    words = ["alien", "piano", "comedy", "war"]
+    ids = [embedder.tokenizer.token_to_id(w) for w in words]
+    assert None not in ids
+    v = embedder.token_vectors(ids, batch_size=3)  # two batches, the second smaller
+    v /= np.linalg.norm(v, axis=1, keepdims=True)
+    assert np.abs(v - embedder.embed(words)).max() < 1e-5
+
+
+@pytest.fixture(scope="module")
+def static_embedder(model_home):
+    """Distilled once into the persistent model cache (about a minute of CPU), then loaded from it."""
+    from mediarec.index.embeddings import StaticEmbeddingFunction
+
+    return StaticEmbeddingFunction(settings=Settings(home=model_home))
+
+
+@pytest.mark.slow
+def test_static_embedder_keeps_what_retrieval_needs(static_embedder, embedder, item_texts, model_home):
+    from mediarec.index.embeddings import STATIC_SUFFIX, StaticEmbeddingFunction, make_embedder
+
+    v = static_embedder.embed(item_texts + ["", "   "])
+    assert v.shape == (len(item_texts) + 2, 256) and v.dtype == np.float32 and np.isfinite(v).all()
+    np.testing.assert_allclose(np.linalg.norm(v, axis=1), 1.0, atol=1e-5)
+    # a text is the mean of its tokens' vectors: order-free, and batch-free
+    assert np.abs(static_embedder.embed(["comedy war alien"]) - static_embedder.embed(["alien war comedy"])).max() < 1e-6
+    assert np.abs(np.stack([static_embedder.embed([t])[0] for t in item_texts]) - v[:len(item_texts)]).max() < 1e-6
+    # it ranks like the transformer on real titles: for each ml-100k text, the static nearest
+    # neighbours overlap the transformer's (random: 10/44 of 10)
+    real = item_texts[:40]
+    s, m = static_embedder.embed(real), embedder.embed(real)
+    top_s, top_m = (np.argsort(-(x @ x.T), axis=1)[:, 1:11] for x in (s, m))
+    overlap = np.mean([len(set(a) & set(b)) / 10 for a, b in zip(top_s, top_m)])
+    assert overlap > 0.5, overlap
+    # the name picks it, and Chroma can rebuild it from its stored config
+    assert isinstance(make_embedder("minilm-l6-int8" + STATIC_SUFFIX, Settings(home=model_home)), StaticEmbeddingFunction)
+    assert known_embedding_functions["mediarec-static"] is StaticEmbeddingFunction
+    with pytest.raises(ValueError):
+        StaticEmbeddingFunction("minilm-l6-int8", settings=Settings(home=model_home))
+
+
+@pytest.mark.slow
+def test_changing_the_embedder_rebuilds_the_text_side(static_embedder, home_with_models, model_home, monkeypatch):
+    """An index built with MiniLM and opened with the static embedder is rebuilt, never mixed: the
+    text collection's fingerprint names the embedder, and every stored vector is the new one."""
+    from mediarec.index.store import IndexBuilder, IndexSettings, make_client
+
+    static = home_with_models / "models" / "minilm-l6-int8-static"
+    if not static.exists():  # the home's models/ is the shared cache, distilled by the fixture
+        pytest.fail(f"{static} missing")
+    cat = load_dataset("demo")
+    settings = Settings(home=home_with_models)
+
+    def build(embedder_name):
+        monkeypatch.setenv("MEDIAREC_EMBEDDER", embedder_name)
+        client = make_client(settings, cat.name)
+        idx = IndexBuilder(cat, client).build()
+        col = client.get_collection(f"{cat.name}-text")
+        got = col.get(include=["embeddings"])
+        return idx, col, np.asarray(got["embeddings"]), got["ids"]
+
+    _, col_a, vec_a, _ = build("minilm-l6-int8")
+    assert IndexSettings().embedder == "minilm-l6-int8" and vec_a.shape[1] == DIMENSION
+    _, col_b, vec_b, ids_b = build("minilm-l6-int8-static")
+    assert IndexSettings().embedder == "minilm-l6-int8-static"
+    assert col_a.metadata["fingerprint"] != col_b.metadata["fingerprint"]
+    assert "minilm-l6-int8-static" in col_b.metadata["fingerprint"] and col_b.metadata["complete"]
+    assert vec_b.shape == (len(cat.items), 256)  # every item re-embedded: no 384-d vector left
+    expected = static_embedder.embed([cat.items[i].text() for i in ids_b])
+    assert np.abs(vec_b - expected).max() < 1e-5

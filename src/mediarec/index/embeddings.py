@@ -1,9 +1,16 @@
-"""Text embeddings for Chroma from the pinned all-MiniLM-L6-v2 int8 ONNX model.
+"""Text embeddings for Chroma from the pinned all-MiniLM-L6-v2 int8 ONNX model, or a static
+embedding distilled from it.
 
 Chroma's default embedding function downloads a model at run time (impossible offline) and pads
 every batch to 256 tokens. Ours runs the pinned ONNX file with dynamic padding: texts are sorted
 by length and each batch is padded only to its own longest text, which is what makes indexing
 a 10k-item catalog take seconds rather than minutes on two cores.
+
+The transformer still costs about 10 ms of CPU an item of ~45 tokens (benchmarks/results/scale-*),
+too much for a 100k catalog in 10 minutes on two cores. ``<base>-static`` (e.g.
+``minilm-l6-int8-static``) is a model2vec static embedding distilled from the same ONNX model: one
+vector per vocabulary token, the mean of a text's token vectors, hundreds of times cheaper
+(docs/scaling.md has the measurements and its quality on the request benchmark).
 """
 
 from __future__ import annotations
@@ -20,6 +27,14 @@ from mediarec.config import DEFAULT_EMBEDDER
 
 EMBEDDER_NAME = DEFAULT_EMBEDDER
 DIMENSION = 384
+STATIC_SUFFIX = "-static"
+
+
+def make_embedder(name: str = EMBEDDER_NAME, settings: Any = None) -> "MiniLMEmbeddingFunction | StaticEmbeddingFunction":
+    """The embedding function an index names: ``<base>-static`` is the static one distilled from ``base``."""
+    if name.endswith(STATIC_SUFFIX):
+        return StaticEmbeddingFunction(name, settings=settings)
+    return MiniLMEmbeddingFunction(model_name=name)
 
 
 @register_embedding_function
@@ -73,6 +88,21 @@ class MiniLMEmbeddingFunction(EmbeddingFunction[Documents]):
         return ["cosine", "ip", "l2"]
 
     # -- embedding ---------------------------------------------------------------------------
+    def token_vectors(self, ids: Sequence[int], batch_size: int = 512) -> np.ndarray:
+        """The mean-pooled output for ``[CLS] t [SEP]``, for each token id t (not normalised): what
+        a static embedding is distilled from (model2vec's mean pooling, over all three positions)."""
+        cls_id, sep_id = self.tokenizer.token_to_id("[CLS]"), self.tokenizer.token_to_id("[SEP]")
+        ids = np.asarray(ids, dtype=np.int64)
+        out = np.zeros((len(ids), DIMENSION), dtype=np.float32)
+        for start in range(0, len(ids), batch_size):
+            part = ids[start:start + batch_size]
+            batch = np.stack([np.full_like(part, cls_id), part, np.full_like(part, sep_id)], axis=1)
+            feeds = {"input_ids": batch, "attention_mask": np.ones_like(batch)}
+            if "token_type_ids" in self._inputs:
+                feeds["token_type_ids"] = np.zeros_like(batch)
+            out[start:start + len(part)] = self.session.run(None, feeds)[0].mean(axis=1)
+        return out
+
     def embed(self, texts: Sequence[str]) -> np.ndarray:
         """Embeddings as a float32 array [len(texts), 384], rows of unit length."""
         out = np.zeros((len(texts), DIMENSION), dtype=np.float32)
@@ -97,4 +127,109 @@ class MiniLMEmbeddingFunction(EmbeddingFunction[Documents]):
             pooled = (hidden * m).sum(axis=1) / np.clip(m.sum(axis=1), 1e-9, None)
             pooled /= np.clip(np.linalg.norm(pooled, axis=1, keepdims=True), 1e-12, None)
             out[idx] = pooled
+        return out
+
+
+def _pca(x: np.ndarray, dims: int) -> np.ndarray:
+    """model2vec.distill's PCA: centre, project on the top ``dims`` eigenvectors, signs fixed."""
+    xc = x - x.mean(axis=0)
+    _, vecs = np.linalg.eigh((xc.T @ xc) / (len(x) - 1))
+    scores = xc @ vecs[:, ::-1][:, :dims]
+    return scores * np.sign(scores[np.argmax(np.abs(scores), axis=0), np.arange(scores.shape[1])])
+
+
+def _sif_weights(n: int, sif: float) -> np.ndarray:
+    """model2vec.distill's SIF weights, token frequency estimated by Zipf's law on the token rank."""
+    proba = 1 / np.arange(2, n + 2)
+    proba /= proba.sum()
+    return sif / (sif + proba)
+
+
+def _model2vec():
+    try:
+        import model2vec
+    except ImportError:
+        from mediarec.errors import ConfigError
+
+        raise ConfigError("the static embedder needs model2vec: pip install 'model2vec>=0.10'") from None
+    return model2vec
+
+
+@register_embedding_function
+class StaticEmbeddingFunction(EmbeddingFunction[Documents]):
+    """A model2vec static embedding distilled from the MiniLM ONNX model (cosine = dot product).
+
+    Distilled on first use (about a minute of CPU: one forward pass of ``[CLS] token [SEP]`` for each
+    of the 30,522 vocabulary tokens, as ``model2vec.distill`` does) and kept under
+    ``$MEDIAREC_HOME/models/<name>``. ``model2vec.distill`` itself cannot run here: it wants the
+    model's torch weights (the registry has only the ONNX file) and its ``distill`` extra pins
+    transformers<5.4, below this project's. So the forward pass and its two post-steps (PCA, SIF
+    weighting, as model2vec.distill does them) are ours; model2vec's ``StaticModel`` stores, loads
+    and encodes."""
+
+    def __init__(self, model_name: str = EMBEDDER_NAME + STATIC_SUFFIX, settings: Any = None,
+                 folder: str | Path | None = None, pca_dims: int = 256):
+        if not model_name.endswith(STATIC_SUFFIX):
+            raise ValueError(f"a static embedder's name ends with {STATIC_SUFFIX!r}: {model_name!r}")
+        from mediarec.config import get_settings
+
+        self.model_name, self.pca_dims = model_name, pca_dims
+        self.folder = Path(folder) if folder is not None else (settings or get_settings()).models_dir / model_name
+        if not (self.folder / "model.safetensors").exists():
+            self._distill(settings)
+        self.model = _model2vec().StaticModel.from_pretrained(str(self.folder))
+
+    def _distill(self, settings: Any) -> None:
+        import tempfile
+
+        from tokenizers import Tokenizer
+
+        base = MiniLMEmbeddingFunction(model_name=self.model_name[:-len(STATIC_SUFFIX)])
+        tokenizer = Tokenizer.from_file(base.tokenizer_path)
+        vectors = base.token_vectors(range(tokenizer.get_vocab_size()))
+        vectors = _pca(vectors, self.pca_dims) * _sif_weights(len(vectors), 1e-4)[:, None]
+        model = _model2vec().StaticModel(vectors=vectors.astype(np.float32), tokenizer=tokenizer, normalize=True,
+                                         config={"base_model": base.model_name, "pca_dims": self.pca_dims,
+                                                 "sif_coefficient": 1e-4, "pooling": "mean"})
+        self.folder.parent.mkdir(parents=True, exist_ok=True)
+        tmp = Path(tempfile.mkdtemp(prefix=f".{self.folder.name}-", dir=self.folder.parent))
+        model.save_pretrained(str(tmp))
+        try:
+            tmp.rename(self.folder)  # atomic: a second process distilling at once keeps the first's
+        except OSError:
+            import shutil
+
+            shutil.rmtree(tmp, ignore_errors=True)
+
+    # -- Chroma protocol ---------------------------------------------------------------------
+    def __call__(self, input: Documents) -> Embeddings:
+        return list(self.embed(list(input)))
+
+    @staticmethod
+    def name() -> str:
+        return "mediarec-static"
+
+    def get_config(self) -> dict[str, Any]:
+        return {"model_name": self.model_name}
+
+    @staticmethod
+    def build_from_config(config: dict[str, Any]) -> "StaticEmbeddingFunction":
+        return StaticEmbeddingFunction(config.get("model_name", EMBEDDER_NAME + STATIC_SUFFIX))
+
+    def default_space(self) -> str:
+        return "cosine"
+
+    def supported_spaces(self) -> list[str]:
+        return ["cosine", "ip", "l2"]
+
+    def embed(self, texts: Sequence[str]) -> np.ndarray:
+        """Embeddings as a float32 array [len(texts), pca_dims], rows of unit length (a text with no
+        known token embeds as [UNK], as the transformer path does)."""
+        if not texts:
+            return np.zeros((0, self.model.dim), dtype=np.float32)
+        out = np.asarray(self.model.encode([t if t.strip() else "[UNK]" for t in texts]), dtype=np.float32)
+        empty = ~np.any(out, axis=1)
+        if empty.any():  # model2vec drops [UNK] tokens: give such texts the [UNK] token's own vector
+            unk = self.model.embedding[self.model.tokenizer.token_to_id("[UNK]")].astype(np.float32)
+            out[empty] = unk / max(float(np.linalg.norm(unk)), 1e-12)
         return out

@@ -60,7 +60,9 @@ INDEX_FORMAT = 1
 class IndexSettings(BaseModel):
     """What the index depends on besides the catalog."""
 
-    embedder: str = DEFAULT_EMBEDDER
+    # MEDIAREC_EMBEDDER picks another (e.g. minilm-l6-int8-static, index/embeddings.py); it is in the
+    # text fingerprint, so an index built with one embedder is rebuilt, never mixed, under another
+    embedder: str = Field(default_factory=lambda: os.environ.get("MEDIAREC_EMBEDDER") or DEFAULT_EMBEDDER)
     text_max_chars: int = 1000
     batch_size: int = 256
     collab: CollabSettings = Field(default_factory=CollabSettings)
@@ -161,9 +163,9 @@ class _IndexPlace:
     @property
     def embedder(self):
         if self._embedder is None:
-            from mediarec.index.embeddings import MiniLMEmbeddingFunction
+            from mediarec.index.embeddings import make_embedder
 
-            object.__setattr__(self, "_embedder", MiniLMEmbeddingFunction(model_name=self.settings.embedder))
+            object.__setattr__(self, "_embedder", make_embedder(self.settings.embedder))
         return self._embedder
 
     def text_fingerprint(self) -> str:
@@ -423,6 +425,11 @@ class IndexBuilder(_IndexPlace):
             col = self.client.get_collection(name, embedding_function=embedding_function)
         except Exception:  # noqa: BLE001 - chroma raises different types for "not found" across versions
             col = None
+            if embedding_function is not None:
+                # Chroma refuses a collection made with another embedding function (another
+                # embedder): open it without one, so the fingerprint below finds it stale
+                with contextlib.suppress(Exception):
+                    col = self.client.get_collection(name)
         if col is not None and (col.metadata or {}).get("fingerprint") != fingerprint:
             if not rebuild:
                 raise IndexError_(f"index collection {name!r} is stale (built from other data); "
