@@ -542,10 +542,12 @@ _STALL_AT = textwrap.dedent("""
 
 
 def kill_at(home: Path, tmp: Path, target: str, *args: str, after: int = 0, when: str = "True",
-            env: dict[str, str] | None = None) -> None:
+            env: dict[str, str] | None = None, sig: int = signal.SIGKILL) -> subprocess.CompletedProcess | None:
     """Run ``mediarec ARGS`` in a subprocess and SIGKILL it when it reaches ``target`` (module.function
     or module.Class.method) for the ``after+1``-th time (counting the calls whose ``args`` and
-    ``kwargs`` make the expression ``when`` true). ``env``: added to its environment (``cli_env``)."""
+    ``kwargs`` make the expression ``when`` true). ``env``: added to its environment (``cli_env``).
+    ``sig=signal.SIGINT``: a Ctrl-C there instead (it interrupts the wait at the point, as a Ctrl-C
+    interrupts the work), and the finished process is returned."""
     marker = tmp / f"marker-{time.monotonic_ns()}"
     p = subprocess.Popen([sys.executable, "-c", _STALL_AT, str(marker), target, str(after), when, *args],
                          env=cli_env(home, **(env or {})),
@@ -556,13 +558,18 @@ def kill_at(home: Path, tmp: Path, target: str, *args: str, after: int = 0, when
             assert p.poll() is None, p.communicate()
             assert time.monotonic() < deadline, "the command did not reach the point within 300 s"
             time.sleep(0.02)
-    finally:
-        try:
+    except BaseException:
+        with contextlib.suppress(ProcessLookupError):  # it had ended (the assertion above says how)
             os.killpg(p.pid, signal.SIGKILL)
-        except ProcessLookupError:  # it had ended (the assertion above says how)
-            pass
         p.wait(timeout=30)
+        raise
+    os.killpg(p.pid, sig)
+    if sig != signal.SIGKILL:
+        out, err = p.communicate(timeout=300)
+        return subprocess.CompletedProcess(p.args, p.returncode, out.decode(), err.decode())
+    p.wait(timeout=30)
     assert p.returncode == -signal.SIGKILL
+    return None
 
 
 # =============================================================================================
