@@ -334,10 +334,9 @@ def test_other_requests_are_no_replay_request(text):
 
 
 def _liked_ids(plain, user):
-    from mediarec.catalog.model import pair_liked
+    from mediarec.rank.evidence import split_history
 
-    pairs = plain.catalog.history_pairs(plain.catalog.history(user))
-    return {it.id for (it, _), ok in zip(pairs, pair_liked(pairs)) if ok}
+    return {it.id for it in split_history(plain.catalog.history_pairs(plain.catalog.history(user)))[0]}
 
 
 def test_a_rewatch_request_answers_from_the_liked_history_only_for_that_turn(plain):

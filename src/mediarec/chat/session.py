@@ -285,10 +285,9 @@ class ChatSession(References, FeedbackActions):
     def _replay_request(self, text: str, rest: str) -> SessionReply:
         """"a comedy I have seen before": the rest read as any request, answered from what the user
         liked before (replays only, this answer only)."""
-        from mediarec.catalog.model import pair_liked
+        from mediarec.rank.evidence import split_history
 
-        pairs = self.history_pairs()
-        liked = {it.id for (it, _), ok in zip(pairs, pair_liked(pairs)) if ok}
+        liked = {it.id for it in split_history(self.history_pairs())[0]}  # the one rule, as reasons read it
         if not liked:
             return SessionReply(kind="info", text="Nothing to replay yet: you have not liked anything here. "
                                                   "Tell me what you enjoyed ('I watched Heat and loved it').")
