@@ -216,6 +216,8 @@ CASES = [
     ("a chill album for the evening", ALICE, [all_kind("album"), in_top(2, "Black Sands", "Modal Soul"),
                                               unread("evening")]),
     ("something my six year old can watch", NOBODY, [no_year_bound()]),
+    ("something older than Get Out but not horror", ALICE, [years(None, 2016), no_genre("Horror"),
+                                                            read_as("older than Get Out (2017)"), nothing_unread()]),
 ]
 
 

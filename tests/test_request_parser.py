@@ -195,6 +195,24 @@ def test_negation_ends_at_a_clause_break(demo):
     assert (c.year_min, c.year_max) == (1980, None)  # a negated bound flips, it is no "up to 1979"
 
 
+def test_older_than_a_named_title_reads_its_year_not_the_history(demo):
+    """Tried as a user (stop 34): "older than Get Out" was read as older than the history, with
+    'than' and 'out' not understood."""
+    c = parse_request("something older than Get Out but not horror", demo, anchors=[demo.resolve("Alien")])
+    assert c.year_max == 2016 and c.exclude_genres == ["Horror"] and not c.unread
+    assert "older than Get Out (2017)" in c.describe() and "history" not in c.describe()
+    c = parse_request("a comedy made after Alien", demo)
+    assert c.year_min == 1980 and c.genres == ["Comedy"] and not c.unread and c.reference is None
+    c = parse_request("a film from before The Matrix", demo)
+    assert c.year_max == 1998 and "older than The Matrix (1999)" in c.describe()
+    c = parse_request("nothing older than Alien", demo)  # negated: the bound flips and keeps the year
+    assert (c.year_min, c.year_max) == (1979, None)
+    c = parse_request("older than 1990", demo)  # a year, not the 1990s and not the history
+    assert (c.year_min, c.year_max) == (None, 1989) and not c.relative and not c.unread
+    c = parse_request("something to watch after dinner", demo)  # "after" + a lower-case word: no title
+    assert (c.year_min, c.year_max) == (None, None)
+
+
 def test_relative_words_wait_for_an_anchor_and_say_what_they_became(demo):
     c = parse_request("older", demo)
     assert c.relative == ["older"] and c.year_max is None and not c.unread

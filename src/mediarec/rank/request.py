@@ -79,7 +79,8 @@ _FILLER = set("""a an the some something anything me i i'd id want would like pl
 get good great nice really just one ones more kind sort of to with for in from and or but that
 which is are be it its that's something's can could you your my stuff thing things maybe perhaps
 similar suggest suggestion suggestions watch listen hear see mood feel feeling lot bit little new
-what do does have has got this time please thanks thank i'm im any anyway okay ok now instead anymore""".split())
+what do does have has got this time please thanks thank i'm im any anyway okay ok now instead anymore
+made released""".split())
 _TOO_GENERIC = {"music", "world", "other", "unknown"}  # catalogue genres too common as plain words
 # a catalogue genre or tag is matched as words only if it is words ("sci-fi", "rock & roll"), never
 # punctuation a hostile catalogue made a genre (">>>")
@@ -296,6 +297,7 @@ def parse_request(text: str | None, catalog: Catalog, anchors: Sequence[Item] | 
         return c
     vocab = vocabulary(catalog)
     s = " " + request.lower().replace("\u2019", "'") + " "
+    s = _take_compared_titles(s, request, c, catalog)
     s = _take_reference(s, request, c, catalog)
     s = _take_relative(s, c, vocab, _asked_kinds(s, c, catalog, vocab))
     scopes = _negated_scopes(s)
@@ -759,6 +761,52 @@ def _take_reference(s: str, original: str, c: Constraints, catalog: Catalog) -> 
         best = hits[0]  # a remake and its original share a key: the first listed
         c.reference, c.reference_title = best.id, best.label
         return s[: m.start()] + " " * (end - m.start()) + s[end:]
+    return s
+
+
+# "older than Get Out", "newer than Alien", "before The Matrix": a year bound from a named title
+_COMPARED = re.compile(r"\b(?:(older|earlier|less recent|newer|later|more recent|more modern)\s+than"
+                       r"|(before|after))\s+(?=\S)")
+_COMPARED_OPS = {"older": "older", "earlier": "older", "less recent": "older", "before": "older", "newer": "newer", "later": "newer", "more recent": "newer", "more modern": "newer",
+                 "after": "newer"}
+
+
+def _take_compared_titles(s: str, original: str, c: Constraints, catalog: Catalog) -> str:
+    """"older than Get Out": up to the year before Get Out's, with the title read as that anchor
+    rather than split into words ("out") or replaced by the history; "older than 1990" likewise,
+    before "older" is read on its own. Negated ("nothing older than Alien") the bound flips and
+    includes the year. After "before"/"after" only a capitalised title counts ("after Dinner")."""
+    cased = " " + original.replace("\u2019", "'") + " "
+    cased = cased if len(cased) == len(s) else s
+    scopes = _negated_scopes(s)
+    for m in list(_COMPARED.finditer(s)):
+        neg = _negated(scopes, m)
+        older = (_COMPARED_OPS[m.group(1) or m.group(2)] == "older") != neg
+        year = re.match(r"((?:1[89]|20)\d\d)\b(?!s)", s[m.end():])
+        if year:
+            if not m.group(1):  # "before 1990" is read with the other years
+                continue
+            ref_year, label, end = int(year.group(1)), None, m.end() + year.end()
+        else:
+            if m.group(2) and not cased[m.end():m.end() + 1].isupper():
+                continue
+            found = _title_at(s, m.end(), catalog)
+            if found is None:
+                continue
+            hits, end = found
+            ref_year, label = hits[0].year, hits[0].label
+            if not ref_year:
+                c.unmet.append(f"{m.group(0).strip()} {label} (it has no year)")
+        if ref_year and older:
+            bound = ref_year if neg else ref_year - 1
+            c.year_max = bound if c.year_max is None else min(c.year_max, bound)
+        elif ref_year:
+            bound = ref_year if neg else ref_year + 1
+            c.year_min = bound if c.year_min is None else max(c.year_min, bound)
+        if ref_year and label:
+            c.applied.append(f"{('not newer' if neg else 'older') if older else ('not older' if neg else 'newer')} "
+                             f"than {label}")
+        s = s[: m.start()] + " " * (end - m.start()) + s[end:]
     return s
 
 
