@@ -226,26 +226,27 @@ def test_static_embedder_keeps_what_retrieval_needs(static_embedder, embedder, i
 def test_changing_the_embedder_rebuilds_the_text_side(static_embedder, home_with_models, model_home, monkeypatch):
     """An index built with MiniLM and opened with the static embedder is rebuilt, never mixed: the
     text collection's fingerprint names the embedder, and every stored vector is the new one."""
-    from mediarec.index.store import IndexBuilder, IndexSettings, make_client
+    from mediarec.config import get_settings
+    from mediarec.index.store import IndexBuilder, index_settings_for, make_client
 
     static = home_with_models / "models" / "minilm-l6-int8-static"
     if not static.exists():  # the home's models/ is the shared cache, distilled by the fixture
         pytest.fail(f"{static} missing")
     cat = load_dataset("demo")
-    settings = Settings(home=home_with_models)
 
     def build(embedder_name):
         monkeypatch.setenv("MEDIAREC_EMBEDDER", embedder_name)
+        settings = get_settings(home=home_with_models)  # the composition root reads the environment once
+        assert settings.embedder == embedder_name
         client = make_client(settings, cat.name)
-        idx = IndexBuilder(cat, client).build()
+        idx = IndexBuilder(cat, client, index_settings_for(cat, settings)).build()
         col = client.get_collection(f"{cat.name}-text")
         got = col.get(include=["embeddings"])
         return idx, col, np.asarray(got["embeddings"]), got["ids"]
 
     _, col_a, vec_a, _ = build("minilm-l6-int8")
-    assert IndexSettings().embedder == "minilm-l6-int8" and vec_a.shape[1] == DIMENSION
+    assert vec_a.shape[1] == DIMENSION
     _, col_b, vec_b, ids_b = build("minilm-l6-int8-static")
-    assert IndexSettings().embedder == "minilm-l6-int8-static"
     assert col_a.metadata["fingerprint"] != col_b.metadata["fingerprint"]
     assert "minilm-l6-int8-static" in col_b.metadata["fingerprint"] and col_b.metadata["complete"]
     assert vec_b.shape == (len(cat.items), 256)  # every item re-embedded: no 384-d vector left

@@ -23,7 +23,8 @@ class Settings(BaseModel):
     """Where mediarec keeps models, indexes and caches, and which models it uses by default."""
 
     home: Path = Field(default_factory=_default_home)
-    embedder: str = DEFAULT_EMBEDDER
+    # the text embedder; MEDIAREC_EMBEDDER picks another (minilm-l6-int8-static, docs/scaling.md)
+    embedder: str = Field(default_factory=lambda: os.environ.get("MEDIAREC_EMBEDDER") or DEFAULT_EMBEDDER)
     llm: str = f"local:{DEFAULT_LLM}"
     llm_threads: int | None = Field(
         default_factory=lambda: int(os.environ["MEDIAREC_LLM_THREADS"]) if os.environ.get("MEDIAREC_LLM_THREADS") else None)

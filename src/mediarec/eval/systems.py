@@ -40,7 +40,8 @@ from typing import Any
 from mediarec.catalog.model import Catalog
 from mediarec.config import Settings, get_settings
 from mediarec.errors import ConfigError
-from mediarec.index.store import CatalogIndex, IndexBuilder, IndexSettings, build_lock, chroma_errors, make_client
+from mediarec.index.store import (CatalogIndex, IndexBuilder, IndexSettings, build_lock, chroma_errors,
+                                  index_settings_for, make_client)
 from mediarec.eval.baselines import ItemKNNScorer, PopularityScorer, ReplayScorer
 from mediarec.index.retriever import FusionSettings
 from mediarec.llm.base import LLM
@@ -75,7 +76,8 @@ class IndexProvider:
                     chroma_errors(f"building the evaluation index {prefix!r} failed (run the evaluation again "
                                   "to resume)"):
                 client = make_client(self.settings, prefix, self.chroma_url)
-                idx = IndexBuilder(train, client, self.index_settings, embedder=self.embedder, prefix=prefix)
+                idx = IndexBuilder(train, client, index_settings_for(train, self.settings, self.index_settings),
+                                   embedder=self.embedder, prefix=prefix)
                 self._cache[prefix] = (fp, idx.build(progress=self.progress))
             self.embedder = idx._embedder
         return self._cache[prefix][1]

@@ -60,12 +60,21 @@ INDEX_FORMAT = 1
 class IndexSettings(BaseModel):
     """What the index depends on besides the catalog."""
 
-    # MEDIAREC_EMBEDDER picks another (e.g. minilm-l6-int8-static, index/embeddings.py); it is in the
-    # text fingerprint, so an index built with one embedder is rebuilt, never mixed, under another
-    embedder: str = Field(default_factory=lambda: os.environ.get("MEDIAREC_EMBEDDER") or DEFAULT_EMBEDDER)
+    # Settings.embedder (MEDIAREC_EMBEDDER) picks another through :func:`index_settings_for`; it is in
+    # the text fingerprint, so an index built with one embedder is rebuilt, never mixed, under another
+    embedder: str = DEFAULT_EMBEDDER
     text_max_chars: int = 1000
     batch_size: int = 256
     collab: CollabSettings = Field(default_factory=CollabSettings)
+
+
+def index_settings_for(catalog: Catalog, settings: Settings, given: IndexSettings | None = None) -> IndexSettings:
+    """``given`` (else the defaults for ``catalog``) with the configured embedder, unless ``given``
+    names one itself: the one place the index learns which embedder the settings chose."""
+    base = given or IndexSettings(collab=CollabSettings.for_catalog(catalog))
+    if "embedder" in base.model_fields_set:
+        return base
+    return base.model_copy(update={"embedder": settings.embedder})
 
 
 def make_client(settings: Settings, catalog_name: str, chroma_url: str | None = None):
@@ -686,7 +695,8 @@ def open_index(catalog: Catalog, settings: Settings | None = None, chroma_url: s
     where = chroma_url or settings.chroma_url or str(Path(settings.index_dir) / catalog.name)
     with build_lock(settings, catalog.name, chroma_url, shared=not build):
         client = make_client(settings, catalog.name, chroma_url)
-        idx = IndexBuilder(catalog, client, index_settings, embedder=embedder, prefix=prefix)
+        idx = IndexBuilder(catalog, client, index_settings_for(catalog, settings, index_settings),
+                           embedder=embedder, prefix=prefix)
         doing = "building" if build else "reading"
         with chroma_errors(f"{doing} the index of {catalog.name!r} in {where} failed (run `mediarec index "
                            f"--dataset {catalog.name}` again to resume)"):

@@ -258,7 +258,7 @@ class Vocabulary:
         for it in items:
             for t in it.tags:
                 self.tag_kinds.setdefault(t.lower(), set()).add(it.kind)
-        self.genre_vectors: dict[int, Any] = {}  # embedder id -> (genre names, label vectors)
+        self.genre_vectors: dict[Any, Any] = {}  # embedder model -> (genre names, label vectors)
         self.kinds = {it.kind for it in items}
         years = [it.year for it in items if it.year]
         self.max_year = max(years) if years else None
@@ -634,7 +634,8 @@ def read_by_similarity(c: Constraints, catalog: Catalog, embed: Callable[[list[s
     names = [g for g in vocab.genres.values() if _WORDLIKE.match(g) and g.lower() not in _TOO_GENERIC]
     if len(names) < 2:
         return c
-    key = id(embed)
+    # by the embedder's model (id() of a bound method is reused once the method object is gone)
+    key = getattr(getattr(embed, "__self__", None), "model_name", None) or embed
     labels = vocab.genre_vectors.get(key)
     if labels is None:
         texts, owner = [], []
