@@ -37,8 +37,24 @@ def make_embedder(name: str = EMBEDDER_NAME, settings: Any = None) -> "MiniLMEmb
     return MiniLMEmbeddingFunction(model_name=name)
 
 
+class _UnitEmbeddings(EmbeddingFunction[Documents]):
+    """What Chroma asks of both our embedding functions; ``embed`` gives unit rows (cosine = dot product)."""
+
+    def embed(self, texts: Sequence[str]) -> np.ndarray:
+        raise NotImplementedError
+
+    def __call__(self, input: Documents) -> Embeddings:
+        return list(self.embed(list(input)))
+
+    def default_space(self) -> str:
+        return "cosine"
+
+    def supported_spaces(self) -> list[str]:
+        return ["cosine", "ip", "l2"]
+
+
 @register_embedding_function
-class MiniLMEmbeddingFunction(EmbeddingFunction[Documents]):
+class MiniLMEmbeddingFunction(_UnitEmbeddings):
     """Mean-pooled, L2-normalised MiniLM sentence embeddings (cosine = dot product)."""
 
     def __init__(self, model_path: str | Path | None = None, tokenizer_path: str | Path | None = None,
@@ -66,9 +82,6 @@ class MiniLMEmbeddingFunction(EmbeddingFunction[Documents]):
         self._inputs = {i.name for i in self.session.get_inputs()}
 
     # -- Chroma protocol ---------------------------------------------------------------------
-    def __call__(self, input: Documents) -> Embeddings:
-        return list(self.embed(list(input)))
-
     @staticmethod
     def name() -> str:
         return "mediarec-minilm"
@@ -80,12 +93,6 @@ class MiniLMEmbeddingFunction(EmbeddingFunction[Documents]):
     def build_from_config(config: dict[str, Any]) -> "MiniLMEmbeddingFunction":
         return MiniLMEmbeddingFunction(model_name=config.get("model_name", EMBEDDER_NAME),
                                        max_length=config.get("max_length", 256))
-
-    def default_space(self) -> str:
-        return "cosine"
-
-    def supported_spaces(self) -> list[str]:
-        return ["cosine", "ip", "l2"]
 
     # -- embedding ---------------------------------------------------------------------------
     def token_vectors(self, ids: Sequence[int], batch_size: int = 512) -> np.ndarray:
@@ -156,7 +163,7 @@ def _model2vec():
 
 
 @register_embedding_function
-class StaticEmbeddingFunction(EmbeddingFunction[Documents]):
+class StaticEmbeddingFunction(_UnitEmbeddings):
     """A model2vec static embedding distilled from the MiniLM ONNX model (cosine = dot product).
 
     Distilled on first use (about a minute of CPU: one forward pass of ``[CLS] token [SEP]`` for each
@@ -202,9 +209,6 @@ class StaticEmbeddingFunction(EmbeddingFunction[Documents]):
             shutil.rmtree(tmp, ignore_errors=True)
 
     # -- Chroma protocol ---------------------------------------------------------------------
-    def __call__(self, input: Documents) -> Embeddings:
-        return list(self.embed(list(input)))
-
     @staticmethod
     def name() -> str:
         return "mediarec-static"
@@ -215,12 +219,6 @@ class StaticEmbeddingFunction(EmbeddingFunction[Documents]):
     @staticmethod
     def build_from_config(config: dict[str, Any]) -> "StaticEmbeddingFunction":
         return StaticEmbeddingFunction(config.get("model_name", EMBEDDER_NAME + STATIC_SUFFIX))
-
-    def default_space(self) -> str:
-        return "cosine"
-
-    def supported_spaces(self) -> list[str]:
-        return ["cosine", "ip", "l2"]
 
     def embed(self, texts: Sequence[str]) -> np.ndarray:
         """Embeddings as a float32 array [len(texts), pca_dims], rows of unit length (a text with no
