@@ -362,8 +362,13 @@ class Catalog:
         try:
             return list(self.by_user[str(user)])
         except KeyError:
+            import difflib
+
+            near = difflib.get_close_matches(str(user), list(self.by_user), n=3) or list(self.by_user)[:3]
+            hint = f", e.g. {', '.join(near)}" if near else ""
             raise UnknownUserError(
-                f"unknown user {user!r} in catalog {self.name!r} ({len(self.by_user)} users)") from None
+                f"unknown user {user!r} in catalog {self.name!r} ({len(self.by_user)} users{hint}); "
+                "a history of titles can be given instead of a user") from None
 
     def history_pairs(self, history: Iterable[HistoryEntry]) -> list[tuple[Item, Interaction | None]]:
         """(item, interaction or None) per entry of a history given as interactions, items, ids or
