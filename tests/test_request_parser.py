@@ -213,6 +213,16 @@ def test_older_than_a_named_title_reads_its_year_not_the_history(demo):
     assert (c.year_min, c.year_max) == (None, None)
 
 
+def test_like_x_asks_for_x_kind_in_a_catalogue_of_several_kinds(demo, ml100k):
+    c = parse_request("something like Kid A", demo)
+    assert c.kinds == ["album"] and c.kind_of_reference and "kind album, as Kid A (2000) is" in c.describe()
+    assert parse_request("a film like Kid A", demo).kinds == ["movie"]  # a kind named wins
+    c = parse_request("like Kid A but no albums", demo)
+    assert c.kinds == [] and c.exclude_kinds == ["album"]
+    c = parse_request("like Toy Story (1995)", ml100k)  # one kind: nothing to ask, nothing filters
+    assert c.reference is not None and c.kinds == [] and not c.is_hard
+
+
 def test_relative_words_wait_for_an_anchor_and_say_what_they_became(demo):
     c = parse_request("older", demo)
     assert c.relative == ["older"] and c.year_max is None and not c.unread

@@ -51,7 +51,8 @@ def test_constraints_persist_over_turns_and_every_list_honours_them(plain):
     # The later word on the same field replaces the earlier one; the others stand.
     eighties = _items(s.send("from the 80s"))
     assert all(1980 <= it.year <= 1989 and _has(it, "Comedy") and not _has(it, "Horror") for it in eighties)
-    assert s.constraint_lines() == ["like Alien (1979)", "genre Comedy", "no Horror", "years 1980 to 1989"]
+    assert s.constraint_lines() == ["like Alien (1979)", "genre Comedy", "no Horror", "years 1980 to 1989",
+                                    "kind movie, as Alien (1979) is"]  # the demo also has series and albums
 
     # Feedback and "again" re-ask under the same constraints.
     gone = eighties[0].id
@@ -73,6 +74,21 @@ def test_kind_and_asking_for_an_excluded_genre(plain):
     jazz = _items(s.send("some jazz"))
     assert all(it.kind == "album" and _has(it, "Jazz") for it in jazz)
     assert "no Jazz" not in s.constraint_lines() and "genre Jazz" in s.constraint_lines()
+
+
+def test_like_x_asks_for_x_kind_until_the_subject_changes(plain):
+    """Tried as a user: "something like Kid A" on the demo (films, series, albums) gave an animated
+    film first. The reference's kind is asked for unless the request names one."""
+    s = ChatSession(plain, user="bruno")
+    albums = _items(s.send("something like Kid A"))
+    assert albums and all(it.kind == "album" for it in albums)
+    assert "kind album, as Kid A (2000) is" in s.constraint_lines()
+    _items(s.send("something about heists"))  # a new subject: the old reference's kind goes with it
+    assert s.constraints.reference is None and not any(x.startswith("kind") for x in s.constraint_lines())
+    films = _items(s.send("a film like Kid A"))  # a kind the user names is theirs: it stands
+    assert films and all(it.kind == "movie" for it in films)
+    _items(s.send("something about heists"))
+    assert "kind movie" in s.constraint_lines()
 
 
 def test_clear_lifts_one_constraint_or_all(plain):

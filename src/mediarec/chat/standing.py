@@ -39,7 +39,9 @@ def merge(standing: Constraints, turn: Constraints, catalog: Catalog | None = No
     if turn.year_min is not None or turn.year_max is not None:
         m.year_min, m.year_max = turn.year_min, turn.year_max
     if turn.kinds:
-        m.kinds = list(turn.kinds)
+        m.kinds, m.kind_of_reference = list(turn.kinds), turn.kind_of_reference
+    elif has_subject(turn) and m.kind_of_reference:  # the old "like X"'s kind goes with it
+        m.kinds, m.kind_of_reference = [], False
     if has_subject(turn):
         m.reference, m.reference_title = turn.reference, turn.reference_title
         m.tags, m.soft = list(turn.tags), turn.soft
@@ -91,7 +93,8 @@ def lines(c: Constraints, subject: bool = True) -> list[str]:
         out.append(f"years {lo} to {hi}" if lo is not None and hi is not None
                    else f"from {lo} on" if lo is not None else f"up to {hi}")
     if c.kinds:
-        out.append("kind " + " or ".join(c.kinds))
+        out.append("kind " + " or ".join(c.kinds)
+                   + (f", as {c.reference_title} is" if c.kind_of_reference and c.reference_title else ""))
     if c.tags and subject:
         out.append("about " + ", ".join(c.tags))
     if c.soft and subject:

@@ -80,7 +80,7 @@ get good great nice really just one ones more kind sort of to with for in from a
 which is are be it its that's something's can could you your my stuff thing things maybe perhaps
 similar suggest suggestion suggestions watch listen hear see mood feel feeling lot bit little new
 what do does have has got this time please thanks thank i'm im any anyway okay ok now instead anymore
-made released""".split())
+made released about""".split())
 _TOO_GENERIC = {"music", "world", "other", "unknown"}  # catalogue genres too common as plain words
 # a catalogue genre or tag is matched as words only if it is words ("sci-fi", "rock & roll"), never
 # punctuation a hostile catalogue made a genre (">>>")
@@ -109,6 +109,7 @@ class Constraints(BaseModel):
     exclude_years: list[tuple[int, int]] = Field(default_factory=list)  # "nothing from the 80s"
     reference: str | None = None  # an item id the request compares to ("like Alien but ...")
     reference_title: str | None = None
+    kind_of_reference: bool = False  # ``kinds`` is the reference's own (nothing named one)
     # "like X but Y": items sharing one of X's genres rank first, then those sharing a near genre
     prefer_genres: list[str] = Field(default_factory=list)
     near_genres: list[str] = Field(default_factory=list)
@@ -208,7 +209,8 @@ class Constraints(BaseModel):
         if self.tags:
             parts.append("about " + ", ".join(self.tags))
         if self.kinds:
-            parts.append("kind " + " or ".join(self.kinds))
+            parts.append("kind " + " or ".join(self.kinds)
+                         + (f", as {self.reference_title} is" if self.kind_of_reference and self.reference_title else ""))
         parts += self.applied
         if self.year_min is not None or self.year_max is not None:
             lo, hi = self.year_min, self.year_max
@@ -304,6 +306,7 @@ def parse_request(text: str | None, catalog: Catalog, anchors: Sequence[Item] | 
     cased = " " + request.replace("\u2019", "'") + " "
     cased = cased if len(cased) == len(s) else s  # where lowering changed lengths, no case to go by
     s = _take_kinds(s, c, vocab, scopes)
+    _kind_of_reference(c, catalog, vocab)
     s = _take_years(s, c, vocab, scopes)
     s = _take_titles(s, c, catalog, scopes, cased, capitalised=True)  # "anything but Alien": the title
     s = _take_genres_and_tags(s, c, vocab, scopes)
@@ -770,6 +773,16 @@ _COMPARED = re.compile(r"\b(?:(older|earlier|less recent|newer|later|more recent
                        r"|(before|after))\s+(?=\S)")
 _COMPARED_OPS = {"older": "older", "earlier": "older", "less recent": "older", "before": "older", "newer": "newer", "later": "newer", "more recent": "newer", "more modern": "newer",
                  "after": "newer"}
+
+
+def _kind_of_reference(c: Constraints, catalog: Catalog, vocab: Vocabulary) -> None:
+    """"something like Kid A" in a catalogue of films and albums means albums: the reference's kind,
+    unless the request names a kind itself ("a film like Kid A") or leaves one out."""
+    ref = catalog.items.get(c.reference) if c.reference else None
+    if ref is None or not ref.kind or c.kinds or c.exclude_kinds or len(vocab.kinds) < 2:
+        return
+    c.kinds = [ref.kind]
+    c.kind_of_reference = True
 
 
 def _take_compared_titles(s: str, original: str, c: Constraints, catalog: Catalog) -> str:
