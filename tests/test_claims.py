@@ -198,3 +198,25 @@ def test_with_nothing_liked_a_request_reason_says_what_was_asked(demo, checker):
     other = demo.resolve("Another Round")  # not horror: the request claim would be false
     res = checker.check("It is horror, as you asked.", other, builder.build([other], [])[other.id], [])
     assert {c.kind for c in res.false_claims} >= {"genre", "request"}
+
+
+def test_a_reason_may_compare_with_the_title_the_request_named(demo, checker):
+    """"something like Kid A": a reason may say what the item shares with Kid A though the user
+    never liked it, and that comparison is checked like any other (tried as a user: the reasons
+    said nothing of the request)."""
+    builder = _evidence_for(demo, [])
+    kid_a, target = demo.resolve("Kid A"), demo.resolve("OK Computer")
+    plain = builder.build([target], [])[target.id]
+    ev = plain.with_reference(target, kid_a)
+    assert ev.reference_genres and "request" in ev.elements()
+    reason = template_reason(ev, target)
+    assert reason.startswith(f"It is {ev.reference_genres[0].lower()}, like Kid A (2000), which you named."), reason
+    res = checker.check(reason, target, ev, [])
+    assert res.passed and "like-request" in {c.kind for c in res.claims} and all(c.true for c in res.claims), res
+    wrong = checker.check("It is jazz, like Kid A (2000), which you named.", target, ev, [])
+    assert "like-request" in {c.kind for c in wrong.false_claims}, wrong  # Kid A is not jazz
+    liked = checker.check("It is rock, like Kid A (2000), which you liked.", target, ev, [])
+    assert "liked" in {c.kind for c in liked.false_claims}, liked  # named, never liked
+    unnamed = checker.check("It is rock, like Kid A (2000), which you named.", target, plain, [])
+    assert not unnamed.passed and any("outside the history" in p for p in unnamed.problems)
+    assert plain.with_reference(kid_a, kid_a) is plain  # an item is never compared with itself

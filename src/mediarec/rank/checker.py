@@ -194,6 +194,7 @@ _COUNT_RE = re.compile(r"\b(\d+|" + "|".join(_NUMBERS) + r"|an?)\s+(?:other\s+|m
 _LIKED_RE = re.compile(r"\byour (?:history|taste|favou?rites?|likes)\b|\byou(?:'ve|\s+have)?\s+(?:liked|loved|enjoyed)\b"
                        r"|\bbecause you like\b", re.I)
 _DISLIKED_AFTER_RE = re.compile(r"^[\"”'’]?\s*(?:\(\d{4}\))?,?\s*(?:which|that)\s+you\s+(?:disliked|did not like|didn't like)", re.I)
+_LIKED_AFTER_RE = re.compile(r"^[\"”'’]?\s*(?:\(\d{4}\))?,?\s*(?:which|that)\s+you\s+(?:liked|loved|enjoyed)", re.I)
 _POP_PCT_RE = re.compile(r"\b(\d{1,3})\s?%")
 _POP_OF_RE = re.compile(r"\b(\d+) of (?:the catalog's |all |the )?(\d+) (?:users|people|listeners|viewers)\b", re.I)
 _NOT_GENRE_RE = re.compile(r"\bit is not\s+([^.;:!?]{1,60})", re.I)
@@ -299,8 +300,10 @@ class ReasonChecker:
             return ReasonCheck(passed=False, problems=[EMPTY])
         liked = {h.id: h for h in history if h.id != item.id}
         disliked = {h.id: self.catalog.items[h.id] for h in evidence.disliked if h.id in self.catalog.items}
-        allowed = {item.id} | set(liked) | set(disliked)
-        allowed_keys = {_key(it.title) for it in [item, *liked.values(), *disliked.values()]}
+        ref = self.catalog.items.get(evidence.reference.id) if evidence.reference is not None else None
+        reference = {ref.id: ref} if ref is not None and ref.id != item.id else {}  # "like Kid A" in the request
+        allowed = {item.id} | set(liked) | set(disliked) | set(reference)
+        allowed_keys = {_key(it.title) for it in [item, *liked.values(), *disliked.values(), *reference.values()]}
         other_ids = {o.id: o for o in others if o.id != item.id}
         problems: list[str] = []
         claims: list[Claim] = []
@@ -313,7 +316,7 @@ class ReasonChecker:
                 problems.append(problem or f"false claim ({kind}): {why or said}")
 
         masked = text
-        for it in sorted([item, *liked.values(), *disliked.values()], key=lambda it: -len(it.label)):
+        for it in sorted([item, *liked.values(), *disliked.values(), *reference.values()], key=lambda it: -len(it.label)):
             masked = masked.replace(_one_line(it.label), " ").replace(_one_line(it.title), " ")
         for g in evidence.shared_genres + evidence.shared_tags:  # catalog words, whatever they hold
             masked = re.sub(re.escape(_one_line(g)), " ", masked, flags=re.I) if len(g) > 2 else masked
@@ -390,6 +393,16 @@ class ReasonChecker:
                 continue
             compared.append(h)
             ys = [liked[i] for i in h.ids if i in liked]  # "The Thing": 1982 or 2011, whichever is liked
+            if not ys and ids & set(reference):  # the request's reference: it shares what is claimed, liked or not
+                _, clause = clause_of(h.start)
+                genres, kinds = self._phrase_claims(clause)
+                genres += [g for g in self._genres_in(clause, self.claimable_genres) if g not in genres]
+                eras = [e.group(1) for e in _FROM_ERA_RE.finditer(clause)]
+                why = self._unlike_claimed(ref, item, genres, kinds, eras)
+                claim("like-request", h.text, not why, why, problem=f"false comparison: {why}" if why else None)
+                if _LIKED_AFTER_RE.match(after):
+                    claim("liked", h.text, False, f"{h.text} is the title you named, not an item you liked")
+                continue
             if not ys:
                 claim("like", h.text, False, f"{h.text} is not an item you liked")
                 continue
@@ -528,9 +541,13 @@ def template_reason(evidence: Evidence, item: Item | None = None) -> str:
                    else "You have had it before, and liked it.")
     if evidence.cowatched is not None:
         out.append(f"People who liked {_one_line(evidence.cowatched.label)} also liked it.")
+    named = [_one_line(g).lower() for g in evidence.reference_genres if g not in evidence.asked][:2]
+    if evidence.reference is not None and named:  # "something like Kid A": what it shares with Kid A first
+        out.insert(1 if evidence.plays else 0,
+                   f"It is {_list(named)}, like {_one_line(evidence.reference.label)}, which you named.")
     if evidence.asked:
         out.append(f"It is {_list([_one_line(g).lower() for g in evidence.asked[:2]])}, as you asked.")
-    elif "request" in evidence.elements():
+    elif "request" in evidence.elements() and not named:
         out.append("It matches your request.")
     if evidence.like is not None and evidence.like_genres and (
             evidence.cowatched is None or evidence.like.id != evidence.cowatched.id):

@@ -93,6 +93,10 @@ class Evidence(BaseModel):
     cowatched: HistoryLink | None = None  # a liked item whose fans also liked this one (collaborative)
     disliked: list[HistoryLink] = []  # distinct disliked items, most recent first
     asked: list[str] = []  # the request's genres the item has ("horror" for "a tense space horror")
+    #: The request's reference ("something like Kid A") and the genres the item shares with it: a
+    #: reason may compare with it ("like Kid A, as you asked") though the user never liked it.
+    reference: HistoryLink | None = None
+    reference_genres: list[str] = []
     #: A replay (include-seen, issue 28): the item's plays in the history (weights: a play count
     #: in a play-count log), 0 when it is new to the user; ``replay_event`` the event it had there.
     plays: float = 0.0
@@ -109,6 +113,15 @@ class Evidence(BaseModel):
         own = {g.lower(): g for g in item.genres}
         return self.model_copy(update={"asked": [own[g.lower()] for g in genres if g.lower() in own]})
 
+    def with_reference(self, item: Item, ref: Item | None) -> "Evidence":
+        """This evidence with the request's reference item and the genres ``item`` shares with it."""
+        if ref is None or ref.id == item.id:
+            return self
+        theirs = {g.lower() for g in ref.genres}
+        return self.model_copy(update={
+            "reference": HistoryLink(id=ref.id, title=ref.title, year=ref.year, weight=0.0, genres=tuple(ref.genres)),
+            "reference_genres": [g for g in item.genres if g.lower() in theirs]})
+
     def history_titles(self) -> list[HistoryLink]:
         """The history items cited, collaborative ones first, each once."""
         seen: set[str] = set()
@@ -120,7 +133,8 @@ class Evidence(BaseModel):
         out = [h.title for h in self.history_titles()] + self.shared_genres + self.shared_tags
         if self.era:
             out.append(self.era)
-        if self.asked or (self.request_match is not None and self.request_match > REQUEST_MATCH_MIN):
+        if self.asked or self.reference_genres or (self.request_match is not None
+                                                    and self.request_match > REQUEST_MATCH_MIN):
             out.append("request")
         if self.popularity:
             out.append("popular")

@@ -99,6 +99,9 @@ def explain_result(recommender: "Served", result: "RecommendationResult", pairs:
     asked = list(getattr(result.constraints, "genres", None) or [])  # the genres the request asked for
     if asked:
         evidence = {r.item.id: evidence[r.item.id].with_request(r.item, asked) for r in result.items}
+    ref = recommender.catalog.items.get(getattr(read, "reference", None) or "")
+    if ref is not None:  # "something like Kid A": what each item shares with Kid A may be said
+        evidence = {r.item.id: evidence[r.item.id].with_reference(r.item, ref) for r in result.items}
     result.seconds["evidence"] = time.perf_counter() - t0
     history, _ = split_history(pairs)  # what the checker holds "you liked" to: liked items only
     passed: dict[str, str] = {}
