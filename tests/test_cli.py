@@ -201,7 +201,9 @@ def test_every_option_has_help_that_shows_its_default(command, capsys):
         # a help line beyond the option's own spelling, and what holds when the option is not given
         described = text.split(spelled, 1)[1]
         assert action.help and len(described.split()) > 2, (command, text)
-        assert "default" in described or "(required)" in described, (command, text)
+        # "(default: …" or "; default: …": "the default reading" says nothing of this option's own
+        assert re.search(r"[(;] ?default\b", described) or "(required)" in described, (command, text)
+        assert "(default: None)" not in described, (command, text)  # None says nothing to a person
         if action.default not in (None, False) and "%(default)" not in action.help and "default" not in action.help:
             assert f"(default: {action.default})" in described, (command, text)
 

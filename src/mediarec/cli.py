@@ -6,6 +6,7 @@ User errors (MediarecError) print one line and exit 2; there is no traceback for
 from __future__ import annotations
 
 import argparse
+import re
 import logging
 import os
 import sys
@@ -311,7 +312,7 @@ class _HelpFormatter(argparse.ArgumentDefaultsHelpFormatter):
 
     def _get_help_string(self, action):
         text = action.help or ""
-        if "default" in text or action.default is argparse.SUPPRESS or not action.option_strings:
+        if re.search(r"[(;] ?default\b", text) or action.default is argparse.SUPPRESS or not action.option_strings:
             return text
         if action.nargs == 0:  # store_true
             return f"{text} (default: off)"
@@ -432,9 +433,9 @@ def build_parser() -> argparse.ArgumentParser:
                         "from the history's genres, tags and decades)")
     e.add_argument("--seed", type=int, default=0, help="seed of the user samples")
     e.add_argument("--targets", choices=("new", "all"), default=None,
-                   help="new: only targets the user had not consumed before (the default; comparable with "
-                        "published numbers); all: every target, repeats allowed as candidates (use the +seen "
-                        "systems, e.g. learned+seen, and replay)"),
+                   help="new: only targets the user had not consumed before (comparable with published "
+                        "numbers); all: every target, repeats allowed as candidates (use the +seen systems, e.g. "
+                        "learned+seen, and replay; default: new)"),
     e.add_argument("--ablation", action="store_true",
                    help="add the learned stage without each feature group (learned-<group>), tested against learned")
     e.add_argument("--requests", action="store_true",
