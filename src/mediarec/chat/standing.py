@@ -94,7 +94,7 @@ def lines(c: Constraints, subject: bool = True) -> list[str]:
                    else f"from {lo} on" if lo is not None else f"up to {hi}")
     if c.kinds:
         out.append("kind " + " or ".join(c.kinds)
-                   + (f", as {c.reference_title} is" if c.kind_of_reference and c.reference_title else ""))
+                   + (" (its kind)" if c.kind_of_reference else ""))
     if c.tags and subject:
         out.append("about " + ", ".join(c.tags))
     if c.soft and subject:

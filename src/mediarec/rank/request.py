@@ -210,7 +210,7 @@ class Constraints(BaseModel):
             parts.append("about " + ", ".join(self.tags))
         if self.kinds:
             parts.append("kind " + " or ".join(self.kinds)
-                         + (f", as {self.reference_title} is" if self.kind_of_reference and self.reference_title else ""))
+                         + (" (its kind)" if self.kind_of_reference else ""))
         parts += self.applied
         if self.year_min is not None or self.year_max is not None:
             lo, hi = self.year_min, self.year_max
