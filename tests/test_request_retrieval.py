@@ -309,3 +309,18 @@ def test_eval_request_llm_from_the_cli(smol_path, linked_home, tmp_path):
     assert "rules vs rules + LLM" in report and "| rules+llm, llm rerank | checkable |" in report
     assert main(["eval", "--dataset", "demo", "--systems", "hybrid", "--request-llm", "--quiet",
                  "--output", str(out)]) != 0  # without --requests: one clear error
+
+
+def test_like_cases_measure_the_reference_character_by_hand():
+    """"like X but Y": ``keep`` is X's genres, and the character share is counted by hand."""
+    from mediarec.eval.requests import _keeps
+
+    items = [Item(id=str(n), title=f"t{n}", genres=g) for n, g in
+             enumerate([("Sci-Fi", "Comedy"), ("Comedy",), ("horror",), ("Drama",)])]
+    assert _keeps(["Sci-Fi", "Horror"], items) == 0.5  # case-insensitive: "horror" counts
+    assert _keeps(["Western"], items) == 0.0 and math.isnan(_keeps(["Drama"], []))
+    cat = load_dataset("demo")
+    x, target = cat.resolve("Alien"), cat.resolve("Shaun of the Dead")
+    cases = make_cases("u", target, [x], cat, [], 0, sorted({g for i in cat.items.values() for g in i.genres}), set())
+    like = [c for c in cases if c.type == "like"]
+    assert like and like[0].keep == list(x.genres) and all(not c.keep for c in cases if c.type != "like")

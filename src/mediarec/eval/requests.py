@@ -141,6 +141,7 @@ class RequestCase(BaseModel):
     type: str
     text: str
     truth: Constraints  # genres, kinds, years, exclusions, tags the words stand for
+    keep: list[str] = []  # "like X but Y": X's genres, whose character the list should keep
 
 
 def satisfies(truth: Constraints, item: Item) -> bool:
@@ -165,10 +166,10 @@ def make_cases(user: str, target: Item, history: Sequence[Item], catalog: Catalo
     cases = []
     kinds = {it.kind for it in catalog.items.values()}
 
-    def add(kind: str, template_args: dict[str, str], truth: Constraints) -> None:
+    def add(kind: str, template_args: dict[str, str], truth: Constraints, keep: Sequence[str] = ()) -> None:
         rng = random.Random(f"{seed}:{user}:{kind}:wording")
         text = rng.choice(TEMPLATES[kind]).format(**template_args)
-        cases.append(RequestCase(user=user, type=kind, text=text, truth=truth))
+        cases.append(RequestCase(user=user, type=kind, text=text, truth=truth, keep=list(keep)))
 
     rng = random.Random(f"{seed}:{user}:choice")
     if target.genres:
@@ -214,7 +215,7 @@ def make_cases(user: str, target: Item, history: Sequence[Item], catalog: Catalo
         else:
             y, truth = "", None
         if truth is not None:
-            add("like", {"x": x.label, "y": y}, truth)
+            add("like", {"x": x.label, "y": y}, truth, keep=x.genres)
     said = sorted(g for g in target.genres if g in PARAPHRASES)
     if said:
         g = rng.choice(said)
@@ -280,7 +281,7 @@ def reading_variants(llm: Any, prompts: Any = None) -> list[RequestVariant]:
 
 def run_requests(system: Any, split: Split, users: Sequence[str], seed: int = 0, bootstrap: int = 1000,
                  types: Sequence[str] = REQUEST_TYPES, variants: Sequence[RequestVariant] = (RULES,),
-                 progress: bool = False, variant_users: int | None = None) -> dict[str, Any]:
+                 progress: bool = False, variant_users: int | None = None, phase: str = "test") -> dict[str, Any]:
     """Rank every user's target with and without their requests; metrics per request type.
 
     ``system``: a fitted retrieval :class:`~mediarec.recommender.Recommender` (no LLM stage, no
@@ -288,7 +289,8 @@ def run_requests(system: Any, split: Split, users: Sequence[str], seed: int = 0,
     ``recommend`` retrieves. ``variants``: ways to read and rank each request, the first the
     reference (its metrics are the summary's ``types``; the others' are under ``variants``, paired
     with it); ``variant_users``: the other variants run for the first that many users only (LLM
-    time), the reference for every user."""
+    time), the reference for every user. ``phase``: "valid" ranks the validation targets (a system
+    fitted on ``split.fit_catalog("valid")``), for choosing settings without the test users."""
     from mediarec.infra.progress import counting
 
     if getattr(system, "retriever", None) is None or getattr(system, "reranker", None) is not None \
@@ -306,8 +308,8 @@ def run_requests(system: Any, split: Split, users: Sequence[str], seed: int = 0,
     with counting(progress, unit="users") as bar:
         task = bar.add_task(f"requests ({', '.join(v.name for v in variants)})", total=len(users))
         for n_user, u in enumerate(users):
-            target_id = split.test[u]
-            hist = split.test_history[u]
+            target_id = split.targets(phase)[u]
+            hist = split.histories(phase)[u]
             excluded = [pos[i] for i in split.seen[u] if i != target_id and i in pos]
 
             def masked(scores: np.ndarray) -> np.ndarray:
@@ -342,6 +344,8 @@ def run_requests(system: Any, split: Split, users: Sequence[str], seed: int = 0,
                         scores, row["rerank"] = _reranked(v, scores, catalog.history_pairs(hist), case.text,
                                                           catalog, item_ids, pos)
                     rank, top = ranked(scores)
+                    if case.keep:  # "like X but Y": how much of the list keeps X's character
+                        row |= {"character": _keeps(case.keep, top), "base_character": _keeps(case.keep, base_top)}
                     rows.append(row | {"rank": rank, "adherence": _share(case.truth, top)})
             bar.advance(task)
     summary = summarise([r for r in rows if r["variant"] == variants[0].name], bootstrap, seed)
@@ -384,6 +388,12 @@ def _share(truth: Constraints, top: Sequence[Item]) -> float:
     return sum(satisfies(truth, it) for it in top) / len(top) if top else math.nan
 
 
+def _keeps(genres: Sequence[str], top: Sequence[Item]) -> float:
+    """The share of a top list with one of ``genres`` (a reference's character; nan for an empty list)."""
+    want = {g.lower() for g in genres}
+    return sum(bool(want & {g.lower() for g in it.genres}) for it in top) / len(top) if top else math.nan
+
+
 def summarise(rows: list[dict[str, Any]], bootstrap: int = 1000, seed: int = 0) -> dict[str, Any]:
     """Per type and over the checkable types: means, 95% intervals, paired p of request vs none."""
     out: dict[str, Any] = {"k": K, "types": {}, "examples": {}}
@@ -398,6 +408,9 @@ def summarise(rows: list[dict[str, Any]], bootstrap: int = 1000, seed: int = 0) 
                "hr@10_history_only": hit_at_k(base, K), "ndcg@10_history_only": ndcg_at_k(base, K),
                "adherence": np.array([r["adherence"] for r in rs], dtype=float),
                "adherence_history_only": np.array([r["base_adherence"] for r in rs], dtype=float)}
+        if all("character" in r for r in rs):
+            per["character"] = np.array([r["character"] for r in rs], dtype=float)
+            per["character_history_only"] = np.array([r["base_character"] for r in rs], dtype=float)
         idx = bootstrap_index(len(rs), bootstrap, seed) if bootstrap else None
         m: dict[str, Any] = {"n": len(rs)}
         for key, v in per.items():
@@ -479,6 +492,10 @@ def markdown(summary: dict[str, Any], system: str, command: str) -> str:
         lines.append(f"| {name} | {m['n']} | {ci(m, 'hr@10')} | {ci(m, 'hr@10_history_only')} | "
                      f"{m['hr_ratio']:.2f} | {ci(m, 'ndcg@10')} | {ci(m, 'ndcg@10_history_only')} | "
                      f"{m['p_hr@10']:.4f} | {ci(m, 'adherence')} | {ci(m, 'adherence_history_only')} |")
+    kept = {n: m for n, m in summary["types"].items() if "character" in m}
+    for name, m in kept.items():
+        lines += ["", f"`{name}` keeps the reference's character: {ci(m, 'character')} of the top 10 share a "
+                      f"genre with X (history only: {ci(m, 'character_history_only')})."]
     if summary.get("variants"):
         lines += variants_markdown(summary["variants"])
     lines += ["", "Examples (request → how it was read):", ""]
