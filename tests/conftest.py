@@ -509,8 +509,12 @@ def run_process(*args: str, home: Path | str, timeout: float = 600, **extra_env:
 
 
 _STALL_AT = textwrap.dedent("""
-    import importlib, sys, time
+    import importlib, signal, sys, time
     from pathlib import Path
+
+    # A Ctrl-C is a KeyboardInterrupt here even when the test run was started as a background job,
+    # whose children inherit SIGINT ignored (the parallel-free run under nohup left one asleep)
+    signal.signal(signal.SIGINT, signal.default_int_handler)
 
     marker, target = Path(sys.argv[1]), sys.argv[2]
     parts = target.split(".")
@@ -565,7 +569,13 @@ def kill_at(home: Path, tmp: Path, target: str, *args: str, after: int = 0, when
         raise
     os.killpg(p.pid, sig)
     if sig != signal.SIGKILL:
-        out, err = p.communicate(timeout=300)
+        try:
+            out, err = p.communicate(timeout=300)
+        except subprocess.TimeoutExpired:  # it did not stop: never leave it running after the test
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(p.pid, signal.SIGKILL)
+            p.wait(timeout=30)
+            raise
         return subprocess.CompletedProcess(p.args, p.returncode, out.decode(), err.decode())
     p.wait(timeout=30)
     assert p.returncode == -signal.SIGKILL
