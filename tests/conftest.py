@@ -343,37 +343,40 @@ def pytest_runtest_call(item):
 # Built once per session: text embeddings and learned models
 # =============================================================================================
 _EMBEDDING_CACHE_ON = [True]
+_SHARED = Path(__file__).resolve().parent / "_shared_cache"  # shared_cache.py, and the children's sitecustomize
 
 
 @pytest.fixture(scope="session", autouse=True)
-def _embedding_cache():
-    """Each distinct text is embedded once per session (real MiniLM, real vectors): indexes of the
-    same catalogue built by different tests, and the splits of one catalogue, embed nothing twice.
-    ``@pytest.mark.no_embedding_cache`` turns it off for a test (tests of the embedder itself)."""
-    import numpy as np
+def _shared_cache_folder(tmp_path_factory):
+    """The session's folder of embeddings and learned models, handed to every process the tests start
+    (``TESTS_SHARED_CACHE_DIR``, and ``_shared_cache`` on their PYTHONPATH for its sitecustomize)."""
+    sys.path.insert(0, str(_SHARED))
+    import shared_cache
 
-    from mediarec.index.embeddings import DIMENSION, MiniLMEmbeddingFunction
+    saved = {k: os.environ.get(k) for k in (shared_cache.ENV, "PYTHONPATH")}
+    os.environ[shared_cache.ENV] = str(tmp_path_factory.getbasetemp() / "shared-cache")
+    os.environ["PYTHONPATH"] = os.pathsep.join([str(_SHARED)] + ([saved["PYTHONPATH"]] if saved["PYTHONPATH"] else []))
+    try:
+        yield Path(os.environ[shared_cache.ENV])
+    finally:
+        for k, v in saved.items():
+            os.environ.pop(k, None) if v is None else os.environ.__setitem__(k, v)
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _embedding_cache(_shared_cache_folder):
+    """Each distinct text is embedded once per session (real MiniLM, real vectors), in this process
+    and the ones it starts: indexes of the same catalogue built by different tests, and the splits of
+    one catalogue, embed nothing twice. ``@pytest.mark.no_embedding_cache`` turns it off for a test
+    (tests of the embedder itself)."""
+    import shared_cache
+
+    from mediarec.index.embeddings import MiniLMEmbeddingFunction
 
     original = MiniLMEmbeddingFunction.embed
-    cache: dict[tuple[str, int, str], np.ndarray] = {}
-
-    def embed(self, texts):
-        texts = list(texts)
-        if not _EMBEDDING_CACHE_ON[0] or not texts:
-            return original(self, texts)
-        key = (self.model_path, self.max_length)
-        missing = [t for t in dict.fromkeys(texts) if (*key, t) not in cache]
-        if missing:
-            for t, v in zip(missing, original(self, missing)):
-                cache[(*key, t)] = v
-        out = np.empty((len(texts), DIMENSION), dtype=np.float32)
-        for r, t in enumerate(texts):
-            out[r] = cache[(*key, t)]
-        return out
-
-    MiniLMEmbeddingFunction.embed = embed
+    MiniLMEmbeddingFunction.embed = shared_cache.embed_once(original, lambda: _EMBEDDING_CACHE_ON[0])
     try:
-        yield cache
+        yield MiniLMEmbeddingFunction.embed.memo
     finally:
         MiniLMEmbeddingFunction.embed = original
 
@@ -391,26 +394,19 @@ def _embedding_cache_switch(request):
 
 
 @pytest.fixture(scope="session", autouse=True)
-def _learned_models_trained_once():
+def _learned_models_trained_once(_shared_cache_folder):
     """``mediarec.rank.learned.train`` runs once per model fingerprint (what the model depends on:
     catalogue, index text and collaborative sides, fusion, settings; training is seeded and single
-    threaded) and later calls get a fresh copy of that real model, as reading a stored one gives."""
+    threaded) in the session, this process and the ones it starts together; later calls get a fresh
+    copy of that real model, as reading a stored one gives."""
+    import shared_cache
+
     from mediarec.rank import learned
 
     original = learned.train
-    trained: dict[str, str] = {}
-
-    def train(catalog, index, fusion=None, settings=None, progress=False, seq_source=None):
-        if seq_source is not None:  # with a sequential model: not keyed here, trained each time
-            return original(catalog, index, fusion, settings, progress=progress, seq_source=seq_source)
-        key = learned.fingerprint(catalog, index, fusion, settings or learned.LearnedSettings())
-        if key not in trained:
-            trained[key] = original(catalog, index, fusion, settings, progress=progress).to_json()
-        return learned.LearnedRanker.from_json(trained[key])
-
-    learned.train = train
+    learned.train = shared_cache.train_once(original)
     try:
-        yield trained
+        yield learned.train.memo
     finally:
         learned.train = original
 

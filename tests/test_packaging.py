@@ -9,6 +9,7 @@ not run)."""
 
 from __future__ import annotations
 
+import os
 import site
 import subprocess
 import sys
@@ -72,7 +73,10 @@ def test_resources_are_found_without_the_checkout(installed, tmp_path):
             "from mediarec.catalog import load_demo;"
             "p = EvalProtocol.load('ml-100k-full'); lib = PromptLibrary();"
             "print(mediarec.__file__); print(p.name, 'score' in lib.names(), len(load_demo()) > 0)")
-    r = subprocess.run([str(installed), "-c", code], cwd=tmp_path, capture_output=True, text=True, timeout=120)
+    # nothing of the checkout: not the test run's shared cache either (tests/_shared_cache on PYTHONPATH)
+    env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "TESTS_SHARED_CACHE_DIR")}
+    r = subprocess.run([str(installed), "-c", code], cwd=tmp_path, capture_output=True, text=True, timeout=120,
+                       env=env)
     assert r.returncode == 0, r.stderr[-2000:]
     where, answer = r.stdout.splitlines()
     assert Path(where).is_relative_to(installed.parent.parent), where  # the wheel's copy answered

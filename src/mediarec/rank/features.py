@@ -189,6 +189,7 @@ class Signals:
         self.decade = np.where(np.isfinite(years), years // 10, -1).astype(np.int64)
         self.genres = self._incidence(lambda it: it.genres)
         self.tags = self._incidence(lambda it: it.tags)
+        self._label_counts: dict[int, np.ndarray] = {}  # per incidence matrix (by id: both live as long as self)
 
     def _incidence(self, of) -> sparse.csr_matrix:
         """Item × label 0/1 matrix (genres or tags)."""
@@ -306,12 +307,14 @@ class Signals:
         neg_genre = (cand @ labels) / np.maximum(n_labels, 1)
         return neg_text.astype(np.float32), neg_collab.astype(np.float32), neg_genre.astype(np.float32)
 
-    @staticmethod
-    def _overlap(incidence: sparse.csr_matrix, recent: list[int], rows: np.ndarray) -> np.ndarray:
-        """Mean over the candidate's labels of how many recent history items share each (0..1)."""
+    def _overlap(self, incidence: sparse.csr_matrix, recent: list[int], rows: np.ndarray) -> np.ndarray:
+        """Mean over the candidate's labels of how many recent history items share each (0..1).
+        Every item's row is multiplied and the pool's taken after: the same sums, without slicing
+        the sparse matrix per history (a third of the features' time in training)."""
         if not recent:
             return np.zeros(len(rows))
         profile = np.asarray(incidence[recent].sum(axis=0)).ravel() / len(recent)
-        cand = incidence[rows]
-        n_labels = np.asarray(cand.sum(axis=1)).ravel()
-        return (cand @ profile) / np.maximum(n_labels, 1)
+        n_labels = self._label_counts.get(id(incidence))
+        if n_labels is None:
+            n_labels = self._label_counts[id(incidence)] = np.asarray(incidence.sum(axis=1)).ravel()
+        return (incidence @ profile)[rows] / np.maximum(n_labels[rows], 1)
