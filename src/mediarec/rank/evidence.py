@@ -94,7 +94,7 @@ class Evidence(BaseModel):
     disliked: list[HistoryLink] = []  # distinct disliked items, most recent first
     asked: list[str] = []  # the request's genres the item has ("horror" for "a tense space horror")
     #: The request's reference ("something like Kid A") and the genres the item shares with it: a
-    #: reason may compare with it ("like Kid A, as you asked") though the user never liked it.
+    #: reason may compare with it ("like Kid A (2000), which you named") though the user never liked it.
     reference: HistoryLink | None = None
     reference_genres: list[str] = []
     #: A replay (include-seen, issue 28): the item's plays in the history (weights: a play count
