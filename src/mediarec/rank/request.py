@@ -774,8 +774,8 @@ def _take_reference(s: str, original: str, c: Constraints, catalog: Catalog) -> 
 # "older than Get Out", "newer than Alien", "before The Matrix": a year bound from a named title
 _COMPARED = re.compile(r"\b(?:(older|earlier|less recent|newer|later|more recent|more modern)\s+than"
                        r"|(before|after))\s+(?=\S)")
-_COMPARED_OPS = {"older": "older", "earlier": "older", "less recent": "older", "before": "older", "newer": "newer", "later": "newer", "more recent": "newer", "more modern": "newer",
-                 "after": "newer"}
+_COMPARED_OPS = {"older": "older", "earlier": "older", "less recent": "older", "before": "older",
+                 "newer": "newer", "later": "newer", "more recent": "newer", "more modern": "newer", "after": "newer"}
 
 
 def _kind_of_reference(c: Constraints, catalog: Catalog, vocab: Vocabulary) -> None:
@@ -792,7 +792,8 @@ def _take_compared_titles(s: str, original: str, c: Constraints, catalog: Catalo
     """"older than Get Out": up to the year before Get Out's, with the title read as that anchor
     rather than split into words ("out") or replaced by the history; "older than 1990" likewise,
     before "older" is read on its own. Negated ("nothing older than Alien") the bound flips and
-    includes the year. After "before"/"after" only a capitalised title counts ("after Dinner")."""
+    includes the year. After "before"/"after" only a capitalised title counts ("after Alien", not
+    "after dinner")."""
     cased = " " + original.replace("\u2019", "'") + " "
     cased = cased if len(cased) == len(s) else s
     scopes = _negated_scopes(s)
