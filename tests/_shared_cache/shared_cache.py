@@ -15,6 +15,7 @@ import hashlib
 import os
 import sqlite3
 import tempfile
+import threading
 from pathlib import Path
 
 ENV = "TESTS_SHARED_CACHE_DIR"
@@ -72,7 +73,8 @@ def _db() -> sqlite3.Connection | None:
     if d is None:
         return None
     d.mkdir(parents=True, exist_ok=True)
-    con = sqlite3.connect(d / "embeddings.sqlite", timeout=60)
+    # one connection per process, used from any thread (a served request embeds in a worker thread)
+    con = sqlite3.connect(d / "embeddings.sqlite", timeout=60, check_same_thread=False)
     con.execute("PRAGMA journal_mode=WAL")
     con.execute("CREATE TABLE IF NOT EXISTS v (k TEXT PRIMARY KEY, vec BLOB)")
     return con
@@ -91,11 +93,16 @@ def embed_once(original, enabled=lambda: True):
 
     memo: dict[str, np.ndarray] = {}
     con = [None]
+    lock = threading.Lock()
 
     def embed(self, texts):
         texts = list(texts)
         if not enabled() or not texts:
             return original(self, texts)
+        with lock:  # the connection and the memo, one thread at a time
+            return _embed(self, texts)
+
+    def _embed(self, texts):
         keys = {t: _key(self.model_path, self.max_length, t) for t in dict.fromkeys(texts)}
         missing = [t for t, k in keys.items() if k not in memo]
         if missing and con[0] is None:
