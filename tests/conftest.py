@@ -509,7 +509,7 @@ _STALL_AT = textwrap.dedent("""
     from pathlib import Path
 
     # A Ctrl-C is a KeyboardInterrupt here even when the test run was started as a background job,
-    # whose children inherit SIGINT ignored (the parallel-free run under nohup left one asleep)
+    # whose children inherit SIGINT ignored (a run started with nohup ... & left one asleep)
     signal.signal(signal.SIGINT, signal.default_int_handler)
 
     marker, target = Path(sys.argv[1]), sys.argv[2]

@@ -6,9 +6,9 @@ User errors (MediarecError) print one line and exit 2; there is no traceback for
 from __future__ import annotations
 
 import argparse
-import re
 import logging
 import os
+import re
 import sys
 from pathlib import Path
 
