@@ -252,3 +252,19 @@ def test_changing_the_embedder_rebuilds_the_text_side(static_embedder, home_with
     assert vec_b.shape == (len(cat.items), 256)  # every item re-embedded: no 384-d vector left
     expected = static_embedder.embed([cat.items[i].text() for i in ids_b])
     assert np.abs(vec_b - expected).max() < 1e-5
+
+
+def test_the_function_chroma_rebuilds_from_its_config_loads_nothing_until_it_embeds(model_files):
+    """Chroma rebuilds the embedding function from the stored config on every upsert (to read the
+    collection's schema) and never embeds with it: building must not resolve the model or open an
+    ONNX session (that was 0.5-1 s each, six times in one `index` of the demo)."""
+    from mediarec.errors import ModelError
+
+    unknown = MiniLMEmbeddingFunction.build_from_config({"model_name": "no-such-model", "max_length": 64})
+    assert unknown.get_config() == {"model_name": "no-such-model", "max_length": 64}
+    with pytest.raises(ModelError, match="unknown model 'no-such-model'"):
+        unknown.embed(["Alien"])  # the error comes when it is used, and says what is missing
+    lazy = MiniLMEmbeddingFunction(model_files["model"], model_files["tokenizer"])
+    assert lazy._loaded is None
+    first = lazy.embed(["Alien", "Toy Story"])
+    assert lazy._loaded is not None and first.shape == (2, DIMENSION)

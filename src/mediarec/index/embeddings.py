@@ -16,6 +16,7 @@ vector per vocabulary token, the mean of a text's token vectors, hundreds of tim
 from __future__ import annotations
 
 import os
+import threading
 from pathlib import Path
 from typing import Any, Sequence
 
@@ -60,26 +61,61 @@ class MiniLMEmbeddingFunction(_UnitEmbeddings):
     def __init__(self, model_path: str | Path | None = None, tokenizer_path: str | Path | None = None,
                  max_length: int = 256, batch_size: int = 32, threads: int | None = None,
                  model_name: str = EMBEDDER_NAME):
-        import onnxruntime as ort
-        from tokenizers import Tokenizer
+        # Nothing is resolved or loaded here: Chroma rebuilds the function from its config on every
+        # upsert (to read the collection's schema) and never embeds with that copy, and each ONNX
+        # session cost 0.5-1 s (6 of them in one `index` of the demo). The first embed loads.
+        self.model_name = model_name
+        self._paths = (str(model_path), str(tokenizer_path)) if model_path is not None and tokenizer_path is not None \
+            else None
+        self.max_length, self.batch_size, self.threads = max_length, batch_size, threads
+        self._loaded: tuple[Any, Any, set[str]] | None = None
+        self._lock = threading.Lock()
 
-        if model_path is None or tokenizer_path is None:
+    def _files(self) -> tuple[str, str]:
+        if self._paths is None:
             from mediarec.llm.weights import resolve
 
-            files = resolve(model_name)
-            model_path, tokenizer_path = files["model"], files["tokenizer"]
-        self.model_name = model_name
-        self.model_path, self.tokenizer_path = str(model_path), str(tokenizer_path)
-        self.max_length, self.batch_size = max_length, batch_size
-        self.tokenizer = Tokenizer.from_file(self.tokenizer_path)
-        self.tokenizer.enable_truncation(max_length=max_length)
-        self.tokenizer.no_padding()
-        opts = ort.SessionOptions()
-        opts.intra_op_num_threads = threads or min(os.cpu_count() or 1, 8)
-        opts.inter_op_num_threads = 1
-        opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-        self.session = ort.InferenceSession(self.model_path, opts, providers=["CPUExecutionProvider"])
-        self._inputs = {i.name for i in self.session.get_inputs()}
+            files = resolve(self.model_name)
+            self._paths = (str(files["model"]), str(files["tokenizer"]))
+        return self._paths
+
+    @property
+    def model_path(self) -> str:
+        return self._files()[0]
+
+    @property
+    def tokenizer_path(self) -> str:
+        return self._files()[1]
+
+    def _load(self) -> tuple[Any, Any, set[str]]:
+        """(tokenizer, ONNX session, its input names), made once, by whichever thread asks first."""
+        with self._lock:
+            if self._loaded is None:
+                import onnxruntime as ort
+                from tokenizers import Tokenizer
+
+                tokenizer = Tokenizer.from_file(self.tokenizer_path)
+                tokenizer.enable_truncation(max_length=self.max_length)
+                tokenizer.no_padding()
+                opts = ort.SessionOptions()
+                opts.intra_op_num_threads = self.threads or min(os.cpu_count() or 1, 8)
+                opts.inter_op_num_threads = 1
+                opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+                session = ort.InferenceSession(self.model_path, opts, providers=["CPUExecutionProvider"])
+                self._loaded = (tokenizer, session, {i.name for i in session.get_inputs()})
+            return self._loaded
+
+    @property
+    def tokenizer(self) -> Any:
+        return self._load()[0]
+
+    @property
+    def session(self) -> Any:
+        return self._load()[1]
+
+    @property
+    def _inputs(self) -> set[str]:
+        return self._load()[2]
 
     # -- Chroma protocol ---------------------------------------------------------------------
     @staticmethod
@@ -181,10 +217,19 @@ class StaticEmbeddingFunction(_UnitEmbeddings):
         from mediarec.config import get_settings
 
         self.model_name, self.pca_dims = model_name, pca_dims
+        self._settings = settings
         self.folder = Path(folder) if folder is not None else (settings or get_settings()).models_dir / model_name
-        if not (self.folder / "model.safetensors").exists():
-            self._distill(settings)
-        self.model = _model2vec().StaticModel.from_pretrained(str(self.folder))
+        self._model: Any = None  # distilled or loaded on first use (see MiniLMEmbeddingFunction.__init__)
+        self._lock = threading.Lock()
+
+    @property
+    def model(self) -> Any:
+        with self._lock:
+            if self._model is None:
+                if not (self.folder / "model.safetensors").exists():
+                    self._distill(self._settings)
+                self._model = _model2vec().StaticModel.from_pretrained(str(self.folder))
+            return self._model
 
     def _distill(self, settings: Any) -> None:
         import tempfile
