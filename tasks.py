@@ -6,7 +6,7 @@
     python3 tasks.py test --fast   # the same without the llm, slow and server tiers (the inner loop)
 
 Anything after `test` goes to pytest (`python3 tasks.py test --fast -x tests/test_cli.py`);
-`python3 tasks.py test -n 2 --dist loadfile` runs the files on two pytest-xdist workers.
+The tests run on two pytest-xdist workers (`-n 0`: in one process).
 
 llama-cpp-python is built from source. Its default build crashes on CPUs with AMX on the first
 decode (llama.cpp issue 20824), so it is built for AVX2/AVX-512 without AMX and without -march=native
@@ -64,9 +64,15 @@ def main(argv: list[str]) -> int:
         args = argv[1:]
         if "--fast" in args:  # the tiers are markers (pyproject.toml, tests/conftest.py)
             args = [a for a in args if a != "--fast"] + ["-m", "not llm and not slow and not server"]
-        # One process by default. `-n 2 --dist loadfile` (pytest-xdist, in the test extra) runs a test
-        # file per worker; on 2 cores it was not faster (README, "Tests in parallel").
-        run(str(BIN / "python"), "-m", "pytest", "-q", *args, env={"MEDIAREC_TEST_HOME": str(ROOT / ".test-home")})
+        env = {"MEDIAREC_TEST_HOME": str(ROOT / ".test-home")}
+        if not any(a in ("-n", "--numprocesses") or a.startswith(("-n", "--numprocesses=")) or a == "no:xdist"
+                   for a in args):
+            # Two pytest-xdist workers, tests handed out one at a time (worksteal: a big file is
+            # split between them), each worker on one BLAS/OpenMP thread so the two do not fight for
+            # the two cores (README, "Tests in parallel"). `-n 0` runs in one process.
+            args = ["-n", str(min(2, os.cpu_count() or 1)), "--dist", "worksteal", *args]
+            env |= {k: os.environ.get(k, "1") for k in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS")}
+        run(str(BIN / "python"), "-m", "pytest", "-q", *args, env=env)
     else:
         print(__doc__)
         return 0 if task == "help" else 2

@@ -354,7 +354,11 @@ def _shared_cache_folder(tmp_path_factory):
     import shared_cache
 
     saved = {k: os.environ.get(k) for k in (shared_cache.ENV, "PYTHONPATH")}
-    os.environ[shared_cache.ENV] = str(tmp_path_factory.getbasetemp() / "shared-cache")
+    base = tmp_path_factory.getbasetemp()
+    # Under pytest-xdist each worker has its own basetemp below the run's: the workers share one
+    # folder there, so a text is embedded and a model trained once per run, not once per worker.
+    root = base.parent if os.environ.get("PYTEST_XDIST_WORKER") else base
+    os.environ[shared_cache.ENV] = str(root / "shared-cache")
     os.environ["PYTHONPATH"] = os.pathsep.join([str(_SHARED)] + ([saved["PYTHONPATH"]] if saved["PYTHONPATH"] else []))
     try:
         yield Path(os.environ[shared_cache.ENV])
