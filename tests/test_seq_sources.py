@@ -90,6 +90,21 @@ def test_auto_skips_a_small_catalog_and_says_why(walk, tmp_path):
     assert not (tmp_path / "seq").exists()
 
 
+def test_auto_skips_a_catalog_of_too_many_items_and_says_why(walk, tmp_path, monkeypatch):
+    cat, _ = walk
+    users = sum(1 for h in cat.by_user.values() if len(h) >= 2)
+    monkeypatch.setattr(seqmod, "MIN_INTERACTIONS", 1)
+    monkeypatch.setattr(seqmod, "MIN_USERS", 1)
+    monkeypatch.setattr(seqmod, "MAX_ITEMS", len(cat.items))  # as many as the line allows: trained
+    assert users >= 1 and SeqSource(tmp_path, mode="auto", settings=TINY).skip_reason(cat) is None
+    monkeypatch.setattr(seqmod, "MAX_ITEMS", len(cat.items) - 1)
+    src = SeqSource(tmp_path, mode="auto", settings=TINY)
+    assert src.model_for(cat, train=True) is None
+    assert src.status.startswith(f"sequential model skipped: {len(cat.items):,} items > {len(cat.items) - 1:,}")
+    assert "--seq on" in src.status and not (tmp_path / "seq").exists()
+    assert SeqSource(tmp_path, mode="on", settings=TINY).skip_reason(cat) is None  # asked for: trained
+
+
 def test_without_torch_the_product_goes_on(walk, tmp_path, monkeypatch):
     cat, _ = walk
     monkeypatch.setattr(seqmod, "torch_available", lambda: False)

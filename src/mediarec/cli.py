@@ -371,7 +371,7 @@ def build_parser() -> argparse.ArgumentParser:
     i.add_argument("--seq", choices=("auto", "on", "off"), default="auto",
                    help="the sequential model (a retrieval side and learned-stage features; needs torch, the "
                         "[seq] extra): auto trains it where the catalog has 200,000 interactions and 1,000 "
-                        "users or more (default auto)")
+                        "users or more, and up to 25,000 items (default auto)")
     i.add_argument("--quiet", action="store_true",
                    help="no progress, notes or second-stage status; only the \"indexed ...\" line prints")
     i.set_defaults(func=cmd_index)

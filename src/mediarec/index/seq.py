@@ -515,6 +515,12 @@ class SeqScorer:
 # train a transformer. Users with a history of at least two items must also number MIN_USERS.
 MIN_INTERACTIONS = 200_000
 MIN_USERS = 1_000
+# ... and up to this many items. Training takes a softmax over every item at every position: a batch
+# holds batch × max_len × items scores three times over (logits, softmax, gradient), 64 × 100 ×
+# 25,000 × 4 B × 3 = 1.9 GB. At 100,000 items (a generated catalog of 979k interactions) that was
+# a 12.3 GB peak and hours of CPU, against 4 min for the whole index without it
+# (benchmarks/results/scale-100k-static-seqoff.json). `--seq on` still trains it there.
+MAX_ITEMS = 25_000
 
 
 def torch_available() -> bool:
@@ -554,6 +560,9 @@ class SeqSource:
         users = sum(1 for h in _positive_histories(catalog).values() if len(h) >= 2)
         if users < MIN_USERS:
             return f"sequential model skipped: {users:,} users with two or more items < {MIN_USERS:,}"
+        if len(catalog.items) > MAX_ITEMS:
+            return (f"sequential model skipped: {len(catalog.items):,} items > {MAX_ITEMS:,} (its softmax over every "
+                    "item would take hours and GBs here; --seq on trains it anyway)")
         return None
 
     def model_for(self, catalog, train: bool, check_size: bool = True) -> SeqScorer | None:
