@@ -5,7 +5,7 @@
     python3 tasks.py test    # install with the test and train extras and run the whole test suite
     python3 tasks.py test --fast   # the same without the llm, slow and server tiers (the inner loop)
 
-Anything after `test` goes to pytest (`python3 tasks.py test --fast -x tests/test_cli.py`);
+Anything after `test` goes to pytest (`python3 tasks.py test --fast -x tests/test_cli.py`).
 The tests run on two pytest-xdist workers (`-n 0`: in one process).
 
 llama-cpp-python is built from source. Its default build crashes on CPUs with AMX on the first
