@@ -65,8 +65,7 @@ def main(argv: list[str]) -> int:
         if "--fast" in args:  # the tiers are markers (pyproject.toml, tests/conftest.py)
             args = [a for a in args if a != "--fast"] + ["-m", "not llm and not slow and not server"]
         env = {"MEDIAREC_TEST_HOME": str(ROOT / ".test-home")}
-        if not any(a in ("-n", "--numprocesses") or a.startswith(("-n", "--numprocesses=")) or a == "no:xdist"
-                   for a in args):
+        if not any(a.startswith(("-n", "--numprocesses")) or a == "no:xdist" for a in args):
             # Two pytest-xdist workers, tests handed out one at a time (worksteal: a big file is
             # split between them), each worker on one BLAS/OpenMP thread so the two do not fight for
             # the two cores (README, "Tests in parallel"). `-n 0` runs in one process.

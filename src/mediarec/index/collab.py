@@ -127,23 +127,19 @@ def _randomized_svd(m: np.ndarray, rank: int, seed: int, n_iter: int = 4):
     On one BLAS thread: its QRs are many thin steps, and OpenBLAS's pool made them 10-90× slower
     on 2 busy cores (n = 303: 3.6 s against 0.04 s; n = 3,416: 7.2 s against 0.6 s)."""
     with single_threaded_blas():
-        return _randomized_svd_inner(m, rank, seed, n_iter)
-
-
-def _randomized_svd_inner(m: np.ndarray, rank: int, seed: int, n_iter: int):
-    n = m.shape[0]
-    rank = min(rank, n)
-    rng = np.random.default_rng(seed)
-    omega = rng.standard_normal((m.shape[1], min(n, rank + 16))).astype(m.dtype)
-    y = m @ omega
-    for _ in range(n_iter):
-        y, _ = np.linalg.qr(y)
-        y = m @ (m.T @ y)
-    q, _ = np.linalg.qr(y)
-    b = q.T @ m
-    ub, s, vt = np.linalg.svd(b, full_matrices=False)
-    u = q @ ub
-    return u[:, :rank], s[:rank], vt[:rank]
+        n = m.shape[0]
+        rank = min(rank, n)
+        rng = np.random.default_rng(seed)
+        omega = rng.standard_normal((m.shape[1], min(n, rank + 16))).astype(m.dtype)
+        y = m @ omega
+        for _ in range(n_iter):
+            y, _ = np.linalg.qr(y)
+            y = m @ (m.T @ y)
+        q, _ = np.linalg.qr(y)
+        b = q.T @ m
+        ub, s, vt = np.linalg.svd(b, full_matrices=False)
+        u = q @ ub
+        return u[:, :rank], s[:rank], vt[:rank]
 
 
 # -- the parts of M, separately, so tuning refits only what a hyper-parameter changes ------------

@@ -89,6 +89,8 @@ class MiniLMEmbeddingFunction(_UnitEmbeddings):
 
     def _load(self) -> tuple[Any, Any, set[str]]:
         """(tokenizer, ONNX session, its input names), made once, by whichever thread asks first."""
+        if self._loaded is not None:  # every embed batch asks: no lock once loaded
+            return self._loaded
         with self._lock:
             if self._loaded is None:
                 import onnxruntime as ort
@@ -224,6 +226,8 @@ class StaticEmbeddingFunction(_UnitEmbeddings):
 
     @property
     def model(self) -> Any:
+        if self._model is not None:
+            return self._model
         with self._lock:
             if self._model is None:
                 if not (self.folder / "model.safetensors").exists():
