@@ -218,6 +218,14 @@ CASES = [
     ("something my six year old can watch", NOBODY, [no_year_bound()]),
     ("something older than Get Out but not horror", ALICE, [years(None, 2016), no_genre("Horror"),
                                                             read_as("older than Get Out (2017)"), nothing_unread()]),
+    # a comparative against a named title takes it as the reference (stop 36: "calmer" and "than" unread)
+    ("something calmer than Alien, nothing animated", ALICE,
+     [no_genre("Animation"), no_genre("Horror"), no_genre("Thriller"), no_tag("suspense"), all_kind("movie"),
+      in_top(1, "Solaris", "2001: A Space Odyssey"), read_as("like Alien (1979)", "calmer ("), nothing_unread()]),
+    ("funnier than Alien", NOBODY, [all_genre("Comedy"), before(["Shaun of the Dead", "What We Do in the Shadows"],
+                                                                ["Toy Story 3", "Bluey"]), nothing_unread()]),
+    ("less violent than The Thing", NOBODY, [no_genre("Horror"), no_genre("Action"), no_genre("War"),
+                                             read_as("like The Thing (1982)", "less violent"), nothing_unread()]),
 ]
 
 

@@ -213,6 +213,28 @@ def test_older_than_a_named_title_reads_its_year_not_the_history(demo):
     assert (c.year_min, c.year_max) == (None, None)
 
 
+def test_a_comparative_than_a_named_title_takes_the_title_as_its_reference(demo):
+    """Tried as a user (stop 36): "something calmer than Alien, nothing animated" was read as "about
+    alien; no Animation; I did not understand 'calmer', 'than'": no reference, no calm."""
+    c = parse_request("something calmer than Alien, nothing animated", demo)
+    assert c.reference_title == "Alien (1979)" and not c.unread, c.describe()
+    assert {"Horror", "Thriller"} <= set(c.exclude_genres) and "Animation" in c.exclude_genres
+    assert "slow cinema" in c.relative_tags and "calm" not in c.relative_tags  # "calm": on albums only
+    assert "suspense" in c.exclude_tags  # Alien's own tag: not calm
+    assert c.prefer_genres == ["Sci-Fi"]  # Alien's character, less what "calmer" leaves out
+    assert "like Alien (1979)" in c.describe() and "calmer (" in c.describe()
+    c = parse_request("funnier than Alien", demo)  # as "like Alien but funnier"
+    assert c.reference_title == "Alien (1979)" and c.genres == ["Comedy"] and not c.unread
+    c = parse_request("less violent than Heat", demo)
+    assert c.reference_title == "Heat (1995)" and "less violent" in c.describe() and not c.unread
+    c = parse_request("anything other than Alien", demo)  # "other than" is a negation, not a comparison
+    assert c.reference is None and c.exclude_titles == ["Alien (1979)"]
+    c = parse_request("nothing scarier than Alien", demo)  # negated: no reference is made of it
+    assert c.reference is None
+    c = parse_request("a zanier than usual comedy", demo)  # no title after "than": nothing taken
+    assert c.reference is None and "than" in c.unread
+
+
 def test_like_x_asks_for_x_kind_in_a_catalogue_of_several_kinds(demo, ml100k):
     c = parse_request("something like Kid A", demo)
     assert c.kinds == ["album"] and c.kind_of_reference and "kind album (its kind)" in c.describe()

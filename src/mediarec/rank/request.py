@@ -301,6 +301,7 @@ def parse_request(text: str | None, catalog: Catalog, anchors: Sequence[Item] | 
     s = " " + request.lower().replace("\u2019", "'") + " "
     s = _take_compared_titles(s, request, c, catalog)
     s = _take_reference(s, request, c, catalog)
+    s = _take_than_reference(s, request, c, catalog)
     s = _take_relative(s, c, vocab, _asked_kinds(s, c, catalog, vocab))
     scopes = _negated_scopes(s)
     cased = " " + request.replace("\u2019", "'") + " "
@@ -370,8 +371,15 @@ TAG_BONUS = 1.0
 def _tiers(c: Constraints) -> list[tuple[list[str], list[str], float]]:
     """(genres, tags, bonus over the next tier) of each tier above the rest, best first: items
     carrying a tag the request asks for ("a chill album": albums tagged chill first; tags steer, they
-    never filter), then those with one of the reference's genres, then a near genre."""
+    never filter), then those with one of the reference's genres, then a near genre. A tier that
+    names both asks for one of each."""
     tags = list(dict.fromkeys(c.tags + c.relative_tags))
+    if tags and c.prefer_genres:
+        # "calmer than Alien", "like Toy Story 3 but darker": X's character first, the calm (dark)
+        # among it first of all; then X's genres, then the other calm items, then the near genres.
+        # Tags first alone ranked calm documentaries above every calm-free Sci-Fi film.
+        return [(c.prefer_genres, tags, TAG_BONUS), (c.prefer_genres, [], TIER_BONUS), ([], tags, TAG_BONUS)] + (
+            [(c.near_genres, [], TIER_BONUS)] if c.near_genres else [])
     return ([([], tags, TAG_BONUS)] if tags else []) + [(t, [], TIER_BONUS) for t in (c.prefer_genres, c.near_genres)
                                                           if t]
 
@@ -395,7 +403,8 @@ def character_tiers(c: Constraints | None, catalog: Catalog, item_ids: Sequence[
         genres = {g.lower() for g in it.genres} if it is not None else set()
         tags = {t.lower() for t in it.tags} if it is not None else set()
         for n, (tier_genres, tier_tags, _) in enumerate(tiers):
-            if genres & {g.lower() for g in tier_genres} or tags & {t.lower() for t in tier_tags}:
+            if ((not tier_genres or genres & {g.lower() for g in tier_genres})
+                    and (not tier_tags or tags & {t.lower() for t in tier_tags})):
                 out[j] = _bonus(tiers, n)
                 break
     return out
@@ -437,6 +446,11 @@ RELATIVE_WORDS: dict[str, str] = {
     "less violent": "gentler", "not so violent": "gentler", "not as violent": "gentler", "gentler": "gentler",
     "less gory": "gentler", "less brutal": "gentler", "nothing violent": "gentler", "non-violent": "gentler",
     "nonviolent": "gentler", "softer": "gentler",
+    "calmer": "calmer", "more relaxing": "calmer", "more relaxed": "calmer", "quieter": "calmer",
+    "less intense": "calmer", "not so intense": "calmer", "not as intense": "calmer", "less tense": "calmer",
+    "more peaceful": "calmer", "mellower": "calmer", "more mellow": "calmer", "more calm": "calmer",
+    "more chill": "calmer", "chiller": "calmer", "slower": "calmer", "more laid-back": "calmer",
+    "less stressful": "calmer", "more soothing": "calmer",
     "something else": "else", "something different": "else", "anything else": "else", "other ones": "else",
     "different ones": "else", "others": "else", "different": "else",
 }
@@ -448,7 +462,12 @@ _LIGHT_TAGS = ("feel-good", "heartwarming", "warm", "uplifting", "lighthearted",
 _LIGHT_EXCLUDED = ("horror",)
 _SHORT_TAGS = ("miniseries", "limited series", "short", "short film", "short tracks", "ep", "single")
 _VIOLENT_TAGS = ("violent", "violence", "gore", "gory", "brutal", "ultraviolence", "bloody", "war", "slasher")
-_VIOLENT_GENRES = ("horror", "war")
+_VIOLENT_GENRES = ("horror", "war", "action")
+# "calmer": what is calm ranks up; horror, thrillers, action and war, and what is tagged tense, are left out
+_CALM_TAGS = ("calm", "quiet", "meditative", "peaceful", "serene", "relaxing", "chill", "mellow", "gentle",
+              "soothing", "tranquil", "contemplative", "slow burn", "slow cinema", "slow", "cozy", "cosy")
+_CALM_EXCLUDED = ("horror", "thriller", "action", "war")
+_TENSE_TAGS = ("tense", "suspense", "dread", "intense", "claustrophobic", "paranoia")
 _ANCHORED = {"older", "newer", "else"}
 
 
@@ -517,6 +536,8 @@ def _take_relative(s: str, c: Constraints, vocab: Vocabulary, kinds: set[str] = 
             tags, genres, label = _LIGHT_TAGS, _LIGHT_EXCLUDED, "lighter"
         elif op == "shorter":
             tags, genres, label = _SHORT_TAGS, (), "shorter"
+        elif op == "calmer":
+            tags, genres, label = _CALM_TAGS, _CALM_EXCLUDED, "calmer"
         else:
             tags, genres, label = (), _VIOLENT_GENRES, "less violent"
         have = [t for t in tags if t in vocab.tags and (not kinds or vocab.tag_kinds.get(t, set()) & kinds)]
@@ -525,6 +546,9 @@ def _take_relative(s: str, c: Constraints, vocab: Vocabulary, kinds: set[str] = 
             excluded_tags = [t for t in _VIOLENT_TAGS if t in vocab.tags]
             c.exclude_tags += excluded_tags
             have = []
+        elif op == "calmer":
+            excluded_tags = [t for t in _VIOLENT_TAGS + _TENSE_TAGS if t in vocab.tags and t not in c.exclude_tags]
+            c.exclude_tags += excluded_tags
         else:
             excluded_tags = []
         c.relative_tags += [t for t in have if t not in c.relative_tags]
@@ -776,6 +800,34 @@ _COMPARED = re.compile(r"\b(?:(older|earlier|less recent|newer|later|more recent
                        r"|(before|after))\s+(?=\S)")
 _COMPARED_OPS = {"older": "older", "earlier": "older", "less recent": "older", "before": "older",
                  "newer": "newer", "later": "newer", "more recent": "newer", "more modern": "newer", "after": "newer"}
+
+
+# "calmer than Alien", "funnier than Get Out", "less violent than Heat": the title is the reference, as
+# "like Alien but calmer" (the comparative itself is read on its own); "older than" was read above
+_THAN_TITLE = re.compile(r"\b(?:(?:more|less)\s+[\w'-]+|[\w'-]+er)\s+than\s+(?=\S)")
+_NOT_COMPARATIVES = {"other", "rather", "older", "newer", "later", "earlier", "ever", "never", "whether", "over",
+                     "under", "after", "either", "neither"}
+
+
+def _take_than_reference(s: str, original: str, c: Constraints, catalog: Catalog) -> str:
+    """"something calmer than Alien": Alien becomes the reference (its character kept, the
+    comparative applied to it), and "than Alien" is read rather than left as unread words. Inside a
+    negation ("nothing scarier than Alien") it is not a reference; the request names none yet."""
+    if c.reference is not None:
+        return s
+    scopes = _negated_scopes(s)
+    for m in _THAN_TITLE.finditer(s):
+        # negated by a cue before it ("nothing scarier than"); its own "less" is no negation here
+        if m.group(0).split()[0] in _NOT_COMPARATIVES or any(a < m.start() and m.end() <= b for a, b in scopes):
+            continue
+        start = m.start() + m.group(0).rfind("than")
+        found = _title_at(s, m.end(), catalog)
+        if found is None:
+            continue
+        hits, end = found
+        c.reference, c.reference_title = hits[0].id, hits[0].label
+        return s[:start] + " " * (end - start) + s[end:]
+    return s
 
 
 def _kind_of_reference(c: Constraints, catalog: Catalog, vocab: Vocabulary) -> None:
