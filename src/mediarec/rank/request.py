@@ -463,11 +463,10 @@ _LIGHT_EXCLUDED = ("horror",)
 _SHORT_TAGS = ("miniseries", "limited series", "short", "short film", "short tracks", "ep", "single")
 _VIOLENT_TAGS = ("violent", "violence", "gore", "gory", "brutal", "ultraviolence", "bloody", "war", "slasher")
 _VIOLENT_GENRES = ("horror", "war", "action")
-# "calmer": what is calm ranks up; horror, thrillers, action and war, and what is tagged tense, are left out
+# "calmer": what is tagged calm ranks up; horror, thrillers, action and war are left out
 _CALM_TAGS = ("calm", "quiet", "meditative", "peaceful", "serene", "relaxing", "chill", "mellow", "gentle",
               "soothing", "tranquil", "contemplative", "slow burn", "slow cinema", "slow", "cozy", "cosy")
 _CALM_EXCLUDED = ("horror", "thriller", "action", "war")
-_TENSE_TAGS = ("tense", "suspense", "dread", "intense", "claustrophobic", "paranoia")
 _ANCHORED = {"older", "newer", "else"}
 
 
@@ -546,9 +545,6 @@ def _take_relative(s: str, c: Constraints, vocab: Vocabulary, kinds: set[str] = 
             excluded_tags = [t for t in _VIOLENT_TAGS if t in vocab.tags]
             c.exclude_tags += excluded_tags
             have = []
-        elif op == "calmer":
-            excluded_tags = [t for t in _VIOLENT_TAGS + _TENSE_TAGS if t in vocab.tags and t not in c.exclude_tags]
-            c.exclude_tags += excluded_tags
         else:
             excluded_tags = []
         c.relative_tags += [t for t in have if t not in c.relative_tags]
@@ -805,6 +801,7 @@ _COMPARED_OPS = {"older": "older", "earlier": "older", "less recent": "older", "
 # "calmer than Alien", "funnier than Get Out", "less violent than Heat": the title is the reference, as
 # "like Alien but calmer" (the comparative itself is read on its own); "older than" was read above
 _THAN_TITLE = re.compile(r"\b(?:(?:more|less)\s+[\w'-]+|[\w'-]+er)\s+than\s+(?=\S)")
+_THAN_SHOWN = re.compile(r"(?:that|this|those|these|them|it|the last ones?|the others|before)(?![\w'-])")
 _NOT_COMPARATIVES = {"other", "rather", "older", "newer", "later", "earlier", "ever", "never", "whether", "over",
                      "under", "after", "either", "neither"}
 
@@ -821,6 +818,9 @@ def _take_than_reference(s: str, original: str, c: Constraints, catalog: Catalog
         if m.group(0).split()[0] in _NOT_COMPARATIVES or any(a < m.start() and m.end() <= b for a, b in scopes):
             continue
         start = m.start() + m.group(0).rfind("than")
+        pronoun = _THAN_SHOWN.match(s, m.end())
+        if pronoun:  # "funnier than that": the list shown is the anchor already; nothing to take
+            return s[:start] + " " * (pronoun.end() - start) + s[pronoun.end():]
         found = _title_at(s, m.end(), catalog)
         if found is None:
             continue
