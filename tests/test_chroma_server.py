@@ -123,7 +123,7 @@ def test_build_in_the_server_and_retrieve_through_it(served, chroma_server, cata
     assert idx.is_current()
     assert not (home / "index").exists()  # nothing went to the embedded store
 
-    r = Retriever(idx)
+    r = Retriever(idx, exact_search_max_items=0)  # every query goes to the server (300 items: else in memory)
     user = max(catalog.by_user, key=lambda u: len(catalog.by_user[u]))
     history = catalog.history(user)
     cands = r.candidates(history, k=10)
@@ -132,6 +132,9 @@ def test_build_in_the_server_and_retrieve_through_it(served, chroma_server, cata
     assert any("collab" in c.sources for c in cands)  # the collab collection was queried in the server
     hits = r.candidates([], k=5, query="space alien horror")
     assert {"Sci-Fi", "Horror"} <= set(hits[0].item.genres), [c.item.label for c in hits]
+    in_memory = Retriever(idx)
+    assert in_memory.exact_search
+    assert [(c.item.id, c.score) for c in in_memory.candidates(history, k=10)] == [(c.item.id, c.score) for c in cands]
 
 
 def test_a_second_client_loads_without_building(served, chroma_server, catalog, embedder, tmp_path):
@@ -148,7 +151,7 @@ def test_another_process_loads_the_served_index(served, chroma_server, shared_da
     the same candidates."""
     idx, _ = served
     user = max(catalog.by_user, key=lambda u: len(catalog.by_user[u]))
-    expected = [c.item.id for c in Retriever(idx).candidates(catalog.history(user), k=10)]
+    expected = [c.item.id for c in Retriever(idx, exact_search_max_items=0).candidates(catalog.history(user), k=10)]
     script = textwrap.dedent(f"""
         import json
         from mediarec.catalog.model import Catalog
@@ -160,7 +163,7 @@ def test_another_process_loads_the_served_index(served, chroma_server, shared_da
         keep = set(ids)
         cat = Catalog("ml-slice", [full.items[i] for i in ids], [x for x in full.interactions if x.item in keep])
         idx = open_index(cat, chroma_url={chroma_server!r}, build=False)
-        print(json.dumps([c.item.id for c in Retriever(idx).candidates(cat.history({user!r}), k=10)]))
+        print(json.dumps([c.item.id for c in Retriever(idx, exact_search_max_items=0).candidates(cat.history({user!r}), k=10)]))
     """)
     env = dict(os.environ, ANONYMIZED_TELEMETRY="False")
     p = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=300, env=env)

@@ -378,13 +378,20 @@ def test_server_stopped_then_restarted_during_index_build(chroma, demo, model_fi
 
 
 @pytest.mark.server
-def test_server_down_during_recommendation(chroma, demo, home):
+def test_server_down_during_recommendation(chroma, demo, home, monkeypatch):
+    import mediarec.index.retriever as retriever_module
+
+    in_memory = from_catalog(demo, llm="none", chroma_url=chroma.url)  # 332 items: searched in memory
+    monkeypatch.setattr(retriever_module, "EXACT_SEARCH_MAX_ITEMS", 0)  # as a catalogue too large for that
     rec = from_catalog(demo, llm="none", chroma_url=chroma.url)
+    assert in_memory.retriever.exact_search and not rec.retriever.exact_search
     user = "alice"
     before = [r.item.id for r in rec.recommend(user=user, k=5).items]
     chroma.stop()
     with pytest.raises(IndexError_, match="cannot be queried"):
         rec.recommend(user=user, k=5)
+    # the loaded index answers from memory without the server, the same list
+    assert [r.item.id for r in in_memory.recommend(user=user, k=5).items] == before
     p = run_in_process("recommend", "--dataset", "demo", "--user", user, "--llm", "none", "-k", "5",
                        "--chroma-url", chroma.url, home=home)
     assert p.returncode == 2, (p.stdout, p.stderr)

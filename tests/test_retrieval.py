@@ -15,7 +15,7 @@ os.environ.setdefault("ANONYMIZED_TELEMETRY", "False")
 
 import chromadb  # noqa: E402
 
-from mediarec.catalog.model import Catalog, Item  # noqa: E402
+from mediarec.catalog.model import Catalog, Interaction, Item  # noqa: E402
 from mediarec.catalog import load_dataset  # noqa: E402
 from mediarec.errors import MediarecError, UnknownItemError  # noqa: E402
 from mediarec.index.store import IndexBuilder  # noqa: E402
@@ -37,7 +37,8 @@ def split(ml100k):
 def retriever(split, embedder, tmp_path_factory) -> Retriever:
     train, _ = split
     client = chromadb.PersistentClient(path=str(tmp_path_factory.mktemp("retrieval-index")))
-    return Retriever(IndexBuilder(train, client, embedder=embedder).build())
+    # through Chroma's HNSW: a catalogue this small is otherwise searched in memory (below)
+    return Retriever(IndexBuilder(train, client, embedder=embedder).build(), exact_search_max_items=0)
 
 
 def _top(retriever: Retriever, scores: np.ndarray, k: int) -> list[str]:
@@ -150,6 +151,33 @@ def test_score_all_agrees_with_candidates(retriever, split):
         assert len(set(cands) & set(full)) >= 7, u
         assert cands[0] in full[:3], u
     assert same_top5 >= 0.95 * len(users), (same_top5, len(users))
+
+
+def test_in_memory_search_returns_what_chroma_returns(retriever, split):
+    """A small catalogue's nearest items are found in memory (index/retriever.py,
+    EXACT_SEARCH_MAX_ITEMS): the same candidates, in the same order with the same scores, as
+    through Chroma's collections, with and without a request (a filter, a text query, a dislike)."""
+    from mediarec.rank.request import parse_request
+
+    train, _ = split
+    in_memory = Retriever(retriever.index)
+    assert in_memory.exact_search and not retriever.exact_search
+    requests = [None, "a comedy from the 90s", "no horror please", "something like Star Wars but older"]
+    compared = 0
+    for n, u in enumerate(train.users()[::7]):
+        history = train.history(u)
+        text = requests[n % len(requests)]
+        c = parse_request(text, train) if text else None
+        q = c.text_query() if c else None
+        via_chroma = retriever.candidates(history, k=50, query=q, constraints=c)
+        in_mem = in_memory.candidates(history, k=50, query=q, constraints=c)
+        assert [(x.item.id, x.score, x.sources) for x in in_mem] == \
+            [(x.item.id, x.score, x.sources) for x in via_chroma], (u, text)
+        compared += 1
+    disliked = [*train.history("1")[:20], Interaction(user="1", item=train.history("1")[20].item, event="dislike")]
+    assert [x.item.id for x in in_memory.candidates(disliked, k=20)] == \
+        [x.item.id for x in retriever.candidates(disliked, k=20)]
+    assert compared >= 130
 
 
 def test_unknown_title_raises(retriever):
