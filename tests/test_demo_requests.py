@@ -224,6 +224,18 @@ CASES = [
       in_top(1, "Solaris", "2001: A Space Odyssey"), read_as("like Alien (1979)", "calmer ("), nothing_unread()]),
     ("funnier than Alien", NOBODY, [all_genre("Comedy"), before(["Shaun of the Dead", "What We Do in the Shadows"],
                                                                 ["Toy Story 3", "Bluey"]), nothing_unread()]),
+    # tried as a user (stop 37): "isn't" is a negation; a kind word between the comparative and "than";
+    # "sadder", "less depressing"; a title the catalogue lacks is said to be missing, not split into words
+    ("a classic from before 1960 that isn't a western", ALICE, [no_genre("Western"), years(None, 1959),
+                                                                 read_as("no Western"), nothing_unread()]),
+    ("a scarier film than Get Out", NOBODY, [all_genre("Horror"), all_kind("movie"), read_as("like Get Out (2017)"),
+                                             nothing_unread()]),
+    ("something sadder than Past Lives", NOBODY, [no_genre("Comedy"), all_kind("movie"), read_as("sadder ("),
+                                                  nothing_unread()]),
+    ("something less depressing than Grave of the Fireflies", NOBODY, [no_genre("Horror"), read_as("lighter"),
+                                                                       nothing_unread()]),
+    ("something happier than Manchester by the Sea", NOBODY,
+     [read_as("Manchester by the Sea (no such title here"), nothing_unread()]),
     ("less violent than The Thing", NOBODY, [no_genre("Horror"), no_genre("Action"), no_genre("War"),
                                              read_as("like The Thing (1982)", "less violent"), nothing_unread()]),
 ]

@@ -413,7 +413,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="test users, a seeded sample (default: all with --protocol full, 200 with sampled, "
                         "else the protocol's own)")
     e.add_argument("--val-users", type=int, default=None,
-                   help="validation users for tuning the LLM fusion weight (default min(users, 100))")
+                   help="validation users for tuning the LLM fusion weight (default min(users, 100)) and, "
+                        "up to 20 of them, for the -cal systems' label prior")
     e.add_argument("--llm", default=f"local:{DEFAULT_LLM}",
                    help="the LLM of the llm systems, --explanations and --request-llm: local:NAME, "
                         "local:/path.gguf or openai:MODEL")

@@ -97,8 +97,9 @@ def load_families(names: Sequence[str], args, catalog, provider) -> LLMFamilies 
     return fam
 
 
-def estimate_prior(fam: LLMFamilies, split, seed: int, progress: bool = False) -> None:
-    """The label prior from shuffled prompts of validation users (no targets used), for -cal systems."""
+def estimate_prior(fam: LLMFamilies, split, seed: int, progress: bool = False, users: int | None = None) -> None:
+    """The label prior from shuffled prompts of validation users (no targets used), for -cal systems:
+    ``PRIOR_USERS`` of them, or fewer where the run asks for fewer validation users (``users``)."""
     from mediarec.eval.split import sample_users
     from mediarec.eval.systems import retrieval_system
     from mediarec.rank.calibration import estimate_label_prior
@@ -108,7 +109,7 @@ def estimate_prior(fam: LLMFamilies, split, seed: int, progress: bool = False) -
     hybrid = retrieval_system("hybrid", fam.provider)
     hybrid.fit(split.train_catalog)
     samples = []
-    for u in sample_users(split.valid_history, PRIOR_USERS, seed + 1):
+    for u in sample_users(split.valid_history, min(PRIOR_USERS, users or PRIOR_USERS), seed + 1):
         hist = split.valid_history[u]
         if not hist:
             continue

@@ -83,7 +83,7 @@ def run_eval(args) -> int:
     split = leave_last_out(catalog)
     if any(llm_parts(n)[1] == "-cal" for n in llm_names):
         con.print("estimating the LLM's label prior on validation users' shuffled prompts (no targets)")
-        estimate_prior(fam, split, protocol.seed)
+        estimate_prior(fam, split, protocol.seed, users=protocol.validation_users)
     # Each LLM system's fusion weight (and, with --history-cuts, how many history items its prompts
     # carry) is chosen on validation users first (its own variants).
     cuts = _history_cuts(args)

@@ -80,7 +80,7 @@ get good great nice really just one ones more kind sort of to with for in from a
 which is are be it its that's something's can could you your my stuff thing things maybe perhaps
 similar suggest suggestion suggestions watch listen hear see mood feel feeling lot bit little new
 what do does have has got this time please thanks thank i'm im any anyway okay ok now instead anymore
-made released about""".split())
+made released about by""".split())
 _TOO_GENERIC = {"music", "world", "other", "unknown"}  # catalogue genres too common as plain words
 # a catalogue genre or tag is matched as words only if it is words ("sci-fi", "rock & roll"), never
 # punctuation a hostile catalogue made a genre (">>>")
@@ -446,6 +446,12 @@ RELATIVE_WORDS: dict[str, str] = {
     "less violent": "gentler", "not so violent": "gentler", "not as violent": "gentler", "gentler": "gentler",
     "less gory": "gentler", "less brutal": "gentler", "nothing violent": "gentler", "non-violent": "gentler",
     "nonviolent": "gentler", "softer": "gentler",
+    "sadder": "sadder", "more depressing": "sadder", "more melancholy": "sadder", "more melancholic": "sadder",
+    "more tragic": "sadder", "more emotional": "sadder", "more moving": "sadder", "more heartbreaking": "sadder",
+    "less depressing": "lighter", "less sad": "lighter", "not as sad": "lighter", "less bleak": "lighter",
+    "less grim": "lighter", "less heavy": "lighter", "less gloomy": "lighter",
+    "less action": "gentler", "less shooting": "gentler", "fewer explosions": "gentler", "less fighting": "gentler",
+    "nothing too long": "shorter", "not long": "shorter", "nothing long": "shorter",
     "calmer": "calmer", "more relaxing": "calmer", "more relaxed": "calmer", "quieter": "calmer",
     "less intense": "calmer", "not so intense": "calmer", "not as intense": "calmer", "less tense": "calmer",
     "more peaceful": "calmer", "mellower": "calmer", "more mellow": "calmer", "more calm": "calmer",
@@ -467,6 +473,10 @@ _VIOLENT_GENRES = ("horror", "war", "action")
 _CALM_TAGS = ("calm", "quiet", "meditative", "peaceful", "serene", "relaxing", "chill", "mellow", "gentle",
               "soothing", "tranquil", "contemplative", "slow burn", "slow cinema", "slow", "cozy", "cosy")
 _CALM_EXCLUDED = ("horror", "thriller", "action", "war")
+# "sadder": what is tagged sad ranks up; comedies and family films are left out
+_SAD_TAGS = ("melancholy", "melancholic", "sad", "grief", "tragic", "tragedy", "tearjerker", "heartbreaking", "elegiac",
+             "loss", "bittersweet", "emotional")
+_SAD_EXCLUDED = ("comedy", "family", "childrens", "children")
 _ANCHORED = {"older", "newer", "else"}
 
 
@@ -537,6 +547,8 @@ def _take_relative(s: str, c: Constraints, vocab: Vocabulary, kinds: set[str] = 
             tags, genres, label = _SHORT_TAGS, (), "shorter"
         elif op == "calmer":
             tags, genres, label = _CALM_TAGS, _CALM_EXCLUDED, "calmer"
+        elif op == "sadder":
+            tags, genres, label = _SAD_TAGS, _SAD_EXCLUDED, "sadder"
         else:
             tags, genres, label = (), _VIOLENT_GENRES, "less violent"
         have = [t for t in tags if t in vocab.tags and (not kinds or vocab.tag_kinds.get(t, set()) & kinds)]
@@ -564,7 +576,8 @@ _NEG_CUE = re.compile(
     r"no more|nothing with|nothing about|nothing involving|nothing featuring|nothing that has|nothing|"
     r"without any|without|not|no|none of the|none|avoid|skip|never|exclude|ban|drop|hide|free of|less|unlike|"
     r"(?:i )?(?:hate|dislike|can't stand|cannot stand)|(?:i )?(?:don't|do not|dont) (?:want|like|need)|"
-    r"(?:i'm )?(?:not into|sick of|tired of|done with)|spare me)"
+    r"(?:i'm )?(?:not into|sick of|tired of|done with)|spare me|(?:that |which |who )?(?:isn't|isnt|aren't|arent|"
+    r"wasn't|weren't|is not|are not|was not|were not|that's not|thats not))"
     r"(?:\s+(?:too|so|very|overly|any|anything|really|particularly|of|with|about|the|a|an|another|more|that|is|are|"
     r"involving|featuring|containing|having|has))*(?![\w'-])")
 _SCOPE_END = re.compile(r"[,;.!?()]|(?<![\w'-])(?:but|though|although|yet|instead|rather|something|anything|"
@@ -800,7 +813,8 @@ _COMPARED_OPS = {"older": "older", "earlier": "older", "less recent": "older", "
 
 # "calmer than Alien", "funnier than Get Out", "less violent than Heat": the title is the reference, as
 # "like Alien but calmer" (the comparative itself is read on its own); "older than" was read above
-_THAN_TITLE = re.compile(r"\b(?:(?:more|less)\s+[\w'-]+|[\w'-]+er)\s+than\s+(?=\S)")
+_THAN_TITLE = re.compile(r"\b(?:(?:more|less)\s+[\w'-]+|[\w'-]+er)(?:\s+(?:film|movie|series|show|album|record|"
+                         r"song|track|one|thing|story|watch|listen))?\s+than\s+(?=\S)")
 _THAN_SHOWN = re.compile(r"(?:that|this|those|these|them|it|the last ones?|the others|before)(?![\w'-])")
 _NOT_COMPARATIVES = {"other", "rather", "older", "newer", "later", "earlier", "ever", "never", "whether", "over",
                      "under", "after", "either", "neither"}
@@ -823,11 +837,29 @@ def _take_than_reference(s: str, original: str, c: Constraints, catalog: Catalog
             return s[:start] + " " * (pronoun.end() - start) + s[pronoun.end():]
         found = _title_at(s, m.end(), catalog)
         if found is None:
+            unknown = _capitalised_run(original, s, m.end())
+            if unknown is not None:  # "happier than Manchester by the Sea", a film this catalogue lacks
+                name, end = unknown
+                c.unmet.append(f"{name} (no such title here to compare with)")
+                return s[:start] + " " * (end - start) + s[end:]
             continue
         hits, end = found
         c.reference, c.reference_title = hits[0].id, hits[0].label
         return s[:start] + " " * (end - start) + s[end:]
     return s
+
+
+def _capitalised_run(original: str, s: str, start: int) -> tuple[str, int] | None:
+    """The words from ``start`` up to a clause break, when the request wrote the first one with a
+    capital (a title the catalogue does not have, not "usual"): (them as written, where they end)."""
+    cased = " " + original.replace("\u2019", "'") + " "
+    if len(cased) != len(s) or not cased[start:start + 1].isupper():
+        return None
+    stop = re.compile(r"[,;.!?()]|\s(?:but|and|or|with|without|from|please|that|which|nothing|not|no)\s")
+    cut = stop.search(s, start)
+    end = len(s.rstrip()) if cut is None else cut.start()
+    name = cased[start:end].strip()
+    return (name, end) if name else None
 
 
 def _kind_of_reference(c: Constraints, catalog: Catalog, vocab: Vocabulary) -> None:
