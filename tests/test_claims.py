@@ -109,6 +109,14 @@ def test_co_liked_is_read_from_the_log():
     assert [c.kind for c in itself.false_claims] == ["co-liked"]  # an item is never its own co-liked title
     one = chk.check("People who liked Salt Road also liked it.", cat.item("b"), Evidence(item_id="b"), [cat.item("d")])
     assert [c.kind for c in one.false_claims] == ["co-liked"] and "only 1 user" in one.false_claims[0].why
+    # found on ML-100k (stop 37): the model crossed the item's title with the liked one's ("Star Trek
+    # III: The Undiscovered Country" for "Star Trek VI: ..."); a title no catalogue has, unquoted, was
+    # not seen at all, so no claim was made and the reason passed
+    crossed = chk.check("Long Winter is a drama movie, liked by people who liked Long Harbour.", cat.item("b"),
+                        Evidence(item_id="b"), [cat.item("a")])
+    assert not crossed.passed and crossed.foreign_titles == ["Long Harbour"], crossed
+    assert chk.check("Long Winter is a drama movie, liked by people who liked Quiet Harbour.", cat.item("b"),
+                     Evidence(item_id="b"), [cat.item("a")]).passed
 
 
 # -- templates, true by construction ------------------------------------------------------------

@@ -186,6 +186,9 @@ _AND_RE = re.compile(r"^\s*(?:,|and|or|, and|, or)\s*[\"“'‘]?$", re.I)
 _UNLIKE_RE = re.compile(r"\bunlike\s+[\"“'‘]?$", re.I)
 _COLIKED_RE = re.compile(r"\b(?:people|users|viewers|listeners|fans|others|those)\s+who\s+(?:also\s+)?"
                          r"(?:liked|watched|enjoyed|loved|played|listened to|rated)\s+[\"“'‘]?$|\bfans of\s+[\"“'‘]?$", re.I)
+# "people who liked <Y>" names a title: what follows the cue must be one the checker recognises
+_COLIKED_CUE_RE = re.compile(r"\b(?:people|users|viewers|listeners|fans|others|those)\s+who\s+(?:also\s+)?"
+                             r"(?:liked|watched|enjoyed|loved|played|listened to|rated)\s+[\"“'‘]?|\bfans of\s+[\"“'‘]?", re.I)
 _NUMBERS = {"one": 1, "two": 2, "three": 3, "four": 4, "five": 5, "six": 6, "seven": 7, "eight": 8, "nine": 9,
             "ten": 10, "eleven": 11, "twelve": 12}
 _COUNT_RE = re.compile(r"\b(\d+|" + "|".join(_NUMBERS) + r"|an?)\s+(?:other\s+|more\s+)?(items?|films?|movies?|titles?|"
@@ -421,6 +424,14 @@ class ReasonChecker:
         if len(own_title) >= 4 and SELF_LIKE not in problems and \
                 re.search(r"\b(?:like|and|or)\s+[\"“'‘]?" + re.escape(own_title) + r"\b", longer, re.I):
             claim("like", own_title, False, problem=SELF_LIKE)
+        # "liked by people who liked Star Trek III: The Undiscovered Country" (seen on ML-100k: the
+        # model crossed the item's title with the liked one's): no known title where the cue points
+        starts = {h.start for h in hits}
+        for cue in _COLIKED_CUE_RE.finditer(text):
+            if cue.end() not in starts and not re.match(r"(?:it|this|them|both|the same)\b", text[cue.end():], re.I):
+                named = re.split(r"[.;!?]\s|[.;!?]$|,\s", text[cue.end():], maxsplit=1)[0].strip(" \"“”'‘’")
+                if named and named[0].isupper():
+                    foreign.append(named)
         if wrong:
             claim("title", "; ".join(wrong), False, problem="names another candidate: " + "; ".join(wrong))
         if foreign:
