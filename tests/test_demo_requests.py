@@ -300,3 +300,19 @@ def test_chat_reports_words_it_did_not_understand(rec):
     r = s.send("a short series I can binge")
     assert r.text.startswith("I did not understand 'binge'.")
     assert all(x.item.kind == "series" for x in r.result.items)
+
+
+def test_chat_a_new_mood_replaces_the_old_one_and_keeps_what_was_said(rec):
+    """Tried as a user (stop 37): "sadder" then "happier" left out comedies and family films (sadder's)
+    under "happier"; a mood's exclusions are its own, what the user said stays."""
+    s = ChatSession(rec, user="chen", k=5)
+    s.send("something like Alien, no thrillers")
+    s.send("sadder")
+    assert {"Comedy", "Family", "Thriller"} <= set(s.constraints.exclude_genres)
+    happier = s.send("happier")
+    assert "Comedy" not in s.constraints.exclude_genres and "Family" not in s.constraints.exclude_genres
+    assert {"Horror", "Thriller"} <= set(s.constraints.exclude_genres)  # lighter's own, and what was said
+    assert s.constraints.reference_title == "Alien (1979)"
+    assert not any({"Horror", "Thriller"} & set(r.item.genres) for r in happier.result.items), _titles(happier)
+    missing = s.send("something happier than Manchester by the Sea")
+    assert "Not in this catalogue: Manchester by the Sea" in missing.text, missing.text

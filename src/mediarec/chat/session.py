@@ -395,6 +395,9 @@ class ChatSession(References, FeedbackActions):
         unread = self.constraints.unread if heading else []
         if unread:
             head = f"I did not understand {', '.join(repr(w) for w in unread)}.\n" + head
+        unmet = self.constraints.unmet if heading else []
+        if unmet:  # understood, but this catalogue lacks it ("Manchester by the Sea", lengths)
+            head = f"Not in this catalogue: {'; '.join(unmet)}.\n" + head
         return SessionReply(kind="recommendations", text=head + "\n" + "\n".join(lines), result=result)
 
     def _reask_or_ack(self, text: str) -> SessionReply:

@@ -32,6 +32,12 @@ def merge(standing: Constraints, turn: Constraints, catalog: Catalog | None = No
     reference ("like Alien") and adds what it became. With ``catalog`` a standing "like X" that
     gains a "but Y" ranks X's character first (:func:`mediarec.rank.request.keep_character`)."""
     m = standing.model_copy(deep=True)
+    if turn.relative_tags or turn.relative_exclude_genres:  # a new mood ("happier" after "sadder") replaces
+        said = {g.lower() for g in turn.exclude_genres}      # the old one's exclusions, never what was said
+        old_mood = {g.lower() for g in standing.relative_exclude_genres} - said
+        m.exclude_genres = [g for g in m.exclude_genres if g.lower() not in old_mood]
+        explicit = {g.lower() for g in m.exclude_genres}
+        m.relative_exclude_genres = [g for g in turn.relative_exclude_genres if g.lower() not in explicit]
     if turn.genres:
         m.genres = list(turn.genres)
     m.exclude_genres = _merged_exclusions(m.exclude_genres, turn.exclude_genres, turn.genres)

@@ -117,6 +117,9 @@ class Constraints(BaseModel):
     any_tags: list[str] = Field(default_factory=list)  # at least one must hold (the tier of the tags asked for)
     relative: list[str] = Field(default_factory=list)  # relative words not yet read against an anchor
     relative_tags: list[str] = Field(default_factory=list)  # soft tags a relative word asks for ("darker")
+    # the genres a relative word left out ("calmer": no Horror, no Thriller): in a chat, a later mood
+    # ("happier") replaces them rather than adding to them
+    relative_exclude_genres: list[str] = Field(default_factory=list)
     applied: list[str] = Field(default_factory=list)  # what relative words became, for people
     soft: str = ""  # words read as search text (only when nothing else gives retrieval a start)
     unread: list[str] = Field(default_factory=list)  # words the rules did not understand: shown back
@@ -560,6 +563,7 @@ def _take_relative(s: str, c: Constraints, vocab: Vocabulary, kinds: set[str] = 
         else:
             excluded_tags = []
         c.relative_tags += [t for t in have if t not in c.relative_tags]
+        c.relative_exclude_genres += [g for g in excluded if g not in c.exclude_genres]
         c.exclude_genres += [g for g in excluded if g not in c.exclude_genres]
         if have or excluded or excluded_tags:
             c.applied.append(label + (" (" + ", ".join(have) + ")" if have else ""))
