@@ -316,3 +316,12 @@ def test_chat_a_new_mood_replaces_the_old_one_and_keeps_what_was_said(rec):
     assert not any({"Horror", "Thriller"} & set(r.item.genres) for r in happier.result.items), _titles(happier)
     missing = s.send("something happier than Manchester by the Sea")
     assert "Not in this catalogue: Manchester by the Sea" in missing.text, missing.text
+
+
+def test_chat_why_n_explains_the_item(rec):
+    s = ChatSession(rec, user="chen", k=5)
+    first = s.send("something like Alien")
+    second = [r.item for r in first.result.items][1]
+    why = s.send("why 2?")
+    assert why.kind == "info" and second.title in why.text and "did not understand" not in why.text, why.text
+    assert s.send("why 9").kind == "error"  # the list has 5

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import pytest
 
-from mediarec.chat.intents import (Again, Consumed, Feedback, LikeShown, MoreLike, NotShown, Request,
+from mediarec.chat.intents import (Again, Consumed, Feedback, LikeShown, MoreLike, NotShown, Request, Why,
                                    clean_message, is_vague, negated_term, parse_intent, shown_rank)
 
 
@@ -38,6 +38,19 @@ def test_more_like(msg, ranks):
 ])
 def test_not_shown(msg, ranks):
     assert parse_intent(msg) == NotShown(clean_message(msg), ranks)
+
+
+@pytest.mark.parametrize("msg, rank", [
+    ("why 2", 2), ("Why number 3?", 3), ("why is 1 here", 1), ("explain #4", 4), ("why did you pick 2", 2),
+])
+def test_why(msg, rank):
+    """Tried as a user (stop 37): "why 2" was a request, answered "I did not understand 'why'"."""
+    assert parse_intent(msg) == Why(clean_message(msg), rank)
+
+
+@pytest.mark.parametrize("msg", ["why not something funny", "why so serious", "explain it like a friend"])
+def test_why_without_a_rank_stays_a_request(msg):
+    assert isinstance(parse_intent(msg), Request)
 
 
 @pytest.mark.parametrize("msg, ref, liked", [

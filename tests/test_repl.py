@@ -145,7 +145,7 @@ def test_chat_session_in_a_terminal(env, smol, tmp_path):
 
         child.sendline(":help")
         assert ":why N" in _answer(child)
-        child.sendline(":quit")
+        child.sendline("quit")  # as a newcomer types it: no colon (was read as a request)
         child.expect(pexpect.EOF)
         out = _clean(child.before)
         assert "Traceback" not in out

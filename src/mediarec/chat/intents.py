@@ -51,6 +51,10 @@ _REPLAY_RE = re.compile(
     r"(?:i have|i've)?\s*(?:seen|watched|heard|played|listened to) before|one of my (?:old )?favou?rites|"
     r"(?:an? )?old favou?rites?)\b")
 _RANK_RE = re.compile(r"(?:number\s+)?#?(\d+)")
+# "why 2", "why number 3?", "why is 1 there", "explain 2": the reasons for a shown item (the REPL's :why)
+_WHY_RE = re.compile(r"^(?:why|explain|why did you (?:pick|choose|suggest|recommend)|why is|why was|how come)\s+"
+                     r"(?:number\s+|item\s+)?#?(\d{1,3})(?:\s+(?:here|there|on the list|in the list|recommended|"
+                     r"suggested|picked|chosen))?$")
 
 #: Words that point at the item mentioned last ("I liked it").
 IT_WORDS = frozenset({"it", "that", "this", "this one", "that one", "the last one", "the last"})
@@ -119,6 +123,14 @@ class Consumed:
 
 
 @dataclass(frozen=True)
+class Why:
+    """Why item N of the last list is there ("why 2", "explain 3")."""
+
+    text: str
+    rank: int
+
+
+@dataclass(frozen=True)
 class LikeShown:
     """A request relative to an item of the last list, by rank ("like 2 but shorter"): the item is
     the reference, ``rest`` says how to differ."""
@@ -128,7 +140,7 @@ class LikeShown:
     rest: str
 
 
-Intent = Union[Request, Again, MoreLike, NotShown, Feedback, Consumed, LikeShown]
+Intent = Union[Request, Again, MoreLike, NotShown, Feedback, Consumed, LikeShown, Why]
 
 
 def clean_message(text: str) -> str:
@@ -151,6 +163,9 @@ def parse_intent(text: str) -> Intent:
     m = _NOT_RE.match(low)
     if m:
         return NotShown(msg, _numbers(m.group(1)))
+    m = _WHY_RE.match(low)
+    if m:
+        return Why(msg, int(m.group(1)))
     if low in _BARE_LIKE:
         return Feedback(msg, "it", True)
     if low in _BARE_DISLIKE:

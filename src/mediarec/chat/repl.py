@@ -141,6 +141,8 @@ class Repl:
             return None
         if text.startswith(":"):
             return self.command(text)
+        if text.lower().rstrip(".!") in ("quit", "exit", "bye", "q"):  # as a newcomer types it, no colon
+            return self.command(":quit")
         session, epoch = self.session, self.session.epoch  # read here, before the worker starts
         reply = self.work(lambda: session.send(text, epoch=epoch), live=True)
         if reply is not _CANCELLED:

@@ -34,7 +34,7 @@ from mediarec.catalog.model import Interaction, Item
 from mediarec.chat.explain import explain_item
 from mediarec.chat import standing
 from mediarec.chat.feedback import FeedbackActions
-from mediarec.chat.intents import (Again, Consumed, Feedback, Intent, LikeShown, MoreLike, NotShown, clean_message, is_vague, replay_request,
+from mediarec.chat.intents import (Again, Consumed, Feedback, Intent, LikeShown, MoreLike, NotShown, Why, clean_message, is_vague, replay_request,
                                     negated_term, parse_intent)
 from mediarec.chat.references import References, _NotFound
 from mediarec.chat.state import SESSION_FORMAT, ReplyKind, SessionReply, SessionState, Turn, read_state
@@ -216,6 +216,12 @@ class ChatSession(References, FeedbackActions):
                 return self._consumed(intent)
             case LikeShown():
                 return self._like_shown(intent)
+            case Why(rank=rank):
+                if not self.shown:
+                    return SessionReply(kind="error", text="No list yet: ask for something first, then 'why 2'.")
+                if not 1 <= rank <= len(self.shown):
+                    return SessionReply(kind="error", text=f"The list has items 1 to {len(self.shown)}.")
+                return SessionReply(kind="info", text=self.explain(rank))
         return self._request(intent.text)
 
     # -- asking ------------------------------------------------------------------------------
