@@ -316,5 +316,10 @@ def _overlap(incidence: sparse.csr_matrix, n_labels: np.ndarray, recent: list[in
     without slicing the sparse matrix per history (a third of the features' time in training)."""
     if not recent:
         return np.zeros(len(rows))
-    profile = np.asarray(incidence[recent].sum(axis=0)).ravel() / len(recent)
+    # how many recent items carry each label: counted from the CSR arrays (every entry is 1), the
+    # same float32 sums as slicing the rows and summing them, a sixth of the time
+    ptr, cols = incidence.indptr, incidence.indices
+    take = np.concatenate([cols[ptr[r]:ptr[r + 1]] for r in recent])
+    counts = np.bincount(take, minlength=incidence.shape[1]).astype(np.float32)
+    profile = counts / len(recent)
     return (incidence @ profile)[rows] / np.maximum(n_labels[rows], 1)
