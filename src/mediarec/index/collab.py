@@ -225,6 +225,9 @@ class CollabModel:
     kind: str = "ease"
     _pos: dict[str, int] = field(default_factory=dict, repr=False)
     _gram: np.ndarray | None = field(default=None, repr=False)
+    # the last exact_scores asked for and its answer: ranking one history asks twice (the fused order,
+    # then the learned stage's features)
+    _last_exact: tuple | None = field(default=None, repr=False, compare=False)
 
     def __post_init__(self):
         self._pos = {i: k for k, i in enumerate(self.item_ids)}
@@ -268,6 +271,16 @@ class CollabModel:
                      weights: Sequence[float] | None = None) -> np.ndarray | None:
         """Scores of all modelled items (aligned with item_ids): the recency-weighted sum of the
         history's rows of M; None if no item of the history is modelled."""
+        key = (tuple(history), decay, None if weights is None else tuple(weights))
+        last = self._last_exact  # one read: another thread may replace it meanwhile
+        if last is not None and last[0] == key:
+            return None if last[1] is None else last[1].copy()
+        out = self._exact_scores(history, decay, weights)
+        self._last_exact = (key, out)
+        return None if out is None else out.copy()
+
+    def _exact_scores(self, history: Sequence[str], decay: float | None,
+                      weights: Sequence[float] | None) -> np.ndarray | None:
         if self.kind == "als":
             u = self.user_vector(history, decay, weights)
             return None if u is None else self.item_vectors @ u
