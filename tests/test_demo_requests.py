@@ -236,6 +236,9 @@ CASES = [
                                                                        nothing_unread()]),
     ("something happier than Manchester by the Sea", NOBODY,
      [read_as("Manchester by the Sea (no such title here"), nothing_unread()]),
+    ("something neither scary nor funny", ALICE, [no_genre("Horror"), no_genre("Comedy"), no_genre_asked(),
+                                                  nothing_unread()]),
+    ("something as good as The Godfather", NOBODY, [read_as("like The Godfather (1972)"), nothing_unread()]),
     ("less violent than The Thing", NOBODY, [no_genre("Horror"), no_genre("Action"), no_genre("War"),
                                              read_as("like The Thing (1982)", "less violent"), nothing_unread()]),
 ]

@@ -221,7 +221,8 @@ class ChatSession(References, FeedbackActions):
                     return SessionReply(kind="error", text="No list yet: ask for something first, then 'why 2'.")
                 if not 1 <= rank <= len(self.shown):
                     return SessionReply(kind="error", text=f"The list has items 1 to {len(self.shown)}.")
-                return SessionReply(kind="info", text=self.explain(rank))
+                item = self.catalog.items[self.shown[rank - 1]]
+                return SessionReply(kind="info", text=f"{rank}. {item.label}\n{self.explain(rank)}")  # as :why N
         return self._request(intent.text)
 
     # -- asking ------------------------------------------------------------------------------

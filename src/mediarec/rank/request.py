@@ -80,7 +80,7 @@ get good great nice really just one ones more kind sort of to with for in from a
 which is are be it its that's something's can could you your my stuff thing things maybe perhaps
 similar suggest suggestion suggestions watch listen hear see mood feel feeling lot bit little new
 what do does have has got this time please thanks thank i'm im any anyway okay ok now instead anymore
-made released about by""".split())
+made released about by nor""".split())
 _TOO_GENERIC = {"music", "world", "other", "unknown"}  # catalogue genres too common as plain words
 # a catalogue genre or tag is matched as words only if it is words ("sci-fi", "rock & roll"), never
 # punctuation a hostile catalogue made a genre (">>>")
@@ -454,7 +454,8 @@ RELATIVE_WORDS: dict[str, str] = {
     "less depressing": "lighter", "less sad": "lighter", "not as sad": "lighter", "less bleak": "lighter",
     "less grim": "lighter", "less heavy": "lighter", "less gloomy": "lighter",
     "less action": "gentler", "less shooting": "gentler", "fewer explosions": "gentler", "less fighting": "gentler",
-    "nothing too long": "shorter", "not long": "shorter", "nothing long": "shorter",
+    "nothing too long": "shorter", "not long": "shorter", "nothing long": "shorter", "not so long": "shorter",
+    "nothing that's too long": "shorter", "not as long": "shorter",
     "calmer": "calmer", "more relaxing": "calmer", "more relaxed": "calmer", "quieter": "calmer",
     "less intense": "calmer", "not so intense": "calmer", "not as intense": "calmer", "less tense": "calmer",
     "more peaceful": "calmer", "mellower": "calmer", "more mellow": "calmer", "more calm": "calmer",
@@ -578,7 +579,7 @@ _NEG_CUE = re.compile(
     r"(?<![\w'-])(?:anything but|everything but|anything except|everything except|anything other than|but not|"
     r"other than|apart from|except for|except|instead of|rather than|not another|not any more|not anymore|"
     r"no more|nothing with|nothing about|nothing involving|nothing featuring|nothing that has|nothing|"
-    r"without any|without|not|no|none of the|none|avoid|skip|never|exclude|ban|drop|hide|free of|less|unlike|"
+    r"without any|without|not|no|none of the|none|neither|avoid|skip|never|exclude|ban|drop|hide|free of|less|unlike|"
     r"(?:i )?(?:hate|dislike|can't stand|cannot stand)|(?:i )?(?:don't|do not|dont) (?:want|like|need)|"
     r"(?:i'm )?(?:not into|sick of|tired of|done with)|spare me|(?:that |which |who )?(?:isn't|isnt|aren't|arent|"
     r"wasn't|weren't|is not|are not|was not|were not|that's not|thats not))"
@@ -761,7 +762,8 @@ def _blank(s: str, m: re.Match, group: int = 0) -> str:
 
 # "like X" compares to X; "I'd like X" / "I would like X" / "would like" is a wish, not a comparison
 _REFERENCE = re.compile(r"\b(?<!i'd )(?<!id )(?<!would )(?<!we'd )"
-                        r"(?:like|similar to|such as|in the vein of|along the lines of|reminds? me of)\s+")
+                        r"(?:like|similar to|such as|in the vein of|along the lines of|reminds? me of|"
+                        r"as good as|on a par with|on par with)\s+")
 _NOT_LIKE = re.compile(r"(?:\bnothing|\bnot|\bno(?:thing)? more|\bnone|\banything but)\s+(?:\w+\s+)?$")
 MAX_TITLE_WORDS = 12
 
