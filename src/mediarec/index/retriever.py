@@ -443,8 +443,8 @@ class Retriever:
                 for i in self._exact_best(collab_all, banned, pool_n - len(banned), mask):
                     pool.setdefault(i, set()).add("collab")
             if tvec is not None and (self.fusion.text_weight or query):
-                where = constraints.where() if constraints is not None else None
                 if not self.exact_search:
+                    where = constraints.where() if constraints is not None else None
                     res = self.index.text_collection.query(query_embeddings=[tvec.tolist()], n_results=pool_n,
                                                            include=[], **({"where": where} if where else {}))
                     found = res["ids"][0]

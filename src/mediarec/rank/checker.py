@@ -184,11 +184,11 @@ _PRONOUNS = {"it", "this", "this one", "this film", "this movie", "this series",
 _COMPARE_RE = re.compile(r"\b(?:like|similar to|such as|as with|in the spirit of|just like)\s+(?:the\s+)?[\"“'‘]?$", re.I)
 _AND_RE = re.compile(r"^\s*(?:,|and|or|, and|, or)\s*[\"“'‘]?$", re.I)
 _UNLIKE_RE = re.compile(r"\bunlike\s+[\"“'‘]?$", re.I)
-_COLIKED_RE = re.compile(r"\b(?:people|users|viewers|listeners|fans|others|those)\s+who\s+(?:also\s+)?"
-                         r"(?:liked|watched|enjoyed|loved|played|listened to|rated)\s+[\"“'‘]?$|\bfans of\s+[\"“'‘]?$", re.I)
+_COLIKED = (r"\b(?:people|users|viewers|listeners|fans|others|those)\s+who\s+(?:also\s+)?"
+            r"(?:liked|watched|enjoyed|loved|played|listened to|rated)\s+[\"“'‘]?|\bfans of\s+[\"“'‘]?")
+_COLIKED_RE = re.compile(f"(?:{_COLIKED})$", re.I)  # the cue just before a title
 # "people who liked <Y>" names a title: what follows the cue must be one the checker recognises
-_COLIKED_CUE_RE = re.compile(r"\b(?:people|users|viewers|listeners|fans|others|those)\s+who\s+(?:also\s+)?"
-                             r"(?:liked|watched|enjoyed|loved|played|listened to|rated)\s+[\"“'‘]?|\bfans of\s+[\"“'‘]?", re.I)
+_COLIKED_CUE_RE = re.compile(_COLIKED, re.I)
 _NUMBERS = {"one": 1, "two": 2, "three": 3, "four": 4, "five": 5, "six": 6, "seven": 7, "eight": 8, "nine": 9,
             "ten": 10, "eleven": 11, "twelve": 12}
 _COUNT_RE = re.compile(r"\b(\d+|" + "|".join(_NUMBERS) + r"|an?)\s+(?:other\s+|more\s+)?(items?|films?|movies?|titles?|"

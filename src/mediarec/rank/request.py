@@ -445,17 +445,17 @@ RELATIVE_WORDS: dict[str, str] = {
     "more dark": "darker", "less light": "darker", "grittier": "darker",
     "lighter": "lighter", "less dark": "lighter", "happier": "lighter", "more upbeat": "lighter",
     "less serious": "lighter", "more cheerful": "lighter", "cheerier": "lighter",
+    "less depressing": "lighter", "less sad": "lighter", "not as sad": "lighter", "less bleak": "lighter",
+    "less grim": "lighter", "less heavy": "lighter", "less gloomy": "lighter",
     "shorter": "shorter", "short": "shorter", "quicker": "shorter", "not too long": "shorter", "brief": "shorter",
+    "nothing too long": "shorter", "not long": "shorter", "nothing long": "shorter", "not so long": "shorter",
+    "nothing that's too long": "shorter", "not as long": "shorter",
     "less violent": "gentler", "not so violent": "gentler", "not as violent": "gentler", "gentler": "gentler",
     "less gory": "gentler", "less brutal": "gentler", "nothing violent": "gentler", "non-violent": "gentler",
     "nonviolent": "gentler", "softer": "gentler",
+    "less action": "gentler", "less shooting": "gentler", "fewer explosions": "gentler", "less fighting": "gentler",
     "sadder": "sadder", "more depressing": "sadder", "more melancholy": "sadder", "more melancholic": "sadder",
     "more tragic": "sadder", "more emotional": "sadder", "more moving": "sadder", "more heartbreaking": "sadder",
-    "less depressing": "lighter", "less sad": "lighter", "not as sad": "lighter", "less bleak": "lighter",
-    "less grim": "lighter", "less heavy": "lighter", "less gloomy": "lighter",
-    "less action": "gentler", "less shooting": "gentler", "fewer explosions": "gentler", "less fighting": "gentler",
-    "nothing too long": "shorter", "not long": "shorter", "nothing long": "shorter", "not so long": "shorter",
-    "nothing that's too long": "shorter", "not as long": "shorter",
     "calmer": "calmer", "more relaxing": "calmer", "more relaxed": "calmer", "quieter": "calmer",
     "less intense": "calmer", "not so intense": "calmer", "not as intense": "calmer", "less tense": "calmer",
     "more peaceful": "calmer", "mellower": "calmer", "more mellow": "calmer", "more calm": "calmer",
@@ -482,6 +482,12 @@ _SAD_TAGS = ("melancholy", "melancholic", "sad", "grief", "tragic", "tragedy", "
              "loss", "bittersweet", "emotional")
 _SAD_EXCLUDED = ("comedy", "family", "childrens", "children")
 _ANCHORED = {"older", "newer", "else"}
+# each relative word that needs no anchor: (the tags it ranks up, the genres it leaves out, how it is said)
+_MOODS: dict[str, tuple[tuple[str, ...], tuple[str, ...], str]] = {
+    "darker": (_DARK_TAGS, _DARK_EXCLUDED, "darker"), "lighter": (_LIGHT_TAGS, _LIGHT_EXCLUDED, "lighter"),
+    "shorter": (_SHORT_TAGS, (), "shorter"), "calmer": (_CALM_TAGS, _CALM_EXCLUDED, "calmer"),
+    "sadder": (_SAD_TAGS, _SAD_EXCLUDED, "sadder"), "gentler": ((), _VIOLENT_GENRES, "less violent"),
+}
 
 
 def resolve_relative(c: Constraints, catalog: Catalog, anchors: Sequence[Item] = (),
@@ -543,18 +549,7 @@ def _take_relative(s: str, c: Constraints, vocab: Vocabulary, kinds: set[str] = 
         if op in _ANCHORED:
             c.relative.append(op)
             continue
-        if op == "darker":
-            tags, genres, label = _DARK_TAGS, _DARK_EXCLUDED, "darker"
-        elif op == "lighter":
-            tags, genres, label = _LIGHT_TAGS, _LIGHT_EXCLUDED, "lighter"
-        elif op == "shorter":
-            tags, genres, label = _SHORT_TAGS, (), "shorter"
-        elif op == "calmer":
-            tags, genres, label = _CALM_TAGS, _CALM_EXCLUDED, "calmer"
-        elif op == "sadder":
-            tags, genres, label = _SAD_TAGS, _SAD_EXCLUDED, "sadder"
-        else:
-            tags, genres, label = (), _VIOLENT_GENRES, "less violent"
+        tags, genres, label = _MOODS[op]
         have = [t for t in tags if t in vocab.tags and (not kinds or vocab.tag_kinds.get(t, set()) & kinds)]
         excluded = [vocab.genres[g] for g in genres if g in vocab.genres]
         if op == "gentler":
