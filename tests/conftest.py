@@ -134,14 +134,19 @@ def embedder(model_home):
     return MiniLMEmbeddingFunction(files["model"], files["tokenizer"])
 
 
-def first_items(catalog, n: int, name: str):
+def first_items(catalog, n: int, name: str, users: int | None = None):
     """The first ``n`` items of ``catalog`` and their interactions, as catalog ``name``: real data,
-    quick to embed, the same in any process."""
+    quick to embed, the same in any process. ``users``: only the histories of the first that many
+    users (the learned stage trains on every user: fewer make a test's index quicker)."""
     from mediarec.catalog import Catalog
 
     ids = list(catalog.items)[:n]
     keep = set(ids)
-    return Catalog(name, [catalog.items[i] for i in ids], [x for x in catalog.interactions if x.item in keep])
+    rows = [x for x in catalog.interactions if x.item in keep]
+    if users is not None:
+        who = set(list(dict.fromkeys(x.user for x in rows))[:users])
+        rows = [x for x in rows if x.user in who]
+    return Catalog(name, [catalog.items[i] for i in ids], rows)
 
 
 def capturing_llm(inner):

@@ -222,7 +222,8 @@ def test_add_items_and_interactions_through_the_server(chroma_server, catalog, t
     new_ids = set(ids[-20:])
     base = catalog.replace(name="ml-grow", items=[catalog.items[i] for i in ids[:-20]],
                            interactions=[x for x in catalog.interactions if x.item not in new_ids])
-    rec = from_catalog(base, llm="none", chroma_url=chroma_server, settings=Settings(home=home))
+    # the server's collections are the subject: no learned stage to train at each step
+    rec = from_catalog(base, llm="none", chroma_url=chroma_server, settings=Settings(home=home), second_stage=None)
     old_fit = rec.index._collab_names()
     add_items(rec, [catalog.items[i] for i in ids[-20:]])
     assert rec.index.embedded == 20 and not rec.index.collab_refit

@@ -23,7 +23,7 @@ GONE = "forget-me-7"
 @pytest.mark.slow
 def test_forget_leaves_no_trace_under_home(tmp_path, shared_data, model_home):
     home = make_home(tmp_path / "home", model_home)
-    cat = first_items(load_dataset("ml-100k", shared_data), 150, "films")
+    cat = first_items(load_dataset("ml-100k", shared_data), 150, "films", users=250)  # user 1 among them
     renamed = [x.model_copy(update={"user": GONE}) if x.user == "1" else x for x in cat.interactions]
     mine = tmp_path / "mine"
     write_generic(cat.replace(interactions=renamed), mine / "items.jsonl", mine / "interactions.jsonl")

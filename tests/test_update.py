@@ -25,11 +25,10 @@ N, NEW = 300, 60
 pytestmark = pytest.mark.slow  # real processes: kill -9, background refits and retrains (minutes in all)
 
 
-@pytest.fixture(scope="module")
-def parts(shared_data):
+def _parts(shared_data, users: int):
     """(base catalog, new items, new interactions): the last 60 of 300 films arrive later (without
-    their ratings), and so do the 300 latest ratings of the rest."""
-    whole = first_items(load_dataset("ml-100k", shared_data), N, "upd")
+    their ratings), and so do the 300 latest ratings of the rest; the histories of ``users`` users."""
+    whole = first_items(load_dataset("ml-100k", shared_data), N, "upd", users=users)
     ids = list(whole.items)
     new_ids = set(ids[-NEW:])
     rest = [x for x in whole.interactions if x.item not in new_ids]
@@ -37,6 +36,20 @@ def parts(shared_data):
     base = whole.replace(items=[whole.items[i] for i in ids if i not in new_ids],
                          interactions=[x for k, x in enumerate(rest) if k not in latest])
     return base, [whole.items[i] for i in ids[-NEW:]], [x for k, x in enumerate(rest) if k in latest]
+
+
+@pytest.fixture(scope="module")
+def parts(shared_data):
+    """500 users: enough for the learned stage to pass its gate and for two trainings to agree
+    within the documented tolerance (250 gave an overlap of 0.63)."""
+    return _parts(shared_data, 500)
+
+
+@pytest.fixture(scope="module")
+def few(shared_data):
+    """250 users, for the tests of the collaborative refit and of kill -9 (each background job
+    also retrains the learned stage: fewer users make it quicker; its quality is not tested there)."""
+    return _parts(shared_data, 250)
 
 
 def _rec(catalog, home):
@@ -95,9 +108,9 @@ print(json.dumps({"items": len(cat.items), "current": idx.is_current(),
 """
 
 
-def test_kill_9_during_add_leaves_the_previous_index_usable(parts, tmp_path, model_home):
-    items = parts[1]
-    home, files, env = _registered(parts, tmp_path, model_home)
+def test_kill_9_during_add_leaves_the_previous_index_usable(few, tmp_path, model_home):
+    items = few[1]
+    home, files, env = _registered(few, tmp_path, model_home)
     cli = cli_command()
     registration = (home / "catalogs" / "upd" / "catalog.json").read_text()
 
@@ -169,7 +182,7 @@ def test_new_interactions_retrain_the_learned_stage_in_the_background(parts, tmp
     files = tmp_path / "files"
     write_generic(base, files / "items.jsonl", files / "interactions.csv")
     write_generic(base.replace(interactions=interactions), files / "unused.jsonl", files / "new.csv")
-    env = cli_env(home)
+    env = _pausing_env(home, tmp_path / "pause")
     cli = cli_command()
     p = subprocess.run([*cli, "index", "--catalog", str(files), "--name", "upd", "--quiet"], env=env,
                        capture_output=True, text=True, timeout=600)
@@ -181,10 +194,11 @@ def test_new_interactions_retrain_the_learned_stage_in_the_background(parts, tmp
         return json.loads(q.stdout)
 
     p = subprocess.run([*cli, "add", "--dataset", "upd", "--interactions", str(files / "new.csv"), "--quiet"],
-                       env=env, capture_output=True, text=True, timeout=600)
+                       env={**env, "MEDIAREC_TEST_PAUSE_JOB": "1"}, capture_output=True, text=True, timeout=600)
     assert p.returncode == 0, p.stderr
     assert RUNNING in p.stdout and "retrain pid" in p.stdout
     pid = int(p.stdout.split("retrain pid ")[1].split(")")[0])
+    _stopped(pid)  # before it retrained (it stopped itself at its start)
     os.kill(pid, signal.SIGKILL)  # interrupted: the carried-over model keeps serving
     time.sleep(0.5)
     killed = stage("serve")
@@ -225,6 +239,33 @@ def _wait_for_job(home: Path, name: str = "upd", timeout: float = 600) -> None:
         time.sleep(0.5)
 
 
+
+#: Put where a test's processes import from (PYTHONPATH): a background job started with
+#: MEDIAREC_TEST_PAUSE_JOB in its environment stops itself before it does anything, so the test
+#: sees the state while the job is pending whatever the machine's load (sending SIGSTOP after
+#: `add` returned raced the job: on a busy machine it had already taken the index lock).
+_PAUSE = """
+import os, signal, sys
+if os.environ.get("MEDIAREC_TEST_PAUSE_JOB") and sys.orig_argv[1:3] == ["-m", "mediarec.app.background"]:
+    os.kill(os.getpid(), signal.SIGSTOP)
+"""
+
+
+def _pausing_env(home: Path, folder: Path) -> dict[str, str]:
+    """``cli_env(home)`` under which ``_paused_add`` can start a job that waits for the test."""
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / "sitecustomize.py").write_text(_PAUSE)
+    return cli_env(home, PYTHONPATH=os.pathsep.join(filter(None, [str(folder), os.environ.get("PYTHONPATH")])))
+
+
+def _stopped(pid: int, timeout: float = 120) -> None:
+    """Until process ``pid`` has stopped itself (state T in /proc)."""
+    deadline = time.time() + timeout
+    while Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "T":
+        assert time.time() < deadline, "the background job did not start"
+        time.sleep(0.05)
+
+
 _SERVE = """
 import json, sys
 from mediarec.catalog import load_dataset
@@ -250,7 +291,7 @@ def _registered(parts, tmp_path, model_home):
     half = len(interactions) // 2
     for name, rows in (("first", interactions[:half]), ("second", interactions[half:])):
         write_generic(base.replace(interactions=rows), files / "unused.jsonl", files / f"{name}.csv")
-    env = cli_env(home)
+    env = _pausing_env(home, tmp_path / "pause")
     p = subprocess.run([*cli_command(), "index", "--catalog", str(files), "--name", "upd",
                         "--quiet"], env=env, capture_output=True, text=True, timeout=600)
     assert p.returncode == 0, p.stderr
@@ -258,17 +299,17 @@ def _registered(parts, tmp_path, model_home):
 
 
 def _add(env, path: Path, what: str = "--interactions") -> tuple[str, int]:
-    """``mediarec add --interactions``; its output and the background job's pid, stopped at once
-    (SIGSTOP: the refit is held pending while the test looks; the job cannot have switched yet, it
-    needs seconds to start)."""
+    """``mediarec add --interactions``; its output and the background job's pid, which stops
+    itself before it starts (``_PAUSE``: the refit is held pending while the test looks)."""
     from mediarec.infra.jobs import COLLAB_RUNNING
 
     p = subprocess.run([*cli_command(), "add", "--dataset", "upd", what, str(path),
-                        "--quiet"], env=env, capture_output=True, text=True, timeout=600)
+                        "--quiet"], env={**env, "MEDIAREC_TEST_PAUSE_JOB": "1"}, capture_output=True, text=True,
+                       timeout=600)
     assert p.returncode == 0, p.stderr
     assert f"collaborative side: {COLLAB_RUNNING} (pid " in p.stdout
     pid = int(p.stdout.split(f"{COLLAB_RUNNING} (pid ")[1].split(")")[0])
-    os.kill(pid, signal.SIGSTOP)
+    _stopped(pid)
     return p.stdout, pid
 
 
@@ -298,13 +339,13 @@ def _assert_equals_full_rebuild(home: Path, full_home: Path, model_home: Path, m
     assert sorted(p.name for p in served.index.matrix_path.parent.glob("upd-collab*.npz")) == [served.index.matrix_path.name]
 
 
-def test_add_interactions_refits_the_collaborative_side_in_the_background(parts, tmp_path, model_home, monkeypatch):
+def test_add_interactions_refits_the_collaborative_side_in_the_background(few, tmp_path, model_home, monkeypatch):
     """`mediarec add --interactions` returns with the previous fit serving the new histories, and a
     fresh process does not refit meanwhile; a second add while the refit runs is picked up; at the
     end the index equals a full rebuild of all rows."""
-    home, files, env = _registered(parts, tmp_path, model_home)
-    first = [x for x in parts[2][:len(parts[2]) // 2]]
-    known = set(parts[0].by_user)
+    home, files, env = _registered(few, tmp_path, model_home)
+    first = [x for x in few[2][:len(few[2]) // 2]]
+    known = set(few[0].by_user)
     user = max({x.user for x in first} & known, key=lambda u: (sum(x.user == u for x in first), u))
     before = _serve(env, user)
     assert not before["pending"]
@@ -317,7 +358,7 @@ def test_add_interactions_refits_the_collaborative_side_in_the_background(parts,
         during = _serve(env, user, "train")  # may train: it must neither refit nor start a second job
         assert during["pending"] and during["fingerprint"] == before["fingerprint"]
         assert during["collections"] == before["collections"]  # no new fit was written
-        assert during["interactions"] == len(parts[0].interactions) + len(first)
+        assert during["interactions"] == len(few[0].interactions) + len(first)
         mine = {x.item for x in first if x.user == user}
         assert mine and mine <= set(during["history"]) and not mine & set(during["top"])  # the new history counts
         assert during["top"] != before["top"]
@@ -333,16 +374,16 @@ def test_add_interactions_refits_the_collaborative_side_in_the_background(parts,
     _assert_equals_full_rebuild(home, tmp_path / "full", model_home, monkeypatch)
     done = _serve(env, user)
     grown = load_dataset("upd")
-    assert not done["pending"] and len(grown.interactions) == len(parts[0].interactions) + len(parts[2])
+    assert not done["pending"] and len(grown.interactions) == len(few[0].interactions) + len(few[2])
     assert len(grown.items) == N
 
 
-def test_killed_refit_restarts_and_forget_while_pending(parts, tmp_path, model_home, monkeypatch):
+def test_killed_refit_restarts_and_forget_while_pending(few, tmp_path, model_home, monkeypatch):
     """kill -9 of the background refit leaves the previous fit serving, and the next process that
     may train starts it again; `forget --dataset upd --user` while a refit is pending leaves no fit with the person."""
-    home, files, env = _registered(parts, tmp_path, model_home)
-    first = parts[2][:len(parts[2]) // 2]
-    user = next(x.user for x in first if x.user in parts[0].by_user)
+    home, files, env = _registered(few, tmp_path, model_home)
+    first = few[2][:len(few[2]) // 2]
+    user = next(x.user for x in first if x.user in few[0].by_user)
     before = _serve(env, user)
     _, pid = _add(env, files / "first.csv")
     os.kill(pid, signal.SIGKILL)
@@ -356,9 +397,9 @@ def test_killed_refit_restarts_and_forget_while_pending(parts, tmp_path, model_h
     _assert_equals_full_rebuild(home, tmp_path / "full", model_home, monkeypatch)
 
     # the rest of the new rows in three files: for `index`, `add --wait` and `forget` while pending
-    rest = parts[2][len(parts[2]) // 2:]
+    rest = few[2][len(few[2]) // 2:]
     for k, name in enumerate(("for-index", "for-wait", "for-forget")):
-        write_generic(parts[0].replace(interactions=rest[k::3]), files / "unused.jsonl", files / f"{name}.csv")
+        write_generic(few[0].replace(interactions=rest[k::3]), files / "unused.jsonl", files / f"{name}.csv")
     cli = cli_command()
 
     _, pid = _add(env, files / "for-index.csv")
