@@ -41,15 +41,30 @@ def env(demo_home):
 
 
 @pytest.fixture(scope="module")
-def trained(tmp_path_factory, env):
-    """A real training run on the demo catalog: 8 prompts, 2 epochs, a learning rate high enough
-    that 8 steps move the loss."""
+def trained(tmp_path_factory, env, _shared_cache_folder):
+    """A real training run on the demo catalog: 4 prompts, 2 epochs, one prompt a step (half the
+    compute of 8 prompts in pairs, the same 8 steps), a learning rate high enough that 8 steps
+    move the loss. Run once per test run: the first pytest worker to need it trains, under a lock,
+    and each module gets its own copy of the run's folder (the resume test writes to it)."""
+    import fcntl
+    import shutil
+
+    shared = _shared_cache_folder / "train-run"
+    args = ["train", "--dataset", "demo", "--llm", "local:smollm2-135m", "--output", "OUT", "--examples", "4",
+            "--epochs", "2", "--batch", "1", "--chunk", "8", "--val-users", "6", "--lr", "3e-3", "--quiet"]
+    _shared_cache_folder.mkdir(parents=True, exist_ok=True)
+    with open(_shared_cache_folder / "train-run.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        if not (shared / "process.json").is_file():
+            shutil.rmtree(shared, ignore_errors=True)
+            run = [str(shared / "adapter") if a == "OUT" else a for a in args]
+            p = subprocess.run([*cli_command(), *run], env=env, capture_output=True, text=True, timeout=1800)
+            assert p.returncode == 0, p.stderr[-3000:]
+            (shared / "process.json").write_text(json.dumps([p.returncode, p.stdout, p.stderr]))
     out = tmp_path_factory.mktemp("run") / "adapter"
-    args = ["train", "--dataset", "demo", "--llm", "local:smollm2-135m", "--output", str(out), "--examples", "8",
-            "--epochs", "2", "--batch", "2", "--chunk", "8", "--val-users", "6", "--lr", "3e-3", "--quiet"]
-    p = subprocess.run([*cli_command(), *args], env=env, capture_output=True, text=True, timeout=1800)
-    assert p.returncode == 0, p.stderr[-3000:]
-    return out, args, p
+    shutil.copytree(shared / "adapter", out)
+    code, stdout, stderr = json.loads((shared / "process.json").read_text())
+    return out, [str(out) if a == "OUT" else a for a in args], subprocess.CompletedProcess(args, code, stdout, stderr)
 
 
 def _log(out: Path) -> list[dict]:
@@ -61,7 +76,7 @@ def _log(out: Path) -> list[dict]:
 def test_a_training_run_lowers_the_loss_and_writes_a_loadable_adapter(trained, demo, demo_home, monkeypatch):
     out, _, p = trained
     steps = [r for r in _log(out) if r["event"] == "step"]
-    assert len(steps) == 8  # 8 prompts x 2 epochs / batch 2
+    assert len(steps) == 8  # 4 prompts x 2 epochs / batch 1
     first, second = np.mean([r["loss"] for r in steps[:4]]), np.mean([r["loss"] for r in steps[4:]])
     assert second < first, (first, second)  # the same prompts, seen a second time, fit better
     vals = [r for r in _log(out) if r["event"] == "validation"]
@@ -70,7 +85,7 @@ def test_a_training_run_lowers_the_loss_and_writes_a_loadable_adapter(trained, d
     from mediarec.llm.model_specs import get_spec
 
     assert manifest["base_sha256"] == get_spec("smollm2-135m").files["model"].sha256
-    assert manifest["catalog"] == "demo" and manifest["results"]["examples_done"] == 16
+    assert manifest["catalog"] == "demo" and manifest["results"]["examples_done"] == 8
     assert (out / "adapter.gguf").stat().st_size > 1000
     # Every prompt is built from training histories, and no file of the run names a user.
     text = (out / "examples.jsonl").read_text() + (out / "validation.jsonl").read_text()
@@ -95,9 +110,9 @@ def test_the_same_command_resumes_instead_of_starting_over(trained, env):
     p = subprocess.run([*cli_command(), *args], env=env, capture_output=True, text=True, timeout=900)
     assert p.returncode == 0, p.stderr[-2000:]
     assert [r for r in _log(out) if r["event"] == "step"] == before  # nothing retrained
-    assert "resuming after 16 examples" in p.stderr
+    assert "resuming after 8 examples" in p.stderr
     # Other settings in the same folder are refused rather than mixed in.
-    p = subprocess.run([*cli_command(), *args[:-1], "--examples", "9", "--quiet"], env=env, capture_output=True,
+    p = subprocess.run([*cli_command(), *args[:-1], "--examples", "5", "--quiet"], env=env, capture_output=True,
                        text=True, timeout=600)
     assert p.returncode == 2 and "another --output" in p.stderr and "Traceback" not in p.stderr
 

@@ -182,7 +182,7 @@ def test_new_interactions_retrain_the_learned_stage_in_the_background(parts, tmp
     files = tmp_path / "files"
     write_generic(base, files / "items.jsonl", files / "interactions.csv")
     write_generic(base.replace(interactions=interactions), files / "unused.jsonl", files / "new.csv")
-    env = _pausing_env(home, tmp_path / "pause")
+    env = cli_env(home)
     cli = cli_command()
     p = subprocess.run([*cli, "index", "--catalog", str(files), "--name", "upd", "--quiet"], env=env,
                        capture_output=True, text=True, timeout=600)
@@ -198,7 +198,7 @@ def test_new_interactions_retrain_the_learned_stage_in_the_background(parts, tmp
     assert p.returncode == 0, p.stderr
     assert RUNNING in p.stdout and "retrain pid" in p.stdout
     pid = int(p.stdout.split("retrain pid ")[1].split(")")[0])
-    _stopped(pid)  # before it retrained (it stopped itself at its start)
+    _stopped(pid)  # before it retrained (it stopped itself at its start: MEDIAREC_TEST_PAUSE_JOB)
     os.kill(pid, signal.SIGKILL)  # interrupted: the carried-over model keeps serving
     time.sleep(0.5)
     killed = stage("serve")
@@ -240,24 +240,6 @@ def _wait_for_job(home: Path, name: str = "upd", timeout: float = 600) -> None:
 
 
 
-#: Put where a test's processes import from (PYTHONPATH): a background job started with
-#: MEDIAREC_TEST_PAUSE_JOB in its environment stops itself before it does anything, so the test
-#: sees the state while the job is pending whatever the machine's load (sending SIGSTOP after
-#: `add` returned raced the job: on a busy machine it had already taken the index lock).
-_PAUSE = """
-import os, signal, sys
-if os.environ.get("MEDIAREC_TEST_PAUSE_JOB") and sys.orig_argv[1:3] == ["-m", "mediarec.app.background"]:
-    os.kill(os.getpid(), signal.SIGSTOP)
-"""
-
-
-def _pausing_env(home: Path, folder: Path) -> dict[str, str]:
-    """``cli_env(home)`` under which ``_paused_add`` can start a job that waits for the test."""
-    folder.mkdir(parents=True, exist_ok=True)
-    (folder / "sitecustomize.py").write_text(_PAUSE)
-    return cli_env(home, PYTHONPATH=os.pathsep.join(filter(None, [str(folder), os.environ.get("PYTHONPATH")])))
-
-
 def _stopped(pid: int, timeout: float = 120) -> None:
     """Until process ``pid`` has stopped itself (state T in /proc)."""
     deadline = time.time() + timeout
@@ -291,7 +273,7 @@ def _registered(parts, tmp_path, model_home):
     half = len(interactions) // 2
     for name, rows in (("first", interactions[:half]), ("second", interactions[half:])):
         write_generic(base.replace(interactions=rows), files / "unused.jsonl", files / f"{name}.csv")
-    env = _pausing_env(home, tmp_path / "pause")
+    env = cli_env(home)
     p = subprocess.run([*cli_command(), "index", "--catalog", str(files), "--name", "upd",
                         "--quiet"], env=env, capture_output=True, text=True, timeout=600)
     assert p.returncode == 0, p.stderr
@@ -300,7 +282,8 @@ def _registered(parts, tmp_path, model_home):
 
 def _add(env, path: Path, what: str = "--interactions") -> tuple[str, int]:
     """``mediarec add --interactions``; its output and the background job's pid, which stops
-    itself before it starts (``_PAUSE``: the refit is held pending while the test looks)."""
+    itself before it starts (MEDIAREC_TEST_PAUSE_JOB, tests/_shared_cache/sitecustomize.py: the
+    refit is held pending while the test looks)."""
     from mediarec.infra.jobs import COLLAB_RUNNING
 
     p = subprocess.run([*cli_command(), "add", "--dataset", "upd", what, str(path),

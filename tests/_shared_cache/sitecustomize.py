@@ -1,11 +1,18 @@
 """Test-only, in the processes a test run starts (this folder is on their PYTHONPATH): when
 ``mediarec.rank.learned`` and ``mediarec.index.embeddings`` are imported, their train and embed
-reuse what the session has already computed (shared_cache.py says why and how)."""
+reuse what the session has already computed (shared_cache.py says why and how). A background job
+(``python -m mediarec.app.background``) started with MEDIAREC_TEST_PAUSE_JOB in its environment
+stops itself before it does anything, for a test to look at the state while it is pending
+(test_update.py; a SIGSTOP sent after ``mediarec add`` returned raced the job)."""
 
 import importlib.abc
 import importlib.machinery
 import os
+import signal
 import sys
+
+if os.environ.get("MEDIAREC_TEST_PAUSE_JOB") and sys.orig_argv[1:3] == ["-m", "mediarec.app.background"]:
+    os.kill(os.getpid(), signal.SIGSTOP)  # the test resumes it (SIGCONT) or kills it
 
 if os.environ.get("TESTS_SHARED_CACHE_DIR"):
 
