@@ -8,7 +8,7 @@ import pytest
 
 from mediarec.catalog import load_dataset
 from mediarec.catalog.model import Catalog, Interaction, Item
-from mediarec.rank.checker import ReasonChecker, template_reason
+from mediarec.rank.checker import NO_GENRE, ReasonChecker, template_reason
 from mediarec.rank.evidence import Evidence, HistoryLink, split_history
 
 
@@ -117,6 +117,31 @@ def test_co_liked_is_read_from_the_log():
     assert not crossed.passed and crossed.foreign_titles == ["Long Harbour"], crossed
     assert chk.check("Long Winter is a drama movie, liked by people who liked Quiet Harbour.", cat.item("b"),
                      Evidence(item_id="b"), [cat.item("a")]).passed
+
+
+
+def test_a_reason_that_leaves_the_genre_out_is_asked_again():
+    """"Persepolis is a movie from the 2000s, liked by people who liked Toy Story 3" (stop 37, 12 of
+    300 LLM reasons): every claim true, but it says less than a genre label; the form asks for the
+    genre. Not a false claim: a problem, so the reason is asked for again."""
+    items = [Item(id="a", title="Quiet Harbour", year=2003, genres=("Animation", "Drama")),
+             Item(id="b", title="Long Winter", year=2007, genres=("Animation", "Drama")),
+             Item(id="c", title="Salt Road", year=2001, kind="album", genres=("Jazz",))]
+    log = [Interaction(user=u, item=i) for u in ("u1", "u2") for i in ("a", "b")]
+    cat = Catalog("bare", items, log)
+    chk = ReasonChecker(cat)
+    for bare in ("Long Winter is a movie from the 2000s, liked by people who liked Quiet Harbour.",
+                 "Long Winter is a 2000s film, like Quiet Harbour."):
+        res = chk.check(bare, cat.item("b"), Evidence(item_id="b"), [cat.item("a")])
+        assert not res.passed and NO_GENRE in res.problems and not res.false_claims, (bare, res)
+    for full in ("Long Winter is an animated movie from the 2000s, liked by people who liked Quiet Harbour.",
+                 "Long Winter is a drama movie, like Quiet Harbour."):
+        assert chk.check(full, cat.item("b"), Evidence(item_id="b"), [cat.item("a")]).passed, full
+    res = chk.check("Salt Road is an album from the 2000s.", cat.item("c"), Evidence(item_id="c", era="2000s"), [])
+    assert NO_GENRE in res.problems
+    no_genres = Catalog("plain", [Item(id="d", title="Open Field", year=2001)], [])
+    assert NO_GENRE not in ReasonChecker(no_genres).check(
+        "Open Field is a movie from the 2000s.", no_genres.item("d"), Evidence(item_id="d", era="2000s"), []).problems
 
 
 # -- templates, true by construction ------------------------------------------------------------
