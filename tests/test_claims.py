@@ -131,17 +131,23 @@ def test_a_reason_that_leaves_the_genre_out_is_asked_again():
     cat = Catalog("bare", items, log)
     chk = ReasonChecker(cat)
     for bare in ("Long Winter is a movie from the 2000s, liked by people who liked Quiet Harbour.",
-                 "Long Winter is a 2000s film, like Quiet Harbour."):
+                 "Long Winter is a 2000s film, like Quiet Harbour.",
+                 "Long Winter is from the 2000s, liked by people who liked Quiet Harbour."):
         res = chk.check(bare, cat.item("b"), Evidence(item_id="b"), [cat.item("a")])
-        assert not res.passed and NO_GENRE in res.problems and not res.false_claims, (bare, res)
+        assert not res.passed and not res.false_claims, (bare, res)
+        assert res.problems == [f"{NO_GENRE}: say that it is animation"]  # the retry is told what to say
     for full in ("Long Winter is an animated movie from the 2000s, liked by people who liked Quiet Harbour.",
                  "Long Winter is a drama movie, like Quiet Harbour."):
         assert chk.check(full, cat.item("b"), Evidence(item_id="b"), [cat.item("a")]).passed, full
+    # a template's "It is from the 2000s, like ..." names no title as its subject: not this problem
+    assert not any(p.startswith(NO_GENRE) for p in chk.check(
+        "It is from the 2000s, like Quiet Harbour, which you liked.", cat.item("b"),
+        Evidence(item_id="b", era="2000s", era_count=1), [cat.item("a")]).problems)
     res = chk.check("Salt Road is an album from the 2000s.", cat.item("c"), Evidence(item_id="c", era="2000s"), [])
-    assert NO_GENRE in res.problems
+    assert f"{NO_GENRE}: say that it is jazz" in res.problems
     no_genres = Catalog("plain", [Item(id="d", title="Open Field", year=2001)], [])
-    assert NO_GENRE not in ReasonChecker(no_genres).check(
-        "Open Field is a movie from the 2000s.", no_genres.item("d"), Evidence(item_id="d", era="2000s"), []).problems
+    assert not any(p.startswith(NO_GENRE) for p in ReasonChecker(no_genres).check(
+        "Open Field is a movie from the 2000s.", no_genres.item("d"), Evidence(item_id="d", era="2000s"), []).problems)
 
 
 # -- templates, true by construction ------------------------------------------------------------

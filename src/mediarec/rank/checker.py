@@ -454,11 +454,16 @@ class ReasonChecker:
         if any(re.fullmatch(r"(?:early |late |mid-?)?(?:1[89]|20)?\d0s", m.group(1).strip())
                for m in _IS_PHRASE_RE.finditer(blanked_low)):
             problems.append(NO_NOUN)  # "The Shining is a 1980s from the 1980s": not a sentence
-        if item.genres and not said_genres and any(_BARE_KIND_RE.fullmatch(m.group(1).strip())
-                                                   for m in _IS_PHRASE_RE.finditer(blanked_low)):
+        first_end = _SENTENCE_END.search(blanked)  # "Raiders of the Lost Ark is from the 1980s, liked by ..."
+        subject = _SUBJECT_RE.match(blanked[: first_end.start() if first_end else len(blanked)])
+        era_only = subject is not None and "§" in subject.group(1) and \
+            re.match(r"\s+from\b", blanked_low[subject.end():]) is not None
+        if item.genres and not said_genres and (era_only or any(_BARE_KIND_RE.fullmatch(m.group(1).strip())
+                                                                for m in _IS_PHRASE_RE.finditer(blanked_low))):
             # "Persepolis is a movie from the 2000s, liked by ...": true, but it tells less than a
-            # genre label would (12 of 300 LLM reasons, stop 37); asked again with the problem named
-            problems.append(NO_GENRE)
+            # genre label would (12 of 300 LLM reasons, stop 37); asked again, told which genre to say
+            own = [g for g in evidence.shared_genres if g.lower() in own_genres] or list(item.genres)
+            problems.append(f"{NO_GENRE}: say that it is {_one_line(own[0]).lower()}")
         for g in said_genres:
             claim("genre", g, g in own_genres, problem=None if g in own_genres else f"{NOT_ITS_GENRE}: {g}")
         for k in said_kinds:
