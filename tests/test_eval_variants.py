@@ -167,7 +167,7 @@ def test_eval_index_build_takes_the_build_lock(demo, home, caplog):
     with build_lock(get_settings(), "demo-eval"):
         t = threading.Thread(target=lambda: (provider.get(demo), done.set()), daemon=True)
         t.start()
-        t.join(5)
+        t.join(1.5)
         assert not done.is_set()  # blocked on the lock we hold
     t.join(300)
     assert done.is_set()

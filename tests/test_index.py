@@ -263,7 +263,7 @@ def test_a_reader_waits_for_a_running_build(linked_home, caplog):
     with build_lock(get_settings(), "demo"):
         t = threading.Thread(target=lambda: got.append(open_index(demo, build=False)), daemon=True)
         t.start()
-        t.join(5)
+        t.join(1.5)  # long enough to have opened an unlocked index many times over
         assert not got  # waiting on the builder's lock
     t.join(120)
     assert got and got[0].text_vectors.shape[0] == len(demo.items)
