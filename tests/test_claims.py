@@ -143,6 +143,9 @@ def test_a_reason_that_leaves_the_genre_out_is_asked_again():
     assert not any(p.startswith(NO_GENRE) for p in chk.check(
         "It is from the 2000s, like Quiet Harbour, which you liked.", cat.item("b"),
         Evidence(item_id="b", era="2000s", era_count=1), [cat.item("a")]).problems)
+    wall = Catalog("one-word", [Item(id="w", title="WALL-E", year=2008, genres=("Animation",))], [])
+    res = ReasonChecker(wall).check("WALL-E is from the 2000s.", wall.item("w"), Evidence(item_id="w", era="2000s"), [])
+    assert f"{NO_GENRE}: say that it is animation" in res.problems  # a one-word title opening the sentence
     res = chk.check("Salt Road is an album from the 2000s.", cat.item("c"), Evidence(item_id="c", era="2000s"), [])
     assert f"{NO_GENRE}: say that it is jazz" in res.problems
     no_genres = Catalog("plain", [Item(id="d", title="Open Field", year=2001)], [])

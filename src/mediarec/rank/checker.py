@@ -456,8 +456,9 @@ class ReasonChecker:
             problems.append(NO_NOUN)  # "The Shining is a 1980s from the 1980s": not a sentence
         first_end = _SENTENCE_END.search(blanked)  # "Raiders of the Lost Ark is from the 1980s, liked by ..."
         subject = _SUBJECT_RE.match(blanked[: first_end.start() if first_end else len(blanked)])
-        era_only = subject is not None and "§" in subject.group(1) and \
-            re.match(r"\s+from\b", blanked_low[subject.end():]) is not None
+        era_only = subject is not None and re.match(r"\s+from\b", blanked_low[subject.end():]) is not None and (
+            "§" in subject.group(1)  # a title found there, or the item's own ("WALL-E" opens the sentence)
+            or _key(text[: subject.end(1)].strip(" \"“”'")) in {_key(item.title), _key(item.label)})
         if item.genres and not said_genres and (era_only or any(_BARE_KIND_RE.fullmatch(m.group(1).strip())
                                                                 for m in _IS_PHRASE_RE.finditer(blanked_low))):
             # "Persepolis is a movie from the 2000s, liked by ...": true, but it tells less than a
