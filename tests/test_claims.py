@@ -153,6 +153,21 @@ def test_a_reason_that_leaves_the_genre_out_is_asked_again():
         "Open Field is a movie from the 2000s.", no_genres.item("d"), Evidence(item_id="d", era="2000s"), []).problems)
 
 
+
+def test_another_title_said_as_what_the_item_is_is_false():
+    """"Perfect Blue is a Spider-Man: Into the Spider-Verse animation from the 1990s, as you asked"
+    (stop 38, passed the checker: the liked title was read as a true "you liked" mention)."""
+    items = [Item(id="a", title="Quiet Harbour", year=2003, genres=("Animation",)),
+             Item(id="b", title="Long Winter", year=1997, genres=("Animation", "Drama"))]
+    cat = Catalog("titled", items, [Interaction(user=u, item=i) for u in ("u1", "u2") for i in ("a", "b")])
+    chk = ReasonChecker(cat)
+    res = chk.check("Long Winter is a Quiet Harbour animation from the 1990s.", cat.item("b"),
+                    Evidence(item_id="b"), [cat.item("a")])
+    assert not res.passed and [c.kind for c in res.false_claims] == ["genre"], res
+    assert chk.check("Long Winter is an animated movie, like Quiet Harbour.", cat.item("b"),
+                     Evidence(item_id="b"), [cat.item("a")]).passed
+
+
 # -- templates, true by construction ------------------------------------------------------------
 def _evidence_for(demo, user_log):
     """Evidence built as the product does, without an index: shared genres, counts, the comparison."""

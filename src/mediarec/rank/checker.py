@@ -93,6 +93,7 @@ TOO_LONG = "unfinished: longer than the word limit"
 SELF_LIKE = "compares the item with itself"
 NO_NOUN = "says what the item is with an era alone"
 NO_GENRE = "says it is a movie, album or track without its genre"
+TITLE_AS_GENRE = "says the item is a kind of another title"
 # "is a movie", "is an album", "is a 1980s film": the kind alone, where the form asks for the genre
 _BARE_KIND_RE = re.compile(r"(?:(?:early |late |mid-?)?(?:1[89]|20)?\d0s\s+)?"
                            r"(?:movie|film|series|show|track|song|album|artist|band|video)s?")
@@ -465,6 +466,10 @@ class ReasonChecker:
             # genre label would (12 of 300 LLM reasons, stop 37); asked again, told which genre to say
             own = [g for g in evidence.shared_genres if g.lower() in own_genres] or list(item.genres)
             problems.append(f"{NO_GENRE}: say that it is {_one_line(own[0]).lower()}")
+        for m in _IS_PHRASE_RE.finditer(blanked_low):
+            if "§" in m.group(1):  # "Perfect Blue is a Spider-Man: Into the Spider-Verse animation" (stop 38)
+                said = text[m.start(1):m.end(1)]
+                claim("genre", said, False, problem=f"{TITLE_AS_GENRE}: {said}")
         for g in said_genres:
             claim("genre", g, g in own_genres, problem=None if g in own_genres else f"{NOT_ITS_GENRE}: {g}")
         for k in said_kinds:
