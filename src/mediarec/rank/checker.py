@@ -12,6 +12,10 @@ is true. The claims (:class:`Claim`, kinds :data:`CLAIM_KINDS`):
   are the item's own genres and kind; any other genre word of the catalog's list is the item's or
   a liked item's;
 * **era**: "from the 1990s" / "from 1997" is the item's decade or year;
+* a reason that says what the item is without its genre ("X is a movie from the 1990s", "X is
+  from the 1980s, liked by ...") does not pass when the item has genres (``NO_GENRE``: it is
+  asked for again, told which genre to say); a title said as what the item is ("X is a <title>
+  animation") is a false genre claim;
 * **like**: "…, like Y": Y is a liked item (not the item, not a disliked one) that shares every
   genre, era and kind the clause claims (and at least one genre when it claims none);
 * **count**: "like 3 items you liked" is the number of distinct liked items with what the clause
@@ -346,11 +350,11 @@ class ReasonChecker:
         # 1. the subject is exactly the item
         first = hits[0] if hits else None
         end = _SENTENCE_END.search(blanked)
-        m = _SUBJECT_RE.match(blanked[: end.start() if end else len(blanked)])
-        if m:
-            phrase = text[: m.end(1)].rsplit(", ", 1)[-1].strip(" \"“”'")
+        subject = _SUBJECT_RE.match(blanked[: end.start() if end else len(blanked)])
+        if subject:
+            phrase = text[: subject.end(1)].rsplit(", ", 1)[-1].strip(" \"“”'")
             first_word = item.title.split()[0] if item.title.split() else ""
-            named = "§" in blanked[: m.end(1)] or _key(phrase) == _key(item.title) or \
+            named = "§" in blanked[: subject.end(1)] or _key(phrase) == _key(item.title) or \
                 (len(first_word) > 1 and phrase.split()[0] == first_word)  # a title ("Kid An"), not "Its description"
             if named and phrase and phrase[0].isupper() and phrase.lower() not in _PRONOUNS and len(phrase.split()) <= 16:
                 ok = _key(phrase) in {_key(item.title), _key(item.label)} and bool(_key(phrase))
@@ -455,8 +459,7 @@ class ReasonChecker:
         if any(re.fullmatch(r"(?:early |late |mid-?)?(?:1[89]|20)?\d0s", m.group(1).strip())
                for m in _IS_PHRASE_RE.finditer(blanked_low)):
             problems.append(NO_NOUN)  # "The Shining is a 1980s from the 1980s": not a sentence
-        first_end = _SENTENCE_END.search(blanked)  # "Raiders of the Lost Ark is from the 1980s, liked by ..."
-        subject = _SUBJECT_RE.match(blanked[: first_end.start() if first_end else len(blanked)])
+        # "Raiders of the Lost Ark is from the 1980s, liked by ...": the first sentence's subject
         era_only = subject is not None and re.match(r"\s+from\b", blanked_low[subject.end():]) is not None and (
             "§" in subject.group(1)  # a title found there, or the item's own ("WALL-E" opens the sentence)
             or _key(text[: subject.end(1)].strip(" \"“”'")) in {_key(item.title), _key(item.label)})
