@@ -239,12 +239,15 @@ def _wait_for_job(home: Path, name: str = "upd", timeout: float = 600) -> None:
         time.sleep(0.5)
 
 
-
 def _stopped(pid: int, timeout: float = 120) -> None:
     """Until process ``pid`` has stopped itself (state T in /proc)."""
     deadline = time.time() + timeout
-    while Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "T":
-        assert time.time() < deadline, "the background job did not start"
+    stat = Path(f"/proc/{pid}/stat")
+    while True:
+        assert stat.exists(), f"the background job {pid} ended instead of stopping at its start"
+        if stat.read_text().rsplit(")", 1)[1].split()[0] == "T":
+            return
+        assert time.time() < deadline, f"the background job {pid} did not stop at its start"
         time.sleep(0.05)
 
 
