@@ -47,7 +47,6 @@ def trained(tmp_path_factory, env, _shared_cache_folder):
     move the loss. Run once per test run: the first pytest worker to need it trains, under a lock,
     and each module gets its own copy of the run's folder (the resume test writes to it)."""
     import fcntl
-    import shutil
 
     shared = _shared_cache_folder / "train-run"
     args = ["train", "--dataset", "demo", "--llm", "local:smollm2-135m", "--output", "OUT", "--examples", "4",

@@ -98,12 +98,15 @@ SELF_LIKE = "compares the item with itself"
 NO_NOUN = "says what the item is with an era alone"
 NO_GENRE = "says it is a movie, album or track without its genre"
 TITLE_AS_GENRE = "says the item is a kind of another title"
+_DECADE = r"(?:early |late |mid-?)?(?:1[89]|20)?\d0s"  # "1980s", "80s", "early 90s"
+_KIND_NOUN = r"(?:movie|film|series|show|track|song|album|artist|band|video)s?"
+# "is a 1980s": an era where the noun should be (NO_NOUN)
+_BARE_DECADE_RE = re.compile(_DECADE)
 # "is a movie", "is an album", "is a 1980s film": the kind alone, where the form asks for the genre
-_BARE_KIND_RE = re.compile(r"(?:(?:early |late |mid-?)?(?:1[89]|20)?\d0s\s+)?"
-                           r"(?:movie|film|series|show|track|song|album|artist|band|video)s?")
+_BARE_KIND_RE = re.compile(rf"(?:{_DECADE}\s+)?{_KIND_NOUN}")
 NOT_ITS_GENRE = "calls the item a genre it does not have"
 # "is a dark sci-fi horror movie": the words between "is a" and the kind word describe the item
-_IS_A_RE = re.compile(r"\bis an?\s+([^.;:!?]{0,80}?)\s*\b(?:movie|film|series|show|track|song|album|artist|band|video)s?\b")
+_IS_A_RE = re.compile(rf"\bis an?\s+([^.;:!?]{{0,80}}?)\s*\b{_KIND_NOUN}\b")
 ECHO = "copies the prompt's data lines instead of writing a sentence"
 # the prompt's field separator, its field names before a quoted value, its block delimiters
 _ECHO_RE = re.compile(r"\||\b(?:genres|tags|evidence)\s*:?\s*['\"]|<<<|>>>|\bprevious reason rejected\b", re.I)
@@ -456,20 +459,20 @@ class ReasonChecker:
         own_genres = {g.lower() for g in item.genres}
         liked_genres = {g.lower() for h in liked.values() for g in h.genres}
         said_genres, said_kinds = self._phrase_claims(blanked_low)
-        if any(re.fullmatch(r"(?:early |late |mid-?)?(?:1[89]|20)?\d0s", m.group(1).strip())
-               for m in _IS_PHRASE_RE.finditer(blanked_low)):
+        is_phrases = list(_IS_PHRASE_RE.finditer(blanked_low))  # what follows each "is a"
+        if any(_BARE_DECADE_RE.fullmatch(m.group(1).strip()) for m in is_phrases):
             problems.append(NO_NOUN)  # "The Shining is a 1980s from the 1980s": not a sentence
         # "Raiders of the Lost Ark is from the 1980s, liked by ...": the first sentence's subject
         era_only = subject is not None and re.match(r"\s+from\b", blanked_low[subject.end():]) is not None and (
             "§" in subject.group(1)  # a title found there, or the item's own ("WALL-E" opens the sentence)
             or _key(text[: subject.end(1)].strip(" \"“”'")) in {_key(item.title), _key(item.label)})
         if item.genres and not said_genres and (era_only or any(_BARE_KIND_RE.fullmatch(m.group(1).strip())
-                                                                for m in _IS_PHRASE_RE.finditer(blanked_low))):
+                                                                for m in is_phrases)):
             # "Persepolis is a movie from the 2000s, liked by ...": true, but it tells less than a
             # genre label would (12 of 300 LLM reasons, stop 37); asked again, told which genre to say
             own = [g for g in evidence.shared_genres if g.lower() in own_genres] or list(item.genres)
             problems.append(f"{NO_GENRE}: say that it is {_one_line(own[0]).lower()}")
-        for m in _IS_PHRASE_RE.finditer(blanked_low):
+        for m in is_phrases:
             if "§" in m.group(1):  # "Perfect Blue is a Spider-Man: Into the Spider-Verse animation" (stop 38)
                 said = text[m.start(1):m.end(1)]
                 claim("genre", said, False, problem=f"{TITLE_AS_GENRE}: {said}")
