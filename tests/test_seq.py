@@ -37,6 +37,17 @@ def test_a_tiny_catalog_trains_and_learns_the_next_item():
     assert hr.mean() > 0.8, hr.mean()  # chance is 10 / 21 unseen items ≈ 0.48
 
 
+def test_a_long_history_trains_on_every_window_once():
+    h = list(range(25))  # 24 (input, next) pairs; windows of 10 from the end: 10, 10, 4
+    xs, ys = seqmod.training_windows([h, [3]], max_len=10, windows=True)
+    assert [len(x) for x in xs] == [10, 10, 4]  # the one-item history gives no pair
+    pairs = sorted((int(a) - 1, int(b)) for x, y in zip(xs, ys) for a, b in zip(x, y))
+    assert pairs == [(i, i + 1) for i in range(24)]
+    assert list(ys[0]) == list(range(15, 25))  # the latest window first, ending at the latest item
+    latest_only, _ = seqmod.training_windows([h], max_len=10, windows=False)
+    assert len(latest_only) == 1 and list(latest_only[0]) == list(xs[0])
+
+
 def _states_equal(a: dict, b: dict) -> bool:
     return a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
 
