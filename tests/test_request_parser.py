@@ -181,11 +181,21 @@ def test_the_vocabulary_is_built_once_per_catalogue_and_dropped_with_it():
     ("no films or series", "exclude_kinds", ["movie", "series"]),
     ("anything but Alien", "exclude_titles", ["Alien (1979)"]), ("nothing like Alien", "exclude_titles", ["Alien (1979)"]),
     ("not Up", "exclude_titles", ["Up (2009)"]), ("no 80s films", "exclude_years", [(1980, 1989)]),
+    # a second cue inside the first one's scope is read too, not shown back as "I did not understand 'no'"
+    ("no horror and no comedy", "exclude_genres", ["Horror", "Comedy"]),
+    ("something that is not animated and not a comedy", "exclude_genres", ["Animation", "Comedy"]),
+    ("nothing with zombies that isn't a comedy", "exclude_genres", ["Comedy"]),
+    ("not a comedy, not a horror either", "exclude_genres", ["Comedy", "Horror"]),
 ])
 def test_negation_scope(demo, text, field, value):
     c = parse_request(text, demo)
     assert getattr(c, field) == value, c.describe()
     assert not c.genres and not c.tags and c.reference is None and not c.unread, c.describe()
+
+
+def test_isnt_too_long_asks_for_shorter(demo):
+    c = parse_request("a series that isn't too long", demo)
+    assert c.kinds == ["series"] and "miniseries" in c.relative_tags and not c.unread, c.describe()
 
 
 def test_negation_ends_at_a_clause_break(demo):

@@ -80,7 +80,7 @@ get good great nice really just one ones more kind sort of to with for in from a
 which is are be it its that's something's can could you your my stuff thing things maybe perhaps
 similar suggest suggestion suggestions watch listen hear see mood feel feeling lot bit little new
 what do does have has got this time please thanks thank i'm im any anyway okay ok now instead anymore
-made released about by nor""".split())
+made released about by nor either""".split())
 _TOO_GENERIC = {"music", "world", "other", "unknown"}  # catalogue genres too common as plain words
 # a catalogue genre or tag is matched as words only if it is words ("sci-fi", "rock & roll"), never
 # punctuation a hostile catalogue made a genre (">>>")
@@ -315,8 +315,8 @@ def parse_request(text: str | None, catalog: Catalog, anchors: Sequence[Item] | 
     s = _take_titles(s, c, catalog, scopes, cased, capitalised=True)  # "anything but Alien": the title
     s = _take_genres_and_tags(s, c, vocab, scopes)
     s = _take_titles(s, c, catalog, scopes, cased)
-    for a, b in scopes:  # the negation words themselves are read
-        s = s[:a] + _NEG_CUE.sub(lambda m: " " * len(m.group(0)), s[a:b], count=1) + s[b:]
+    for a, b in scopes:  # the negation words themselves are read, the scope's own and any inside it
+        s = s[:a] + _NEG_CUE.sub(lambda m: " " * len(m.group(0)), s[a:b]) + s[b:]  # ("no X and no Y")
     words = [w for w in re.findall(r"[\w'-]+", s) if w not in _FILLER and not re.fullmatch(r"[-'\d]+", w)]
     c.unread = list(dict.fromkeys(words))
     for lst in (c.genres, c.tags, c.kinds, c.exclude_genres, c.exclude_tags, c.exclude_kinds, c.exclude_items,
@@ -449,7 +449,8 @@ RELATIVE_WORDS: dict[str, str] = {
     "less grim": "lighter", "less heavy": "lighter", "less gloomy": "lighter",
     "shorter": "shorter", "short": "shorter", "quicker": "shorter", "not too long": "shorter", "brief": "shorter",
     "nothing too long": "shorter", "not long": "shorter", "nothing long": "shorter", "not so long": "shorter",
-    "nothing that's too long": "shorter", "not as long": "shorter",
+    "nothing that's too long": "shorter", "not as long": "shorter", "isn't too long": "shorter",
+    "isnt too long": "shorter", "is not too long": "shorter", "aren't too long": "shorter", "not very long": "shorter",
     "less violent": "gentler", "not so violent": "gentler", "not as violent": "gentler", "gentler": "gentler",
     "less gory": "gentler", "less brutal": "gentler", "nothing violent": "gentler", "non-violent": "gentler",
     "nonviolent": "gentler", "softer": "gentler",
