@@ -257,6 +257,37 @@ def test_with_nothing_liked_a_request_reason_says_what_was_asked(demo, checker):
     assert {c.kind for c in res.false_claims} >= {"genre", "request"}
 
 
+def test_a_request_for_years_is_said_and_checked(demo, checker):
+    """"a comedy from the 80s": the reason says the decade asked for, and a liked item is compared
+    by what the request did not already say (tried as a user: "It is comedy, as you asked. It is
+    comedy, like Toy Story 3 (2010), which you liked.")."""
+    liked_items = [demo.resolve("Ghostbusters"), demo.resolve("Toy Story 3")]
+    pairs = [(it, Interaction(user="x", item=it.id, event="like")) for it in liked_items]
+    builder = _evidence_for(demo, pairs)
+    spinal = demo.resolve("This Is Spinal Tap")
+    ev = builder.build([spinal], pairs)[spinal.id].with_request(spinal, ["Comedy"], (1980, 1989))
+    assert ev.asked == ["Comedy"] and ev.asked_era == "1980s" and "request" in ev.elements()
+    reason = template_reason(ev, spinal)
+    assert reason.startswith("It is comedy from the 1980s, as you asked."), reason
+    assert reason.count("comedy") == 1, reason
+    res = checker.check(reason, spinal, ev, liked_items)
+    assert res.passed and {"request", "era"} <= {c.kind for c in res.claims} and all(c.true for c in res.claims), \
+        (reason, res.problems)
+    # years alone ("something from the 90s"), and a bound ("newer than 2010") that holds the decade
+    toy = demo.resolve("Toy Story")
+    ev = builder.build([toy], pairs)[toy.id].with_request(toy, [], (1990, 1999))
+    reason = template_reason(ev, toy)
+    assert reason.startswith("It is from the 1990s, as you asked."), reason
+    assert checker.check(reason, toy, ev, liked_items).passed
+    assert ev.with_request(toy, [], (1991, None)).asked_era == ""  # "from 1991 on" does not hold all of the 1990s
+    assert ev.with_request(toy, [], (None, 2000)).asked_era == "1990s"
+    assert ev.with_request(toy, [], (None, None)).asked_era == ""
+    # a false "as you asked" is still caught: an item from another decade
+    res = checker.check("It is from the 1990s, as you asked.", spinal,
+                        builder.build([spinal], pairs)[spinal.id].with_request(spinal, [], (1990, 1999)), liked_items)
+    assert not res.passed and {c.kind for c in res.false_claims} >= {"era", "request"}, res.problems
+
+
 def test_a_reason_may_compare_with_the_title_the_request_named(demo, checker):
     """"something like Kid A": a reason may say what the item shares with Kid A though the user
     never liked it, and that comparison is checked like any other (tried as a user: the reasons

@@ -582,16 +582,22 @@ def template_reason(evidence: Evidence, item: Item | None = None) -> str:
     if evidence.reference is not None and named:  # "something like Kid A": what it shares with Kid A first
         out.insert(1 if evidence.plays else 0,
                    f"It is {_list(named)}, like {_one_line(evidence.reference.label)}, which you named.")
-    if evidence.asked:
-        out.append(f"It is {_list([_one_line(g).lower() for g in evidence.asked[:2]])}, as you asked.")
+    asked = {g.lower() for g in evidence.asked[:2]}
+    if evidence.asked or evidence.asked_era:
+        era = f" from the {evidence.asked_era}" if evidence.asked_era else ""
+        what = _list([_one_line(g).lower() for g in evidence.asked[:2]]) if evidence.asked else ""
+        out.append(f"It is {what}{era}, as you asked." if what else f"It is{era}, as you asked.")
     elif "request" in evidence.elements() and not named:
         out.append("It matches your request.")
-    if evidence.like is not None and evidence.like_genres and (
+    # the comparison with a liked item says what the sentence before did not (the asked genres, era)
+    genres = [_one_line(g).lower() for g in evidence.like_genres[:2] if g.lower() not in asked]
+    era = f" from the {decade_of(evidence.like.year)}" if evidence.like is not None and evidence.like_era \
+        and evidence.like.year and not evidence.asked_era else ""
+    if evidence.like is not None and evidence.like_genres and (genres or era) and (
             evidence.cowatched is None or evidence.like.id != evidence.cowatched.id):
-        genres = [_one_line(g).lower() for g in evidence.like_genres[:2]]
-        era = f" from the {decade_of(evidence.like.year)}" if evidence.like_era and evidence.like.year else ""
-        out.append(f"It is {_list(genres)}{era}, like {_one_line(evidence.like.label)}, which you liked.")
-    said = {g.lower() for g in evidence.like_genres[:2]} if evidence.like is not None and len(out) < 3 else set()
+        out.append(f"It is {_list(genres) if genres else ''}{era if genres else era.lstrip()}, "
+                   f"like {_one_line(evidence.like.label)}, which you liked.")
+    said = ({g.lower() for g in evidence.like_genres[:2]} if evidence.like is not None and len(out) < 3 else set()) | asked
     counts = {g: n for g, n in evidence.genre_counts.items() if n > 1 and g.lower() not in said}
     if counts:
         g = max(counts, key=lambda g: counts[g])

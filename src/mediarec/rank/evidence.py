@@ -93,6 +93,9 @@ class Evidence(BaseModel):
     cowatched: HistoryLink | None = None  # a liked item whose fans also liked this one (collaborative)
     disliked: list[HistoryLink] = []  # distinct disliked items, most recent first
     asked: list[str] = []  # the request's genres the item has ("horror" for "a tense space horror")
+    #: The item's decade where the request asked for years that hold all of it ("1980s" for "from
+    #: the 80s", or for "newer than 1979"), so a reason may say "from the 1980s, as you asked".
+    asked_era: str = ""
     #: The request's reference ("something like Kid A") and the genres the item shares with it: a
     #: reason may compare with it ("like Kid A (2000), which you named") though the user never liked it.
     reference: HistoryLink | None = None
@@ -108,10 +111,19 @@ class Evidence(BaseModel):
         return self.liked_count == 0 and not (self.history_titles() or self.shared_genres or self.shared_tags
                                               or self.era or self.like)
 
-    def with_request(self, item: Item, genres: Sequence[str]) -> "Evidence":
-        """This evidence with ``asked``: the request's ``genres`` that ``item`` has."""
+    def with_request(self, item: Item, genres: Sequence[str], years: tuple[int | None, int | None] = (None, None)
+                     ) -> "Evidence":
+        """This evidence with ``asked``: the request's ``genres`` that ``item`` has, and ``asked_era``:
+        the item's decade where the request's ``years`` (min, max) hold all of it."""
         own = {g.lower(): g for g in item.genres}
-        return self.model_copy(update={"asked": [own[g.lower()] for g in genres if g.lower() in own]})
+        lo, hi = years
+        era = ""
+        if item.year and (lo is not None or hi is not None):
+            start = int(item.year) // 10 * 10
+            if (lo is None or lo <= start) and (hi is None or start + 9 <= hi):
+                era = f"{start}s"
+        return self.model_copy(update={"asked": [own[g.lower()] for g in genres if g.lower() in own],
+                                       "asked_era": era})
 
     def with_reference(self, item: Item, ref: Item | None) -> "Evidence":
         """This evidence with the request's reference item and the genres ``item`` shares with it."""
@@ -133,7 +145,7 @@ class Evidence(BaseModel):
         out = [h.title for h in self.history_titles()] + self.shared_genres + self.shared_tags
         if self.era:
             out.append(self.era)
-        if self.asked or self.reference_genres or (self.request_match is not None
+        if self.asked or self.asked_era or self.reference_genres or (self.request_match is not None
                                                     and self.request_match > REQUEST_MATCH_MIN):
             out.append("request")
         if self.popularity:

@@ -97,8 +97,9 @@ def explain_result(recommender: "Served", result: "RecommendationResult", pairs:
     searched = read.text_query() if read is not None and hasattr(read, "text_query") else request
     evidence = builder.build([r.item for r in result.items], pairs, searched)
     asked = list(getattr(result.constraints, "genres", None) or [])  # the genres the request asked for
-    if asked:
-        evidence = {r.item.id: evidence[r.item.id].with_request(r.item, asked) for r in result.items}
+    years = (getattr(read, "year_min", None), getattr(read, "year_max", None))  # and the years
+    if asked or years != (None, None):
+        evidence = {r.item.id: evidence[r.item.id].with_request(r.item, asked, years) for r in result.items}
     ref = recommender.catalog.items.get(getattr(read, "reference", None) or "")
     if ref is not None:  # "something like Kid A": what each item shares with Kid A may be said
         evidence = {r.item.id: evidence[r.item.id].with_reference(r.item, ref) for r in result.items}
