@@ -46,7 +46,8 @@ def _assert_user_error(p: CliResult, *fragments: str) -> str:
 
 
 def test_index_command_builds_the_embedded_index(run, cli_home, shared_data):
-    p = run("index", "--dataset", "movielens-100k", "--data-dir", str(shared_data), "--quiet")
+    # --no-tune: choosing the settings (test_collab.py tests it) would cost this test most of a minute
+    p = run("index", "--dataset", "movielens-100k", "--data-dir", str(shared_data), "--quiet", "--no-tune")
     assert p.returncode == 0, p.stderr
     assert "indexed movielens-100k: 1682 items, 1682 with collaborative vectors" in p.stdout
     assert (cli_home / "index" / "movielens-100k" / "chroma.sqlite3").is_file()

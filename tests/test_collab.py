@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import subprocess
 
 import numpy as np
 import pytest
@@ -188,3 +189,84 @@ def test_a_protocol_variant_is_stored_beside_the_plain_choice(sliced, linked_hom
     assert stored_choice(sliced) == plain["settings"]
     tuned_path("ml-slice").unlink()
     assert stored_choice(sliced) is None and stored_choice(filtered) == variant["settings"]
+
+
+def test_the_coordinate_search_walks_one_setting_at_a_time_from_the_defaults(sliced, linked_home):
+    """``mediarec index``'s search: every point it scores is the defaults with settings changed one
+    sweep at a time, it scores fewer points than the grid, and it chooses its best point."""
+    grid = {"ease_lambda": (100.0, 500.0, 1000.0), "alpha": (0.5, 1.0), "window": (2, 5), "decay": (0.85, 1.0)}
+    full = tune(sliced, grid=grid, write=False)
+    walk = tune(sliced, grid=grid, write=False, search="coordinate")
+    assert walk["search"] == "coordinate" and len(walk["grid"]) < len(full["grid"])
+    scored = {(r["ease_lambda"], r["alpha"], r["window"], r["decay"]): r["ndcg@10"] for r in full["grid"]}
+    for r in walk["grid"]:  # the same points score the same in both searches
+        assert scored[(r["ease_lambda"], r["alpha"], r["window"], r["decay"])] == pytest.approx(r["ndcg@10"], abs=1e-12)
+    assert walk["validation_ndcg@10"] == max(r["ndcg@10"] for r in walk["grid"])
+    assert walk["default_validation_ndcg@10"] == full["default_validation_ndcg@10"]
+    assert walk["validation_ndcg@10"] <= full["validation_ndcg@10"]
+
+
+def test_a_grown_catalog_keeps_the_choice_made_for_the_one_it_grew_from(sliced, linked_home):
+    """``mediarec add`` carries the stored choice to the catalog it makes (else every add would put
+    an automatically tuned catalog back on the defaults); another catalog never gets it."""
+    from mediarec.index.tuning import carry_choice
+
+    grid = {"ease_lambda": (100.0, 1000.0), "alpha": (1.0,), "window": (5,), "decay": (1.0,)}
+    out = tune(sliced, grid=grid)
+    grown = sliced.replace(interactions=sliced.interactions[:-1])  # stands for the catalog after an add
+    assert stored_choice(grown) is None
+    assert carry_choice(sliced, grown) is True
+    assert stored_choice(grown) == out["settings"] and stored_choice(sliced) == out["settings"]
+    stranger = sliced.replace(interactions=sliced.interactions[:-2])
+    assert carry_choice(stranger, sliced.replace(interactions=sliced.interactions[:-3])) is False
+    tuned_path("ml-slice").unlink()
+    assert carry_choice(sliced, grown) is False  # nothing stored: nothing carried
+
+
+@pytest.mark.slow
+def test_index_chooses_the_collaborative_settings_itself_and_says_so(ml100k, tmp_path, model_home):
+    """A newcomer who never runs `mediarec tune`: `mediarec index` chooses the settings on validation
+    users where the catalog has enough of them, says what it chose, and `mediarec add` keeps the
+    choice; --no-tune keeps the defaults."""
+    from conftest import cli_env, cli_command, make_home
+    from mediarec.catalog import write_generic
+
+    small = first_items(ml100k, 150, "tunable", users=250)
+    files = tmp_path / "files"
+    write_generic(small, files / "items.jsonl", files / "interactions.csv")
+    home = make_home(tmp_path / "home", model_home)
+    env = cli_env(home)
+
+    def cli(*args):
+        p = subprocess.run([*cli_command(), *args], env=env, capture_output=True, text=True, timeout=600)
+        assert p.returncode == 0, p.stderr
+        return p.stdout
+
+    out = cli("index", "--catalog", str(files), "--name", "tunable", "--no-learned")
+    assert "collaborative settings chosen: tunable: ease_lambda=" in out and "validation NDCG@10" in out, out
+    stored = json.loads(tuned_path("tunable", home).read_text())
+    assert stored["search"] == "coordinate" and stored["validation_users"] >= 200
+    assert "collaborative settings: chosen on validation users before" in cli("index", "--dataset", "tunable",
+                                                                              "--no-learned")
+    extra = tmp_path / "more.csv"
+    extra.write_text("user,item,rating,timestamp\n" + f"{small.interactions[0].user},{small.interactions[5].item},5,"
+                     f"{int(max(x.timestamp or 0 for x in small.interactions)) + 60}\n")
+    cli("add", "--dataset", "tunable", "--interactions", str(extra), "--quiet")
+    assert len(json.loads(tuned_path("tunable", home).read_text())["fingerprints"]) == 4  # carried to the grown one
+    plain = cli("index", "--catalog", str(files), "--name", "untuned", "--no-learned", "--no-tune")
+    assert "collaborative settings: defaults (--no-tune)" in plain and not tuned_path("untuned", home).exists()
+
+
+def test_a_catalog_too_small_or_too_large_for_the_automatic_search_says_why(ml100k):
+    from mediarec.catalog import load_dataset
+    from mediarec.eval import tuning
+
+    assert tuning.auto_tune_skip(load_dataset("demo")) == \
+        "46 users with a validation target, fewer than 200 to choose on"
+    assert tuning.auto_tune_skip(ml100k) is None
+    small_cap = tuning.AUTO_MAX_ITEMS
+    try:
+        tuning.AUTO_MAX_ITEMS = 1000
+        assert tuning.auto_tune_skip(ml100k) == "1,682 items with interactions, more than 1,000 for the automatic grid"
+    finally:
+        tuning.AUTO_MAX_ITEMS = small_cap

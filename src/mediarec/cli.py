@@ -102,6 +102,7 @@ def cmd_index(args) -> int:
 
     catalog = _catalog(args)
     t0 = time.perf_counter()
+    _choose_collab_settings(catalog, args)
     # The product as recommend and chat build it: the index, then the learned stage trained on it.
     rec = from_catalog(catalog, llm="none", chroma_url=args.chroma_url, settings=_settings(args),
                                    progress=not args.quiet, previous_fit=False,  # a full build: fits here
@@ -116,6 +117,42 @@ def cmd_index(args) -> int:
     print(rec.seq.status)
     _collab_capacity_note(catalog, idx)
     return 0
+
+
+def _choose_collab_settings(catalog, args) -> None:
+    """Where no choice is stored for this catalog, choose the collaborative settings on validation
+    users (as `mediarec tune` does) before the index is built, and say so; or say why not."""
+    import os
+
+    from mediarec.index.tuning import stored_choice
+
+    home = _settings(args).home
+    if stored_choice(catalog, home) is not None:
+        if not args.quiet:
+            print("collaborative settings: chosen on validation users before (`mediarec tune`)")
+        return
+    off = "--no-tune" if args.no_tune else "MEDIAREC_AUTO_TUNE=0" if os.environ.get("MEDIAREC_AUTO_TUNE") == "0" else None
+    if off:
+        if not args.quiet:
+            print(f"collaborative settings: defaults ({off})")
+        return
+    from mediarec.eval.tuning import auto_tune, auto_tune_skip, tuned_line
+
+    if args.chroma_url or _settings(args).chroma_url:  # an unreachable server is said before minutes of tuning
+        from mediarec.index.store import make_client
+
+        make_client(_settings(args), catalog.name, args.chroma_url)
+    why = auto_tune_skip(catalog)
+    if why is not None:
+        if not args.quiet:
+            print(f"collaborative settings: defaults ({why}; `mediarec tune` chooses them on any catalog)")
+        return
+    if not args.quiet:
+        print("choosing the collaborative settings on validation users (test targets are never read; "
+              "--no-tune skips this)…", flush=True)
+    out = auto_tune(catalog, home=home)
+    if not args.quiet:
+        print("collaborative settings chosen: " + tuned_line(catalog.name, out))
 
 
 def _collab_capacity_note(catalog, idx) -> None:
@@ -198,7 +235,7 @@ def cmd_chat(args) -> int:
 
 
 def cmd_tune(args) -> int:
-    from mediarec.eval.tuning import tune
+    from mediarec.eval.tuning import tune, tuned_line
     from mediarec.index.tuning import tuned_path
 
     catalog = _catalog(args)
@@ -214,11 +251,7 @@ def cmd_tune(args) -> int:
         if filtered is not catalog:
             catalog, variant = filtered, protocol.name
     out = tune(catalog, validation_users=args.val_users, progress=not args.quiet, variant=variant)
-    chosen = ", ".join(f"{k}={v:g}" for k, v in out["settings"].items())
-    default = out["default_validation_ndcg@10"]
-    print(f"{catalog.name}: {chosen}: validation NDCG@10 {out['validation_ndcg@10']:.4f}"
-          + (f" (defaults {default:.4f})" if default is not None else "")
-          + f" on {out['validation_users']} users, {len(out['grid'])} grid points in {out['seconds']:.0f}s")
+    print(tuned_line(catalog.name, out))
     if not args.quiet:
         print(f"wrote {tuned_path(catalog.name, variant=variant)}; `mediarec index` and `mediarec eval` now use it "
               "for this catalog")
@@ -368,6 +401,10 @@ def build_parser() -> argparse.ArgumentParser:
     dataset_args(i)
     own_files_args(i)
     i.add_argument("--no-learned", action="store_true", help="do not train the learned second stage")
+    i.add_argument("--no-tune", action="store_true",
+                   help="keep the collaborative defaults; by default, where nothing is stored from `mediarec tune`, "
+                        "they are chosen on validation users where the catalog has 200 or more and at most 5,000 "
+                        "items with interactions (MEDIAREC_AUTO_TUNE=0 does the same)")
     i.add_argument("--seq", choices=("auto", "on", "off"), default="auto",
                    help="the sequential model (a retrieval side and learned-stage features; needs torch, the "
                         "[seq] extra): auto trains it where the catalog has 200,000 interactions and 1,000 "
@@ -451,6 +488,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="with --request-llm or --request-reading: run the other variants for the first N evaluated "
                         "users only "
                         "(the rules for all; default: all)")
+    e.add_argument("--no-tune", action="store_true",
+                   help="keep the collaborative defaults; by default, where nothing is stored for the evaluated "
+                        "catalog, they are chosen on its validation users first, as `mediarec index` does")
     e.add_argument("--output", default="results/eval", help="folder for metrics.json and report.md")
     e.add_argument("--quiet", action="store_true",
                    help="print nothing but errors: no progress, status or result table (the results are in --output)")

@@ -61,6 +61,7 @@ def update(rec: Any, items: Iterable[Item] = (), interactions: Iterable[Interact
     from mediarec.catalog.forgotten import drop_forgotten
     from mediarec.index.collab import CollabSettings
     from mediarec.index.store import build_lock, chroma_errors
+    from mediarec.index.tuning import carry_choice
 
     old = rec._ready().catalog
     items, interactions = tuple(items), tuple(interactions)
@@ -70,6 +71,7 @@ def update(rec: Any, items: Iterable[Item] = (), interactions: Iterable[Interact
     idx = rec.index
     settings = idx.settings
     if rec.sources.get("collab") != "given":  # as a full build would choose them for the new catalog
+        carry_choice(old, new, rec.home)  # the settings chosen on validation users stay chosen as it grows
         settings = settings.model_copy(update={"collab": CollabSettings.for_catalog(new)})
     home_settings = _settings_of(rec)
     with build_lock(home_settings, new.name, _server_url(idx)), \

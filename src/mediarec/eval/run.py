@@ -68,6 +68,7 @@ def run_eval(args) -> int:
     # The protocol decides what is evaluated: a core filter and a tie rule make a new catalog,
     # and every system and index is built on that one.
     catalog = protocol_catalog(loaded, protocol)
+    _choose_collab_settings(catalog, None if catalog is loaded else protocol.name, names, args, con)
     provider = IndexProvider(chroma_url=args.chroma_url, progress=not args.quiet)
     # unknown names fail before any model loads
     seq_device = getattr(args, "device", "cpu")
@@ -259,3 +260,35 @@ def _print_table(con, report) -> None:
         t.add_row(f"{a.system} (paper)", *(f"{a.metrics[k]:.4f}" if k in a.metrics else "–"
                                            for k in ("hr@10", "ndcg@10", "mrr")), "–", style="dim")
     con.print(t)
+
+
+# systems that never read the collaborative side's settings
+_NO_COLLAB = {"pop", "itemknn", "text", "seq"}
+
+
+def _choose_collab_settings(catalog, variant: str | None, names: list[str], args, con) -> None:
+    """As `mediarec index` does for a catalog it builds: where nothing is stored for the evaluated
+    catalog, choose the collaborative settings on its validation users (never a test target) before
+    any system fits, so the harness measures what a newcomer's product serves."""
+    import os
+
+    from mediarec.eval.tuning import auto_tune, auto_tune_skip, tuned_line
+    from mediarec.index.tuning import stored_choice
+
+    if all(n.split("+")[0] in _NO_COLLAB for n in names) or stored_choice(catalog) is not None:
+        return
+    quiet = getattr(args, "quiet", False)
+    if getattr(args, "no_tune", False) or os.environ.get("MEDIAREC_AUTO_TUNE") == "0":
+        return
+    why = auto_tune_skip(catalog)
+    if why is not None:
+        if not quiet:
+            con.print(f"collaborative settings: defaults ({why})")
+        return
+    if not quiet:
+        con.print("choosing the collaborative settings on validation users, as `mediarec index` does "
+                  "(--no-tune keeps the defaults)")
+    out = auto_tune(catalog, variant=variant)
+    if not quiet:
+        con.print("collaborative settings chosen: " + tuned_line(catalog.name, out))
+

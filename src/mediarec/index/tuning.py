@@ -2,8 +2,9 @@
 
 ``mediarec tune`` (:mod:`mediarec.eval.tuning`) writes ``$MEDIAREC_HOME/tuned/<catalog>.json`` with
 the fingerprints of the catalog and of its leave-last-out training parts; :func:`stored_choice`
-reads it back for exactly those catalogs (:meth:`CollabSettings.for_catalog`); any other catalog
-keeps the defaults.
+reads it back for exactly those catalogs (:meth:`CollabSettings.for_catalog`), and for the catalogs
+``mediarec add`` grew from them (:func:`carry_choice`); any other catalog keeps the defaults.
+``mediarec index`` makes the choice itself where none is stored (:func:`mediarec.eval.tuning.auto_tune`).
 """
 
 from __future__ import annotations
@@ -42,3 +43,24 @@ def stored_choice(catalog: Catalog, home: Path | None = None) -> dict[str, Any] 
         except (OSError, ValueError, KeyError, TypeError) as e:
             log.warning("ignoring the tuned settings in %s: %s", path, e)
     return None
+
+
+def carry_choice(old: Catalog, new: Catalog, home: Path | None = None) -> bool:
+    """A catalog grown from ``old`` (``mediarec add``) keeps the choice made for ``old``: ``new``'s
+    fingerprint joins the stored file's (the first three, the catalog and its training parts as
+    tuned, and the latest 20 grown from it). False where ``old`` had no choice stored."""
+    from mediarec.infra.atomic import atomic_write_text
+
+    path = tuned_path(old.name, home)
+    try:
+        data = json.loads(path.read_text())
+        fps = list(data["fingerprints"])
+    except (OSError, ValueError, KeyError, TypeError):
+        return False
+    if old.fingerprint() not in fps:
+        return False
+    if new.fingerprint() not in fps:
+        data["fingerprints"] = fps[:3] + fps[3:][-20:] + [new.fingerprint()]
+        atomic_write_text(path, json.dumps(data, indent=1) + "\n")
+    return True
+
