@@ -124,12 +124,12 @@ def _choose_collab_settings(catalog, args) -> None:
     users (as `mediarec tune` does) before the index is built, and say so; or say why not."""
     import os
 
-    from mediarec.index.tuning import stored_choice
+    from mediarec.index.tuning import stored_choice, tuned_path
 
     home = _settings(args).home
     if stored_choice(catalog, home) is not None:
         if not args.quiet:
-            print("collaborative settings: chosen on validation users before (`mediarec tune`)")
+            print(f"collaborative settings: chosen on validation users before ({tuned_path(catalog.name, home)})")
         return
     off = "--no-tune" if args.no_tune else "MEDIAREC_AUTO_TUNE=0" if os.environ.get("MEDIAREC_AUTO_TUNE") == "0" else None
     if off:

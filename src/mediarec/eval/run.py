@@ -291,4 +291,3 @@ def _choose_collab_settings(catalog, variant: str | None, names: list[str], args
     out = auto_tune(catalog, variant=variant)
     if not quiet:
         con.print("collaborative settings chosen: " + tuned_line(catalog.name, out))
-

@@ -63,4 +63,3 @@ def carry_choice(old: Catalog, new: Catalog, home: Path | None = None) -> bool:
         data["fingerprints"] = fps[:3] + fps[3:][-20:] + [new.fingerprint()]
         atomic_write_text(path, json.dumps(data, indent=1) + "\n")
     return True
-
