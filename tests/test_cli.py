@@ -51,6 +51,7 @@ def test_index_command_builds_the_embedded_index(run, cli_home, shared_data):
     assert p.returncode == 0, p.stderr
     assert "indexed movielens-100k: 1682 items, 1682 with collaborative vectors" in p.stdout
     assert (cli_home / "index" / "movielens-100k" / "chroma.sqlite3").is_file()
+    assert not list((cli_home / "tuned").glob("movielens-100k*"))  # --no-tune: the defaults, nothing chosen
 
 
 def test_recommend_for_a_user_as_json(run, shared_data, ml100k):

@@ -227,7 +227,7 @@ def test_a_grown_catalog_keeps_the_choice_made_for_the_one_it_grew_from(sliced, 
 def test_index_chooses_the_collaborative_settings_itself_and_says_so(ml100k, tmp_path, model_home):
     """A newcomer who never runs `mediarec tune`: `mediarec index` chooses the settings on validation
     users where the catalog has enough of them, says what it chose, and `mediarec add` keeps the
-    choice; --no-tune keeps the defaults."""
+    choice (--no-tune: test_cli.py's index of ML-100k)."""
     from conftest import cli_env, cli_command, make_home
     from mediarec.catalog import write_generic
 
@@ -246,15 +246,13 @@ def test_index_chooses_the_collaborative_settings_itself_and_says_so(ml100k, tmp
     assert "collaborative settings chosen: tunable: ease_lambda=" in out and "validation NDCG@10" in out, out
     stored = json.loads(tuned_path("tunable", home).read_text())
     assert stored["search"] == "coordinate" and stored["validation_users"] >= 200
-    assert "collaborative settings: chosen on validation users before" in cli("index", "--dataset", "tunable",
-                                                                              "--no-learned")
     extra = tmp_path / "more.csv"
     extra.write_text("user,item,rating,timestamp\n" + f"{small.interactions[0].user},{small.interactions[5].item},5,"
                      f"{int(max(x.timestamp or 0 for x in small.interactions)) + 60}\n")
     cli("add", "--dataset", "tunable", "--interactions", str(extra), "--quiet")
     assert len(json.loads(tuned_path("tunable", home).read_text())["fingerprints"]) == 4  # carried to the grown one
-    plain = cli("index", "--catalog", str(files), "--name", "untuned", "--no-learned", "--no-tune")
-    assert "collaborative settings: defaults (--no-tune)" in plain and not tuned_path("untuned", home).exists()
+    again = cli("index", "--dataset", "tunable", "--no-learned")  # the grown catalog: its choice is stored
+    assert "collaborative settings: chosen on validation users before" in again and "choosing" not in again
 
 
 def test_a_catalog_too_small_or_too_large_for_the_automatic_search_says_why(ml100k):

@@ -184,7 +184,8 @@ def test_new_interactions_retrain_the_learned_stage_in_the_background(parts, tmp
     write_generic(base.replace(interactions=interactions), files / "unused.jsonl", files / "new.csv")
     env = cli_env(home)
     cli = cli_command()
-    p = subprocess.run([*cli, "index", "--catalog", str(files), "--name", "upd", "--quiet"], env=env,
+    # --no-tune: the update is the subject (test_collab.py tests the choice and its carrying over)
+    p = subprocess.run([*cli, "index", "--catalog", str(files), "--name", "upd", "--quiet", "--no-tune"], env=env,
                        capture_output=True, text=True, timeout=600)
     assert p.returncode == 0, p.stderr
 
@@ -278,7 +279,7 @@ def _registered(parts, tmp_path, model_home):
         write_generic(base.replace(interactions=rows), files / "unused.jsonl", files / f"{name}.csv")
     env = cli_env(home)
     p = subprocess.run([*cli_command(), "index", "--catalog", str(files), "--name", "upd",
-                        "--quiet"], env=env, capture_output=True, text=True, timeout=600)
+                        "--quiet", "--no-tune"], env=env, capture_output=True, text=True, timeout=600)
     assert p.returncode == 0, p.stderr
     return home, files, env
 
@@ -391,7 +392,7 @@ def test_killed_refit_restarts_and_forget_while_pending(few, tmp_path, model_hom
     _, pid = _add(env, files / "for-index.csv")
     target = _pending(home)["target"]
     try:  # a full build fits in the foreground and settles the pending refit
-        p = subprocess.run([*cli, "index", "--dataset", "upd", "--no-learned", "--quiet"], env=env,
+        p = subprocess.run([*cli, "index", "--dataset", "upd", "--no-learned", "--quiet", "--no-tune"], env=env,
                            capture_output=True, text=True, timeout=600)
         assert p.returncode == 0, p.stderr
         assert _pending(home) is None
