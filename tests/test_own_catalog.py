@@ -97,7 +97,7 @@ def test_errors_name_the_file_and_the_line(run, own_files, tmp_path):
 
 
 def test_chat_feedback_reaches_the_log_and_the_next_build(run, home, own_files):
-    _ok(run("index", "--catalog", str(own_files), "--name", "films-fb", "--quiet"))
+    _ok(run("index", "--catalog", str(own_files), "--name", "films-fb", "--quiet", "--no-tune"))  # the feedback is the subject
     p = run("chat", "--dataset", "films-fb", "--user", "newcomer", "--llm", "none", "--save-feedback",
             stdin="something like Toy Story\nmore like 1\nI watched Four Rooms\ndidn't like it\n:quit\n")
     assert "new to films-fb" in _ok(p)
@@ -108,7 +108,7 @@ def test_chat_feedback_reaches_the_log_and_the_next_build(run, home, own_files):
     assert oct(log.stat().st_mode & 0o777) == "0o600"
     before = load_generic(own_files / "items.jsonl", own_files / "interactions.csv")
     assert len(load_registered(registration("films-fb", home)).interactions) == len(before.interactions) + 3
-    out = _ok(run("index", "--dataset", "films-fb", "--quiet"))
+    out = _ok(run("index", "--dataset", "films-fb", "--quiet", "--no-tune"))
     assert "indexed films-fb" in out
     result = json.loads(_ok(run("recommend", "--dataset", "films-fb", "--user", "newcomer", "--llm", "none",
                                 "--json", "-k", "5")))
