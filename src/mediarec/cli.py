@@ -121,38 +121,16 @@ def cmd_index(args) -> int:
 
 def _choose_collab_settings(catalog, args) -> None:
     """Where no choice is stored for this catalog, choose the collaborative settings on validation
-    users (as `mediarec tune` does) before the index is built, and say so; or say why not."""
-    import os
+    users before the index is built, and say so; or say why not."""
+    from mediarec.eval.tuning import choose_collab_settings
 
-    from mediarec.index.tuning import stored_choice, tuned_path
-
-    home = _settings(args).home
-    if stored_choice(catalog, home) is not None:
-        if not args.quiet:
-            print(f"collaborative settings: chosen on validation users before ({tuned_path(catalog.name, home)})")
-        return
-    off = "--no-tune" if args.no_tune else "MEDIAREC_AUTO_TUNE=0" if os.environ.get("MEDIAREC_AUTO_TUNE") == "0" else None
-    if off:
-        if not args.quiet:
-            print(f"collaborative settings: defaults ({off})")
-        return
-    from mediarec.eval.tuning import auto_tune, auto_tune_skip, tuned_line
-
-    if args.chroma_url or _settings(args).chroma_url:  # an unreachable server is said before minutes of tuning
+    settings = _settings(args)
+    if args.chroma_url or settings.chroma_url:  # an unreachable server is said before minutes of tuning
         from mediarec.index.store import make_client
 
-        make_client(_settings(args), catalog.name, args.chroma_url)
-    why = auto_tune_skip(catalog)
-    if why is not None:
-        if not args.quiet:
-            print(f"collaborative settings: defaults ({why}; `mediarec tune` chooses them on any catalog)")
-        return
-    if not args.quiet:
-        print("choosing the collaborative settings on validation users (test targets are never read; "
-              "--no-tune skips this)…", flush=True)
-    out = auto_tune(catalog, home=home)
-    if not args.quiet:
-        print("collaborative settings chosen: " + tuned_line(catalog.name, out))
+        make_client(settings, catalog.name, args.chroma_url)
+    choose_collab_settings(catalog, home=settings.home, off="--no-tune" if args.no_tune else None,
+                           say=None if args.quiet else lambda line: print(line, flush=True))
 
 
 def _collab_capacity_note(catalog, idx) -> None:

@@ -267,27 +267,11 @@ _NO_COLLAB = {"pop", "itemknn", "text", "seq"}
 
 
 def _choose_collab_settings(catalog, variant: str | None, names: list[str], args, con) -> None:
-    """As `mediarec index` does for a catalog it builds: where nothing is stored for the evaluated
-    catalog, choose the collaborative settings on its validation users (never a test target) before
-    any system fits, so the harness measures what a newcomer's product serves."""
-    import os
+    """As `mediarec index` does for a catalog it builds, so the harness measures what a newcomer's
+    product serves; not where every system is one that never reads the settings."""
+    from mediarec.eval.tuning import choose_collab_settings
 
-    from mediarec.eval.tuning import auto_tune, auto_tune_skip, tuned_line
-    from mediarec.index.tuning import stored_choice
-
-    if all(n.split("+")[0] in _NO_COLLAB for n in names) or stored_choice(catalog) is not None:
+    if all(n.split("+")[0] in _NO_COLLAB for n in names):
         return
-    quiet = getattr(args, "quiet", False)
-    if getattr(args, "no_tune", False) or os.environ.get("MEDIAREC_AUTO_TUNE") == "0":
-        return
-    why = auto_tune_skip(catalog)
-    if why is not None:
-        if not quiet:
-            con.print(f"collaborative settings: defaults ({why})")
-        return
-    if not quiet:
-        con.print("choosing the collaborative settings on validation users, as `mediarec index` does "
-                  "(--no-tune keeps the defaults)")
-    out = auto_tune(catalog, variant=variant)
-    if not quiet:
-        con.print("collaborative settings chosen: " + tuned_line(catalog.name, out))
+    choose_collab_settings(catalog, variant=variant, off="--no-tune" if getattr(args, "no_tune", False) else None,
+                           say=None if getattr(args, "quiet", False) else con.print)

@@ -20,7 +20,7 @@ import itertools
 import json
 import time
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any, Callable, Sequence
 
 import numpy as np
 
@@ -192,6 +192,35 @@ def auto_tune(catalog: Catalog, home: Path | None = None, progress: bool = False
     n = len(leave_last_out(catalog).valid)
     return tune(catalog, validation_users=min(n, AUTO_USERS), home=home, progress=progress, search="coordinate",
                 variant=variant)
+
+
+def choose_collab_settings(catalog: Catalog, home: Path | None = None, variant: str | None = None,
+                           off: str | None = None, say: Callable[[str], None] | None = None) -> dict[str, Any] | None:
+    """What `mediarec index` and `mediarec eval` do before they fit: where nothing is stored for
+    ``catalog``, :func:`auto_tune`; ``say`` gets a line for people on what serves (None: silent).
+    ``off``: why the defaults are kept on request ("--no-tune"; MEDIAREC_AUTO_TUNE=0 too). Returns
+    the new choice, or None where the stored one or the defaults serve."""
+    import os
+
+    from mediarec.index.tuning import stored_choice
+
+    say = say or (lambda line: None)
+    if stored_choice(catalog, home) is not None:
+        say(f"collaborative settings: chosen on validation users before ({tuned_path(catalog.name, home, variant)})")
+        return None
+    off = off or ("MEDIAREC_AUTO_TUNE=0" if os.environ.get("MEDIAREC_AUTO_TUNE") == "0" else None)
+    if off:
+        say(f"collaborative settings: defaults ({off})")
+        return None
+    why = auto_tune_skip(catalog)
+    if why is not None:
+        say(f"collaborative settings: defaults ({why}; `mediarec tune` chooses them on any catalog)")
+        return None
+    say("choosing the collaborative settings on validation users (test targets are never read; "
+        "--no-tune keeps the defaults)…")
+    out = auto_tune(catalog, home=home, variant=variant)
+    say("collaborative settings chosen: " + tuned_line(catalog.name, out))
+    return out
 
 
 def tuned_line(catalog_name: str, out: dict[str, Any]) -> str:
