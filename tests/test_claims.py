@@ -273,14 +273,15 @@ def test_a_request_for_years_is_said_and_checked(demo, checker):
     res = checker.check(reason, spinal, ev, liked_items)
     assert res.passed and {"request", "era"} <= {c.kind for c in res.claims} and all(c.true for c in res.claims), \
         (reason, res.problems)
-    # years alone ("something from the 90s"), and a bound ("newer than 2010") that holds the decade
+    # years alone ("something from the 90s"); a bound alone ("older", "before 2001") names no decade
     toy = demo.resolve("Toy Story")
     ev = builder.build([toy], pairs)[toy.id].with_request(toy, [], (1990, 1999))
     reason = template_reason(ev, toy)
     assert reason.startswith("It is from the 1990s, as you asked."), reason
     assert checker.check(reason, toy, ev, liked_items).passed
     assert ev.with_request(toy, [], (1991, None)).asked_era == ""  # "from 1991 on" does not hold all of the 1990s
-    assert ev.with_request(toy, [], (None, 2000)).asked_era == "1990s"
+    assert ev.with_request(toy, [], (None, 2000)).asked_era == ""  # tried as a user: "older" said "as you asked"
+    assert ev.with_request(toy, [], (1985, 2004)).asked_era == "1990s"
     assert ev.with_request(toy, [], (None, None)).asked_era == ""
     # a false "as you asked" is still caught: an item from another decade
     res = checker.check("It is from the 1990s, as you asked.", spinal,

@@ -93,8 +93,8 @@ class Evidence(BaseModel):
     cowatched: HistoryLink | None = None  # a liked item whose fans also liked this one (collaborative)
     disliked: list[HistoryLink] = []  # distinct disliked items, most recent first
     asked: list[str] = []  # the request's genres the item has ("horror" for "a tense space horror")
-    #: The item's decade where the request asked for years that hold all of it ("1980s" for "from
-    #: the 80s", or for "newer than 1979"), so a reason may say "from the 1980s, as you asked".
+    #: The item's decade where the request asked for a span of years that holds all of it ("1980s"
+    #: for "from the 80s"), so a reason may say "from the 1980s, as you asked".
     asked_era: str = ""
     #: The request's reference ("something like Kid A") and the genres the item shares with it: a
     #: reason may compare with it ("like Kid A (2000), which you named") though the user never liked it.
@@ -114,13 +114,15 @@ class Evidence(BaseModel):
     def with_request(self, item: Item, genres: Sequence[str], years: tuple[int | None, int | None] = (None, None)
                      ) -> "Evidence":
         """This evidence with ``asked``: the request's ``genres`` that ``item`` has, and ``asked_era``:
-        the item's decade where the request's ``years`` (min, max) hold all of it."""
+        the item's decade where the request's ``years`` (min, max; both given) hold all of it."""
         own = {g.lower(): g for g in item.genres}
         lo, hi = years
         era = ""
-        if item.year and (lo is not None or hi is not None):
+        # a span asked for ("from the 80s", "between 1985 and 1995"); a bound alone ("older", "after
+        # 2010") asked for no decade, so "from the 1980s, as you asked" would put words in their mouth
+        if item.year and lo is not None and hi is not None:
             start = int(item.year) // 10 * 10
-            if (lo is None or lo <= start) and (hi is None or start + 9 <= hi):
+            if lo <= start and start + 9 <= hi:
                 era = f"{start}s"
         return self.model_copy(update={"asked": [own[g.lower()] for g in genres if g.lower() in own],
                                        "asked_era": era})
