@@ -147,6 +147,10 @@ def liked_flags(interactions: Sequence[Interaction]) -> list[bool]:
             for x in interactions]
 
 
+#: Events whose ``weight`` is a strength (play counts, watch time): :meth:`Catalog.history_strengths`.
+STRENGTH_EVENTS = frozenset({"play", "watch"})
+
+
 #: Whether models (the collaborative fit, query vectors, the learned stage's targets) learn from low
 #: ratings as consumption. Measured on MovieLens 100k validation users (docs/architecture.md,
 #: "Negatives"): hybrid NDCG@10 0.1228 learning from them, 0.1103 without them; what a person rates
@@ -415,6 +419,13 @@ class Catalog:
         pairs, flags = self._flags(history, liked=False)
         return [it.id for (it, _), ok in zip(pairs, flags) if ok]
 
+
+    def history_strengths(self, history: Iterable[HistoryEntry]) -> list[float | None]:
+        """The strength of each entry of ``history_ids(history, positives_only=True)``: the ``weight``
+        of a play or watch (:data:`STRENGTH_EVENTS`), None for other entries (a like, a rating, a bare item)."""
+        pairs, flags = self._flags(history, liked=False)
+        return [x.weight if x is not None and x.event in STRENGTH_EVENTS else None
+                for (_, x), ok in zip(pairs, flags) if ok]
 
     def history_negatives(self, history: Iterable[HistoryEntry], weak: float = WEAK_NEGATIVE
                           ) -> list[tuple[str, float]]:

@@ -24,12 +24,12 @@ from typing import Any, Callable, Sequence
 
 import numpy as np
 
-from mediarec.catalog.model import Catalog, Interaction
+from mediarec.catalog.model import STRENGTH_EVENTS, Catalog, Interaction
 from mediarec.eval.harness import evaluate
 from mediarec.eval.protocol import EvalProtocol
 from mediarec.eval.split import leave_last_out
 from mediarec.index.collab import (TUNED_FIELDS, CollabModel, CollabSettings, blend, ease_matrix, gram_matrix,
-                                   item_sequences, modelled_items, transition_matrix)
+                                   item_sequences, modelled_items, strength_weights, transition_matrix)
 from mediarec.index.tuning import tuned_path
 from mediarec.infra.atomic import atomic_write_text
 
@@ -58,7 +58,10 @@ class ExactCollabScorer:
 
     def score_array(self, history: Sequence[Interaction]) -> np.ndarray:
         out = np.zeros(len(self.item_ids))
-        exact = self.model.exact_scores([x.item for x in history if x.is_positive], decay=self.decay)
+        pos = [x for x in history if x.is_positive]
+        weights = strength_weights(self.model.settings.strength,
+                                   [x.weight if x.event in STRENGTH_EVENTS else None for x in pos])
+        exact = self.model.exact_scores([x.item for x in pos], decay=self.decay, weights=weights)
         if exact is not None:
             out[self._rows] = exact
         return out

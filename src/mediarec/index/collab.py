@@ -35,11 +35,16 @@ from typing import Literal, Sequence
 import numpy as np
 from pydantic import BaseModel
 
-from mediarec.catalog.model import Catalog, model_flags
+from mediarec.catalog.model import STRENGTH_EVENTS, Catalog, model_flags
 from mediarec.infra.threads import single_threaded_blas
 
 TUNED_FIELDS = ("ease_lambda", "alpha", "window", "decay")
-LATER_FIELDS = ("model", "als_from_items", "als_factors", "als_regularization", "als_alpha", "als_iterations")
+LATER_FIELDS = ("model", "als_from_items", "als_factors", "als_regularization", "als_alpha", "als_iterations",
+                "strength")
+#: A log whose plays and watches mostly weigh other than 1 has strengths: ``strength`` defaults to log1p.
+#: Last.fm's play counts: all of them; the demo's replay counts: 25% (its 46 users cannot tell whether
+#: they help, so it keeps every item alike).
+STRENGTH_SHARE = 0.5
 
 
 class CollabSettings(BaseModel):
@@ -65,6 +70,11 @@ class CollabSettings(BaseModel):
     als_regularization: float = 0.05
     als_alpha: float = 2.0
     als_iterations: int = 15
+    # How a history item's interaction strength (``weight`` of a play or watch: play counts, watch
+    # time) weighs it in the collaborative query: "none" (every item alike) or "log1p" (log(1 + weight),
+    # scaled to mean 1 over the history). Last.fm validation users: NDCG@10 0.1222 -> 0.1269 with log1p
+    # play counts (eval/results/interaction-strength-val); ratings as weights lowered ML-100k's.
+    strength: Literal["none", "log1p"] = "none"
 
     @classmethod
     def for_catalog(cls, catalog: Catalog, use_tuned: bool = True, **overrides) -> "CollabSettings":
@@ -82,6 +92,8 @@ class CollabSettings(BaseModel):
         """
         base: dict = {} if is_time_ordered(catalog) else {"ordered": False, "decay": 1.0, "alpha": 1.0,
                                                           "ease_lambda": 100.0}
+        if has_strengths(catalog):
+            base["strength"] = "log1p"
         if use_tuned:
             from mediarec.index.tuning import stored_choice
 
@@ -115,6 +127,28 @@ def is_time_ordered(catalog: Catalog) -> bool:
         tied += len(stamps) - len(set(stamps))
         total += len(stamps)
     return total == 0 or tied / total <= 0.8
+
+
+def has_strengths(catalog: Catalog) -> bool:
+    """Whether the log's plays and watches carry strengths: more than :data:`STRENGTH_SHARE` of
+    them weigh other than 1 (Last.fm's play counts do; MovieLens ratings have weight 1)."""
+    xs = [x for x in catalog.positives if x.event in STRENGTH_EVENTS]
+    return bool(xs) and sum(x.weight != 1.0 for x in xs) > STRENGTH_SHARE * len(xs)
+
+
+def strength_weights(strength: str, raw: Sequence[float | None], n: int | None = None) -> list[float] | None:
+    """History weights from interaction strengths (``raw``: one per history item, None where the
+    entry carries none: a like, a rating, a bare item); ``n`` > len(raw) appends entries that carry
+    none (a request's reference item). ``log1p``: log(1 + strength), scaled to mean 1 over the
+    entries with one; the others weigh 1. None where nothing varies (every item weighs alike)."""
+    if strength == "none":
+        return None
+    vals = [np.log1p(max(float(r), 0.0)) for r in raw if r is not None]
+    if len(set(vals)) < 2:
+        return None
+    mean = float(np.mean(vals)) or 1.0
+    out = [1.0 if r is None else float(np.log1p(max(float(r), 0.0))) / mean for r in raw]
+    return out + [1.0] * max((n or len(out)) - len(out), 0)
 
 
 def recency_weights(n: int, decay: float) -> np.ndarray:

@@ -56,7 +56,7 @@ import numpy as np
 from pydantic import BaseModel, ConfigDict
 
 from mediarec.catalog.model import Interaction, Item
-from mediarec.index.collab import recency_weights
+from mediarec.index.collab import recency_weights, strength_weights
 from mediarec.errors import MediarecError
 from mediarec.index.store import CatalogIndex, chroma_errors
 
@@ -248,11 +248,12 @@ class Retriever:
 
     # -- scoring ---------------------------------------------------------------------------
     def _query(self, wanted: list[str], query: str | None, profile: str | None = None,
-               negatives: Sequence[tuple[str, float]] = ()):
+               negatives: Sequence[tuple[str, float]] = (), weights: Sequence[float] | None = None):
         """(exact collaborative scores of every catalogue item, text query vector), each None when
-        there is nothing to build it from; ``negatives`` (item id, weight) push both away."""
+        there is nothing to build it from; ``negatives`` (item id, weight) push both away;
+        ``weights``: the wanted items' strengths (:meth:`strengths`)."""
         collab = None
-        exact = self.index.collab.exact_scores(wanted) if wanted else None
+        exact = self.index.collab.exact_scores(wanted, weights=weights) if wanted else None
         against = self._negative_collab(negatives)
         if against is not None:
             exact = -against if exact is None else exact - against
@@ -301,10 +302,11 @@ class Retriever:
         exact = self.index.collab.exact_scores([i for i, _ in negatives], weights=[w for _, w in negatives])
         return None if exact is None else beta * np.maximum(exact, 0.0)
 
-    def _user_vector(self, wanted: list[str], negatives: Sequence[tuple[str, float]]) -> np.ndarray | None:
+    def _user_vector(self, wanted: list[str], negatives: Sequence[tuple[str, float]],
+                     weights: Sequence[float] | None = None) -> np.ndarray | None:
         """The collaborative query vector for Chroma: the liked items' minus β times the negatives'."""
         collab = self.index.collab
-        u = collab.user_vector(wanted) if wanted else None
+        u = collab.user_vector(wanted, weights=weights) if wanted else None
         beta = self.fusion.negative_weight
         if negatives and beta > 0:
             n = collab.user_vector([i for i, _ in negatives], weights=[w for _, w in negatives])
@@ -315,7 +317,17 @@ class Retriever:
     def collab_scores(self, history: HistoryLike) -> np.ndarray | None:
         """The raw exact collaborative score of every catalogue item (no exclusion, no scaling);
         None when no positive item of the history is modelled."""
-        return self._query(self.catalog.history_ids(history, positives_only=True), None)[0]
+        wanted = self.catalog.history_ids(history, positives_only=True)
+        return self._query(wanted, None, weights=self.strengths(history, wanted))[0]
+
+    def strengths(self, history: HistoryLike, wanted: Sequence[str]) -> list[float] | None:
+        """The collaborative weight of each of ``wanted`` (the history's positives, then perhaps a
+        request's reference item) from interaction strengths (:attr:`CollabSettings.strength`);
+        None where every item weighs alike."""
+        strength = self.index.collab.settings.strength
+        if strength == "none" or not wanted:
+            return None
+        return strength_weights(strength, self.catalog.history_strengths(history), len(wanted))
 
     def _side_scores(self, collab: np.ndarray | None, tvec: np.ndarray | None, rows: np.ndarray | None = None):
         """Raw (collab, text) scores for catalog rows (all rows when None); None for a missing side."""
@@ -382,7 +394,7 @@ class Retriever:
         hist, wanted, negatives = self._with_reference(history, constraints)
         if include_seen:
             hist = self._unliked(history, constraints)
-        collab_all, tvec = self._query(wanted, query, profile, negatives)
+        collab_all, tvec = self._query(wanted, query, profile, negatives, self.strengths(history, wanted))
         return self._score_all(collab_all, tvec, hist, self.allowed(constraints), query, set(sides),
                                self.genre_penalty(wanted, negatives),
                                self.seq_scores(wanted) if "seq" in sides or "collab" in sides else None)
@@ -426,11 +438,12 @@ class Retriever:
             for i in wanted:
                 pool.setdefault(i, set()).add("history")
         # built once: the pool and the re-scoring share them
-        collab_all, tvec = self._query(wanted, query, profile, negatives)
+        weights = self.strengths(history, wanted)
+        collab_all, tvec = self._query(wanted, query, profile, negatives, weights)
         seq_all = self.seq_scores(wanted)
         with chroma_errors(f"the index of {self.catalog.name!r} cannot be queried"):
             if collab_all is not None and self.fusion.collab_weight:
-                uvec = self._user_vector(wanted, negatives)
+                uvec = self._user_vector(wanted, negatives, weights)
                 if uvec is not None:
                     n = min(pool_n, len(self.index.collab.item_ids))
                     if self.exact_search:

@@ -25,7 +25,8 @@ from typing import TYPE_CHECKING, Sequence
 import numpy as np
 from pydantic import BaseModel
 
-from mediarec.catalog.model import Interaction, Item, pair_liked
+from mediarec.catalog.model import STRENGTH_EVENTS, Interaction, Item, pair_liked
+from mediarec.index.collab import strength_weights
 
 if TYPE_CHECKING:
     from mediarec.catalog.model import Catalog
@@ -201,8 +202,11 @@ class EvidenceBuilder:
             req_vec = np.asarray(self.index.embedder.embed([request.strip()])[0], dtype=np.float32)
             req_vec /= max(float(np.linalg.norm(req_vec)), 1e-12)
         collab = self.index.collab
-        rows, ws = (collab._weighted_rows(wanted_ids, None, None)  # the ranking's own recency weights
-                    if collab is not None and collab.matrix is not None and wanted_ids else ([], np.zeros(0)))
+        rows, ws = ([], np.zeros(0))
+        if collab is not None and collab.matrix is not None and wanted_ids:
+            strength = {it.id: x.weight for it, x in history if x is not None and x.event in STRENGTH_EVENTS}
+            weights = strength_weights(collab.settings.strength, [strength.get(i) for i in wanted_ids])
+            rows, ws = collab._weighted_rows(wanted_ids, None, weights)  # the ranking's own weights
         by_row = {r: it for r, it in zip((collab._pos.get(i) for i in wanted_ids), wanted) if r is not None} \
             if rows else {}
         tpos = [self.index.position(it.id) for it in wanted]

@@ -226,10 +226,11 @@ class Signals:
         n = len(self.item_ids)
         collab = np.zeros(n, dtype=np.float32)
         trans = np.zeros(n, dtype=np.float32)
-        exact = self.collab.exact_scores(wanted) if wanted and len(self.collab.item_ids) else None
+        weights = self.retriever.strengths(history, wanted)  # the retrieval's own weights (its cached scores)
+        exact = self.collab.exact_scores(wanted, weights=weights) if wanted and len(self.collab.item_ids) else None
         if exact is not None:
             collab[self._collab_rows] = exact
-            hist_rows, w = self.collab._weighted_rows(wanted, None, None)
+            hist_rows, w = self.collab._weighted_rows(wanted, None, weights)
             u = np.zeros(len(self.collab.item_ids), dtype=np.float32)
             np.add.at(u, hist_rows, w)
             trans[self._collab_rows] = self.transitions.T @ u
