@@ -8,7 +8,7 @@ import pytest
 
 from mediarec.catalog import load_dataset
 from mediarec.catalog.model import Catalog, Interaction, Item
-from mediarec.rank.checker import NO_GENRE, ReasonChecker, template_reason
+from mediarec.rank.checker import ERA_NOT_ASKED, NO_GENRE, ReasonChecker, template_reason
 from mediarec.rank.evidence import Evidence, HistoryLink, split_history
 
 
@@ -166,6 +166,28 @@ def test_another_title_said_as_what_the_item_is_is_false():
     assert not res.passed and [c.kind for c in res.false_claims] == ["genre"], res
     assert chk.check("Long Winter is an animated movie, like Quiet Harbour.", cat.item("b"),
                      Evidence(item_id="b"), [cat.item("a")]).passed
+
+
+def test_an_era_said_as_asked_is_false_when_the_request_asked_for_none():
+    """"Knives Out is a comedy movie from the 2010s, as you asked." for "like Alien but funnier"
+    (stop 40, demo, qwen2.5-coder-0.5b; passed the checker): the comedy was asked, the decade not.
+    The LLM's form now leaves the era out where no years were asked."""
+    items = [Item(id="k", title="Knives Out", year=2019, genres=("Mystery", "Comedy", "Crime")),
+             Item(id="m", title="Modern Times", year=1936, genres=("Comedy", "Drama"))]
+    cat = Catalog("asked", items, [Interaction(user=u, item=i) for u in ("u1", "u2") for i in ("k", "m")])
+    chk = ReasonChecker(cat)
+    said = "Knives Out is a comedy movie from the 2010s, as you asked."
+    comedy = Evidence(item_id="k", asked=["Comedy"])
+    res = chk.check(said, cat.item("k"), comedy, [cat.item("m")])
+    assert not res.passed and [(c.kind, c.why) for c in res.false_claims] == [("request", ERA_NOT_ASKED)], res
+    asked_2010s = Evidence(item_id="k", asked=["Comedy"], asked_era="2010s")  # "a comedy from the 2010s"
+    assert chk.check(said, cat.item("k"), asked_2010s, [cat.item("m")]).passed
+    assert chk.check("Knives Out is a comedy movie, as you asked.", cat.item("k"), comedy, [cat.item("m")]).passed
+    from mediarec.rank.prompts import PromptLibrary
+
+    form = PromptLibrary().env.get_template("_macros.j2").module.reason_form
+    assert "as you asked" in form(cat.item("k"), comedy) and "<era>" not in form(cat.item("k"), comedy)
+    assert "<era>, as you asked" in form(cat.item("k"), asked_2010s)
 
 
 # -- templates, true by construction ------------------------------------------------------------

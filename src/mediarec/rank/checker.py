@@ -90,7 +90,10 @@ _MAX_TITLE_WORDS = 8
 # "from the 1990s", "from the early '80s", "from 1997": the era the reason gives the item itself
 _FROM_ERA_RE = re.compile(r"\bfrom (?:the )?(?:early |late |mid-?)?((?:1[89]|20)\d\ds?|['’]?\d0s|twenties|thirties|forties|"
                           r"fifties|sixties|seventies|eighties|nineties)\b")
+# "from the 2010s, as you asked": the era said as part of what the request asked for
+_ERA_AS_ASKED_RE = re.compile(_FROM_ERA_RE.pattern + r",? (?:just )?(?:as|like) you (?:asked|wanted|requested)")
 EMPTY = "empty or too short"
+ERA_NOT_ASKED = "says the era was asked for; the request asked for none"
 #: What an LLM backend's caller passes for an answer cut off at its token limit mid-sentence.
 UNFINISHED = "(unfinished)"
 TOO_LONG = "unfinished: longer than the word limit"
@@ -513,6 +516,9 @@ class ReasonChecker:
         if any(w in blanked_low for w in _REQUEST_WORDS):
             ok = "request" in evidence.elements()
             claim("request", "request", ok, "it does not match the request")
+        for e in _ERA_AS_ASKED_RE.finditer(blanked_low):  # "from the 2010s, as you asked": was a decade asked?
+            ok = bool(evidence.asked_era) and self._era_ok(e.group(1), item.year)
+            claim("request", e.group(0), ok, ERA_NOT_ASKED)
         users, n_users = len(self.users_of(item.id)), len(self.catalog.by_user)
         for p in _POP_OF_RE.finditer(blanked):
             ok = int(p.group(1)) == users and int(p.group(2)) == n_users
