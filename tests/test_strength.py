@@ -22,10 +22,11 @@ import chromadb  # noqa: E402
 
 from mediarec.catalog.loaders.generic import load_generic  # noqa: E402
 from mediarec.catalog.model import Interaction  # noqa: E402
-from mediarec.eval.tuning import ExactCollabScorer  # noqa: E402
+from mediarec.eval.tuning import ExactCollabScorer, tune  # noqa: E402
 from mediarec.index.collab import CollabSettings, has_strengths, strength_weights  # noqa: E402
 from mediarec.index.retriever import FusionSettings, Retriever  # noqa: E402
 from mediarec.index.store import IndexBuilder, IndexSettings  # noqa: E402
+from mediarec.index.tuning import stored_choice  # noqa: E402
 from mediarec.rank.evidence import EvidenceBuilder  # noqa: E402
 
 ARTISTS = ("a1", "b1", "a2", "b2", "c1", "c2")
@@ -96,3 +97,16 @@ def test_ratings_are_not_strengths_and_a_few_replay_counts_keep_items_alike(ml10
 
     demo = load_dataset("demo", tmp_path)  # 115 of its 454 plays and watches weigh 2-5: not mostly
     assert not has_strengths(demo) and CollabSettings.for_catalog(demo, use_tuned=False).strength == "none"
+
+
+def test_tune_weighs_its_best_point_both_ways_where_the_log_has_strengths(listens, ml100k, tmp_path):
+    out = tune(listens, home=tmp_path, search="coordinate")
+    tried = {r["strength"] for r in out["grid"]}
+    assert tried == {"none", "log1p"}
+    best = max(out["grid"], key=lambda r: r["ndcg@10"])
+    assert out["settings"]["strength"] == best["strength"]
+    assert stored_choice(listens, tmp_path)["strength"] == best["strength"]  # what index then builds with
+    assert CollabSettings.for_catalog(listens, use_tuned=False).strength == "log1p"
+    small = tune(ml100k, validation_users=60, home=tmp_path, write=False, search="coordinate",
+                 grid={"ease_lambda": (500.0,), "alpha": (0.5,), "window": (5,), "decay": (0.85,)})
+    assert {r["strength"] for r in small["grid"]} == {"none"}  # ratings: nothing to weigh

@@ -115,6 +115,9 @@ def cmd_index(args) -> int:
         return 0
     print(f"second stage: {rec.stage.status if rec.stage else 'off (--no-learned)'}")
     print(rec.seq.status)
+    if idx.settings.collab.strength != "none":
+        print(f"interaction strength: each history item weighs {idx.settings.collab.strength}(its play count or "
+              "watch time), as most plays and watches in this log carry one")
     _collab_capacity_note(catalog, idx)
     return 0
 

@@ -154,7 +154,7 @@ class Recommender:
         rec = self._ready()
         collab = rec.index.settings.collab
         out: dict[str, Any] = {
-            "collab": {k: getattr(collab, k) for k in ("ease_lambda", "alpha", "window", "decay")}
+            "collab": {k: getattr(collab, k) for k in ("ease_lambda", "alpha", "window", "decay", "strength")}
             | {"source": self.sources.get("collab", "defaults")},
             "fusion": rec.retriever.fusion.model_dump(), "n_candidates": self.n_candidates,
             "seq": self.seq.status if self.seq is not None else "sequential model off",

@@ -29,7 +29,8 @@ from mediarec.eval.harness import evaluate
 from mediarec.eval.protocol import EvalProtocol
 from mediarec.eval.split import leave_last_out
 from mediarec.index.collab import (TUNED_FIELDS, CollabModel, CollabSettings, blend, ease_matrix, gram_matrix,
-                                   item_sequences, modelled_items, strength_weights, transition_matrix)
+                                   has_strengths, item_sequences, modelled_items, strength_weights,
+                                   transition_matrix)
 from mediarec.index.tuning import tuned_path
 from mediarec.infra.atomic import atomic_write_text
 
@@ -104,17 +105,17 @@ def tune(catalog: Catalog, grid: dict[str, Sequence] | None = None, validation_u
     results: list[dict[str, Any]] = []
     ease_cache: dict[float, np.ndarray] = {}
     trans_cache: dict[int, np.ndarray] = {}
-    done: set[tuple[float, float, int]] = set()
+    done: set[tuple[float, float, int, str]] = set()
     n_users = 0
 
-    def point(lam: float, alpha: float, window: int) -> None:
-        """Score one (λ, α, window) at every decay (one pass over the users) into ``results``."""
+    def point(lam: float, alpha: float, window: int, strength: str = base.strength) -> None:
+        """Score one (λ, α, window, strength) at every decay (one pass over the users) into ``results``."""
         nonlocal ease_cache, n_users
         if alpha >= 1.0:
             window = grid["window"][0]  # α = 1 has no transitions: one window stands for all
-        if (lam, alpha, window) in done:
+        if (lam, alpha, window, strength) in done:
             return
-        done.add((lam, alpha, window))
+        done.add((lam, alpha, window, strength))
         if lam not in ease_cache:
             ease_cache = {lam: ease_matrix(gram, lam)}  # one λ at a time: points come ordered by λ
         trans = None
@@ -122,7 +123,7 @@ def tune(catalog: Catalog, grid: dict[str, Sequence] | None = None, validation_u
             if window not in trans_cache:
                 trans_cache[window] = transition_matrix(seqs, len(kept), window, base.transition_smoothing)
             trans = trans_cache[window]
-        settings = base.model_copy(update={"ease_lambda": lam, "alpha": alpha, "window": window})
+        settings = base.model_copy(update={"ease_lambda": lam, "alpha": alpha, "window": window, "strength": strength})
         model = CollabModel(kept, np.zeros((len(kept), 0), np.float32), np.zeros((len(kept), 0), np.float32),
                             settings, blend(ease_cache[lam], trans, alpha))
         scorers = [ExactCollabScorer(f"d{d}", model, item_ids, d) for d in grid["decay"]]
@@ -131,11 +132,12 @@ def tune(catalog: Catalog, grid: dict[str, Sequence] | None = None, validation_u
         for sc in scorers:
             m = rep.systems[sc.name]
             results.append({"ease_lambda": lam, "alpha": alpha, "window": window, "decay": sc.decay,
-                            "ndcg@10": m["ndcg@10"], "hr@10": m["hr@10"]})
+                            "strength": strength, "ndcg@10": m["ndcg@10"], "hr@10": m["hr@10"]})
         if progress:
             best = max(results[-len(scorers):], key=lambda r: r["ndcg@10"])
-            print(f"λ={lam:g} α={alpha:g} window={window}: best NDCG@10 {best['ndcg@10']:.4f} "
-                  f"(decay {best['decay']:g})", flush=True)
+            print(f"λ={lam:g} α={alpha:g} window={window}"
+                  + (f" strength={strength}" if strength != base.strength else "")
+                  + f": best NDCG@10 {best['ndcg@10']:.4f} (decay {best['decay']:g})", flush=True)
 
     if search == "grid":
         for lam, alpha, window in _points(grid):
@@ -149,12 +151,17 @@ def tune(catalog: Catalog, grid: dict[str, Sequence] | None = None, validation_u
             top = max(results, key=lambda r: r["ndcg@10"])
             cur = {k: top[k] for k in cur}
         point(base.ease_lambda, base.alpha, base.window)  # the defaults, for the line that compares
+    if has_strengths(catalog):  # plays or watch times: the best point weighed the other way too
+        best = max(results, key=lambda r: r["ndcg@10"])
+        for strength in ("none", "log1p"):
+            point(best["ease_lambda"], best["alpha"], best["window"], strength)
     chosen = max(results, key=lambda r: r["ndcg@10"])  # first of equals: grid order breaks ties
-    default_point = next((r for r in results if all(r[k] == getattr(base, k) for k in TUNED_FIELDS)), None)
+    default_point = next((r for r in results if all(r[k] == getattr(base, k) for k in (*TUNED_FIELDS, "strength"))),
+                         None)
     out = {
         "catalog": catalog.name,
         "fingerprints": [catalog.fingerprint(), split.train_val_catalog.fingerprint(), train.fingerprint()],
-        "settings": {k: chosen[k] for k in TUNED_FIELDS},
+        "settings": {k: chosen[k] for k in (*TUNED_FIELDS, "strength")},
         "validation_ndcg@10": chosen["ndcg@10"],
         "validation_hr@10": chosen["hr@10"],
         "default_validation_ndcg@10": default_point["ndcg@10"] if default_point else None,
@@ -228,7 +235,7 @@ def choose_collab_settings(catalog: Catalog, home: Path | None = None, variant: 
 
 def tuned_line(catalog_name: str, out: dict[str, Any]) -> str:
     """One line for people: the choice, its validation score beside the defaults', and its cost."""
-    chosen = ", ".join(f"{k}={v:g}" for k, v in out["settings"].items())
+    chosen = ", ".join(f"{k}={v:g}" if isinstance(v, (int, float)) else f"{k}={v}" for k, v in out["settings"].items())
     default = out["default_validation_ndcg@10"]
     return (f"{catalog_name}: {chosen}: validation NDCG@10 {out['validation_ndcg@10']:.4f}"
             + (f" (defaults {default:.4f})" if default is not None else "")

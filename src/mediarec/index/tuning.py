@@ -39,7 +39,7 @@ def stored_choice(catalog: Catalog, home: Path | None = None) -> dict[str, Any] 
         try:
             data = json.loads(path.read_text())
             if catalog.fingerprint() in data["fingerprints"]:
-                return {k: data["settings"][k] for k in TUNED_FIELDS}
+                return {k: data["settings"][k] for k in (*TUNED_FIELDS, "strength") if k in data["settings"]}
         except (OSError, ValueError, KeyError, TypeError) as e:
             log.warning("ignoring the tuned settings in %s: %s", path, e)
     return None
