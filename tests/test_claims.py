@@ -331,3 +331,15 @@ def test_a_reason_may_compare_with_the_title_the_request_named(demo, checker):
     unnamed = checker.check("It is rock, like Kid A (2000), which you named.", target, plain, [])
     assert not unnamed.passed and any("outside the history" in p for p in unnamed.problems)
     assert plain.with_reference(kid_a, kid_a) is plain  # an item is never compared with itself
+
+
+def test_a_template_says_a_genre_named_with_the_reference_once():
+    """"It is crime, like Heat (1995), which you named. It is crime, like Brooklyn Nine-Nine (2013),
+    which you liked." (stop 40, "like Alien, and Heat"): the comparison with a liked item says what
+    the reference sentence did not."""
+    heat = HistoryLink(id="h", title="Heat", year=1995, weight=0.0, genres=("Crime", "Thriller"))
+    b99 = HistoryLink(id="b", title="Brooklyn Nine-Nine", year=2013, weight=1.0, genres=("Comedy", "Crime"))
+    ev = Evidence(item_id="l", reference=heat, reference_genres=["Crime"], like=b99, like_genres=["Crime"],
+                  genre_counts={"Crime": 3}, era="1990s", era_count=3)
+    text = template_reason(ev, Item(id="l", title="L.A. Confidential", year=1997, genres=("Crime",)))
+    assert text.startswith("It is crime, like Heat (1995), which you named.") and text.count("crime") == 1, text

@@ -189,6 +189,12 @@ CASES = [
     ("like Alien but newer", NOBODY, [years(1980, None)]),
     ("like Toy Story 3 but darker", NOBODY, [no_genre("Family"), read_as("darker")]),
     ("like Alien but less violent", NOBODY, [no_genre("Horror"), no_genre("War"), read_as("less violent")]),
+    # several titles compared to: each read, none recommended back (stop 40: the second was unread)
+    ("movies like Toy Story and Spirited Away", NOBODY, [nothing_unread(), not_titled("Toy Story (1995)",
+                                                        "Spirited Away (2001)"),
+                                                        read_as("like Toy Story (1995) and Spirited Away (2001)")]),
+    ("like Alien, Blade Runner or The Thing but funnier", NOBODY, [all_genre("Comedy"), nothing_unread(),
+                                                                  read_as("and Blade Runner (1982)")]),
     # relative words against the history (no list shown outside chat)
     ("older", ALICE, [older_than_read(), read_as("older than your history"), nothing_unread()]),
     ("newer", ALICE, [newer_than_read(), read_as("newer than your history")]),

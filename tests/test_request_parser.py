@@ -30,6 +30,25 @@ def test_a_title_made_of_a_filler_word_is_still_a_reference(demo):
     assert parse_request("like it but darker", demo).reference is None
 
 
+def test_several_titles_after_like_are_all_references(demo):
+    """"movies like Toy Story and Spirited Away" said "I did not understand 'spirited', 'away'" and
+    compared with Toy Story alone (stop 40, tried as a user)."""
+    toy, away = demo.resolve("Toy Story"), demo.resolve("Spirited Away")
+    c = parse_request("movies like Toy Story and Spirited Away", demo)
+    assert (c.reference, c.more_references, c.unread) == (toy.id, [away.id], [])
+    assert c.describe().startswith("like Toy Story (1995) and Spirited Away (2001)")
+    c = parse_request("like Alien, Blade Runner or The Thing (1982) but funnier", demo)
+    assert [c.reference, *c.more_references] == [demo.resolve(t).id for t in ("Alien", "Blade Runner",
+                                                                              "The Thing (1982)")]
+    assert c.genres == ["Comedy"] and c.unread == [] and "Neo-Noir" in c.prefer_genres  # Blade Runner's genre too
+    # a title with "&" or "and" in it is one title; words that are no title end the list
+    wg = demo.resolve("Wallace & Gromit: The Curse of the Were-Rabbit")
+    assert parse_request("like Wallace & Gromit: The Curse of the Were-Rabbit", demo).more_references == []
+    assert parse_request("like Wallace & Gromit: The Curse of the Were-Rabbit", demo).reference == wg.id
+    c = parse_request("something like Heat and something scary", demo)
+    assert c.reference == demo.resolve("Heat").id and c.more_references == [] and c.genres == ["Horror"]
+
+
 @pytest.mark.parametrize("text, genres", [
     ("a comedy", ["Comedy"]), ("something scary", ["Horror"]), ("science fiction please", ["Sci-Fi"]),
     ("a funny sci-fi film", ["Comedy", "Sci-Fi"]), ("an animated thing for the kids", ["Animation", "Family"]),

@@ -50,6 +50,7 @@ def merge(standing: Constraints, turn: Constraints, catalog: Catalog | None = No
         m.kinds, m.kind_of_reference = [], False
     if has_subject(turn):
         m.reference, m.reference_title = turn.reference, turn.reference_title
+        m.more_references, m.more_reference_titles = list(turn.more_references), list(turn.more_reference_titles)
         m.tags, m.soft = list(turn.tags), turn.soft
         m.request = turn.request
     elif not m.request:
@@ -132,8 +133,10 @@ def lift(c: Constraints, what: str, catalog: Catalog) -> tuple[Constraints, list
         m.exclude_titles = [] if everything else [t for t in m.exclude_titles if t not in set(read.exclude_titles)]
     if c.reference and (key in _REFERENCE_WORDS or parse_request("like " + key, catalog).reference == c.reference):
         m.reference = m.reference_title = None
+        m.more_references, m.more_reference_titles = [], []
     if key in _SUBJECT_WORDS:
         m.reference = m.reference_title = None
+        m.more_references, m.more_reference_titles = [], []
         m.tags, m.soft = [], ""
     if key.startswith("no ") or key.startswith("not "):
         key = key.split(" ", 1)[1]

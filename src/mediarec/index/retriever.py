@@ -72,9 +72,19 @@ class ItemFilter(Protocol):
     @property
     def reference(self) -> str | None: ...
 
+    @property
+    def more_references(self) -> list[str]: ...
+
     def allows(self, item: Item) -> bool: ...
 
     def where(self) -> dict | None: ...
+
+
+def _references(constraints: "ItemFilter | None") -> list[str]:
+    """The items a request compares to ("like X and Y"), first named first."""
+    if constraints is None or not constraints.reference:
+        return []
+    return [constraints.reference, *getattr(constraints, "more_references", ())]
 
 
 class FusionSettings(BaseModel):
@@ -365,25 +375,24 @@ class Retriever:
 
     def _with_reference(self, history: HistoryLike, constraints: "ItemFilter | None"
                         ) -> tuple[list[str], list[str], list[tuple[str, float]]]:
-        """(seen ids, wanted ids, negatives) of the history, the request's reference item added to
+        """(seen ids, wanted ids, negatives) of the history, the request's reference items added to
         the first two. A dislike or a low rating is seen, not wanted: a negative."""
         history = list(history)
         hist = self.catalog.history_ids(history)
         wanted = self.catalog.history_ids(history, positives_only=True)
         negatives = self.catalog.history_negatives(history, weak=self.fusion.low_rating_push)
-        ref = constraints.reference if constraints is not None else None
-        if ref and ref in self.catalog.items:
-            hist = hist + [ref] if ref not in hist else hist
-            wanted = wanted + [ref] if ref not in wanted else wanted
-            negatives = [(i, w) for i, w in negatives if i != ref]
+        for ref in _references(constraints):
+            if ref in self.catalog.items:
+                hist = hist + [ref] if ref not in hist else hist
+                wanted = wanted + [ref] if ref not in wanted else wanted
+                negatives = [(i, w) for i, w in negatives if i != ref]
         return hist, wanted, negatives
 
     def _unliked(self, history: HistoryLike, constraints: "ItemFilter | None") -> list[str]:
         """What stays out when seen items may come back: disliked and low-rated items (never
-        recommended back), and a request's reference item."""
+        recommended back), and a request's reference items."""
         out = [i for i, _ in self.catalog.history_negatives(list(history), weak=1.0)]
-        ref = constraints.reference if constraints is not None else None
-        return out + [ref] if ref and ref in self.catalog.items else out
+        return out + [r for r in _references(constraints) if r in self.catalog.items]
 
     def score_all(self, history: HistoryLike, query: str | None = None,
                   sides: Iterable[str] = ("collab", "text"), profile: str | None = None,

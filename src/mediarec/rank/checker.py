@@ -595,15 +595,16 @@ def template_reason(evidence: Evidence, item: Item | None = None) -> str:
         out.append(f"It is {what}{era}, as you asked." if what else f"It is{era}, as you asked.")
     elif "request" in evidence.elements() and not named:
         out.append("It matches your request.")
-    # the comparison with a liked item says what the sentence before did not (the asked genres, era)
-    genres = [_one_line(g).lower() for g in evidence.like_genres[:2] if g.lower() not in asked]
+    # the comparison with a liked item says what the sentences before did not (the asked and named genres, era)
+    before = asked | (set(named) if evidence.reference is not None else set())
+    genres = [_one_line(g).lower() for g in evidence.like_genres[:2] if g.lower() not in before]
     era = f" from the {decade_of(evidence.like.year)}" if evidence.like is not None and evidence.like_era \
         and evidence.like.year and not evidence.asked_era else ""
     if evidence.like is not None and evidence.like_genres and (genres or era) and (
             evidence.cowatched is None or evidence.like.id != evidence.cowatched.id):
         out.append(f"It is {_list(genres) if genres else ''}{era if genres else era.lstrip()}, "
                    f"like {_one_line(evidence.like.label)}, which you liked.")
-    said = ({g.lower() for g in evidence.like_genres[:2]} if evidence.like is not None and len(out) < 3 else set()) | asked
+    said = ({g.lower() for g in evidence.like_genres[:2]} if evidence.like is not None and len(out) < 3 else set()) | before
     counts = {g: n for g, n in evidence.genre_counts.items() if n > 1 and g.lower() not in said}
     if counts:
         g = max(counts, key=lambda g: counts[g])

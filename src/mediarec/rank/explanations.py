@@ -78,6 +78,13 @@ class ReasonMemo(dict):
         super().__setitem__(key, value)
 
 
+def _nearest_reference(item: Item, refs: list[Item]) -> Item:
+    """Of the titles a request compares to ("like Alien and Heat"), the first sharing a genre with
+    ``item`` (a crime film is compared with Heat, not Alien); the first named otherwise."""
+    own = {g.lower() for g in item.genres}
+    return next((r for r in refs if r.id != item.id and own & {g.lower() for g in r.genres}), refs[0])
+
+
 def explain_result(recommender: "Served", result: "RecommendationResult", pairs: "HistoryPairs",
                    request: str | None, explain: bool = True,
                    on_update: Callable[["RecommendationResult"], None] | None = None,
@@ -100,9 +107,12 @@ def explain_result(recommender: "Served", result: "RecommendationResult", pairs:
     years = (getattr(read, "year_min", None), getattr(read, "year_max", None))  # and the years
     if asked or years != (None, None):
         evidence = {r.item.id: evidence[r.item.id].with_request(r.item, asked, years) for r in result.items}
-    ref = recommender.catalog.items.get(getattr(read, "reference", None) or "")
-    if ref is not None:  # "something like Kid A": what each item shares with Kid A may be said
-        evidence = {r.item.id: evidence[r.item.id].with_reference(r.item, ref) for r in result.items}
+    items = recommender.catalog.items
+    refs = [items[i] for i in [getattr(read, "reference", None), *getattr(read, "more_references", ())]
+            if i and i in items]
+    if refs:  # "something like Kid A": what each item shares with Kid A may be said
+        evidence = {r.item.id: evidence[r.item.id].with_reference(r.item, _nearest_reference(r.item, refs))
+                    for r in result.items}
     result.seconds["evidence"] = time.perf_counter() - t0
     history, _ = split_history(pairs)  # what the checker holds "you liked" to: liked items only
     passed: dict[str, str] = {}

@@ -109,6 +109,9 @@ class Constraints(BaseModel):
     exclude_years: list[tuple[int, int]] = Field(default_factory=list)  # "nothing from the 80s"
     reference: str | None = None  # an item id the request compares to ("like Alien but ...")
     reference_title: str | None = None
+    # "like Toy Story and Spirited Away": the titles named after the first, compared to as it is
+    more_references: list[str] = Field(default_factory=list)
+    more_reference_titles: list[str] = Field(default_factory=list)
     kind_of_reference: bool = False  # ``kinds`` is the reference's own (nothing named one)
     # "like X but Y": items sharing one of X's genres rank first, then those sharing a near genre
     prefer_genres: list[str] = Field(default_factory=list)
@@ -204,7 +207,7 @@ class Constraints(BaseModel):
         """One line for people: what was read from the request and applied."""
         parts = []
         if self.reference_title:
-            parts.append(f"like {self.reference_title}")
+            parts.append("like " + " and ".join([self.reference_title, *self.more_reference_titles]))
         if self.genres:
             parts.append("genre " + " and ".join(self.genres))
         if self.prefer_genres:
@@ -352,8 +355,10 @@ def keep_character(c: Constraints, catalog: Catalog) -> Constraints:
         return c
     vocab = vocabulary(catalog)
     asked = {g.lower() for g in c.genres + c.exclude_genres}
-    c.prefer_genres = [g for g in ref.genres if g.lower() not in asked]
-    near = [vocab.genres[n] for g in ref.genres for n in _NEAR_GENRES.get(_norm(g), ()) if n in vocab.genres]
+    refs = [ref] + [catalog.items[i] for i in c.more_references if i in catalog.items]  # "like X and Y but Z"
+    ref_genres = list(dict.fromkeys(g for r in refs for g in r.genres))
+    c.prefer_genres = [g for g in ref_genres if g.lower() not in asked]
+    near = [vocab.genres[n] for g in ref_genres for n in _NEAR_GENRES.get(_norm(g), ()) if n in vocab.genres]
     c.near_genres = list(dict.fromkeys(g for g in near if g.lower() not in asked and g not in c.prefer_genres))
     return c
 
@@ -802,8 +807,19 @@ def _take_reference(s: str, original: str, c: Constraints, catalog: Catalog) -> 
             return s[: neg.start()] + " " * (end - neg.start()) + s[end:]
         best = hits[0]  # a remake and its original share a key: the first listed
         c.reference, c.reference_title = best.id, best.label
+        while ((more := (_AFTER_COMMA if s[end - 1] == "," else _MORE_TITLES).match(s, end))
+               and (found := _title_at(s, more.end(), catalog))):
+            hits, end = found  # "like Toy Story and Spirited Away", "like Alien, Aliens or Prey"
+            if hits[0].id != c.reference and hits[0].id not in c.more_references:
+                c.more_references.append(hits[0].id)
+                c.more_reference_titles.append(hits[0].label)
         return s[: m.start()] + " " * (end - m.start()) + s[end:]
     return s
+
+
+# between two titles of one comparison: "like X and Y", "like X, Y or Z", "like X & Y"
+_MORE_TITLES = re.compile(r"\s*(?:,\s*(?:and\s+|or\s+)?|\s(?:and|or|&|and also|plus)\s+)")
+_AFTER_COMMA = re.compile(r"\s*(?:(?:and|or|plus)\s+)?")  # a title's run took the comma that follows it
 
 
 # "older than Get Out", "newer than Alien", "before The Matrix": a year bound from a named title
