@@ -133,6 +133,21 @@ def test_like_two_but_funnier_uses_the_second_shown_item(plain):
     assert ChatSession(plain).send("like 2 but shorter").kind == "error"  # no list yet
 
 
+def test_several_references_stand_together_until_one_item_replaces_them(plain):
+    from mediarec.chat.standing import lines
+
+    cat = plain.catalog
+    alien, heat = cat.resolve("Alien").id, cat.resolve("Heat").id
+    s = ChatSession(plain, user="alice")
+    first = _items(s.send("something like Alien and Heat"))
+    assert {alien, heat}.isdisjoint(it.id for it in first)
+    s.send("older")  # a relative word keeps both
+    assert (s.constraints.reference, s.constraints.more_references) == (alien, [heat])
+    assert lines(s.constraints)[0] == "like Alien (1979) and Heat (1995)"
+    s.send("like 2 but funnier")  # one shown item replaces the two
+    assert s.constraints.more_references == [] and s.constraints.reference == s.last_mentioned
+
+
 def test_hostile_message_stays_data(plain):
     s = ChatSession(plain, user="alice")
     s.send("no horror")

@@ -324,7 +324,8 @@ class ChatSession(References, FeedbackActions):
         from mediarec.rank.request import keep_character, resolve_relative
 
         turn = self._read(intent.rest, [item], item.label)
-        turn = turn.model_copy(update={"reference": item.id, "reference_title": item.label, "request": text})
+        turn = turn.model_copy(update={"reference": item.id, "reference_title": item.label, "request": text,
+                                       "more_references": [], "more_reference_titles": []})
         turn = keep_character(resolve_relative(turn, self.catalog, [item], item.label), self.catalog)
         self.last_mentioned = item.id
         return self._request(text, turn)

@@ -86,7 +86,7 @@ def lines(c: Constraints, subject: bool = True) -> list[str]:
     """The standing constraints for people, one line each (``subject``: with the tags and free text)."""
     out = []
     if c.reference_title:
-        out.append(f"like {c.reference_title}")
+        out.append("like " + " and ".join([c.reference_title, *c.more_reference_titles]))
     out += [f"genre {g}" for g in c.genres]
     out += [f"no {g}" for g in c.exclude_genres]
     out += [f"no {t} (tag)" for t in c.exclude_tags]
