@@ -216,6 +216,11 @@ def test_events_are_written_before_the_ack_and_count_at_once(client, service):
     rec = client.post("/recommend", json={"user": "newcomer", "k": 3})
     assert rec.status_code == 200 and {"m-alien-1979", "m-aliens-1986"}.isdisjoint(
         x["item"]["id"] for x in rec.json()["items"])
+    # a play with its count (a strength, written as the catalog's logs hold it); a weight on a like is refused
+    r = client.post("/events", json={"user": "newcomer", "item": "m-heat-1995", "event": "play", "weight": 12})
+    assert r.json()["written"] == 1 and json.loads(service.events.path.read_text().splitlines()[-1])["weight"] == 12
+    bad = client.post("/events", json={"user": "newcomer", "item": "m-heat-1995", "event": "like", "weight": 3})
+    assert bad.status_code == 422 and "only a watch or play" in bad.text
 
 
 def test_chat_streams_a_list_then_the_reply(client):

@@ -71,8 +71,10 @@ class Event(BaseModel):
     model_config = ConfigDict(extra="forbid")
     user: str = Field(min_length=1, max_length=200)
     item: str = Field(min_length=1, max_length=200)
-    event: Literal["watch", "like", "dislike", "rating"]
+    event: Literal["watch", "play", "like", "dislike", "rating"]
     rating: float | None = Field(None, ge=0, le=100)
+    weight: float | None = Field(None, ge=0, le=1e9, description="a watch's or play's strength: seconds watched, "
+                                 "or plays (default 1); where most carry one, it weighs the item in the user's history")
     timestamp: float | None = Field(None, ge=0, description="seconds since the epoch (default: now)")
 
     @model_validator(mode="after")
@@ -81,6 +83,8 @@ class Event(BaseModel):
         the event is written: a line the loader refuses would break the catalog's next load."""
         if (self.event == "rating") != (self.rating is not None):
             raise ValueError("a rating event carries a rating, and only a rating event does")
+        if self.weight is not None and self.event not in ("watch", "play"):
+            raise ValueError("only a watch or play event carries a weight (plays, or seconds watched)")
         if not self.user.strip() or not self.item.strip():
             raise ValueError("empty user or item id")
         if self.timestamp is not None and self.timestamp > time.time() + FUTURE_SKEW:
@@ -542,6 +546,7 @@ def _interactions(service: Service, batch: list[Event]) -> list[Interaction]:
             raise HTTPException(409, f"events[{n}]: this user was forgotten in this catalog (`mediarec forget`); "
                                      "their events are not kept")
         rows.append(Interaction(user=e.user, item=e.item, event=e.event, rating=e.rating,
+                                weight=e.weight if e.weight is not None else 1.0,
                                 timestamp=e.timestamp if e.timestamp is not None else now))
     return rows
 
