@@ -45,6 +45,9 @@ def test_several_titles_after_like_are_all_references(demo):
     wg = demo.resolve("Wallace & Gromit: The Curse of the Were-Rabbit")
     assert parse_request("like Wallace & Gromit: The Curse of the Were-Rabbit", demo).more_references == []
     assert parse_request("like Wallace & Gromit: The Curse of the Were-Rabbit", demo).reference == wg.id
+    older = parse_request("like Alien and Heat but older", demo)  # older than both; newer than both
+    assert older.year_max == 1978 and "older than Alien (1979) and Heat (1995)" in older.describe()
+    assert parse_request("like Alien and Heat but newer", demo).year_min == 1996
     c = parse_request("something like Heat and something scary", demo)
     assert c.reference == demo.resolve("Heat").id and c.more_references == [] and c.genres == ["Horror"]
 

@@ -507,13 +507,18 @@ def resolve_relative(c: Constraints, catalog: Catalog, anchors: Sequence[Item] =
     c = c.model_copy(deep=True)
     c.relative = [op for op in c.relative if op not in _ANCHORED]
     ref = catalog.items.get(c.reference) if c.reference else None
-    items = [ref] if ref is not None else [a for a in anchors if a is not None]
-    name = ref.label if ref is not None else anchor_name
+    refs = [ref] + [catalog.items[i] for i in c.more_references if i in catalog.items] if ref is not None else []
+    items = refs or [a for a in anchors if a is not None]
     years = sorted(it.year for it in items if it.year)
     year = years[len(years) // 2] if years else None  # the median: "older" than most of the list
     for op in pending:
+        name = anchor_name
+        if refs:  # "like Star Wars and Raiders but older": older than every title named (newer: than every one)
+            dated = sorted((r for r in refs if r.year), key=lambda r: r.year)
+            pick = (dated[0] if op == "older" else dated[-1]) if dated else ref
+            year, name = pick.year, " and ".join(r.label for r in refs) if len(refs) > 1 else pick.label
         if op == "else":
-            ids = [it.id for it in items if it.id != c.reference]
+            ids = [it.id for it in items if it.id not in {r.id for r in refs}]
             if ids:
                 c.exclude_items += [i for i in ids if i not in c.exclude_items]
                 c.applied.append(f"something else than {name} ({len(ids)} left out)")
