@@ -343,3 +343,11 @@ def test_a_template_says_a_genre_named_with_the_reference_once():
                   genre_counts={"Crime": 3}, era="1990s", era_count=3)
     text = template_reason(ev, Item(id="l", title="L.A. Confidential", year=1997, genres=("Crime",)))
     assert text.startswith("It is crime, like Heat (1995), which you named.") and text.count("crime") == 1, text
+
+
+def test_a_template_says_who_made_it_when_the_request_asked():
+    item = Item(id="s", title="The Shining", year=1980, genres=("Horror",), extra={"director": "Stanley Kubrick"})
+    ev = Evidence(item_id="s").with_request(item, [], (None, None), ["Stanley Kubrick", "Christopher Nolan"])
+    assert ev.asked_people == ["Stanley Kubrick"] and "request" in ev.elements()
+    assert template_reason(ev, item).startswith("It is by Stanley Kubrick, as you asked.")
+    assert Evidence(item_id="s").with_request(item, [], (None, None), ["Christopher Nolan"]).asked_people == []

@@ -89,6 +89,24 @@ def newer_than_read():
     return check
 
 
+def all_by(person):
+    from mediarec.rank.request import item_people
+
+    def check(items, c):
+        bad = [i.label for i in items if person.lower() not in item_people(i)]
+        return f"not by {person}: {bad}" if bad else None
+    return check
+
+
+def none_by(person):
+    from mediarec.rank.request import item_people
+
+    def check(items, c):
+        bad = [i.label for i in items if person.lower() in item_people(i)]
+        return f"by {person}: {bad}" if bad else None
+    return check
+
+
 def not_titled(*labels):
     def check(items, c):
         bad = [i.label for i in items if i.label in labels]
@@ -189,6 +207,11 @@ CASES = [
     ("like Alien but newer", NOBODY, [years(1980, None)]),
     ("like Toy Story 3 but darker", NOBODY, [no_genre("Family"), read_as("darker")]),
     ("like Alien but less violent", NOBODY, [no_genre("Horror"), no_genre("War"), read_as("less violent")]),
+    # the catalogue's people (stop 40: "something by Stanley Kubrick" was not understood)
+    ("something by Stanley Kubrick", NOBODY, [all_by("Stanley Kubrick"), nothing_unread(),
+                                              read_as("by Stanley Kubrick")]),
+    ("nothing directed by Christopher Nolan, something sci-fi", ALICE, [all_genre("Sci-Fi"),
+                                                                         none_by("Christopher Nolan"), nothing_unread()]),
     # several titles compared to: each read, none recommended back (stop 40: the second was unread)
     ("movies like Toy Story and Spirited Away", NOBODY, [nothing_unread(), not_titled("Toy Story (1995)",
                                                         "Spirited Away (2001)"),

@@ -52,6 +52,32 @@ def test_several_titles_after_like_are_all_references(demo):
     assert c.reference == demo.resolve("Heat").id and c.more_references == [] and c.genres == ["Horror"]
 
 
+@pytest.mark.parametrize("text, people, excluded, unread", [
+    ("something by Stanley Kubrick", ["Stanley Kubrick"], [], []),
+    ("a Kubrick film from the 60s", ["Stanley Kubrick"], [], []),  # a surname that names one person
+    ("Miyazaki's films", ["Hayao Miyazaki"], [], []),
+    ("films by the Coen brothers", ["Ethan Coen", "Joel Coen"], [], []),  # credited together: both
+    ("nothing directed by Christopher Nolan", [], ["Christopher Nolan"], []),
+    ("Kubrick or Nolan, no horror", ["Stanley Kubrick", "Christopher Nolan"], [], []),
+    ("an album by Radiohead", ["Radiohead"], [], []),
+    ("some anderson", [], [], ["anderson"]),  # Wes or Paul Thomas: not guessed
+    ("something by nolan", [], [], ["nolan"]),  # one word, not capitalised: not a name
+])
+def test_the_catalogues_people_are_read_from_a_request(demo, text, people, excluded, unread):
+    """Tried as a user (stop 40): "something by Stanley Kubrick" on the demo, whose items name their
+    director, said "I did not understand 'stanley', 'kubrick'" and recommended anything."""
+    c = parse_request(text, demo)
+    assert (c.people, c.exclude_people, c.unread) == (people, excluded, unread), c.describe()
+    shining = demo.resolve("The Shining")
+    who = Constraints(people=c.people, exclude_people=c.exclude_people)  # the people alone filter
+    assert who.allows(shining) == (not people or "Stanley Kubrick" in people), text
+
+
+def test_a_catalogue_without_people_reads_none(ml100k):
+    c = parse_request("something by Stanley Kubrick", ml100k)
+    assert c.people == [] and c.unread == ["stanley", "kubrick"]
+
+
 @pytest.mark.parametrize("text, genres", [
     ("a comedy", ["Comedy"]), ("something scary", ["Horror"]), ("science fiction please", ["Sci-Fi"]),
     ("a funny sci-fi film", ["Comedy", "Sci-Fi"]), ("an animated thing for the kids", ["Animation", "Family"]),

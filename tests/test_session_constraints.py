@@ -148,6 +148,19 @@ def test_several_references_stand_together_until_one_item_replaces_them(plain):
     assert s.constraints.more_references == [] and s.constraints.reference == s.last_mentioned
 
 
+def test_people_stand_until_lifted(plain):
+    from mediarec.chat.standing import lift, lines
+
+    s = ChatSession(plain, user="alice")
+    s.send("something by Kubrick")
+    s.send("nothing by Nolan, sci-fi")
+    c = s.constraints
+    assert (c.people, c.exclude_people, c.genres) == (["Stanley Kubrick"], ["Christopher Nolan"], ["Sci-Fi"])
+    assert "by Stanley Kubrick" in lines(c) and "nothing by Christopher Nolan" in lines(c)
+    lifted, gone = lift(c, "kubrick", plain.catalog)
+    assert lifted.people == [] and lifted.exclude_people == ["Christopher Nolan"] and gone
+
+
 def test_hostile_message_stays_data(plain):
     s = ChatSession(plain, user="alice")
     s.send("no horror")

@@ -16,6 +16,7 @@ from mediarec.rank.request import KIND_WORDS, Constraints, keep_character, parse
 _YEAR_WORDS = {"year", "years", "decade", "decades", "era", "date", "dates", "when"}
 _KIND_WORDS = {"kind", "kinds", "type", "types", "format", "media"}
 _REFERENCE_WORDS = {"like", "reference", "ref", "similar", "similar to"}
+_PEOPLE_WORDS = {"people", "person", "director", "directors", "artist", "artists", "by", "who"}
 _SUBJECT_WORDS = {"text", "subject", "topic", "about", "tags", "soft", "request"}
 _ALL_WORDS = {"", "all", "everything", "constraints", "filters"}
 
@@ -42,6 +43,10 @@ def merge(standing: Constraints, turn: Constraints, catalog: Catalog | None = No
         m.genres = list(turn.genres)
     m.exclude_genres = _merged_exclusions(m.exclude_genres, turn.exclude_genres, turn.genres)
     m.genres = [g for g in m.genres if g.lower() not in {x.lower() for x in turn.exclude_genres}]
+    if turn.people:  # "by Kubrick" replaces "by Nolan"; "nothing by Nolan" adds to what is left out
+        m.people = list(turn.people)
+    m.exclude_people = _merged_exclusions(m.exclude_people, turn.exclude_people, turn.people)
+    m.people = [p for p in m.people if p.lower() not in {x.lower() for x in turn.exclude_people}]
     if turn.year_min is not None or turn.year_max is not None:
         m.year_min, m.year_max = turn.year_min, turn.year_max
     if turn.kinds:
@@ -87,8 +92,11 @@ def lines(c: Constraints, subject: bool = True) -> list[str]:
     out = []
     if c.reference_title:
         out.append("like " + " and ".join([c.reference_title, *c.more_reference_titles]))
+    if c.people:
+        out.append("by " + " or ".join(c.people))
     out += [f"genre {g}" for g in c.genres]
     out += [f"no {g}" for g in c.exclude_genres]
+    out += [f"nothing by {p}" for p in c.exclude_people]
     out += [f"no {t} (tag)" for t in c.exclude_tags]
     out += [f"no {k}s" if not k.endswith("s") else f"no {k}" for k in c.exclude_kinds]
     out += [f"no {lo}-{hi}" for lo, hi in c.exclude_years]
@@ -126,6 +134,11 @@ def lift(c: Constraints, what: str, catalog: Catalog) -> tuple[Constraints, list
         m.exclude_years = []
     if key in _KIND_WORDS or key in KIND_WORDS or read.kinds or read.exclude_kinds:
         m.kinds, m.exclude_kinds = [], []
+    said = parse_request(what.strip().title() if what.strip().islower() else what.strip(), catalog)  # "kubrick": a name
+    if key in _PEOPLE_WORDS or said.people or said.exclude_people:  # "clear Kubrick", "clear people"
+        named = {p.lower() for p in said.people + said.exclude_people}
+        m.people = [] if key in _PEOPLE_WORDS else [p for p in m.people if p.lower() not in named]
+        m.exclude_people = [] if key in _PEOPLE_WORDS else [p for p in m.exclude_people if p.lower() not in named]
     if read.exclude_items or read.reference or key in {"titles", "title", "items"}:
         gone = set(read.exclude_items) | ({read.reference} if read.reference else set())
         everything = key in {"titles", "title", "items"}

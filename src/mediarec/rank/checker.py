@@ -589,10 +589,11 @@ def template_reason(evidence: Evidence, item: Item | None = None) -> str:
         out.insert(1 if evidence.plays else 0,
                    f"It is {_list(named)}, like {_one_line(evidence.reference.label)}, which you named.")
     asked = {g.lower() for g in evidence.asked[:2]}
-    if evidence.asked or evidence.asked_era:
+    if evidence.asked or evidence.asked_era or evidence.asked_people:
         era = f" from the {evidence.asked_era}" if evidence.asked_era else ""
+        by = f" by {_list([_one_line(p) for p in evidence.asked_people[:2]])}" if evidence.asked_people else ""
         what = _list([_one_line(g).lower() for g in evidence.asked[:2]]) if evidence.asked else ""
-        out.append(f"It is {what}{era}, as you asked." if what else f"It is{era}, as you asked.")
+        out.append(f"It is {what}{era}{by}, as you asked." if what else f"It is{era}{by}, as you asked.")
     elif "request" in evidence.elements() and not named:
         out.append("It matches your request.")
     # the comparison with a liked item says what the sentences before did not (the asked and named genres, era)

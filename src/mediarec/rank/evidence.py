@@ -97,6 +97,8 @@ class Evidence(BaseModel):
     #: The item's decade where the request asked for a span of years that holds all of it ("1980s"
     #: for "from the 80s"), so a reason may say "from the 1980s, as you asked".
     asked_era: str = ""
+    #: The request's people that made the item ("Stanley Kubrick" for "something by Kubrick").
+    asked_people: list[str] = []
     #: The request's reference ("something like Kid A") and the genres the item shares with it: a
     #: reason may compare with it ("like Kid A (2000), which you named") though the user never liked it.
     reference: HistoryLink | None = None
@@ -112,10 +114,11 @@ class Evidence(BaseModel):
         return self.liked_count == 0 and not (self.history_titles() or self.shared_genres or self.shared_tags
                                               or self.era or self.like)
 
-    def with_request(self, item: Item, genres: Sequence[str], years: tuple[int | None, int | None] = (None, None)
-                     ) -> "Evidence":
-        """This evidence with ``asked``: the request's ``genres`` that ``item`` has, and ``asked_era``:
-        the item's decade where the request's ``years`` (min, max; both given) hold all of it."""
+    def with_request(self, item: Item, genres: Sequence[str], years: tuple[int | None, int | None] = (None, None),
+                     people: Sequence[str] = ()) -> "Evidence":
+        """This evidence with ``asked``: the request's ``genres`` that ``item`` has, ``asked_era``:
+        the item's decade where the request's ``years`` (min, max; both given) hold all of it, and
+        ``asked_people``: the request's ``people`` that made it."""
         own = {g.lower(): g for g in item.genres}
         lo, hi = years
         era = ""
@@ -125,8 +128,11 @@ class Evidence(BaseModel):
             start = int(item.year) // 10 * 10
             if lo <= start and start + 9 <= hi:
                 era = f"{start}s"
+        from mediarec.rank.request import item_people
+
+        made = item_people(item) if people else set()
         return self.model_copy(update={"asked": [own[g.lower()] for g in genres if g.lower() in own],
-                                       "asked_era": era})
+                                       "asked_era": era, "asked_people": [p for p in people if p.lower() in made]})
 
     def with_reference(self, item: Item, ref: Item | None) -> "Evidence":
         """This evidence with the request's reference item and the genres ``item`` shares with it."""
@@ -148,7 +154,7 @@ class Evidence(BaseModel):
         out = [h.title for h in self.history_titles()] + self.shared_genres + self.shared_tags
         if self.era:
             out.append(self.era)
-        if self.asked or self.asked_era or self.reference_genres or (self.request_match is not None
+        if self.asked or self.asked_era or self.asked_people or self.reference_genres or (self.request_match is not None
                                                     and self.request_match > REQUEST_MATCH_MIN):
             out.append("request")
         if self.popularity:

@@ -105,8 +105,9 @@ def explain_result(recommender: "Served", result: "RecommendationResult", pairs:
     evidence = builder.build([r.item for r in result.items], pairs, searched)
     asked = list(getattr(result.constraints, "genres", None) or [])  # the genres the request asked for
     years = (getattr(read, "year_min", None), getattr(read, "year_max", None))  # and the years
-    if asked or years != (None, None):
-        evidence = {r.item.id: evidence[r.item.id].with_request(r.item, asked, years) for r in result.items}
+    people = list(getattr(read, "people", None) or [])  # and who made it
+    if asked or years != (None, None) or people:
+        evidence = {r.item.id: evidence[r.item.id].with_request(r.item, asked, years, people) for r in result.items}
     items = recommender.catalog.items
     refs = [items[i] for i in [getattr(read, "reference", None), *getattr(read, "more_references", ())]
             if i and i in items]

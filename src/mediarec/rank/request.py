@@ -113,6 +113,10 @@ class Constraints(BaseModel):
     more_references: list[str] = Field(default_factory=list)
     more_reference_titles: list[str] = Field(default_factory=list)
     kind_of_reference: bool = False  # ``kinds`` is the reference's own (nothing named one)
+    # "something by Stanley Kubrick", "nothing by Nolan": the catalogue's people (director, artist,
+    # creator in an item's ``extra``); an item must have one of ``people`` and none of ``exclude_people``
+    people: list[str] = Field(default_factory=list)
+    exclude_people: list[str] = Field(default_factory=list)
     # "like X but Y": items sharing one of X's genres rank first, then those sharing a near genre
     prefer_genres: list[str] = Field(default_factory=list)
     near_genres: list[str] = Field(default_factory=list)
@@ -138,7 +142,7 @@ class Constraints(BaseModel):
         """Whether anything filters candidates (else the request only steers the ranking)."""
         return bool(self.genres or self.any_genres or self.year_min is not None or self.year_max is not None or self.kinds
                     or self.exclude_genres or self.exclude_tags or self.exclude_kinds or self.exclude_items
-                    or self.exclude_years)
+                    or self.exclude_years or self.people or self.exclude_people)
 
     @property
     def is_empty(self) -> bool:
@@ -148,13 +152,14 @@ class Constraints(BaseModel):
         """The same request with no hard constraint: the reference item, tags and free text only."""
         return self.model_copy(update={"genres": [], "any_genres": [], "any_tags": [], "kinds": [], "year_min": None, "year_max": None,
                                        "exclude_genres": [], "exclude_tags": [], "exclude_kinds": [],
-                                       "exclude_items": [], "exclude_titles": [], "exclude_years": []})
+                                       "exclude_items": [], "exclude_titles": [], "exclude_years": [],
+                                       "people": [], "exclude_people": []})
 
     def exclusions_only(self) -> "Constraints":
         """Only what the request leaves out (a chat bans these by id too)."""
         return Constraints(exclude_genres=self.exclude_genres, exclude_tags=self.exclude_tags,
                            exclude_kinds=self.exclude_kinds, exclude_items=self.exclude_items,
-                           exclude_years=self.exclude_years)
+                           exclude_years=self.exclude_years, exclude_people=self.exclude_people)
 
     def allows(self, item: Item) -> bool:
         """Whether ``item`` satisfies every hard constraint, by its catalogue metadata."""
@@ -178,6 +183,12 @@ class Constraints(BaseModel):
             return False
         if any(g.lower() in genres for g in self.exclude_genres):
             return False
+        if self.people or self.exclude_people:
+            who = item_people(item)
+            if self.people and who.isdisjoint(p.lower() for p in self.people):
+                return False
+            if not who.isdisjoint(p.lower() for p in self.exclude_people):
+                return False
         return not any(t.lower() in tags for t in self.exclude_tags)
 
     def where(self) -> dict[str, Any] | None:
@@ -208,6 +219,8 @@ class Constraints(BaseModel):
         parts = []
         if self.reference_title:
             parts.append("like " + " and ".join([self.reference_title, *self.more_reference_titles]))
+        if self.people:
+            parts.append("by " + " or ".join(self.people))
         if self.genres:
             parts.append("genre " + " and ".join(self.genres))
         if self.prefer_genres:
@@ -224,7 +237,7 @@ class Constraints(BaseModel):
                          else f"from {lo} on" if lo is not None else f"up to {hi}")
         excluded = self.exclude_genres + self.exclude_tags + [f"{k}s" if not k.endswith("s") else k
                                                               for k in self.exclude_kinds]
-        excluded += [f"{lo}-{hi}" for lo, hi in self.exclude_years] + self.exclude_titles
+        excluded += [f"{lo}-{hi}" for lo, hi in self.exclude_years] + self.exclude_titles + self.exclude_people
         if excluded:
             parts.append("no " + ", no ".join(excluded))
         if self.soft:
@@ -270,6 +283,24 @@ class Vocabulary:
         self.kinds = {it.kind for it in items}
         years = [it.year for it in items if it.year]
         self.max_year = max(years) if years else None
+        # the catalogue's people: full names ("stanley kubrick", "radiohead") and surnames that name
+        # one person only ("kubrick"; not "anderson": Wes or Paul Thomas) -> the name as the catalogue has it
+        names = {n.lower(): n for it in items for n in item_people(it, cased=True)}
+        credits: dict[str, set[str]] = {}  # person -> their items
+        for it in items:
+            for n in item_people(it):
+                credits.setdefault(n, set()).add(it.id)
+        by_surname: dict[str, set[str]] = {}
+        for low in names:
+            parts = low.split()
+            if len(parts) > 1 and len(parts[-1]) >= 4:
+                by_surname.setdefault(parts[-1], set()).add(low)
+        self.people: dict[str, list[str]] = {low: [n] for low, n in names.items()}
+        for sur, who in by_surname.items():
+            shared = set.intersection(*(credits[w] for w in who))  # "Coen": Joel and Ethan, credited together
+            if (len(who) == 1 or shared) and sur not in self.people and sur not in _FILLER \
+                    and sur not in self.genre_phrases and sur not in self.tag_phrases and sur not in KIND_WORDS:
+                self.people[sur] = sorted(names[w] for w in who)
 
     @staticmethod
     def phrase_pattern(phrases) -> re.Pattern | None:
@@ -278,6 +309,22 @@ class Vocabulary:
         if not phrases:
             return None
         return re.compile(r"(?<![\w-])(" + "|".join(re.escape(p) for p in phrases) + r")(?![\w-])")
+
+
+#: ``extra`` fields of an item that name its people (directors, artists, creators)
+PEOPLE_FIELDS = ("director", "directors", "artist", "creator", "author", "composer", "band", "performer")
+_PEOPLE_SPLIT = re.compile(r"\s*(?:,|&|;|\band\b)\s*")
+
+
+def item_people(item: Item, cased: bool = False) -> set[str]:
+    """The people an item's ``extra`` names ("Joel Coen and Ethan Coen": both), lower-cased unless ``cased``."""
+    out: set[str] = set()
+    for key in PEOPLE_FIELDS:
+        value = item.extra.get(key) if item.extra else None
+        for v in (value if isinstance(value, (list, tuple)) else [value]):
+            if isinstance(v, str):
+                out |= {n if cased else n.lower() for n in (x.strip() for x in _PEOPLE_SPLIT.split(v)) if len(n) >= 2}
+    return out
 
 
 def vocabulary(catalog: Catalog) -> Vocabulary:
@@ -316,6 +363,7 @@ def parse_request(text: str | None, catalog: Catalog, anchors: Sequence[Item] | 
     _kind_of_reference(c, catalog, vocab)
     s = _take_years(s, c, vocab, scopes)
     s = _take_titles(s, c, catalog, scopes, cased, capitalised=True)  # "anything but Alien": the title
+    s = _take_people(s, c, vocab, scopes, cased)
     s = _take_genres_and_tags(s, c, vocab, scopes)
     s = _take_titles(s, c, catalog, scopes, cased)
     for a, b in scopes:  # the negation words themselves are read, the scope's own and any inside it
@@ -323,7 +371,7 @@ def parse_request(text: str | None, catalog: Catalog, anchors: Sequence[Item] | 
     words = [w for w in re.findall(r"[\w'-]+", s) if w not in _FILLER and not re.fullmatch(r"[-'\d]+", w)]
     c.unread = list(dict.fromkeys(words))
     for lst in (c.genres, c.tags, c.kinds, c.exclude_genres, c.exclude_tags, c.exclude_kinds, c.exclude_items,
-                c.exclude_titles, c.unmet, c.relative):
+                c.exclude_titles, c.unmet, c.relative, c.people, c.exclude_people):
         lst[:] = list(dict.fromkeys(lst))
     c.exclude_genres = [g for g in c.exclude_genres if g not in c.genres]
     c.exclude_tags = [t for t in c.exclude_tags if t not in c.tags]
@@ -966,6 +1014,37 @@ _AFTER = re.compile(r"\b(since|after|newer than|later than|post-?|from)\s*((?:1[
 _BETWEEN = re.compile(r"\bbetween\s+((?:1[89]|20)\d\d)\s+and\s+((?:1[89]|20)\d\d)\b")
 _IN_YEAR = re.compile(r"\b(?:in|of|released in|made in)\s+((?:1[89]|20)\d\d)\b(?!s)")
 _RECENT = re.compile(r"\b(recent|latest|new releases?|brand new)\b")
+
+
+# what goes before a person's name: "directed by", "a film by", "made by"
+_BY_PERSON = re.compile(r"(?:\b(?:directed|made|written|composed|performed|created|sung|played|produced|shot)\s+)?"
+                        r"\bby\s+$|\b(?:director|artist|band|filmmaker|composer)\s+$")
+
+
+_AFTER_PERSON = re.compile(r"(?:'s)?\s+(?:brothers|sisters|siblings)\b|'s\b")
+
+
+def _take_people(s: str, c: Constraints, vocab: Vocabulary, scopes: list[tuple[int, int]], cased: str) -> str:
+    """The catalogue's people a request names ("by Stanley Kubrick", "Miyazaki films", "nothing by
+    Nolan": left out). A one-word name counts only capitalised ("Nolan", not "nolan"), so a band called
+    Air or Low never reads "low-key" or "in the air"."""
+    pat = Vocabulary.phrase_pattern(vocab.people)
+    if pat is None:
+        return s
+    for m in list(pat.finditer(s)):
+        phrase = m.group(1)
+        if " " not in phrase and not cased[m.start(1)].isupper():
+            continue
+        (c.exclude_people if _negated(scopes, m, 1) else c.people).extend(vocab.people[phrase])
+        start, end = m.start(1), m.end(1)
+        by = _BY_PERSON.search(s[:start])
+        if by:
+            start = by.start()
+        after = _AFTER_PERSON.match(s, end)  # "the Coen brothers"
+        if after:
+            end = after.end()
+        s = s[:start] + " " * (end - start) + s[end:]
+    return s
 
 
 def _take_years(s: str, c: Constraints, vocab: Vocabulary, scopes: list[tuple[int, int]] = ()) -> str:
