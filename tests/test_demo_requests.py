@@ -207,6 +207,9 @@ CASES = [
     ("like Alien but newer", NOBODY, [years(1980, None)]),
     ("like Toy Story 3 but darker", NOBODY, [no_genre("Family"), read_as("darker")]),
     ("like Alien but less violent", NOBODY, [no_genre("Horror"), no_genre("War"), read_as("less violent")]),
+    # a music reference keeps its character one step away too (stop 40: "like Radiohead" gave Ludovico
+    # Einaudi first, as music genres had no near ones): Metal and Post-Rock before Modern Classical
+    ("something like Radiohead", NOBODY, [all_kind("artist"), before(["Metallica", "Sigur Rós"], ["Ludovico Einaudi"])]),
     # the catalogue's people (stop 40: "something by Stanley Kubrick" was not understood)
     ("something by Stanley Kubrick", NOBODY, [all_by("Stanley Kubrick"), nothing_unread(),
                                               read_as("by Stanley Kubrick")]),

@@ -390,6 +390,18 @@ _NEAR_GENRES: dict[str, tuple[str, ...]] = {
     "drama": ("romance", "history", "biography", "war"), "romance": ("drama",),
     "war": ("history", "action", "drama"), "western": ("adventure", "action"),
     "animation": ("family", "fantasy", "childrens"), "family": ("animation", "childrens"),
+    # music, after the usual family trees of the styles (not tuned on any request)
+    "rock": ("alternative", "indie", "postrock", "hardrock", "progressiverock", "grunge", "metal", "postpunk",
+             "folkrock", "glamrock"),
+    "alternative": ("rock", "indie", "postrock", "grunge", "postpunk"), "indie": ("alternative", "rock", "folk"),
+    "postrock": ("rock", "ambient", "alternative"), "metal": ("hardrock", "rock"), "hardrock": ("rock", "metal"),
+    "grunge": ("alternative", "rock"), "postpunk": ("alternative", "rock"),
+    "electronic": ("ambient", "triphop", "downtempo", "techno", "house", "idm"),
+    "ambient": ("electronic", "modernclassical", "postrock", "downtempo"), "triphop": ("electronic", "downtempo", "hiphop"),
+    "jazz": ("soul", "blues", "funk", "bossanova", "jazzrap"), "soul": ("funk", "jazz", "rnb"), "blues": ("jazz", "soul", "rock"),
+    "classical": ("modernclassical", "opera", "soundtrack"), "modernclassical": ("classical", "ambient", "soundtrack"),
+    "hiphop": ("jazzrap", "triphop", "soul", "funk"), "folk": ("folkrock", "indie", "singersongwriter"),
+    "pop": ("artpop", "indie", "electronic"), "world": ("afrobeat", "latin", "bossanova"),
 }
 
 
