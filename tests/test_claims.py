@@ -351,3 +351,17 @@ def test_a_template_says_who_made_it_when_the_request_asked():
     assert ev.asked_people == ["Stanley Kubrick"] and "request" in ev.elements()
     assert template_reason(ev, item).startswith("It is by Stanley Kubrick, as you asked.")
     assert Evidence(item_id="s").with_request(item, [], (None, None), ["Christopher Nolan"]).asked_people == []
+
+
+def test_a_reference_one_genre_step_away_is_said_as_such_and_a_collaborative_link_is_no_description(demo):
+    """"something like Radiohead" (stop 40): Metallica's reason was "Its description is close to that
+    of Bluey (2018)", a film whose link was collaborative, not textual."""
+    radiohead, metallica = demo.resolve("Radiohead"), demo.resolve("Metallica")
+    bluey = demo.resolve("Bluey")
+    ev = Evidence(item_id=metallica.id, because=[HistoryLink(id=bluey.id, title=bluey.title, year=bluey.year,
+                                                              weight=0.4)])
+    assert template_reason(ev, metallica) != f"Its description is close to that of {bluey.label}, which you liked."
+    near = ev.with_reference(metallica, radiohead)
+    assert near.reference_genres == [] and near.reference_near == ["Metal"]
+    assert template_reason(near, metallica).startswith(
+        "It is metal, close to the rock and alternative of Radiohead, which you named.")

@@ -588,6 +588,11 @@ def template_reason(evidence: Evidence, item: Item | None = None) -> str:
     if evidence.reference is not None and named:  # "something like Kid A": what it shares with Kid A first
         out.insert(1 if evidence.plays else 0,
                    f"It is {_list(named)}, like {_one_line(evidence.reference.label)}, which you named.")
+    elif evidence.reference is not None and evidence.reference_near:  # one step away: say both genres
+        theirs = _list([_one_line(g).lower() for g in evidence.reference.genres[:2]])
+        out.insert(1 if evidence.plays else 0,
+                   f"It is {_list([_one_line(g).lower() for g in evidence.reference_near[:2]])}, close to the "
+                   f"{theirs} of {_one_line(evidence.reference.label)}, which you named.")
     asked = {g.lower() for g in evidence.asked[:2]}
     if evidence.asked or evidence.asked_era or evidence.asked_people:
         era = f" from the {evidence.asked_era}" if evidence.asked_era else ""
@@ -622,8 +627,8 @@ def template_reason(evidence: Evidence, item: Item | None = None) -> str:
             out.append("You have no liked items yet, and no user of this catalog liked it either.")
     if not out and evidence.shared_genres:
         out.append(f"It is {_one_line(evidence.shared_genres[0]).lower()}, like {_items(max(evidence.genre_counts.get(evidence.shared_genres[0], 1), 1))}.")
-    if not out and evidence.history_titles():
-        h = evidence.history_titles()[0]
+    if not out and evidence.similar:  # a text neighbour (a collaborative link is no description)
+        h = evidence.similar[0]
         out.append(f"Its description is close to that of {_one_line(h.label)}, which you liked.")
     if not out:
         out.append(f"{evidence.users} of the catalog's {evidence.catalog_users} users liked it." if evidence.users

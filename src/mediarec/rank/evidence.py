@@ -103,6 +103,8 @@ class Evidence(BaseModel):
     #: reason may compare with it ("like Kid A (2000), which you named") though the user never liked it.
     reference: HistoryLink | None = None
     reference_genres: list[str] = []
+    #: The item's genres one step from the reference's (none shared): "like Radiohead" (rock) gave Metallica (metal).
+    reference_near: list[str] = []
     #: A replay (include-seen, issue 28): the item's plays in the history (weights: a play count
     #: in a play-count log), 0 when it is new to the user; ``replay_event`` the event it had there.
     plays: float = 0.0
@@ -138,10 +140,15 @@ class Evidence(BaseModel):
         """This evidence with the request's reference item and the genres ``item`` shares with it."""
         if ref is None or ref.id == item.id:
             return self
+        from mediarec.rank.request import genre_key, near_genres
+
         theirs = {g.lower() for g in ref.genres}
+        shared = [g for g in item.genres if g.lower() in theirs]
+        near = near_genres(ref.genres)
         return self.model_copy(update={
             "reference": HistoryLink(id=ref.id, title=ref.title, year=ref.year, weight=0.0, genres=tuple(ref.genres)),
-            "reference_genres": [g for g in item.genres if g.lower() in theirs]})
+            "reference_genres": shared,
+            "reference_near": [] if shared else [g for g in item.genres if genre_key(g) in near]})
 
     def history_titles(self) -> list[HistoryLink]:
         """The history items cited, collaborative ones first, each once."""
@@ -245,7 +252,9 @@ class EvidenceBuilder:
             if p is not None and t_vecs is not None:
                 v = self.index.text_vectors[p]
                 cos = (t_vecs @ v) / np.maximum(t_norms * max(float(np.linalg.norm(v)), 1e-12), 1e-12)
-                for j in np.argsort(-cos, kind="stable")[:TOP_HISTORY]:
+                # a description is compared with those of the same kind only: an artist's with an
+                # artist's, never with a film's ("Metallica: its description is close to Toy Story 3's")
+                for j in [j for j in np.argsort(-cos, kind="stable") if t_items[j].kind == item.kind][:TOP_HISTORY]:
                     if t_items[j].id != item.id:
                         ev.similar.append(HistoryLink(id=t_items[j].id, title=t_items[j].title,
                                                       year=t_items[j].year, weight=float(cos[j])))

@@ -405,6 +405,17 @@ _NEAR_GENRES: dict[str, tuple[str, ...]] = {
 }
 
 
+def near_genres(genres: Sequence[str]) -> set[str]:
+    """The genres one step from any of ``genres`` (:data:`_NEAR_GENRES`), as normalised names
+    (:func:`genre_key`: "postrock" for "Post-Rock")."""
+    return {n for g in genres for n in _NEAR_GENRES.get(_norm(g), ())}
+
+
+def genre_key(genre: str) -> str:
+    """A genre's normalised name: "Post-Rock" and "post rock" are "postrock"."""
+    return _norm(genre)
+
+
 def keep_character(c: Constraints, catalog: Catalog) -> Constraints:
     """"like X but Y": X's genres (those Y neither asks for nor leaves out) rank first, then near
     ones; a plain "like X" (no Y) ranks as the retriever does. Sets ``c``'s tiers, returns ``c``."""
