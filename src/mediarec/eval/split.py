@@ -103,8 +103,20 @@ def _training_catalog(catalog: Catalog, interactions: list[Interaction]) -> Cata
     return catalog.replace(interactions=interactions)
 
 
+_LAST_SPLIT: list = []  # [(catalog, its split)]: the latest only (index's auto-tune asks three times)
+
+
 def leave_last_out(catalog: Catalog) -> Split:
-    """Hold out each user's last interaction (test) and the one before it (validation)."""
+    """Hold out each user's last interaction (test) and the one before it (validation). The same
+    catalog object asked again gets the same split (a catalog is immutable)."""
+    if _LAST_SPLIT and _LAST_SPLIT[0][0] is catalog:
+        return _LAST_SPLIT[0][1]
+    split = _leave_last_out(catalog)
+    _LAST_SPLIT[:] = [(catalog, split)]
+    return split
+
+
+def _leave_last_out(catalog: Catalog) -> Split:
     per_user: dict[str, list[tuple[float, int]]] = {}
     for pos, x in enumerate(catalog.interactions):
         per_user.setdefault(x.user, []).append((x.timestamp, pos))
