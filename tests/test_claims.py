@@ -365,3 +365,17 @@ def test_a_reference_one_genre_step_away_is_said_as_such_and_a_collaborative_lin
     assert near.reference_genres == [] and near.reference_near == ["Metal"]
     assert template_reason(near, metallica).startswith(
         "It is metal, close to the rock and alternative of Radiohead, which you named.")
+
+
+def test_a_person_named_in_a_reason_made_the_item_or_a_history_item(demo, checker):
+    """A name the catalogue knows (its directors, artists) is a claim: "a comedy by Wes Anderson" of
+    a film he did not make is false, however true its genre."""
+    strangelove, budapest = demo.resolve("Dr. Strangelove"), demo.resolve("The Grand Budapest Hotel")
+    ev = Evidence(item_id=strangelove.id, asked_people=["Stanley Kubrick"])  # "something by Kubrick"
+    said = f"{strangelove.title} is a comedy by Wes Anderson, as you asked."
+    res = checker.check(said, strangelove, ev, [])
+    assert not res.passed and [c.kind for c in res.false_claims] == ["people"], res
+    assert checker.check(f"{strangelove.title} is a comedy by Stanley Kubrick, as you asked.", strangelove, ev,
+                         []).passed
+    assert checker.check(f"{strangelove.title} is a comedy, like {budapest.title} by Wes Anderson.", strangelove,
+                         ev, [budapest]).passed  # the liked film's director

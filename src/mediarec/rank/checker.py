@@ -47,6 +47,7 @@ from pydantic import BaseModel
 from mediarec.catalog.model import Catalog, Item
 from mediarec.catalog.titles import normalize_title
 from mediarec.rank.evidence import MIN_CO_LIKED, Evidence
+from mediarec.rank.request import Vocabulary, item_people, vocabulary
 
 #: Words that claim facts the catalog rarely holds, by kind; a reason may use one only when the
 #: item's own catalog text (title, genres, tags, description) has it.
@@ -157,7 +158,7 @@ class Claim(BaseModel):
 
 #: What a reason can claim (``eval --explanations`` counts claims by these kinds).
 CLAIM_KINDS = ("subject", "genre", "era", "kind", "like", "count", "liked", "disliked", "co-liked", "request",
-               "popularity", "title", "praise", "awards", "cast", "plot")
+               "popularity", "title", "praise", "awards", "cast", "plot", "people")
 
 
 class ReasonCheck(BaseModel):
@@ -237,6 +238,15 @@ class ReasonChecker:
     def users_of(self, item_id: str) -> frozenset[str]:
         """Users who liked ``item_id`` (:meth:`Catalog.liked_by`)."""
         return self.catalog.liked_by(item_id)
+
+    def _people(self):
+        """(the catalogue's people by lower-cased name or surname, one case-blind pattern), or None
+        where no item names its people."""
+        if not hasattr(self, "_people_cache"):
+            vocab = vocabulary(self.catalog)
+            self._people_cache = (vocab.people, re.compile(Vocabulary.phrase_pattern(vocab.people).pattern, re.I)) \
+                if vocab.people else None
+        return self._people_cache
 
     def titles_in(self, text: str) -> list[TitleHit]:
         """Catalog titles named in ``text`` (longest match first, left to right)."""
@@ -540,6 +550,18 @@ class ReasonChecker:
                 claims.append(Claim(kind=kind, text=w, true=False, why="not in the item's catalog text"))
             if words:
                 problems.append(f"unsupported claim ({kind}): " + ", ".join(words))
+        # 6b. a person the catalogue knows (director, artist, creator) is one of the item's, or of a
+        # liked, disliked or named item's: "a comedy by Wes Anderson" is checked like a genre
+        people = self._people()
+        if people is not None:
+            made = {p for it in [item, *liked.values(), *disliked.values(), *reference.values()] for p in item_people(it)}
+            for m in people[1].finditer(masked):
+                name = m.group(1)
+                if " " not in name and not name[:1].isupper():
+                    continue
+                who = people[0][name.lower()]
+                claim("people", name, any(w.lower() in made for w in who),
+                      f"{' or '.join(who)} made neither {item.title} nor an item of the history")
         # 7. it cites something the models found
         low = text.lower()
         cited = [h.title for h in evidence.history_titles()
