@@ -47,7 +47,7 @@ from pydantic import BaseModel
 from mediarec.catalog.model import Catalog, Item
 from mediarec.catalog.titles import normalize_title
 from mediarec.rank.evidence import MIN_CO_LIKED, Evidence
-from mediarec.rank.request import Vocabulary, item_people, vocabulary
+from mediarec.rank.request import find_people, item_people, vocabulary
 
 #: Words that claim facts the catalog rarely holds, by kind; a reason may use one only when the
 #: item's own catalog text (title, genres, tags, description) has it.
@@ -239,14 +239,6 @@ class ReasonChecker:
         """Users who liked ``item_id`` (:meth:`Catalog.liked_by`)."""
         return self.catalog.liked_by(item_id)
 
-    def _people(self):
-        """(the catalogue's people by lower-cased name or surname, one case-blind pattern), or None
-        where no item names its people."""
-        if not hasattr(self, "_people_cache"):
-            vocab = vocabulary(self.catalog)
-            self._people_cache = (vocab.people, re.compile(Vocabulary.phrase_pattern(vocab.people).pattern, re.I)) \
-                if vocab.people else None
-        return self._people_cache
 
     def titles_in(self, text: str) -> list[TitleHit]:
         """Catalog titles named in ``text`` (longest match first, left to right)."""
@@ -552,15 +544,12 @@ class ReasonChecker:
                 problems.append(f"unsupported claim ({kind}): " + ", ".join(words))
         # 6b. a person the catalogue knows (director, artist, creator) is one of the item's, or of a
         # liked, disliked or named item's: "a comedy by Wes Anderson" is checked like a genre
-        people = self._people()
-        if people is not None:
+        people = vocabulary(self.catalog).people
+        if people:
             made = {p for it in [item, *liked.values(), *disliked.values(), *reference.values()] for p in item_people(it)}
-            for m in people[1].finditer(masked):
-                name = m.group(1)
-                if " " not in name and not name[:1].isupper():
-                    continue
-                who = people[0][name.lower()]
-                claim("people", name, any(w.lower() in made for w in who),
+            for start, end, key in find_people(masked, people, masked):
+                who = people[key]
+                claim("people", masked[start:end], any(w.lower() in made for w in who),
                       f"{' or '.join(who)} made neither {item.title} nor an item of the history")
         # 7. it cites something the models found
         low = text.lower()

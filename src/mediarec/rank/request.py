@@ -285,7 +285,7 @@ class Vocabulary:
         self.max_year = max(years) if years else None
         # the catalogue's people: full names ("stanley kubrick", "radiohead") and surnames that name
         # one person only ("kubrick"; not "anderson": Wes or Paul Thomas) -> the name as the catalogue has it
-        names = {n.lower(): n for it in items for n in item_people(it, cased=True)}
+        names = {" ".join(n.lower().split()): n for it in items for n in item_people(it, cased=True)}
         credits: dict[str, set[str]] = {}  # person -> their items
         for it in items:
             for n in item_people(it):
@@ -323,7 +323,8 @@ def item_people(item: Item, cased: bool = False) -> set[str]:
         value = item.extra.get(key) if item.extra else None
         for v in (value if isinstance(value, (list, tuple)) else [value]):
             if isinstance(v, str):
-                out |= {n if cased else n.lower() for n in (x.strip() for x in _PEOPLE_SPLIT.split(v)) if len(n) >= 2}
+                out |= {n if cased else n.lower() for n in (" ".join(x.split()) for x in _PEOPLE_SPLIT.split(v))
+                        if len(n) >= 2}
     return out
 
 
@@ -1047,19 +1048,37 @@ _BY_PERSON = re.compile(r"(?:\b(?:directed|made|written|composed|performed|creat
 _AFTER_PERSON = re.compile(r"(?:'s)?\s+(?:brothers|sisters|siblings)\b|'s\b")
 
 
+def find_people(text: str, people: dict[str, list[str]], cased: str | None = None) -> list[tuple[int, int, str]]:
+    """(start, end, lower-cased name) of each of the catalogue's ``people`` in ``text``, longest first
+    from each word (a dictionary look-up of up to five words: a catalogue may name 100,000 people).
+    A one-word name counts only where ``cased`` (the text as written, same positions) capitalises it."""
+    words = list(re.finditer(r"\S+", text))
+    out: list[tuple[int, int, str]] = []
+    i = 0
+    while i < len(words):
+        for n in range(min(5, len(words) - i), 0, -1):
+            a, b = words[i].start(), words[i + n - 1].end()
+            phrase = text[a:b].rstrip(".,;:!?\"')")
+            phrase = phrase[:-2] if phrase.lower().endswith(("'s", "’s")) else phrase
+            key = " ".join(phrase.lower().split())
+            if key in people and (n > 1 or cased is None or cased[a:a + 1].isupper()):
+                out.append((a, a + len(phrase), key))
+                i += n
+                break
+        else:
+            i += 1
+    return out
+
+
 def _take_people(s: str, c: Constraints, vocab: Vocabulary, scopes: list[tuple[int, int]], cased: str) -> str:
     """The catalogue's people a request names ("by Stanley Kubrick", "Miyazaki films", "nothing by
     Nolan": left out). A one-word name counts only capitalised ("Nolan", not "nolan"), so a band called
     Air or Low never reads "low-key" or "in the air"."""
-    pat = Vocabulary.phrase_pattern(vocab.people)
-    if pat is None:
+    if not vocab.people:
         return s
-    for m in list(pat.finditer(s)):
-        phrase = m.group(1)
-        if " " not in phrase and not cased[m.start(1)].isupper():
-            continue
-        (c.exclude_people if _negated(scopes, m, 1) else c.people).extend(vocab.people[phrase])
-        start, end = m.start(1), m.end(1)
+    for start, end, key in find_people(s, vocab.people, cased):
+        negated = any(a <= start and end <= b for a, b in scopes)
+        (c.exclude_people if negated else c.people).extend(vocab.people[key])
         by = _BY_PERSON.search(s[:start])
         if by:
             start = by.start()
