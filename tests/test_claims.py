@@ -379,3 +379,10 @@ def test_a_person_named_in_a_reason_made_the_item_or_a_history_item(demo, checke
                          []).passed
     assert checker.check(f"{strangelove.title} is a comedy, like {budapest.title} by Wes Anderson.", strangelove,
                          ev, [budapest]).passed  # the liked film's director
+
+
+def test_an_era_asked_for_is_said_once():
+    """"It is comedy from the 1980s, as you asked. It is from the 1980s, like 4 items you liked.\""""
+    ev = Evidence(item_id="g", asked=["Comedy"], asked_era="1980s", era="1980s", era_count=4)
+    text = template_reason(ev, Item(id="g", title="Ghostbusters", year=1984, genres=("Comedy",)))
+    assert text.count("1980s") == 1 and text.startswith("It is comedy from the 1980s, as you asked."), text

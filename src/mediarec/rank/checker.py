@@ -626,7 +626,7 @@ def template_reason(evidence: Evidence, item: Item | None = None) -> str:
     if counts:
         g = max(counts, key=lambda g: counts[g])
         out.append(f"It is {_one_line(g).lower()}, like {_items(counts[g])}.")
-    if evidence.era and evidence.era_count >= 1:
+    if evidence.era and evidence.era_count >= 1 and evidence.era != evidence.asked_era:  # said once
         out.append(f"It is from the {evidence.era}, like {_items(evidence.era_count)}.")
     if evidence.no_liked_history:
         unlike = _unlike(evidence, item)
