@@ -159,6 +159,10 @@ def test_people_stand_until_lifted(plain):
     assert "by Stanley Kubrick" in lines(c) and "nothing by Christopher Nolan" in lines(c)
     lifted, gone = lift(c, "kubrick", plain.catalog)
     assert lifted.people == [] and lifted.exclude_people == ["Christopher Nolan"] and gone
+    s.send("from the 60s")  # a filter keeps who made it; a new subject replaces it
+    assert s.constraints.people == ["Stanley Kubrick"]
+    s.send("like Radiohead")
+    assert s.constraints.people == [] and s.constraints.exclude_people == ["Christopher Nolan"]
 
 
 def test_hostile_message_stays_data(plain):

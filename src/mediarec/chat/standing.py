@@ -54,6 +54,7 @@ def merge(standing: Constraints, turn: Constraints, catalog: Catalog | None = No
     elif has_subject(turn) and m.kind_of_reference:  # the old "like X"'s kind goes with it
         m.kinds, m.kind_of_reference = [], False
     if has_subject(turn):
+        m.people = list(turn.people)  # "like Radiohead" after "by Kubrick": Kubrick was the old subject
         m.reference, m.reference_title = turn.reference, turn.reference_title
         m.more_references, m.more_reference_titles = list(turn.more_references), list(turn.more_reference_titles)
         m.tags, m.soft = list(turn.tags), turn.soft
