@@ -239,7 +239,6 @@ class ReasonChecker:
         """Users who liked ``item_id`` (:meth:`Catalog.liked_by`)."""
         return self.catalog.liked_by(item_id)
 
-
     def titles_in(self, text: str) -> list[TitleHit]:
         """Catalog titles named in ``text`` (longest match first, left to right)."""
         words = list(_WORD_RE.finditer(text))
