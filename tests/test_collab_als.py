@@ -45,9 +45,11 @@ def test_ease_settings_keep_the_fingerprint_they_had_before_als():
 
     s = CollabSettings()
     old = {k: v for k, v in s.model_dump().items()
-           if k not in ("model", "als_from_items", "als_factors", "als_regularization", "als_alpha", "als_iterations")}
+           if k not in ("model", "als_from_items", "als_factors", "als_regularization", "als_alpha", "als_iterations",
+                        "strength")}
     assert s.key() == hashlib.sha256(json.dumps(old, sort_keys=True).encode()).hexdigest()[:16]
     assert CollabSettings(model="als").key() != s.key() != CollabSettings(model="ease").key()
+    assert CollabSettings(strength="log1p").key() != s.key()  # interaction strength, where used, is in it
 
 
 def test_fold_in_is_implicits_user_step(ml100k, als):
