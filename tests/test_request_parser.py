@@ -315,3 +315,20 @@ def test_relative_words_wait_for_an_anchor_and_say_what_they_became(demo):
     assert ref.year_min == 1996 and "newer than Heat (1995)" in ref.describe()
     gone = resolve_relative(parse_request("something else", demo), demo, anchors)
     assert set(gone.exclude_items) == {a.id for a in anchors}
+
+
+def test_a_band_name_is_one_name_and_its_words_are_not_people():
+    """Credits split on "and" / "&" / "," into people of two words or more; a band's own name stays
+    whole ("Fire" of Earth, Wind & Fire, or "the Machine", is no person to filter by)."""
+    from mediarec.catalog.model import Catalog, Item
+
+    items = [Item(id="e", title="That's the Way of the World", kind="album", genres=("Soul",),
+                  extra={"artist": "Earth, Wind & Fire"}),
+             Item(id="f", title="Lungs", kind="album", genres=("Pop",), extra={"artist": "Florence and the Machine"}),
+             Item(id="g", title="Getz/Gilberto", kind="album", genres=("Jazz",),
+                  extra={"artist": "Stan Getz and João Gilberto"})]
+    cat = Catalog("bands", items, [])
+    assert parse_request("something by Earth, Wind & Fire", cat).people == ["Earth, Wind & Fire"]
+    assert parse_request("a song about Fire", cat).people == []
+    assert parse_request("an album like the machine", cat).people == []
+    assert parse_request("more Stan Getz", cat).people == ["Stan Getz"]  # a part of two words is a person

@@ -293,7 +293,7 @@ class Vocabulary:
         by_surname: dict[str, set[str]] = {}
         for low in names:
             parts = low.split()
-            if len(parts) > 1 and len(parts[-1]) >= 4:
+            if len(parts) > 1 and len(parts[-1]) >= 4 and not _PEOPLE_SPLIT.search(low):  # a person, not a credit line
                 by_surname.setdefault(parts[-1], set()).add(low)
         self.people: dict[str, list[str]] = {low: [n] for low, n in names.items()}
         for sur, who in by_surname.items():
@@ -317,14 +317,19 @@ _PEOPLE_SPLIT = re.compile(r"\s*(?:,|&|;|\band\b)\s*")
 
 
 def item_people(item: Item, cased: bool = False) -> set[str]:
-    """The people an item's ``extra`` names ("Joel Coen and Ethan Coen": both), lower-cased unless ``cased``."""
+    """The people an item's ``extra`` names, lower-cased unless ``cased``: the whole value ("Simon &
+    Garfunkel", "Joel Coen and Ethan Coen") and each part of two words or more ("Joel Coen", "Ethan
+    Coen"; never "Fire" of "Earth, Wind & Fire", nor "the Machine" of "Florence and the Machine")."""
     out: set[str] = set()
     for key in PEOPLE_FIELDS:
         value = item.extra.get(key) if item.extra else None
         for v in (value if isinstance(value, (list, tuple)) else [value]):
-            if isinstance(v, str):
-                out |= {n if cased else n.lower() for n in (" ".join(x.split()) for x in _PEOPLE_SPLIT.split(v))
-                        if len(n) >= 2}
+            if not isinstance(v, str) or len(v.strip()) < 2:
+                continue
+            names = {" ".join(v.split())}
+            names |= {n for n in (" ".join(x.split()) for x in _PEOPLE_SPLIT.split(v))
+                      if len(n.split()) >= 2 and n.split()[0].lower() not in ("the", "a", "an")}
+            out |= names if cased else {n.lower() for n in names}
     return out
 
 
