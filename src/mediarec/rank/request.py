@@ -140,9 +140,9 @@ class Constraints(BaseModel):
     @property
     def is_hard(self) -> bool:
         """Whether anything filters candidates (else the request only steers the ranking)."""
-        return bool(self.genres or self.any_genres or self.year_min is not None or self.year_max is not None or self.kinds
-                    or self.exclude_genres or self.exclude_tags or self.exclude_kinds or self.exclude_items
-                    or self.exclude_years or self.people or self.exclude_people)
+        return bool(self.genres or self.any_genres or self.any_tags or self.year_min is not None
+                    or self.year_max is not None or self.kinds or self.exclude_genres or self.exclude_tags
+                    or self.exclude_kinds or self.exclude_items or self.exclude_years or self.people or self.exclude_people)
 
     @property
     def is_empty(self) -> bool:
