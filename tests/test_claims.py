@@ -345,6 +345,16 @@ def test_a_template_says_a_genre_named_with_the_reference_once():
     assert text.startswith("It is crime, like Heat (1995), which you named.") and text.count("crime") == 1, text
 
 
+def test_a_template_says_the_era_once():
+    """"It is crime and thriller from the 2010s, like Prisoners (2013), which you liked. It is from the
+    2010s, like 2 items you liked." (the demo's u13, Money Heist, stop 41)."""
+    prisoners = HistoryLink(id="p", title="Prisoners", year=2013, weight=1.0, genres=("Crime", "Thriller"))
+    ev = Evidence(item_id="m", like=prisoners, like_genres=["Crime", "Thriller"], like_era=True,
+                  genre_counts={"Crime": 1, "Thriller": 1}, era="2010s", era_count=2)
+    text = template_reason(ev, Item(id="m", title="Money Heist", kind="series", year=2017, genres=("Crime", "Thriller")))
+    assert text == "It is crime and thriller from the 2010s, like Prisoners (2013), which you liked.", text
+
+
 def test_a_template_says_who_made_it_when_the_request_asked():
     item = Item(id="s", title="The Shining", year=1980, genres=("Horror",), extra={"director": "Stanley Kubrick"})
     ev = Evidence(item_id="s").with_request(item, [], (None, None), ["Stanley Kubrick", "Christopher Nolan"])

@@ -29,11 +29,14 @@ from mediarec.index.store import CatalogIndex
 from mediarec.llm import LLM
 from mediarec.rank.explanations import HistoryPairs, ReasonMemo, explain_result
 from mediarec.rank.learned import LearnedSettings, SecondStage
+from mediarec.rank.mix import calibrate_scores, calibrated_order, media_shares, medium
 from mediarec.rank.prompts import MAX_LABELS, PromptLibrary
 from mediarec.rank.request import tiered_candidates
 from mediarec.rank.reranker import Reranker, RerankOutcome, RerankSettings
 from mediarec.rank.result import HistoryBasis, RankedItem, RecommendationResult
 
+#: How many of a list's first places follow the history's mix of media (the evaluation reads up to 20).
+MIX_PLACES = 100
 #: History (item, interaction) pairs -> interest-profile text for the retriever (see ``profile_source``).
 ProfileSource = Callable[[HistoryPairs], str | None]
 
@@ -135,6 +138,7 @@ class Recommender:
         self.catalog: Catalog | None = None
         self.index: CatalogIndex | None = None
         self.retriever: Retriever | None = None
+        self._media: list[str] | None = None  # each index row's medium; None where the catalog has one
         if catalog is not None and index is not None:
             self.serve(catalog, index)
 
@@ -190,6 +194,8 @@ class Recommender:
             if restart_retrain and self.train_second_stage and stage.retrain_interrupted \
                     and self.retrain_job is not None and self.retrain_job(catalog.name) is not None:
                 stage.retrain_started()
+        media = [medium(catalog.items[i].kind) for i in index.item_ids]
+        self._media = media if len(set(media)) > 1 else None
         self.catalog, self.index, self.retriever, self.stage = catalog, index, retriever, stage
 
     # -- the evaluation harness's scorer protocol (mediarec.eval.harness.Scorer) -----------------
@@ -247,6 +253,7 @@ class Recommender:
         profile = self._profile_for(pairs, None)
         scores = self._learned(history, rec.retriever.score_all(history, profile=profile,
                                                                 include_seen=self.include_seen), profile)
+        scores = self._mixed(scores, pairs)
         if self.reranker is None:
             return scores
         top = np.argsort(-scores, kind="stable")[: self._pool_size(self.n_candidates)]
@@ -267,6 +274,10 @@ class Recommender:
             masked = np.full(len(scores), -np.inf)
             masked[rows] = scores[rows]
             scores = self._learned(history, masked, profile)
+        if self._media is not None:  # the mix among these candidates only
+            masked = np.full(len(scores), -np.inf)
+            masked[rows] = scores[rows]
+            scores = self._mixed(masked, pairs)
         if self.reranker is not None:
             pool = sorted((r for r in rows if np.isfinite(scores[r])), key=lambda r: -scores[r])
             scores = self._lift(scores, pool[: self._pool_size(self.n_candidates)], pairs)
@@ -332,6 +343,8 @@ class Recommender:
         n_pool = max(n_cands, self.stage.settings.pool) if learned else n_cands
         if seen and learned:
             n_pool += self.stage.settings.repeat_pool  # room for the replays the learned stage reads
+        if self._media is not None:
+            n_pool = max(n_pool, MIX_PLACES)  # room for what replaces the items the mix moves down
         cap = seen and not (learned and self.stage.settings.include_seen) and self._policy() != "allow"
         if cap:
             n_pool += min(len(pairs), 500)  # room for new items below the replays that will be capped
@@ -358,7 +371,10 @@ class Recommender:
         replays_capped = False
         if cap and cands:
             cands, replays_capped = self._cap_replays(cands, {it.id for it, _ in pairs}, k)
-        cands = cands[:n_cands]
+        mixed = self._mix(cands, pairs, n_cands, constraints)
+        if mixed is not None and [c.item.id for c in mixed[:n_cands]] == [c.item.id for c in cands[:n_cands]]:
+            mixed = None  # the change is below what is shown: nothing to say
+        cands = (mixed or cands)[:n_cands]
         result = RecommendationResult(items=[], candidates=cands, stages=stages, request=query,
                                       llm=self.llm.spec if self.llm else None, seconds=seconds,
                                       settings=self.settings_report(), constraints=constraints,
@@ -373,6 +389,11 @@ class Recommender:
                                 "a request: the fused retrieval ranks (the learned stage is trained on histories)"
                                 if asked else "only negatives to go on: the fused retrieval ranks (the learned stage "
                                 "is trained on histories of items consumed)")
+        if mixed is not None:
+            shares = media_shares(it.kind for (it, _), ok in zip(pairs, pair_liked(pairs)) if ok)
+            result.notes.append("the list follows the mix of media in your history ("
+                                + ", ".join(f"{m} {v:.0%}" for m, v in sorted(shares.items(), key=lambda kv: -kv[1]))
+                                + "): items of a medium beyond its share move down")
         if relaxed is not None:
             result.notes.append(f"nothing left satisfies the request ({constraints.describe()}): "
                                 "these are the closest items without its filters")
@@ -489,6 +510,31 @@ class Recommender:
         out = self.reranker.rerank(pairs, cands, k, request=request, explain=explain)
         self.stats.record(cands, out)
         return out
+
+    def _shares(self, pairs: HistoryPairs) -> dict[str, float]:
+        """Each medium's share of the liked history ({} where the catalog holds one medium)."""
+        if self._media is None:
+            return {}
+        return media_shares(it.kind for (it, _), ok in zip(pairs, pair_liked(pairs)) if ok)
+
+    def _mixed(self, scores: np.ndarray, pairs: HistoryPairs) -> np.ndarray:
+        """``scores`` with their top re-ordered so its media follow the history's (:mod:`mediarec.rank.mix`)."""
+        shares = self._shares(pairs)
+        return calibrate_scores(scores, self._media, shares, MIX_PLACES) if shares else scores
+
+    def _mix(self, cands: list[Candidate], pairs: HistoryPairs, n: int, constraints: Any | None
+             ) -> list[Candidate] | None:
+        """The candidates with media following the history's, or None where the order stands: a
+        catalog of one medium, no liked history, a request that names a kind or compares with a
+        title (its kind leads), or every medium within its share already."""
+        if constraints is not None and (constraints.kinds or constraints.exclude_kinds or constraints.reference
+                                        or constraints.more_references):
+            return None
+        shares = self._shares(pairs)
+        if not shares:
+            return None
+        order = calibrated_order([medium(c.item.kind) for c in cands], shares, max(n, MIX_PLACES))
+        return None if order == list(range(len(cands))) else [cands[i] for i in order]
 
     def _learned(self, history: Sequence[Any], scores: np.ndarray, profile: str | None) -> np.ndarray:
         """``scores`` with the learned stage's pool re-ordered by it and placed above every other item."""

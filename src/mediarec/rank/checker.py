@@ -616,8 +616,10 @@ def template_reason(evidence: Evidence, item: Item | None = None) -> str:
     genres = [_one_line(g).lower() for g in evidence.like_genres[:2] if g.lower() not in before]
     era = f" from the {decade_of(evidence.like.year)}" if evidence.like is not None and evidence.like_era \
         and evidence.like.year and not evidence.asked_era else ""
+    era_said = False
     if evidence.like is not None and evidence.like_genres and (genres or era) and (
             evidence.cowatched is None or evidence.like.id != evidence.cowatched.id):
+        era_said = bool(era)
         out.append(f"It is {_list(genres) if genres else ''}{era if genres else era.lstrip()}, "
                    f"like {_one_line(evidence.like.label)}, which you liked.")
     said = ({g.lower() for g in evidence.like_genres[:2]} if evidence.like is not None and len(out) < 3 else set()) | before
@@ -625,7 +627,7 @@ def template_reason(evidence: Evidence, item: Item | None = None) -> str:
     if counts:
         g = max(counts, key=lambda g: counts[g])
         out.append(f"It is {_one_line(g).lower()}, like {_items(counts[g])}.")
-    if evidence.era and evidence.era_count >= 1 and evidence.era != evidence.asked_era:  # said once
+    if evidence.era and evidence.era_count >= 1 and evidence.era != evidence.asked_era and not era_said:  # said once
         out.append(f"It is from the {evidence.era}, like {_items(evidence.era_count)}.")
     if evidence.no_liked_history:
         unlike = _unlike(evidence, item)
