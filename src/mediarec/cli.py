@@ -458,7 +458,7 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--ablation", action="store_true",
                    help="add the learned stage without each feature group (learned-<group>), tested against learned")
     e.add_argument("--requests", action="store_true",
-                   help="also run the request benchmark on the hybrid system (requests.json, a report section)")
+                   help="also run the request benchmark with the learned system, else the hybrid (requests.json, a report section)")
     e.add_argument("--request-llm", action="store_true",
                    help="with --requests: also read requests with the LLM and rerank with it (needs --llm), "
                         "each variant paired against the rules alone")

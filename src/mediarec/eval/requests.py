@@ -304,6 +304,12 @@ def run_requests(system: Any, split: Split, users: Sequence[str], seed: int = 0,
     genres = sorted({g for it in catalog.items.values() for g in it.genres})
     usable_tags = _tags_read_as_tags(catalog)
     embed = retriever.index.embedder.embed  # the fallback reading of unread words, as recommend reads them
+    stage = getattr(system, "stage", None)
+
+    def learned(hist: Sequence[Any], scores: np.ndarray) -> np.ndarray:
+        """``scores`` re-ordered by the system's learned stage where one serves (as ``recommend``)."""
+        return system._learned(hist, scores, None) if stage is not None and stage.active else scores
+
     rows: list[dict[str, Any]] = []
     with counting(progress, unit="users") as bar:
         task = bar.add_task(f"requests ({', '.join(v.name for v in variants)})", total=len(users))
@@ -321,7 +327,7 @@ def run_requests(system: Any, split: Split, users: Sequence[str], seed: int = 0,
                 top = [catalog.items[item_ids[j]] for j in top_k(s, keys, K)]
                 return rank_of_target(s, keys, pos[target_id]) if target_id in pos else math.inf, top
 
-            base_rank, base_top = ranked(masked(retriever.score_all(hist)))
+            base_rank, base_top = ranked(masked(learned(hist, retriever.score_all(hist))))
             # the one definition of liked (no dislike, no rating below the user's midpoint)
             liked = [catalog.items[x.item] for x, ok in zip(hist, liked_flags(hist)) if ok and x.item in catalog.items]
             for case in make_cases(u, catalog.items[target_id], liked, catalog, base_top, seed, genres, usable_tags):
@@ -340,6 +346,8 @@ def run_requests(system: Any, split: Split, users: Sequence[str], seed: int = 0,
                            "base_rank": base_rank, "base_adherence": _share(case.truth, base_top)}
                     scores = masked(retriever.score_all(hist, query=text, constraints=parsed)
                                     + character_tiers(parsed, catalog, item_ids))
+                    if text is None and parsed.only_filters:  # as recommend: the history ranks within them
+                        scores = masked(learned(hist, scores))
                     if v.reranker is not None:
                         scores, row["rerank"] = _reranked(v, scores, catalog.history_pairs(hist), case.text,
                                                           catalog, item_ids, pos)

@@ -16,7 +16,9 @@ from pathlib import Path
 from mediarec.errors import ConfigError
 
 WEIGHTS = (0.0, 0.25, 0.5, 0.75, 1.0)
-REQUEST_SYSTEM = "hybrid"  # the product's retrieval, which --requests measures with and without requests
+# What --requests ranks with: the product's order without an LLM (the learned stage over the
+# retrieval) where the run has it, else the retrieval alone; with and without the requests.
+REQUEST_SYSTEMS = ("learned", "hybrid")
 
 
 def make_protocol(args, dataset: str):
@@ -54,8 +56,8 @@ def run_eval(args) -> int:
 
         names += [n for n in ["learned", *ablation_names()] if n not in names]
     llm_names = [n for n in names if llm_parts(n)]
-    if getattr(args, "requests", False) and REQUEST_SYSTEM not in names:
-        raise ConfigError(f"--requests ranks with the {REQUEST_SYSTEM} system: add it to --systems")
+    if getattr(args, "requests", False) and not set(REQUEST_SYSTEMS) & set(names):
+        raise ConfigError(f"--requests ranks with the {' or '.join(REQUEST_SYSTEMS)} system: add one to --systems")
     # Base systems see the catalog's own text; `+summaries` variants add the stored summaries, so
     # one run says what they change (the llm system reranks the plain hybrid).
     loaded = load_dataset(args.dataset, args.data_dir)
@@ -146,7 +148,8 @@ def run_eval(args) -> int:
         from mediarec.eval.requests import write_requests
 
         variants, facts = _request_variants(args, fam, tuned, catalog, cut_of)
-        write_requests(next(s for s in systems if s.name == REQUEST_SYSTEM), split, report.users, protocol, out,
+        by_name = {s.name: s for s in systems}
+        write_requests(next(by_name[n] for n in REQUEST_SYSTEMS if n in by_name), split, report.users, protocol, out,
                        command, variants=variants, progress=not args.quiet, facts=facts,
                        variant_users=getattr(args, "request_llm_users", None))
     _print_table(con, report)
