@@ -299,14 +299,15 @@ def test_demo_request(rec, text, who, checks):
 @pytest.mark.parametrize("text, filters", [("something funny", True), ("no horror", True),
                                            ("something from the 80s", True), ("nothing with zombies", True),
                                            ("something atmospheric", False), ("like Alien but funnier", False),
-                                           ("a rainy sunday", False)])
+                                           ("something for a rainy sunday", True)])
 def test_a_request_read_wholly_into_filters_is_ranked_by_the_history_within_them(rec, text, filters):
     """"something funny" for alice (sci-fi and horror) gave Toy Story 3 and Bluey first (stop 41): the
-    fused retrieval ranked the comedies. Within filters the learned stage ranks, as without a request;
-    tags, a reference or search text keep the fused retrieval, which reads them."""
+    fused retrieval ranked the comedies. Within filters (or with nothing read) the learned stage
+    ranks, as without a request; tags, a reference or search text keep the fused retrieval, which
+    reads them."""
     assert rec.stage is not None and rec.stage.active
     r = rec.recommend(user="alice", query=text, k=10, explain=False)
-    assert r.constraints.only_filters is filters
+    assert r.constraints.history_ranks is filters
     assert ("learned" in r.stages) is filters, (text, r.stages, r.constraints.describe())
     assert any("fused retrieval ranks" in n for n in r.notes) is not filters
     assert all((x.learned_score is not None) is filters for x in r.items)

@@ -337,8 +337,8 @@ class Recommender:
         # retrieval lets it lead and applies its filters), or with nothing but dislikes to go on (its
         # features are built from the wanted items), the fused retrieval ranks.
         asked = any(q and q.strip() for q in (query, text_query))  # a chat's standing request counts too
-        # ... unless it was read wholly into filters: within them the history ranks as without one
-        filtered = asked and text_query is None and constraints is not None and constraints.only_filters
+        # ... unless it was read wholly into filters (or not at all): the history ranks within them as without one
+        filtered = asked and text_query is None and constraints is not None and constraints.history_ranks
         basis = history_basis(pairs)
         learned = self.stage is not None and self.stage.active and (not asked or filtered) \
             and not basis.only_negatives

@@ -346,7 +346,7 @@ def run_requests(system: Any, split: Split, users: Sequence[str], seed: int = 0,
                            "base_rank": base_rank, "base_adherence": _share(case.truth, base_top)}
                     scores = masked(retriever.score_all(hist, query=text, constraints=parsed)
                                     + character_tiers(parsed, catalog, item_ids))
-                    if text is None and parsed.only_filters:  # as recommend: the history ranks within them
+                    if text is None and parsed.history_ranks:  # as recommend: the history ranks within the filters
                         scores = masked(learned(hist, scores))
                     if v.reranker is not None:
                         scores, row["rerank"] = _reranked(v, scores, catalog.history_pairs(hist), case.text,

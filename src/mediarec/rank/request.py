@@ -145,11 +145,12 @@ class Constraints(BaseModel):
                     or self.exclude_kinds or self.exclude_items or self.exclude_years or self.people or self.exclude_people)
 
     @property
-    def only_filters(self) -> bool:
-        """Whether the request was read wholly into filters ("something funny", "no horror", "from the
-        80s"): nothing for the text side, no reference, no tier to rank up. Within the filters the
-        history ranks, as it does without a request (the learned stage where one serves)."""
-        return self.is_hard and self.text_query() is None and self.reference is None and not (
+    def history_ranks(self) -> bool:
+        """Whether the history ranks, within the request's filters, as it does without a request (the
+        learned stage where one serves): the request was read wholly into filters ("something
+        funny", "no horror", "from the 80s") or not read at all ("something for a rainy sunday": its
+        words are shown back): nothing for the text side, no reference, no tier to rank up."""
+        return self.text_query() is None and self.reference is None and not (
             self.more_references or self.prefer_genres or self.near_genres or self.any_tags)
 
     @property
