@@ -251,8 +251,8 @@ class Recommender:
             return np.zeros(len(rec.index.item_ids))
         pairs = rec.catalog.history_pairs(history)
         profile = self._profile_for(pairs, None)
-        scores = self._learned(history, rec.retriever.score_all(history, profile=profile,
-                                                                include_seen=self.include_seen), profile)
+        fused = rec.retriever.score_all(history, profile=profile, include_seen=self.include_seen)
+        scores = self.learned_order(history, fused, profile)
         scores = self._mixed(scores, pairs)
         if self.reranker is None:
             return scores
@@ -273,7 +273,7 @@ class Recommender:
         if self.stage is not None and self.stage.active:  # the learned stage orders these candidates only
             masked = np.full(len(scores), -np.inf)
             masked[rows] = scores[rows]
-            scores = self._learned(history, masked, profile)
+            scores = self.learned_order(history, masked, profile)
         if self._media is not None:  # the mix among these candidates only
             masked = np.full(len(scores), -np.inf)
             masked[rows] = scores[rows]
@@ -393,7 +393,7 @@ class Recommender:
                                 if asked else "only negatives to go on: the fused retrieval ranks (the learned stage "
                                 "is trained on histories of items consumed)")
         if mixed is not None:
-            shares = media_shares(it.kind for (it, _), ok in zip(pairs, pair_liked(pairs)) if ok)
+            shares = self._shares(pairs)
             result.notes.append("the list follows the mix of media in your history ("
                                 + ", ".join(f"{m} {v:.0%}" for m, v in sorted(shares.items(), key=lambda kv: -kv[1]))
                                 + "): items of a medium beyond its share move down")
@@ -539,7 +539,7 @@ class Recommender:
         order = calibrated_order([medium(c.item.kind) for c in cands], shares, max(n, MIX_PLACES))
         return None if order == list(range(len(cands))) else [cands[i] for i in order]
 
-    def _learned(self, history: Sequence[Any], scores: np.ndarray, profile: str | None) -> np.ndarray:
+    def learned_order(self, history: Sequence[Any], scores: np.ndarray, profile: str | None = None) -> np.ndarray:
         """``scores`` with the learned stage's pool re-ordered by it and placed above every other item."""
         if self.stage is None or not self.stage.active:
             return scores

@@ -304,11 +304,9 @@ def run_requests(system: Any, split: Split, users: Sequence[str], seed: int = 0,
     genres = sorted({g for it in catalog.items.values() for g in it.genres})
     usable_tags = _tags_read_as_tags(catalog)
     embed = retriever.index.embedder.embed  # the fallback reading of unread words, as recommend reads them
-    stage = getattr(system, "stage", None)
-
     def learned(hist: Sequence[Any], scores: np.ndarray) -> np.ndarray:
         """``scores`` re-ordered by the system's learned stage where one serves (as ``recommend``)."""
-        return system._learned(hist, scores, None) if stage is not None and stage.active else scores
+        return system.learned_order(hist, scores) if hasattr(system, "learned_order") else scores
 
     rows: list[dict[str, Any]] = []
     with counting(progress, unit="users") as bar:
