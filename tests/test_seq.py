@@ -165,6 +165,33 @@ def test_stored_by_fingerprint_and_reused(tmp_path):
     assert c.extra["fingerprint"] != a.extra["fingerprint"] and c.extra["trained"] is True
 
 
+def test_an_ensemble_averages_its_members_each_stored_as_a_single_run_of_its_seed(tmp_path):
+    """``ensemble=2``: the models of seeds 0 and 1, each under the fingerprint a single run of that
+    seed stores (so a member trained alone, e.g. by ``python -m mediarec.index.seq --seed 1``, is
+    reused), scored as the mean of their scores; the ensemble's key names both members."""
+    seqs = {f"u{k}": [f"i{(k + t) % N_ITEMS}" for t in range(8)] for k in range(20)}
+    cat = _catalog(seqs)
+    one = SeqSettings(**{**TINY.__dict__, "epochs": 2})
+    seed1 = SeqSettings(**{**one.__dict__, "seed": 1})
+    alone = SeqScorer(tmp_path, seed1)
+    alone.fit(cat)  # the second member, trained on its own first
+    both = SeqScorer(tmp_path, SeqSettings(**{**one.__dict__, "ensemble": 2}))
+    assert both.fit(cat)
+    members = both.extra["members"]
+    assert [m["trained"] for m in members] == [True, False]  # seed 0 trained now, seed 1 reused
+    assert members[1]["fingerprint"] == alone.extra["fingerprint"]
+    assert both.extra["fingerprint"] == "+".join(m["fingerprint"] for m in members)
+    first = SeqScorer(tmp_path, one)
+    first.fit(cat)
+    assert first.extra["trained"] is False and first.extra["fingerprint"] == members[0]["fingerprint"]
+    hist = cat.history("u3")[:4]
+    mean = (first.score_array(hist) + alone.score_array(hist)) / 2
+    np.testing.assert_allclose(both.score_array(hist), mean, rtol=1e-5, atol=1e-6)
+    assert not np.allclose(first.score_array(hist), alone.score_array(hist))  # two different models
+    # without training allowed, a missing member means no model
+    assert SeqScorer(tmp_path, SeqSettings(**{**one.__dict__, "ensemble": 3})).fit(cat, may_train=False) is False
+
+
 def test_without_torch_the_error_names_the_pinned_extra(monkeypatch):
     import sys
 

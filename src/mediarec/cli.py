@@ -426,6 +426,9 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--seq-epochs", type=int, default=None,
                    help="at most this many epochs for a sequential model trained by this run (default 200, "
                         "early stopping after 20 without gain); a stored model is reused whatever it says")
+    e.add_argument("--seq-ensemble", type=int, default=1,
+                   help="sequential models of this many seeds, their scores averaged (each trained, or reused "
+                        "when stored under its own fingerprint; default 1)")
     e.add_argument("--device", default="cpu", help="where the seq system trains and scores: cpu or cuda (default cpu)")
     e.add_argument("--users", type=int, default=None,
                    help="test users, a seeded sample (default: all with --protocol full, 200 with sampled, "

@@ -75,7 +75,9 @@ def run_eval(args) -> int:
     # unknown names fail before any model loads
     seq_device = getattr(args, "device", "cpu")
     seq_epochs = getattr(args, "seq_epochs", None)
-    build_systems([n for n in names if not llm_parts(n)], provider, seq_device=seq_device, seq_epochs=seq_epochs)
+    seq_ensemble = getattr(args, "seq_ensemble", 1)
+    build_systems([n for n in names if not llm_parts(n)], provider, seq_device=seq_device, seq_epochs=seq_epochs,
+                  seq_ensemble=seq_ensemble)
     n_explain = getattr(args, "explanations", None)
     fam = load_families(names, args, catalog, provider)
     llm = fam.llm if fam is not None else load_llm(args.llm, cache_scope=catalog.name) if n_explain else None
@@ -115,7 +117,8 @@ def run_eval(args) -> int:
     _store_weights(con, tuned, fam, catalog, split, cut_of if len(cuts) > 1 else {})
     systems = [fam.system(n, tuned[n][0], label=n, history=cut_of[n]) if n in tuned else
                build_systems([n], provider, None, args.candidates, profile_llm=profile_llm,
-                             seq_device=seq_device, seq_epochs=seq_epochs)[0] for n in names]
+                             seq_device=seq_device, seq_epochs=seq_epochs, seq_ensemble=seq_ensemble)[0]
+               for n in names]
     for llm_name, (chosen, _, _) in tuned.items():
         # Fixed weights beside the tuned one, so the report says what the LLM alone (1.0) and an
         # even blend (0.5) do on the test users; the LLM answers come from the cache, no extra cost.

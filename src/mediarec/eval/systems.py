@@ -127,19 +127,21 @@ def split_seq(name: str) -> tuple[str, str]:
     return "+".join(p for k, p in enumerate(parts) if k == 0 or p not in ("seq", "noseq")), mode
 
 
-def seq_source(provider: IndexProvider, mode: str, device: str = "cpu", epochs: int | None = None):
-    """The product's sequential-model source for an evaluation system (training allowed)."""
+def seq_source(provider: IndexProvider, mode: str, device: str = "cpu", epochs: int | None = None,
+               ensemble: int = 1):
+    """The product's sequential-model source for an evaluation system (training allowed);
+    ``ensemble``: models of as many seeds, their scores averaged."""
     import sys
 
     from mediarec.index.seq import SeqSettings, SeqSource
 
     log = (lambda m: print(m, file=sys.stderr, flush=True)) if provider.progress else None
-    settings = SeqSettings(device=device, **({"epochs": epochs} if epochs else {}))
+    settings = SeqSettings(device=device, ensemble=ensemble, **({"epochs": epochs} if epochs else {}))
     return SeqSource(provider.settings.home, mode=mode, settings=settings, progress=provider.progress,
                      summary=log, log=log)  # a line per epoch: a run of an hour is followed in its log
 
 
-def seq_system(provider: IndexProvider, device: str = "cpu", name: str = "seq"):
+def seq_system(provider: IndexProvider, device: str = "cpu", name: str = "seq", ensemble: int = 1):
     """The sequential model as an evaluation system (needs torch: a one-line error without it)."""
     import sys
 
@@ -147,8 +149,8 @@ def seq_system(provider: IndexProvider, device: str = "cpu", name: str = "seq"):
 
     check_device(device)
     log = (lambda m: print(m, file=sys.stderr, flush=True)) if provider.progress else None
-    return SeqScorer(provider.settings.home, SeqSettings(device=device), name=name, progress=provider.progress,
-                     summary=log)
+    return SeqScorer(provider.settings.home, SeqSettings(device=device, ensemble=ensemble), name=name,
+                     progress=provider.progress, summary=log)
 
 
 def parse_learned_name(name: str) -> tuple[tuple[str, ...], bool] | None:
@@ -269,7 +271,7 @@ def seen_system(name: str, provider: IndexProvider, n_candidates: int = 20) -> R
 
 def build_systems(names: list[str], provider: IndexProvider, llm: LLM | None = None, n_candidates: int = 20,
                   llm_weight: float | None = None, profile_llm: LLM | None = None,
-                  seq_device: str = "cpu", seq_epochs: int | None = None) -> list[Any]:
+                  seq_device: str = "cpu", seq_epochs: int | None = None, seq_ensemble: int = 1) -> list[Any]:
     """The named systems, in order; an unknown name is an error that lists the known ones."""
     systems: list[Any] = []
     for n in names:
@@ -279,13 +281,13 @@ def build_systems(names: list[str], provider: IndexProvider, llm: LLM | None = N
         elif n in BASELINES:
             systems.append(BASELINES[n]())
         elif n == "seq":
-            systems.append(seq_system(provider, seq_device))
+            systems.append(seq_system(provider, seq_device, ensemble=seq_ensemble))
         elif parse_retrieval_name(split_seq(n)[0]) is not None:
             systems.append(retrieval_system(n, provider, profile_llm,
-                                            seq=seq_source(provider, split_seq(n)[1], seq_device, seq_epochs)))
+                                            seq=seq_source(provider, split_seq(n)[1], seq_device, seq_epochs, seq_ensemble)))
         elif parse_learned_name(split_seq(n)[0]) is not None:
             systems.append(learned_system(n, provider, llm, n_candidates, llm_weight,
-                                          seq=seq_source(provider, split_seq(n)[1], seq_device, seq_epochs)))
+                                          seq=seq_source(provider, split_seq(n)[1], seq_device, seq_epochs, seq_ensemble)))
         elif n == "llm":
             if llm is None:
                 raise ConfigError("the llm system needs --llm (local:NAME, openai:MODEL)")

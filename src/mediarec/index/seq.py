@@ -53,6 +53,9 @@ class SeqSettings:
     weight_decay: float = 0.0
     batch: int = 64
     seed: int = 0
+    # Members trained with seeds seed, seed + 1, ...; their scores averaged. Each member is the
+    # model a single run with its seed stores (its own fingerprint), so a stored one is reused.
+    ensemble: int = 1
     epochs: int = 200
     patience: int = 20
     device: str = "cpu"
@@ -60,9 +63,15 @@ class SeqSettings:
 
     def fingerprint_fields(self) -> dict:
         d = asdict(self)
-        for k in ("epochs", "patience", "device", "threads"):
+        for k in ("epochs", "patience", "device", "threads", "ensemble"):
             d.pop(k)
         return d
+
+    def members(self) -> list["SeqSettings"]:
+        """One model's settings per member of the ensemble (itself, for one)."""
+        from dataclasses import replace
+
+        return [replace(self, seed=self.seed + k, ensemble=1) for k in range(max(1, self.ensemble))]
 
 
 def torch_or_error():
@@ -226,6 +235,22 @@ class SeqModel:
         return out
 
 
+class SeqEnsemble:
+    """Several trained models of one catalogue, scored as the mean of their scores. Each model's
+    softmax normalises by a constant per history, so the mean of the scores orders items as the
+    mean of the log-probabilities does (a geometric mean of the members' distributions)."""
+
+    def __init__(self, members: Sequence[SeqModel]):
+        self.members = list(members)
+        self.n_items, self.settings = self.members[0].n_items, self.members[0].settings
+
+    def score_histories(self, histories: Sequence[Sequence[int]], batch: int = 256) -> np.ndarray:
+        out = self.members[0].score_histories(histories, batch)
+        for m in self.members[1:]:
+            out += m.score_histories(histories, batch)
+        return out / len(self.members)
+
+
 def ndcg_hr_at(scores: np.ndarray, targets: np.ndarray, seen: Sequence[Sequence[int]], k: int = 10):
     """Per-row NDCG@k and HR@k with seen items other than the target excluded (full ranking, as the
     harness's full mode; ties count against us)."""
@@ -386,11 +411,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="python -m mediarec.index.seq")
     p.add_argument("sequences")
     p.add_argument("--workdir", required=True)
-    for name, default in asdict(SeqSettings()).items():
+    one = [k for k in asdict(SeqSettings()) if k != "ensemble"]  # one model a run: members are runs by --seed
+    for name in one:
+        default = getattr(SeqSettings(), name)
         p.add_argument(f"--{name.replace('_', '-')}", type=type(default) if default is not None else int,
                        default=default)
     a = p.parse_args(argv)
-    s = SeqSettings(**{k: getattr(a, k) for k in asdict(SeqSettings())})
+    s = SeqSettings(**{k: getattr(a, k) for k in one})
     cat = sequence_catalog("seq", read_sequences(a.sequences))
     index = {iid: i for i, iid in enumerate(cat.items)}
     seqs = read_sequences(a.sequences)
@@ -468,29 +495,44 @@ class SeqScorer:
         val_t = [self._index[h[-1]] if len(h) >= 2 else -1 for h in hists.values()]
         # a one-item user has no validation target: that item is training history
         train_h = [t if v >= 0 else [self._index[h[0]]] for t, v, h in zip(train_h, val_t, hists.values())]
-        fp = data_fingerprint(len(self.item_ids), train_h, self.settings)
-        where = model_dir(self.home, catalog.name, fp)
+        models, extras = [], []
+        for member in self.settings.members():
+            model, extra = self._fit_one(catalog.name, train_h, val_t, member, may_train)
+            if model is None:
+                self.model, self.extra = None, extra
+                return False
+            models.append(model)
+            extras.append(extra)
+        if len(models) == 1:
+            self.model, self.extra = models[0], extras[0]
+        else:  # the fingerprint (the learned stage's key) and the model paths name every member
+            self.model = SeqEnsemble(models)
+            self.extra = {"fingerprint": "+".join(e["fingerprint"] for e in extras),
+                          "trained": any(e["trained"] for e in extras),
+                          "model": ", ".join(e["model"] for e in extras), "members": extras}
+        return True
+
+    def _fit_one(self, catalog_name: str, train_h, val_t, settings: SeqSettings, may_train: bool):
+        """(one model, its facts): stored under its fingerprint, or trained now; (None, facts) when
+        none is stored and training is not allowed."""
+        fp = data_fingerprint(len(self.item_ids), train_h, settings)
+        where = model_dir(self.home, catalog_name, fp)
         stored = where / "model.pt"
         if stored.exists():
-            self.model = load(stored, self.settings.device)
-            self.extra = {"fingerprint": fp, "trained": False, "model": str(stored)}
             if self.summary:
                 self.summary(f"{self.name}: reusing the model trained on this catalog ({stored})")
-            return True
+            return load(stored, settings.device), {"fingerprint": fp, "trained": False, "model": str(stored)}
         if not may_train:
-            self.model = None
-            self.extra = {"fingerprint": fp, "trained": False, "model": None}
-            return False
-        self.model, r = train(len(self.item_ids), train_h, self.settings, val_targets=val_t, workdir=where,
-                              progress=self.progress, log=self.log)
-        self.extra = {"fingerprint": fp, "trained": True, "model": str(stored), "epochs": r.epochs_run,
-                      "best_epoch": r.best_epoch, "val_ndcg@10": r.best_val_ndcg10, "train_seconds": r.seconds}
+            return None, {"fingerprint": fp, "trained": False, "model": None}
+        model, r = train(len(self.item_ids), train_h, settings, val_targets=val_t, workdir=where,
+                         progress=self.progress, log=self.log)
         if self.summary:
             self.summary(f"{self.name}: trained {r.epochs_run - r.resumed_from} epochs"
                          + (f" (resumed after {r.resumed_from})" if r.resumed_from else "")
                          + f" in {r.seconds:.0f} s, best validation NDCG@10 {r.best_val_ndcg10:.4f} at epoch "
                          f"{r.best_epoch}" + (", stopped early" if r.stopped_early else "") + f"; stored in {where}")
-        return True
+        return model, {"fingerprint": fp, "trained": True, "model": str(stored), "epochs": r.epochs_run,
+                       "best_epoch": r.best_epoch, "val_ndcg@10": r.best_val_ndcg10, "train_seconds": r.seconds}
 
     def _indices(self, history) -> list[int]:
         out = []
