@@ -192,6 +192,16 @@ def test_an_ensemble_averages_its_members_each_stored_as_a_single_run_of_its_see
     assert SeqScorer(tmp_path, SeqSettings(**{**one.__dict__, "ensemble": 3})).fit(cat, may_train=False) is False
 
 
+def test_eval_passes_the_ensemble_to_the_seq_system_and_the_sources(tmp_home):
+    from mediarec.cli import build_parser
+    from mediarec.eval.systems import IndexProvider, build_systems
+
+    args = build_parser().parse_args(["eval", "--systems", "seq,learned+seq", "--seq-ensemble", "2"])
+    assert args.seq_ensemble == 2
+    seq, learned = build_systems(["seq", "learned+seq"], IndexProvider(), seq_ensemble=args.seq_ensemble)
+    assert seq.settings.ensemble == 2 and learned.seq.settings.ensemble == 2
+
+
 def test_without_torch_the_error_names_the_pinned_extra(monkeypatch):
     import sys
 
