@@ -270,14 +270,11 @@ class Recommender:
         pairs = rec.catalog.history_pairs(history)
         profile = self._profile_for(pairs, None)
         scores = rec.retriever.score_all(history, profile=profile, include_seen=self.include_seen)
-        if self.stage is not None and self.stage.active:  # the learned stage orders these candidates only
+        learned = self.stage is not None and self.stage.active
+        if learned or self._media is not None:  # the learned stage and the mix order these candidates only
             masked = np.full(len(scores), -np.inf)
             masked[rows] = scores[rows]
-            scores = self.learned_order(history, masked, profile)
-        if self._media is not None:  # the mix among these candidates only
-            masked = np.full(len(scores), -np.inf)
-            masked[rows] = scores[rows]
-            scores = self._mixed(masked, pairs)
+            scores = self._mixed(self.learned_order(history, masked, profile) if learned else masked, pairs)
         if self.reranker is not None:
             pool = sorted((r for r in rows if np.isfinite(scores[r])), key=lambda r: -scores[r])
             scores = self._lift(scores, pool[: self._pool_size(self.n_candidates)], pairs)

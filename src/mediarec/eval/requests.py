@@ -304,6 +304,7 @@ def run_requests(system: Any, split: Split, users: Sequence[str], seed: int = 0,
     genres = sorted({g for it in catalog.items.values() for g in it.genres})
     usable_tags = _tags_read_as_tags(catalog)
     embed = retriever.index.embedder.embed  # the fallback reading of unread words, as recommend reads them
+
     def learned(hist: Sequence[Any], scores: np.ndarray) -> np.ndarray:
         """``scores`` re-ordered by the system's learned stage where one serves (as ``recommend``)."""
         return system.learned_order(hist, scores) if hasattr(system, "learned_order") else scores

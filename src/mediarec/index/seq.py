@@ -411,13 +411,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="python -m mediarec.index.seq")
     p.add_argument("sequences")
     p.add_argument("--workdir", required=True)
-    one = [k for k in asdict(SeqSettings()) if k != "ensemble"]  # one model a run: members are runs by --seed
-    for name in one:
-        default = getattr(SeqSettings(), name)
+    defaults = asdict(SeqSettings())
+    defaults.pop("ensemble")  # one model a run: an ensemble's members are runs by --seed
+    for name, default in defaults.items():
         p.add_argument(f"--{name.replace('_', '-')}", type=type(default) if default is not None else int,
                        default=default)
     a = p.parse_args(argv)
-    s = SeqSettings(**{k: getattr(a, k) for k in one})
+    s = SeqSettings(**{k: getattr(a, k) for k in defaults})
     cat = sequence_catalog("seq", read_sequences(a.sequences))
     index = {iid: i for i, iid in enumerate(cat.items)}
     seqs = read_sequences(a.sequences)
